@@ -1,0 +1,149 @@
+//! Every clap type, and nothing else. These enums stay separate from the domain types; the
+//! commands resolve them into settings structs before running.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::env_vars;
+
+/// agentctl: AI agents in GitHub Actions, safely, reliably and cheaply.
+///
+/// Secrets are never taken from the command line: API keys and tokens come from environment
+/// variables (GITHUB_TOKEN, OPENAI_API_KEY or the variable a provider's `api_key_env` names).
+#[derive(Debug, Parser)]
+#[command(name = "agentctl", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// More log output on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Review a pull request: findings as inline comments, a summary comment, outputs and SARIF.
+    Review(ReviewArgs),
+    /// Edit the checkout to address an issue or comment, verify, and open a draft PR (not implemented yet).
+    Fix(PlaceholderArgs),
+    /// Map the triggering event to a task, model and runner for later jobs (not implemented yet).
+    Route(PlaceholderArgs),
+    /// Report, check and estimate token usage and spend (not implemented yet).
+    Cost(PlaceholderArgs),
+    /// Mint GitHub App installation tokens or runner registration tokens (not implemented yet).
+    TokenRefresh(PlaceholderArgs),
+    /// Validate, print or create the config file.
+    Config(ConfigArgs),
+}
+
+/// Arguments of commands that are not implemented yet; accepted so scripts get a clear answer.
+#[derive(Debug, Args)]
+pub struct PlaceholderArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub rest: Vec<String>,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Markdown,
+    Sarif,
+}
+
+/// Severity threshold for `--fail-on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    None,
+    Critical,
+    High,
+    Medium,
+    Low,
+    Info,
+}
+
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// Print what would be posted instead of writing to GitHub (implied when no token is set).
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Pull request number (otherwise taken from the event).
+    #[arg(long)]
+    pub pr: Option<u64>,
+
+    /// Event payload file (otherwise `GITHUB_EVENT_PATH`).
+    #[arg(long, value_name = "FILE")]
+    pub event: Option<PathBuf>,
+
+    /// Event name (otherwise `GITHUB_EVENT_NAME`, or guessed from the payload).
+    #[arg(long, value_name = "NAME")]
+    pub event_name: Option<String>,
+
+    /// Read the diff from FILE (`-` for stdin) instead of the GitHub API.
+    #[arg(long, value_name = "FILE", conflicts_with = "base")]
+    pub diff: Option<String>,
+
+    /// Diff the local checkout against REF (`git diff REF...HEAD`).
+    #[arg(long, value_name = "REF")]
+    pub base: Option<String>,
+
+    /// Config file (YAML or JSON). Default: `.github/agentctl.yml` from the PR's base branch.
+    #[arg(long, value_name = "PATH", env = env_vars::AGENTCTL_CONFIG)]
+    pub config: Option<PathBuf>,
+
+    /// Which `providers:` entry answers.
+    #[arg(long, env = env_vars::AGENTCTL_PROVIDER)]
+    pub provider: Option<String>,
+
+    /// Model override for the chosen provider.
+    #[arg(long, env = env_vars::AGENTCTL_MODEL)]
+    pub model: Option<String>,
+
+    /// Exit 10+ when a finding at or above this severity exists.
+    #[arg(long, value_enum, env = env_vars::AGENTCTL_FAIL_ON)]
+    pub fail_on: Option<FailOn>,
+
+    /// Review the whole PR even on `synchronize` (no incremental review).
+    #[arg(long)]
+    pub full: bool,
+
+    /// Write SARIF 2.1.0 to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub sarif: Option<PathBuf>,
+
+    /// Output format of the dry run / stdout.
+    #[arg(long, value_enum, default_value = "markdown")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub action: ConfigAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Validate a config file against the schema; every violation is listed with its JSON pointer.
+    Validate {
+        /// Config file (default `.github/agentctl.yml`).
+        #[arg(value_name = "PATH")]
+        path: Option<PathBuf>,
+    },
+    /// Print the config JSON Schema.
+    Schema,
+    /// Write a commented starter config (refuses to overwrite).
+    Init {
+        /// Where to write it (default `.github/agentctl.yml`).
+        #[arg(value_name = "PATH")]
+        path: Option<PathBuf>,
+    },
+}

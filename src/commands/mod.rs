@@ -1,0 +1,1 @@
+//! One module per subcommand. Commands return data; `crate::output` renders it.

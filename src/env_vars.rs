@@ -1,0 +1,55 @@
+//! Every environment variable agentctl reads, in one place (uv's `env_vars.rs` habit), so the
+//! README's table and `--help` can be checked against a single list.
+
+/// `true` when running as a GitHub Actions step.
+pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
+/// Path of the webhook event payload (JSON) that triggered the workflow.
+pub const GITHUB_EVENT_PATH: &str = "GITHUB_EVENT_PATH";
+/// Name of the triggering event (`pull_request`, `issue_comment`, ...).
+pub const GITHUB_EVENT_NAME: &str = "GITHUB_EVENT_NAME";
+/// `owner/name` of the repository.
+pub const GITHUB_REPOSITORY: &str = "GITHUB_REPOSITORY";
+/// REST API root; on GHES it carries a path prefix such as `https://host/api/v3`.
+pub const GITHUB_API_URL: &str = "GITHUB_API_URL";
+/// Web root, e.g. `https://github.com`.
+pub const GITHUB_SERVER_URL: &str = "GITHUB_SERVER_URL";
+/// Workflow run id.
+pub const GITHUB_RUN_ID: &str = "GITHUB_RUN_ID";
+/// Workflow run attempt (1-based).
+pub const GITHUB_RUN_ATTEMPT: &str = "GITHUB_RUN_ATTEMPT";
+/// Workflow name.
+pub const GITHUB_WORKFLOW: &str = "GITHUB_WORKFLOW";
+/// Job id.
+pub const GITHUB_JOB: &str = "GITHUB_JOB";
+/// Login of the user that triggered the run.
+pub const GITHUB_ACTOR: &str = "GITHUB_ACTOR";
+/// Commit sha of the run.
+pub const GITHUB_SHA: &str = "GITHUB_SHA";
+/// Git ref of the run.
+pub const GITHUB_REF: &str = "GITHUB_REF";
+/// File that step outputs are appended to.
+pub const GITHUB_OUTPUT: &str = "GITHUB_OUTPUT";
+/// File that the job summary (markdown) is appended to.
+pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
+/// Token for the GitHub API (the workflow's `GITHUB_TOKEN` or an installation token).
+pub const GITHUB_TOKEN: &str = "GITHUB_TOKEN";
+/// Token for the GitHub API, as the `gh` CLI names it; read when `GITHUB_TOKEN` is unset.
+pub const GH_TOKEN: &str = "GH_TOKEN";
+/// Default OpenAI API key variable (a provider's `api_key_env` may name another).
+pub const OPENAI_API_KEY: &str = "OPENAI_API_KEY";
+/// Folder of the shared test corpora (tests only).
+pub const AGENTCTL_CORPORA: &str = "AGENTCTL_CORPORA";
+/// Path of the SQLite state store.
+pub const AGENTCTL_STATE: &str = "AGENTCTL_STATE";
+/// Path of the config file (same as `--config`).
+pub const AGENTCTL_CONFIG: &str = "AGENTCTL_CONFIG";
+/// Provider entry to use (same as `--provider`).
+pub const AGENTCTL_PROVIDER: &str = "AGENTCTL_PROVIDER";
+/// Model override for the chosen provider (same as `--model`).
+pub const AGENTCTL_MODEL: &str = "AGENTCTL_MODEL";
+/// Lowest severity that fails the step (same as `--fail-on`).
+pub const AGENTCTL_FAIL_ON: &str = "AGENTCTL_FAIL_ON";
+/// Seconds between two GitHub writes (default 1; 0 in tests).
+pub const AGENTCTL_WRITE_DELAY: &str = "AGENTCTL_WRITE_DELAY";
+/// Disables colour in terminal output.
+pub const NO_COLOR: &str = "NO_COLOR";

@@ -1,0 +1,23 @@
+//! agentctl: one binary that brings AI agents into GitHub Actions safely, reliably and cheaply.
+//!
+//! The pipeline every subcommand follows (see `SPEC.md` of the design folder):
+//! event payload + env → [`context`] → [`config`] → command logic in [`commands`] →
+//! [`providers`] (through [`resilience`]) → [`output`] / [`actions`] / [`github`], with
+//! [`redact`] applied to every text that leaves the process.
+#![forbid(unsafe_code)]
+
+pub mod actions;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod context;
+pub mod diff;
+pub mod env_vars;
+pub mod exit;
+pub mod findings;
+pub mod github;
+pub mod output;
+pub mod pricing;
+pub mod providers;
+pub mod redact;
+pub mod resilience;

@@ -1,0 +1,2 @@
+//! agentctl entry point (skeleton).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Renderers: each writes to `impl io::Write`. (Implementation in progress: skeleton.)
