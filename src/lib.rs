@@ -21,3 +21,6 @@ pub mod pricing;
 pub mod providers;
 pub mod redact;
 pub mod resilience;
+
+#[cfg(test)]
+pub(crate) mod test_support;
