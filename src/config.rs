@@ -1,1 +1,307 @@
-//! Config loading and validation. (Implementation in progress: skeleton.)
+//! Config: `.github/agentctl.yml` (YAML or JSON), validated against
+//! `schemas/config.schema.json` (JSON Schema 2020-12) before it is used.
+//!
+//! Every violation is reported at once with its JSON pointer (RFC 6901), the offending value and
+//! the rule, so a user fixes the file in one round. Precedence is applied by the commands:
+//! flags > `AGENTCTL_*` env (clap reads both) > this file > the defaults written here and in
+//! the schema.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::findings::Severity;
+use crate::pricing::ModelPrice;
+
+/// The JSON Schema every config is validated against.
+pub const SCHEMA: &str = include_str!("../schemas/config.schema.json");
+
+/// Default config path, relative to the repository root.
+pub const DEFAULT_PATH: &str = ".github/agentctl.yml";
+
+/// A starter config written by `agentctl config init`.
+pub const STARTER: &str = r#"# agentctl config. Reference: the README's "Config reference"; schema: `agentctl config schema`.
+# On pull-request events this file is read from the PR's base branch.
+
+# Which entry of `providers` answers. Without one, agentctl runs its offline builtin rules only.
+provider: main
+
+providers:
+  main:
+    kind: openai                 # openai | anthropic | azure-openai | gemini | command | builtin
+    model: gpt-4o-mini
+    base_url: https://api.openai.com/v1   # any OpenAI-compatible server, e.g. http://localhost:11434/v1
+    api_key_env: OPENAI_API_KEY  # the variable's name, never the key
+
+review:
+  include: ["**"]
+  exclude: []
+  max_inline_comments: 30
+  fail_on: none                  # or critical | high | medium | low | info
+"#;
+
+/// Adapter kind of a provider entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    Openai,
+    Anthropic,
+    AzureOpenai,
+    Gemini,
+    Command,
+    Builtin,
+}
+
+/// One `providers:` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Per-attempt timeout, seconds.
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+}
+
+/// A severity threshold: `none` or a severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Threshold {
+    #[default]
+    None,
+    Critical,
+    High,
+    Medium,
+    Low,
+    Info,
+}
+
+impl Threshold {
+    /// The severity, or `None` for `none`.
+    pub fn severity(self) -> Option<Severity> {
+        match self {
+            Threshold::None => None,
+            Threshold::Critical => Some(Severity::Critical),
+            Threshold::High => Some(Severity::High),
+            Threshold::Medium => Some(Severity::Medium),
+            Threshold::Low => Some(Severity::Low),
+            Threshold::Info => Some(Severity::Info),
+        }
+    }
+}
+
+/// `review:` settings; defaults match the schema's `default`s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReviewConfig {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub max_inline_comments: usize,
+    pub fail_on: Threshold,
+    pub request_changes_on: Threshold,
+    /// Tokens.
+    pub max_chunk_tokens: usize,
+    /// Tokens.
+    pub max_total_tokens: usize,
+    pub max_concurrency: usize,
+    /// Tokens.
+    pub max_output_tokens: u32,
+    pub max_added_lines: usize,
+    pub instructions: Option<String>,
+    pub incremental: bool,
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        Self {
+            include: vec!["**".into()],
+            exclude: vec![],
+            max_inline_comments: 30,
+            fail_on: Threshold::None,
+            request_changes_on: Threshold::None,
+            max_chunk_tokens: 12_000,
+            max_total_tokens: 400_000,
+            max_concurrency: 4,
+            max_output_tokens: 4096,
+            max_added_lines: 1000,
+            instructions: None,
+            incremental: true,
+        }
+    }
+}
+
+/// `github:` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GitHubConfig {
+    /// Seconds between two writes.
+    pub write_delay: f64,
+}
+
+impl Default for GitHubConfig {
+    fn default() -> Self {
+        Self { write_delay: 1.0 }
+    }
+}
+
+/// The whole config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Config {
+    pub provider: Option<String>,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub review: ReviewConfig,
+    pub github: GitHubConfig,
+    pub pricing: BTreeMap<String, ModelPrice>,
+}
+
+/// One schema violation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// JSON pointer to the offending value (`""` for the root).
+    pub pointer: String,
+    /// The offending value as compact JSON (cut at 80 characters).
+    pub value: String,
+    /// The rule that failed, as the validator words it.
+    pub rule: String,
+}
+
+/// Config errors; all exit with the usage/config code (2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}")]
+    Read { path: PathBuf, #[source] source: std::io::Error },
+    #[error("config {source_name} is not valid YAML or JSON: {message}")]
+    Syntax { source_name: String, message: String },
+    #[error("config {source_name} has {} schema violation(s):\n{}\nhelp: `agentctl config schema` prints the schema; the README's \"Config reference\" explains each key", violations.len(), render_violations(violations))]
+    Invalid { source_name: String, violations: Vec<Violation> },
+    #[error("config {source_name}: `provider: {name}` names no entry of `providers` (known: {known})")]
+    UnknownProvider { source_name: String, name: String, known: String },
+}
+
+fn render_violations(v: &[Violation]) -> String {
+    v.iter()
+        .map(|v| format!("  - at `{}`: {} (value: {})", if v.pointer.is_empty() { "/" } else { &v.pointer }, v.rule, v.value))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn validator() -> &'static jsonschema::Validator {
+    static V: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        // The schema is ours and compiled in; a failure here is a build defect caught by tests.
+        let schema: serde_json::Value = serde_json::from_str(SCHEMA).expect("config schema is valid JSON");
+        jsonschema::validator_for(&schema).expect("config schema compiles")
+    })
+}
+
+impl Config {
+    /// Parses and validates a config from `text`; `source_name` names it in errors (a path or
+    /// `base branch main:.github/agentctl.yml`).
+    pub fn from_text(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let value: serde_json::Value = if text.trim().is_empty() {
+            serde_json::json!({})
+        } else {
+            serde_yaml_ng::from_str(text)
+                .map_err(|e| ConfigError::Syntax { source_name: source_name.into(), message: e.to_string() })?
+        };
+        // An empty YAML document parses as null: treat it as an empty config.
+        let value = if value.is_null() { serde_json::json!({}) } else { value };
+        let violations = validate(&value);
+        if !violations.is_empty() {
+            return Err(ConfigError::Invalid { source_name: source_name.into(), violations });
+        }
+        let config: Config = serde_json::from_value(value)
+            .map_err(|e| ConfigError::Syntax { source_name: source_name.into(), message: e.to_string() })?;
+        if let Some(name) = &config.provider {
+            if !config.providers.contains_key(name) && name != "builtin" {
+                return Err(ConfigError::UnknownProvider {
+                    source_name: source_name.into(),
+                    name: name.clone(),
+                    known: config.providers.keys().cloned().collect::<Vec<_>>().join(", "),
+                });
+            }
+        }
+        Ok(config)
+    }
+
+    /// Reads and validates the file at `path`.
+    pub fn from_path(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Config::from_text(&text, &path.display().to_string())
+    }
+}
+
+/// Every violation of the schema in `value`, in document order.
+pub fn validate(value: &serde_json::Value) -> Vec<Violation> {
+    let mut out: Vec<Violation> = validator()
+        .iter_errors(value)
+        .map(|e| {
+            let mut shown = e.instance().to_string();
+            if shown.chars().count() > 80 {
+                shown = shown.chars().take(77).collect::<String>() + "...";
+            }
+            Violation { pointer: e.instance_path().as_str().to_string(), value: shown, rule: e.to_string() }
+        })
+        .collect();
+    out.sort_by(|a, b| a.pointer.cmp(&b.pointer));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starter_and_empty_configs_are_valid_and_give_the_documented_defaults() {
+        let c = Config::from_text(STARTER, "starter").unwrap();
+        assert_eq!(c.provider.as_deref(), Some("main"));
+        assert_eq!(c.providers["main"].kind, ProviderKind::Openai);
+        assert_eq!(c.review.max_inline_comments, 30);
+        let empty = Config::from_text("", "empty").unwrap();
+        assert_eq!(empty, Config::default());
+        assert_eq!(Config::from_text("# only a comment\n", "c").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn schema_defaults_match_the_rust_defaults() {
+        let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+        let props = &schema["$defs"]["review"]["properties"];
+        let defaults = serde_json::to_value(ReviewConfig::default()).unwrap();
+        for (key, spec) in props.as_object().unwrap() {
+            if let Some(d) = spec.get("default") {
+                assert_eq!(&defaults[key], d, "review.{key}: schema default differs from ReviewConfig::default()");
+            }
+        }
+        assert_eq!(schema["$defs"]["github"]["properties"]["write_delay"]["default"], 1);
+    }
+
+    #[test]
+    fn three_violations_are_all_reported_with_json_pointers() {
+        let text = "provider: main\nproviders:\n  main:\n    kind: gpt\n    model: x\nreview:\n  max_inline_comments: -1\n  fail_on: sometimes\n";
+        let err = Config::from_text(text, "bad.yml").unwrap_err();
+        let ConfigError::Invalid { violations, .. } = &err else { panic!("{err}") };
+        let pointers: Vec<&str> = violations.iter().map(|v| v.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/providers/main/kind", "/review/fail_on", "/review/max_inline_comments"]);
+        let msg = err.to_string();
+        assert!(msg.contains("3 schema violation(s)") && msg.contains("\"sometimes\"") && msg.contains("-1"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_keys_syntax_errors_and_dangling_provider_names_are_refused() {
+        let err = Config::from_text("reveiw: {}\n", "typo.yml").unwrap_err().to_string();
+        assert!(err.contains("reveiw"), "{err}");
+        assert!(matches!(Config::from_text("a: [\n", "x"), Err(ConfigError::Syntax { .. })));
+        assert!(matches!(Config::from_text("provider: nope\n", "x"), Err(ConfigError::UnknownProvider { .. })));
+        // JSON is YAML too.
+        let c = Config::from_text(r#"{"review": {"exclude": ["docs/**"]}}"#, "c.json").unwrap();
+        assert_eq!(c.review.exclude, ["docs/**"]);
+    }
+}
