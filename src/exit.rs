@@ -54,3 +54,10 @@ impl ExitError {
         Self { exit, source: source.into() }
     }
 }
+
+/// Errors without a more specific code end the process with [`Exit::Failure`].
+impl From<anyhow::Error> for ExitError {
+    fn from(source: anyhow::Error) -> Self {
+        Self { exit: Exit::Failure, source }
+    }
+}

@@ -1,1 +1,25 @@
-//! One module per subcommand. Commands return data; `crate::output` renders it.
+//! One module per subcommand. Commands return data or an exit code; `crate::output` renders.
+
+pub mod config;
+pub mod review;
+
+use crate::cli::{Cli, Command};
+use crate::context::Env;
+use crate::exit::{Exit, ExitError};
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli, env: &Env) -> Result<Exit, ExitError> {
+    match cli.command {
+        Command::Review(args) => review::run(&args, env).await,
+        Command::Config(args) => config::run(&args),
+        Command::Fix(_) => not_implemented("fix"),
+        Command::Route(_) => not_implemented("route"),
+        Command::Cost(_) => not_implemented("cost"),
+        Command::TokenRefresh(_) => not_implemented("token-refresh"),
+    }
+}
+
+/// The answer of a subcommand that exists in `--help` but is not built yet: exit 1, no effect.
+fn not_implemented(name: &str) -> Result<Exit, ExitError> {
+    Err(ExitError::new(Exit::Failure, anyhow::anyhow!("`agentctl {name}` is not implemented yet")))
+}

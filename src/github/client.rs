@@ -187,6 +187,12 @@ impl GitHub {
         todo!()
     }
 
+    /// Changes the spacing between consecutive writes (config `github.write_delay`).
+    pub fn set_write_delay(&mut self, write_delay: Duration) {
+        let _ = write_delay;
+        todo!()
+    }
+
     /// How many HTTP requests this client has sent (for the benchmark and tests).
     pub fn request_count(&self) -> u64 {
         todo!()

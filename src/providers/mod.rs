@@ -7,6 +7,7 @@
 
 pub mod builtin;
 pub mod openai;
+pub mod select;
 pub mod structured;
 
 use std::time::Duration;

@@ -1,0 +1,114 @@
+//! The stderr log. Every line passes through the process's [`Redactor`], so a secret that
+//! reaches a message is scrubbed; in Actions, warnings become `::warning::` commands (escaped)
+//! and untrusted text is fenced with `::stop-commands::` so it cannot issue workflow commands.
+
+use std::io::Write;
+use std::sync::{OnceLock, RwLock};
+
+use crate::actions;
+use crate::redact::Redactor;
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+struct Logger {
+    level: Level,
+    in_actions: bool,
+    redactor: RwLock<Redactor>,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+fn logger() -> &'static Logger {
+    LOGGER.get_or_init(|| Logger { level: Level::Normal, in_actions: false, redactor: RwLock::new(Redactor::new()) })
+}
+
+/// Sets the level and whether we run in Actions; first call wins.
+pub fn init(level: Level, in_actions: bool) {
+    let _ = LOGGER.set(Logger { level, in_actions, redactor: RwLock::new(Redactor::new()) });
+}
+
+/// Replaces the redactor used for every later line.
+pub fn set_redactor(redactor: &Redactor) {
+    if let Ok(mut r) = logger().redactor.write() {
+        *r = redactor.clone();
+    }
+}
+
+/// Redacts `text` with the log's redactor (also used by `main` for the final error).
+pub fn redact(text: &str) -> String {
+    match logger().redactor.read() {
+        Ok(r) => r.redact(text),
+        // A poisoned lock means a panic mid-update: refuse to print rather than leak.
+        Err(_) => "[log line withheld: redactor unavailable]".into(),
+    }
+}
+
+fn emit(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
+/// A progress or status line (hidden with `-q`).
+pub fn info(msg: &str) {
+    if logger().level >= Level::Normal {
+        emit(&redact(msg));
+    }
+}
+
+/// Detail shown with `-v`.
+pub fn debug(msg: &str) {
+    if logger().level >= Level::Verbose {
+        emit(&redact(msg));
+    }
+}
+
+/// A warning; in Actions a `::warning::` annotation.
+pub fn warn(msg: &str) {
+    let l = logger();
+    let msg = redact(msg);
+    if l.in_actions {
+        emit(&format!("::warning::{}", actions::escape_data(&msg)));
+    } else if l.level >= Level::Normal {
+        emit(&format!("warning: {msg}"));
+    }
+}
+
+/// An error line (always shown); in Actions a `::error::` annotation.
+pub fn error(msg: &str) {
+    let l = logger();
+    let msg = redact(msg);
+    if l.in_actions {
+        emit(&format!("::error::{}", actions::escape_data(&msg)));
+    } else {
+        emit(&format!("error: {msg}"));
+    }
+}
+
+/// Emits a raw workflow command line (e.g. `::add-mask::`), only inside Actions.
+pub fn workflow_command(line: &str) {
+    if logger().in_actions {
+        emit(line);
+    }
+}
+
+/// Echoes untrusted text (a PR title, a model answer) with `-v`, fenced so the runner does not
+/// execute workflow commands inside it.
+pub fn untrusted(label: &str, text: &str) {
+    let l = logger();
+    if l.level < Level::Verbose {
+        return;
+    }
+    let text = redact(text);
+    emit(&format!("{label}:"));
+    if l.in_actions {
+        emit(&actions::stop_commands(&text));
+    } else {
+        emit(&text);
+    }
+}

@@ -1,0 +1,237 @@
+//! Markdown for GitHub: the review body, inline comment bodies, the summary comment (also the
+//! job summary) and the dry-run rendering. Untrusted strings (paths, model text) are put in code
+//! spans or escaped where they land in tables.
+
+use std::fmt::Write as _;
+
+use crate::commands::review::{PostStatus, ReviewReport};
+use crate::findings::{Finding, Origin, Severity};
+
+/// Longest list of not-reviewed files shown in a comment (GitHub caps comment bodies at 65,536
+/// characters); the full list is in `--format json` and SARIF-independent outputs.
+const MAX_NOT_REVIEWED_ROWS: usize = 300;
+
+fn badge(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "🛑 **Critical**",
+        Severity::High => "🔴 **High**",
+        Severity::Medium => "🟠 **Medium**",
+        Severity::Low => "🟡 **Low**",
+        Severity::Info => "🔵 **Info**",
+    }
+}
+
+/// A code span holding `s` whatever backticks it contains (CommonMark §6.1).
+pub fn code(s: &str) -> String {
+    let s = s.replace(['\n', '\r'], " ");
+    let mut longest = 0;
+    let mut run = 0;
+    for c in s.chars() {
+        if c == '`' {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    let fence = "`".repeat(longest + 1);
+    if longest > 0 || s.starts_with(' ') || s.ends_with(' ') {
+        format!("{fence} {s} {fence}")
+    } else {
+        format!("{fence}{s}{fence}")
+    }
+}
+
+/// A fenced block for `text` whose fence is longer than any backtick run inside it.
+fn fenced(info: &str, text: &str) -> String {
+    let mut longest = 0;
+    for line in text.lines() {
+        let t = line.trim_start();
+        longest = longest.max(t.chars().take_while(|c| *c == '`').count());
+    }
+    let fence = "`".repeat((longest + 1).max(3));
+    format!("{fence}{info}\n{}\n{fence}", text.trim_end_matches('\n'))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn origin(f: &Finding) -> String {
+    match &f.origin {
+        Some(Origin::Rule { id }) => format!("rule {}", code(id)),
+        Some(Origin::Model { model, .. }) => format!("model {}", code(model)),
+        None => String::new(),
+    }
+}
+
+/// The body of one inline comment: severity, category, title, body, and a suggestion block
+/// when the finding carries one.
+pub fn comment_body(f: &Finding) -> String {
+    let mut s = format!("{} · {} · {}\n\n**{}**\n", badge(f.severity), one_line(&f.category), origin(f), one_line(&f.title));
+    if !f.body.trim().is_empty() {
+        let _ = write!(s, "\n{}\n", f.body.trim());
+    }
+    if let Some(sugg) = &f.suggestion {
+        let _ = write!(s, "\n{}\n", fenced("suggestion", sugg));
+    }
+    s
+}
+
+fn counts_line(report: &ReviewReport) -> String {
+    let counts = report.counts();
+    let total: usize = counts.values().sum();
+    if total == 0 {
+        return "No findings.".into();
+    }
+    let parts: Vec<String> = counts.iter().filter(|(_, n)| **n > 0).map(|(s, n)| format!("{n} {s}")).collect();
+    format!("**{total} finding(s)**: {}", parts.join(", "))
+}
+
+/// The review's body: counts, the model's overview, and every finding that is not an inline
+/// comment (grouped by file), then the idempotency marker.
+pub fn review_body(report: &ReviewReport, marker: &str) -> String {
+    let mut s = String::from("### agentctl review\n\n");
+    let inline = report.findings.iter().filter(|p| p.placement == "inline").count();
+    let _ = writeln!(s, "{} · {inline} inline\n", counts_line(report));
+    if !report.overview.trim().is_empty() {
+        let _ = writeln!(s, "{}\n", report.overview.trim());
+    }
+    let others: Vec<_> = report.findings.iter().filter(|p| p.placement != "inline").collect();
+    if !others.is_empty() {
+        s.push_str("#### Findings not on a commentable line\n\n");
+        for p in others {
+            let f = &p.finding;
+            let loc = if p.placement == "file" {
+                format!("{} line {} ({})", code(&f.path), f.line, f.side.as_str())
+            } else {
+                format!("{} line {} (not in this diff)", code(&f.path), f.line)
+            };
+            let _ = writeln!(s, "- {} {} — **{}** ({})", badge(f.severity), loc, one_line(&f.title), one_line(&f.category));
+            if !f.body.trim().is_empty() {
+                for line in f.body.trim().lines() {
+                    let _ = writeln!(s, "  {line}");
+                }
+            }
+        }
+        s.push('\n');
+    }
+    if !report.not_reviewed.is_empty() {
+        let _ = writeln!(s, "{} file(s) were not reviewed; the summary comment lists them.\n", report.not_reviewed.len());
+    }
+    s.push_str(marker);
+    s.push('\n');
+    s
+}
+
+/// The summary comment (upserted once per PR) and job summary: findings by severity, reviewed
+/// range, files not reviewed and why, tokens and cost.
+pub fn summary_comment(report: &ReviewReport, marker: &str) -> String {
+    let mut s = String::from("## agentctl review summary\n\n");
+    if report.status == PostStatus::AlreadyReviewed {
+        s.push_str("This head commit was reviewed already; no new review was posted.\n\n");
+    }
+    s.push_str("| severity | findings |\n|---|---:|\n");
+    for (sev, n) in report.counts() {
+        let _ = writeln!(s, "| {sev} | {n} |");
+    }
+    s.push('\n');
+    let head = report.head_sha.as_deref().map(short).unwrap_or("working tree");
+    let range = match (&report.incremental_from, &report.base_sha) {
+        (Some(prev), _) => format!("{}..{} (incremental: changes since the last review)", code(short(prev)), code(head)),
+        (None, Some(base)) => format!("{}..{}", code(short(base)), code(head)),
+        (None, None) => code(head),
+    };
+    let _ = writeln!(s, "- **Reviewed:** {range} · {} file(s) · {} model request(s)", report.files_reviewed.len(), report.chunks);
+    let models = if report.models.is_empty() { String::new() } else { format!(" ({})", report.models.iter().map(|m| code(m)).collect::<Vec<_>>().join(", ")) };
+    let _ = writeln!(s, "- **Provider:** {}{models}", code(&report.provider));
+    let u = &report.usage;
+    let _ = writeln!(
+        s,
+        "- **Tokens:** {} in ({} cached) · {} out",
+        u.total_input(),
+        u.cached_input_tokens,
+        u.output_tokens
+    );
+    let cost = match report.cost_usd {
+        Some(c) => format!("${c:.4}"),
+        None => "unknown (a model is missing from the price table)".into(),
+    };
+    let _ = writeln!(s, "- **Cost:** {cost} (prices of {})", report.price_table);
+    if let Some(t) = report.fail_on {
+        let _ = writeln!(s, "- **Verdict:** {} (fails on {t} and above)", report.verdict.as_str());
+    }
+    if !report.not_reviewed.is_empty() {
+        let _ = write!(s, "\n<details><summary>{} file(s) not reviewed</summary>\n\n| file | reason |\n|---|---|\n", report.not_reviewed.len());
+        for n in report.not_reviewed.iter().take(MAX_NOT_REVIEWED_ROWS) {
+            let _ = writeln!(s, "| {} | {} |", code(&n.path), n.reason.replace('|', "\\|").replace('\n', " "));
+        }
+        if report.not_reviewed.len() > MAX_NOT_REVIEWED_ROWS {
+            let _ = writeln!(s, "| … | {} more (see `--format json`) |", report.not_reviewed.len() - MAX_NOT_REVIEWED_ROWS);
+        }
+        s.push_str("\n</details>\n");
+    }
+    s.push('\n');
+    s.push_str(marker);
+    s.push('\n');
+    s
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}
+
+/// What `--dry-run` prints: the review exactly as it would be posted, then the summary comment.
+pub fn dry_run(report: &ReviewReport) -> String {
+    let mut s = String::new();
+    let target = match (&report.repository, report.pr) {
+        (Some(r), Some(n)) => format!("{r}#{n}"),
+        (None, Some(n)) => format!("#{n}"),
+        _ => "the diff".into(),
+    };
+    let event = serde_json::to_value(report.review.event).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let _ = writeln!(s, "<!-- dry run: review that would be posted on {target} (event {event}) -->\n");
+    s.push_str(&report.review.body);
+    let _ = writeln!(s, "\n---\n\n#### Inline comments ({})\n", report.review.comments.len());
+    for c in &report.review.comments {
+        let range = match c.start_line {
+            Some(start) => format!("lines {start}-{}", c.line),
+            None => format!("line {}", c.line),
+        };
+        let _ = writeln!(s, "##### {} {range} ({})\n\n{}", code(&c.path), c.side.as_str(), c.body);
+    }
+    let _ = writeln!(s, "---\n\n<!-- dry run: summary comment that would be upserted -->\n");
+    s.push_str(&report.summary_comment);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_spans_survive_backticks_and_newlines() {
+        assert_eq!(code("a.rs"), "`a.rs`");
+        assert_eq!(code("a`b"), "`` a`b ``");
+        assert_eq!(code("x\ny"), "`x y`");
+    }
+
+    #[test]
+    fn suggestion_fences_outgrow_backticks_inside() {
+        let f = Finding {
+            path: "a.md".into(),
+            line: 3,
+            start_line: None,
+            side: Default::default(),
+            severity: Severity::Low,
+            category: "docs".into(),
+            title: "fix fence".into(),
+            body: "b".into(),
+            suggestion: Some("```rust\nfn x() {}\n```".into()),
+            origin: None,
+        };
+        let body = comment_body(&f);
+        assert!(body.contains("````suggestion\n```rust"), "{body}");
+        assert!(body.trim_end().ends_with("````"), "{body}");
+    }
+}
