@@ -71,7 +71,11 @@ pub fn stop_commands(text: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
     #[error("cannot write step outputs to {path}")]
-    Io { path: String, #[source] source: io::Error },
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("output `{name}`: the value contains the heredoc delimiter; refusing to write it")]
     DelimiterInValue { name: String },
     #[error("output name `{name}` is not valid (letters, digits, `-`, `_` only)")]

@@ -177,7 +177,11 @@ pub struct Violation {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}")]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("config {source_name} is not valid YAML or JSON: {message}")]
     Syntax { source_name: String, message: String },
     #[error("config {source_name} has {} schema violation(s):\n{}\nhelp: `agentctl config schema` prints the schema; the README's \"Config reference\" explains each key", violations.len(), render_violations(violations))]
@@ -188,7 +192,9 @@ pub enum ConfigError {
 
 fn render_violations(v: &[Violation]) -> String {
     v.iter()
-        .map(|v| format!("  - at `{}`: {} (value: {})", if v.pointer.is_empty() { "/" } else { &v.pointer }, v.rule, v.value))
+        .map(|v| {
+            format!("  - at `{}`: {} (value: {})", if v.pointer.is_empty() { "/" } else { &v.pointer }, v.rule, v.value)
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -234,7 +240,8 @@ impl Config {
 
     /// Reads and validates the file at `path`.
     pub fn from_path(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Config::from_text(&text, &path.display().to_string())
     }
 }

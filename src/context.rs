@@ -40,7 +40,11 @@ impl Env {
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
     #[error("cannot read event payload {path}")]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("event payload {path} is empty")]
     Empty { path: PathBuf },
     #[error("event payload {path} is not valid JSON (line {line}, column {column}: {message}){hint}")]
@@ -178,7 +182,10 @@ pub enum Event {
     IssueComment(Box<IssueCommentEvent>),
     WorkflowDispatch(Box<WorkflowDispatchEvent>),
     /// Any other event, kept as raw JSON.
-    Other { name: String, payload: serde_json::Value },
+    Other {
+        name: String,
+        payload: serde_json::Value,
+    },
     /// No payload (a local run).
     None,
 }
@@ -290,7 +297,11 @@ fn guess_event_name(v: &serde_json::Value) -> Option<String> {
 }
 
 fn typed_event(path: &Path, name: &str, value: &serde_json::Value) -> Result<Event, ContextError> {
-    fn typed<T: serde::de::DeserializeOwned>(path: &Path, name: &str, value: &serde_json::Value) -> Result<Box<T>, ContextError> {
+    fn typed<T: serde::de::DeserializeOwned>(
+        path: &Path,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<Box<T>, ContextError> {
         T::deserialize(value).map(Box::new).map_err(|e| ContextError::Shape {
             path: path.to_path_buf(),
             event: name.to_string(),

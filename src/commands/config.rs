@@ -27,7 +27,10 @@ pub fn run(args: &ConfigArgs) -> Result<Exit, ExitError> {
         ConfigAction::Init { path } => {
             let path = path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
             if path.exists() {
-                return Err(ExitError::new(Exit::Usage, anyhow::anyhow!("{} exists already; not overwriting it", path.display())));
+                return Err(ExitError::new(
+                    Exit::Usage,
+                    anyhow::anyhow!("{} exists already; not overwriting it", path.display()),
+                ));
             }
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display())).map_err(io_err)?;

@@ -267,16 +267,21 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     let env_write_delay = env
         .get(ev::AGENTCTL_WRITE_DELAY)
         .map(|v| {
-            v.parse::<f64>()
-                .ok()
-                .filter(|d| d.is_finite() && *d >= 0.0)
-                .ok_or_else(|| usage_err(anyhow::anyhow!("{}=`{v}` is not a number of seconds", ev::AGENTCTL_WRITE_DELAY)))
+            v.parse::<f64>().ok().filter(|d| d.is_finite() && *d >= 0.0).ok_or_else(|| {
+                usage_err(anyhow::anyhow!("{}=`{v}` is not a number of seconds", ev::AGENTCTL_WRITE_DELAY))
+            })
         })
         .transpose()?;
     let mut github = match (&token, &ctx.repository) {
         (Some(t), Some(repo)) => Some(
-            GitHub::new(&ctx.api_url, t, &repo.owner, &repo.name, Duration::from_secs_f64(env_write_delay.unwrap_or(1.0)))
-                .map_err(github_err)?,
+            GitHub::new(
+                &ctx.api_url,
+                t,
+                &repo.owner,
+                &repo.name,
+                Duration::from_secs_f64(env_write_delay.unwrap_or(1.0)),
+            )
+            .map_err(github_err)?,
         ),
         _ => None,
     };
@@ -293,7 +298,14 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
         }),
         (Some(n), _, Some(gh)) => {
             let pr = gh.pull(n).await.map_err(github_err)?;
-            Some(PrMeta { number: n, title: pr.title, body: pr.body, head_sha: pr.head_sha, base_sha: pr.base_sha, base_ref: pr.base_ref })
+            Some(PrMeta {
+                number: n,
+                title: pr.title,
+                body: pr.body,
+                head_sha: pr.head_sha,
+                base_sha: pr.base_sha,
+                base_ref: pr.base_ref,
+            })
         }
         _ => None,
     };
@@ -310,7 +322,8 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     };
 
     // Provider: resolved and its key registered before any request.
-    let selected = select::select(&config, settings.provider_flag.as_deref(), settings.model_flag.as_deref(), env).map_err(provider_err)?;
+    let selected = select::select(&config, settings.provider_flag.as_deref(), settings.model_flag.as_deref(), env)
+        .map_err(provider_err)?;
     if let Some(key) = selected.api_key() {
         redactor.add_secret(key);
         publish_masks(&redactor);
@@ -365,13 +378,19 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
                         let since = diff::parse(&bytes);
                         let unchanged = narrow_to(&mut review_diff, &since, &selected_files);
                         for path in unchanged {
-                            skipped.push(Skipped { path, reason: SkipReason::Excluded(format!("unchanged since {}", short(prev))) });
+                            skipped.push(Skipped {
+                                path,
+                                reason: SkipReason::Excluded(format!("unchanged since {}", short(prev))),
+                            });
                         }
                         selected_files.retain(|&i| !review_diff.files[i].hunks.is_empty());
                         incremental_from = Some(prev.to_string());
                         log::info(&format!("incremental review: changes since {}", short(prev)));
                     }
-                    None => log::warn(&format!("previous reviewed sha {} is gone (force-push?): reviewing the whole PR", short(prev))),
+                    None => log::warn(&format!(
+                        "previous reviewed sha {} is gone (force-push?): reviewing the whole PR",
+                        short(prev)
+                    )),
                 }
             }
         }
@@ -391,7 +410,10 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     let mut chunk_count = 0;
     let mut not_reviewed: Vec<NotReviewed> = skipped.iter().map(NotReviewed::from).collect();
     if let Some(provider) = selected.provider() {
-        let chunker = Chunker { max_chunk_tokens: config.review.max_chunk_tokens, max_total_tokens: config.review.max_total_tokens };
+        let chunker = Chunker {
+            max_chunk_tokens: config.review.max_chunk_tokens,
+            max_total_tokens: config.review.max_total_tokens,
+        };
         let plan = chunker.plan(&review_diff, &selected_files);
         not_reviewed.extend(plan.over_budget.iter().map(NotReviewed::from));
         chunk_count = plan.chunks.len();
@@ -446,7 +468,10 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
                     for c in &answer.completions {
                         usage += c.usage;
                         models.insert(c.model.clone());
-                        cost_usd = match (cost_usd, prices.cost_usd(&c.model, &c.usage).or_else(|| prices.cost_usd(provider.model(), &c.usage))) {
+                        cost_usd = match (
+                            cost_usd,
+                            prices.cost_usd(&c.model, &c.usage).or_else(|| prices.cost_usd(provider.model(), &c.usage)),
+                        ) {
                             (Some(a), Some(b)) => Some(a + b),
                             _ => None,
                         };
@@ -457,13 +482,21 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
                                 overviews.push(out.summary.trim().to_string());
                             }
                             findings.extend(out.findings.into_iter().map(|mut f| {
-                                f.origin = Some(Origin::Model { provider: provider.name().to_string(), model: provider.model().to_string() });
+                                f.origin = Some(Origin::Model {
+                                    provider: provider.name().to_string(),
+                                    model: provider.model().to_string(),
+                                });
                                 f
                             }));
                         }
                         Err(e) => {
                             failures += 1;
-                            mark_chunk_unreviewed(&plan.chunks[i], &review_diff, &mut not_reviewed, &format!("unusable model answer: {e}"));
+                            mark_chunk_unreviewed(
+                                &plan.chunks[i],
+                                &review_diff,
+                                &mut not_reviewed,
+                                &format!("unusable model answer: {e}"),
+                            );
                         }
                     }
                 }
@@ -471,14 +504,22 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
                 Err(e) => {
                     failures += 1;
                     log::warn(&format!("chunk {} of {} failed: {e}", i + 1, chunk_count));
-                    mark_chunk_unreviewed(&plan.chunks[i], &review_diff, &mut not_reviewed, &format!("provider error: {}", first_line(&e.to_string())));
+                    mark_chunk_unreviewed(
+                        &plan.chunks[i],
+                        &review_diff,
+                        &mut not_reviewed,
+                        &format!("provider error: {}", first_line(&e.to_string())),
+                    );
                 }
             }
         }
         // Decision: a review where every model request failed is not posted (it would claim a
         // review that did not happen); partial failures are posted with the files listed.
         if chunk_count > 0 && failures == chunk_count {
-            return Err(ExitError::new(Exit::Failure, anyhow::anyhow!("every model request failed ({failures} of {chunk_count}); nothing was posted")));
+            return Err(ExitError::new(
+                Exit::Failure,
+                anyhow::anyhow!("every model request failed ({failures} of {chunk_count}); nothing was posted"),
+            ));
         }
     } else {
         overviews.push("Reviewed with agentctl's builtin rules only (no model configured).".to_string());
@@ -519,7 +560,13 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
         },
         summary_comment: String::new(),
         review_url: None,
-        status: if dry_run { PostStatus::DryRun } else if already_reviewed { PostStatus::AlreadyReviewed } else { PostStatus::Posted },
+        status: if dry_run {
+            PostStatus::DryRun
+        } else if already_reviewed {
+            PostStatus::AlreadyReviewed
+        } else {
+            PostStatus::Posted
+        },
         verdict: if already_reviewed && !dry_run {
             Verdict::Skipped
         } else if fail_verdict {
@@ -633,10 +680,13 @@ async fn read_diff(source: &DiffSource, gh: Option<&GitHub>, pr: Option<&PrMeta>
     match source {
         DiffSource::File(f) if f == "-" => {
             let mut buf = vec![];
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|e| usage_err(anyhow::Error::new(e).context("reading the diff from stdin")))?;
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                .map_err(|e| usage_err(anyhow::Error::new(e).context("reading the diff from stdin")))?;
             Ok(buf)
         }
-        DiffSource::File(f) => std::fs::read(f).map_err(|e| usage_err(anyhow::Error::new(e).context(format!("cannot read diff file {f}")))),
+        DiffSource::File(f) => {
+            std::fs::read(f).map_err(|e| usage_err(anyhow::Error::new(e).context(format!("cannot read diff file {f}"))))
+        }
         DiffSource::Git(base) => {
             if base.starts_with('-') {
                 return Err(usage_err(anyhow::anyhow!("--base `{base}` is not a git ref")));
@@ -646,7 +696,10 @@ async fn read_diff(source: &DiffSource, gh: Option<&GitHub>, pr: Option<&PrMeta>
                 .output()
                 .map_err(|e| usage_err(anyhow::Error::new(e).context("running git diff")))?;
             if !out.status.success() {
-                return Err(usage_err(anyhow::anyhow!("git diff {base}...HEAD failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+                return Err(usage_err(anyhow::anyhow!(
+                    "git diff {base}...HEAD failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
             }
             Ok(out.stdout)
         }
@@ -834,7 +887,12 @@ fn render_review(report: &mut ReviewReport, redactor: &Redactor) {
 /// twice. Isolation: each comment is re-checked against GitHub's own diff for the head
 /// (`pull_diff`, which GitHub anchors against); if the refusal persists, every inline comment
 /// moves to the body, which GitHub cannot refuse for anchoring.
-async fn post_review(gh: &GitHub, number: u64, report: &mut ReviewReport, redactor: &Redactor) -> Result<String, ExitError> {
+async fn post_review(
+    gh: &GitHub,
+    number: u64,
+    report: &mut ReviewReport,
+    redactor: &Redactor,
+) -> Result<String, ExitError> {
     match gh.create_review(number, &report.review).await {
         Ok(r) => return Ok(r.html_url),
         Err(GitHubError::Unprocessable { message, .. }) => {
@@ -880,19 +938,27 @@ async fn upsert_summary(gh: &GitHub, number: u64, existing: Option<u64>, body: &
     }
 }
 
-fn write_outputs(env: &Env, settings: &ReviewSettings, report: &ReviewReport, redactor: &Redactor) -> Result<(), ExitError> {
+fn write_outputs(
+    env: &Env,
+    settings: &ReviewSettings,
+    report: &ReviewReport,
+    redactor: &Redactor,
+) -> Result<(), ExitError> {
     let sarif_file = match &settings.sarif {
         Some(path) => {
             let text = redactor.redact(&output::sarif::render(report));
-            write_atomically(path, text.as_bytes()).map_err(|e| ExitError::new(Exit::Failure, anyhow::Error::new(e).context(format!("writing SARIF to {}", path.display()))))?;
+            write_atomically(path, text.as_bytes()).map_err(|e| {
+                ExitError::new(
+                    Exit::Failure,
+                    anyhow::Error::new(e).context(format!("writing SARIF to {}", path.display())),
+                )
+            })?;
             path.display().to_string()
         }
         None => String::new(),
     };
     let counts = report.counts();
-    let mut outputs: Vec<(String, String)> = vec![
-        ("findings".into(), counts.values().sum::<usize>().to_string()),
-    ];
+    let mut outputs: Vec<(String, String)> = vec![("findings".into(), counts.values().sum::<usize>().to_string())];
     for (sev, n) in &counts {
         outputs.push((sev.as_str().into(), n.to_string()));
     }
@@ -919,7 +985,8 @@ fn write_outputs(env: &Env, settings: &ReviewSettings, report: &ReviewReport, re
 /// reader never sees half a file.
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
+    let tmp =
+        dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }

@@ -122,7 +122,13 @@ pub struct GitHub {
 impl GitHub {
     /// A client for `owner/repo` at `api_url` (kept with any path prefix), authenticated with
     /// `token`. `write_delay` spaces consecutive writes (default 1 s; 0 in tests).
-    pub fn new(api_url: &str, token: &SecretString, owner: &str, repo: &str, write_delay: Duration) -> Result<Self, GitHubError> {
+    pub fn new(
+        api_url: &str,
+        token: &SecretString,
+        owner: &str,
+        repo: &str,
+        write_delay: Duration,
+    ) -> Result<Self, GitHubError> {
         let _ = (api_url, token, owner, repo, write_delay);
         todo!()
     }

@@ -15,10 +15,7 @@ pub struct Marker {
 impl Marker {
     /// A marker of `kind` with `fields`.
     pub fn new(kind: &str, fields: &[(&str, &str)]) -> Self {
-        Self {
-            kind: kind.to_string(),
-            fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        }
+        Self { kind: kind.to_string(), fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
     }
 
     /// Renders `<!-- agentctl:KIND:v1 k=v ... -->`.

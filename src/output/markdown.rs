@@ -68,7 +68,8 @@ fn origin(f: &Finding) -> String {
 /// The body of one inline comment: severity, category, title, body, and a suggestion block
 /// when the finding carries one.
 pub fn comment_body(f: &Finding) -> String {
-    let mut s = format!("{} · {} · {}\n\n**{}**\n", badge(f.severity), one_line(&f.category), origin(f), one_line(&f.title));
+    let mut s =
+        format!("{} · {} · {}\n\n**{}**\n", badge(f.severity), one_line(&f.category), origin(f), one_line(&f.title));
     if !f.body.trim().is_empty() {
         let _ = write!(s, "\n{}\n", f.body.trim());
     }
@@ -107,7 +108,8 @@ pub fn review_body(report: &ReviewReport, marker: &str) -> String {
             } else {
                 format!("{} line {} (not in this diff)", code(&f.path), f.line)
             };
-            let _ = writeln!(s, "- {} {} — **{}** ({})", badge(f.severity), loc, one_line(&f.title), one_line(&f.category));
+            let _ =
+                writeln!(s, "- {} {} — **{}** ({})", badge(f.severity), loc, one_line(&f.title), one_line(&f.category));
             if !f.body.trim().is_empty() {
                 for line in f.body.trim().lines() {
                     let _ = writeln!(s, "  {line}");
@@ -117,7 +119,8 @@ pub fn review_body(report: &ReviewReport, marker: &str) -> String {
         s.push('\n');
     }
     if !report.not_reviewed.is_empty() {
-        let _ = writeln!(s, "{} file(s) were not reviewed; the summary comment lists them.\n", report.not_reviewed.len());
+        let _ =
+            writeln!(s, "{} file(s) were not reviewed; the summary comment lists them.\n", report.not_reviewed.len());
     }
     s.push_str(marker);
     s.push('\n');
@@ -138,12 +141,23 @@ pub fn summary_comment(report: &ReviewReport, marker: &str) -> String {
     s.push('\n');
     let head = report.head_sha.as_deref().map(short).unwrap_or("working tree");
     let range = match (&report.incremental_from, &report.base_sha) {
-        (Some(prev), _) => format!("{}..{} (incremental: changes since the last review)", code(short(prev)), code(head)),
+        (Some(prev), _) => {
+            format!("{}..{} (incremental: changes since the last review)", code(short(prev)), code(head))
+        }
         (None, Some(base)) => format!("{}..{}", code(short(base)), code(head)),
         (None, None) => code(head),
     };
-    let _ = writeln!(s, "- **Reviewed:** {range} · {} file(s) · {} model request(s)", report.files_reviewed.len(), report.chunks);
-    let models = if report.models.is_empty() { String::new() } else { format!(" ({})", report.models.iter().map(|m| code(m)).collect::<Vec<_>>().join(", ")) };
+    let _ = writeln!(
+        s,
+        "- **Reviewed:** {range} · {} file(s) · {} model request(s)",
+        report.files_reviewed.len(),
+        report.chunks
+    );
+    let models = if report.models.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", report.models.iter().map(|m| code(m)).collect::<Vec<_>>().join(", "))
+    };
     let _ = writeln!(s, "- **Provider:** {}{models}", code(&report.provider));
     let u = &report.usage;
     let _ = writeln!(
@@ -162,12 +176,17 @@ pub fn summary_comment(report: &ReviewReport, marker: &str) -> String {
         let _ = writeln!(s, "- **Verdict:** {} (fails on {t} and above)", report.verdict.as_str());
     }
     if !report.not_reviewed.is_empty() {
-        let _ = write!(s, "\n<details><summary>{} file(s) not reviewed</summary>\n\n| file | reason |\n|---|---|\n", report.not_reviewed.len());
+        let _ = write!(
+            s,
+            "\n<details><summary>{} file(s) not reviewed</summary>\n\n| file | reason |\n|---|---|\n",
+            report.not_reviewed.len()
+        );
         for n in report.not_reviewed.iter().take(MAX_NOT_REVIEWED_ROWS) {
             let _ = writeln!(s, "| {} | {} |", code(&n.path), n.reason.replace('|', "\\|").replace('\n', " "));
         }
         if report.not_reviewed.len() > MAX_NOT_REVIEWED_ROWS {
-            let _ = writeln!(s, "| … | {} more (see `--format json`) |", report.not_reviewed.len() - MAX_NOT_REVIEWED_ROWS);
+            let _ =
+                writeln!(s, "| … | {} more (see `--format json`) |", report.not_reviewed.len() - MAX_NOT_REVIEWED_ROWS);
         }
         s.push_str("\n</details>\n");
     }
@@ -189,7 +208,8 @@ pub fn dry_run(report: &ReviewReport) -> String {
         (None, Some(n)) => format!("#{n}"),
         _ => "the diff".into(),
     };
-    let event = serde_json::to_value(report.review.event).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let event =
+        serde_json::to_value(report.review.event).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
     let _ = writeln!(s, "<!-- dry run: review that would be posted on {target} (event {event}) -->\n");
     s.push_str(&report.review.body);
     let _ = writeln!(s, "\n---\n\n#### Inline comments ({})\n", report.review.comments.len());

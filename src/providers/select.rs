@@ -43,10 +43,16 @@ impl SelectedProvider {
 
 /// Resolves and builds the provider. Errors: an unknown entry name or kind not available yet
 /// ([`ProviderError::Config`]); a missing key for a hosted API ([`ProviderError::Auth`], exit 4).
-pub fn select(config: &Config, flag: Option<&str>, model_flag: Option<&str>, env: &Env) -> Result<SelectedProvider, ProviderError> {
-    let name = flag.map(str::to_string).or_else(|| config.provider.clone()).or_else(|| {
-        (config.providers.len() == 1).then(|| config.providers.keys().next().cloned()).flatten()
-    });
+pub fn select(
+    config: &Config,
+    flag: Option<&str>,
+    model_flag: Option<&str>,
+    env: &Env,
+) -> Result<SelectedProvider, ProviderError> {
+    let name = flag
+        .map(str::to_string)
+        .or_else(|| config.provider.clone())
+        .or_else(|| (config.providers.len() == 1).then(|| config.providers.keys().next().cloned()).flatten());
     let Some(name) = name.filter(|n| n != "builtin") else {
         return Ok(SelectedProvider { name: "builtin".into(), provider: None, api_key: None });
     };
@@ -78,8 +84,14 @@ fn kind_name(kind: ProviderKind) -> &'static str {
     }
 }
 
-fn build_openai(name: &str, entry: &ProviderConfig, model_flag: Option<&str>, env: &Env) -> Result<SelectedProvider, ProviderError> {
-    let base_url = entry.base_url.clone().unwrap_or_else(|| OPENAI_BASE_URL.to_string()).trim_end_matches('/').to_string();
+fn build_openai(
+    name: &str,
+    entry: &ProviderConfig,
+    model_flag: Option<&str>,
+    env: &Env,
+) -> Result<SelectedProvider, ProviderError> {
+    let base_url =
+        entry.base_url.clone().unwrap_or_else(|| OPENAI_BASE_URL.to_string()).trim_end_matches('/').to_string();
     let api_key_env = entry.api_key_env.clone().unwrap_or_else(|| ev::OPENAI_API_KEY.to_string());
     let api_key = env.get(&api_key_env).map(|k| SecretString::from(k.to_string()));
     // Hosted OpenAI needs a key; a local OpenAI-compatible server (Ollama, vLLM) usually not.
@@ -91,10 +103,11 @@ fn build_openai(name: &str, entry: &ProviderConfig, model_flag: Option<&str>, en
             message: "the variable is not set".into(),
         });
     }
-    let model = model_flag.map(str::to_string).or_else(|| entry.model.clone()).ok_or_else(|| ProviderError::Config {
-        provider: name.to_string(),
-        message: "no `model` set for this provider (config `model` or --model)".into(),
-    })?;
+    let model =
+        model_flag.map(str::to_string).or_else(|| entry.model.clone()).ok_or_else(|| ProviderError::Config {
+            provider: name.to_string(),
+            message: "no `model` set for this provider (config `model` or --model)".into(),
+        })?;
     let retry = RetryPolicy { max_retries: entry.max_retries.unwrap_or(3), ..RetryPolicy::default() };
     let adapter = OpenAi::new(OpenAiSettings {
         name: name.to_string(),

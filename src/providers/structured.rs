@@ -15,7 +15,10 @@ pub struct StructuredAnswer {
 }
 
 /// Asks `provider` for JSON valid against `req.json_schema` (which must be set).
-pub async fn complete_json(provider: &dyn Provider, req: &CompletionRequest) -> Result<StructuredAnswer, ProviderError> {
+pub async fn complete_json(
+    provider: &dyn Provider,
+    req: &CompletionRequest,
+) -> Result<StructuredAnswer, ProviderError> {
     let _ = (provider, req);
     todo!()
 }
