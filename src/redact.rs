@@ -348,6 +348,10 @@ fn derived_forms(value: &str) -> Vec<String> {
         // Strip the quotes serde_json adds; what remains appears inside any JSON string that
         // contains the value.
         if let Some(inner) = json.strip_prefix('"').and_then(|j| j.strip_suffix('"')) {
+            if !inner.is_ascii() {
+                // Python's `json.dumps` (and others) escape non-ASCII as UTF-16 `\uXXXX`.
+                forms.push(ascii_json(inner));
+            }
             forms.push(inner.to_owned());
         }
     }
@@ -358,6 +362,23 @@ fn derived_forms(value: &str) -> Vec<String> {
     // Cores of very short values can be a couple of characters; never register those.
     forms.retain(|f| f.len() >= MIN_DERIVED_LEN);
     forms
+}
+
+/// `json` (an escaped JSON string body) with every non-ASCII char as `\uXXXX` UTF-16 units,
+/// lower-case hex as Python writes them.
+fn ascii_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() * 2);
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// The base64 characters of `bytes` that do not depend on the surrounding text, for each of
@@ -401,16 +422,19 @@ mod tests {
         STANDARD.encode(s)
     }
 
-    /// Asserts that `encoded` no longer contains any recognisable trace of the secret and that
-    /// something was redacted.
-    fn assert_scrubbed(r: &Redactor, label: &str, encoded: &str) {
+    /// Asserts that redacting `encoded` removed at least `min_removed` bytes of it (the
+    /// length of the secret's encoded form, less the few edge characters that also carry bits
+    /// of the surrounding text) and left no raw secret.
+    fn assert_scrubbed(r: &Redactor, label: &str, encoded: &str, min_removed: usize) {
         let out = r.redact(encoded);
         assert!(out.contains(REDACTED), "{label}: nothing redacted in {encoded:?} -> {out:?}");
         assert!(!out.contains(SECRET), "{label}: raw secret left in {out:?}");
-        // The longest stable run that could remain is the couple of edge characters per side.
+        let kept = out.replace(REDACTED, "").len();
         assert!(
-            out.len() < encoded.len(),
-            "{label}: output not shorter: {out:?}"
+            kept + min_removed <= encoded.len(),
+            "{label}: only {} of {} bytes removed: {out:?}",
+            encoded.len() - kept,
+            encoded.len()
         );
     }
 
@@ -422,38 +446,39 @@ mod tests {
     #[test]
     fn derived_forms_embedded_in_text_are_redacted() {
         let r = redactor_with(&[SECRET]);
-        let mut cases: Vec<(String, String)> = vec![
-            ("raw".into(), format!("token is {SECRET}, ok")),
-            ("url".into(), format!("https://x.test/?q={}&p=1", urlencoding::encode(SECRET))),
-            (
-                "url form".into(),
-                format!("q={}&p=1", urlencoding::encode(SECRET).replace("%20", "+")),
-            ),
-            ("json".into(), serde_json::json!({ "k": format!("a\"b{SECRET}\n") }).to_string()),
-            ("hex".into(), format!("0x{}ff", hex::encode(format!("ab{SECRET}cd")))),
-            ("HEX".into(), format!("0x{}FF", hex::encode_upper(format!("ab{SECRET}cd")))),
-            ("b64 exact".into(), format!("Basic {}", b64(SECRET.as_bytes()))),
+        let n = SECRET.len();
+        let json = serde_json::to_string(SECRET).unwrap();
+        let url = urlencoding::encode(SECRET).into_owned();
+        let mut cases: Vec<(String, String, usize)> = vec![
+            ("raw".into(), format!("token is {SECRET}, ok"), n),
+            ("url".into(), format!("https://x.test/?q={url}&p=1"), url.len()),
+            ("url form".into(), format!("q={}&p=1", url.replace("%20", "+")), url.len() - 2),
+            ("json".into(), serde_json::json!({ "k": format!("a\"b{SECRET}\n") }).to_string(), json.len() - 2),
+            ("json ascii".into(), format!("{{\"k\": \"{}\"}}", ascii_json(&json[1..json.len() - 1])), json.len()),
+            ("hex".into(), format!("0x{}ff", hex::encode(format!("ab{SECRET}cd"))), 2 * n),
+            ("HEX".into(), format!("0x{}FF", hex::encode_upper(format!("ab{SECRET}cd"))), 2 * n),
+            ("b64 exact".into(), format!("Basic {}", b64(SECRET.as_bytes())), 4 * n.div_ceil(3)),
         ];
+        // Stable base64 core: 4/3 of the secret less up to 2 edge characters on each side;
+        // twice encoded: 16/9, less the inner and outer edges.
+        let b64_min = 4 * n / 3 - 4;
+        let double_min = 16 * n / 9 - 12;
         for prefix in ["", "a", "ab", "abc", "user:", "u:"] {
             for suffix in ["", "\n", "xy", "xyz!"] {
                 let text = format!("{prefix}{SECRET}{suffix}");
-                cases.push((format!("b64 {prefix:?}+{suffix:?}"), b64(text.as_bytes())));
+                let at = format!("{prefix:?}+{suffix:?}");
+                cases.push((format!("b64 {at}"), b64(text.as_bytes()), b64_min));
+                cases.push((format!("b64url {at}"), URL_SAFE_NO_PAD.encode(text.as_bytes()), b64_min));
+                cases.push((format!("double b64 {at}"), b64(b64(text.as_bytes()).as_bytes()), double_min));
                 cases.push((
-                    format!("b64url {prefix:?}+{suffix:?}"),
-                    URL_SAFE_NO_PAD.encode(text.as_bytes()),
-                ));
-                cases.push((
-                    format!("double b64 {prefix:?}+{suffix:?}"),
-                    b64(b64(text.as_bytes()).as_bytes()),
-                ));
-                cases.push((
-                    format!("b64 in text {prefix:?}+{suffix:?}"),
+                    format!("b64 in text {at}"),
                     format!("header: {} trailer", b64(text.as_bytes())),
+                    b64_min,
                 ));
             }
         }
-        for (label, encoded) in &cases {
-            assert_scrubbed(&r, label, encoded);
+        for (label, encoded, min_removed) in &cases {
+            assert_scrubbed(&r, label, encoded, *min_removed);
         }
     }
 
