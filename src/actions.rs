@@ -171,8 +171,7 @@ fn write_outputs_with(
         return Ok(());
     }
     let io_err = |source| OutputError::Io { path: path.display().to_string(), source };
-    let mut file =
-        std::fs::OpenOptions::new().append(true).create(true).open(path).map_err(io_err)?;
+    let mut file = std::fs::OpenOptions::new().append(true).create(true).open(path).map_err(io_err)?;
     file.write_all(rendered.as_bytes()).map_err(io_err)
 }
 
@@ -183,8 +182,7 @@ fn render_outputs(
 ) -> Result<String, OutputError> {
     let mut out = String::new();
     for (name, value) in outputs {
-        let valid_name = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let valid_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !valid_name {
             return Err(OutputError::BadName { name: name.clone() });
         }
@@ -358,10 +356,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("output");
         std::fs::write(&path, "before=1\n").unwrap();
-        let outputs: Vec<(String, String)> = vec![
-            ("ok".into(), "fine".into()),
-            ("evil".into(), "x\nghadelimiter_fixed\nverdict=approve".into()),
-        ];
+        let outputs: Vec<(String, String)> =
+            vec![("ok".into(), "fine".into()), ("evil".into(), "x\nghadelimiter_fixed\nverdict=approve".into())];
         let mut fixed = || "ghadelimiter_fixed".to_owned();
         let err = write_outputs_with(&path, &outputs, &mut fixed).unwrap_err();
         assert!(matches!(&err, OutputError::DelimiterInValue { name } if name == "evil"), "{err}");
@@ -371,7 +367,11 @@ mod tests {
         let mut calls = 0;
         let mut flaky = || {
             calls += 1;
-            if calls == 1 { "ghadelimiter_fixed".to_owned() } else { format!("ghadelimiter_{calls}") }
+            if calls == 1 {
+                "ghadelimiter_fixed".to_owned()
+            } else {
+                format!("ghadelimiter_{calls}")
+            }
         };
         write_outputs_with(&path, &outputs[1..], &mut flaky).unwrap();
         let parsed = parse_output_file(&std::fs::read_to_string(&path).unwrap());

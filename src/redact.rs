@@ -96,10 +96,7 @@ static PATTERNS: LazyLock<Vec<(TokenKind, Regex)>> = LazyLock::new(|| {
             TokenKind::PrivateKey,
             format!(r"-----BEGIN {PEM_LABEL}-----(?:[A-Za-z0-9+/=:,.\s-]*?-----END {PEM_LABEL}-----)?"),
         ),
-        (
-            TokenKind::Jwt,
-            r"(?-u:\b)eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}".to_owned(),
-        ),
+        (TokenKind::Jwt, r"(?-u:\b)eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}".to_owned()),
     ];
     specs
         .into_iter()
@@ -122,10 +119,8 @@ fn classify_sk(hit: &str) -> Option<TokenKind> {
         None => (TokenKind::OpenAiKey, hit.strip_prefix("sk-").unwrap_or(hit)),
     };
     let has = |f: fn(&u8) -> bool| body.as_bytes().iter().any(f);
-    let random_looking = body.len() >= 20
-        && has(u8::is_ascii_uppercase)
-        && has(u8::is_ascii_lowercase)
-        && has(u8::is_ascii_digit);
+    let random_looking =
+        body.len() >= 20 && has(u8::is_ascii_uppercase) && has(u8::is_ascii_lowercase) && has(u8::is_ascii_digit);
     random_looking.then_some(kind)
 }
 
@@ -185,10 +180,7 @@ impl std::fmt::Debug for Redactor {
     /// Counts only: the registry's strings are secrets.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let reg = self.read();
-        f.debug_struct("Redactor")
-            .field("secrets", &reg.mask_lines.len())
-            .field("forms", &reg.forms.len())
-            .finish()
+        f.debug_struct("Redactor").field("secrets", &reg.mask_lines.len()).field("forms", &reg.forms.len()).finish()
     }
 }
 
@@ -218,10 +210,8 @@ impl Redactor {
         if value.contains('\n') || value.contains('\r') {
             candidates.extend(value.lines().map(|l| l.strip_suffix('\r').unwrap_or(l)));
         }
-        let candidates: Vec<&str> = candidates
-            .into_iter()
-            .filter(|c| c.trim().len() >= MIN_SECRET_LEN && !REDACTED.contains(*c))
-            .collect();
+        let candidates: Vec<&str> =
+            candidates.into_iter().filter(|c| c.trim().len() >= MIN_SECRET_LEN && !REDACTED.contains(*c)).collect();
         if candidates.is_empty() {
             return;
         }
@@ -470,11 +460,7 @@ mod tests {
                 cases.push((format!("b64 {at}"), b64(text.as_bytes()), b64_min));
                 cases.push((format!("b64url {at}"), URL_SAFE_NO_PAD.encode(text.as_bytes()), b64_min));
                 cases.push((format!("double b64 {at}"), b64(b64(text.as_bytes()).as_bytes()), double_min));
-                cases.push((
-                    format!("b64 in text {at}"),
-                    format!("header: {} trailer", b64(text.as_bytes())),
-                    b64_min,
-                ));
+                cases.push((format!("b64 in text {at}"), format!("header: {} trailer", b64(text.as_bytes())), b64_min));
             }
         }
         for (label, encoded, min_removed) in &cases {

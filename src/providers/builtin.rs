@@ -49,9 +49,7 @@ pub fn scan(diff: &Diff, files: &[usize], opts: &RuleOptions) -> Vec<Finding> {
         scan_file(file, opts, &mut findings);
     }
     // Stable sort: hits of one rule on one line keep their column order.
-    findings.sort_by(|a, b| {
-        (a.path.as_str(), a.line, rule_id(a)).cmp(&(b.path.as_str(), b.line, rule_id(b)))
-    });
+    findings.sort_by(|a, b| (a.path.as_str(), a.line, rule_id(a)).cmp(&(b.path.as_str(), b.line, rule_id(b))));
     findings
 }
 
@@ -127,10 +125,8 @@ static ASSIGNMENT: LazyLock<Option<Regex>> = LazyLock::new(|| {
 /// a reference to one, or a word: at least 16 characters, letters and digits both present,
 /// and none of the usual placeholder and interpolation markers.
 fn looks_like_credential(literal: &str) -> bool {
-    const PLACEHOLDERS: [&str; 12] = [
-        "${", "{{", "<", "%(", "$(", "xxxx", "****", "example", "changeme", "placeholder",
-        "dummy", "your",
-    ];
+    const PLACEHOLDERS: [&str; 12] =
+        ["${", "{{", "<", "%(", "$(", "xxxx", "****", "example", "changeme", "placeholder", "dummy", "your"];
     let lower = literal.to_ascii_lowercase();
     literal.len() >= 16
         && literal.bytes().any(|b| b.is_ascii_digit())
@@ -217,8 +213,7 @@ fn marker(text: &str) -> Option<Marker> {
 /// reported only when the file's added lines also hold a `<<<<<<<` or `>>>>>>>` marker, because
 /// seven `=` alone is a legitimate Markdown/reStructuredText heading underline.
 fn conflict_markers(path: &str, added: &[Added<'_>], out: &mut Vec<Finding>) {
-    let markers: Vec<(u32, Marker)> =
-        added.iter().filter_map(|a| marker(a.text).map(|m| (a.line, m))).collect();
+    let markers: Vec<(u32, Marker)> = added.iter().filter_map(|a| marker(a.text).map(|m| (a.line, m))).collect();
     let has_strong = markers.iter().any(|(_, m)| matches!(m, Marker::Ours | Marker::Theirs));
     if !has_strong {
         return;
@@ -478,7 +473,11 @@ mod tests {
         let findings = run(vec![f]);
         assert_eq!(
             ids(&findings),
-            vec![one("config/settings.py", 2, "AC001"), one("config/settings.py", 3, "AC001"), one("config/settings.py", 4, "AC001")]
+            vec![
+                one("config/settings.py", 2, "AC001"),
+                one("config/settings.py", 3, "AC001"),
+                one("config/settings.py", 4, "AC001")
+            ]
         );
         assert!(findings[0].title.contains("GitHub token"));
         assert!(findings[1].title.contains("AWS access key id"));
@@ -533,7 +532,15 @@ mod tests {
     fn ac002_one_finding_per_conflict() {
         let f = file(
             "src/lib.rs",
-            &[" fn a() {}", "+<<<<<<< HEAD", "+let x = 1;", "+=======", "+let x = 2;", "+>>>>>>> feature", " fn b() {}"],
+            &[
+                " fn a() {}",
+                "+<<<<<<< HEAD",
+                "+let x = 1;",
+                "+=======",
+                "+let x = 2;",
+                "+>>>>>>> feature",
+                " fn b() {}",
+            ],
         );
         let findings = run(vec![f]);
         assert_eq!(ids(&findings), vec![one("src/lib.rs", 2, "AC002")]);
@@ -582,10 +589,20 @@ mod tests {
     fn ac004_todo_notes() {
         let f = file(
             "src/a.rs",
-            &["+// TODO: handle errors", "+// FIXME(alice) later", "+/* XXX */", "+let mask = \"XXX-XXX\";", "+// TODOS are fine", "+// todo lower case"],
+            &[
+                "+// TODO: handle errors",
+                "+// FIXME(alice) later",
+                "+/* XXX */",
+                "+let mask = \"XXX-XXX\";",
+                "+// TODOS are fine",
+                "+// todo lower case",
+            ],
         );
         let findings = run(vec![f]);
-        assert_eq!(ids(&findings), vec![one("src/a.rs", 1, "AC004"), one("src/a.rs", 2, "AC004"), one("src/a.rs", 3, "AC004")]);
+        assert_eq!(
+            ids(&findings),
+            vec![one("src/a.rs", 1, "AC004"), one("src/a.rs", 2, "AC004"), one("src/a.rs", 3, "AC004")]
+        );
         assert_eq!(findings[0].title, "Added TODO note");
         assert_eq!(findings[1].title, "Added FIXME note");
         assert!(findings.iter().all(|f| f.severity == Severity::Info));
