@@ -99,6 +99,7 @@ fn is_date_suffix(rest: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
 mod tests {
     use super::*;
 

@@ -216,6 +216,7 @@ fn give_up_reason(policy: &RetryPolicy, attempt: u32, headers: &http::HeaderMap)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
 mod tests {
     use super::*;
     use http::{HeaderMap, HeaderValue};

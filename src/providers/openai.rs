@@ -574,6 +574,7 @@ impl ApiUsage {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
 mod tests {
     use super::*;
     use wiremock::matchers::{any, body_partial_json, header, method, path};

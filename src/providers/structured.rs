@@ -169,6 +169,7 @@ fn fence_body(s: &str) -> Option<&str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
 mod tests {
     use super::*;
     use crate::providers::openai::{OpenAi, OpenAiSettings};
