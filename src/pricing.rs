@@ -2,19 +2,27 @@
 //! `schemas/pricing.schema.json`) that uses litellm's field names (`input_cost_per_token`,
 //! `output_cost_per_token`, `cache_read_input_token_cost`, `cache_creation_input_token_cost`)
 //! and carries an effective date. Config may override or add entries; local models cost 0.
+//!
+//! The bundled prices are litellm's list prices (standard tier, prompts up to 200k tokens) as of
+//! the table's `effective_date`; the file's `source` field names the exact litellm commit.
+//! Models whose price could not be confirmed there are left out, so they report "cost unknown"
+//! rather than a guessed number.
 
 use serde::{Deserialize, Serialize};
 
 use crate::providers::Usage;
+
+/// The bundled table's JSON text.
+const BUNDLED: &str = include_str!("../data/prices.json");
 
 /// USD per token for one model (litellm field names).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelPrice {
     pub input_cost_per_token: f64,
     pub output_cost_per_token: f64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_read_input_token_cost: Option<f64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_creation_input_token_cost: Option<f64>,
 }
 
@@ -29,21 +37,182 @@ pub struct PriceTable {
 impl PriceTable {
     /// The bundled table.
     pub fn bundled() -> Self {
-        todo!()
+        // The unit tests parse and schema-check the bundled file, so this cannot fail in a
+        // released build; an empty table would only make every cost "unknown", never wrong.
+        serde_json::from_str(BUNDLED).unwrap_or_default()
     }
 
     /// Price for `model`: exact name, then the name without a `provider/` prefix, then the
-    /// longest table key that `model` starts with (dated snapshots like `gpt-4o-2024-08-06`).
+    /// longest table key that `model` starts with when the rest is a date suffix (dated
+    /// snapshots like `gpt-4o-2024-08-06`, `claude-opus-4-1-20250805`, Vertex's `@20250805`).
+    ///
+    /// Only a date may follow the key, so `gpt-4o-mini` never falls back to `gpt-4o` and
+    /// `claude-opus-4-5` never to a `claude-opus-4` entry: an unknown model is unknown.
+    /// Matching ignores ASCII case.
     pub fn price(&self, model: &str) -> Option<ModelPrice> {
-        let _ = model;
-        todo!()
+        let model = model.trim().to_ascii_lowercase();
+        let bare = model.rsplit('/').next().unwrap_or(&model);
+        let find = |name: &str| self.models.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, p)| *p);
+        find(&model).or_else(|| find(bare)).or_else(|| {
+            self.models
+                .iter()
+                .filter(|(key, _)| {
+                    let key = key.to_ascii_lowercase();
+                    bare.strip_prefix(key.as_str()).is_some_and(is_date_suffix)
+                })
+                .max_by_key(|(key, _)| key.len())
+                .map(|(_, p)| *p)
+        })
     }
 
     /// Cost in USD of `usage` on `model`; `None` when the model is unknown (reported as
     /// "cost unknown", never as 0). Cached reads fall back to the input price when the table
     /// has no cache price.
+    ///
+    /// `input_tokens × input + cached_input_tokens × cache_read + cache_write_tokens ×
+    /// cache_creation + output_tokens × output`; reasoning tokens are part of `output_tokens`
+    /// and not charged twice. Cache writes without a cache-write price cost the input price.
     pub fn cost_usd(&self, model: &str, usage: &Usage) -> Option<f64> {
-        let _ = (model, usage);
-        todo!()
+        let p = self.price(model)?;
+        let input = p.input_cost_per_token;
+        // Token counts are far below 2^53, so the f64 conversion is exact.
+        Some(
+            usage.input_tokens as f64 * input
+                + usage.cached_input_tokens as f64 * p.cache_read_input_token_cost.unwrap_or(input)
+                + usage.cache_write_tokens as f64 * p.cache_creation_input_token_cost.unwrap_or(input)
+                + usage.output_tokens as f64 * p.output_cost_per_token,
+        )
+    }
+}
+
+/// `-YYYY-MM-DD`, `-YYYYMMDD` or `@YYYYMMDD` (optionally followed by more, e.g. `-v1:0`).
+fn is_date_suffix(rest: &str) -> bool {
+    let Some(rest) = rest.strip_prefix('-').or_else(|| rest.strip_prefix('@')) else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let dashed = rest.get(..10).is_some_and(|d| {
+        digits(&d[..4]) && &d[4..5] == "-" && digits(&d[5..7]) && &d[7..8] == "-" && digits(&d[8..10])
+    });
+    let compact = rest.get(..8).is_some_and(digits);
+    dashed || compact
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
+mod tests {
+    use super::*;
+
+    fn table() -> PriceTable {
+        PriceTable::bundled()
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn bundled_table_parses_and_is_not_empty() {
+        let t: PriceTable = serde_json::from_str(BUNDLED).unwrap();
+        assert!(t.models.len() >= 10, "{}", t.models.len());
+        assert_eq!(t, table());
+        assert_eq!(t.effective_date.len(), 10);
+    }
+
+    #[test]
+    fn bundled_table_matches_its_schema() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/pricing.schema.json");
+        let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let instance: serde_json::Value = serde_json::from_str(BUNDLED).unwrap();
+        let errors: Vec<String> =
+            validator.iter_errors(&instance).map(|e| format!("{}: {e}", e.instance_path().as_str())).collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+        // The serialized form (what config overrides and `cost` exports hold) validates too.
+        let round_trip = serde_json::to_value(table()).unwrap();
+        assert!(validator.is_valid(&round_trip));
+        // And the schema does reject a broken entry.
+        let bad = serde_json::json!({"effective_date": "2026-11-22", "models": {"x": {"input_cost_per_token": -1}}});
+        assert!(!validator.is_valid(&bad));
+    }
+
+    #[test]
+    fn lookup_exact_prefixed_and_dated() {
+        let t = table();
+        let gpt4o = t.price("gpt-4o").unwrap();
+        assert_eq!(t.price("openai/gpt-4o"), Some(gpt4o));
+        assert_eq!(t.price("GPT-4o"), Some(gpt4o));
+        assert_eq!(t.price("gpt-4o-2024-08-06"), Some(gpt4o));
+        assert_eq!(t.price("openrouter/openai/gpt-4o-2024-11-20"), Some(gpt4o));
+        assert_eq!(t.price("claude-opus-4-1-20250805"), t.price("claude-opus-4-1"));
+        assert_eq!(t.price("claude-haiku-4-5@20251001"), t.price("claude-haiku-4-5"));
+        // Longest key wins: gpt-4o-mini snapshots are not priced as gpt-4o.
+        assert_eq!(t.price("gpt-4o-mini-2024-07-18"), t.price("gpt-4o-mini"));
+        assert_ne!(t.price("gpt-4o-mini"), Some(gpt4o));
+    }
+
+    #[test]
+    fn unknown_models_are_unknown_not_a_neighbour() {
+        let t = table();
+        assert_eq!(t.price("llama3.2"), None);
+        assert_eq!(t.price("gpt-4o-ultra"), None);
+        assert_eq!(t.price("gpt-5-mini"), None, "must not fall back to gpt-5");
+        assert_eq!(t.cost_usd("llama3.2", &Usage::default()), None);
+    }
+
+    #[test]
+    fn cost_with_cached_tokens() {
+        let t = table();
+        // gpt-4o: $2.50 / 1M input, $1.25 / 1M cached, $10 / 1M output.
+        let usage = Usage {
+            input_tokens: 464,
+            cached_input_tokens: 1536,
+            output_tokens: 300,
+            reasoning_tokens: 128,
+            ..Usage::default()
+        };
+        let expected = 464.0 * 2.5e-6 + 1536.0 * 1.25e-6 + 300.0 * 1e-5;
+        assert!(close(t.cost_usd("gpt-4o", &usage).unwrap(), expected));
+        // One million uncached input tokens cost the list price.
+        let million = Usage { input_tokens: 1_000_000, ..Usage::default() };
+        assert!(close(t.cost_usd("gpt-4.1", &million).unwrap(), 2.0));
+    }
+
+    #[test]
+    fn cost_with_cache_writes_and_fallbacks() {
+        // claude-sonnet-4-5: $3 input, $0.30 cache read, $3.75 cache write, $15 output per 1M.
+        let t = table();
+        let usage = Usage {
+            input_tokens: 1000,
+            cached_input_tokens: 10_000,
+            cache_write_tokens: 2000,
+            output_tokens: 500,
+            reasoning_tokens: 0,
+        };
+        let expected = 1000.0 * 3e-6 + 10_000.0 * 3e-7 + 2000.0 * 3.75e-6 + 500.0 * 1.5e-5;
+        assert!(close(t.cost_usd("claude-sonnet-4-5", &usage).unwrap(), expected));
+
+        // A model without cache prices charges cached reads and writes at the input price.
+        let mut custom = PriceTable::default();
+        custom.models.insert(
+            "local".into(),
+            ModelPrice { input_cost_per_token: 1e-6, output_cost_per_token: 2e-6, ..ModelPrice::default() },
+        );
+        assert!(close(custom.cost_usd("local", &usage).unwrap(), 13_000.0 * 1e-6 + 500.0 * 2e-6));
+        // Local models priced at 0 cost 0, not "unknown".
+        custom.models.insert("llama3.2".into(), ModelPrice::default());
+        assert_eq!(custom.cost_usd("llama3.2", &usage), Some(0.0));
+    }
+
+    #[test]
+    fn date_suffixes() {
+        assert!(is_date_suffix("-2024-08-06"));
+        assert!(is_date_suffix("-20250514"));
+        assert!(is_date_suffix("@20250514"));
+        assert!(is_date_suffix("-20250929-v1:0"));
+        assert!(!is_date_suffix("-mini"));
+        assert!(!is_date_suffix("-5"));
+        assert!(!is_date_suffix(""));
+        assert!(!is_date_suffix("-2024"));
     }
 }

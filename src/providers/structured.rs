@@ -6,6 +6,10 @@
 
 use crate::providers::{Completion, CompletionRequest, Provider, ProviderError};
 
+/// Most errors quoted back to the model or into a [`ProviderError::BadAnswer`]; a badly wrong
+/// answer can produce hundreds, and the first ones are enough to repair it.
+const MAX_LISTED_ERRORS: usize = 20;
+
 /// The validated JSON and every completion it took (one, or two with a repair round), so the
 /// caller can account all usage.
 #[derive(Debug, Clone)]
@@ -15,17 +19,324 @@ pub struct StructuredAnswer {
 }
 
 /// Asks `provider` for JSON valid against `req.json_schema` (which must be set).
+///
+/// Flow: one call; [`extract_json`]; parse; validate. On a parse or validation failure, one
+/// repair call with the same system prompt and a user prompt that appends the previous answer
+/// and the errors (`instance_path: message`, JSON Pointer paths, `(root)` for the whole
+/// document); then validate again.
+///
+/// Errors: [`ProviderError::Config`] when `req.json_schema` is unset or is not a valid schema;
+/// [`ProviderError::BadAnswer`] listing the errors when the repaired answer is still invalid;
+/// any error of the provider calls themselves.
+///
+/// NOTE: when the repair call itself fails, the first completion's usage is not returned (the
+/// error type has no room for it); callers that must account every token should record usage
+/// inside the provider.
 pub async fn complete_json(
     provider: &dyn Provider,
     req: &CompletionRequest,
 ) -> Result<StructuredAnswer, ProviderError> {
-    let _ = (provider, req);
-    todo!()
+    let config_error = |message: String| ProviderError::Config { provider: provider.name().to_owned(), message };
+    let (name, schema) = req
+        .json_schema
+        .as_ref()
+        .ok_or_else(|| config_error("structured output was asked for without a JSON schema".to_owned()))?;
+    let validator = jsonschema::validator_for(schema)
+        .map_err(|e| config_error(format!("the JSON schema `{name}` is invalid: {e}")))?;
+
+    let first = provider.complete(req).await?;
+    let errors = match check(&validator, &first.text) {
+        Ok(value) => return Ok(StructuredAnswer { value, completions: vec![first] }),
+        Err(errors) => errors,
+    };
+
+    let repair = CompletionRequest { prompt: repair_prompt(&req.prompt, &first.text, &errors), ..req.clone() };
+    let second = provider.complete(&repair).await?;
+    let checked = check(&validator, &second.text);
+    let completions = vec![first, second];
+    match checked {
+        Ok(value) => Ok(StructuredAnswer { value, completions }),
+        Err(errors) => Err(ProviderError::BadAnswer {
+            provider: provider.name().to_owned(),
+            message: format!(
+                "the answer does not match the schema `{name}` after one repair round:\n{}",
+                bullet_list(&errors)
+            ),
+        }),
+    }
+}
+
+/// Extracts, parses and validates one answer; the errors are `instance_path: message` lines.
+fn check(validator: &jsonschema::Validator, text: &str) -> Result<serde_json::Value, Vec<String>> {
+    let json = extract_json(text);
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| vec![format!("(root): the answer is not valid JSON: {e}")])?;
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| {
+            let path = e.instance_path().as_str();
+            format!("{}: {e}", if path.is_empty() { "(root)" } else { path })
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(value)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The user prompt of the repair round: the original task, then what went wrong.
+fn repair_prompt(original: &str, previous: &str, errors: &[String]) -> String {
+    format!(
+        "{original}\n\n---\nYour previous answer was not usable.\n\nPrevious answer:\n{previous}\n\n\
+         Errors:\n{}\n\nAnswer again with the corrected JSON object only, with no prose and no code fences.",
+        bullet_list(errors)
+    )
+}
+
+fn bullet_list(errors: &[String]) -> String {
+    let mut lines: Vec<String> = errors.iter().take(MAX_LISTED_ERRORS).map(|e| format!("- {e}")).collect();
+    if errors.len() > MAX_LISTED_ERRORS {
+        lines.push(format!("- ... and {} more", errors.len() - MAX_LISTED_ERRORS));
+    }
+    lines.join("\n")
 }
 
 /// Strips a Markdown code fence (```json ... ```) or leading/trailing prose around one JSON
 /// object, returning the JSON text.
+///
+/// Returns the first `{...}` span (brace-balanced, aware of strings and escapes) that parses as
+/// JSON; being the first one that parses, it is the outermost object. When none parses, returns
+/// the inside of the first code fence, else the text from the first `{` to the last `}`, else
+/// the trimmed text, so the parse error the caller reports points at the JSON itself.
 pub fn extract_json(text: &str) -> &str {
-    let _ = text;
-    todo!()
+    let trimmed = text.trim();
+    if serde_json::from_str::<serde_json::Value>(trimmed).map(|v| v.is_object()).unwrap_or(false) {
+        return trimmed;
+    }
+    for (start, _) in trimmed.match_indices('{') {
+        if let Some(end) = matching_brace(trimmed, start) {
+            let candidate = &trimmed[start..=end];
+            if serde_json::from_str::<serde_json::Value>(candidate).is_ok() {
+                return candidate;
+            }
+        }
+    }
+    if let Some(inner) = fence_body(trimmed) {
+        return inner;
+    }
+    match (trimmed.find('{'), trimmed.rfind('}')) {
+        (Some(start), Some(end)) if start < end => &trimmed[start..=end],
+        _ => trimmed,
+    }
+}
+
+/// Index of the `}` closing the `{` at `start`, skipping braces inside JSON strings.
+fn matching_brace(s: &str, start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, b) in s.bytes().enumerate().skip(start) {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' => depth += 1,
+            b'}' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The body of the first ``` fence (any info string), trimmed; to the end when unclosed.
+fn fence_body(s: &str) -> Option<&str> {
+    let open = s.find("```")?;
+    let after = &s[open + 3..];
+    // Skip the info string (`json`) up to the end of the fence line.
+    let body = &after[after.find('\n').map(|i| i + 1).unwrap_or(after.len())..];
+    let body = body.find("```").map(|end| &body[..end]).unwrap_or(body);
+    Some(body.trim())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
+mod tests {
+    use super::*;
+    use crate::providers::openai::{OpenAi, OpenAiSettings};
+    use crate::resilience::RetryPolicy;
+    use serde_json::{json, Value};
+    use std::time::Duration;
+    use wiremock::matchers::{any, method, path};
+    use wiremock::{Mock, MockBuilder, MockServer, Request, ResponseTemplate};
+
+    #[test]
+    fn extract_plain_object() {
+        assert_eq!(extract_json("  {\"a\": 1}\n"), "{\"a\": 1}");
+    }
+
+    #[test]
+    fn extract_from_json_fence() {
+        let text = "```json\n{\"a\": {\"b\": [1, 2]}}\n```";
+        assert_eq!(extract_json(text), "{\"a\": {\"b\": [1, 2]}}");
+        let text = "Here you go:\n```\n{\"a\": 1}\n```\nHope it helps.";
+        assert_eq!(extract_json(text), "{\"a\": 1}");
+    }
+
+    #[test]
+    fn extract_skips_prose_and_picks_the_outermost_object() {
+        let text =
+            "Sure! Using {braces} in prose. {\"x\": {\"y\": \"a } brace in a string\"}, \"z\": \"\\\"{\"} Thanks {bye}";
+        assert_eq!(extract_json(text), "{\"x\": {\"y\": \"a } brace in a string\"}, \"z\": \"\\\"{\"}");
+    }
+
+    #[test]
+    fn extract_falls_back_for_broken_json() {
+        // Unparsable fenced JSON: the fence body, so the parse error points at the JSON.
+        assert_eq!(extract_json("```json\n{\"a\": \n```"), "{\"a\":");
+        assert_eq!(extract_json("no json here"), "no json here");
+        assert_eq!(extract_json("see {\"a\": oops} ok"), "{\"a\": oops}");
+    }
+
+    fn review_schema() -> Value {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/review-output.schema.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn valid_review() -> Value {
+        json!({"summary": "Adds a retry loop.", "findings": [{
+            "path": "src/lib.rs", "line": 12, "severity": "medium", "category": "bug",
+            "title": "Off by one", "body": "The loop runs once too often."}]})
+    }
+
+    async fn server() -> MockServer {
+        let server = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(599))
+            .with_priority(u8::MAX)
+            .expect(0)
+            .named("unexpected request")
+            .mount(&server)
+            .await;
+        server
+    }
+
+    fn provider(server: &MockServer) -> OpenAi {
+        OpenAi::new(OpenAiSettings {
+            name: "main".to_owned(),
+            model: "gpt-4o-mini".to_owned(),
+            base_url: format!("{}/v1", server.uri()),
+            api_key: None,
+            api_key_env: "OPENAI_API_KEY".to_owned(),
+            timeout: Duration::from_secs(5),
+            retry: RetryPolicy { max_retries: 1, base: Duration::from_millis(1), cap: Duration::from_secs(1) },
+        })
+        .unwrap()
+    }
+
+    fn request() -> CompletionRequest {
+        CompletionRequest {
+            system: "You review code.".to_owned(),
+            prompt: "Review this diff.".to_owned(),
+            json_schema: Some(("review-output".to_owned(), review_schema())),
+            max_output_tokens: 1024,
+            temperature: None,
+        }
+    }
+
+    fn answer(content: &str, prompt_tokens: u64) -> ResponseTemplate {
+        ResponseTemplate::new(200).set_body_json(json!({
+            "id": "chatcmpl-1", "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 5},
+        }))
+    }
+
+    fn user_prompt(req: &Request) -> String {
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        body["messages"][1]["content"].as_str().unwrap_or_default().to_owned()
+    }
+
+    fn is_repair(req: &Request) -> bool {
+        user_prompt(req).contains("Previous answer:")
+    }
+
+    fn chat() -> MockBuilder {
+        Mock::given(method("POST")).and(path("/v1/chat/completions"))
+    }
+
+    #[tokio::test]
+    async fn fenced_json_is_accepted_without_repair() {
+        let server = server().await;
+        let fenced = format!("```json\n{}\n```", serde_json::to_string_pretty(&valid_review()).unwrap());
+        chat().respond_with(answer(&fenced, 100)).expect(1).mount(&server).await;
+        let out = complete_json(&provider(&server), &request()).await.unwrap();
+        assert_eq!(out.value, valid_review());
+        assert_eq!(out.completions.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn invalid_json_gets_one_repair_round_quoting_the_error() {
+        let server = server().await;
+        chat()
+            .and(|r: &Request| !is_repair(r))
+            .respond_with(answer("{\"summary\": \"cut off", 100))
+            .expect(1)
+            .mount(&server)
+            .await;
+        chat().and(is_repair).respond_with(answer(&valid_review().to_string(), 150)).expect(1).mount(&server).await;
+        let out = complete_json(&provider(&server), &request()).await.unwrap();
+        assert_eq!(out.value, valid_review());
+        assert_eq!(out.completions.len(), 2);
+        assert_eq!(out.completions.iter().map(|c| c.usage.input_tokens).sum::<u64>(), 250);
+
+        let received = server.received_requests().await.unwrap();
+        let repair = user_prompt(&received[1]);
+        assert!(repair.starts_with("Review this diff."), "{repair}");
+        assert!(repair.contains("{\"summary\": \"cut off"), "{repair}");
+        assert!(repair.contains("(root): the answer is not valid JSON: EOF while parsing"), "{repair}");
+        let system: Value = serde_json::from_slice(&received[1].body).unwrap();
+        assert_eq!(system["messages"][0]["content"], "You review code.");
+    }
+
+    #[tokio::test]
+    async fn schema_violations_twice_are_a_bad_answer_listing_them() {
+        let server = server().await;
+        let bad = json!({"summary": 3, "findings": [{"path": "a.rs", "line": 0, "severity": "urgent",
+            "category": "bug", "title": "t", "body": "b"}]});
+        chat().respond_with(answer(&bad.to_string(), 100)).expect(2).mount(&server).await;
+        let err = complete_json(&provider(&server), &request()).await.unwrap_err();
+        let message = match err {
+            ProviderError::BadAnswer { message, .. } => message,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert!(message.contains("`review-output`"), "{message}");
+        assert!(message.contains("- /summary: 3 is not of type \"string\""), "{message}");
+        assert!(message.contains("- /findings/0/line:"), "{message}");
+        assert!(message.contains("- /findings/0/severity:"), "{message}");
+        // The repair round quoted the same errors back to the model.
+        let received = server.received_requests().await.unwrap();
+        assert!(user_prompt(&received[1]).contains("/findings/0/line:"));
+    }
+
+    #[tokio::test]
+    async fn missing_schema_is_a_config_error() {
+        let server = server().await;
+        let mut req = request();
+        req.json_schema = None;
+        let err = complete_json(&provider(&server), &req).await.unwrap_err();
+        assert!(matches!(err, ProviderError::Config { .. }), "{err:?}");
+    }
 }
