@@ -1,0 +1,347 @@
+//! End to end: the real binary against loopback fakes of GitHub and an OpenAI-compatible
+//! server, with real payloads and real corpus diffs.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const OWNER: &str = "Codertocat";
+const REPO: &str = "Hello-World";
+const PR: u64 = 2;
+const MEDIUM: &str = "diffs/02-medium.ripgrep-efd9cfb2.diff";
+
+/// The model's answer for every chunk: valid anchors, a range across two hunks, a line outside
+/// any hunk, an unknown path, and a removed (LEFT) line.
+fn model_answer() -> Value {
+    json!({
+        "summary": "Multi-line look-around handling changes across the matcher and printers.",
+        "findings": [
+            {"path": "crates/core/app.rs", "line": 1060, "side": "RIGHT", "severity": "high", "category": "bug",
+             "title": "Flag count can overflow", "body": "The count is not bounded."},
+            {"path": "crates/matcher/src/lib.rs", "start_line": 620, "line": 625, "severity": "medium", "category": "correctness",
+             "title": "Range in one hunk", "body": "Multi-line range.", "suggestion": "// replacement\n"},
+            {"path": "crates/matcher/src/lib.rs", "start_line": 640, "line": 660, "severity": "low", "category": "style",
+             "title": "Range across two hunks", "body": "Spans a gap between hunks."},
+            {"path": "crates/core/app.rs", "line": 500, "severity": "medium", "category": "bug",
+             "title": "Line outside the diff", "body": "Not commentable."},
+            {"path": "src/does_not_exist.rs", "line": 3, "severity": "low", "category": "bug",
+             "title": "Unknown path", "body": "Not in the diff."},
+            {"path": "crates/printer/src/json.rs", "line": 7, "side": "LEFT", "severity": "info", "category": "cleanup",
+             "title": "Removed import", "body": "SinkError was removed."}
+        ]
+    })
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    outputs: String,
+    summary: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_review(
+    gh: &FakeGitHub,
+    event: &std::path::Path,
+    event_name: &str,
+    dir: &std::path::Path,
+    extra_args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> Run {
+    let out_file = dir.join(format!("output-{}", rand_suffix()));
+    let summary_file = dir.join(format!("summary-{}", rand_suffix()));
+    let mut cmd = agentctl();
+    cmd.arg("review")
+        .args(extra_args)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_TOKEN", "ghs_fakeinstallationtoken0123456789abcdefABCD")
+        .env("GITHUB_API_URL", gh.api_url())
+        .env("GITHUB_REPOSITORY", format!("{}/{}", gh.owner, gh.repo))
+        .env("GITHUB_EVENT_NAME", event_name)
+        .env("GITHUB_EVENT_PATH", event)
+        .env("GITHUB_OUTPUT", &out_file)
+        .env("GITHUB_STEP_SUMMARY", &summary_file)
+        .env("OPENAI_API_KEY", "sk-test-FAKEkey0123456789abcdefXYZ");
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        outputs: std::fs::read_to_string(&out_file).unwrap_or_default(),
+        summary: std::fs::read_to_string(&summary_file).unwrap_or_default(),
+    }
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Checks every posted inline comment against the independent oracle: `line` commentable on
+/// `side`, `start_line` (if any) commentable, same hunk, below `line`.
+fn assert_comments_anchor(diff: &[u8], review: &Value) {
+    let oracle = commentable(diff);
+    for c in review["comments"].as_array().unwrap() {
+        let path = c["path"].as_str().unwrap().to_string();
+        let side = c["side"].as_str().expect("side set").to_string();
+        let line = c["line"].as_u64().expect("line set") as u32;
+        assert!(c.get("position").is_none(), "deprecated position used: {c}");
+        let lines = oracle.get(&(path.clone(), side.clone())).unwrap_or_else(|| panic!("{path} {side} not in diff"));
+        let hunk = lines.get(&line).unwrap_or_else(|| panic!("{path}:{line} {side} not commentable"));
+        if let Some(start) = c["start_line"].as_u64() {
+            let start = start as u32;
+            assert!(start < line, "start_line {start} not below line {line}");
+            assert_eq!(c["start_side"].as_str(), Some(side.as_str()));
+            assert_eq!(lines.get(&start), Some(hunk), "{path}:{start}-{line} crosses hunks");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_posts_anchored_comments_once_and_one_summary_after_two_runs() {
+    let Some(corpora) = corpora() else { return };
+    let diff = std::fs::read(corpora.join(MEDIUM)).unwrap();
+    let openai = fake_openai(model_answer(), Duration::ZERO).await;
+    let gh = FakeGitHub::start(OWNER, REPO, PR, diff.clone(), Some(config_for(&openai.uri(), ""))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let event = corpora.join("webhooks/examples/pull_request/opened.payload.json");
+
+    let first = run_review(&gh, &event, "pull_request", dir.path(), &[], &[]);
+    assert_eq!(first.code, 0, "stderr: {}", first.stderr);
+    let first_requests = gh.requests().await;
+    assert!(first_requests.len() <= 6, "more than 6 GitHub requests: {first_requests:?}");
+    assert!(first_requests.iter().all(|(_, p)| p.starts_with(API_PREFIX)), "GHES prefix lost: {first_requests:?}");
+
+    let second = run_review(&gh, &event, "pull_request", dir.path(), &[], &[]);
+    assert_eq!(second.code, 0, "stderr: {}", second.stderr);
+
+    let state = gh.state.lock().unwrap();
+    assert_eq!(state.review_posts.len(), 1, "a re-run on the same head posted another review");
+    assert_eq!(state.comments.len(), 1, "exactly one summary comment after two runs");
+    assert_eq!((state.comment_posts, state.comment_patches), (1, 1));
+    let review = &state.review_posts[0];
+    assert_eq!(review["commit_id"], "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
+    assert_eq!(review["event"], "COMMENT");
+    assert_comments_anchor(&diff, review);
+
+    let comments = review["comments"].as_array().unwrap();
+    let at = |path: &str, line: u64| comments.iter().find(|c| c["path"] == path && c["line"] == line);
+    assert!(at("crates/core/app.rs", 1060).is_some(), "valid finding not inline: {comments:#?}");
+    let ranged = at("crates/matcher/src/lib.rs", 625).expect("multi-line finding inline");
+    assert_eq!(ranged["start_line"], 620);
+    assert!(ranged["body"].as_str().unwrap().contains("```suggestion"), "suggestion kept for an exact range");
+    let across = at("crates/matcher/src/lib.rs", 660).expect("range across hunks placed on its last line");
+    assert!(across.get("start_line").is_none(), "start_line from another hunk was posted");
+    let left = at("crates/printer/src/json.rs", 7).expect("LEFT finding inline");
+    assert_eq!(left["side"], "LEFT");
+
+    // Nothing lost: the two unanchorable findings are in the review body.
+    let body = review["body"].as_str().unwrap();
+    assert!(body.contains("Line outside the diff") && body.contains("Unknown path"), "{body}");
+    assert!(body.contains("<!-- agentctl:review:v1 sha=ec26c3e57ca3a959ca5aad62de7213c562f8c821 -->"));
+    let summary = state.comments[0]["body"].as_str().unwrap();
+    assert!(summary.contains("agentctl review summary") && summary.contains("agentctl:summary:v1"), "{summary}");
+    drop(state);
+
+    // Outputs parse and hold the counts of the first run.
+    let outputs = parse_github_output(&first.outputs);
+    assert_eq!(outputs["findings"], "6", "{outputs:?}");
+    assert_eq!(outputs["high"], "1");
+    assert_eq!(outputs["medium"], "2");
+    assert_eq!(outputs["low"], "2");
+    assert_eq!(outputs["info"], "1");
+    assert_eq!(outputs["critical"], "0");
+    assert_eq!(outputs["verdict"], "pass");
+    assert!(outputs["review-url"].starts_with("https://github.test/pull/review/"));
+    assert!(outputs["tokens-in"].parse::<u64>().unwrap() > 0);
+    assert!(outputs["cost-usd"].parse::<f64>().unwrap() > 0.0, "{outputs:?}");
+    assert!(first.summary.contains("agentctl review summary"));
+    assert_eq!(parse_github_output(&second.outputs)["verdict"], "skipped");
+    // Secrets were masked before use.
+    assert!(first.stderr.contains("::add-mask::ghs_fakeinstallationtoken"), "{}", first.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_422_for_the_batch_moves_the_bad_comment_to_the_body_and_posts_once() {
+    let Some(corpora) = corpora() else { return };
+    let diff = std::fs::read(corpora.join(MEDIUM)).unwrap();
+    let openai = fake_openai(model_answer(), Duration::ZERO).await;
+    let gh = FakeGitHub::start(OWNER, REPO, PR, diff.clone(), Some(config_for(&openai.uri(), ""))).await;
+    // GitHub's own diff for the head no longer shows app.rs:1060 (the head moved): it refuses it.
+    let mut oracle = commentable(&diff)
+        .into_iter()
+        .map(|(k, v)| (k, v.into_keys().collect::<BTreeSet<u32>>()))
+        .collect::<std::collections::BTreeMap<_, _>>();
+    oracle.get_mut(&("crates/core/app.rs".to_string(), "RIGHT".to_string())).unwrap().remove(&1060);
+    gh.state.lock().unwrap().commentable = Some(oracle);
+    // ... and serves that diff on the re-fetch: the hunk holding 1060 is gone.
+    let dir = tempfile::tempdir().unwrap();
+    let event = corpora.join("webhooks/examples/pull_request/opened.payload.json");
+    let run = run_review(&gh, &event, "pull_request", dir.path(), &[], &[]);
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    let state = gh.state.lock().unwrap();
+    assert_eq!(state.reviews.len(), 1, "exactly one review created");
+    let posted = state.reviews.len();
+    assert_eq!(posted, 1);
+    let accepted = state.review_posts.last().unwrap();
+    let comments = accepted["comments"].as_array().unwrap();
+    assert!(!comments.iter().any(|c| c["path"] == "crates/core/app.rs" && c["line"] == 1060), "bad comment still inline");
+    assert!(!comments.is_empty(), "good comments were kept inline");
+    assert!(accepted["body"].as_str().unwrap().contains("Flag count can overflow"), "bad comment not in the body");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_secret_never_leaves_and_the_builtin_rule_reports_it() {
+    let Some(corpora) = corpora() else { return };
+    // Built at run time so the repository never holds a token-shaped string.
+    let secret = format!("ghp_{}", "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8");
+    let mut diff = std::fs::read(corpora.join(MEDIUM)).unwrap();
+    let planted = format!(
+        "diff --git a/src/settings.rs b/src/settings.rs\nnew file mode 100644\nindex 0000000..1111111\n--- /dev/null\n+++ b/src/settings.rs\n@@ -0,0 +1,3 @@\n+// settings\n+const TOKEN: &str = \"{secret}\";\n+fn main() {{}}\n"
+    );
+    diff.extend_from_slice(planted.as_bytes());
+    let answer = json!({"summary": format!("I saw the token {secret} in settings.rs"), "findings": [
+        {"path": "src/settings.rs", "line": 2, "severity": "critical", "category": "security",
+         "title": "Hard-coded token", "body": format!("Remove `{secret}` now.")}
+    ]});
+    let openai = fake_openai(answer, Duration::ZERO).await;
+    let gh = FakeGitHub::start(OWNER, REPO, PR, diff.clone(), Some(config_for(&openai.uri(), ""))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let event = corpora.join("webhooks/examples/pull_request/opened.payload.json");
+    let sarif = dir.path().join("out.sarif");
+    let run = run_review(&gh, &event, "pull_request", dir.path(), &["--sarif", sarif.to_str().unwrap(), "--format", "json"], &[]);
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+
+    let provider_bodies: String = openai
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert!(!provider_bodies.is_empty());
+    let sarif_text = std::fs::read_to_string(&sarif).unwrap();
+    for (channel, text) in [
+        ("provider request", provider_bodies.as_str()),
+        ("GitHub request", &gh.all_bodies().await),
+        ("stdout", &run.stdout),
+        ("stderr", &run.stderr),
+        ("GITHUB_OUTPUT", &run.outputs),
+        ("job summary", &run.summary),
+        ("SARIF", &sarif_text),
+    ] {
+        assert!(!text.contains(&secret), "secret leaked through {channel}");
+        assert!(!text.contains(&secret[4..]), "secret body leaked through {channel}");
+    }
+    assert!(provider_bodies.contains("[REDACTED]"), "the diff line reached the model redacted");
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let rule_hit = report["findings"].as_array().unwrap().iter().any(|f| {
+        f["origin"]["kind"] == "rule" && f["origin"]["id"] == "AC001" && f["path"] == "src/settings.rs" && f["line"] == 2
+    });
+    assert!(rule_hit, "builtin AC001 did not report the token: {}", report["findings"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synchronize_reviews_only_what_changed_since_the_recorded_sha() {
+    let Some(corpora) = corpora() else { return };
+    let diff = std::fs::read(corpora.join(MEDIUM)).unwrap();
+    let openai = fake_openai(json!({"summary": "ok", "findings": []}), Duration::ZERO).await;
+    let payload: Value =
+        serde_json::from_slice(&std::fs::read(corpora.join("webhooks/examples/pull_request/synchronize.payload.json")).unwrap())
+            .unwrap();
+    let (owner, repo) = payload["repository"]["full_name"].as_str().unwrap().split_once('/').unwrap();
+    let number = payload["number"].as_u64().unwrap();
+    let head = payload["pull_request"]["head"]["sha"].as_str().unwrap().to_string();
+    let gh = FakeGitHub::start(owner, repo, number, diff.clone(), Some(config_for(&openai.uri(), ""))).await;
+    let prev = "0123456789abcdef0123456789abcdef01234567";
+    gh.state.lock().unwrap().comments.push(json!({
+        "id": 77, "html_url": "https://github.test/c/77",
+        "body": format!("## agentctl review summary\n<!-- agentctl:summary:v1 sha={prev} -->")
+    }));
+    // Since `prev`, only crates/core/app.rs changed.
+    let since = "diff --git a/crates/core/app.rs b/crates/core/app.rs\nindex 1..2 100644\n--- a/crates/core/app.rs\n+++ b/crates/core/app.rs\n@@ -1060,1 +1060,1 @@\n-old\n+new\n";
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path(format!("{API_PREFIX}/repos/{owner}/{repo}/compare/{prev}...{head}")))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_string(since))
+        .expect(1)
+        .mount(&gh.server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let event = corpora.join("webhooks/examples/pull_request/synchronize.payload.json");
+    let run = run_review(&gh, &event, "pull_request", dir.path(), &["--format", "json"], &[]);
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["incremental_from"], prev);
+    assert_eq!(report["files_reviewed"], json!(["crates/core/app.rs"]));
+    let prompts: String = openai
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert!(prompts.contains("crates/core/app.rs") && !prompts.contains("crates/printer/src/json.rs"));
+    let state = gh.state.lock().unwrap();
+    assert_eq!(state.comments.len(), 1, "the summary was updated, not duplicated");
+    assert!(state.comments[0]["body"].as_str().unwrap().contains(&format!("sha={head}")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_with_three_violations_exits_2_before_any_request() {
+    let Some(corpora) = corpora() else { return };
+    let openai = fake_openai(json!({"summary": "", "findings": []}), Duration::ZERO).await;
+    let gh = FakeGitHub::start(OWNER, REPO, PR, vec![], None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "agentctl.yml",
+        format!("provider: main\nproviders:\n  main:\n    kind: gpt\n    base_url: {}\nreview:\n  max_inline_comments: -1\n  fail_on: sometimes\n", openai.uri()),
+    );
+    let event = corpora.join("webhooks/examples/pull_request/opened.payload.json");
+    let run = run_review(&gh, &event, "pull_request", dir.path(), &["--config", config.to_str().unwrap()], &[]);
+    assert_eq!(run.code, 2, "stderr: {}", run.stderr);
+    for pointer in ["/providers/main/kind", "/review/max_inline_comments", "/review/fail_on"] {
+        assert!(run.stderr.contains(pointer), "{pointer} missing from: {}", run.stderr);
+    }
+    assert!(gh.requests().await.is_empty(), "GitHub was called: {:?}", gh.requests().await);
+    assert!(openai.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_or_non_json_payload_exits_2_before_any_request() {
+    let Some(corpora) = corpora() else { return };
+    let gh = FakeGitHub::start(OWNER, REPO, PR, vec![], None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let full = std::fs::read(corpora.join("webhooks/examples/pull_request/opened.payload.json")).unwrap();
+    let truncated = write(dir.path(), "truncated.json", &full[..full.len() / 3]);
+    let garbage = write(dir.path(), "garbage.json", "HTTP/1.1 502 Bad Gateway\n");
+    for (event, expect) in [(&truncated, "truncated.json"), (&garbage, "garbage.json")] {
+        let run = run_review(&gh, event, "pull_request", dir.path(), &[], &[]);
+        assert_eq!(run.code, 2, "stderr: {}", run.stderr);
+        assert!(run.stderr.contains(expect), "error does not name the file: {}", run.stderr);
+    }
+    assert!(gh.requests().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_api_key_is_an_auth_error_naming_the_variable() {
+    let Some(corpora) = corpora() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "c.yml", "provider: main\nproviders:\n  main:\n    kind: openai\n    model: gpt-4o-mini\n    api_key_env: MY_OPENAI_KEY\n");
+    let out = agentctl()
+        .args(["review", "--dry-run", "--config", config.to_str().unwrap(), "--diff"])
+        .arg(corpora.join("diffs/01-tiny.ripgrep-fc3dd04b.diff"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MY_OPENAI_KEY"));
+}
