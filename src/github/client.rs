@@ -186,6 +186,8 @@ const PER_PAGE: u32 = 100;
 /// Pages followed before giving up on a `Link: rel="next"` chain; 100 × 100 items is far above
 /// anything a PR has (the files endpoint itself stops at 3000 files).
 const MAX_PAGES: usize = 100;
+/// Redirects a GET follows (renamed or transferred repositories).
+const MAX_REDIRECTS: u32 = 3;
 /// Transport timeouts: connecting, and each read of the response.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -209,6 +211,13 @@ enum RateLimit {
 /// Client for one repository.
 ///
 /// Cheap to share behind `&`: writes take an internal lock so concurrent callers are serialized.
+///
+/// Errors of every call, with the action in the text (e.g. `create review on #12`) and
+/// GitHub's JSON `message` (plus its `errors` list): 401 and non-rate-limit 403 →
+/// [`GitHubError::Auth`]; 404 → [`GitHubError::NotFound`] (except where a method documents
+/// `Ok(None)`); 422 → [`GitHubError::Unprocessable`]; other statuses, and rate limits we will
+/// not wait out → [`GitHubError::Status`]; transport failures → [`GitHubError::Network`];
+/// undecodable bodies → [`GitHubError::Decode`].
 pub struct GitHub {
     /// Transport and auth (the `Authorization` header is attached by octocrab only to the API
     /// host, so a `Link` pointing elsewhere would never receive the token).
@@ -458,10 +467,12 @@ impl GitHub {
     /// Sends with the policy of the method (see [`GitHub::get`] and [`GitHub::write`]).
     async fn send(&self, method: http::Method, url: &str, accept: &str, body: Option<String>, action: &str) -> Result<Reply, GitHubError> {
         let is_get = method == http::Method::GET;
+        let mut url = url.to_string();
         let mut retries = 0u32;
         let mut rate_limit_waits = 0u32;
+        let mut redirects = 0u32;
         loop {
-            let outcome = self.send_once(method.clone(), url, accept, body.clone()).await;
+            let outcome = self.send_once(method.clone(), &url, accept, body.clone()).await;
             let reply = match outcome {
                 Ok(reply) => reply,
                 Err(message) => {
@@ -489,6 +500,18 @@ impl GitHub {
                 tokio::time::sleep(wait).await;
                 rate_limit_waits += 1;
                 continue;
+            }
+            // octocrab's redirect layer is off with its default features; GitHub answers 301 for a
+            // renamed repository and 307 for a transferred one. Only GETs follow, and only
+            // absolute targets; octocrab attaches the token to the API host alone.
+            if is_get && matches!(reply.status, 301 | 302 | 307 | 308) && redirects < MAX_REDIRECTS {
+                if let Some(location) = reply.headers.get(http::header::LOCATION).and_then(|v| v.to_str().ok()) {
+                    if location.starts_with("http://") || location.starts_with("https://") {
+                        url = location.to_string();
+                        redirects += 1;
+                        continue;
+                    }
+                }
             }
             if is_get && reply.status >= 500 && retries < self.policy.get_retries {
                 tokio::time::sleep(self.policy.backoff(retries)).await;

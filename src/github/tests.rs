@@ -698,3 +698,24 @@ fn parse_retry_after_reads_seconds_and_http_dates() {
     assert!(wait <= Duration::from_secs(30) && wait >= Duration::from_secs(28), "{wait:?}");
     assert_eq!(parse_retry_after("soon"), Duration::from_secs(60));
 }
+
+#[tokio::test]
+async fn get_follows_a_renamed_repository_redirect() {
+    let (server, gh) = setup(Duration::ZERO).await;
+    let moved = format!("{}/api/v3/repositories/1296269/pulls/1347", server.uri());
+    Mock::given(method("GET"))
+        .and(path(format!("{PREFIX}/pulls/1347")))
+        .respond_with(json_response(301, r#"{"message":"Moved Permanently"}"#).insert_header("location", moved.as_str()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v3/repositories/1296269/pulls/1347"))
+        .and(header("authorization", "Bearer ghs_testtoken123"))
+        .respond_with(json_response(200, PULL_JSON))
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert_eq!(gh.pull(1347).await.expect("pull").number, 1347);
+    assert_eq!(gh.request_count(), 2);
+}
