@@ -194,7 +194,10 @@ async fn a_422_for_the_batch_moves_the_bad_comment_to_the_body_and_posts_once() 
     assert_eq!(posted, 1);
     let accepted = state.review_posts.last().unwrap();
     let comments = accepted["comments"].as_array().unwrap();
-    assert!(!comments.iter().any(|c| c["path"] == "crates/core/app.rs" && c["line"] == 1060), "bad comment still inline");
+    assert!(
+        !comments.iter().any(|c| c["path"] == "crates/core/app.rs" && c["line"] == 1060),
+        "bad comment still inline"
+    );
     assert!(!comments.is_empty(), "good comments were kept inline");
     assert!(accepted["body"].as_str().unwrap().contains("Flag count can overflow"), "bad comment not in the body");
 }
@@ -218,7 +221,14 @@ async fn a_planted_secret_never_leaves_and_the_builtin_rule_reports_it() {
     let dir = tempfile::tempdir().unwrap();
     let event = corpora.join("webhooks/examples/pull_request/opened.payload.json");
     let sarif = dir.path().join("out.sarif");
-    let run = run_review(&gh, &event, "pull_request", dir.path(), &["--sarif", sarif.to_str().unwrap(), "--format", "json"], &[]);
+    let run = run_review(
+        &gh,
+        &event,
+        "pull_request",
+        dir.path(),
+        &["--sarif", sarif.to_str().unwrap(), "--format", "json"],
+        &[],
+    );
     assert_eq!(run.code, 0, "stderr: {}", run.stderr);
 
     let provider_bodies: String = openai
@@ -245,7 +255,10 @@ async fn a_planted_secret_never_leaves_and_the_builtin_rule_reports_it() {
     assert!(provider_bodies.contains("[REDACTED]"), "the diff line reached the model redacted");
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
     let rule_hit = report["findings"].as_array().unwrap().iter().any(|f| {
-        f["origin"]["kind"] == "rule" && f["origin"]["id"] == "AC001" && f["path"] == "src/settings.rs" && f["line"] == 2
+        f["origin"]["kind"] == "rule"
+            && f["origin"]["id"] == "AC001"
+            && f["path"] == "src/settings.rs"
+            && f["line"] == 2
     });
     assert!(rule_hit, "builtin AC001 did not report the token: {}", report["findings"]);
 }
@@ -255,9 +268,10 @@ async fn synchronize_reviews_only_what_changed_since_the_recorded_sha() {
     let Some(corpora) = corpora() else { return };
     let diff = std::fs::read(corpora.join(MEDIUM)).unwrap();
     let openai = fake_openai(json!({"summary": "ok", "findings": []}), Duration::ZERO).await;
-    let payload: Value =
-        serde_json::from_slice(&std::fs::read(corpora.join("webhooks/examples/pull_request/synchronize.payload.json")).unwrap())
-            .unwrap();
+    let payload: Value = serde_json::from_slice(
+        &std::fs::read(corpora.join("webhooks/examples/pull_request/synchronize.payload.json")).unwrap(),
+    )
+    .unwrap();
     let (owner, repo) = payload["repository"]["full_name"].as_str().unwrap().split_once('/').unwrap();
     let number = payload["number"].as_u64().unwrap();
     let head = payload["pull_request"]["head"]["sha"].as_str().unwrap().to_string();

@@ -8,9 +8,11 @@
 //! (<https://docs.github.com/en/rest/repos/contents>), rate limits
 //! (<https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api>).
 
+use http_body_util::BodyExt;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::findings::Side;
 
@@ -114,14 +116,139 @@ pub struct ReviewRequest {
     pub comments: Vec<ReviewComment>,
 }
 
+/// Retry and wait bounds of the client. The defaults suit a CI job; tests shrink them.
+///
+/// Source for the rate-limit rules: "Rate limits for the REST API"
+/// (<https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api>) and
+/// "Best practices for using the REST API" (wait for `retry-after`, else until
+/// `x-ratelimit-reset` when `x-ratelimit-remaining` is 0, else at least one minute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientPolicy {
+    /// Retries of a GET after a 5xx or a transport error (so `get_retries + 1` attempts).
+    pub get_retries: u32,
+    /// Full-jitter backoff base: retry `n` sleeps `uniform(0, min(backoff_cap, backoff_base·2^n))`.
+    pub backoff_base: Duration,
+    /// Full-jitter backoff cap.
+    pub backoff_cap: Duration,
+    /// How many times one request is re-sent after a rate-limit rejection (primary or
+    /// secondary). Applies to writes too: a rate-limit rejection means GitHub did not apply it.
+    pub rate_limit_retries: u32,
+    /// Longest wait for the primary rate limit to reset (`x-ratelimit-reset`); a later reset
+    /// fails the call at once with a clear error instead of holding the job.
+    pub primary_max_wait: Duration,
+    /// Wait after a secondary rate limit that carries no `retry-after` (GitHub: "at least one
+    /// minute").
+    pub secondary_default_wait: Duration,
+    /// Longest `retry-after` we honour; a longer one fails the call at once.
+    pub secondary_max_wait: Duration,
+}
+
+impl Default for ClientPolicy {
+    fn default() -> Self {
+        Self {
+            get_retries: 3,
+            backoff_base: Duration::from_millis(250),
+            backoff_cap: Duration::from_secs(4),
+            rate_limit_retries: 2,
+            primary_max_wait: Duration::from_secs(60),
+            secondary_default_wait: Duration::from_secs(60),
+            secondary_max_wait: Duration::from_secs(120),
+        }
+    }
+}
+
+impl ClientPolicy {
+    /// Full-jitter delay before retry number `attempt` (0-based).
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self.backoff_base.saturating_mul(2u32.saturating_pow(attempt.min(16))).min(self.backoff_cap);
+        let ceiling_ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        if ceiling_ms == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(rand::random_range(0..=ceiling_ms))
+    }
+}
+
+/// `Accept` for JSON resources.
+const MEDIA_JSON: &str = "application/vnd.github+json";
+/// `Accept` for a unified diff (pulls, compare). Source:
+/// <https://docs.github.com/en/rest/using-the-rest-api/media-types>.
+const MEDIA_DIFF: &str = "application/vnd.github.diff";
+/// `Accept` for a file's raw bytes from the contents API.
+const MEDIA_RAW: &str = "application/vnd.github.raw+json";
+/// `User-Agent` (GitHub rejects requests without one).
+const USER_AGENT: &str = concat!("agentctl/", env!("CARGO_PKG_VERSION"));
+/// Items per page on list endpoints (GitHub's maximum).
+const PER_PAGE: u32 = 100;
+/// Pages followed before giving up on a `Link: rel="next"` chain; 100 × 100 items is far above
+/// anything a PR has (the files endpoint itself stops at 3000 files).
+const MAX_PAGES: usize = 100;
+/// Redirects a GET follows (renamed or transferred repositories).
+const MAX_REDIRECTS: u32 = 3;
+/// Transport timeouts: connecting, and each read of the response.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One HTTP exchange as we saw it, whatever the status.
+struct Reply {
+    status: u16,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+/// Why GitHub refused a request for rate limiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RateLimit {
+    /// `x-ratelimit-remaining: 0`; the window resets after this long.
+    Primary { reset_in: Duration },
+    /// Secondary (abuse) limit, with the `retry-after` wait when given.
+    Secondary { retry_after: Option<Duration> },
+}
+
 /// Client for one repository.
+///
+/// Cheap to share behind `&`: writes take an internal lock so concurrent callers are serialized.
+///
+/// Errors of every call, with the action in the text (e.g. `create review on #12`) and
+/// GitHub's JSON `message` (plus its `errors` list): 401 and non-rate-limit 403 →
+/// [`GitHubError::Auth`]; 404 → [`GitHubError::NotFound`] (except where a method documents
+/// `Ok(None)`); 422 → [`GitHubError::Unprocessable`]; other statuses, and rate limits we will
+/// not wait out → [`GitHubError::Status`]; transport failures → [`GitHubError::Network`];
+/// undecodable bodies → [`GitHubError::Decode`].
 pub struct GitHub {
-    // private fields chosen by the implementation (octocrab, api base, owner, repo, write lock, write_delay)
+    /// Transport and auth (the `Authorization` header is attached by octocrab only to the API
+    /// host, so a `Link` pointing elsewhere would never receive the token).
+    crab: octocrab::Octocrab,
+    /// `GITHUB_API_URL` without a trailing slash, path prefix kept (`https://host/api/v3`).
+    api_base: String,
+    owner: String,
+    repo: String,
+    /// Held for the whole of each write; holds when the last write finished.
+    write_lock: tokio::sync::Mutex<Option<Instant>>,
+    write_delay: Duration,
+    policy: ClientPolicy,
+    /// HTTP requests sent, retries included.
+    requests: AtomicU64,
+}
+
+impl std::fmt::Debug for GitHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // NOTE: hand-written so the token inside octocrab can never reach a log.
+        f.debug_struct("GitHub")
+            .field("api_base", &self.api_base)
+            .field("owner", &self.owner)
+            .field("repo", &self.repo)
+            .field("write_delay", &self.write_delay)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GitHub {
     /// A client for `owner/repo` at `api_url` (kept with any path prefix), authenticated with
     /// `token`. `write_delay` spaces consecutive writes (default 1 s; 0 in tests).
+    ///
+    /// Errors: [`GitHubError::Network`] when `api_url` is not an absolute `http(s)` URL or the
+    /// TLS setup fails.
     pub fn new(
         api_url: &str,
         token: &SecretString,
@@ -129,78 +256,602 @@ impl GitHub {
         repo: &str,
         write_delay: Duration,
     ) -> Result<Self, GitHubError> {
-        let _ = (api_url, token, owner, repo, write_delay);
-        todo!()
+        let action = "set up the GitHub client";
+        let api_base = api_url.trim_end_matches('/').to_string();
+        let uri: http::Uri = api_base.parse().map_err(|e| GitHubError::Network {
+            action: action.to_string(),
+            message: format!("invalid API URL `{api_base}`: {e}"),
+        })?;
+        if uri.scheme().is_none() || uri.authority().is_none() {
+            return Err(GitHubError::Network {
+                action: action.to_string(),
+                message: format!("invalid API URL `{api_base}`: expected an absolute http(s) URL"),
+            });
+        }
+        // reqwest and octocrab share the process-wide rustls provider; the first to install wins.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let crab = octocrab::Octocrab::builder()
+            .personal_token(token.clone())
+            // The base URI decides which host gets the Authorization header; our URLs are
+            // absolute and already carry its path prefix, which octocrab then keeps as is.
+            .base_uri(uri)
+            .and_then(|b| b.set_connect_timeout(Some(CONNECT_TIMEOUT)).set_read_timeout(Some(READ_TIMEOUT)).build())
+            .map_err(|e| GitHubError::Network { action: action.to_string(), message: e.to_string() })?;
+        Ok(Self {
+            crab,
+            api_base,
+            owner: owner.to_string(),
+            repo: repo.to_string(),
+            write_lock: tokio::sync::Mutex::new(None),
+            write_delay,
+            policy: ClientPolicy::default(),
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    /// Replaces the retry and rate-limit bounds (tests use tiny ones).
+    #[must_use]
+    pub fn with_policy(mut self, policy: ClientPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The bounds in force.
+    pub fn policy(&self) -> ClientPolicy {
+        self.policy
     }
 
     /// `GET /repos/{o}/{r}/pulls/{n}`.
     pub async fn pull(&self, number: u64) -> Result<PullRequest, GitHubError> {
-        let _ = number;
-        todo!()
+        let action = format!("get pull request #{number}");
+        let reply = self.get(&self.repo_url(&format!("pulls/{number}")), MEDIA_JSON, &action).await?;
+        let raw: RawPull = decode(&check(reply, &action)?.body, &action)?;
+        Ok(PullRequest {
+            number: raw.number,
+            title: raw.title,
+            body: raw.body,
+            draft: raw.draft.unwrap_or(false),
+            html_url: raw.html_url,
+            head_sha: raw.head.sha,
+            head_ref: raw.head.git_ref,
+            base_sha: raw.base.sha,
+            base_ref: raw.base.git_ref,
+        })
     }
 
     /// The PR's unified diff (`Accept: application/vnd.github.diff`). When GitHub refuses a
     /// large diff (406/422 "too large"), rebuilds it from the paginated
     /// `GET /pulls/{n}/files` patches (files without a `patch` appear as binary).
+    ///
+    /// NOTE: the files endpoint lists at most 3000 files and omits the patch of very large
+    /// files; those appear as binary in the rebuilt diff.
     pub async fn pull_diff(&self, number: u64) -> Result<Vec<u8>, GitHubError> {
-        let _ = number;
-        todo!()
+        let action = format!("get diff of #{number}");
+        let reply = self.get(&self.repo_url(&format!("pulls/{number}")), MEDIA_DIFF, &action).await?;
+        if diff_too_large(&reply) {
+            let action = format!("list files of #{number}");
+            let url = self.repo_url(&format!("pulls/{number}/files?per_page={PER_PAGE}"));
+            let files: Vec<PullFile> = self.get_all(url, &action).await?;
+            return Ok(rebuild_diff(&files));
+        }
+        Ok(check(reply, &action)?.body)
     }
 
     /// Unified diff between two commits (`GET /compare/{base}...{head}` with the diff media
     /// type). `Ok(None)` on 404 (e.g. the base was force-pushed away).
     pub async fn compare_diff(&self, base: &str, head: &str) -> Result<Option<Vec<u8>>, GitHubError> {
-        let _ = (base, head);
-        todo!()
+        let action = format!("compare {base}...{head}");
+        let url = self.repo_url(&format!("compare/{}...{}", encode_path(base), encode_path(head)));
+        let reply = self.get(&url, MEDIA_DIFF, &action).await?;
+        if reply.status == 404 {
+            return Ok(None);
+        }
+        Ok(Some(check(reply, &action)?.body))
     }
 
     /// A file's raw bytes at `git_ref` (`GET /contents/{path}?ref=...`, raw media type);
     /// `Ok(None)` on 404.
     pub async fn file_at(&self, path: &str, git_ref: &str) -> Result<Option<Vec<u8>>, GitHubError> {
-        let _ = (path, git_ref);
-        todo!()
+        let action = format!("get {path} at {git_ref}");
+        let url = self.repo_url(&format!(
+            "contents/{}?ref={}",
+            encode_path(path.trim_start_matches('/')),
+            urlencoding::encode(git_ref)
+        ));
+        let reply = self.get(&url, MEDIA_RAW, &action).await?;
+        if reply.status == 404 {
+            return Ok(None);
+        }
+        Ok(Some(check(reply, &action)?.body))
     }
 
     /// All comments on the PR's conversation (paginated, 100 per page).
     pub async fn issue_comments(&self, number: u64) -> Result<Vec<IssueComment>, GitHubError> {
-        let _ = number;
-        todo!()
+        let action = format!("list comments on #{number}");
+        self.get_all(self.repo_url(&format!("issues/{number}/comments?per_page={PER_PAGE}")), &action).await
     }
 
     /// All reviews on the PR (paginated, 100 per page).
     pub async fn reviews(&self, number: u64) -> Result<Vec<Review>, GitHubError> {
-        let _ = number;
-        todo!()
+        let action = format!("list reviews on #{number}");
+        self.get_all(self.repo_url(&format!("pulls/{number}/reviews?per_page={PER_PAGE}")), &action).await
     }
 
     /// `POST /issues/{n}/comments`.
     pub async fn create_issue_comment(&self, number: u64, body: &str) -> Result<IssueComment, GitHubError> {
-        let _ = (number, body);
-        todo!()
+        let action = format!("create comment on #{number}");
+        let url = self.repo_url(&format!("issues/{number}/comments"));
+        let reply = self.write(http::Method::POST, &url, &CommentBody { body }, &action).await?;
+        decode(&check(reply, &action)?.body, &action)
     }
 
     /// `PATCH /issues/comments/{id}`.
     pub async fn update_issue_comment(&self, id: u64, body: &str) -> Result<IssueComment, GitHubError> {
-        let _ = (id, body);
-        todo!()
+        let action = format!("update comment {id}");
+        let url = self.repo_url(&format!("issues/comments/{id}"));
+        let reply = self.write(http::Method::PATCH, &url, &CommentBody { body }, &action).await?;
+        decode(&check(reply, &action)?.body, &action)
     }
 
     /// `POST /pulls/{n}/reviews`. A 422 comes back as [`GitHubError::Unprocessable`] so the
     /// caller can isolate the bad comment; writes are never retried automatically except on
     /// a rate limit that GitHub says was not applied.
     pub async fn create_review(&self, number: u64, review: &ReviewRequest) -> Result<Review, GitHubError> {
-        let _ = (number, review);
-        todo!()
+        let action = format!("create review on #{number}");
+        let url = self.repo_url(&format!("pulls/{number}/reviews"));
+        let reply = self.write(http::Method::POST, &url, review, &action).await?;
+        decode(&check(reply, &action)?.body, &action)
     }
 
     /// Changes the spacing between consecutive writes (config `github.write_delay`).
     pub fn set_write_delay(&mut self, write_delay: Duration) {
-        let _ = write_delay;
-        todo!()
+        self.write_delay = write_delay;
     }
 
     /// How many HTTP requests this client has sent (for the benchmark and tests).
     pub fn request_count(&self) -> u64 {
-        todo!()
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// `{api_base}/repos/{owner}/{repo}/{tail}`; `tail` is already encoded.
+    fn repo_url(&self, tail: &str) -> String {
+        format!(
+            "{}/repos/{}/{}/{}",
+            self.api_base,
+            urlencoding::encode(&self.owner),
+            urlencoding::encode(&self.repo),
+            tail
+        )
+    }
+
+    /// Every item of a paginated list, following `Link: <...>; rel="next"` (source: "Using
+    /// pagination in the REST API"). The next link is absolute and keeps any GHES prefix.
+    async fn get_all<T: serde::de::DeserializeOwned>(
+        &self,
+        first: String,
+        action: &str,
+    ) -> Result<Vec<T>, GitHubError> {
+        let mut items = Vec::new();
+        let mut url = first;
+        for _ in 0..MAX_PAGES {
+            let reply = check(self.get(&url, MEDIA_JSON, action).await?, action)?;
+            let page: Vec<T> = decode(&reply.body, action)?;
+            items.extend(page);
+            match next_link(&reply.headers) {
+                Some(next) => url = next,
+                None => return Ok(items),
+            }
+        }
+        Err(GitHubError::Decode {
+            action: action.to_string(),
+            message: format!("more than {MAX_PAGES} pages; the `Link` header may loop"),
+        })
+    }
+
+    /// A GET with the retry policy: 5xx and transport errors retried with full-jitter backoff,
+    /// rate limits waited out within bounds. Returns any final status; [`check`] maps it.
+    async fn get(&self, url: &str, accept: &str, action: &str) -> Result<Reply, GitHubError> {
+        self.send(http::Method::GET, url, accept, None, action).await
+    }
+
+    /// A write (POST/PATCH): serialized with every other write of this client, started no
+    /// sooner than `write_delay` after the previous one finished, and never retried except
+    /// after a rate-limit rejection (GitHub did not apply a rejected write, so re-sending it
+    /// cannot duplicate a comment; a 5xx or a dropped connection may have applied it).
+    async fn write<B: Serialize + ?Sized>(
+        &self,
+        method: http::Method,
+        url: &str,
+        body: &B,
+        action: &str,
+    ) -> Result<Reply, GitHubError> {
+        let json = serde_json::to_string(body).map_err(|e| GitHubError::Decode {
+            action: action.to_string(),
+            message: format!("cannot encode the request body: {e}"),
+        })?;
+        let mut last_write = self.write_lock.lock().await;
+        if let Some(last) = *last_write {
+            let ready_at = last + self.write_delay;
+            let now = Instant::now();
+            if ready_at > now {
+                tokio::time::sleep(ready_at - now).await;
+            }
+        }
+        let result = self.send(method, url, MEDIA_JSON, Some(json), action).await;
+        *last_write = Some(Instant::now());
+        result
+    }
+
+    /// Sends with the policy of the method (see [`GitHub::get`] and [`GitHub::write`]).
+    async fn send(
+        &self,
+        method: http::Method,
+        url: &str,
+        accept: &str,
+        body: Option<String>,
+        action: &str,
+    ) -> Result<Reply, GitHubError> {
+        let is_get = method == http::Method::GET;
+        let mut url = url.to_string();
+        let mut retries = 0u32;
+        let mut rate_limit_waits = 0u32;
+        let mut redirects = 0u32;
+        loop {
+            let outcome = self.send_once(method.clone(), &url, accept, body.clone()).await;
+            let reply = match outcome {
+                Ok(reply) => reply,
+                Err(message) => {
+                    if is_get && retries < self.policy.get_retries {
+                        tokio::time::sleep(self.policy.backoff(retries)).await;
+                        retries += 1;
+                        continue;
+                    }
+                    return Err(GitHubError::Network { action: action.to_string(), message });
+                }
+            };
+            if let Some(limit) = rate_limit(&reply) {
+                let wait = self.rate_limit_wait(limit, &reply, action)?;
+                if rate_limit_waits >= self.policy.rate_limit_retries {
+                    return Err(GitHubError::Status {
+                        action: action.to_string(),
+                        status: reply.status,
+                        message: format!(
+                            "still rate limited after {} waits: {}",
+                            rate_limit_waits,
+                            github_message(&reply.body)
+                        ),
+                    });
+                }
+                tokio::time::sleep(wait).await;
+                rate_limit_waits += 1;
+                continue;
+            }
+            // octocrab's redirect layer is off with its default features; GitHub answers 301 for a
+            // renamed repository and 307 for a transferred one. Only GETs follow, and only
+            // absolute targets; octocrab attaches the token to the API host alone.
+            if is_get && matches!(reply.status, 301 | 302 | 307 | 308) && redirects < MAX_REDIRECTS {
+                if let Some(location) = reply.headers.get(http::header::LOCATION).and_then(|v| v.to_str().ok()) {
+                    if location.starts_with("http://") || location.starts_with("https://") {
+                        url = location.to_string();
+                        redirects += 1;
+                        continue;
+                    }
+                }
+            }
+            if is_get && reply.status >= 500 && retries < self.policy.get_retries {
+                tokio::time::sleep(self.policy.backoff(retries)).await;
+                retries += 1;
+                continue;
+            }
+            return Ok(reply);
+        }
+    }
+
+    /// How long to wait after a rate-limit rejection, or the error when it is too long.
+    fn rate_limit_wait(&self, limit: RateLimit, reply: &Reply, action: &str) -> Result<Duration, GitHubError> {
+        let too_long = |what: String| GitHubError::Status {
+            action: action.to_string(),
+            status: reply.status,
+            message: format!("{what}; not waiting that long: {}", github_message(&reply.body)),
+        };
+        match limit {
+            RateLimit::Primary { reset_in } => {
+                if reset_in > self.policy.primary_max_wait {
+                    return Err(too_long(format!(
+                        "primary rate limit exhausted, resets in {} s (we wait at most {} s)",
+                        reset_in.as_secs(),
+                        self.policy.primary_max_wait.as_secs()
+                    )));
+                }
+                // `x-ratelimit-reset` has one-second resolution: one more second avoids
+                // arriving just before the window turns.
+                Ok(reset_in + Duration::from_secs(1))
+            }
+            RateLimit::Secondary { retry_after: Some(wait) } => {
+                if wait > self.policy.secondary_max_wait {
+                    return Err(too_long(format!(
+                        "secondary rate limit asks to retry after {} s (we wait at most {} s)",
+                        wait.as_secs(),
+                        self.policy.secondary_max_wait.as_secs()
+                    )));
+                }
+                Ok(wait)
+            }
+            RateLimit::Secondary { retry_after: None } => Ok(self.policy.secondary_default_wait),
+        }
+    }
+
+    /// One HTTP request through octocrab, counted. `Err` carries a transport error message
+    /// (never the token: octocrab marks the Authorization header sensitive).
+    async fn send_once(
+        &self,
+        method: http::Method,
+        url: &str,
+        accept: &str,
+        body: Option<String>,
+    ) -> Result<Reply, String> {
+        let builder = http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header(http::header::ACCEPT, accept)
+            .header("X-GitHub-Api-Version", API_VERSION)
+            .header(http::header::USER_AGENT, USER_AGENT);
+        let request = match body {
+            Some(json) => {
+                builder.header(http::header::CONTENT_TYPE, "application/json").body(octocrab::OctoBody::from(json))
+            }
+            None => builder.header(http::header::CONTENT_LENGTH, "0").body(octocrab::OctoBody::empty()),
+        }
+        .map_err(|e| format!("cannot build request for {url}: {e}"))?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let response = self.crab.execute(request).await.map_err(|e| error_chain(&e))?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|e| error_chain(&e))?.to_bytes().to_vec();
+        Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body })
     }
 }
+
+/// `{"body": ...}` of the issue-comment endpoints.
+#[derive(Serialize)]
+struct CommentBody<'a> {
+    body: &'a str,
+}
+
+/// `GET /pulls/{n}` as GitHub sends it (only what [`PullRequest`] keeps).
+#[derive(Deserialize)]
+struct RawPull {
+    number: u64,
+    title: String,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    draft: Option<bool>,
+    html_url: String,
+    head: RawRef,
+    base: RawRef,
+}
+
+#[derive(Deserialize)]
+struct RawRef {
+    sha: String,
+    #[serde(rename = "ref")]
+    git_ref: String,
+}
+
+/// One entry of `GET /pulls/{n}/files`
+/// (<https://docs.github.com/en/rest/pulls/pulls#list-pull-requests-files>).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct PullFile {
+    pub filename: String,
+    /// `added`, `removed`, `modified`, `renamed`, `copied`, `changed` or `unchanged`.
+    pub status: String,
+    #[serde(default)]
+    pub previous_filename: Option<String>,
+    /// The file's hunks; absent for binary files and for very large text diffs.
+    #[serde(default)]
+    pub patch: Option<String>,
+    /// Added plus deleted lines.
+    #[serde(default)]
+    pub changes: u64,
+}
+
+/// A `git diff`-style unified diff rebuilt from `/files` entries, so the diff parser reads it
+/// exactly like GitHub's own diff: `diff --git`, then `new file mode`/`deleted file mode` or
+/// `rename from`/`rename to`, then `---`/`+++` and the hunks, or a `Binary files ... differ`
+/// line when GitHub sent no patch. File modes are not in the API; `100644` is assumed.
+pub(crate) fn rebuild_diff(files: &[PullFile]) -> Vec<u8> {
+    let mut out = String::new();
+    for file in files {
+        let new = file.filename.as_str();
+        let moved = matches!(file.status.as_str(), "renamed" | "copied");
+        let old = if moved { file.previous_filename.as_deref().unwrap_or(new) } else { new };
+        out.push_str(&format!("diff --git a/{old} b/{new}\n"));
+        let patch = file.patch.as_deref();
+        match file.status.as_str() {
+            "added" => out.push_str("new file mode 100644\n"),
+            "removed" => out.push_str("deleted file mode 100644\n"),
+            "renamed" | "copied" => {
+                let verb = if file.status == "renamed" { "rename" } else { "copy" };
+                if file.changes == 0 && patch.is_none_or(str::is_empty) {
+                    out.push_str("similarity index 100%\n");
+                }
+                out.push_str(&format!("{verb} from {old}\n{verb} to {new}\n"));
+            }
+            _ => {}
+        }
+        let a = if file.status == "added" { "/dev/null".to_string() } else { format!("a/{old}") };
+        let b = if file.status == "removed" { "/dev/null".to_string() } else { format!("b/{new}") };
+        match patch {
+            Some(p) if !p.is_empty() => {
+                out.push_str(&format!("--- {a}\n+++ {b}\n"));
+                out.push_str(p);
+                if !p.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            // A pure rename or copy has no content lines and no binary marker in git's output.
+            _ if moved && file.changes == 0 => {}
+            // An empty patch string is a change without content lines (e.g. mode only).
+            Some(_) => {}
+            None => out.push_str(&format!("Binary files {a} and {b} differ\n")),
+        }
+    }
+    out.into_bytes()
+}
+
+/// Whether a diff request was refused for size: 406, or 422 saying "too large" (GitHub
+/// answers `{"message": "... diff exceeded the maximum ...", "errors": [{"code": "too_large"}]}`).
+fn diff_too_large(reply: &Reply) -> bool {
+    match reply.status {
+        406 => true,
+        422 => {
+            let text = String::from_utf8_lossy(&reply.body).to_lowercase();
+            text.contains("too large") || text.contains("too_large") || text.contains("exceeded the maximum")
+        }
+        _ => false,
+    }
+}
+
+/// The rate-limit reading of a 403/429, following GitHub's documented order: `retry-after`
+/// first, then `x-ratelimit-remaining: 0` with `x-ratelimit-reset`, then a "secondary rate
+/// limit" message without headers. `None` for any other response (a 403 is then a permission
+/// refusal).
+fn rate_limit(reply: &Reply) -> Option<RateLimit> {
+    if reply.status != 403 && reply.status != 429 {
+        return None;
+    }
+    let header = |name: &str| reply.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(value) = header("retry-after") {
+        return Some(RateLimit::Secondary { retry_after: Some(parse_retry_after(value)) });
+    }
+    if header("x-ratelimit-remaining") == Some("0") {
+        let reset_epoch = header("x-ratelimit-reset").and_then(|v| v.parse::<u64>().ok());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let reset_in = reset_epoch.map_or(Duration::MAX, |reset| Duration::from_secs(reset.saturating_sub(now)));
+        return Some(RateLimit::Primary { reset_in });
+    }
+    let message = github_message(&reply.body).to_lowercase();
+    if message.contains("secondary rate limit") || reply.status == 429 {
+        return Some(RateLimit::Secondary { retry_after: None });
+    }
+    None
+}
+
+/// `retry-after` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3); unparsable → 60 s, the
+/// wait GitHub recommends when it gives none.
+fn parse_retry_after(value: &str) -> Duration {
+    if let Ok(secs) = value.parse::<u64>() {
+        return Duration::from_secs(secs);
+    }
+    match httpdate::parse_http_date(value) {
+        Ok(at) => at.duration_since(SystemTime::now()).unwrap_or_default(),
+        Err(_) => Duration::from_secs(60),
+    }
+}
+
+/// The `rel="next"` target of a `Link` header (RFC 8288), e.g.
+/// `<https://api.github.com/repositories/1/issues?page=2>; rel="next", <...>; rel="last"`.
+fn next_link(headers: &http::HeaderMap) -> Option<String> {
+    for value in headers.get_all(http::header::LINK) {
+        let Ok(value) = value.to_str() else { continue };
+        for link in value.split(',') {
+            let mut parts = link.split(';');
+            let target = parts.next()?.trim();
+            let Some(url) = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else { continue };
+            let is_next = parts.any(|param| {
+                let param = param.trim();
+                param
+                    .strip_prefix("rel=")
+                    .map(|rel| rel.trim_matches('"').split_whitespace().any(|r| r.eq_ignore_ascii_case("next")))
+                    .unwrap_or(false)
+            });
+            if is_next {
+                return Some(url.to_string());
+            }
+        }
+    }
+    None
+}
+
+/// Maps a non-2xx reply to its error; 2xx passes through.
+fn check(reply: Reply, action: &str) -> Result<Reply, GitHubError> {
+    if (200..300).contains(&reply.status) {
+        return Ok(reply);
+    }
+    let action = action.to_string();
+    let message = github_message(&reply.body);
+    Err(match reply.status {
+        401 | 403 => GitHubError::Auth { action, status: reply.status, message },
+        404 => GitHubError::NotFound { action, message },
+        422 => GitHubError::Unprocessable { action, message },
+        status => GitHubError::Status { action, status, message },
+    })
+}
+
+/// GitHub's error text: the JSON `message`, then the `errors` list (strings, or objects with a
+/// `message` or `resource`/`field`/`code`), e.g. `Unprocessable Entity: Line could not be
+/// resolved`. A non-JSON body is quoted (first 200 characters).
+fn github_message(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        #[serde(default)]
+        message: Option<String>,
+        #[serde(default)]
+        errors: Vec<serde_json::Value>,
+    }
+    let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) else {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        return if text.is_empty() { "(empty body)".to_string() } else { text.chars().take(200).collect() };
+    };
+    let details: Vec<String> = parsed
+        .errors
+        .iter()
+        .map(|e| match e {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(o) => match o.get("message").and_then(|m| m.as_str()) {
+                Some(m) => m.to_string(),
+                None => ["resource", "field", "code"]
+                    .iter()
+                    .filter_map(|k| o.get(*k).and_then(|v| v.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            },
+            other => other.to_string(),
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    let message = parsed.message.unwrap_or_else(|| "(no message)".to_string());
+    if details.is_empty() {
+        message
+    } else {
+        format!("{message}: {}", details.join("; "))
+    }
+}
+
+/// Decodes a JSON body into `T`.
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8], action: &str) -> Result<T, GitHubError> {
+    serde_json::from_slice(body).map_err(|e| GitHubError::Decode { action: action.to_string(), message: e.to_string() })
+}
+
+/// Percent-encodes each segment of a repository path or ref, keeping the slashes.
+fn encode_path(path: &str) -> String {
+    path.split('/').map(|segment| urlencoding::encode(segment).into_owned()).collect::<Vec<_>>().join("/")
+}
+
+/// An error and its sources on one line (octocrab's top-level text alone is often just
+/// "Service error").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

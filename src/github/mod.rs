@@ -9,4 +9,6 @@
 pub mod client;
 pub mod markers;
 
-pub use client::{GitHub, GitHubError, IssueComment, PullRequest, Review, ReviewComment, ReviewEvent, ReviewRequest};
+pub use client::{
+    ClientPolicy, GitHub, GitHubError, IssueComment, PullRequest, Review, ReviewComment, ReviewEvent, ReviewRequest,
+};

@@ -83,7 +83,8 @@ impl Respond for CreateComment {
         let mut s = self.0.lock().unwrap();
         s.next_id += 1;
         s.comment_posts += 1;
-        let c = json!({"id": s.next_id, "body": body["body"], "html_url": format!("https://github.test/c/{}", s.next_id)});
+        let c =
+            json!({"id": s.next_id, "body": body["body"], "html_url": format!("https://github.test/c/{}", s.next_id)});
         s.comments.push(c.clone());
         ResponseTemplate::new(201).set_body_json(c)
     }
@@ -125,9 +126,10 @@ impl Respond for CreateReview {
                 c["side"].as_str().unwrap_or("RIGHT").to_string(),
                 c["line"].as_u64().unwrap_or(0) as u32,
             );
-            let off_diff = s.commentable.as_ref().is_some_and(|m| {
-                !m.get(&(key.0.clone(), key.1.clone())).is_some_and(|lines| lines.contains(&key.2))
-            });
+            let off_diff = s
+                .commentable
+                .as_ref()
+                .is_some_and(|m| !m.get(&(key.0.clone(), key.1.clone())).is_some_and(|lines| lines.contains(&key.2)));
             if s.refuse.contains(&key) || off_diff {
                 return ResponseTemplate::new(422).set_body_json(json!({
                     "message": "Unprocessable Entity",
