@@ -1,6 +1,8 @@
 //! End to end: the real binary against loopback fakes of GitHub and an OpenAI-compatible
 //! server, with real payloads and real corpus diffs.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeSet;

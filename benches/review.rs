@@ -1,0 +1,126 @@
+//! Whole-process figures for `agentctl review` against loopback fakes (prints, never asserts):
+//!
+//! - `agentctl --version` start-up time (target < 5 ms);
+//! - one review of a ~20-file PR against a GitHub fake and an OpenAI-compatible fake that answer
+//!   at once: wall time (target < 150 ms) and peak RSS (target < 30 MB, via `/usr/bin/time`);
+//! - GitHub requests per review (target ≤ 6);
+//! - concurrency: 8 chunks, 2 s model latency, `max_concurrency: 4` → wall ≈ 4 s, not 16 s.
+//!
+//! Run with `cargo bench --bench review` (or `scripts/bench`).
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{config_for, fake_openai, FakeGitHub};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_agentctl");
+const EVENT: &str = "examples/events/pull_request.opened.json";
+const DIFF: &str = "examples/diffs/agentctl-medium.diff";
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn review_cmd(gh: &FakeGitHub, dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_TOKEN", "ghs_benchtoken")
+        .env("GITHUB_API_URL", gh.api_url())
+        .env("GITHUB_REPOSITORY", "Codertocat/Hello-World")
+        .env("GITHUB_EVENT_NAME", "pull_request")
+        .env("GITHUB_EVENT_PATH", EVENT)
+        .env("GITHUB_OUTPUT", dir.join("out"))
+        .env("OPENAI_API_KEY", "sk-bench")
+        .env("AGENTCTL_WRITE_DELAY", "0")
+        .args(["review", "-q"]);
+    cmd
+}
+
+/// Peak RSS in MB of one run, through GNU time (`%M` is KiB); `None` without /usr/bin/time.
+fn peak_rss_mb(cmd: &Command) -> Option<f64> {
+    if !Path::new("/usr/bin/time").exists() {
+        return None;
+    }
+    let mut wrapped = Command::new("/usr/bin/time");
+    wrapped.arg("-f").arg("peak-rss-kib=%M").arg(cmd.get_program()).args(cmd.get_args());
+    wrapped.env_clear();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            wrapped.env(k, v);
+        }
+    }
+    let out = wrapped.output().ok()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    let kib: f64 = err.lines().rev().find_map(|l| l.strip_prefix("peak-rss-kib="))?.trim().parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // Start-up.
+    let mut times = vec![];
+    for _ in 0..50 {
+        let t = Instant::now();
+        let s = Command::new(BIN).arg("--version").output().unwrap();
+        assert!(s.status.success());
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    println!("agentctl --version            median {:7.2} ms   (target < 5 ms)", median(times));
+
+    // One review of a ~20-file PR, fakes answering at once.
+    let diff = std::fs::read(DIFF).unwrap();
+    let files = String::from_utf8_lossy(&diff).matches("\ndiff --git ").count() + 1;
+    let answer = json!({"summary": "ok", "findings": [
+        {"path": "src/config.rs", "line": 1, "severity": "low", "category": "docs", "title": "t", "body": "b"}
+    ]});
+    let mut walls = vec![];
+    let mut requests = 0;
+    let mut rss = None;
+    for i in 0..7 {
+        let openai = fake_openai(answer.clone(), Duration::ZERO).await;
+        let gh = FakeGitHub::start("Codertocat", "Hello-World", 2, diff.clone(), Some(config_for(&openai.uri(), ""))).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = review_cmd(&gh, dir.path());
+        if i == 0 {
+            rss = peak_rss_mb(&cmd);
+            continue;
+        }
+        let t = Instant::now();
+        let out = cmd.output().unwrap();
+        walls.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        requests = gh.requests().await.len();
+    }
+    println!("review, {files:>2}-file PR (fakes)      median {:7.2} ms   (target < 150 ms)", median(walls));
+    match rss {
+        Some(mb) => println!("review peak RSS               {mb:10.1} MB   (target < 30 MB)"),
+        None => println!("review peak RSS               n/a (no /usr/bin/time)"),
+    }
+    println!("GitHub requests per review    {requests:10}      (target <= 6)");
+
+    // Concurrency: 2 s latency, max_concurrency 4, chunk size set so the PR splits into ~8 chunks.
+    let latency = Duration::from_secs(2);
+    let openai = fake_openai(json!({"summary": "ok", "findings": []}), latency).await;
+    let config = config_for(&openai.uri(), "  max_chunk_tokens: 2500\n");
+    let gh = FakeGitHub::start("Codertocat", "Hello-World", 2, diff.clone(), Some(config)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let out = review_cmd(&gh, dir.path()).output().unwrap();
+    let wall = t.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let chunks = openai.received_requests().await.unwrap().len();
+    let ideal = (chunks as f64 / 4.0).ceil() * latency.as_secs_f64();
+    println!(
+        "concurrency: {chunks} chunks x 2 s at 4   wall {wall:6.2} s   (ideal {ideal:.1} s, serial {:.1} s)",
+        chunks as f64 * latency.as_secs_f64()
+    );
+}
