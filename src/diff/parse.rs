@@ -590,7 +590,7 @@ fn unquote_prefix(raw: &[u8]) -> (String, usize) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::path::PathBuf;
 
