@@ -295,13 +295,13 @@ pub fn count_tokens(text: &str) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::diff::{parse, FileFilter};
 
     /// Every added/removed line of every given file lies in some slice, or its file is in
     /// `over_budget`; no chunk is over the limit by exact count; `tokens` is exact.
-    fn check_plan(diff: &Diff, files: &[usize], chunker: Chunker, plan: &ChunkPlan, exact: bool) {
+    pub(crate) fn check_plan(diff: &Diff, files: &[usize], chunker: Chunker, plan: &ChunkPlan, exact: bool) {
         let mut covered: Vec<Vec<Vec<bool>>> =
             diff.files.iter().map(|f| f.hunks.iter().map(|h| vec![false; h.lines.len()]).collect()).collect();
         for c in &plan.chunks {
