@@ -90,11 +90,12 @@ impl Chunker {
     /// Indices out of range are ignored. Hunks without lines are skipped (nothing to review).
     pub fn plan(&self, diff: &Diff, files: &[usize]) -> ChunkPlan {
         let mut order: Vec<usize> = files.iter().copied().filter(|&i| i < diff.files.len()).collect();
-        order.dedup();
         order.sort_by_key(|&i| {
             let f = &diff.files[i];
             (risk_class(f.path()), std::cmp::Reverse(f.added() + f.removed()), i)
         });
+        // After sorting, a repeated index is adjacent (equal keys): pack each file once.
+        order.dedup();
 
         let mut plan = ChunkPlan::default();
         let mut cur = Chunk { slices: Vec::new(), tokens: 0 };
