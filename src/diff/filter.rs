@@ -2,7 +2,9 @@
 //! files, minified and generated files, binaries, submodules and pure renames. Every skipped
 //! file carries a reason that the summary shows, so nothing is dropped silently.
 
-use crate::diff::FileDiff;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::diff::{FileDiff, FileStatus, LineKind};
 
 /// Why a file was not reviewed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,21 +51,206 @@ pub struct Skipped {
 }
 
 /// Compiled include/exclude globs (globset syntax, matched against the file's path).
+///
+/// Checks run in this order, the first hit wins: submodule, binary, pure rename, deleted
+/// (nothing reviewable whatever the globs say), then `exclude` (before `include`, so an
+/// exclude always wins over an include), then `include`, then the default skips for lock,
+/// minified and generated files. Globs match [`FileDiff::path`] (the new path, or the old one
+/// of a deleted file); `*` also crosses `/` (globset's default), so `*.lock` matches at any
+/// depth. An empty include list includes everything.
 #[derive(Debug, Clone)]
 pub struct FileFilter {
-    // private fields chosen by the implementation
+    include: Option<GlobSet>,
+    exclude: GlobSet,
+    /// The exclude globs as written, indexed like `exclude`, for [`SkipReason::Excluded`].
+    exclude_src: Vec<String>,
 }
+
+/// Lock files by exact file name (package managers' defaults).
+const LOCK_FILES: &[&str] = &[
+    "Cargo.lock",
+    "package-lock.json",
+    "npm-shrinkwrap.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "poetry.lock",
+    "Gemfile.lock",
+    "go.sum",
+    "composer.lock",
+    "Pipfile.lock",
+    "uv.lock",
+    "bun.lockb",
+    "bun.lock",
+    "flake.lock",
+    "mix.lock",
+    "pubspec.lock",
+    "Podfile.lock",
+    "packages.lock.json",
+    "gradle.lockfile",
+    "Package.resolved",
+];
+
+/// A `.js`/`.css` file with an added line longer than this (characters) is taken as minified:
+/// hand-written code keeps lines to a few hundred characters, and no reviewer (human or
+/// model) can read a 5,000-character line.
+pub const MINIFIED_LINE_CHARS: usize = 5_000;
+
+/// File-name suffixes of generated files. Conservative on purpose: only names that tools
+/// reserve for their output (protobuf, `.generated.`, source maps). `vendor/` and `dist/` are
+/// NOT skipped by default — vendored code is sometimes patched on purpose; users add them to
+/// `exclude` when they want.
+const GENERATED_SUFFIXES: &[&str] =
+    &[".pb.go", ".pb.cc", ".pb.h", "_pb2.py", "_pb2.pyi", "_pb2_grpc.py", ".js.map", ".css.map"];
 
 impl FileFilter {
     /// Compiles the globs. Errors name the bad glob.
     pub fn new(include: &[String], exclude: &[String]) -> Result<Self, globset::Error> {
-        let _ = (include, exclude);
-        todo!()
+        let include = if include.is_empty() { None } else { Some(build(include)?) };
+        Ok(FileFilter { include, exclude: build(exclude)?, exclude_src: exclude.to_vec() })
     }
 
     /// `None` when the file is to be reviewed, else why not.
     pub fn check(&self, file: &FileDiff) -> Option<SkipReason> {
-        let _ = file;
-        todo!()
+        if file.is_submodule {
+            return Some(SkipReason::Submodule);
+        }
+        if file.is_binary {
+            return Some(SkipReason::Binary);
+        }
+        if matches!(file.status, FileStatus::Renamed | FileStatus::Copied) && file.hunks.is_empty() {
+            return Some(SkipReason::PureRename);
+        }
+        if file.status == FileStatus::Deleted {
+            return Some(SkipReason::Deleted);
+        }
+        let path = file.path();
+        if let Some(&i) = self.exclude.matches(path).first() {
+            return Some(SkipReason::Excluded(self.exclude_src.get(i).cloned().unwrap_or_default()));
+        }
+        if let Some(include) = &self.include {
+            if !include.is_match(path) {
+                return Some(SkipReason::NotIncluded);
+            }
+        }
+        let name = path.rsplit('/').next().unwrap_or(path);
+        if is_lock_file(name) {
+            return Some(SkipReason::LockFile);
+        }
+        if is_minified(name, file) {
+            return Some(SkipReason::Minified);
+        }
+        if is_generated(name, file) {
+            return Some(SkipReason::Generated);
+        }
+        None
+    }
+}
+
+fn build(globs: &[String]) -> Result<GlobSet, globset::Error> {
+    let mut set = GlobSetBuilder::new();
+    for g in globs {
+        set.add(Glob::new(g)?);
+    }
+    set.build()
+}
+
+fn is_lock_file(name: &str) -> bool {
+    LOCK_FILES.contains(&name) || name.ends_with(".lock")
+}
+
+/// `*.min.js`/`*.min.css`/`*.min.mjs`, or a `.js`/`.mjs`/`.css` file with an added line
+/// over [`MINIFIED_LINE_CHARS`].
+fn is_minified(name: &str, file: &FileDiff) -> bool {
+    if [".min.js", ".min.mjs", ".min.css"].iter().any(|s| name.ends_with(s)) {
+        return true;
+    }
+    if ![".js", ".mjs", ".css"].iter().any(|s| name.ends_with(s)) {
+        return false;
+    }
+    file.hunks
+        .iter()
+        .flat_map(|h| &h.lines)
+        .any(|l| l.kind == LineKind::Added && l.text.len() > MINIFIED_LINE_CHARS && l.text.chars().count() > MINIFIED_LINE_CHARS)
+}
+
+/// A reserved generated-file name, `*.generated.*`, or the standard marker in the first five
+/// lines of the new file: Go's `Code generated ... DO NOT EDIT.`
+/// (<https://go.dev/s/generatedcode>) or `@generated` (used by many code generators).
+fn is_generated(name: &str, file: &FileDiff) -> bool {
+    if GENERATED_SUFFIXES.iter().any(|s| name.ends_with(s)) || name.contains(".generated.") {
+        return true;
+    }
+    file.hunks
+        .first()
+        .filter(|h| h.new_start <= 1)
+        .into_iter()
+        .flat_map(|h| &h.lines)
+        .filter(|l| l.kind != LineKind::Removed)
+        .take(5)
+        .any(|l| (l.text.contains("Code generated") && l.text.contains("DO NOT EDIT")) || l.text.contains("@generated"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::parse;
+
+    fn file(path: &str, body: &str) -> FileDiff {
+        let text = format!("diff --git a/{path} b/{path}\n--- a/{path}\n+++ b/{path}\n{body}");
+        parse(text.as_bytes()).files.remove(0)
+    }
+
+    fn filter(include: &[&str], exclude: &[&str]) -> FileFilter {
+        let v = |g: &[&str]| g.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        FileFilter::new(&v(include), &v(exclude)).expect("globs compile")
+    }
+
+    const HUNK: &str = "@@ -1 +1 @@\n-a\n+b\n";
+
+    #[test]
+    fn default_skips() {
+        let f = filter(&["**"], &[]);
+        assert_eq!(f.check(&file("src/main.rs", HUNK)), None);
+        assert_eq!(f.check(&file("Cargo.lock", HUNK)), Some(SkipReason::LockFile));
+        assert_eq!(f.check(&file("web/package-lock.json", HUNK)), Some(SkipReason::LockFile));
+        assert_eq!(f.check(&file("go.sum", HUNK)), Some(SkipReason::LockFile));
+        assert_eq!(f.check(&file("x/jquery.min.js", HUNK)), Some(SkipReason::Minified));
+        assert_eq!(f.check(&file("api/v1/x.pb.go", HUNK)), Some(SkipReason::Generated));
+        assert_eq!(f.check(&file("proto/x_pb2.py", HUNK)), Some(SkipReason::Generated));
+        assert_eq!(f.check(&file("gen.go", "@@ -0,0 +1 @@\n+// Code generated by stringer. DO NOT EDIT.\n")), Some(SkipReason::Generated));
+        assert_eq!(f.check(&file("vendor/x/y.go", HUNK)), None);
+        let long = format!("@@ -0,0 +1 @@\n+{}\n", "a;".repeat(3_000));
+        assert_eq!(f.check(&file("app.js", &long)), Some(SkipReason::Minified));
+        assert_eq!(f.check(&file("app.py", &long)), None);
+    }
+
+    #[test]
+    fn exclude_before_include() {
+        let f = filter(&["src/**"], &["**/*_test.rs", "docs/**"]);
+        assert_eq!(f.check(&file("src/a_test.rs", HUNK)), Some(SkipReason::Excluded("**/*_test.rs".into())));
+        assert_eq!(f.check(&file("docs/a.md", HUNK)), Some(SkipReason::Excluded("docs/**".into())));
+        assert_eq!(f.check(&file("README.md", HUNK)), Some(SkipReason::NotIncluded));
+        assert_eq!(f.check(&file("src/a.rs", HUNK)), None);
+        assert!(FileFilter::new(&["a[".into()], &[]).is_err());
+        assert_eq!(filter(&[], &[]).check(&file("any/where.rs", HUNK)), None);
+    }
+
+    #[test]
+    fn corpus_05_and_08_skips() {
+        let f = filter(&["**"], &[]);
+        if let Some((_, bytes)) = crate::diff::parse::tests::corpus("05-renames-spaces") {
+            let d = parse(&bytes);
+            let reasons: Vec<_> = d.files.iter().filter_map(|x| f.check(x)).collect();
+            let count = |r: SkipReason| reasons.iter().filter(|x| **x == r).count();
+            assert_eq!(count(SkipReason::Submodule), 47);
+            assert_eq!(count(SkipReason::PureRename), 33);
+            assert_eq!(count(SkipReason::Binary), 1);
+            assert_eq!(reasons.len(), 81);
+        }
+        if let Some((_, bytes)) = crate::diff::parse::tests::corpus("08-minified") {
+            let d = parse(&bytes);
+            let reasons: Vec<_> = d.files.iter().map(|x| (x.path(), f.check(x))).collect();
+            assert_eq!(reasons, [("CHANGES.rst", None), ("coverage/htmlfiles/jquery.min.js", Some(SkipReason::Minified))]);
+        }
     }
 }
