@@ -87,7 +87,8 @@ async fn main() {
     let mut rss = None;
     for i in 0..7 {
         let openai = fake_openai(answer.clone(), Duration::ZERO).await;
-        let gh = FakeGitHub::start("Codertocat", "Hello-World", 2, diff.clone(), Some(config_for(&openai.uri(), ""))).await;
+        let gh =
+            FakeGitHub::start("Codertocat", "Hello-World", 2, diff.clone(), Some(config_for(&openai.uri(), ""))).await;
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = review_cmd(&gh, dir.path());
         if i == 0 {

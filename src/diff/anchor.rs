@@ -141,9 +141,7 @@ impl AnchorIndex {
         let Some(hunk) = file.hunk_of(side, finding.line) else {
             return Placement::File { path: file.path.clone() };
         };
-        let start_line = finding
-            .start_line
-            .filter(|&s| s < finding.line && file.hunk_of(side, s) == Some(hunk));
+        let start_line = finding.start_line.filter(|&s| s < finding.line && file.hunk_of(side, s) == Some(hunk));
         Placement::Inline { path: file.path.clone(), line: finding.line, start_line, side }
     }
 
@@ -228,7 +226,8 @@ Binary files a/img.png and b/img.png differ
     fn start_line_in_another_hunk_is_dropped() {
         let idx = AnchorIndex::new(&parse(DIFF));
         let p = |s, l| idx.place(&finding("src/lib.rs", Side::Right, s, l));
-        let inline = |start_line, line| Placement::Inline { path: "src/lib.rs".into(), line, start_line, side: Side::Right };
+        let inline =
+            |start_line, line| Placement::Inline { path: "src/lib.rs".into(), line, start_line, side: Side::Right };
         assert_eq!(p(Some(10), 14), inline(Some(10), 14));
         assert_eq!(p(Some(12), 41), inline(None, 41));
         assert_eq!(p(Some(5), 12), inline(None, 12));
@@ -236,7 +235,10 @@ Binary files a/img.png and b/img.png differ
         assert_eq!(p(Some(13), 11), inline(None, 11));
         assert_eq!(p(None, 30), Placement::File { path: "src/lib.rs".into() });
         let left = idx.place(&finding("src/lib.rs", Side::Left, Some(40), 42));
-        assert_eq!(left, Placement::Inline { path: "src/lib.rs".into(), line: 42, start_line: Some(40), side: Side::Left });
+        assert_eq!(
+            left,
+            Placement::Inline { path: "src/lib.rs".into(), line: 42, start_line: Some(40), side: Side::Left }
+        );
     }
 
     #[test]

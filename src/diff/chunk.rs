@@ -437,7 +437,8 @@ rename to src/new.rs
         let diff = parse(DIFF);
         // Every total budget up to the full need: coverage holds; some budgets cut the
         // rename's hunk (packed first: source before docs) in the middle.
-        let need = Chunker { max_chunk_tokens: 1_000, max_total_tokens: usize::MAX }.plan(&diff, &[0, 1]).total_tokens();
+        let need =
+            Chunker { max_chunk_tokens: 1_000, max_total_tokens: usize::MAX }.plan(&diff, &[0, 1]).total_tokens();
         let mut saw_partial = false;
         for budget in 0..=need {
             let chunker = Chunker { max_chunk_tokens: 1_000, max_total_tokens: budget };

@@ -501,7 +501,11 @@ fn split_git_header(rest: &[u8]) -> (Option<String>, Option<String>) {
         let (old, used) = unquote_prefix(rest);
         let tail = rest.get(used..).unwrap_or_default();
         let tail = tail.strip_prefix(b" ").unwrap_or(tail);
-        let new = if tail.first() == Some(&b'"') { unquote_prefix(tail).0 } else { String::from_utf8_lossy(tail).into_owned() };
+        let new = if tail.first() == Some(&b'"') {
+            unquote_prefix(tail).0
+        } else {
+            String::from_utf8_lossy(tail).into_owned()
+        };
         return (Some(strip_prefix_dir(&old).to_owned()), Some(strip_prefix_dir(&new).to_owned()));
     }
     // `a/x "b/y"`: unquoted old, quoted new.
@@ -733,7 +737,8 @@ pub(crate) mod tests {
     fn long_line_in_08_survives() {
         let Some((_, bytes)) = corpus("08-minified") else { return };
         let d = parse(&bytes);
-        let longest = d.files.iter().flat_map(|f| &f.hunks).flat_map(|h| &h.lines).map(|l| l.text.chars().count()).max();
+        let longest =
+            d.files.iter().flat_map(|f| &f.hunks).flat_map(|h| &h.lines).map(|l| l.text.chars().count()).max();
         // The README's 89,412 counts the `+` marker.
         assert_eq!(longest, Some(89_411));
     }
