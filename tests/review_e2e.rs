@@ -154,13 +154,14 @@ async fn review_posts_anchored_comments_once_and_one_summary_after_two_runs() {
     assert!(summary.contains("agentctl review summary") && summary.contains("agentctl:summary:v1"), "{summary}");
     drop(state);
 
-    // Outputs parse and hold the counts of the first run.
+    // Outputs parse and hold the counts of the first run: the model's six findings plus the
+    // builtin AC004 hits on the two TODOs the diff adds (crates/searcher/src/sink.rs 411, 417).
     let outputs = parse_github_output(&first.outputs);
-    assert_eq!(outputs["findings"], "6", "{outputs:?}");
+    assert_eq!(outputs["findings"], "8", "{outputs:?}");
     assert_eq!(outputs["high"], "1");
     assert_eq!(outputs["medium"], "2");
     assert_eq!(outputs["low"], "2");
-    assert_eq!(outputs["info"], "1");
+    assert_eq!(outputs["info"], "3");
     assert_eq!(outputs["critical"], "0");
     assert_eq!(outputs["verdict"], "pass");
     assert!(outputs["review-url"].starts_with("https://github.test/pull/review/"));
@@ -172,36 +173,72 @@ async fn review_posts_anchored_comments_once_and_one_summary_after_two_runs() {
     assert!(first.stderr.contains("::add-mask::ghs_fakeinstallationtoken"), "{}", first.stderr);
 }
 
+/// The medium diff without its `crates/core/app.rs` section: what GitHub anchors against after
+/// the head moved under the review.
+fn diff_without_app_rs(diff: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8(diff.to_vec()).unwrap();
+    let start = text.find("diff --git a/crates/core/app.rs").unwrap();
+    let end = start + 1 + text[start + 1..].find("diff --git ").unwrap();
+    format!("{}{}", &text[..start], &text[end..]).into_bytes()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_422_for_the_batch_moves_the_bad_comment_to_the_body_and_posts_once() {
     let Some(corpora) = corpora() else { return };
     let diff = std::fs::read(corpora.join(MEDIUM)).unwrap();
+    let moved = diff_without_app_rs(&diff);
     let openai = fake_openai(model_answer(), Duration::ZERO).await;
-    let gh = FakeGitHub::start(OWNER, REPO, PR, diff.clone(), Some(config_for(&openai.uri(), ""))).await;
-    // GitHub's own diff for the head no longer shows app.rs:1060 (the head moved): it refuses it.
-    let mut oracle = commentable(&diff)
-        .into_iter()
-        .map(|(k, v)| (k, v.into_keys().collect::<BTreeSet<u32>>()))
-        .collect::<std::collections::BTreeMap<_, _>>();
-    oracle.get_mut(&("crates/core/app.rs".to_string(), "RIGHT".to_string())).unwrap().remove(&1060);
+    // GitHub's diff for the head no longer has app.rs: it refuses comments there with 422 and
+    // serves the new diff when asked again; the first fetch still returns the old one.
+    let gh = FakeGitHub::start(OWNER, REPO, PR, moved.clone(), Some(config_for(&openai.uri(), ""))).await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path(format!("{API_PREFIX}/repos/{OWNER}/{REPO}/pulls/{PR}")))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_bytes(diff.clone()))
+        .with_priority(1)
+        .up_to_n_times(1)
+        .mount(&gh.server)
+        .await;
+    let oracle = commentable(&moved).into_iter().map(|(k, v)| (k, v.into_keys().collect::<BTreeSet<u32>>())).collect();
     gh.state.lock().unwrap().commentable = Some(oracle);
-    // ... and serves that diff on the re-fetch: the hunk holding 1060 is gone.
+
     let dir = tempfile::tempdir().unwrap();
     let event = corpora.join("webhooks/examples/pull_request/opened.payload.json");
     let run = run_review(&gh, &event, "pull_request", dir.path(), &[], &[]);
     assert_eq!(run.code, 0, "stderr: {}", run.stderr);
     let state = gh.state.lock().unwrap();
     assert_eq!(state.reviews.len(), 1, "exactly one review created");
-    let posted = state.reviews.len();
-    assert_eq!(posted, 1);
+    assert_eq!(state.review_posts.len(), 2, "one refused POST, one accepted");
     let accepted = state.review_posts.last().unwrap();
     let comments = accepted["comments"].as_array().unwrap();
-    assert!(
-        !comments.iter().any(|c| c["path"] == "crates/core/app.rs" && c["line"] == 1060),
-        "bad comment still inline"
+    assert!(!comments.iter().any(|c| c["path"] == "crates/core/app.rs"), "bad comment still inline");
+    assert_eq!(
+        comments.len(),
+        state.review_posts[0]["comments"].as_array().unwrap().len() - 1,
+        "only the bad one moved"
     );
-    assert!(!comments.is_empty(), "good comments were kept inline");
     assert!(accepted["body"].as_str().unwrap().contains("Flag count can overflow"), "bad comment not in the body");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_422_that_cannot_be_isolated_posts_everything_in_the_body_once() {
+    let Some(corpora) = corpora() else { return };
+    let diff = std::fs::read(corpora.join(MEDIUM)).unwrap();
+    let openai = fake_openai(model_answer(), Duration::ZERO).await;
+    let gh = FakeGitHub::start(OWNER, REPO, PR, diff.clone(), Some(config_for(&openai.uri(), ""))).await;
+    // Refused although GitHub's diff shows the line: nothing tells which comment is bad.
+    gh.state.lock().unwrap().refuse.insert(("crates/core/app.rs".into(), "RIGHT".into(), 1060));
+    let dir = tempfile::tempdir().unwrap();
+    let event = corpora.join("webhooks/examples/pull_request/opened.payload.json");
+    let run = run_review(&gh, &event, "pull_request", dir.path(), &[], &[]);
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    let state = gh.state.lock().unwrap();
+    assert_eq!(state.reviews.len(), 1, "exactly one review created");
+    let accepted = state.review_posts.last().unwrap();
+    assert!(accepted["comments"].as_array().unwrap().is_empty());
+    let body = accepted["body"].as_str().unwrap();
+    for title in ["Flag count can overflow", "Range in one hunk", "Removed import", "Unknown path"] {
+        assert!(body.contains(title), "{title} lost: {body}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
