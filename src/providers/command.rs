@@ -822,3 +822,438 @@ fn check_env_name(name: &str) -> Result<(), String> {
 fn program_name(program: &str) -> String {
     std::path::Path::new(program).file_name().and_then(|n| n.to_str()).unwrap_or(program).to_owned()
 }
+
+#[cfg(all(test, unix))]
+#[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+
+    /// A fake agent CLI: `body` under `#!/bin/sh`, mode 755.
+    ///
+    /// The tests run it as `/bin/sh <script>` rather than exec'ing it: a script written and
+    /// exec'ed while another test thread forks can fail with ETXTBSY (the write descriptor is
+    /// briefly inherited), a classic source of flaky process tests.
+    fn fake(dir: &Path, body: &str) -> PathBuf {
+        let path = dir.join(format!("agent-{}.sh", rand::rng().random::<u32>()));
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn settings(script: &Path) -> CommandSettings {
+        let mut s = CommandSettings::new("agent", "/bin/sh");
+        s.args = vec![script.display().to_string()];
+        s.timeout = Duration::from_secs(20);
+        s.retry = RetryPolicy { max_retries: 0, base: Duration::from_millis(1), cap: Duration::from_millis(5) };
+        s
+    }
+
+    fn parent_env() -> Env {
+        Env::from_pairs([
+            ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            ("HOME", "/tmp/agent-home"),
+            ("LANG", "C.UTF-8"),
+            ("TMPDIR", "/tmp"),
+            ("GITHUB_TOKEN", "ghs_notforthechild0123456789"),
+            ("ACTIONS_RUNTIME_TOKEN", "runtime-token-notforthechild"),
+            ("OPENAI_API_KEY", "sk-openai-notforthechild"),
+            ("ANTHROPIC_API_KEY", "sk-ant-passedthrough"),
+        ])
+    }
+
+    fn provider(settings: CommandSettings) -> CommandProvider {
+        CommandProvider::new(settings, &parent_env()).unwrap()
+    }
+
+    fn request(prompt: &str) -> CompletionRequest {
+        CompletionRequest {
+            system: "You review pull requests.".to_owned(),
+            prompt: prompt.to_owned(),
+            json_schema: None,
+            max_output_tokens: 1000,
+            temperature: None,
+        }
+    }
+
+    fn lines_in(path: &Path) -> usize {
+        std::fs::read_to_string(path).map(|s| s.lines().count()).unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn stdin_reaches_the_program_intact_and_nothing_is_interpreted() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("pwned");
+        let m = marker.display();
+        let prompt = format!(
+            "diff --git a/x b/x\n+ $(touch {m}) and `touch {m}` ; touch {m} && touch {m} | touch {m}\n\
+             + \"double\" 'single' \\backslash $HOME ${{PATH}} * ? [a-z] ~ <in >out 2>&1\n\
+             \n+ unicode: café ✓\n+ END INPUT ===== (a fake end marker)"
+        );
+        // The fake upper-cases stdin: output proves the bytes arrived, untouched by any shell.
+        let script = fake(dir.path(), "tr 'a-z' 'A-Z'");
+        let mut s = settings(&script);
+        // Hostile-looking config args are passed as literal argv entries too.
+        s.args.push(format!("$(touch {m})"));
+        let out = provider(s).complete(&request(&prompt)).await.unwrap();
+        let upper = |t: &str| {
+            t.chars().map(|c| if c.is_ascii_lowercase() { c.to_ascii_uppercase() } else { c }).collect::<String>()
+        };
+        assert!(out.text.contains(&upper(&prompt)), "prompt altered:\n{}", out.text);
+        assert!(out.text.starts_with("YOU REVIEW PULL REQUESTS."), "{}", out.text);
+        assert!(!marker.exists(), "the prompt or args were interpreted by a shell");
+        assert_eq!(out.usage, Usage::default(), "text output reports no usage");
+        assert_eq!(out.model, "sh", "no model configured or reported: the program name");
+        assert_eq!(out.request_id, None);
+    }
+
+    #[tokio::test]
+    async fn args_are_passed_literally() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("pwned");
+        let script = fake(dir.path(), "cat >/dev/null; for a in \"$@\"; do printf '[%s]\\n' \"$a\"; done");
+        let mut s = settings(&script);
+        let hostile = format!("$(touch {}); echo `id`", marker.display());
+        s.args.extend(["-p".to_owned(), "two words".to_owned(), hostile.clone()]);
+        let out = provider(s).complete(&request("hi")).await.unwrap();
+        assert_eq!(out.text, format!("[-p]\n[two words]\n[{hostile}]"));
+        assert!(!marker.exists());
+    }
+
+    #[test]
+    fn prompt_layout_separates_system_input_and_json_instruction() {
+        let mut req = request("line 1\nline 2");
+        req.json_schema = Some(("review".to_owned(), serde_json::json!({"type": "object", "required": ["findings"]})));
+        let text = stdin_prompt(&req, "abc123");
+        let begin = text.find("===== BEGIN INPUT abc123 =====\n").unwrap();
+        let end = text.find("===== END INPUT abc123 =====\n").unwrap();
+        let json = text.find("Answer with one JSON object").unwrap();
+        assert!(text.starts_with("You review pull requests.\n\n"));
+        assert!(begin < text.find("line 1\nline 2\n").unwrap() && text.find("line 2").unwrap() < end);
+        assert!(end < json, "the JSON instruction comes after the untrusted input");
+        assert!(text[json..].contains("\"required\""), "the schema is included");
+        // Without a schema there is no JSON instruction.
+        assert!(!stdin_prompt(&request("x"), "n").contains("JSON"));
+        // Nonces differ between calls, so untrusted text cannot guess the end marker.
+        assert_ne!(input_nonce(), input_nonce());
+    }
+
+    #[tokio::test]
+    async fn json_schema_instruction_reaches_the_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = fake(dir.path(), "cat");
+        let mut req = request("review this");
+        req.json_schema =
+            Some(("review".to_owned(), serde_json::json!({"type": "object", "title": "ReviewSchemaMarker"})));
+        let out = provider(settings(&script)).complete(&req).await.unwrap();
+        assert!(out.text.contains("Answer with one JSON object"));
+        assert!(out.text.contains("ReviewSchemaMarker"));
+    }
+
+    #[tokio::test]
+    async fn env_is_scrubbed_to_the_allowed_names() {
+        let mut s = CommandSettings::new("agent", "/usr/bin/env");
+        s.timeout = Duration::from_secs(20);
+        s.env_passthrough = vec!["ANTHROPIC_API_KEY".to_owned(), "NOT_SET_ANYWHERE".to_owned()];
+        s.env = BTreeMap::from([
+            ("AGENT_MODE".to_owned(), "review".to_owned()),
+            ("LANG".to_owned(), "en_US.UTF-8".to_owned()),
+        ]);
+        let p = provider(s);
+        let out = p.complete(&request("hi")).await.unwrap();
+        let vars: BTreeMap<&str, &str> = out.text.lines().filter_map(|l| l.split_once('=')).collect();
+        let names: Vec<&str> = vars.keys().copied().collect();
+        assert_eq!(names, ["AGENT_MODE", "ANTHROPIC_API_KEY", "HOME", "LANG", "PATH", "TMPDIR"]);
+        assert_eq!(vars["ANTHROPIC_API_KEY"], "sk-ant-passedthrough");
+        assert_eq!(vars["LANG"], "en_US.UTF-8", "configured env overrides inherited");
+        assert_eq!(vars["HOME"], "/tmp/agent-home");
+        assert!(!out.text.contains("notforthechild"), "{}", out.text);
+        let secrets: Vec<&str> = p.passthrough_secrets().map(|(k, _)| k).collect();
+        assert_eq!(secrets, ["ANTHROPIC_API_KEY"]);
+        let debug = format!("{p:?}");
+        assert!(!debug.contains("sk-ant"), "Debug leaks a value: {debug}");
+    }
+
+    #[test]
+    fn invalid_env_names_and_empty_program_are_config_errors() {
+        let mut s = CommandSettings::new("agent", "claude");
+        s.env.insert("A=B".to_owned(), "x".to_owned());
+        assert!(matches!(CommandProvider::new(s, &parent_env()), Err(ProviderError::Config { .. })));
+        let s = CommandSettings::new("agent", "  ");
+        assert!(matches!(CommandProvider::new(s, &parent_env()), Err(ProviderError::Config { .. })));
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_and_reaps_the_child_and_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let (count, pid) = (dir.path().join("count"), dir.path().join("pid"));
+        // exec: the pid written is the direct child's, which must be gone afterwards.
+        let script =
+            fake(dir.path(), &format!("echo run >> {}\necho $$ > {}\nexec sleep 30", count.display(), pid.display()));
+        let mut s = settings(&script);
+        s.timeout = Duration::from_millis(1500);
+        s.retry.max_retries = 1;
+        let started = Instant::now();
+        let err = provider(s).complete(&request("hi")).await.unwrap_err();
+        let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_secs(3 + 5), "took {elapsed:?}");
+        match &err {
+            ProviderError::Network { attempts, message, .. } => {
+                assert_eq!(*attempts, 2);
+                assert!(message.contains("timed out after 1.5 s"), "{message}");
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert_eq!(lines_in(&count), 2, "one retry");
+        let pid = std::fs::read_to_string(&pid).unwrap().trim().to_owned();
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "child {pid} still exists (not killed or not reaped)");
+    }
+
+    #[tokio::test]
+    async fn nonzero_exit_is_retried_and_reports_code_and_stderr_tail_without_the_prompt() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = dir.path().join("count");
+        let script = fake(
+            dir.path(),
+            &format!(
+                "echo run >> {}\ncat\ni=1\nwhile [ $i -le 50 ]; do echo \"stderr line $i\" >&2; i=$((i+1)); done\nexit 3",
+                count.display()
+            ),
+        );
+        let mut s = settings(&script);
+        s.retry.max_retries = 2;
+        let err = provider(s).complete(&request("SECRET-PROMPT-MARKER")).await.unwrap_err();
+        match &err {
+            ProviderError::Unavailable { attempts, message, .. } => {
+                assert_eq!(*attempts, 3);
+                assert!(message.contains("exited with code 3"), "{message}");
+                assert!(message.contains("stderr line 31\n") && message.ends_with("stderr line 50"), "{message}");
+                assert!(!message.contains("stderr line 30\n"), "more than the tail: {message}");
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        assert!(!err.to_string().contains("SECRET-PROMPT-MARKER"), "the prompt leaked into the error");
+        assert_eq!(lines_in(&count), 3, "max_retries = 2 → 3 runs");
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_a_config_error_and_not_retried() {
+        for program in ["/nonexistent/agent-cli", "agentctl-no-such-agent-cli"] {
+            let mut s = CommandSettings::new("agent", program);
+            // A retry would sleep ~seconds; the call must return at once.
+            s.retry = RetryPolicy { max_retries: 5, base: Duration::from_secs(2), cap: Duration::from_secs(2) };
+            let started = Instant::now();
+            let err = provider(s).complete(&request("hi")).await.unwrap_err();
+            assert!(started.elapsed() < Duration::from_secs(1), "retried: {:?}", started.elapsed());
+            match err {
+                ProviderError::Config { message, .. } => {
+                    assert!(message.contains(program) && message.contains("help:"), "{message}");
+                }
+                other => panic!("expected Config, got {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn runaway_output_is_cut_at_the_cap_and_the_child_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid = dir.path().join("pid");
+        // Endless output: without the cap this would fill memory until the timeout.
+        let script = fake(dir.path(), &format!("echo $$ > {}\nexec yes 0123456789abcdef", pid.display()));
+        let mut s = settings(&script);
+        s.max_output_bytes = 1024 * 1024;
+        s.retry.max_retries = 3;
+        let started = Instant::now();
+        let err = provider(s).complete(&request("hi")).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10), "hit the timeout instead: {:?}", started.elapsed());
+        match err {
+            ProviderError::BadAnswer { message, .. } => {
+                assert!(message.contains("more than 1048576 bytes"), "{message}")
+            }
+            other => panic!("expected BadAnswer, got {other:?}"),
+        }
+        let pid = std::fs::read_to_string(&pid).unwrap().trim().to_owned();
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "child {pid} survived");
+    }
+
+    #[tokio::test]
+    async fn output_at_the_cap_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = fake(dir.path(), "cat >/dev/null; head -c 4096 /dev/zero | tr '\\0' 'a'");
+        let mut s = settings(&script);
+        s.max_output_bytes = 4096;
+        assert_eq!(provider(s).complete(&request("hi")).await.unwrap().text.len(), 4096);
+    }
+
+    #[tokio::test]
+    async fn big_stderr_and_big_stdin_do_not_deadlock() {
+        let dir = tempfile::tempdir().unwrap();
+        // 1 MiB to stderr before reading stdin, while we write 1 MiB of prompt: serial I/O
+        // on either side would block on a full pipe forever.
+        let script = fake(dir.path(), "head -c 1048576 /dev/zero | tr '\\0' 'e' >&2\nwc -c | tr -d ' '");
+        let mut s = settings(&script);
+        s.timeout = Duration::from_secs(15);
+        let prompt = "p".repeat(1024 * 1024);
+        let out = provider(s).complete(&request(&prompt)).await.unwrap();
+        let expected = stdin_prompt(&request(&prompt), "0123456789abcdef").len();
+        assert_eq!(out.text, expected.to_string());
+    }
+
+    #[tokio::test]
+    async fn empty_stdout_is_a_bad_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = fake(dir.path(), "cat >/dev/null");
+        let err = provider(settings(&script)).complete(&request("hi")).await.unwrap_err();
+        assert!(matches!(err, ProviderError::BadAnswer { .. }), "{err:?}");
+    }
+
+    /// A result object in the shape documented for `claude -p --output-format json` (Agent
+    /// SDK `SDKResultMessage`); values are made up.
+    const CLAUDE_RESULT: &str = r#"{"type":"result","subtype":"success","is_error":false,"duration_ms":8123,"duration_api_ms":7950,"num_turns":1,"result":"{\"findings\":[]}","stop_reason":"end_turn","session_id":"0e639165-79b1-4bd4-bb0f-4cb4c15115d4","total_cost_usd":0.0379825,"usage":{"input_tokens":12,"cache_creation_input_tokens":1850,"cache_read_input_tokens":15635,"output_tokens":245,"server_tool_use":{"web_search_requests":0},"service_tier":"standard"},"modelUsage":{"claude-haiku-4-5-20251001":{"inputTokens":310,"outputTokens":20,"cacheReadInputTokens":0,"cacheCreationInputTokens":0,"webSearchRequests":0,"costUSD":0.0004,"contextWindow":200000},"claude-sonnet-4-5-20250929":{"inputTokens":12,"outputTokens":245,"cacheReadInputTokens":15635,"cacheCreationInputTokens":1850,"webSearchRequests":0,"costUSD":0.0375825,"contextWindow":200000}},"permission_denials":[],"uuid":"5e3b0c52-2c3a-4b8e-9d0e-8c1f0f2f7a11"}"#;
+
+    #[test]
+    fn claude_json_gives_text_usage_model_and_cost() {
+        let a = parse_claude_json(CLAUDE_RESULT).unwrap();
+        assert_eq!(a.text, r#"{"findings":[]}"#);
+        assert_eq!(
+            a.usage,
+            Usage {
+                input_tokens: 12,
+                cached_input_tokens: 15635,
+                cache_write_tokens: 1850,
+                output_tokens: 245,
+                reasoning_tokens: 0
+            }
+        );
+        assert_eq!(a.model.as_deref(), Some("claude-sonnet-4-5-20250929"), "the model that wrote the most");
+        assert_eq!(a.total_cost_usd, Some(0.0379825));
+    }
+
+    #[test]
+    fn claude_stream_json_uses_the_last_result_line() {
+        let stream = format!(
+            "{}\n{}\n{CLAUDE_RESULT}\n",
+            r#"{"type":"system","subtype":"init","session_id":"s","model":"claude-sonnet-4-5-20250929"}"#,
+            r#"{"type":"assistant","message":{"content":[{"type":"text","text":"thinking aloud"}]},"session_id":"s"}"#
+        );
+        assert_eq!(parse_claude_json(&stream).unwrap().text, r#"{"findings":[]}"#);
+    }
+
+    #[test]
+    fn claude_structured_output_wins_over_result_text() {
+        let mut v: Value = serde_json::from_str(CLAUDE_RESULT).unwrap();
+        v["result"] = Value::from("Here is the review.");
+        v["structured_output"] = serde_json::json!({"findings": [{"line": 3}]});
+        let a = parse_claude_json(&v.to_string()).unwrap();
+        assert_eq!(a.text, r#"{"findings":[{"line":3}]}"#);
+    }
+
+    #[test]
+    fn claude_errors_are_classified() {
+        let err = |subtype: &str, extra: &str| {
+            let text = format!(r#"{{"type":"result","subtype":"{subtype}","is_error":true{extra},"session_id":"s"}}"#);
+            match parse_claude_json(&text).unwrap_err() {
+                AgentOutputError::Failed { kind, message } => (kind, message),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(err("error_max_budget_usd", "").0, FailureKind::Quota);
+        assert_eq!(err("error_max_turns", "").0, FailureKind::Fatal);
+        let (kind, message) = err("error_during_execution", r#","errors":["API Error: 529 overloaded"]"#);
+        assert_eq!(kind, FailureKind::Transient);
+        assert!(message.contains("529 overloaded"), "{message}");
+        // `is_error` with subtype success (e.g. an API error turned into the result text).
+        let (kind, message) = err("success", r#","result":"API Error: 500""#);
+        assert_eq!((kind, message.contains("API Error: 500")), (FailureKind::Transient, true));
+        assert!(matches!(parse_claude_json("not json"), Err(AgentOutputError::Malformed(_))));
+        assert!(matches!(parse_claude_json(r#"{"type":"assistant"}"#), Err(AgentOutputError::Malformed(_))));
+    }
+
+    #[tokio::test]
+    async fn claude_json_through_a_fake_cli() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = fake(dir.path(), &format!("cat >/dev/null\ncat <<'EOF'\n{CLAUDE_RESULT}\nEOF"));
+        let mut s = settings(&script);
+        s.output = OutputFormat::ClaudeJson;
+        s.model = "sonnet".to_owned();
+        let out = provider(s).complete(&request("hi")).await.unwrap();
+        assert_eq!(out.text, r#"{"findings":[]}"#);
+        assert_eq!(out.model, "claude-sonnet-4-5-20250929", "the reported model wins over the configured alias");
+        assert_eq!(out.usage.total_input(), 12 + 15635 + 1850);
+    }
+
+    #[tokio::test]
+    async fn claude_budget_error_on_nonzero_exit_is_quota_and_not_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = dir.path().join("count");
+        let body = format!(
+            "echo run >> {}\ncat >/dev/null\necho '{}'\nexit 1",
+            count.display(),
+            r#"{"type":"result","subtype":"error_max_budget_usd","is_error":true,"total_cost_usd":1.02,"session_id":"s"}"#
+        );
+        let script = fake(dir.path(), &body);
+        let mut s = settings(&script);
+        s.output = OutputFormat::ClaudeJson;
+        s.retry.max_retries = 3;
+        let err = provider(s).complete(&request("hi")).await.unwrap_err();
+        assert!(matches!(err, ProviderError::Quota { .. }), "{err:?}");
+        assert_eq!(lines_in(&count), 1);
+    }
+
+    /// `codex exec --json` events in the shapes of openai/codex `exec_events.rs`.
+    const CODEX_EVENTS: &str = r#"{"type":"thread.started","thread_id":"0199a213-81c0-7800-8aa1-bbab2a035a53"}
+{"type":"turn.started"}
+{"type":"item.completed","item":{"id":"item_0","type":"reasoning","text":"**Scanning the diff**"}}
+{"type":"item.started","item":{"id":"item_1","type":"command_execution","command":"bash -lc ls","aggregated_output":"","exit_code":null,"status":"in_progress"}}
+{"type":"item.completed","item":{"id":"item_1","type":"command_execution","command":"bash -lc ls","aggregated_output":"src\n","exit_code":0,"status":"completed"}}
+{"type":"item.completed","item":{"id":"item_2","type":"agent_message","text":"{\"findings\":[]}"}}
+{"type":"turn.completed","usage":{"input_tokens":24763,"cached_input_tokens":24448,"output_tokens":122}}
+"#;
+
+    #[test]
+    fn codex_jsonl_gives_last_agent_message_and_usage() {
+        let a = parse_codex_jsonl(CODEX_EVENTS).unwrap();
+        assert_eq!(a.text, r#"{"findings":[]}"#);
+        assert_eq!(
+            a.usage,
+            Usage { input_tokens: 315, cached_input_tokens: 24448, output_tokens: 122, ..Usage::default() },
+            "cached tokens are a subset of input_tokens"
+        );
+        assert_eq!(a.model, None);
+    }
+
+    #[test]
+    fn codex_failures_are_reported() {
+        let failed = "{\"type\":\"turn.started\"}\n{\"type\":\"error\",\"message\":\"stream disconnected\"}\n\
+                      {\"type\":\"turn.failed\",\"error\":{\"message\":\"stream disconnected before completion\"}}\n";
+        match parse_codex_jsonl(failed).unwrap_err() {
+            AgentOutputError::Failed { kind, message } => {
+                assert_eq!(kind, FailureKind::Transient);
+                assert!(message.contains("stream disconnected before completion"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse_codex_jsonl("plain text answer"), Err(AgentOutputError::Malformed(_))));
+        assert!(matches!(
+            parse_codex_jsonl("{\"type\":\"turn.completed\",\"usage\":{}}"),
+            Err(AgentOutputError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn stderr_tail_keeps_the_last_lines_and_bounds_the_size() {
+        let many: String = (1..=100).map(|i| format!("line {i}\n")).collect();
+        let tail = tail_lines(many.as_bytes());
+        assert!(tail.starts_with("line 81\n") && tail.ends_with("line 100"), "{tail}");
+        let long = "x".repeat(10_000);
+        assert_eq!(tail_lines(long.as_bytes()).chars().count(), MAX_ERROR_MESSAGE_CHARS + 1);
+    }
+
+    #[tokio::test]
+    async fn read_tail_keeps_only_the_end() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let tail = read_tail(&data[..], 1000).await.unwrap();
+        assert_eq!(tail, &data[data.len() - 1000..]);
+    }
+}
