@@ -435,7 +435,12 @@ pub enum AgentOutputError {
     Malformed(String),
     /// The CLI reported a failure in its output (`is_error`, `turn.failed`).
     #[error("{message}")]
-    Failed { message: String, kind: FailureKind },
+    Failed {
+        /// What the CLI said, truncated (may quote the agent's own error text).
+        message: String,
+        /// Whether retrying can help.
+        kind: FailureKind,
+    },
 }
 
 /// How a failure the CLI reported should be treated.
