@@ -6,6 +6,7 @@
 //! (see [`builtin::scan`]). Selecting `kind: builtin` in config means "no model call".
 
 pub mod builtin;
+pub mod command;
 pub mod openai;
 pub mod select;
 pub mod structured;
