@@ -398,3 +398,85 @@ async fn a_missing_api_key_is_an_auth_error_naming_the_variable() {
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("MY_OPENAI_KEY"));
 }
+
+/// Rows `(path, side, number)` of the annotated diffs the provider received: a `## path` header
+/// starts a file; each row is `{old:>5} {new:>5} {marker} {text}`.
+fn rows_sent(prompts: &[String]) -> BTreeSet<(String, char, u32)> {
+    let mut out = BTreeSet::new();
+    for p in prompts {
+        let mut path = String::new();
+        for line in p.lines() {
+            if let Some(h) = line.strip_prefix("## ") {
+                path = h.split(" (").next().unwrap().to_string();
+                continue;
+            }
+            if line.len() < 14 || !line.is_char_boundary(11) || !line.is_char_boundary(14) {
+                continue;
+            }
+            let (old, new, marker) = (line[..5].trim(), line[6..11].trim(), &line[11..14]);
+            match marker {
+                " + " => out.extend(new.parse().ok().map(|n| (path.clone(), '+', n))),
+                " - " => out.extend(old.parse().ok().map(|n| (path.clone(), '-', n))),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_large_diff_every_changed_line_reaches_a_provider_or_its_file_is_listed() {
+    let Some(corpora) = corpora() else { return };
+    let diff_path = corpora.join("diffs/03-large.ripgrep-13.0.0..14.0.0.diff");
+    let diff = agentctl::diff::parse(&std::fs::read(&diff_path).unwrap());
+    let openai = fake_openai(json!({"summary": "ok", "findings": []}), Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A budget below the diff's size, so some files must be listed as not reviewed.
+    let config = write(dir.path(), "c.yml", config_for(&openai.uri(), "  max_total_tokens: 150000\n"));
+    let out = agentctl()
+        .args(["review", "--dry-run", "--format", "json", "--config", config.to_str().unwrap(), "--diff"])
+        .arg(&diff_path)
+        .env("OPENAI_API_KEY", "sk-test-FAKEkey0123456789abcdefXYZ")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let not_reviewed: BTreeSet<String> =
+        report["not_reviewed"].as_array().unwrap().iter().map(|n| n["path"].as_str().unwrap().to_string()).collect();
+    assert!(
+        report["not_reviewed"].as_array().unwrap().iter().any(|n| n["reason"].as_str().unwrap().contains("budget")),
+        "the budget was meant to leave files out: {}",
+        report["not_reviewed"]
+    );
+    let prompts: Vec<String> = openai
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            body["messages"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap_or("").to_string()).collect()
+        })
+        .collect();
+    assert_eq!(prompts.len() as u64, report["chunks"].as_u64().unwrap());
+    let sent = rows_sent(&prompts);
+    let (mut checked, mut listed) = (0, 0);
+    for f in &diff.files {
+        if not_reviewed.contains(f.path()) {
+            listed += 1;
+            continue;
+        }
+        for h in &f.hunks {
+            for l in &h.lines {
+                let key = match l.kind {
+                    agentctl::diff::LineKind::Added => (f.path().to_string(), '+', l.new_line.unwrap()),
+                    agentctl::diff::LineKind::Removed => (f.path().to_string(), '-', l.old_line.unwrap()),
+                    agentctl::diff::LineKind::Context => continue,
+                };
+                assert!(sent.contains(&key), "{key:?} neither sent nor listed as not reviewed");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 5_000 && listed > 10, "checked {checked} lines, {listed} files listed");
+}
