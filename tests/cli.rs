@@ -53,7 +53,8 @@ fn config_schema_init_and_validate() {
     let ok = agentctl().args(["config", "validate"]).arg(&path).output().unwrap();
     assert!(ok.status.success(), "{}", stderr(&ok));
 
-    let bad = write(dir.path(), "bad.yml", "review:\n  max_concurrency: 0\n  include: [1]\nproviders:\n  x: {model: m}\n");
+    let bad =
+        write(dir.path(), "bad.yml", "review:\n  max_concurrency: 0\n  include: [1]\nproviders:\n  x: {model: m}\n");
     let out = agentctl().args(["config", "validate"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
@@ -79,15 +80,29 @@ const PLANTED: &str = "diff --git a/src/lib.rs b/src/lib.rs\nindex 1111111..2222
 
 #[test]
 fn diff_from_stdin_runs_builtin_rules_and_fail_on_sets_the_exit_code() {
-    let out = agentctl().args(["review", "--dry-run", "--diff", "-", "--format", "json"]).write_stdin(PLANTED).output().unwrap();
+    let out = agentctl()
+        .args(["review", "--dry-run", "--diff", "-", "--format", "json"])
+        .write_stdin(PLANTED)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ids: Vec<&str> = report["findings"].as_array().unwrap().iter().filter_map(|f| f["origin"]["id"].as_str()).collect();
+    let ids: Vec<&str> =
+        report["findings"].as_array().unwrap().iter().filter_map(|f| f["origin"]["id"].as_str()).collect();
     assert_eq!(ids, ["AC002", "AC003", "AC004"], "{}", report["findings"]);
 
-    let fail = agentctl().args(["review", "--dry-run", "--diff", "-", "--fail-on", "high"]).write_stdin(PLANTED).output().unwrap();
+    let fail = agentctl()
+        .args(["review", "--dry-run", "--diff", "-", "--fail-on", "high"])
+        .write_stdin(PLANTED)
+        .output()
+        .unwrap();
     assert_eq!(fail.status.code(), Some(11), "high finding at --fail-on high exits 10 + rank(high)");
-    let env_fail = agentctl().args(["review", "--dry-run", "--diff", "-"]).env("AGENTCTL_FAIL_ON", "critical").write_stdin(PLANTED).output().unwrap();
+    let env_fail = agentctl()
+        .args(["review", "--dry-run", "--diff", "-"])
+        .env("AGENTCTL_FAIL_ON", "critical")
+        .write_stdin(PLANTED)
+        .output()
+        .unwrap();
     assert_eq!(env_fail.status.code(), Some(0), "nothing critical");
 }
 
@@ -133,12 +148,20 @@ fn base_ref_diffs_the_local_checkout() {
     git(&["checkout", "-qb", "feature"]);
     std::fs::write(dir.path().join("app.py"), "def f():\n    breakpoint()\n    return 1\n").unwrap();
     git(&["commit", "-qam", "debug"]);
-    let out = agentctl().current_dir(dir.path()).args(["review", "--dry-run", "--base", "main", "--format", "json"]).output().unwrap();
+    let out = agentctl()
+        .current_dir(dir.path())
+        .args(["review", "--dry-run", "--base", "main", "--format", "json"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let f = &report["findings"][0];
-    assert_eq!((f["path"].as_str(), f["line"].as_u64(), f["origin"]["id"].as_str()), (Some("app.py"), Some(2), Some("AC003")));
-    let bad = agentctl().current_dir(dir.path()).args(["review", "--dry-run", "--base", "no-such-ref"]).output().unwrap();
+    assert_eq!(
+        (f["path"].as_str(), f["line"].as_u64(), f["origin"]["id"].as_str()),
+        (Some("app.py"), Some(2), Some("AC003"))
+    );
+    let bad =
+        agentctl().current_dir(dir.path()).args(["review", "--dry-run", "--base", "no-such-ref"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
 
@@ -161,9 +184,10 @@ fn pr_json(number: u64) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_review_command_comment_reviews_its_pr_and_other_comments_do_nothing() {
     let Some(corpora) = corpora() else { return };
-    let payload: Value =
-        serde_json::from_slice(&std::fs::read(corpora.join("webhooks/extra/go-playground-webhooks/pull-request-issue-comment.json")).unwrap())
-            .unwrap();
+    let payload: Value = serde_json::from_slice(
+        &std::fs::read(corpora.join("webhooks/extra/go-playground-webhooks/pull-request-issue-comment.json")).unwrap(),
+    )
+    .unwrap();
     let (owner, repo) = payload["repository"]["full_name"].as_str().unwrap().split_once('/').unwrap();
     let number = payload["issue"]["number"].as_u64().unwrap();
     let gh = FakeGitHub::start(owner, repo, number, PLANTED.as_bytes().to_vec(), None).await;
@@ -201,8 +225,10 @@ async fn a_review_command_comment_reviews_its_pr_and_other_comments_do_nothing()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflow_dispatch_reviews_the_pr_named_in_its_inputs_and_reads_config_at_the_base_sha() {
     let Some(corpora) = corpora() else { return };
-    let mut payload: Value =
-        serde_json::from_slice(&std::fs::read(corpora.join("webhooks/examples/workflow_dispatch/payload.json")).unwrap()).unwrap();
+    let mut payload: Value = serde_json::from_slice(
+        &std::fs::read(corpora.join("webhooks/examples/workflow_dispatch/payload.json")).unwrap(),
+    )
+    .unwrap();
     payload["inputs"] = json!({"pr": "7"});
     let (owner, repo) = payload["repository"]["full_name"].as_str().unwrap().split_once('/').unwrap().to_owned();
     let (owner, repo) = (owner.to_string(), repo.to_string());

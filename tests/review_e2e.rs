@@ -455,7 +455,12 @@ async fn on_the_large_diff_every_changed_line_reaches_a_provider_or_its_file_is_
         .iter()
         .map(|r| {
             let body: Value = serde_json::from_slice(&r.body).unwrap();
-            body["messages"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap_or("").to_string()).collect()
+            body["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["content"].as_str().unwrap_or("").to_string())
+                .collect()
         })
         .collect();
     assert_eq!(prompts.len() as u64, report["chunks"].as_u64().unwrap());
