@@ -633,7 +633,10 @@ pub(crate) mod tests {
 
     /// `git apply --numstat -z` output: (added, removed, path) per file, `None` counts for
     /// binary (`-\t-`). The rename form is `a\td\t\0old\0new\0`.
-    fn git_numstat(path: &std::path::Path) -> Option<Vec<(Option<usize>, Option<usize>, String)>> {
+    /// One `git apply --numstat` row: added, removed (None for binary), path.
+    type NumstatRow = (Option<usize>, Option<usize>, String);
+
+    fn git_numstat(path: &std::path::Path) -> Option<Vec<NumstatRow>> {
         let out = std::process::Command::new("git").args(["apply", "--numstat", "-z"]).arg(path).output().ok()?;
         assert!(out.status.success(), "git apply failed: {}", String::from_utf8_lossy(&out.stderr));
         let mut fields = out.stdout.split(|&b| b == 0);
