@@ -148,13 +148,20 @@ impl Anthropic {
         let stop_reason = parsed.stop_reason.as_deref().unwrap_or("none");
         if stop_reason == "refusal" {
             let said = joined_text(&parsed.content);
-            let said = if said.trim().is_empty() { String::new() } else { format!(": {}", crate::providers::http::truncate(&said)) };
+            let said = if said.trim().is_empty() {
+                String::new()
+            } else {
+                format!(": {}", crate::providers::http::truncate(&said))
+            };
             return Err(self.http.bad_answer(format!("the model refused to answer (stop_reason: refusal){said}")));
         }
         let tool_input = tool.and_then(|name| {
             // Our tool by name; any tool_use block if the name was rewritten on the way.
             let blocks = || parsed.content.iter().filter(|b| b.kind == "tool_use");
-            blocks().find(|b| b.name.as_deref() == Some(name)).or_else(|| blocks().next()).and_then(|b| b.input.as_ref())
+            blocks()
+                .find(|b| b.name.as_deref() == Some(name))
+                .or_else(|| blocks().next())
+                .and_then(|b| b.input.as_ref())
         });
         let text = match tool_input {
             Some(input) => serde_json::to_string(input)
@@ -318,7 +325,8 @@ mod tests {
     }
 
     fn error(status: u16, kind: &str, message: &str) -> ResponseTemplate {
-        ResponseTemplate::new(status).set_body_json(json!({"type": "error", "error": {"type": kind, "message": message},
+        ResponseTemplate::new(status)
+            .set_body_json(json!({"type": "error", "error": {"type": kind, "message": message},
             "request_id": "req_011test"}))
     }
 
@@ -368,7 +376,8 @@ mod tests {
     #[tokio::test]
     async fn structured_output_uses_a_forced_tool_and_returns_its_input() {
         // The recorded tool_use answer of a real exchange (`get_weather`), with its request's schema.
-        let Some(exchanges) = recording("tools__test_runners__TestSyncRunTools__f59a9391-643b-422c-96dc-1f28bc7ea4d7.json")
+        let Some(exchanges) =
+            recording("tools__test_runners__TestSyncRunTools__f59a9391-643b-422c-96dc-1f28bc7ea4d7.json")
         else {
             return;
         };
@@ -407,11 +416,21 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let c = Anthropic::new(settings(&server)).unwrap().complete(&request(Some(json!({"type": "object"})))).await.unwrap();
+        let c = Anthropic::new(settings(&server))
+            .unwrap()
+            .complete(&request(Some(json!({"type": "object"}))))
+            .await
+            .unwrap();
         assert_eq!(c.text, r#"{"total":14}"#);
         assert_eq!(
             c.usage,
-            Usage { input_tokens: 12, cached_input_tokens: 2000, cache_write_tokens: 300, output_tokens: 40, reasoning_tokens: 0 }
+            Usage {
+                input_tokens: 12,
+                cached_input_tokens: 2000,
+                cache_write_tokens: 300,
+                output_tokens: 40,
+                reasoning_tokens: 0
+            }
         );
         assert_eq!(c.usage.total_input(), 2312);
     }
@@ -427,8 +446,11 @@ mod tests {
             .mount(&server)
             .await;
         messages()
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "msg_2", "content": [{"type": "text", "text": "ok"}],
-                "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 1}})))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"id": "msg_2", "content": [{"type": "text", "text": "ok"}],
+                "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 1}})),
+            )
             .expect(1)
             .mount(&server)
             .await;
@@ -440,14 +462,19 @@ mod tests {
     async fn retry_after_is_honoured() {
         let server = strict_server().await;
         messages()
-            .respond_with(error(429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit").insert_header("retry-after", "1"))
+            .respond_with(
+                error(429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit")
+                    .insert_header("retry-after", "1"),
+            )
             .up_to_n_times(1)
             .with_priority(1)
             .expect(1)
             .mount(&server)
             .await;
         messages()
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"content": [{"type": "text", "text": "ok"}]})))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"content": [{"type": "text", "text": "ok"}]})),
+            )
             .expect(1)
             .mount(&server)
             .await;
@@ -478,7 +505,8 @@ mod tests {
 
     #[tokio::test]
     async fn recorded_invalid_request_is_rejected_without_retry() {
-        let Some(exchanges) = recording("tools__test_runners__TestSyncRunTools__f59a9391-643b-422c-96dc-1f28bc7ea4d7.json")
+        let Some(exchanges) =
+            recording("tools__test_runners__TestSyncRunTools__f59a9391-643b-422c-96dc-1f28bc7ea4d7.json")
         else {
             return;
         };

@@ -61,7 +61,8 @@ impl AzureOpenAi {
     /// Builds the client. Errors ([`ProviderError::Config`]): `endpoint` is not an http(s) URL,
     /// `deployment` or `api_version` is empty, or the HTTP client cannot be built.
     pub fn new(settings: AzureOpenAiSettings) -> Result<Self, ProviderError> {
-        let config_error = |message: &str| ProviderError::Config { provider: settings.name.clone(), message: message.to_owned() };
+        let config_error =
+            |message: &str| ProviderError::Config { provider: settings.name.clone(), message: message.to_owned() };
         let deployment = settings.deployment.trim();
         if deployment.is_empty() {
             return Err(config_error("no `deployment` set for this Azure OpenAI provider"));
@@ -178,9 +179,7 @@ mod tests {
                 ],
                 "max_tokens": 512,
             })))
-            .respond_with(
-                ResponseTemplate::new(200).insert_header("apim-request-id", "apim-123").set_body_json(body),
-            )
+            .respond_with(ResponseTemplate::new(200).insert_header("apim-request-id", "apim-123").set_body_json(body))
             .expect(1)
             .mount(&server)
             .await;
@@ -204,7 +203,9 @@ mod tests {
     async fn json_schema_is_asked_natively() {
         let server = strict_server().await;
         completions()
-            .and(body_partial_json(json!({"response_format": {"type": "json_schema", "json_schema": {"name": "review"}}})))
+            .and(body_partial_json(
+                json!({"response_format": {"type": "json_schema", "json_schema": {"name": "review"}}}),
+            ))
             .respond_with(ResponseTemplate::new(200).set_body_json(chat("{\"summary\": \"ok\"}", "stop")))
             .expect(1)
             .mount(&server)
@@ -225,7 +226,11 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        completions().respond_with(ResponseTemplate::new(200).set_body_json(chat("ok", "stop"))).expect(1).mount(&server).await;
+        completions()
+            .respond_with(ResponseTemplate::new(200).set_body_json(chat("ok", "stop")))
+            .expect(1)
+            .mount(&server)
+            .await;
         let started = Instant::now();
         let c = AzureOpenAi::new(settings(&server)).unwrap().complete(&request(false)).await.unwrap();
         assert!(started.elapsed() >= Duration::from_millis(50), "{:?}", started.elapsed());
@@ -295,11 +300,18 @@ mod tests {
             retry: RetryPolicy::default(),
         };
         assert!(matches!(AzureOpenAi::new(s.clone()), Err(ProviderError::Config { .. })));
-        let bad_endpoint = AzureOpenAiSettings { deployment: "d".to_owned(), endpoint: "res.openai.azure.com".to_owned(), ..s.clone() };
+        let bad_endpoint = AzureOpenAiSettings {
+            deployment: "d".to_owned(),
+            endpoint: "res.openai.azure.com".to_owned(),
+            ..s.clone()
+        };
         assert!(matches!(AzureOpenAi::new(bad_endpoint), Err(ProviderError::Config { .. })));
         let ok = AzureOpenAiSettings { deployment: "my deployment".to_owned(), ..s };
         let azure = AzureOpenAi::new(ok).unwrap();
         let debug = format!("{azure:?}");
-        assert!(debug.contains("/openai/deployments/my%20deployment/chat/completions?api-version=2024-10-21"), "{debug}");
+        assert!(
+            debug.contains("/openai/deployments/my%20deployment/chat/completions?api-version=2024-10-21"),
+            "{debug}"
+        );
     }
 }

@@ -301,7 +301,8 @@ fn convert(node: &Value, root: &Value, depth: u32) -> Value {
                 if values.iter().any(Value::is_null) {
                     out.insert("nullable".to_owned(), json!(true));
                 }
-                if !strings.is_empty() && strings.len() + values.iter().filter(|v| v.is_null()).count() == values.len() {
+                if !strings.is_empty() && strings.len() + values.iter().filter(|v| v.is_null()).count() == values.len()
+                {
                     out.insert("enum".to_owned(), json!(strings));
                 }
             }
@@ -341,8 +342,13 @@ fn convert(node: &Value, root: &Value, depth: u32) -> Value {
 /// Google RPC errors: an invalid key is auth whatever the status; a zero quota is quota (no
 /// retry); `RetryInfo.retryDelay` becomes a `retry-after` header for the retry policy.
 fn classify_gemini(err: &mut StatusError) {
-    let details: Vec<Value> =
-        err.json.as_ref().and_then(|v| v.pointer("/error/details")).and_then(Value::as_array).cloned().unwrap_or_default();
+    let details: Vec<Value> = err
+        .json
+        .as_ref()
+        .and_then(|v| v.pointer("/error/details"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let has_reason = |reason: &str| details.iter().any(|d| d.get("reason").and_then(Value::as_str) == Some(reason));
     if has_reason("API_KEY_INVALID") || err.mentions_any(&["api key not valid", "api key expired"]) {
         err.class = ErrorClass::Auth;
@@ -359,7 +365,7 @@ fn classify_gemini(err: &mut StatusError) {
             .iter()
             .filter(|d| d.get("@type").and_then(Value::as_str).is_some_and(|t| t.ends_with("google.rpc.RetryInfo")))
             .find_map(|d| d.get("retryDelay").and_then(Value::as_str).and_then(parse_proto_duration));
-        if let Some(seconds) = delay.and_then(|s| HeaderValue::from_str(&seconds.to_string()).ok()) {
+        if let Some(seconds) = delay.and_then(|secs| HeaderValue::from_str(&secs.to_string()).ok()) {
             err.headers.insert(http::header::RETRY_AFTER, seconds);
         }
     }
@@ -596,9 +602,15 @@ mod tests {
         assert!(converted.get("$schema").is_none() && converted.get("$id").is_none());
         assert_eq!(converted["required"], json!(["summary", "findings"]));
         let finding = &converted["properties"]["findings"]["items"];
-        assert_eq!(finding["properties"]["side"], json!({"type": "string", "enum": ["RIGHT", "LEFT"],
-            "description": "RIGHT: new file line numbers (added or context lines). LEFT: old file line numbers (removed lines)."}));
-        assert_eq!(finding["properties"]["severity"], json!({"type": "string", "enum": ["critical", "high", "medium", "low", "info"]}));
+        assert_eq!(
+            finding["properties"]["side"],
+            json!({"type": "string", "enum": ["RIGHT", "LEFT"],
+            "description": "RIGHT: new file line numbers (added or context lines). LEFT: old file line numbers (removed lines)."})
+        );
+        assert_eq!(
+            finding["properties"]["severity"],
+            json!({"type": "string", "enum": ["critical", "high", "medium", "low", "info"]})
+        );
         assert_eq!(finding["properties"]["line"]["minimum"], 1);
         assert_eq!(finding["properties"]["path"]["minLength"], 1);
         // A property named like a keyword survives.
@@ -621,10 +633,16 @@ mod tests {
         });
         let c = to_gemini_schema(&schema);
         assert!(c.get("$defs").is_none());
-        assert_eq!(c["properties"]["items"]["items"], json!({"type": "object", "properties": {"n": {"type": "integer", "nullable": true}}}));
+        assert_eq!(
+            c["properties"]["items"]["items"],
+            json!({"type": "object", "properties": {"n": {"type": "integer", "nullable": true}}})
+        );
         assert_eq!(c["properties"]["kind"], json!({"type": "string", "enum": ["fix"]}));
         assert_eq!(c["properties"]["level"], json!({"type": "integer"}));
-        assert_eq!(c["properties"]["either"], json!({"anyOf": [{"type": "string"}, {"type": "number", "format": "double"}]}));
+        assert_eq!(
+            c["properties"]["either"],
+            json!({"anyOf": [{"type": "string"}, {"type": "number", "format": "double"}]})
+        );
         // A recursive reference is cut off instead of looping.
         assert!(c["properties"]["self"].is_object());
     }
@@ -647,7 +665,13 @@ mod tests {
         let c = answer_with(&server, 200, body).await.unwrap();
         assert_eq!(
             c.usage,
-            Usage { input_tokens: 770, cached_input_tokens: 11243, cache_write_tokens: 0, output_tokens: 88, reasoning_tokens: 73 }
+            Usage {
+                input_tokens: 770,
+                cached_input_tokens: 11243,
+                cache_write_tokens: 0,
+                output_tokens: 88,
+                reasoning_tokens: 73
+            }
         );
         assert_eq!(c.usage.total_input(), 12013);
     }
@@ -679,7 +703,9 @@ mod tests {
         let server = strict_server().await;
         let err = answer_with(&server, 200, body).await.unwrap_err();
         match &err {
-            ProviderError::Blocked { reason, .. } => assert!(reason.contains("prompt was blocked") && reason.contains("Message"), "{reason}"),
+            ProviderError::Blocked { reason, .. } => {
+                assert!(reason.contains("prompt was blocked") && reason.contains("Message"), "{reason}")
+            }
             other => panic!("unexpected {other:?}"),
         }
         assert!(err.to_string().contains("safety"));
@@ -748,6 +774,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn classic_resource_exhausted_is_retried_then_unavailable() {
+        let server = strict_server().await;
+        generate()
+            .respond_with(ResponseTemplate::new(429).set_body_json(json!({"error": {"code": 429,
+                "message": "Resource has been exhausted (e.g. check quota).", "status": "RESOURCE_EXHAUSTED"}})))
+            .expect(4)
+            .mount(&server)
+            .await;
+        let err = Gemini::new(settings(&server)).unwrap().complete(&request(None)).await.unwrap_err();
+        assert!(matches!(err, ProviderError::Unavailable { status: 429, attempts: 4, .. }), "{err:?}");
+    }
+
+    #[tokio::test]
     async fn invalid_api_key_is_auth_naming_the_env_var() {
         let Some(body) = fixture("googleai/unary-failure-api-key.json") else { return };
         let server = strict_server().await;
@@ -790,8 +829,14 @@ mod tests {
             retry: RetryPolicy::default(),
         };
         let gemini = Gemini::new(s.clone()).unwrap();
-        assert_eq!(gemini.url.as_str(), "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent");
+        assert_eq!(
+            gemini.url.as_str(),
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
+        );
         assert!(!format!("{gemini:?}").contains(KEY));
-        assert!(matches!(Gemini::new(GeminiSettings { model: " ".to_owned(), ..s }), Err(ProviderError::Config { .. })));
+        assert!(matches!(
+            Gemini::new(GeminiSettings { model: " ".to_owned(), ..s }),
+            Err(ProviderError::Config { .. })
+        ));
     }
 }

@@ -181,7 +181,7 @@ impl HttpClient {
         }
         let mut err = StatusError::new(status, headers, &text);
         (self.classify)(&mut err);
-        Err(AttemptError::Status(err))
+        Err(AttemptError::Status(Box::new(err)))
     }
 
     /// `POST url` with retries per the policy. The last error comes back unmapped so that an
@@ -212,7 +212,7 @@ impl HttpClient {
         };
         let err = match error {
             AttemptError::Transport { message } => return ProviderError::Network { provider, attempts, message },
-            AttemptError::Status(err) => err,
+            AttemptError::Status(err) => *err,
         };
         let message = err.message();
         let status = err.status;
@@ -271,8 +271,8 @@ impl RawAnswer {
 pub enum AttemptError {
     /// Connection error, timeout, or a body that could not be read to its end.
     Transport { message: String },
-    /// The server answered with a non-2xx status.
-    Status(StatusError),
+    /// The server answered with a non-2xx status (boxed: it is large, and attempts fail often).
+    Status(Box<StatusError>),
 }
 
 impl AttemptError {
@@ -543,9 +543,20 @@ pub(crate) mod tests {
 
     #[test]
     fn status_error_reads_every_error_shape() {
-        let e = StatusError::new(429, HeaderMap::new(), r#"{"error": {"message": "m", "type": "t", "code": "c", "param": "p"}}"#);
-        assert_eq!((e.kind.as_deref(), e.code.as_deref(), e.param.as_deref(), e.message()), (Some("t"), Some("c"), Some("p"), "m".to_owned()));
-        let e = StatusError::new(400, HeaderMap::new(), r#"{"error": {"code": 400, "message": "bad", "status": "INVALID_ARGUMENT"}}"#);
+        let e = StatusError::new(
+            429,
+            HeaderMap::new(),
+            r#"{"error": {"message": "m", "type": "t", "code": "c", "param": "p"}}"#,
+        );
+        assert_eq!(
+            (e.kind.as_deref(), e.code.as_deref(), e.param.as_deref(), e.message()),
+            (Some("t"), Some("c"), Some("p"), "m".to_owned())
+        );
+        let e = StatusError::new(
+            400,
+            HeaderMap::new(),
+            r#"{"error": {"code": 400, "message": "bad", "status": "INVALID_ARGUMENT"}}"#,
+        );
         assert_eq!((e.kind.as_deref(), e.code.as_deref()), (Some("INVALID_ARGUMENT"), Some("400")));
         let e = StatusError::new(500, HeaderMap::new(), r#"{"error": "model not loaded"}"#);
         assert_eq!(e.message(), "model not loaded");

@@ -20,6 +20,10 @@
 //!   `response_format`/`json_schema` we step down to `json_object`, then to no `response_format`;
 //!   both fallbacks put the schema into the system prompt (OpenAI's `json_object` also requires
 //!   the word "JSON" in the messages).
+//!
+//! Transport, retries and error mapping live in [`crate::providers::http`]; this module adds the
+//! Chat Completions body and answer, OpenAI's `insufficient_quota` (never retried) and the
+//! step-downs above. [`crate::providers::azure`] is this adapter in its Azure flavour.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -378,12 +382,8 @@ fn classify_openai(err: &mut StatusError) {
 /// the `innererror.code` is `ResponsibleAIPolicyViolation`. Sending it again will not help.
 fn classify_azure(err: &mut StatusError) {
     classify_openai(err);
-    let inner = err
-        .json
-        .as_ref()
-        .and_then(|v| v.pointer("/error/innererror/code"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let inner =
+        err.json.as_ref().and_then(|v| v.pointer("/error/innererror/code")).and_then(Value::as_str).map(str::to_owned);
     if err.code.as_deref() == Some("content_filter") || inner.as_deref() == Some("ResponsibleAIPolicyViolation") {
         err.class = ErrorClass::BadAnswer(format!(
             "the request was blocked by Azure OpenAI's content filter ({}): {}",
