@@ -33,7 +33,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::providers::http::{
-    api_name, join_url, truncate, AttemptError, ErrorClass, HttpClient, HttpConfig, KeyHeader, RawAnswer, StatusError,
+    api_name, join_url, truncate, AttemptError, Classifier, ErrorClass, HttpClient, HttpConfig, KeyHeader, RawAnswer,
+    StatusError,
 };
 use crate::providers::{Completion, CompletionRequest, Provider, ProviderError, Usage};
 use crate::resilience::RetryPolicy;
@@ -200,7 +201,7 @@ impl OpenAi {
         url: reqwest::Url,
         flavour: Flavour,
     ) -> Result<Self, ProviderError> {
-        let (key_header, classify): (KeyHeader, fn(&mut StatusError)) = match flavour {
+        let (key_header, classify): (KeyHeader, Classifier) = match flavour {
             Flavour::OpenAi => (KeyHeader::Bearer, classify_openai),
             Flavour::Azure => (KeyHeader::Named("api-key"), classify_azure),
         };
