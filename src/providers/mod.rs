@@ -5,8 +5,12 @@
 //! `builtin` is not a [`Provider`]: it needs no prompt; its rules scan the parsed diff directly
 //! (see [`builtin::scan`]). Selecting `kind: builtin` in config means "no model call".
 
+pub mod anthropic;
+pub mod azure;
 pub mod builtin;
 pub mod command;
+pub mod gemini;
+pub mod http;
 pub mod openai;
 pub mod select;
 pub mod structured;
@@ -99,6 +103,11 @@ pub enum ProviderError {
     /// Connection error or timeout after retries.
     #[error("{provider}: network error after {attempts} attempt(s): {message}")]
     Network { provider: String, attempts: u32, message: String },
+    /// The provider's safety system blocked the prompt or the answer (Gemini `blockReason`,
+    /// `finishReason: SAFETY`): never retried, since the same input trips it again. `reason` is
+    /// the provider's verdict, e.g. `prompt blocked: SAFETY`.
+    #[error("{provider}: blocked by the provider's safety filters: {reason}\nhelp: the prompt (diff, PR text) or the answer tripped a safety block; retrying the same input will not help")]
+    Blocked { provider: String, reason: String },
     /// The answer could not be used (not JSON, schema violations after the repair round).
     #[error("{provider}: unusable answer: {message}")]
     BadAnswer { provider: String, message: String },

@@ -20,20 +20,24 @@
 //!   `response_format`/`json_schema` we step down to `json_object`, then to no `response_format`;
 //!   both fallbacks put the schema into the system prompt (OpenAI's `json_object` also requires
 //!   the word "JSON" in the messages).
+//!
+//! Transport, retries and error mapping live in [`crate::providers::http`]; this module adds the
+//! Chat Completions body and answer, OpenAI's `insufficient_quota` (never retried) and the
+//! step-downs above. [`crate::providers::azure`] is this adapter in its Azure flavour.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::providers::http::{
+    api_name, join_url, truncate, AttemptError, Classifier, ErrorClass, HttpClient, HttpConfig, KeyHeader, RawAnswer,
+    StatusError,
+};
 use crate::providers::{Completion, CompletionRequest, Provider, ProviderError, Usage};
-use crate::resilience::{retry, Exhausted, Failure, GiveUpReason, RetryPolicy};
-
-/// Longest error message we copy from a response body into our errors (characters).
-const MAX_ERROR_MESSAGE_CHARS: usize = 500;
+use crate::resilience::RetryPolicy;
 
 /// Settings of one OpenAI-compatible endpoint.
 #[derive(Debug, Clone)]
@@ -131,12 +135,34 @@ impl JsonMode {
     }
 }
 
+/// Which API dialect an [`OpenAi`] adapter speaks. Azure OpenAI is the same Chat Completions
+/// API behind another URL and key header ([`crate::providers::azure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavour {
+    /// OpenAI and OpenAI-compatible servers: `authorization: Bearer`, `model` in the body.
+    OpenAi,
+    /// Azure OpenAI: `api-key` header, the deployment in the URL instead of `model` in the body,
+    /// content-filter verdicts turned into clear errors.
+    Azure,
+}
+
+impl Flavour {
+    /// Headers holding the request id, most specific first.
+    fn request_id_headers(self) -> &'static [&'static str] {
+        match self {
+            Flavour::OpenAi => &["x-request-id"],
+            Flavour::Azure => &["apim-request-id", "x-request-id"],
+        }
+    }
+}
+
 /// The adapter.
 pub struct OpenAi {
     settings: OpenAiSettings,
-    client: reqwest::Client,
-    /// `{base_url}/chat/completions`, validated at construction.
+    http: HttpClient,
+    /// `{base_url}/chat/completions` (Azure: the deployment's URL), validated at construction.
     url: reqwest::Url,
+    flavour: Flavour,
     /// [`JsonMode`] as u8: shared by concurrent calls, only ever increases.
     json_mode: AtomicU8,
     /// [`MaxTokensParam`] as u8.
@@ -151,6 +177,7 @@ impl std::fmt::Debug for OpenAi {
             .field("name", &self.settings.name)
             .field("model", &self.settings.model)
             .field("url", &self.url.as_str())
+            .field("flavour", &self.flavour)
             .field("api_key_env", &self.settings.api_key_env)
             .field("has_key", &self.settings.api_key.is_some())
             .field("json_mode", &self.json_mode())
@@ -163,23 +190,37 @@ impl OpenAi {
     /// Builds the client. Fails when the HTTP client cannot be built or `base_url` is not a URL
     /// ([`ProviderError::Config`]).
     pub fn new(settings: OpenAiSettings) -> Result<Self, ProviderError> {
-        let config_error = |message: String| ProviderError::Config { provider: settings.name.clone(), message };
-        let base = settings.base_url.trim_end_matches('/');
-        let url = reqwest::Url::parse(&format!("{base}/chat/completions"))
-            .map_err(|e| config_error(format!("invalid base_url `{}`: {e}", settings.base_url)))?;
-        // reqwest is built with `rustls-no-provider`: the process must pick a crypto provider
-        // before the first client. Err only means another one is installed already, which is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .user_agent(concat!("agentctl/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| config_error(format!("cannot build the HTTP client: {e}")))?;
+        let url = join_url(&settings.name, "base_url", &settings.base_url, "/chat/completions")?;
+        Self::with_endpoint(settings, url, Flavour::OpenAi)
+    }
+
+    /// An adapter that posts to `url` in `flavour`'s dialect (Azure builds its deployment URL
+    /// itself). `settings.base_url` is only used to guess the output-cap field.
+    pub(crate) fn with_endpoint(
+        settings: OpenAiSettings,
+        url: reqwest::Url,
+        flavour: Flavour,
+    ) -> Result<Self, ProviderError> {
+        let (key_header, classify): (KeyHeader, Classifier) = match flavour {
+            Flavour::OpenAi => (KeyHeader::Bearer, classify_openai),
+            Flavour::Azure => (KeyHeader::Named("api-key"), classify_azure),
+        };
+        let http = HttpClient::new(HttpConfig {
+            provider: &settings.name,
+            api_key: settings.api_key.as_ref(),
+            key_header,
+            api_key_env: &settings.api_key_env,
+            timeout: settings.timeout,
+            retry: settings.retry,
+            headers: Vec::new(),
+            classify,
+        })?;
         let param = MaxTokensParam::for_base_url(&settings.base_url);
         Ok(Self {
             settings,
-            client,
+            http,
             url,
+            flavour,
             json_mode: AtomicU8::new(JsonMode::JsonSchema as u8),
             max_tokens_param: AtomicU8::new(param.to_u8()),
         })
@@ -211,7 +252,7 @@ impl OpenAi {
                 JsonMode::JsonSchema => {
                     response_format = Some(json!({
                         "type": "json_schema",
-                        "json_schema": { "name": schema_name(name), "schema": schema, "strict": false },
+                        "json_schema": { "name": api_name(name), "schema": schema, "strict": false },
                     }));
                 }
                 JsonMode::JsonObject => {
@@ -222,13 +263,16 @@ impl OpenAi {
             }
         }
         let mut body = json!({
-            "model": self.settings.model,
             "messages": [
                 { "role": "system", "content": system },
                 { "role": "user", "content": req.prompt },
             ],
         });
         if let Some(obj) = body.as_object_mut() {
+            // Azure routes by the deployment in the URL and ignores `model`.
+            if self.flavour == Flavour::OpenAi {
+                obj.insert("model".to_owned(), json!(self.settings.model));
+            }
             obj.insert(param.field().to_owned(), json!(req.max_output_tokens));
             if let Some(t) = req.temperature {
                 obj.insert("temperature".to_owned(), json!(t));
@@ -240,38 +284,18 @@ impl OpenAi {
         body
     }
 
-    /// One HTTP attempt: a 2xx answer's headers, body and latency, or a classified error.
-    async fn send(&self, body: &Value) -> Result<RawAnswer, AttemptError> {
-        let mut request = self.client.post(self.url.clone()).json(body);
-        if let Some(key) = &self.settings.api_key {
-            // bearer_auth marks the header sensitive, so reqwest's own Debug output hides it too.
-            request = request.bearer_auth(key.expose_secret());
-        }
-        let started = Instant::now();
-        let response = request.send().await.map_err(|e| AttemptError::transport(&e, self.settings.timeout))?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.map_err(|e| AttemptError::transport(&e, self.settings.timeout))?;
-        if (200..300).contains(&status) {
-            Ok(RawAnswer { headers, text, latency: started.elapsed() })
-        } else {
-            Err(AttemptError::Status(StatusError::new(status, headers, &text)))
-        }
-    }
-
     async fn complete_inner(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
         let mut swapped_param = false;
         loop {
             let mode = req.json_schema.as_ref().map(|_| self.json_mode());
             let param = self.max_tokens_param();
             let body = self.body(req, mode, param);
-            let outcome = retry(&self.settings.retry, AttemptError::failure, |_attempt| self.send(&body)).await;
-            let exhausted = match outcome {
+            let exhausted = match self.http.post(&self.url, &body).await {
                 Ok(answer) => return self.parse_answer(answer),
                 Err(exhausted) => exhausted,
             };
             if let AttemptError::Status(err) = &exhausted.error {
-                if err.status == 400 {
+                if err.status == 400 && err.class == ErrorClass::ByStatus {
                     if let Some(mode) = mode.filter(|m| *m != JsonMode::Prompt) {
                         if err.mentions_any(&["response_format", "json_schema", "json_object"]) {
                             // fetch_max: a concurrent call may have stepped further down already.
@@ -279,32 +303,37 @@ impl OpenAi {
                             continue;
                         }
                     }
-                    if !swapped_param && err.says_unsupported(param.field()) {
+                    if !swapped_param && says_unsupported(err, param.field()) {
                         swapped_param = true;
                         self.max_tokens_param.store(param.other().to_u8(), Ordering::Relaxed);
                         continue;
                     }
                 }
             }
-            return Err(self.map_error(exhausted));
+            return Err(self.http.map_exhausted(exhausted));
         }
     }
 
     fn parse_answer(&self, answer: RawAnswer) -> Result<Completion, ProviderError> {
-        let bad = |message: String| ProviderError::BadAnswer { provider: self.settings.name.clone(), message };
-        let parsed: ChatResponse = serde_json::from_str(&answer.text)
-            .map_err(|e| bad(format!("the response is not a chat completion: {e}")))?;
-        let choice = parsed.choices.first().ok_or_else(|| bad("the response has no choices".to_owned()))?;
+        let parsed: ChatResponse = self.http.parse(&answer, "a chat completion")?;
+        let choice = parsed.choices.first().ok_or_else(|| self.http.bad_answer("the response has no choices"))?;
         let message = choice.message.as_ref();
         if let Some(refusal) = message.and_then(|m| m.refusal.as_deref()).filter(|r| !r.trim().is_empty()) {
-            return Err(bad(format!("the model refused: {}", truncate(refusal))));
+            return Err(self.http.bad_answer(format!("the model refused: {}", truncate(refusal))));
+        }
+        if self.flavour == Flavour::Azure && choice.finish_reason.as_deref() == Some("content_filter") {
+            // Azure cuts the answer (or withholds it) when its content filter fires; what is left
+            // is not a usable review.
+            return Err(self.http.bad_answer(
+                "the answer was withheld by Azure OpenAI's content filter (finish_reason: content_filter)",
+            ));
         }
         let text = message.and_then(|m| m.content.clone()).unwrap_or_default();
         if text.trim().is_empty() {
             let reason = choice.finish_reason.as_deref().unwrap_or("none");
-            return Err(bad(format!("empty answer (finish_reason: {reason})")));
+            return Err(self.http.bad_answer(format!("empty answer (finish_reason: {reason})")));
         }
-        let request_id = header_str(&answer.headers, "x-request-id").or(parsed.id);
+        let request_id = answer.header(self.flavour.request_id_headers()).or(parsed.id);
         Ok(Completion {
             text,
             usage: parsed.usage.map(ApiUsage::normalize).unwrap_or_default(),
@@ -312,42 +341,6 @@ impl OpenAi {
             latency: answer.latency,
             request_id,
         })
-    }
-
-    /// Maps the last failed attempt to the provider error the caller sees.
-    fn map_error(&self, exhausted: Exhausted<AttemptError>) -> ProviderError {
-        let provider = self.settings.name.clone();
-        let Exhausted { error, attempts, reason } = exhausted;
-        let wait_note = match reason {
-            GiveUpReason::WaitTooLong(wait) => format!(
-                " (the server asked to wait {:.1} s, more than the {:.1} s cap)",
-                wait.as_secs_f64(),
-                self.settings.retry.cap.as_secs_f64()
-            ),
-            _ => String::new(),
-        };
-        match error {
-            AttemptError::Transport { message } => ProviderError::Network { provider, attempts, message },
-            AttemptError::Status(err) => {
-                let message = err.message();
-                match err.status {
-                    401 | 403 => ProviderError::Auth {
-                        provider,
-                        status: err.status,
-                        env: self.settings.api_key_env.clone(),
-                        message,
-                    },
-                    _ if err.is_quota() => ProviderError::Quota { provider, message },
-                    408 | 409 | 429 | 500..=599 => ProviderError::Unavailable {
-                        provider,
-                        status: err.status,
-                        attempts,
-                        message: format!("{message}{wait_note}"),
-                    },
-                    status => ProviderError::Rejected { provider, status, message },
-                }
-            }
-        }
     }
 }
 
@@ -364,17 +357,9 @@ impl Provider for OpenAi {
 }
 
 /// OpenAI's `json_schema.name` must match `^[a-zA-Z0-9_-]{1,64}$`.
+#[cfg(test)]
 fn schema_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
-        .take(64)
-        .collect();
-    if cleaned.is_empty() {
-        "answer".to_owned()
-    } else {
-        cleaned
-    }
+    api_name(name)
 }
 
 /// The system-prompt addition for servers without native schema support.
@@ -386,124 +371,38 @@ fn json_instructions(schema: &Value) -> String {
     )
 }
 
-fn header_str(headers: &http::HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
-}
-
-fn truncate(s: &str) -> String {
-    let s = s.trim();
-    match s.char_indices().nth(MAX_ERROR_MESSAGE_CHARS) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
+/// OpenAI's quota error: `429` with `insufficient_quota` as `code` or `type`. Never retried.
+fn classify_openai(err: &mut StatusError) {
+    if err.status == 429 && [&err.code, &err.kind].iter().any(|v| v.as_deref() == Some("insufficient_quota")) {
+        err.class = ErrorClass::Quota;
     }
 }
 
-/// A 2xx response.
-struct RawAnswer {
-    headers: http::HeaderMap,
-    text: String,
-    latency: Duration,
-}
-
-/// Why one attempt failed.
-#[derive(Debug)]
-enum AttemptError {
-    /// Connection error, timeout, or a body that could not be read.
-    Transport { message: String },
-    /// The server answered with a non-2xx status.
-    Status(StatusError),
-}
-
-impl AttemptError {
-    fn transport(e: &reqwest::Error, timeout: Duration) -> Self {
-        if e.is_timeout() {
-            return AttemptError::Transport { message: format!("timed out after {:.1} s", timeout.as_secs_f64()) };
-        }
-        // reqwest's top-level text is generic ("error sending request"); the cause is in the chain.
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        AttemptError::Transport { message }
-    }
-
-    /// Classification for [`retry`]: the statuses the spec never retries are fatal even when
-    /// the server sends `x-should-retry: true`; the rest go to [`RetryPolicy::decide`].
-    fn failure(&self) -> Failure<'_> {
-        match self {
-            AttemptError::Transport { .. } => Failure::Transient { status: None, headers: None },
-            AttemptError::Status(err) if err.is_quota() || matches!(err.status, 400 | 401 | 403 | 404 | 422) => {
-                Failure::Fatal
-            }
-            AttemptError::Status(err) => Failure::Transient { status: Some(err.status), headers: Some(&err.headers) },
-        }
+/// Azure adds its content filter: `400` with `code: content_filter` (the prompt tripped it),
+/// documented at <https://learn.microsoft.com/azure/ai-services/openai/concepts/content-filter>;
+/// the `innererror.code` is `ResponsibleAIPolicyViolation`. Sending it again will not help.
+fn classify_azure(err: &mut StatusError) {
+    classify_openai(err);
+    let inner =
+        err.json.as_ref().and_then(|v| v.pointer("/error/innererror/code")).and_then(Value::as_str).map(str::to_owned);
+    if err.code.as_deref() == Some("content_filter") || inner.as_deref() == Some("ResponsibleAIPolicyViolation") {
+        err.class = ErrorClass::BadAnswer(format!(
+            "the request was blocked by Azure OpenAI's content filter ({}): {}",
+            err.status,
+            err.message()
+        ));
     }
 }
 
-/// A non-2xx response with OpenAI's error object parsed where present
-/// (`{"error": {"message", "type", "param", "code"}}`; Ollama may send `{"error": "text"}`).
-#[derive(Debug)]
-struct StatusError {
-    status: u16,
-    headers: http::HeaderMap,
-    message: String,
-    kind: Option<String>,
-    code: Option<String>,
-    param: Option<String>,
-}
-
-impl StatusError {
-    fn new(status: u16, headers: http::HeaderMap, body: &str) -> Self {
-        let value: Option<Value> = serde_json::from_str(body).ok();
-        let error = value.as_ref().and_then(|v| v.get("error"));
-        let field = |name: &str| {
-            error.and_then(|e| e.get(name)).and_then(|v| match v {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
-        };
-        let message = match error {
-            Some(Value::String(s)) => s.clone(),
-            Some(_) => field("message").unwrap_or_else(|| body.to_owned()),
-            None => body.to_owned(),
-        };
-        Self { status, headers, message, kind: field("type"), code: field("code"), param: field("param") }
-    }
-
-    fn is_quota(&self) -> bool {
-        self.status == 429 && [&self.code, &self.kind].iter().any(|v| v.as_deref() == Some("insufficient_quota"))
-    }
-
-    /// The message for our errors: the server's text (trimmed, truncated), or the status line.
-    fn message(&self) -> String {
-        let text = truncate(&self.message);
-        if text.is_empty() {
-            format!("HTTP {}", self.status)
-        } else {
-            text
-        }
-    }
-
-    /// Whether the message or `param` names any of `needles` (case-insensitive).
-    fn mentions_any(&self, needles: &[&str]) -> bool {
-        let haystack = format!("{} {}", self.message, self.param.as_deref().unwrap_or("")).to_ascii_lowercase();
-        needles.iter().any(|n| haystack.contains(n))
-    }
-
-    /// Whether the error says the request field `field` is not accepted (OpenAI: "Unsupported
-    /// parameter: 'max_tokens' ..."; pydantic-based servers: "extra fields not permitted").
-    fn says_unsupported(&self, field: &str) -> bool {
-        let text = self.message.to_ascii_lowercase();
-        let named = self.param.as_deref() == Some(field) || text.contains(field);
-        named
-            && ["unsupported", "not supported", "unrecognized", "unknown", "not permitted", "extra"]
-                .iter()
-                .any(|w| text.contains(w))
-    }
+/// Whether the error says the request field `field` is not accepted (OpenAI: "Unsupported
+/// parameter: 'max_tokens' ..."; pydantic-based servers: "extra fields not permitted").
+fn says_unsupported(err: &StatusError, field: &str) -> bool {
+    let text = err.raw_message.to_ascii_lowercase();
+    let named = err.param.as_deref() == Some(field) || text.contains(field);
+    named
+        && ["unsupported", "not supported", "unrecognized", "unknown", "not permitted", "extra"]
+            .iter()
+            .any(|w| text.contains(w))
 }
 
 /// The parts of a chat completion we read.
@@ -579,6 +478,7 @@ impl ApiUsage {
 #[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
     use wiremock::matchers::{any, body_partial_json, header, method, path};
     use wiremock::{Mock, MockBuilder, MockServer, Request, ResponseTemplate};
 
