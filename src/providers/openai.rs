@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::providers::{Completion, CompletionRequest, Provider, ProviderError, Usage};
-use crate::resilience::{retry, Exhausted, Failure, GiveUpReason, RetryPolicy};
+use crate::resilience::{retry_observed, Exhausted, Failure, GiveUpReason, LogRetries, RetryPolicy};
 
 /// Longest error message we copy from a response body into our errors (characters).
 const MAX_ERROR_MESSAGE_CHARS: usize = 500;
@@ -265,7 +265,10 @@ impl OpenAi {
             let mode = req.json_schema.as_ref().map(|_| self.json_mode());
             let param = self.max_tokens_param();
             let body = self.body(req, mode, param);
-            let outcome = retry(&self.settings.retry, AttemptError::failure, |_attempt| self.send(&body)).await;
+            let observer = LogRetries(&self.settings.name);
+            let outcome =
+                retry_observed(&self.settings.retry, &observer, AttemptError::failure, |_attempt| self.send(&body))
+                    .await;
             let exhausted = match outcome {
                 Ok(answer) => return self.parse_answer(answer),
                 Err(exhausted) => exhausted,
