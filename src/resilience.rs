@@ -58,6 +58,15 @@ pub fn counts() -> ResilienceCounts {
     }
 }
 
+/// A wait for humans: `250 ms` below a second, else `1.5 s`.
+fn human(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
 fn count_breaker_change() {
     BREAKER_CHANGES.fetch_add(1, Ordering::Relaxed);
 }
@@ -229,14 +238,14 @@ pub struct RetryNotice {
 }
 
 impl fmt::Display for RetryNotice {
-    /// Provider-neutral text, e.g. `attempt 1 of 4 failed (HTTP 503); retrying in 1.2 s`.
+    /// Provider-neutral text, e.g. `attempt 1 of 4 failed (HTTP 503); retrying in 1.2 s` (or `800 ms`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "attempt {} of {} failed (", self.attempt, self.max_attempts)?;
         match self.status {
             Some(status) => write!(f, "HTTP {status}")?,
             None => write!(f, "connection error or timeout")?,
         }
-        write!(f, "); retrying in {:.1} s", self.wait.as_secs_f64())?;
+        write!(f, "); retrying in {}", human(self.wait))?;
         if self.server_asked {
             write!(f, " as the server asked")?;
         }
@@ -513,6 +522,90 @@ mod tests {
         .await;
         assert_eq!(result.unwrap(), 2);
         assert_eq!(seen, vec![0, 1, 2]);
+    }
+
+    /// Collects what [`retry_observed`] reports, as the warning text [`LogRetries`] would log.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+
+    impl RetryObserver for Recorder {
+        fn on_retry(&self, notice: &RetryNotice) {
+            self.0.lock().unwrap().push(LogRetries("main").message(notice));
+        }
+    }
+
+    #[tokio::test]
+    async fn every_retry_is_reported_with_status_attempt_and_wait() {
+        let recorder = Recorder::default();
+        let before = counts().retries;
+        let result = retry_observed(&fast(), &recorder, classify, |attempt| async move {
+            match attempt {
+                0 => Err(E(Some(503))),
+                1 => Err(E(None)),
+                _ => Ok(()),
+            }
+        })
+        .await;
+        assert!(result.is_ok());
+        let lines = recorder.0.into_inner().unwrap();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("main: attempt 1 of 3 failed (HTTP 503); retrying in "), "{lines:?}");
+        assert!(lines[0].ends_with(" ms"), "{lines:?}");
+        assert!(lines[1].starts_with("main: attempt 2 of 3 failed (connection error or timeout); retrying in "));
+        // Counted process-wide (other tests may add to it concurrently).
+        assert!(counts().retries >= before + 2);
+    }
+
+    #[tokio::test]
+    async fn no_retry_no_report() {
+        let recorder = Recorder::default();
+        let out = retry_observed(&fast(), &recorder, classify, |_| async { Err::<(), _>(E(Some(400))) }).await;
+        assert_eq!(out.unwrap_err().attempts, 1);
+        assert!(recorder.0.into_inner().unwrap().is_empty());
+    }
+
+    #[test]
+    fn notice_says_when_the_server_chose_the_wait() {
+        let notice = RetryNotice {
+            attempt: 2,
+            max_attempts: 4,
+            status: Some(429),
+            wait: Duration::from_millis(1500),
+            server_asked: true,
+        };
+        assert_eq!(
+            LogRetries("GitHub API").message(&notice),
+            "GitHub API: attempt 2 of 4 failed (HTTP 429); retrying in 1.5 s as the server asked"
+        );
+    }
+
+    #[tokio::test]
+    async fn server_asked_wait_is_flagged() {
+        #[derive(Debug)]
+        struct Limited(http::HeaderMap);
+        let recorder = Recorder::default();
+        let mut h = http::HeaderMap::new();
+        h.insert("retry-after-ms", http::HeaderValue::from_static("1"));
+        let policy = fast();
+        let out = retry_observed(
+            &policy,
+            &recorder,
+            |e: &Limited| Failure::Transient { status: Some(429), headers: Some(&e.0) },
+            |attempt| {
+                let h = h.clone();
+                async move {
+                    if attempt == 0 {
+                        Err(Limited(h))
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+        )
+        .await;
+        assert!(out.is_ok());
+        let lines = recorder.0.into_inner().unwrap();
+        assert_eq!(lines, vec!["main: attempt 1 of 3 failed (HTTP 429); retrying in 1 ms as the server asked"]);
     }
 
     #[tokio::test]

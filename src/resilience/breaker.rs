@@ -116,10 +116,10 @@ impl BreakerRecord {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BreakerError {
     /// The breaker is open; it lets a probe through in `retry_in`.
-    #[error("circuit breaker for `{key}` is open (next probe in {:.1} s)", retry_in.as_secs_f64())]
+    #[error("circuit breaker for `{key}` is open (next probe in {})", super::human(*retry_in))]
     Open { key: String, retry_in: Duration },
     /// Half-open with every probe slot taken; a slot is presumed lost after `retry_in`.
-    #[error("circuit breaker for `{key}` is half-open and its probe call is still running (retry in {:.1} s)", retry_in.as_secs_f64())]
+    #[error("circuit breaker for `{key}` is half-open and its probe call is still running (retry in {})", super::human(*retry_in))]
     ProbeInFlight { key: String, retry_in: Duration },
 }
 
@@ -387,10 +387,8 @@ fn admit_step(
             }
             let new =
                 BreakerRecord { state: BreakerState::HalfOpen, half_open_probes: 1, updated_at_ms: now, ..r.clone() };
-            let why = format!(
-                "open for {:.1} s; letting {probes} probe call(s) through",
-                Duration::from_millis(u64::try_from(elapsed).unwrap_or(0)).as_secs_f64()
-            );
+            let open_for = super::human(Duration::from_millis(u64::try_from(elapsed).unwrap_or(0)));
+            let why = format!("open for {open_for}; letting {probes} probe call(s) through");
             let change = Change { from: BreakerState::Open, to: BreakerState::HalfOpen, why };
             (Some(new), (Ok(true), Some(change)))
         }
@@ -443,7 +441,7 @@ fn outcome_step(
                 };
                 (Some(new), Some(Change { from, to: BreakerState::Open, why }))
             };
-            let refuse = format!("refusing calls for {} s", s.open_for.as_secs_f64());
+            let refuse = format!("refusing calls for {}", super::human(s.open_for));
             match r.state {
                 BreakerState::Closed if failures >= s.failure_threshold.max(1) => {
                     open(format!("{failures} consecutive failure(s); {refuse}"), BreakerState::Closed)

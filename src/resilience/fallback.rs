@@ -177,8 +177,10 @@ impl Resilient {
         }))
     }
 
-    /// Reports leaving `key` (skipped or failed with `why`) for `next`, if any.
+    /// Reports leaving `key` (skipped or failed with `why`) for `next`, if any. Only the first
+    /// line of `why` is kept: a `help:` line is for the final error, not every hop.
     fn moved_on(&self, key: &str, why: &str, next: Option<&str>) {
+        let why = why.lines().next().unwrap_or_default();
         let detail = match next {
             Some(next) => format!("{why}; falling back to `{next}`"),
             None => format!("{why}; no fallback left"),
@@ -194,7 +196,7 @@ impl Resilient {
         let key = in_flight.lock().ok().and_then(|k| k.clone());
         let primary = self.chain.first().map(|p| p.name().to_owned()).unwrap_or_default();
         let during = key.as_deref().map(|k| format!(" (waiting on `{k}`)")).unwrap_or_default();
-        let message = format!("no answer within the total deadline of {:.1} s{during}", limit.as_secs_f64());
+        let message = format!("no answer within the total deadline of {}{during}", super::human(limit));
         log::warn(&format!("provider `{primary}`: {message}"));
         self.breaker.record_event("deadline", key.as_deref().unwrap_or(&primary), &message);
         ProviderError::Network { provider: primary, attempts: 1, message }
