@@ -21,6 +21,7 @@ pub mod pricing;
 pub mod providers;
 pub mod redact;
 pub mod resilience;
+pub mod store;
 
 #[cfg(test)]
 pub(crate) mod test_support;

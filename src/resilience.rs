@@ -6,14 +6,74 @@
 //!
 //! [`retry`] runs an async operation under a [`RetryPolicy`]; the caller's `classify` closure
 //! says which errors are worth another attempt, so the same loop serves every provider adapter
-//! and the GitHub client.
+//! and the GitHub client. Every retry is logged as a warning (a `::warning::` annotation in
+//! Actions) through a [`RetryObserver`] and counted in [`counts`].
 //!
-//! TODO(#breaker): the circuit breaker and the fallback chain live here too once they land.
+//! The [circuit breaker](Breaker) (per provider and model, state shared between processes
+//! through the [state store](crate::store)) and the [fallback chain](Resilient) live in the
+//! submodules `breaker` and `fallback`; their items are re-exported here.
 
+mod breaker;
+mod fallback;
+
+pub use breaker::{
+    is_health_failure, Breaker, BreakerError, BreakerRecord, BreakerSettings, BreakerState, CallOutcome, Permit,
+};
+pub use fallback::{AnsweredBy, Resilient};
+
+use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
+
+use crate::output::log;
+
+/// Retries decided by [`retry_observed`] in this process.
+static RETRIES: AtomicU64 = AtomicU64::new(0);
+/// Circuit breaker state changes made by this process.
+static BREAKER_CHANGES: AtomicU64 = AtomicU64::new(0);
+/// Times a [`Resilient`] chain moved past a provider (skipped or failed) to the next one.
+static FALLBACKS: AtomicU64 = AtomicU64::new(0);
+
+/// What the resilience layer did in this process so far, for the review summary
+/// (SPEC §2: "every retry, breaker change and fallback is logged and counted").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ResilienceCounts {
+    /// Retries (sleeps before another attempt) in [`retry`] / [`retry_observed`].
+    pub retries: u64,
+    /// Circuit breaker transitions (closed → open, open → half-open, ...).
+    pub breaker_changes: u64,
+    /// Moves to the next provider of a fallback chain.
+    pub fallbacks: u64,
+}
+
+/// Process-wide counters since start. Monotonic; tests compare deltas.
+pub fn counts() -> ResilienceCounts {
+    ResilienceCounts {
+        retries: RETRIES.load(Ordering::Relaxed),
+        breaker_changes: BREAKER_CHANGES.load(Ordering::Relaxed),
+        fallbacks: FALLBACKS.load(Ordering::Relaxed),
+    }
+}
+
+/// A wait for humans: `250 ms` below a second, else `1.5 s`.
+fn human(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+fn count_breaker_change() {
+    BREAKER_CHANGES.fetch_add(1, Ordering::Relaxed);
+}
+
+fn count_fallback() {
+    FALLBACKS.fetch_add(1, Ordering::Relaxed);
+}
 
 /// `retry-after-ms`: OpenAI's and Anthropic's millisecond variant of `retry-after`.
 const RETRY_AFTER_MS: &str = "retry-after-ms";
@@ -162,18 +222,95 @@ pub struct Exhausted<E> {
     pub reason: GiveUpReason,
 }
 
+/// One retry about to happen, as [`retry_observed`] reports it to its [`RetryObserver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryNotice {
+    /// The attempt that failed, 1-based.
+    pub attempt: u32,
+    /// Attempts the policy allows in all (`max_retries + 1`).
+    pub max_attempts: u32,
+    /// HTTP status of the failed attempt; `None` for a connection error or timeout.
+    pub status: Option<u16>,
+    /// How long we sleep before the next attempt.
+    pub wait: Duration,
+    /// Whether `wait` is the server's (`retry-after-ms` / `retry-after`) rather than our backoff.
+    pub server_asked: bool,
+}
+
+impl fmt::Display for RetryNotice {
+    /// Provider-neutral text, e.g. `attempt 1 of 4 failed (HTTP 503); retrying in 1.2 s` (or `800 ms`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "attempt {} of {} failed (", self.attempt, self.max_attempts)?;
+        match self.status {
+            Some(status) => write!(f, "HTTP {status}")?,
+            None => write!(f, "connection error or timeout")?,
+        }
+        write!(f, "); retrying in {}", human(self.wait))?;
+        if self.server_asked {
+            write!(f, " as the server asked")?;
+        }
+        Ok(())
+    }
+}
+
+/// Told about every retry [`retry_observed`] decides. The default, [`LogRetries`], writes a
+/// warning; tests pass a recorder instead of reading stderr.
+pub trait RetryObserver: Send + Sync {
+    /// Called just before the sleep that precedes the next attempt.
+    fn on_retry(&self, notice: &RetryNotice);
+}
+
+/// Logs each retry with [`log::warn`] (a `::warning::` annotation in Actions). The field is
+/// the subject that prefixes the line: the provider entry name (`main`), `GitHub API`, ...
+#[derive(Debug, Clone, Copy)]
+pub struct LogRetries<'a>(pub &'a str);
+
+impl LogRetries<'_> {
+    /// The warning text, e.g. `main: attempt 1 of 4 failed (HTTP 503); retrying in 1.2 s`.
+    pub fn message(&self, notice: &RetryNotice) -> String {
+        format!("{}: {notice}", self.0)
+    }
+}
+
+impl RetryObserver for LogRetries<'_> {
+    fn on_retry(&self, notice: &RetryNotice) {
+        log::warn(&self.message(notice));
+    }
+}
+
 /// Runs `op` until it succeeds or `policy` says stop, sleeping between attempts (full jitter, or
-/// the server's `retry-after`).
-///
-/// `op` receives the 0-based attempt number (for logs and counters). `classify` maps each error
-/// to a [`Failure`]; the HTTP details it borrows from the error feed [`RetryPolicy::decide`].
-/// Per-attempt timeouts belong in `op` (e.g. the HTTP client's timeout); a total deadline can
-/// wrap the whole call in `tokio::time::timeout`.
+/// the server's `retry-after`). Each retry is counted and logged as a warning with the generic
+/// subject `request`; callers that can name what they retry use [`retry_observed`] with
+/// [`LogRetries`].
 ///
 /// ```ignore
 /// let answer = retry(&policy, |e: &MyError| e.failure(), |attempt| send(attempt)).await;
 /// ```
-pub async fn retry<T, E, C, F, Fut>(policy: &RetryPolicy, classify: C, mut op: F) -> Result<T, Exhausted<E>>
+pub async fn retry<T, E, C, F, Fut>(policy: &RetryPolicy, classify: C, op: F) -> Result<T, Exhausted<E>>
+where
+    C: Fn(&E) -> Failure<'_>,
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    retry_observed(policy, &LogRetries("request"), classify, op).await
+}
+
+/// [`retry`] reporting each retry to `observer` (and counting it in [`counts`]).
+///
+/// `op` receives the 0-based attempt number (for logs and counters). `classify` maps each error
+/// to a [`Failure`]; the HTTP details it borrows from the error feed [`RetryPolicy::decide`].
+/// Per-attempt timeouts belong in `op` (e.g. the HTTP client's timeout); a total deadline can
+/// wrap the whole call in `tokio::time::timeout` (as [`Resilient`] does).
+///
+/// ```ignore
+/// let answer = retry_observed(&policy, &LogRetries("main"), |e: &MyError| e.failure(), |n| send(n)).await;
+/// ```
+pub async fn retry_observed<T, E, C, F, Fut>(
+    policy: &RetryPolicy,
+    observer: &dyn RetryObserver,
+    classify: C,
+    mut op: F,
+) -> Result<T, Exhausted<E>>
 where
     C: Fn(&E) -> Failure<'_>,
     F: FnMut(u32) -> Fut,
@@ -185,17 +322,26 @@ where
             Ok(value) => return Ok(value),
             Err(error) => error,
         };
-        let (decision, reason) = match classify(&error) {
-            Failure::Fatal => (RetryDecision::GiveUp, GiveUpReason::NotRetryable),
+        let (decision, reason, status, server_asked) = match classify(&error) {
+            Failure::Fatal => (RetryDecision::GiveUp, GiveUpReason::NotRetryable, None, false),
             Failure::Transient { status, headers } => {
                 let empty = http::HeaderMap::new();
                 let headers = headers.unwrap_or(&empty);
                 let decision = policy.decide(attempt, status, headers);
-                (decision, give_up_reason(policy, attempt, headers))
+                let server_asked = server_retry_after(headers).is_some();
+                (decision, give_up_reason(policy, attempt, headers), status, server_asked)
             }
         };
         match decision {
             RetryDecision::RetryAfter(wait) => {
+                RETRIES.fetch_add(1, Ordering::Relaxed);
+                observer.on_retry(&RetryNotice {
+                    attempt: attempt + 1,
+                    max_attempts: policy.max_retries.saturating_add(1),
+                    status,
+                    wait,
+                    server_asked,
+                });
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }
@@ -376,6 +522,90 @@ mod tests {
         .await;
         assert_eq!(result.unwrap(), 2);
         assert_eq!(seen, vec![0, 1, 2]);
+    }
+
+    /// Collects what [`retry_observed`] reports, as the warning text [`LogRetries`] would log.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+
+    impl RetryObserver for Recorder {
+        fn on_retry(&self, notice: &RetryNotice) {
+            self.0.lock().unwrap().push(LogRetries("main").message(notice));
+        }
+    }
+
+    #[tokio::test]
+    async fn every_retry_is_reported_with_status_attempt_and_wait() {
+        let recorder = Recorder::default();
+        let before = counts().retries;
+        let result = retry_observed(&fast(), &recorder, classify, |attempt| async move {
+            match attempt {
+                0 => Err(E(Some(503))),
+                1 => Err(E(None)),
+                _ => Ok(()),
+            }
+        })
+        .await;
+        assert!(result.is_ok());
+        let lines = recorder.0.into_inner().unwrap();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("main: attempt 1 of 3 failed (HTTP 503); retrying in "), "{lines:?}");
+        assert!(lines[0].ends_with(" ms"), "{lines:?}");
+        assert!(lines[1].starts_with("main: attempt 2 of 3 failed (connection error or timeout); retrying in "));
+        // Counted process-wide (other tests may add to it concurrently).
+        assert!(counts().retries >= before + 2);
+    }
+
+    #[tokio::test]
+    async fn no_retry_no_report() {
+        let recorder = Recorder::default();
+        let out = retry_observed(&fast(), &recorder, classify, |_| async { Err::<(), _>(E(Some(400))) }).await;
+        assert_eq!(out.unwrap_err().attempts, 1);
+        assert!(recorder.0.into_inner().unwrap().is_empty());
+    }
+
+    #[test]
+    fn notice_says_when_the_server_chose_the_wait() {
+        let notice = RetryNotice {
+            attempt: 2,
+            max_attempts: 4,
+            status: Some(429),
+            wait: Duration::from_millis(1500),
+            server_asked: true,
+        };
+        assert_eq!(
+            LogRetries("GitHub API").message(&notice),
+            "GitHub API: attempt 2 of 4 failed (HTTP 429); retrying in 1.5 s as the server asked"
+        );
+    }
+
+    #[tokio::test]
+    async fn server_asked_wait_is_flagged() {
+        #[derive(Debug)]
+        struct Limited(http::HeaderMap);
+        let recorder = Recorder::default();
+        let mut h = http::HeaderMap::new();
+        h.insert("retry-after-ms", http::HeaderValue::from_static("1"));
+        let policy = fast();
+        let out = retry_observed(
+            &policy,
+            &recorder,
+            |e: &Limited| Failure::Transient { status: Some(429), headers: Some(&e.0) },
+            |attempt| {
+                let h = h.clone();
+                async move {
+                    if attempt == 0 {
+                        Err(Limited(h))
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+        )
+        .await;
+        assert!(out.is_ok());
+        let lines = recorder.0.into_inner().unwrap();
+        assert_eq!(lines, vec!["main: attempt 1 of 3 failed (HTTP 429); retrying in 1 ms as the server asked"]);
     }
 
     #[tokio::test]

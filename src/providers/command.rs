@@ -52,7 +52,7 @@ use tokio::process::{Child, ChildStdin};
 
 use crate::context::Env;
 use crate::providers::{Completion, CompletionRequest, Provider, ProviderError, Usage};
-use crate::resilience::{retry, Exhausted, Failure, RetryPolicy};
+use crate::resilience::{retry_observed, Exhausted, Failure, LogRetries, RetryPolicy};
 
 /// Default cap on an agent's stdout (bytes): far above any review answer, far below a
 /// runner's memory.
@@ -229,7 +229,10 @@ impl CommandProvider {
     async fn complete_inner(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
         let input = stdin_prompt(req, &input_nonce());
         let outcome =
-            retry(&self.settings.retry, AttemptError::failure, |_attempt| self.attempt(input.as_bytes())).await;
+            retry_observed(&self.settings.retry, &LogRetries(&self.settings.name), AttemptError::failure, |_attempt| {
+                self.attempt(input.as_bytes())
+            })
+            .await;
         let (answer, latency) = outcome.map_err(|e| self.map_error(e))?;
         let model = answer
             .model

@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::providers::ProviderError;
-use crate::resilience::{retry, Exhausted, Failure, GiveUpReason, RetryPolicy};
+use crate::resilience::{retry_observed, Exhausted, Failure, GiveUpReason, LogRetries, RetryPolicy};
 
 /// Longest error message we copy from a response body into our errors (characters).
 pub const MAX_ERROR_MESSAGE_CHARS: usize = 500;
@@ -188,7 +188,8 @@ impl HttpClient {
     /// adapter can react to it (OpenAI's step down to a more compatible request) before
     /// [`HttpClient::map_exhausted`].
     pub async fn post(&self, url: &reqwest::Url, body: &Value) -> Result<RawAnswer, Exhausted<AttemptError>> {
-        retry(&self.retry, AttemptError::failure, |_attempt| self.send_once(url, body)).await
+        let observer = LogRetries(&self.provider);
+        retry_observed(&self.retry, &observer, AttemptError::failure, |_attempt| self.send_once(url, body)).await
     }
 
     /// [`HttpClient::post`] with the error mapped to a [`ProviderError`].
