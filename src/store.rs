@@ -130,6 +130,20 @@ pub enum StoreError {
     Poisoned { path: PathBuf },
 }
 
+impl StoreError {
+    /// SQLITE_BUSY / SQLITE_LOCKED while opening or migrating: another process holds the lock.
+    fn is_busy(&self) -> bool {
+        let source = match self {
+            StoreError::Open { source, .. } | StoreError::Migrate { source, .. } => source,
+            _ => return false,
+        };
+        matches!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+}
+
 /// One provider call, as the usage ledger stores it (SPEC §3.4). Token counts are tokens,
 /// `cost_usd` is US dollars (`None` when no price is known), `latency_ms` milliseconds.
 #[derive(Debug, Clone, PartialEq)]
@@ -227,6 +241,25 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|source| StoreError::CreateDir { path: path.to_path_buf(), source })?;
         }
+        // Two processes opening a brand-new file at once can get SQLITE_BUSY from the switch to
+        // WAL or the first migration: SQLite does not call the busy handler where waiting could
+        // deadlock (a reader upgrading to a writer). The whole open is retried within the busy
+        // timeout instead; the loser then finds the file migrated.
+        let started = std::time::Instant::now();
+        let mut attempt: u32 = 0;
+        loop {
+            match Self::open_once(path) {
+                Err(e) if e.is_busy() && started.elapsed() < BUSY_TIMEOUT => {
+                    attempt += 1;
+                    let pause = Duration::from_millis(10 * u64::from(attempt.min(10)));
+                    std::thread::sleep(pause.mul_f64(0.5 + rand::random::<f64>()));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Self, StoreError> {
         let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
         let conn = Connection::open(path).map_err(open_err)?;
         // busy_timeout first: switching to WAL itself needs a lock another process may hold.
