@@ -68,6 +68,62 @@ pub struct ProviderConfig {
     pub timeout: Option<f64>,
     #[serde(default)]
     pub max_retries: Option<u32>,
+    /// `azure-openai`: deployment name.
+    #[serde(default)]
+    pub deployment: Option<String>,
+    /// `azure-openai`: `api-version`.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// `anthropic`: `anthropic-version` header.
+    #[serde(default)]
+    pub anthropic_version: Option<String>,
+    /// `command`: program and arguments.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// `command`: how stdout is read.
+    #[serde(default)]
+    pub output: CommandOutput,
+    /// `command`: extra environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// `command`: environment variables passed through.
+    #[serde(default)]
+    pub env_passthrough: Vec<String>,
+    /// Deadline over retries and fallbacks, seconds.
+    #[serde(default)]
+    pub total_timeout: Option<f64>,
+    /// Entries tried in order when this one is open or unavailable.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    /// Circuit breaker settings.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+}
+
+/// `command` output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommandOutput {
+    #[default]
+    Text,
+    ClaudeJson,
+    CodexJsonl,
+}
+
+/// `breaker:` of a provider entry; defaults match the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BreakerConfig {
+    pub failure_threshold: u32,
+    /// Seconds.
+    pub open_for: f64,
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self { failure_threshold: 5, open_for: 60.0, half_open_probes: 1 }
+    }
 }
 
 /// A severity threshold: `none` or a severity.
@@ -160,6 +216,8 @@ pub struct Config {
     pub review: ReviewConfig,
     pub github: GitHubConfig,
     pub pricing: BTreeMap<String, ModelPrice>,
+    /// State store path.
+    pub state: Option<PathBuf>,
 }
 
 /// One schema violation.
@@ -186,7 +244,7 @@ pub enum ConfigError {
     Syntax { source_name: String, message: String },
     #[error("config {source_name} has {} schema violation(s):\n{}\nhelp: `agentctl config schema` prints the schema; the README's \"Config reference\" explains each key", violations.len(), render_violations(violations))]
     Invalid { source_name: String, violations: Vec<Violation> },
-    #[error("config {source_name}: `provider: {name}` names no entry of `providers` (known: {known})")]
+    #[error("config {source_name}: `{name}` names no other entry of `providers` (known: {known})")]
     UnknownProvider { source_name: String, name: String, known: String },
 }
 
@@ -226,6 +284,15 @@ impl Config {
         }
         let config: Config = serde_json::from_value(value)
             .map_err(|e| ConfigError::Syntax { source_name: source_name.into(), message: e.to_string() })?;
+        for (entry, p) in &config.providers {
+            if let Some(missing) = p.fallback.iter().find(|f| !config.providers.contains_key(*f) || *f == entry) {
+                return Err(ConfigError::UnknownProvider {
+                    source_name: source_name.into(),
+                    name: format!("{missing} (in providers.{entry}.fallback)"),
+                    known: config.providers.keys().cloned().collect::<Vec<_>>().join(", "),
+                });
+            }
+        }
         if let Some(name) = &config.provider {
             if !config.providers.contains_key(name) && name != "builtin" {
                 return Err(ConfigError::UnknownProvider {
@@ -288,6 +355,11 @@ mod tests {
             }
         }
         assert_eq!(schema["$defs"]["github"]["properties"]["write_delay"]["default"], 1);
+        let breaker = &schema["$defs"]["provider"]["properties"]["breaker"]["properties"];
+        let d = BreakerConfig::default();
+        assert_eq!(breaker["failure_threshold"]["default"], d.failure_threshold);
+        assert_eq!(breaker["open_for"]["default"].as_f64(), Some(d.open_for));
+        assert_eq!(breaker["half_open_probes"]["default"], d.half_open_probes);
     }
 
     #[test]
@@ -307,6 +379,14 @@ mod tests {
         assert!(err.contains("reveiw"), "{err}");
         assert!(matches!(Config::from_text("a: [\n", "x"), Err(ConfigError::Syntax { .. })));
         assert!(matches!(Config::from_text("provider: nope\n", "x"), Err(ConfigError::UnknownProvider { .. })));
+        let dangling = "providers:\n  a: {kind: openai, model: m, fallback: [b]}\n";
+        assert!(matches!(Config::from_text(dangling, "x"), Err(ConfigError::UnknownProvider { .. })));
+        // Kind-specific requirements are schema rules, reported with the rest.
+        let err = Config::from_text("providers:\n  c: {kind: command}\n  z: {kind: azure-openai, model: m}\n", "x")
+            .unwrap_err();
+        let ConfigError::Invalid { violations, .. } = &err else { panic!("{err}") };
+        let rules: Vec<&str> = violations.iter().map(|v| v.rule.as_str()).collect();
+        assert!(rules.iter().any(|r| r.contains("command")) && rules.iter().any(|r| r.contains("deployment")), "{err}");
         // JSON is YAML too.
         let c = Config::from_text(r#"{"review": {"exclude": ["docs/**"]}}"#, "c.json").unwrap();
         assert_eq!(c.review.exclude, ["docs/**"]);

@@ -37,6 +37,18 @@ pub const GITHUB_TOKEN: &str = "GITHUB_TOKEN";
 pub const GH_TOKEN: &str = "GH_TOKEN";
 /// Default OpenAI API key variable (a provider's `api_key_env` may name another).
 pub const OPENAI_API_KEY: &str = "OPENAI_API_KEY";
+/// Default Anthropic API key variable.
+pub const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
+/// Default Azure OpenAI API key variable.
+pub const AZURE_OPENAI_API_KEY: &str = "AZURE_OPENAI_API_KEY";
+/// Default Gemini API key variable.
+pub const GEMINI_API_KEY: &str = "GEMINI_API_KEY";
+/// Set by the runner: the tool cache folder, where the state store lives on a runner.
+pub const RUNNER_TOOL_CACHE: &str = "RUNNER_TOOL_CACHE";
+/// XDG data folder, for the state store outside a runner.
+pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
+/// The user's home folder (state store fallback `~/.local/share/agentctl/state.db`).
+pub const HOME: &str = "HOME";
 /// Folder of the shared test corpora (tests only).
 pub const AGENTCTL_CORPORA: &str = "AGENTCTL_CORPORA";
 /// Path of the SQLite state store.

@@ -26,14 +26,7 @@ use crate::env_vars;
 use crate::providers::Usage;
 use crate::resilience::{BreakerRecord, BreakerState};
 
-// NOTE: these three belong in `env_vars.rs` with the others (STYLE habit 6); they live here
-// until the integrator moves them, since this branch may only touch the store and resilience.
-/// The runner's tool cache folder, kept between jobs on self-hosted runners.
-const RUNNER_TOOL_CACHE: &str = "RUNNER_TOOL_CACHE";
-/// XDG base directory for user data (XDG Base Directory Specification).
-const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
-/// The user's home folder, for the XDG default `$HOME/.local/share`.
-const HOME: &str = "HOME";
+use crate::env_vars::{HOME, RUNNER_TOOL_CACHE, XDG_DATA_HOME};
 
 /// How long a connection waits for another process's write lock before failing (SQLITE_BUSY).
 /// Generous: a usage record is tiny, so a wait this long means something is stuck.

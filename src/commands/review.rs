@@ -324,8 +324,10 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     // Provider: resolved and its key registered before any request.
     let selected = select::select(&config, settings.provider_flag.as_deref(), settings.model_flag.as_deref(), env)
         .map_err(provider_err)?;
-    if let Some(key) = selected.api_key() {
-        redactor.add_secret(key);
+    if !selected.secrets().is_empty() {
+        for secret in selected.secrets() {
+            redactor.add_secret(secret);
+        }
         publish_masks(&redactor);
     }
 

@@ -38,7 +38,7 @@ pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com/v1";
 pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 /// The env var the key is read from unless the config names another.
 /// NOTE: belongs in `crate::env_vars` once the config wiring lands.
-pub const DEFAULT_API_KEY_ENV: &str = "ANTHROPIC_API_KEY";
+pub const DEFAULT_API_KEY_ENV: &str = crate::env_vars::ANTHROPIC_API_KEY;
 
 /// Phrases of Anthropic's billing errors (lowercase): "Your credit balance is too low to access
 /// the Anthropic API", "You have reached your specified API usage limits", spend limits.

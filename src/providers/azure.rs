@@ -24,7 +24,7 @@ use crate::resilience::RetryPolicy;
 pub const DEFAULT_API_VERSION: &str = "2024-10-21";
 /// The env var the key is read from unless the config names another.
 /// NOTE: belongs in `crate::env_vars` once the config wiring lands.
-pub const DEFAULT_API_KEY_ENV: &str = "AZURE_OPENAI_API_KEY";
+pub const DEFAULT_API_KEY_ENV: &str = crate::env_vars::AZURE_OPENAI_API_KEY;
 
 /// Settings of one Azure OpenAI deployment.
 #[derive(Debug, Clone)]

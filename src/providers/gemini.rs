@@ -37,7 +37,7 @@ use crate::resilience::RetryPolicy;
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1beta";
 /// The env var the key is read from unless the config names another.
 /// NOTE: belongs in `crate::env_vars` once the config wiring lands.
-pub const DEFAULT_API_KEY_ENV: &str = "GEMINI_API_KEY";
+pub const DEFAULT_API_KEY_ENV: &str = crate::env_vars::GEMINI_API_KEY;
 
 /// `finishReason`s meaning a safety system stopped the answer.
 const BLOCKING_FINISH_REASONS: &[&str] =

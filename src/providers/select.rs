@@ -1,27 +1,40 @@
-//! Chooses the provider for a run and builds its adapter: `--provider` > `AGENTCTL_PROVIDER` >
-//! config `provider` > the only `providers:` entry > `builtin` (offline rules, no model call).
-//! API keys come from the environment variable the entry names, never from the command line.
+//! Chooses the provider for a run and builds it: `--provider` > `AGENTCTL_PROVIDER` > config
+//! `provider` > the only `providers:` entry > `builtin` (offline rules, no model call).
+//!
+//! The chosen entry and its `fallback:` entries are built into one [`Resilient`] chain behind a
+//! circuit breaker whose state lives in the SQLite state store, so every adapter goes through
+//! the same resilience path. API keys come from the environment variable each entry names,
+//! never from the command line.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::config::{Config, ProviderConfig, ProviderKind};
+use crate::config::{CommandOutput, Config, ProviderConfig, ProviderKind};
 use crate::context::Env;
 use crate::env_vars as ev;
+use crate::output::log;
+use crate::providers::anthropic::{self, Anthropic, AnthropicSettings};
+use crate::providers::azure::{self, AzureOpenAi, AzureOpenAiSettings};
+use crate::providers::command::{CommandProvider, CommandSettings, OutputFormat};
+use crate::providers::gemini::{self, Gemini, GeminiSettings};
 use crate::providers::openai::{OpenAi, OpenAiSettings};
 use crate::providers::{Provider, ProviderError};
-use crate::resilience::RetryPolicy;
+use crate::resilience::{Breaker, BreakerSettings, Resilient, RetryPolicy};
+use crate::store::{self, Store};
 
 /// OpenAI's API root, the default `base_url` of `kind: openai`.
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 
-/// The chosen provider: `builtin` (no adapter) or a built adapter and the key it holds.
+/// Default per-attempt timeout of HTTP providers, seconds.
+const DEFAULT_TIMEOUT_SECS: f64 = 120.0;
+
+/// The chosen provider: `builtin` (no chain) or the resilient chain and the secrets it holds.
 pub struct SelectedProvider {
     name: String,
-    provider: Option<Arc<dyn Provider>>,
-    api_key: Option<SecretString>,
+    chain: Option<Arc<Resilient>>,
+    secrets: Vec<SecretString>,
 }
 
 impl SelectedProvider {
@@ -30,19 +43,23 @@ impl SelectedProvider {
         &self.name
     }
 
-    /// The adapter; `None` for builtin.
+    /// The chain (primary, fallbacks, breaker); `None` for builtin.
     pub fn provider(&self) -> Option<Arc<dyn Provider>> {
-        self.provider.clone()
+        self.chain.clone().map(|c| c as Arc<dyn Provider>)
     }
 
-    /// The API key, for registering with the redactor and `::add-mask::`.
-    pub fn api_key(&self) -> Option<&SecretString> {
-        self.api_key.as_ref()
+    /// Every secret the chain holds (API keys, passed-through variables), for the redactor and
+    /// `::add-mask::`.
+    pub fn secrets(&self) -> &[SecretString] {
+        &self.secrets
     }
 }
 
-/// Resolves and builds the provider. Errors: an unknown entry name or kind not available yet
-/// ([`ProviderError::Config`]); a missing key for a hosted API ([`ProviderError::Auth`], exit 4).
+/// Resolves and builds the provider chain.
+///
+/// Errors: an unknown entry name ([`ProviderError::Config`]); a missing key for a hosted API
+/// ([`ProviderError::Auth`], exit 4, naming the variable). A fallback entry that cannot be built
+/// is skipped with a warning, so a broken fallback never stops a working primary.
 pub fn select(
     config: &Config,
     flag: Option<&str>,
@@ -54,7 +71,7 @@ pub fn select(
         .or_else(|| config.provider.clone())
         .or_else(|| (config.providers.len() == 1).then(|| config.providers.keys().next().cloned()).flatten());
     let Some(name) = name.filter(|n| n != "builtin") else {
-        return Ok(SelectedProvider { name: "builtin".into(), provider: None, api_key: None });
+        return Ok(SelectedProvider { name: "builtin".into(), chain: None, secrets: vec![] });
     };
     let entry = config.providers.get(&name).ok_or_else(|| ProviderError::Config {
         provider: name.clone(),
@@ -63,60 +80,179 @@ pub fn select(
             config.providers.keys().cloned().collect::<Vec<_>>().join(", ")
         ),
     })?;
-    match entry.kind {
-        ProviderKind::Builtin => Ok(SelectedProvider { name, provider: None, api_key: None }),
-        ProviderKind::Openai => build_openai(&name, entry, model_flag, env),
-        other => Err(ProviderError::Config {
-            provider: name,
-            message: format!("provider kind `{}` is not available in this version yet", kind_name(other)),
-        }),
+    if entry.kind == ProviderKind::Builtin {
+        return Ok(SelectedProvider { name, chain: None, secrets: vec![] });
     }
+    let mut secrets = vec![];
+    let primary = build_one(&name, entry, model_flag, env, &mut secrets)?;
+    let mut fallbacks = vec![];
+    for fb in &entry.fallback {
+        let Some(fb_entry) = config.providers.get(fb).filter(|e| e.kind != ProviderKind::Builtin) else {
+            log::warn(&format!("providers.{name}.fallback: `{fb}` is not a model provider; skipped"));
+            continue;
+        };
+        match build_one(fb, fb_entry, None, env, &mut secrets) {
+            Ok(p) => fallbacks.push(p),
+            Err(e) => log::warn(&format!("fallback `{fb}` is unusable and skipped: {e}")),
+        }
+    }
+    let settings = BreakerSettings {
+        failure_threshold: entry.breaker.failure_threshold,
+        open_for: Duration::from_secs_f64(entry.breaker.open_for),
+        half_open_probes: entry.breaker.half_open_probes,
+    };
+    let breaker = match store::resolve_path(env, config.state.as_deref()) {
+        Some(path) => Breaker::with_store(settings, Store::open(&path).map(Arc::new)),
+        None => Breaker::in_memory(settings, "no state path: set AGENTCTL_STATE, XDG_DATA_HOME or HOME"),
+    };
+    let chain = Resilient::new(primary, fallbacks, Arc::new(breaker))
+        .with_total_timeout(entry.total_timeout.map(Duration::from_secs_f64));
+    Ok(SelectedProvider { name, chain: Some(Arc::new(chain)), secrets })
 }
 
-fn kind_name(kind: ProviderKind) -> &'static str {
-    match kind {
-        ProviderKind::Openai => "openai",
-        ProviderKind::Anthropic => "anthropic",
-        ProviderKind::AzureOpenai => "azure-openai",
-        ProviderKind::Gemini => "gemini",
-        ProviderKind::Command => "command",
-        ProviderKind::Builtin => "builtin",
-    }
+/// The store the chain's breaker writes to, for usage records and events of the same run.
+pub fn store_of(selected: &SelectedProvider) -> Option<Arc<Store>> {
+    selected.chain.as_ref().and_then(|c| c.breaker().store().cloned())
 }
 
-fn build_openai(
+/// The key from `entry.api_key_env` (or the kind's default variable) and that variable's name.
+fn api_key(entry: &ProviderConfig, default_env: &str, env: &Env) -> (Option<SecretString>, String) {
+    let var = entry.api_key_env.clone().unwrap_or_else(|| default_env.to_string());
+    (env.get(&var).map(|k| SecretString::from(k.to_string())), var)
+}
+
+fn missing_key(name: &str, var: String) -> ProviderError {
+    ProviderError::Auth { provider: name.to_string(), status: 0, env: var, message: "the variable is not set".into() }
+}
+
+fn model_of(name: &str, entry: &ProviderConfig, model_flag: Option<&str>) -> Result<String, ProviderError> {
+    model_flag.map(str::to_string).or_else(|| entry.model.clone()).ok_or_else(|| ProviderError::Config {
+        provider: name.to_string(),
+        message: "no `model` set for this provider (config `model` or --model)".into(),
+    })
+}
+
+/// Builds one adapter; its secrets are appended to `secrets`.
+fn build_one(
     name: &str,
     entry: &ProviderConfig,
     model_flag: Option<&str>,
     env: &Env,
-) -> Result<SelectedProvider, ProviderError> {
-    let base_url =
-        entry.base_url.clone().unwrap_or_else(|| OPENAI_BASE_URL.to_string()).trim_end_matches('/').to_string();
-    let api_key_env = entry.api_key_env.clone().unwrap_or_else(|| ev::OPENAI_API_KEY.to_string());
-    let api_key = env.get(&api_key_env).map(|k| SecretString::from(k.to_string()));
-    // Hosted OpenAI needs a key; a local OpenAI-compatible server (Ollama, vLLM) usually not.
-    if api_key.is_none() && base_url == OPENAI_BASE_URL {
-        return Err(ProviderError::Auth {
-            provider: name.to_string(),
-            status: 0,
-            env: api_key_env,
-            message: "the variable is not set".into(),
-        });
-    }
-    let model =
-        model_flag.map(str::to_string).or_else(|| entry.model.clone()).ok_or_else(|| ProviderError::Config {
-            provider: name.to_string(),
-            message: "no `model` set for this provider (config `model` or --model)".into(),
-        })?;
+    secrets: &mut Vec<SecretString>,
+) -> Result<Arc<dyn Provider>, ProviderError> {
     let retry = RetryPolicy { max_retries: entry.max_retries.unwrap_or(3), ..RetryPolicy::default() };
-    let adapter = OpenAi::new(OpenAiSettings {
-        name: name.to_string(),
-        model,
-        base_url,
-        api_key: api_key.clone(),
-        api_key_env,
-        timeout: Duration::from_secs_f64(entry.timeout.unwrap_or(120.0)),
-        retry,
-    })?;
-    Ok(SelectedProvider { name: name.to_string(), provider: Some(Arc::new(adapter)), api_key })
+    let timeout = Duration::from_secs_f64(entry.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS));
+    let base =
+        |default: &str| entry.base_url.clone().unwrap_or_else(|| default.to_string()).trim_end_matches('/').to_string();
+    let name_s = name.to_string();
+    let adapter: Arc<dyn Provider> = match entry.kind {
+        ProviderKind::Openai => {
+            let base_url = base(OPENAI_BASE_URL);
+            let (key, var) = api_key(entry, ev::OPENAI_API_KEY, env);
+            // Hosted OpenAI needs a key; a local OpenAI-compatible server (Ollama, vLLM) usually not.
+            if key.is_none() && base_url == OPENAI_BASE_URL {
+                return Err(missing_key(name, var));
+            }
+            secrets.extend(key.clone());
+            let model = model_of(name, entry, model_flag)?;
+            Arc::new(OpenAi::new(OpenAiSettings {
+                name: name_s,
+                model,
+                base_url,
+                api_key: key,
+                api_key_env: var,
+                timeout,
+                retry,
+            })?)
+        }
+        ProviderKind::Anthropic => {
+            let base_url = base(anthropic::DEFAULT_BASE_URL);
+            let (key, var) = api_key(entry, anthropic::DEFAULT_API_KEY_ENV, env);
+            if key.is_none() && base_url == anthropic::DEFAULT_BASE_URL {
+                return Err(missing_key(name, var));
+            }
+            secrets.extend(key.clone());
+            Arc::new(Anthropic::new(AnthropicSettings {
+                name: name_s,
+                model: model_of(name, entry, model_flag)?,
+                base_url,
+                api_key: key,
+                api_key_env: var,
+                anthropic_version: entry
+                    .anthropic_version
+                    .clone()
+                    .unwrap_or_else(|| anthropic::DEFAULT_ANTHROPIC_VERSION.to_string()),
+                timeout,
+                retry,
+            })?)
+        }
+        ProviderKind::AzureOpenai => {
+            let (key, var) = api_key(entry, azure::DEFAULT_API_KEY_ENV, env);
+            let Some(key) = key else { return Err(missing_key(name, var)) };
+            secrets.push(key.clone());
+            let deployment = entry.deployment.clone().unwrap_or_default();
+            Arc::new(AzureOpenAi::new(AzureOpenAiSettings {
+                name: name_s,
+                // The deployment decides the model; `model` names it for reports and prices.
+                model: model_flag
+                    .map(str::to_string)
+                    .or_else(|| entry.model.clone())
+                    .unwrap_or_else(|| deployment.clone()),
+                endpoint: base(""),
+                deployment,
+                api_version: entry.api_version.clone().unwrap_or_else(|| azure::DEFAULT_API_VERSION.to_string()),
+                api_key: Some(key),
+                api_key_env: var,
+                timeout,
+                retry,
+            })?)
+        }
+        ProviderKind::Gemini => {
+            let base_url = base(gemini::DEFAULT_BASE_URL);
+            let (key, var) = api_key(entry, gemini::DEFAULT_API_KEY_ENV, env);
+            if key.is_none() && base_url == gemini::DEFAULT_BASE_URL {
+                return Err(missing_key(name, var));
+            }
+            secrets.extend(key.clone());
+            Arc::new(Gemini::new(GeminiSettings {
+                name: name_s,
+                model: model_of(name, entry, model_flag)?,
+                base_url,
+                api_key: key,
+                api_key_env: var,
+                timeout,
+                retry,
+            })?)
+        }
+        ProviderKind::Command => {
+            let (program, args) = entry.command.split_first().ok_or_else(|| ProviderError::Config {
+                provider: name.to_string(),
+                message: "`command` is empty".into(),
+            })?;
+            let mut settings = CommandSettings::new(name, program.clone());
+            settings.args = args.to_vec();
+            settings.model = model_flag.map(str::to_string).or_else(|| entry.model.clone()).unwrap_or_default();
+            settings.env = entry.env.clone();
+            settings.env_passthrough = entry.env_passthrough.clone();
+            settings.retry = retry;
+            if let Some(t) = entry.timeout {
+                settings.timeout = Duration::from_secs_f64(t);
+            }
+            settings.output = match entry.output {
+                CommandOutput::Text => OutputFormat::Text,
+                CommandOutput::ClaudeJson => OutputFormat::ClaudeJson,
+                CommandOutput::CodexJsonl => OutputFormat::CodexJsonl,
+            };
+            let adapter = CommandProvider::new(settings, env)?;
+            secrets.extend(adapter.passthrough_secrets().map(|(_, v)| v.clone()));
+            Arc::new(adapter)
+        }
+        ProviderKind::Builtin => {
+            return Err(ProviderError::Config {
+                provider: name.to_string(),
+                message: "`builtin` makes no model call and cannot be part of a chain".into(),
+            })
+        }
+    };
+    Ok(adapter)
 }

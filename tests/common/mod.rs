@@ -37,7 +37,19 @@ pub fn agentctl() -> assert_cmd::Command {
         }
     }
     cmd.env("AGENTCTL_WRITE_DELAY", "0");
+    // A state store of its own per invocation: a breaker opened by one test must not leak into
+    // another (tests that need a shared store set AGENTCTL_STATE again).
+    cmd.env("AGENTCTL_STATE", unique_state_path());
     cmd
+}
+
+/// A fresh state database path under the system temp folder.
+pub fn unique_state_path() -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    std::env::temp_dir()
+        .join(format!("agentctl-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)))
+        .join("state.db")
 }
 
 /// A GitHub fake holding issue comments and reviews in memory, serving one PR's diff and the
