@@ -181,6 +181,8 @@ pub struct ReviewReport {
     pub status: PostStatus,
     pub verdict: Verdict,
     pub fail_on: Option<Severity>,
+    /// Retries, circuit breaker changes and fallbacks during this run.
+    pub resilience: crate::resilience::ResilienceCounts,
 }
 
 /// A file that was not (fully) reviewed, and why.
@@ -463,6 +465,7 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
             .await;
         let mut results = results;
         results.sort_by_key(|(i, _)| *i);
+        let ledger = Ledger { store: select::store_of(&selected), ctx: &ctx, pr: pr_meta.as_ref().map(|p| p.number) };
         let mut failures = 0;
         for (i, result) in results {
             match result {
@@ -470,13 +473,21 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
                     for c in &answer.completions {
                         usage += c.usage;
                         models.insert(c.model.clone());
-                        cost_usd = match (
-                            cost_usd,
-                            prices.cost_usd(&c.model, &c.usage).or_else(|| prices.cost_usd(provider.model(), &c.usage)),
-                        ) {
+                        let cost =
+                            prices.cost_usd(&c.model, &c.usage).or_else(|| prices.cost_usd(provider.model(), &c.usage));
+                        cost_usd = match (cost_usd, cost) {
                             (Some(a), Some(b)) => Some(a + b),
                             _ => None,
                         };
+                        ledger.record(
+                            provider.name(),
+                            &c.model,
+                            c.usage,
+                            cost,
+                            &prices.effective_date,
+                            c.latency,
+                            "ok",
+                        );
                     }
                     match serde_json::from_value::<ReviewOutput>(answer.value) {
                         Ok(out) => {
@@ -505,6 +516,15 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
                 Err(e) if e.is_auth() => return Err(provider_err(e)),
                 Err(e) => {
                     failures += 1;
+                    ledger.record(
+                        provider.name(),
+                        provider.model(),
+                        Usage::default(),
+                        Some(0.0),
+                        &prices.effective_date,
+                        Duration::ZERO,
+                        error_class(&e),
+                    );
                     log::warn(&format!("chunk {} of {} failed: {e}", i + 1, chunk_count));
                     mark_chunk_unreviewed(
                         &plan.chunks[i],
@@ -577,6 +597,7 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
             Verdict::Pass
         },
         fail_on,
+        resilience: crate::resilience::counts(),
     };
     render_review(&mut report, &redactor);
 
@@ -981,6 +1002,64 @@ fn write_outputs(
             .map_err(|e| ExitError::new(Exit::Failure, anyhow::Error::new(e).context("writing the job summary")))?;
     }
     Ok(())
+}
+
+/// The ledger side of a review: one usage record per provider call (SPEC §3.4), into the state
+/// store the provider chain uses. A failure to write is a warning, never a failed review: the
+/// review has already cost the tokens, and the record is also in the summary and outputs.
+struct Ledger<'a> {
+    store: Option<Arc<crate::store::Store>>,
+    ctx: &'a Context,
+    pr: Option<u64>,
+}
+
+impl Ledger<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        provider: &str,
+        model: &str,
+        usage: Usage,
+        cost_usd: Option<f64>,
+        prices: &str,
+        latency: Duration,
+        outcome: &str,
+    ) {
+        let Some(store) = &self.store else { return };
+        let record = crate::store::UsageRecord {
+            ts_ms: crate::store::now_ms(),
+            repo: self.ctx.repository.as_ref().map(|r| r.to_string()),
+            workflow: self.ctx.workflow.clone(),
+            run_id: self.ctx.run_id.clone(),
+            job: self.ctx.job.clone(),
+            pr: self.pr,
+            task: "review".into(),
+            provider: provider.to_string(),
+            model: model.to_string(),
+            usage,
+            cost_usd,
+            price_table: Some(prices.to_string()),
+            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            outcome: outcome.to_string(),
+        };
+        if let Err(e) = store.record_usage(&record) {
+            log::warn(&format!("usage not recorded in the ledger: {e}"));
+        }
+    }
+}
+
+/// The ledger's `outcome` for a failed call.
+fn error_class(e: &ProviderError) -> &'static str {
+    match e {
+        ProviderError::Auth { .. } => "auth",
+        ProviderError::Quota { .. } => "quota",
+        ProviderError::Unavailable { .. } => "unavailable",
+        ProviderError::Rejected { .. } => "rejected",
+        ProviderError::Network { .. } => "network",
+        ProviderError::BadAnswer { .. } => "bad-answer",
+        ProviderError::Config { .. } => "config",
+        ProviderError::Blocked { .. } => "blocked",
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a

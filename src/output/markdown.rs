@@ -172,6 +172,17 @@ pub fn summary_comment(report: &ReviewReport, marker: &str) -> String {
         None => "unknown (a model is missing from the price table)".into(),
     };
     let _ = writeln!(s, "- **Cost:** {cost} (prices of {})", report.price_table);
+    let r = &report.resilience;
+    if r.retries + r.fallbacks + r.breaker_changes > 0 {
+        let _ = writeln!(
+            s,
+            "- **Resilience:** {} retr{}, {} fallback(s), {} circuit breaker change(s)",
+            r.retries,
+            if r.retries == 1 { "y" } else { "ies" },
+            r.fallbacks,
+            r.breaker_changes
+        );
+    }
     if let Some(t) = report.fail_on {
         let _ = writeln!(s, "- **Verdict:** {} (fails on {t} and above)", report.verdict.as_str());
     }

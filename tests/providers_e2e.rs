@@ -1,0 +1,194 @@
+//! `review` works unchanged with each provider kind selected in config: one end-to-end run of
+//! the real binary per kind, against a loopback fake speaking that provider's wire format.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use wiremock::matchers::{header, header_exists, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// A one-file diff adding three lines.
+const DIFF: &str = "diff --git a/src/lib.rs b/src/lib.rs\nindex 1111111..2222222 100644\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,2 +1,5 @@\n fn a() {}\n+fn b(x: u32) -> u32 {\n+    x / 0\n+}\n fn c() {}\n";
+
+fn answer() -> Value {
+    json!({"summary": "Adds b().", "findings": [
+        {"path": "src/lib.rs", "line": 3, "side": "RIGHT", "severity": "high", "category": "bug",
+         "title": "Division by zero", "body": "`x / 0` always panics."}
+    ]})
+}
+
+async fn catch_all(server: &MockServer) {
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(599))
+        .with_priority(u8::MAX)
+        .expect(0)
+        .named("catch-all: unexpected provider request")
+        .mount(server)
+        .await;
+}
+
+/// Runs a dry-run review of [`DIFF`] with `config`, returning the JSON report.
+fn review(config: &str, env: &[(&str, &str)]) -> Value {
+    review_with_state(config, env, &unique_state_path())
+}
+
+fn review_with_state(config: &str, env: &[(&str, &str)], state: &std::path::Path) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "agentctl.yml", config);
+    let mut cmd = agentctl();
+    cmd.env("AGENTCTL_STATE", state);
+    cmd.args(["review", "--dry-run", "--diff", "-", "--format", "json", "--config", cfg.to_str().unwrap()]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.write_stdin(DIFF).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn assert_model_finding(report: &Value, model: &str) {
+    assert_eq!(report["models"], json!([model]), "{report}");
+    let inline = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["title"] == "Division by zero")
+        .unwrap_or_else(|| panic!("model finding missing: {}", report["findings"]));
+    assert_eq!((inline["line"].as_u64(), inline["placement"].as_str()), (Some(3), Some("inline")));
+    assert_eq!(report["review"]["comments"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_with_openai() {
+    let server = fake_openai(answer(), std::time::Duration::ZERO).await;
+    let state = unique_state_path();
+    let report = review_with_state(
+        &config_for(&server.uri(), ""),
+        &[("OPENAI_API_KEY", "sk-test-key-openai-0123456789")],
+        &state,
+    );
+    assert_model_finding(&report, "gpt-4o-mini-2024-07-18");
+    assert_eq!(report["usage"]["input_tokens"], 1000);
+    assert_eq!(report["usage"]["cached_input_tokens"], 200);
+    // Every provider call is in the ledger, with its token classes and cost.
+    let ledger = agentctl::store::Store::open(&state).unwrap().usage_since(0).unwrap();
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    let r = &ledger[0];
+    assert_eq!(
+        (r.task.as_str(), r.provider.as_str(), r.model.as_str(), r.outcome.as_str()),
+        ("review", "main", "gpt-4o-mini-2024-07-18", "ok")
+    );
+    assert_eq!((r.usage.input_tokens, r.usage.cached_input_tokens, r.usage.output_tokens), (1000, 200, 150));
+    assert!(r.cost_usd.unwrap() > 0.0 && r.price_table.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_with_anthropic() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .and(header("x-api-key", "test-anthropic-key-0123456789"))
+        .and(header_exists("anthropic-version"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+            "content": [{"type": "tool_use", "id": "toolu_01", "name": "review_output", "input": answer()}],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 900, "output_tokens": 120, "cache_read_input_tokens": 300, "cache_creation_input_tokens": 50}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    catch_all(&server).await;
+    let config = format!(
+        "provider: claude\nproviders:\n  claude:\n    kind: anthropic\n    model: claude-sonnet-4-5\n    base_url: {}/v1\n",
+        server.uri()
+    );
+    let report = review(&config, &[("ANTHROPIC_API_KEY", "test-anthropic-key-0123456789")]);
+    assert_model_finding(&report, "claude-sonnet-4-5-20250929");
+    assert_eq!(report["usage"]["input_tokens"], 900);
+    assert_eq!(report["usage"]["cached_input_tokens"], 300);
+    assert_eq!(report["usage"]["cache_write_tokens"], 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_with_azure_openai() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/openai/deployments/review-4o/chat/completions"))
+        .and(query_param("api-version", "2024-10-21"))
+        .and(header("api-key", "azure-test-key-0123456789"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "chatcmpl-az", "object": "chat.completion", "created": 1, "model": "gpt-4o-2024-08-06",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer().to_string()}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 500, "completion_tokens": 80, "total_tokens": 580}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    catch_all(&server).await;
+    let config = format!(
+        "provider: az\nproviders:\n  az:\n    kind: azure-openai\n    model: gpt-4o\n    base_url: {}\n    deployment: review-4o\n",
+        server.uri()
+    );
+    let report = review(&config, &[("AZURE_OPENAI_API_KEY", "azure-test-key-0123456789")]);
+    assert_model_finding(&report, "gpt-4o-2024-08-06");
+    assert!(server.received_requests().await.unwrap().iter().all(|r| !r.headers.contains_key("authorization")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_with_gemini() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1beta/models/gemini-2.5-flash:generateContent"))
+        .and(header("x-goog-api-key", "gemini-test-key-0123456789"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "candidates": [{"content": {"role": "model", "parts": [{"text": answer().to_string()}]}, "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 700, "cachedContentTokenCount": 100, "candidatesTokenCount": 60, "totalTokenCount": 760},
+            "modelVersion": "gemini-2.5-flash"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    catch_all(&server).await;
+    let config = format!(
+        "provider: g\nproviders:\n  g:\n    kind: gemini\n    model: gemini-2.5-flash\n    base_url: {}/v1beta\n",
+        server.uri()
+    );
+    let report = review(&config, &[("GEMINI_API_KEY", "gemini-test-key-0123456789")]);
+    assert_model_finding(&report, "gemini-2.5-flash");
+    assert_eq!(report["usage"]["input_tokens"], 600, "promptTokenCount includes the cached tokens");
+    assert_eq!(report["usage"]["cached_input_tokens"], 100);
+    let url = server.received_requests().await.unwrap()[0].url.to_string();
+    assert!(!url.contains("key="), "the key must never be in the URL: {url}");
+}
+
+#[test]
+fn review_with_an_agent_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    // The fake agent reads the prompt from stdin (proving it arrives) and answers with JSON.
+    let script = write(
+        dir.path(),
+        "fake-agent.sh",
+        format!(
+            "#!/bin/sh\nprompt=$(cat)\ncase \"$prompt\" in *src/lib.rs*) ;; *) echo 'no diff on stdin' >&2; exit 9;; esac\ncat <<'EOF'\n{}\nEOF\n",
+            answer()
+        ),
+    );
+    let config = format!(
+        "provider: agent\nproviders:\n  agent:\n    kind: command\n    model: fake-agent\n    command: [/bin/sh, {}]\n",
+        script.display()
+    );
+    let report = review(&config, &[]);
+    assert_model_finding(&report, "fake-agent");
+}
+
+#[test]
+fn review_with_builtin_only() {
+    let report = review("provider: rules\nproviders:\n  rules:\n    kind: builtin\n", &[]);
+    assert_eq!(report["provider"], "rules");
+    assert_eq!(report["models"], json!([]));
+    assert_eq!(report["chunks"], 0);
+    assert!(report["findings"].as_array().unwrap().iter().all(|f| f["origin"]["kind"] == "rule"));
+}
