@@ -11,6 +11,26 @@ use crate::findings::{Finding, Origin, Severity};
 /// characters); the full list is in `--format json` and SARIF-independent outputs.
 const MAX_NOT_REVIEWED_ROWS: usize = 300;
 
+/// GitHub refuses an issue comment, review or review comment body over 65,536 characters (422).
+pub const MAX_BODY_CHARS: usize = 65_536;
+
+/// Appends `marker` to `body`, first cutting `body` (on a line boundary where possible) so the
+/// whole stays under [`MAX_BODY_CHARS`]; the marker is never cut, so idempotency survives.
+fn with_marker(mut body: String, marker: &str) -> String {
+    const NOTE: &str =
+        "\n\n> Cut to fit GitHub's 65,536-character limit; every finding is in the SARIF file and `--format json`.\n\n";
+    let budget = MAX_BODY_CHARS.saturating_sub(marker.chars().count() + NOTE.chars().count() + 2);
+    if body.chars().count() > budget {
+        let cut = body.char_indices().nth(budget).map_or(body.len(), |(i, _)| i);
+        let cut = body[..cut].rfind('\n').filter(|&n| n > cut / 2).unwrap_or(cut);
+        body.truncate(cut);
+        body.push_str(NOTE);
+    }
+    body.push_str(marker);
+    body.push('\n');
+    body
+}
+
 fn badge(s: Severity) -> &'static str {
     match s {
         Severity::Critical => "🛑 **Critical**",
@@ -68,6 +88,14 @@ fn origin(f: &Finding) -> String {
 /// The body of one inline comment: severity, category, title, body, and a suggestion block
 /// when the finding carries one.
 pub fn comment_body(f: &Finding) -> String {
+    let mut s = comment_body_uncapped(f);
+    if s.chars().count() > MAX_BODY_CHARS {
+        s = with_marker(s, "");
+    }
+    s
+}
+
+fn comment_body_uncapped(f: &Finding) -> String {
     let mut s =
         format!("{} · {} · {}\n\n**{}**\n", badge(f.severity), one_line(&f.category), origin(f), one_line(&f.title));
     if !f.body.trim().is_empty() {
@@ -122,9 +150,7 @@ pub fn review_body(report: &ReviewReport, marker: &str) -> String {
         let _ =
             writeln!(s, "{} file(s) were not reviewed; the summary comment lists them.\n", report.not_reviewed.len());
     }
-    s.push_str(marker);
-    s.push('\n');
-    s
+    with_marker(s, marker)
 }
 
 /// The summary comment (upserted once per PR) and job summary: findings by severity, reviewed
@@ -202,9 +228,7 @@ pub fn summary_comment(report: &ReviewReport, marker: &str) -> String {
         s.push_str("\n</details>\n");
     }
     s.push('\n');
-    s.push_str(marker);
-    s.push('\n');
-    s
+    with_marker(s, marker)
 }
 
 fn short(sha: &str) -> &str {
@@ -239,6 +263,20 @@ pub fn dry_run(report: &ReviewReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_over_githubs_limit_are_cut_but_keep_their_marker() {
+        let long = "finding line\n".repeat(10_000);
+        let out = with_marker(long, "<!-- agentctl:review:v1 sha=abc -->");
+        assert!(out.chars().count() <= MAX_BODY_CHARS, "{}", out.chars().count());
+        assert!(out.ends_with("<!-- agentctl:review:v1 sha=abc -->\n"));
+        assert!(out.contains("Cut to fit"));
+        let short = with_marker("ok\n".into(), "<!-- m -->");
+        assert_eq!(short, "ok\n<!-- m -->\n");
+        // Multibyte text is cut on a character boundary.
+        let wide = with_marker("é".repeat(70_000), "");
+        assert!(wide.chars().count() <= MAX_BODY_CHARS);
+    }
 
     #[test]
     fn code_spans_survive_backticks_and_newlines() {
