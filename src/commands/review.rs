@@ -326,6 +326,9 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     // Provider: resolved and its key registered before any request.
     let selected = select::select(&config, settings.provider_flag.as_deref(), settings.model_flag.as_deref(), env)
         .map_err(provider_err)?;
+    if selected.provider().is_some() {
+        crate::diff::chunk::warm_up();
+    }
     if !selected.secrets().is_empty() {
         for secret in selected.secrets() {
             redactor.add_secret(secret);
