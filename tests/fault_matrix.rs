@@ -800,15 +800,16 @@ async fn row16_half_open_probe_success_closes_the_breaker() {
     assert!(events[1].starts_with("open -> half-open") && events[2].starts_with("half-open -> closed"), "{events:?}");
 }
 
-/// Row 17: the primary's breaker is open (seeded in the store) → the fallback answers, the
-/// primary receives nothing, the report names the fallback's model, and stderr warns.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn row17_open_primary_falls_back_to_the_second_provider() {
+/// The primary `a` (breaker open, seeded in the store) and its fallback `b`, which answers one
+/// finding; the run and both fakes.
+async fn fallback_run() -> (Run, MockServer, MockServer) {
     let a = strict_server().await;
     chat().respond_with(chat_ok(&review_answer())).expect(0).mount(&a).await;
     let b = strict_server().await;
+    let finding = json!({"summary": "Adds b().", "findings": [{"path": "src/lib.rs", "line": 2, "severity": "low",
+        "category": "style", "title": "b is unused", "body": "Nothing calls b()."}]});
     chat()
-        .respond_with(ResponseTemplate::new(200).set_body_json(chat_body(&review_answer(), "backup-model")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(chat_body(&finding.to_string(), "backup-model")))
         .expect(1)
         .mount(&b)
         .await;
@@ -832,12 +833,37 @@ async fn row17_open_primary_falls_back_to_the_second_provider() {
     );
     let run = review(&cfg, &state);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    (run, a, b)
+}
+
+/// Row 17: the primary's breaker is open → the fallback answers, the primary receives
+/// nothing, the report names the fallback's model, and stderr warns about the fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row17_open_primary_falls_back_to_the_second_provider() {
+    let (run, a, b) = fallback_run().await;
     assert!(received(&a).await.is_empty());
     assert_eq!(received(&b).await.len(), 1);
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["provider"], "a");
     assert_eq!(report["models"], json!(["backup-model"]), "{report:#}");
+    assert!(run.stderr.contains("circuit breaker for `a/primary-model` is open"), "{}", run.stderr);
     assert!(run.stderr.contains("falling back to `b/backup-model`"), "{}", run.stderr);
     assert!(run.elapsed < Duration::from_secs(10), "{:?}", run.elapsed);
+}
+
+/// Regression (found by row 17): a finding answered by the fallback was labelled with the
+/// primary's entry and model (`a` / `primary-model`), which never answered, in the report and
+/// in the inline comment ("model `primary-model`").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_of_a_fallback_answer_were_attributed_to_the_skipped_primary() {
+    let (run, _a, _b) = fallback_run().await;
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let model_findings: Vec<&Value> =
+        report["findings"].as_array().unwrap().iter().filter(|f| f["origin"]["kind"] == "model").collect();
+    assert_eq!(model_findings.len(), 1, "{report:#}");
+    assert_eq!(model_findings[0]["origin"], json!({"kind": "model", "provider": "b", "model": "backup-model"}));
+    let comments = report["review"]["comments"].to_string();
+    assert!(comments.contains("backup-model") && !comments.contains("primary-model"), "{comments}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -874,4 +900,48 @@ async fn gemini_safety_block_is_a_clear_error_without_retry() {
     assert!(matches!(err, ProviderError::Blocked { .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("safety") && text.contains("SAFETY"), "{text}");
+}
+
+/// Every chunk failing → exit 1, and nothing is posted to GitHub (no review, no summary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_chunks_failing_exits_1_and_posts_nothing() {
+    let Some(corpora) = corpora() else { return };
+    let diff = std::fs::read(corpora.join("diffs/02-medium.ripgrep-efd9cfb2.diff")).unwrap();
+    let provider = strict_server().await;
+    chat()
+        .respond_with(openai_error(503, "server_error", "", "The engine is currently overloaded"))
+        .mount(&provider)
+        .await;
+    let cfg = config_for(&provider.uri(), "  max_chunk_tokens: 1500\n");
+    let gh = FakeGitHub::start("Codertocat", "Hello-World", 2, diff, Some(cfg)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = agentctl()
+        .args(["review", "--format", "json"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_TOKEN", "ghs_fakeinstallationtoken0123456789abcdefABCD")
+        .env("GITHUB_API_URL", gh.api_url())
+        .env("GITHUB_REPOSITORY", "Codertocat/Hello-World")
+        .env("GITHUB_EVENT_NAME", "pull_request")
+        .env("GITHUB_EVENT_PATH", corpora.join("webhooks/examples/pull_request/opened.payload.json"))
+        .env("GITHUB_OUTPUT", dir.path().join("output"))
+        .env("GITHUB_STEP_SUMMARY", dir.path().join("summary"))
+        .env("OPENAI_API_KEY", KEY)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("every model request failed"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    // Several chunks, each tried once (max_retries: 0) until the breaker (threshold 5) opened.
+    let chunks = stderr.lines().filter(|l| l.contains("chunk ") && l.contains(" failed:")).count();
+    assert!(chunks >= 2, "the row needs several chunks: {stderr}");
+    let calls = received(&provider).await.len();
+    assert!((1..=chunks).contains(&calls), "{calls} provider calls for {chunks} chunks");
+    let state = gh.state.lock().unwrap();
+    assert!(state.review_posts.is_empty(), "a review was posted: {:?}", state.review_posts);
+    assert_eq!((state.comment_posts, state.comment_patches), (0, 0), "a summary was written");
+    drop(state);
+    assert!(gh.requests().await.iter().all(|(m, _)| m == "GET"), "{:?}", gh.requests().await);
 }
