@@ -122,8 +122,7 @@ fn request() -> CompletionRequest {
 
 /// A request for JSON valid against the review output schema.
 fn review_request() -> CompletionRequest {
-    let schema: Value =
-        serde_json::from_str(include_str!("../schemas/review-output.schema.json")).unwrap();
+    let schema: Value = serde_json::from_str(include_str!("../schemas/review-output.schema.json")).unwrap();
     CompletionRequest { json_schema: Some(("review_output".into(), schema)), ..request() }
 }
 
@@ -281,7 +280,8 @@ async fn row01_429_retry_after_seconds_is_honoured_once() {
     let server = strict_server().await;
     chat()
         .respond_with(
-            openai_error(429, "requests", "rate_limit_exceeded", "Rate limit reached").insert_header("retry-after", "2"),
+            openai_error(429, "requests", "rate_limit_exceeded", "Rate limit reached")
+                .insert_header("retry-after", "2"),
         )
         .up_to_n_times(1)
         .with_priority(1)
@@ -306,19 +306,16 @@ async fn row02_azure_retry_after_ms_is_honoured() {
     let url = "/openai/deployments/review-4o/chat/completions";
     Mock::given(method("POST"))
         .and(path(url))
-        .respond_with(openai_error(429, "requests", "429", "Requests to the deployment have exceeded the rate limit")
-            .insert_header("retry-after-ms", "300"))
+        .respond_with(
+            openai_error(429, "requests", "429", "Requests to the deployment have exceeded the rate limit")
+                .insert_header("retry-after-ms", "300"),
+        )
         .up_to_n_times(1)
         .with_priority(1)
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path(url))
-        .respond_with(chat_ok("fine"))
-        .expect(1)
-        .mount(&server)
-        .await;
+    Mock::given(method("POST")).and(path(url)).respond_with(chat_ok("fine")).expect(1).mount(&server).await;
     let azure = AzureOpenAi::new(AzureOpenAiSettings {
         name: "azure".into(),
         model: "gpt-4o".into(),
@@ -348,7 +345,9 @@ async fn row03_retry_after_http_date_is_honoured() {
     // 2.5 s ahead, truncated to the second by the format: at least 1.5 s ahead when sent.
     let at = httpdate::fmt_http_date(SystemTime::now() + Duration::from_millis(2500));
     chat()
-        .respond_with(openai_error(429, "requests", "rate_limit_exceeded", "slow down").insert_header("retry-after", at.as_str()))
+        .respond_with(
+            openai_error(429, "requests", "rate_limit_exceeded", "slow down").insert_header("retry-after", at.as_str()),
+        )
         .up_to_n_times(1)
         .with_priority(1)
         .expect(1)
@@ -369,7 +368,10 @@ async fn row03_retry_after_http_date_is_honoured() {
 async fn row04_retry_after_over_the_cap_fails_fast_without_retry() {
     let server = strict_server().await;
     chat()
-        .respond_with(openai_error(429, "requests", "rate_limit_exceeded", "Rate limit reached").insert_header("retry-after", "600"))
+        .respond_with(
+            openai_error(429, "requests", "rate_limit_exceeded", "Rate limit reached")
+                .insert_header("retry-after", "600"),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -517,7 +519,9 @@ async fn row08_400_is_rejected_without_retry() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(received(&server).await.len(), 1);
     match err {
-        ProviderError::Rejected { status: 400, message, .. } => assert!(message.contains("does not exist"), "{message}"),
+        ProviderError::Rejected { status: 400, message, .. } => {
+            assert!(message.contains("does not exist"), "{message}")
+        }
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -595,7 +599,10 @@ async fn row11_total_deadline_cuts_retries_short() {
     chat().respond_with(chat_ok("late").set_delay(Duration::from_secs(60))).mount(&server).await;
     let provider: Arc<dyn Provider> =
         Arc::new(openai_at(format!("{}/v1", server.uri()), fast(5), Duration::from_millis(300)));
-    let breaker = Arc::new(Breaker::persistent(breaker_settings(5, Duration::from_secs(60)), Arc::new(Store::open_in_memory().unwrap())));
+    let breaker = Arc::new(Breaker::persistent(
+        breaker_settings(5, Duration::from_secs(60)),
+        Arc::new(Store::open_in_memory().unwrap()),
+    ));
     let chain = Resilient::new(provider, vec![], breaker.clone()).with_total_timeout(Some(Duration::from_secs(1)));
     let started = Instant::now();
     let err = chain.complete(&request()).await.unwrap_err();
@@ -682,7 +689,11 @@ fn user_prompt(req: &Request) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row13_malformed_json_gets_one_repair_then_bad_answer() {
     let server = strict_server().await;
-    chat().respond_with(script(&["Sure! Here is my review: looks good.", "Still no JSON, sorry."])).expect(2).mount(&server).await;
+    chat()
+        .respond_with(script(&["Sure! Here is my review: looks good.", "Still no JSON, sorry."]))
+        .expect(2)
+        .mount(&server)
+        .await;
     let started = Instant::now();
     let err = complete_json(&openai(&server, fast(3)), &review_request()).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(3));
@@ -733,7 +744,12 @@ async fn row15_five_failures_open_the_breaker_for_the_next_process() {
     let cfg = config(
         dir.path(),
         "main",
-        &[entry("main", &server.uri(), "gpt-4o-mini", &["max_retries: 0", "breaker: {failure_threshold: 5, open_for: 60}"])],
+        &[entry(
+            "main",
+            &server.uri(),
+            "gpt-4o-mini",
+            &["max_retries: 0", "breaker: {failure_threshold: 5, open_for: 60}"],
+        )],
     );
     for n in 1..=5 {
         let run = review(&cfg, &state);
@@ -776,7 +792,12 @@ async fn row16_half_open_probe_success_closes_the_breaker() {
     let cfg = config(
         dir.path(),
         "main",
-        &[entry("main", &server.uri(), "gpt-4o-mini", &["max_retries: 0", "breaker: {failure_threshold: 1, open_for: 0.3}"])],
+        &[entry(
+            "main",
+            &server.uri(),
+            "gpt-4o-mini",
+            &["max_retries: 0", "breaker: {failure_threshold: 1, open_for: 0.3}"],
+        )],
     );
     let first = review(&cfg, &state);
     assert_eq!(first.code, 1, "{}", first.stderr);
@@ -827,7 +848,12 @@ async fn fallback_run() -> (Run, MockServer, MockServer) {
         dir.path(),
         "a",
         &[
-            entry("a", &a.uri(), "primary-model", &["max_retries: 0", "fallback: [b]", "breaker: {failure_threshold: 5, open_for: 60}"]),
+            entry(
+                "a",
+                &a.uri(),
+                "primary-model",
+                &["max_retries: 0", "fallback: [b]", "breaker: {failure_threshold: 5, open_for: 60}"],
+            ),
             entry("b", &b.uri(), "backup-model", &["max_retries: 0"]),
         ],
     );
@@ -939,9 +965,11 @@ async fn all_chunks_failing_exits_1_and_posts_nothing() {
     assert!(chunks >= 2, "the row needs several chunks: {stderr}");
     let calls = received(&provider).await.len();
     assert!((1..=chunks).contains(&calls), "{calls} provider calls for {chunks} chunks");
-    let state = gh.state.lock().unwrap();
-    assert!(state.review_posts.is_empty(), "a review was posted: {:?}", state.review_posts);
-    assert_eq!((state.comment_posts, state.comment_patches), (0, 0), "a summary was written");
-    drop(state);
-    assert!(gh.requests().await.iter().all(|(m, _)| m == "GET"), "{:?}", gh.requests().await);
+    {
+        let state = gh.state.lock().unwrap();
+        assert!(state.review_posts.is_empty(), "a review was posted: {:?}", state.review_posts);
+        assert_eq!((state.comment_posts, state.comment_patches), (0, 0), "a summary was written");
+    }
+    let requests = gh.requests().await;
+    assert!(requests.iter().all(|(m, _)| m == "GET"), "{requests:?}");
 }

@@ -456,18 +456,17 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
             provider.model()
         ));
         type ChunkResult = (usize, Result<StructuredAnswer, ProviderError>, Option<AnsweredBy>);
-        let results: Vec<ChunkResult> =
-            futures::stream::iter(requests.into_iter().map(|(i, req)| {
-                let chain = chain.clone();
-                async move {
-                    let traced = TracedChain { chain: chain.as_ref(), answered_by: Mutex::new(None) };
-                    let result = complete_json(&traced, &req).await;
-                    (i, result, traced.answered_by.into_inner().ok().flatten())
-                }
-            }))
-            .buffer_unordered(config.review.max_concurrency.max(1))
-            .collect()
-            .await;
+        let results: Vec<ChunkResult> = futures::stream::iter(requests.into_iter().map(|(i, req)| {
+            let chain = chain.clone();
+            async move {
+                let traced = TracedChain { chain: chain.as_ref(), answered_by: Mutex::new(None) };
+                let result = complete_json(&traced, &req).await;
+                (i, result, traced.answered_by.into_inner().ok().flatten())
+            }
+        }))
+        .buffer_unordered(config.review.max_concurrency.max(1))
+        .collect()
+        .await;
         let mut results = results;
         results.sort_by_key(|(i, _, _)| *i);
         let mut failures = 0;
