@@ -15,10 +15,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use secrecy::SecretString;
 use serde::Serialize;
@@ -37,9 +38,10 @@ use crate::output::{self, log};
 use crate::pricing::PriceTable;
 use crate::providers::builtin::{self, RuleOptions};
 use crate::providers::select;
-use crate::providers::structured::complete_json;
-use crate::providers::{CompletionRequest, Provider, ProviderError, Usage};
+use crate::providers::structured::{complete_json, StructuredAnswer};
+use crate::providers::{Completion, CompletionRequest, Provider, ProviderError, Usage};
 use crate::redact::Redactor;
+use crate::resilience::{AnsweredBy, Resilient};
 
 /// The review output contract the model must answer with.
 pub const REVIEW_SCHEMA: &str = include_str!("../../schemas/review-output.schema.json");
@@ -416,7 +418,8 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     let mut cost_usd = Some(0.0);
     let mut chunk_count = 0;
     let mut not_reviewed: Vec<NotReviewed> = skipped.iter().map(NotReviewed::from).collect();
-    if let Some(provider) = selected.provider() {
+    if let Some(chain) = selected.chain() {
+        let provider: &dyn Provider = chain.as_ref();
         let chunker = Chunker {
             max_chunk_tokens: config.review.max_chunk_tokens,
             max_total_tokens: config.review.max_total_tokens,
@@ -457,33 +460,41 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
             provider.name(),
             provider.model()
         ));
-        let provider: Arc<dyn Provider> = provider;
-        let results: Vec<(usize, Result<crate::providers::structured::StructuredAnswer, ProviderError>)> =
-            futures::stream::iter(requests.into_iter().map(|(i, req)| {
-                let provider = provider.clone();
-                async move { (i, complete_json(provider.as_ref(), &req).await) }
-            }))
-            .buffer_unordered(config.review.max_concurrency.max(1))
-            .collect()
-            .await;
+        type ChunkResult = (usize, Result<StructuredAnswer, ProviderError>, Option<AnsweredBy>);
+        let results: Vec<ChunkResult> = futures::stream::iter(requests.into_iter().map(|(i, req)| {
+            let chain = chain.clone();
+            async move {
+                let traced = TracedChain { chain: chain.as_ref(), answered_by: Mutex::new(None) };
+                let result = complete_json(&traced, &req).await;
+                (i, result, traced.answered_by.into_inner().ok().flatten())
+            }
+        }))
+        .buffer_unordered(config.review.max_concurrency.max(1))
+        .collect()
+        .await;
         let mut results = results;
-        results.sort_by_key(|(i, _)| *i);
+        results.sort_by_key(|(i, _, _)| *i);
         let ledger = Ledger { store: select::store_of(&selected), ctx: &ctx, pr: pr_meta.as_ref().map(|p| p.number) };
         let mut failures = 0;
-        for (i, result) in results {
+        for (i, result, answered_by) in results {
+            // The link of the fallback chain that answered, not necessarily the primary.
+            let (origin_provider, origin_model) = match answered_by {
+                Some(by) => (by.provider, by.model),
+                None => (provider.name().to_string(), provider.model().to_string()),
+            };
             match result {
                 Ok(answer) => {
                     for c in &answer.completions {
                         usage += c.usage;
                         models.insert(c.model.clone());
                         let cost =
-                            prices.cost_usd(&c.model, &c.usage).or_else(|| prices.cost_usd(provider.model(), &c.usage));
+                            prices.cost_usd(&c.model, &c.usage).or_else(|| prices.cost_usd(&origin_model, &c.usage));
                         cost_usd = match (cost_usd, cost) {
                             (Some(a), Some(b)) => Some(a + b),
                             _ => None,
                         };
                         ledger.record(
-                            provider.name(),
+                            &origin_provider,
                             &c.model,
                             c.usage,
                             cost,
@@ -499,8 +510,8 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
                             }
                             findings.extend(out.findings.into_iter().map(|mut f| {
                                 f.origin = Some(Origin::Model {
-                                    provider: provider.name().to_string(),
-                                    model: provider.model().to_string(),
+                                    provider: origin_provider.clone(),
+                                    model: origin_model.clone(),
                                 });
                                 f
                             }));
@@ -626,6 +637,34 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
         output::stdout(&redactor.redact(&text)).context("writing to stdout")?;
     }
     Ok(report.exit())
+}
+
+/// One chunk's calls through the fallback chain, remembering which link answered (the last
+/// one, after a repair round), so the chunk's findings and cost name the provider and model
+/// that produced them: a fallback when the primary was skipped or failed.
+struct TracedChain<'a> {
+    chain: &'a Resilient,
+    answered_by: Mutex<Option<AnsweredBy>>,
+}
+
+impl Provider for TracedChain<'_> {
+    fn name(&self) -> &str {
+        self.chain.name()
+    }
+
+    fn model(&self) -> &str {
+        self.chain.model()
+    }
+
+    fn complete<'b>(&'b self, req: &'b CompletionRequest) -> BoxFuture<'b, Result<Completion, ProviderError>> {
+        Box::pin(async move {
+            let (completion, by) = self.chain.complete_traced(req).await?;
+            if let Ok(mut slot) = self.answered_by.lock() {
+                *slot = Some(by);
+            }
+            Ok(completion)
+        })
+    }
 }
 
 /// The PR fields a review needs.

@@ -48,6 +48,12 @@ impl SelectedProvider {
         self.chain.clone().map(|c| c as Arc<dyn Provider>)
     }
 
+    /// The chain itself, for callers that need to know which link answered
+    /// ([`Resilient::complete_traced`]); `None` for builtin.
+    pub fn chain(&self) -> Option<Arc<Resilient>> {
+        self.chain.clone()
+    }
+
     /// Every secret the chain holds (API keys, passed-through variables), for the redactor and
     /// `::add-mask::`.
     pub fn secrets(&self) -> &[SecretString] {
