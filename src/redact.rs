@@ -530,7 +530,7 @@ mod tests {
         let out = r.redact_json(&doc);
         assert!(!out.contains("s3cr3t"), "{out}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["body"], format!("key {REDACTED} here"));
+        assert_eq!(v["body"], format!("key \"{REDACTED}\" here"));
         assert!(out.ends_with("}\n") && out.contains("\n  \"n\": 1"), "formatting kept: {out}");
         let text = format!("not json {SECRET}");
         assert_eq!(r.redact_json(&text), format!("not json {REDACTED}"));

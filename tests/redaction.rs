@@ -119,7 +119,10 @@ fn forms(secret: &str) -> Vec<Form> {
 /// The windows of `core` that must not appear anywhere.
 fn windows(core: &str) -> Vec<&str> {
     let w = WINDOW.min(core.len());
-    (0..=core.len() - w).filter(|&i| core.is_char_boundary(i) && core.is_char_boundary(i + w)).map(|i| &core[i..i + w]).collect()
+    (0..=core.len() - w)
+        .filter(|&i| core.is_char_boundary(i) && core.is_char_boundary(i + w))
+        .map(|i| &core[i..i + w])
+        .collect()
 }
 
 /// The first window of `core` found in `text`.
@@ -192,7 +195,13 @@ fn parse_command(line: &str, index: usize, stop_token: Option<&str>) -> Option<R
             let (name, props) = info.split_once(' ').unwrap_or((info, ""));
             if known(name) {
                 let data = unescape(&rest[end + 2..], false);
-                return Some(RunnerCommand { line: index, name: name.into(), props: props.into(), data, legacy: false });
+                return Some(RunnerCommand {
+                    line: index,
+                    name: name.into(),
+                    props: props.into(),
+                    data,
+                    legacy: false,
+                });
             }
         }
     }
@@ -576,13 +585,17 @@ async fn every_form_through_every_channel(var: &str, secret: &str) {
     assert!(leaks.is_empty(), "{} leak(s) of {var}:\n{}", leaks.len(), leaks.join("\n"));
 }
 
+/// Regression: a fallback's `events` row stored the provider's error message, key included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_derived_form_of_the_provider_key_stays_out_of_every_channel() {
+async fn every_derived_form_of_the_provider_key_stays_out_of_every_channel_including_events_rows() {
     every_form_through_every_channel("OPENAI_API_KEY", &openai_key()).await;
 }
 
+/// Regression: a model that wrote the JSON-escaped key into a finding got it into SARIF and
+/// `--format json` (escaped once more by the renderer, which text redaction did not match).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_derived_form_of_a_provider_key_with_special_characters_stays_out_of_every_channel() {
+async fn every_derived_form_of_a_key_with_special_characters_stays_out_including_json_escaped_twice_in_sarif_and_stdout(
+) {
     every_form_through_every_channel("OPENAI_API_KEY", &odd_key()).await;
 }
 
@@ -716,9 +729,7 @@ fn hostile_text() -> String {
 fn is_ours(cmd: &RunnerCommand, secrets: &[&str]) -> bool {
     match cmd.name.as_str() {
         "add-mask" => secrets.contains(&cmd.data.as_str()),
-        "stop-commands" => {
-            !cmd.legacy && cmd.data.len() == 32 && cmd.data.bytes().all(|b| b.is_ascii_hexdigit())
-        }
+        "stop-commands" => !cmd.legacy && cmd.data.len() == 32 && cmd.data.bytes().all(|b| b.is_ascii_hexdigit()),
         "warning" | "error" | "notice" | "debug" | "group" | "endgroup" => {
             !cmd.legacy && !["x", "pwned", "approve"].contains(&cmd.data.trim())
         }
@@ -750,7 +761,8 @@ async fn injection_run(format: &str) {
     ]});
     // The primary fails with a hostile error message; the fallback answers and reports a
     // hostile model name (both are provider-controlled text that reaches the log).
-    let model = fake_model(&answer, &format!("gpt-4o-mini\n{}", INJECTED.join("\n")), &[hostile.clone()]).await;
+    let model =
+        fake_model(&answer, &format!("gpt-4o-mini\n{}", INJECTED.join("\n")), std::slice::from_ref(&hostile)).await;
     let gh = FakeGitHub::start(OWNER, REPO, PR, diff.into_bytes(), Some(model_config(&model.uri(), 1))).await;
     let event = payload_with_body(&corpora, dir.path(), &hostile);
     let run = run_review(
@@ -795,29 +807,36 @@ async fn injection_run(format: &str) {
     }
     let names: BTreeSet<&str> = outputs.keys().map(String::as_str).collect();
     let want: BTreeSet<&str> = [
-        "findings", "critical", "high", "medium", "low", "info", "verdict", "tokens-in", "tokens-out", "cost-usd",
-        "review-url", "sarif-file",
+        "findings",
+        "critical",
+        "high",
+        "medium",
+        "low",
+        "info",
+        "verdict",
+        "tokens-in",
+        "tokens-out",
+        "cost-usd",
+        "review-url",
+        "sarif-file",
     ]
     .into_iter()
     .collect();
     if names != want {
         problems.push(format!("GITHUB_OUTPUT names {names:?}"));
     }
-    assert!(
-        problems.is_empty(),
-        "{}\n--- stderr:\n{}\n--- stdout:\n{}",
-        problems.join("\n"),
-        run.stderr,
-        run.stdout
-    );
+    assert!(problems.is_empty(), "{}\n--- stderr:\n{}\n--- stdout:\n{}", problems.join("\n"), run.stderr, run.stdout);
 }
 
+/// Regression: the "answered by fallback (model …)" line printed a provider-reported model name
+/// with line breaks as is, and `##[error]` inside JSON strings on stdout was a legacy command.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn injected_workflow_commands_are_never_executed_by_the_runner_with_json_stdout() {
+async fn injected_commands_in_a_reported_model_name_and_in_json_stdout_are_never_executed() {
     injection_run("json").await;
 }
 
+/// Regression: the Markdown report on stdout put model-written `::…::` lines at line starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn injected_workflow_commands_are_never_executed_by_the_runner_with_markdown_stdout() {
+async fn injected_commands_in_markdown_stdout_are_never_executed() {
     injection_run("text").await;
 }
