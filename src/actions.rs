@@ -133,6 +133,32 @@ pub fn stop_commands(text: &str) -> String {
     format!("::stop-commands::{token}\n{text}\n::{token}::")
 }
 
+/// Whether the runner could read a workflow command in `text`: a line (ended by `\n`, `\r` or
+/// `\r\n`, as the runner splits output) that starts with `::` after leading whitespace, or
+/// holds the legacy `##[` prefix anywhere (the runner's `ActionCommand.TryParseV2` and
+/// `TryParse`). Plain log lines that hold untrusted text and pass this check must be fenced
+/// with [`stop_commands`].
+pub fn could_be_command(text: &str) -> bool {
+    text.split(['\n', '\r']).any(|line| line.trim_start().starts_with("::") || line.contains("##["))
+}
+
+/// Makes JSON text inert for the runner without changing its value: `##[` can only occur
+/// inside JSON strings, where `#\u0023[` decodes to the same characters; and pretty or compact
+/// JSON never starts a line with `::` (raw line breaks cannot occur inside JSON strings).
+pub fn neutralize_json(json: &str) -> String {
+    json.replace("##[", "#\\u0023[")
+}
+
+/// Text for a log the runner reads: unchanged unless it [`could_be_command`], else fenced
+/// with [`stop_commands`].
+pub fn inert(text: &str) -> std::borrow::Cow<'_, str> {
+    if could_be_command(text) {
+        stop_commands(text).into()
+    } else {
+        text.into()
+    }
+}
+
 /// Error writing step outputs.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -419,6 +445,23 @@ mod tests {
         let small = dir.path().join("small.md");
         write_step_summary(&small, "# Review\n").unwrap();
         assert_eq!(std::fs::read_to_string(&small).unwrap(), "# Review\n");
+    }
+
+    #[test]
+    fn command_lookalikes_are_detected_and_made_inert() {
+        for text in ["::error::x", "a\n  ::warning::y", "a\r::add-mask::z", "say ##[error]x"] {
+            assert!(could_be_command(text), "{text:?}");
+            assert!(inert(text).starts_with("::stop-commands::"), "{text:?}");
+        }
+        for text in ["plain", "a :: b", "# heading", "[x]", "reviewing 3 file(s)"] {
+            assert!(!could_be_command(text), "{text:?}");
+            assert_eq!(inert(text), text);
+        }
+        let json = serde_json::to_string_pretty(&serde_json::json!({"t": "##[error]x", "b": "\\##[y"})).unwrap();
+        let inert_json = neutralize_json(&json);
+        assert!(!inert_json.contains("##["), "{inert_json}");
+        let back: serde_json::Value = serde_json::from_str(&inert_json).unwrap();
+        assert_eq!(back, serde_json::json!({"t": "##[error]x", "b": "\\##[y"}));
     }
 
     #[test]

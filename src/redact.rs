@@ -302,6 +302,56 @@ impl Redactor {
     }
 }
 
+impl Redactor {
+    /// Redacts a JSON document (SARIF, `--format json`) by value, then as text.
+    ///
+    /// Every string and key is redacted as the text a reader decodes, so a form that only
+    /// shows up after unescaping (say, a JSON-escaped secret that a model wrote into a finding,
+    /// escaped once more by the renderer) is caught as well. Formatting is kept: pretty JSON
+    /// stays pretty, a final newline stays. Text that is not JSON is redacted as text.
+    pub fn redact_json(&self, json: &str) -> String {
+        let Ok(mut value) = serde_json::from_str::<serde_json::Value>(json) else {
+            return self.redact(json);
+        };
+        if !self.redact_value(&mut value) {
+            return self.redact(json);
+        }
+        let pretty = json.trim_start().starts_with(['{', '[']) && json.contains('\n');
+        let mut out = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) }
+            .unwrap_or_else(|_| self.redact(json));
+        if json.ends_with('\n') && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        self.redact(&out)
+    }
+
+    /// Redacts every string and key of `value` in place; whether anything changed.
+    fn redact_value(&self, value: &mut serde_json::Value) -> bool {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => {
+                let r = self.redact(s);
+                let changed = r != *s;
+                *s = r;
+                changed
+            }
+            Value::Array(items) => items.iter_mut().fold(false, |acc, v| self.redact_value(v) | acc),
+            Value::Object(map) => {
+                let mut changed = false;
+                let old = std::mem::take(map);
+                for (k, mut v) in old {
+                    changed |= self.redact_value(&mut v);
+                    let key = self.redact(&k);
+                    changed |= key != k;
+                    map.insert(key, v);
+                }
+                changed
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The forms of `value` that show up in encoded text containing it: base64 and base64url at
 /// the three alignments (plus the exact padded base64), double base64, URL-escaped (`%20` and
 /// form-style `+` for spaces), JSON-escaped, hex lower and upper. Forms equal to `value` are
@@ -466,6 +516,24 @@ mod tests {
         for (label, encoded, min_removed) in &cases {
             assert_scrubbed(&r, label, encoded, *min_removed);
         }
+    }
+
+    #[test]
+    fn json_documents_are_redacted_by_value() {
+        let r = redactor_with(&[SECRET]);
+        let escaped = serde_json::to_string(SECRET).unwrap();
+        // A finding whose text holds the JSON-escaped secret, rendered as JSON once more.
+        let doc = serde_json::to_string_pretty(&serde_json::json!({"body": format!("key {escaped} here"), "n": 1}))
+            .unwrap()
+            + "\n";
+        assert!(r.redact(&doc).contains("s3cr3t"), "text redaction alone misses it");
+        let out = r.redact_json(&doc);
+        assert!(!out.contains("s3cr3t"), "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["body"], format!("key \"{REDACTED}\" here"));
+        assert!(out.ends_with("}\n") && out.contains("\n  \"n\": 1"), "formatting kept: {out}");
+        let text = format!("not json {SECRET}");
+        assert_eq!(r.redact_json(&text), format!("not json {REDACTED}"));
     }
 
     #[test]

@@ -629,12 +629,33 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     // 9. Outputs.
     write_outputs(env, &settings, &report, &redactor)?;
     if dry_run || settings.format != Format::Markdown {
+        // The runner reads stdout for workflow commands too, and the report holds untrusted
+        // text (PR, diff, model answer): in Actions, JSON is made inert without changing its
+        // value, and Markdown that could hold a command is fenced with `::stop-commands::`.
+        let in_actions = env.get(ev::GITHUB_ACTIONS) == Some("true");
         let text = match settings.format {
-            Format::Json => output::json::report(&report),
-            Format::Sarif => output::sarif::render(&report),
-            Format::Markdown | Format::Text => output::markdown::dry_run(&report),
+            Format::Json | Format::Sarif => {
+                let json = match settings.format {
+                    Format::Json => output::json::report(&report),
+                    _ => output::sarif::render(&report),
+                };
+                let json = redactor.redact_json(&json);
+                if in_actions {
+                    actions::neutralize_json(&json)
+                } else {
+                    json
+                }
+            }
+            Format::Markdown | Format::Text => {
+                let text = redactor.redact(&output::markdown::dry_run(&report));
+                if in_actions {
+                    actions::inert(&text).into_owned()
+                } else {
+                    text
+                }
+            }
         };
-        output::stdout(&redactor.redact(&text)).context("writing to stdout")?;
+        output::stdout(&text).context("writing to stdout")?;
     }
     Ok(report.exit())
 }
@@ -1011,7 +1032,7 @@ fn write_outputs(
 ) -> Result<(), ExitError> {
     let sarif_file = match &settings.sarif {
         Some(path) => {
-            let text = redactor.redact(&output::sarif::render(report));
+            let text = redactor.redact_json(&output::sarif::render(report));
             write_atomically(path, text.as_bytes()).map_err(|e| {
                 ExitError::new(
                     Exit::Failure,

@@ -54,17 +54,29 @@ fn emit(line: &str) {
     let _ = writeln!(err, "{line}");
 }
 
+/// Emits a plain (non-command) line. In Actions a message that the runner could read as a
+/// workflow command (untrusted text such as a model name a provider reported) is fenced with
+/// `::stop-commands::`, so it is shown but never executed.
+fn plain(msg: &str) {
+    let msg = redact(msg);
+    if logger().in_actions {
+        emit(&actions::inert(&msg));
+    } else {
+        emit(&msg);
+    }
+}
+
 /// A progress or status line (hidden with `-q`).
 pub fn info(msg: &str) {
     if logger().level >= Level::Normal {
-        emit(&redact(msg));
+        plain(msg);
     }
 }
 
 /// Detail shown with `-v`.
 pub fn debug(msg: &str) {
     if logger().level >= Level::Verbose {
-        emit(&redact(msg));
+        plain(msg);
     }
 }
 

@@ -267,9 +267,13 @@ impl Breaker {
 
     /// Appends an `events` row when a store is in use (fallbacks and deadlines use this too).
     /// A failing store switches this process to memory with a warning.
+    ///
+    /// The subject and detail pass through the log's redactor first: a detail quotes provider
+    /// error messages, which can echo what was sent (a key included), and the events table is
+    /// an outbound channel like the log (SPEC §2, "ledger").
     pub fn record_event(&self, kind: &str, subject: &str, detail: &str) {
         if let Some(store) = self.store() {
-            if let Err(e) = store.record_event(kind, subject, detail) {
+            if let Err(e) = store.record_event(kind, &log::redact(subject), &log::redact(detail)) {
                 self.degrade(&e);
             }
         }
