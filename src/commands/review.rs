@@ -1071,7 +1071,7 @@ fn write_outputs(
 /// store the provider chain uses. A failure to write is a warning, never a failed review: the
 /// review has already cost the tokens, and the record is also in the summary and outputs.
 struct Ledger<'a> {
-    store: Option<Arc<crate::store::Store>>,
+    store: Option<std::sync::Arc<crate::store::Store>>,
     ctx: &'a Context,
     pr: Option<u64>,
 }

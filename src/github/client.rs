@@ -839,18 +839,9 @@ fn encode_path(path: &str) -> String {
     path.split('/').map(|segment| urlencoding::encode(segment).into_owned()).collect::<Vec<_>>().join("/")
 }
 
-/// An error and its sources on one line (octocrab's top-level text alone is often just
-/// "Service error").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+// octocrab's top-level text alone is often just "Service error": errors are shown with their
+// sources through `crate::output::error_chain`.
+use crate::output::error_chain;
 
 #[cfg(test)]
 #[path = "tests.rs"]

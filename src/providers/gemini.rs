@@ -306,16 +306,14 @@ fn convert(node: &Value, root: &Value, depth: u32) -> Value {
                     out.insert("enum".to_owned(), json!(strings));
                 }
             }
-            "format" => {
-                if value.as_str().is_some_and(|f| KEPT_FORMATS.contains(&f)) {
-                    out.insert("format".to_owned(), value.clone());
-                }
+            "format" if value.as_str().is_some_and(|f| KEPT_FORMATS.contains(&f)) => {
+                out.insert("format".to_owned(), value.clone());
             }
-            "required" => {
-                if value.as_array().is_some_and(|r| !r.is_empty()) {
-                    out.insert("required".to_owned(), value.clone());
-                }
+            "required" if value.as_array().is_some_and(|r| !r.is_empty()) => {
+                out.insert("required".to_owned(), value.clone());
             }
+            // An unsupported format or an empty `required` is dropped, never kept as is.
+            "format" | "required" => {}
             k if KEPT_KEYWORDS.contains(&k) => {
                 out.insert(key.clone(), value.clone());
             }

@@ -460,8 +460,7 @@ pub(crate) mod tests {
                 // Read the request head and its content-length body, then answer.
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
-                loop {
-                    let Ok(n) = stream.read(&mut chunk) else { break };
+                while let Ok(n) = stream.read(&mut chunk) {
                     if n == 0 {
                         break;
                     }

@@ -479,24 +479,13 @@ impl ApiUsage {
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
-    use wiremock::matchers::{any, body_partial_json, header, method, path};
+    use wiremock::matchers::{body_partial_json, header, method, path};
     use wiremock::{Mock, MockBuilder, MockServer, Request, ResponseTemplate};
 
     const KEY: &str = "sk-test-0123456789abcdef";
     const DEFAULT_RESPONSE: &str = include_str!("../../tests/fixtures/llm/openai.default.response.json");
 
-    /// A mock server whose lowest-priority catch-all fails the test on any unexpected request.
-    async fn server() -> MockServer {
-        let server = MockServer::start().await;
-        Mock::given(any())
-            .respond_with(ResponseTemplate::new(599))
-            .with_priority(u8::MAX)
-            .expect(0)
-            .named("unexpected request")
-            .mount(&server)
-            .await;
-        server
-    }
+    use crate::providers::http::tests::strict_server as server;
 
     fn settings(server: &MockServer) -> OpenAiSettings {
         OpenAiSettings {

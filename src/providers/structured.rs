@@ -179,7 +179,7 @@ mod tests {
     use crate::resilience::RetryPolicy;
     use serde_json::{json, Value};
     use std::time::Duration;
-    use wiremock::matchers::{any, method, path};
+    use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockBuilder, MockServer, Request, ResponseTemplate};
 
     #[test]
@@ -221,17 +221,7 @@ mod tests {
             "title": "Off by one", "body": "The loop runs once too often."}]})
     }
 
-    async fn server() -> MockServer {
-        let server = MockServer::start().await;
-        Mock::given(any())
-            .respond_with(ResponseTemplate::new(599))
-            .with_priority(u8::MAX)
-            .expect(0)
-            .named("unexpected request")
-            .mount(&server)
-            .await;
-        server
-    }
+    use crate::providers::http::tests::strict_server as server;
 
     fn provider(server: &MockServer) -> OpenAi {
         OpenAi::new(OpenAiSettings {
