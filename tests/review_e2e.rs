@@ -485,3 +485,44 @@ async fn on_the_large_diff_every_changed_line_reaches_a_provider_or_its_file_is_
     }
     assert!(checked > 5_000 && listed > 10, "checked {checked} lines, {listed} files listed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repair_prompt_quoting_a_bad_answer_is_redacted_too() {
+    // Built at run time so the repository never holds a token-shaped string.
+    let key = format!("sk-proj-{}", "Rp9aQw3ErTy6UiOp1AsDf4GhJk7Lz");
+    let server = wiremock::MockServer::start().await;
+    let chat = |content: String| {
+        json!({"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+               "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
+    };
+    // First answer: not valid JSON, and it quotes the key; the repair prompt will quote it back.
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(chat(format!("{{ broken, key {key}"))))
+        .with_priority(1)
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(chat(json!({"summary": "ok", "findings": []}).to_string())),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "c.yml", config_for(&server.uri(), ""));
+    let out = agentctl()
+        .args(["review", "--dry-run", "--diff", "-", "--config", config.to_str().unwrap()])
+        .env("OPENAI_API_KEY", &key)
+        .write_stdin("diff --git a/a.rs b/a.rs\n--- a/a.rs\n+++ b/a.rs\n@@ -1 +1,2 @@\n a\n+b\n")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2, "one request and one repair");
+    let repair = String::from_utf8_lossy(&requests[1].body);
+    assert!(repair.contains("broken"), "the repair quotes the previous answer: {repair}");
+    assert!(!repair.contains(&key[8..]), "the key went back out in the repair prompt");
+}

@@ -463,8 +463,9 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
         type ChunkResult = (usize, Result<StructuredAnswer, ProviderError>, Option<AnsweredBy>);
         let results: Vec<ChunkResult> = futures::stream::iter(requests.into_iter().map(|(i, req)| {
             let chain = chain.clone();
+            let redactor = &redactor;
             async move {
-                let traced = TracedChain { chain: chain.as_ref(), answered_by: Mutex::new(None) };
+                let traced = TracedChain { chain: chain.as_ref(), answered_by: Mutex::new(None), redactor };
                 let result = complete_json(&traced, &req).await;
                 (i, result, traced.answered_by.into_inner().ok().flatten())
             }
@@ -663,9 +664,13 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
 /// One chunk's calls through the fallback chain, remembering which link answered (the last
 /// one, after a repair round), so the chunk's findings and cost name the provider and model
 /// that produced them: a fallback when the primary was skipped or failed.
+///
+/// It is also the one door review requests leave through, so every prompt — including the
+/// repair prompt, which quotes the model's previous answer — is redacted here.
 struct TracedChain<'a> {
     chain: &'a Resilient,
     answered_by: Mutex<Option<AnsweredBy>>,
+    redactor: &'a Redactor,
 }
 
 impl Provider for TracedChain<'_> {
@@ -679,7 +684,12 @@ impl Provider for TracedChain<'_> {
 
     fn complete<'b>(&'b self, req: &'b CompletionRequest) -> BoxFuture<'b, Result<Completion, ProviderError>> {
         Box::pin(async move {
-            let (completion, by) = self.chain.complete_traced(req).await?;
+            let req = CompletionRequest {
+                system: self.redactor.redact(&req.system),
+                prompt: self.redactor.redact(&req.prompt),
+                ..req.clone()
+            };
+            let (completion, by) = self.chain.complete_traced(&req).await?;
             if let Ok(mut slot) = self.answered_by.lock() {
                 *slot = Some(by);
             }
