@@ -119,7 +119,7 @@ pub struct ReviewArgs {
     #[arg(long, value_name = "PATH")]
     pub sarif: Option<PathBuf>,
 
-    /// Output format of the dry run / stdout.
+    /// Output format of the dry run / stdout (`text` is the markdown rendering for `review`).
     #[arg(long, value_enum, default_value = "markdown")]
     pub format: Format,
 }
