@@ -41,6 +41,7 @@ fn review_cmd(gh: &FakeGitHub, dir: &Path) -> Command {
         .env("GITHUB_OUTPUT", dir.join("out"))
         .env("OPENAI_API_KEY", "sk-bench")
         .env("AGENTCTL_WRITE_DELAY", "0")
+        .env("AGENTCTL_STATE", dir.join("state.db"))
         .args(["review", "-q"]);
     cmd
 }
@@ -82,24 +83,31 @@ async fn main() {
     let answer = json!({"summary": "ok", "findings": [
         {"path": "src/config.rs", "line": 1, "severity": "low", "category": "docs", "title": "t", "body": "b"}
     ]});
+    // One pair of fakes for all runs; the GitHub fake's comments and reviews are cleared
+    // between runs so every run does the full work (no "already reviewed" shortcut).
+    let openai = fake_openai(answer, Duration::ZERO).await;
+    let gh = FakeGitHub::start("Codertocat", "Hello-World", 2, diff.clone(), Some(config_for(&openai.uri(), ""))).await;
+    let reset = || {
+        let mut s = gh.state.lock().unwrap();
+        s.comments.clear();
+        s.reviews.clear();
+        s.review_posts.clear();
+    };
+    let dir = tempfile::tempdir().unwrap();
     let mut walls = vec![];
     let mut requests = 0;
-    let mut rss = None;
-    for i in 0..7 {
-        let openai = fake_openai(answer.clone(), Duration::ZERO).await;
-        let gh =
-            FakeGitHub::start("Codertocat", "Hello-World", 2, diff.clone(), Some(config_for(&openai.uri(), ""))).await;
-        let dir = tempfile::tempdir().unwrap();
+    reset();
+    let rss = peak_rss_mb(&review_cmd(&gh, dir.path()));
+    for _ in 0..7 {
+        reset();
+        let before = gh.requests().await.len();
         let mut cmd = review_cmd(&gh, dir.path());
-        if i == 0 {
-            rss = peak_rss_mb(&cmd);
-            continue;
-        }
         let t = Instant::now();
         let out = cmd.output().unwrap();
         walls.push(t.elapsed().as_secs_f64() * 1e3);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        requests = gh.requests().await.len();
+        requests = gh.requests().await.len() - before;
+        assert_eq!(gh.state.lock().unwrap().reviews.len(), 1, "each run posts its review");
     }
     println!("review, {files:>2}-file PR (fakes)      median {:7.2} ms   (target < 150 ms)", median(walls));
     match rss {

@@ -278,6 +278,14 @@ impl RetryObserver for LogRetries<'_> {
     }
 }
 
+/// Counts a retry and tells `observer` about it. For retry loops of their own (the GitHub
+/// client's, whose write and rate-limit rules differ) so that every retry in the process is
+/// logged and counted the same way.
+pub fn report_retry(observer: &dyn RetryObserver, notice: &RetryNotice) {
+    RETRIES.fetch_add(1, Ordering::Relaxed);
+    observer.on_retry(notice);
+}
+
 /// Runs `op` until it succeeds or `policy` says stop, sleeping between attempts (full jitter, or
 /// the server's `retry-after`). Each retry is counted and logged as a warning with the generic
 /// subject `request`; callers that can name what they retry use [`retry_observed`] with
@@ -334,14 +342,16 @@ where
         };
         match decision {
             RetryDecision::RetryAfter(wait) => {
-                RETRIES.fetch_add(1, Ordering::Relaxed);
-                observer.on_retry(&RetryNotice {
-                    attempt: attempt + 1,
-                    max_attempts: policy.max_retries.saturating_add(1),
-                    status,
-                    wait,
-                    server_asked,
-                });
+                report_retry(
+                    observer,
+                    &RetryNotice {
+                        attempt: attempt + 1,
+                        max_attempts: policy.max_retries.saturating_add(1),
+                        status,
+                        wait,
+                        server_asked,
+                    },
+                );
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }

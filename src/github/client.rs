@@ -403,6 +403,16 @@ impl GitHub {
         decode(&check(reply, &action)?.body, &action)
     }
 
+    /// Logs and counts one retry (or rate-limit wait) like every other retry in the process.
+    /// `server_asked` marks a rate-limit wait (counted against `rate_limit_retries`), else a
+    /// GET retry (against `get_retries`).
+    fn note_retry(&self, done: u32, status: Option<u16>, wait: Duration, server_asked: bool) {
+        let allowed = if server_asked { self.policy.rate_limit_retries } else { self.policy.get_retries };
+        let notice =
+            crate::resilience::RetryNotice { attempt: done + 1, max_attempts: allowed + 1, status, wait, server_asked };
+        crate::resilience::report_retry(&crate::resilience::LogRetries("GitHub API"), &notice);
+    }
+
     /// Changes the spacing between consecutive writes (config `github.write_delay`).
     pub fn set_write_delay(&mut self, write_delay: Duration) {
         self.write_delay = write_delay;
@@ -502,7 +512,9 @@ impl GitHub {
                 Ok(reply) => reply,
                 Err(message) => {
                     if is_get && retries < self.policy.get_retries {
-                        tokio::time::sleep(self.policy.backoff(retries)).await;
+                        let wait = self.policy.backoff(retries);
+                        self.note_retry(retries, None, wait, false);
+                        tokio::time::sleep(wait).await;
                         retries += 1;
                         continue;
                     }
@@ -522,6 +534,7 @@ impl GitHub {
                         ),
                     });
                 }
+                self.note_retry(rate_limit_waits, Some(reply.status), wait, true);
                 tokio::time::sleep(wait).await;
                 rate_limit_waits += 1;
                 continue;
@@ -539,7 +552,9 @@ impl GitHub {
                 }
             }
             if is_get && reply.status >= 500 && retries < self.policy.get_retries {
-                tokio::time::sleep(self.policy.backoff(retries)).await;
+                let wait = self.policy.backoff(retries);
+                self.note_retry(retries, Some(reply.status), wait, false);
+                tokio::time::sleep(wait).await;
                 retries += 1;
                 continue;
             }

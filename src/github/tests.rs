@@ -326,8 +326,11 @@ async fn get_502_is_retried_then_succeeds() {
         .with_priority(2)
         .mount(&server)
         .await;
+    let before = crate::resilience::counts().retries;
     assert_eq!(gh.pull(1347).await.expect("pull").number, 1347);
     assert_eq!(gh.request_count(), 3);
+    // Counted with every other retry of the process (other tests may add to the same counter).
+    assert!(crate::resilience::counts().retries >= before + 2, "GitHub retries are not counted");
 }
 
 #[tokio::test]
