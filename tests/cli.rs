@@ -266,3 +266,22 @@ async fn workflow_dispatch_reviews_the_pr_named_in_its_inputs_and_reads_config_a
     assert_eq!(report["provider"], "main", "the base branch's config chose the provider");
     assert_eq!(openai.received_requests().await.unwrap().len(), 1);
 }
+
+#[test]
+fn fail_on_from_config_applies_unless_the_flag_says_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "c.yml", "review:\n  fail_on: high\n");
+    let run = |extra: &[&str]| {
+        agentctl()
+            .args(["review", "--dry-run", "--diff", "-", "--config", config.to_str().unwrap()])
+            .args(extra)
+            .write_stdin(PLANTED)
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(run(&[]), Some(11), "config fail_on: high, a high finding");
+    assert_eq!(run(&["--fail-on", "none"]), Some(0), "an explicit `none` overrides the config");
+    assert_eq!(run(&["--fail-on", "critical"]), Some(0));
+}

@@ -70,7 +70,9 @@ pub struct ReviewSettings {
     pub dry_run: bool,
     pub pr: Option<u64>,
     pub diff_source: DiffSource,
-    pub fail_on: Option<Severity>,
+    /// `--fail-on` (or `AGENTCTL_FAIL_ON`): `None` when not given (the config decides),
+    /// `Some(None)` for `none`.
+    pub fail_on: Option<Option<Severity>>,
     pub full: bool,
     pub sarif: Option<PathBuf>,
     pub format: Format,
@@ -98,9 +100,7 @@ impl ReviewSettings {
             dry_run: args.dry_run,
             pr: args.pr,
             diff_source,
-            // `--fail-on none` and no flag both give None here; `run` tells them apart through
-            // `args.fail_on` (no flag: the config decides).
-            fail_on: fail_on.flatten(),
+            fail_on,
             full: args.full,
             sarif: args.sarif.clone(),
             format: args.format,
@@ -320,10 +320,7 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     if let (Some(gh), None) = (github.as_mut(), env_write_delay) {
         gh.set_write_delay(Duration::from_secs_f64(config.github.write_delay));
     }
-    let fail_on = match args.fail_on {
-        Some(_) => settings.fail_on,
-        None => config.review.fail_on.severity(),
-    };
+    let fail_on = settings.fail_on.unwrap_or_else(|| config.review.fail_on.severity());
 
     // Provider: resolved and its key registered before any request.
     let selected = select::select(&config, settings.provider_flag.as_deref(), settings.model_flag.as_deref(), env)
