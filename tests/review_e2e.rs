@@ -123,13 +123,19 @@ async fn review_posts_anchored_comments_once_and_one_summary_after_two_runs() {
     assert!(first_requests.len() <= 6, "more than 6 GitHub requests: {first_requests:?}");
     assert!(first_requests.iter().all(|(_, p)| p.starts_with(API_PREFIX)), "GHES prefix lost: {first_requests:?}");
 
+    let model_calls = openai.received_requests().await.unwrap().len();
     let second = run_review(&gh, &event, "pull_request", dir.path(), &[], &[]);
     assert_eq!(second.code, 0, "stderr: {}", second.stderr);
+    assert_eq!(
+        openai.received_requests().await.unwrap().len(),
+        model_calls,
+        "a re-run on a reviewed head spent tokens"
+    );
 
     let state = gh.state.lock().unwrap();
     assert_eq!(state.review_posts.len(), 1, "a re-run on the same head posted another review");
     assert_eq!(state.comments.len(), 1, "exactly one summary comment after two runs");
-    assert_eq!((state.comment_posts, state.comment_patches), (1, 1));
+    assert_eq!((state.comment_posts, state.comment_patches), (1, 0), "the re-run leaves the summary as it is");
     let review = &state.review_posts[0];
     assert_eq!(review["commit_id"], "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
     assert_eq!(review["event"], "COMMENT");
@@ -168,7 +174,9 @@ async fn review_posts_anchored_comments_once_and_one_summary_after_two_runs() {
     assert!(outputs["tokens-in"].parse::<u64>().unwrap() > 0);
     assert!(outputs["cost-usd"].parse::<f64>().unwrap() > 0.0, "{outputs:?}");
     assert!(first.summary.contains("agentctl review summary"));
-    assert_eq!(parse_github_output(&second.outputs)["verdict"], "skipped");
+    let skipped = parse_github_output(&second.outputs);
+    assert_eq!(skipped["verdict"], "skipped");
+    assert_eq!(skipped["review-url"], outputs["review-url"], "the re-run points at the existing review");
     // Secrets were masked before use.
     assert!(first.stderr.contains("::add-mask::ghs_fakeinstallationtoken"), "{}", first.stderr);
 }

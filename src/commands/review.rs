@@ -128,12 +128,10 @@ pub enum PostStatus {
     DryRun,
     /// Review and summary written.
     Posted,
-    /// A review for this head sha already exists; only the summary was refreshed.
-    AlreadyReviewed,
 }
 
 /// Overall result for outputs: `fail` when a finding is at or above `--fail-on`, else `pass`;
-/// `skipped` when this head sha had been reviewed already.
+/// `skipped` when this head sha had been reviewed already (nothing was run).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
@@ -337,7 +335,6 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
 
     // Existing comments and reviews: for incremental review and idempotency.
     let mut existing_summary: Option<(u64, Marker)> = None;
-    let mut already_reviewed = false;
     if let (Some(gh), Some(pr)) = (&github, &pr_meta) {
         for c in gh.issue_comments(pr.number).await.map_err(github_err)? {
             if let Some(m) = c.body.as_deref().and_then(|b| Marker::find(b, SUMMARY_MARKER)) {
@@ -345,13 +342,24 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
             }
         }
         if !dry_run {
-            already_reviewed = gh
-                .reviews(pr.number)
-                .await
-                .map_err(github_err)?
-                .iter()
-                .filter_map(|r| r.body.as_deref().and_then(|b| Marker::find(b, REVIEW_MARKER)))
-                .any(|m| m.get("sha") == Some(pr.head_sha.as_str()));
+            let reviews = gh.reviews(pr.number).await.map_err(github_err)?;
+            let done = reviews.iter().find(|r| {
+                r.body
+                    .as_deref()
+                    .and_then(|b| Marker::find(b, REVIEW_MARKER))
+                    .is_some_and(|m| m.get("sha") == Some(pr.head_sha.as_str()))
+            });
+            // A re-run on a reviewed head (a re-run workflow, a second trigger) stops here:
+            // no model call, no new review, the summary left as it is.
+            if let Some(done) = done {
+                log::info(&format!(
+                    "head {} was reviewed already ({}): nothing new to post",
+                    short(&pr.head_sha),
+                    done.html_url
+                ));
+                write_skipped_outputs(env, &done.html_url, &redactor)?;
+                return Ok(Exit::Ok);
+            }
         }
     }
 
@@ -594,20 +602,8 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
         },
         summary_comment: String::new(),
         review_url: None,
-        status: if dry_run {
-            PostStatus::DryRun
-        } else if already_reviewed {
-            PostStatus::AlreadyReviewed
-        } else {
-            PostStatus::Posted
-        },
-        verdict: if already_reviewed && !dry_run {
-            Verdict::Skipped
-        } else if fail_verdict {
-            Verdict::Fail
-        } else {
-            Verdict::Pass
-        },
+        status: if dry_run { PostStatus::DryRun } else { PostStatus::Posted },
+        verdict: if fail_verdict { Verdict::Fail } else { Verdict::Pass },
         fail_on,
         resilience: crate::resilience::counts(),
     };
@@ -615,12 +611,8 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
 
     // 8. Post.
     if let (false, Some(gh), Some(pr)) = (dry_run, &github, &pr_meta) {
-        if already_reviewed {
-            log::info(&format!("head {} was reviewed already: no new review posted", short(&pr.head_sha)));
-        } else {
-            let posted = post_review(gh, pr.number, &mut report, &redactor).await?;
-            report.review_url = Some(posted);
-        }
+        let posted = post_review(gh, pr.number, &mut report, &redactor).await?;
+        report.review_url = Some(posted);
         upsert_summary(gh, pr.number, existing_summary.as_ref().map(|(id, _)| *id), &report.summary_comment).await?;
     }
 
@@ -1130,6 +1122,20 @@ fn error_class(e: &ProviderError) -> &'static str {
         ProviderError::Config { .. } => "config",
         ProviderError::Blocked { .. } => "blocked",
     }
+}
+
+/// Step outputs of a run that stopped because the head was reviewed already: `verdict` is
+/// `skipped`, `review-url` the existing review; the counts are empty (nothing was reviewed now).
+fn write_skipped_outputs(env: &Env, review_url: &str, redactor: &Redactor) -> Result<(), ExitError> {
+    let Some(path) = env.get(ev::GITHUB_OUTPUT) else { return Ok(()) };
+    let mut outputs: Vec<(String, String)> = ["findings", "tokens-in", "tokens-out", "cost-usd", "sarif-file"]
+        .into_iter()
+        .chain(Severity::ALL.iter().map(|s| s.as_str()))
+        .map(|k| (k.to_string(), String::new()))
+        .collect();
+    outputs.push(("verdict".into(), Verdict::Skipped.as_str().into()));
+    outputs.push(("review-url".into(), redactor.redact(review_url)));
+    actions::write_outputs(std::path::Path::new(path), &outputs).map_err(|e| ExitError::new(Exit::Failure, e))
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a

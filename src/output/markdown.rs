@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::commands::review::{PostStatus, ReviewReport};
+use crate::commands::review::ReviewReport;
 use crate::findings::{Finding, Origin, Severity};
 
 /// Longest list of not-reviewed files shown in a comment (GitHub caps comment bodies at 65,536
@@ -157,9 +157,6 @@ pub fn review_body(report: &ReviewReport, marker: &str) -> String {
 /// range, files not reviewed and why, tokens and cost.
 pub fn summary_comment(report: &ReviewReport, marker: &str) -> String {
     let mut s = String::from("## agentctl review summary\n\n");
-    if report.status == PostStatus::AlreadyReviewed {
-        s.push_str("This head commit was reviewed already; no new review was posted.\n\n");
-    }
     s.push_str("| severity | findings |\n|---|---:|\n");
     for (sev, n) in report.counts() {
         let _ = writeln!(s, "| {sev} | {n} |");
