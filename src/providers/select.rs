@@ -127,6 +127,25 @@ fn api_key(entry: &ProviderConfig, default_env: &str, env: &Env) -> (Option<Secr
     (env.get(&var).map(|k| SecretString::from(k.to_string())), var)
 }
 
+/// Base URL and key of an HTTP provider. The key is required when the entry talks to the
+/// provider's own hosted API (`default_base`); a self-hosted compatible server may need none.
+fn endpoint_and_key(
+    name: &str,
+    entry: &ProviderConfig,
+    default_base: &str,
+    default_env: &str,
+    env: &Env,
+    secrets: &mut Vec<SecretString>,
+) -> Result<(String, Option<SecretString>, String), ProviderError> {
+    let base_url = entry.base_url.as_deref().unwrap_or(default_base).trim_end_matches('/').to_string();
+    let (key, var) = api_key(entry, default_env, env);
+    if key.is_none() && base_url == default_base {
+        return Err(missing_key(name, var));
+    }
+    secrets.extend(key.clone());
+    Ok((base_url, key, var))
+}
+
 fn missing_key(name: &str, var: String) -> ProviderError {
     ProviderError::Auth { provider: name.to_string(), status: 0, env: var, message: "the variable is not set".into() }
 }
@@ -148,18 +167,12 @@ fn build_one(
 ) -> Result<Arc<dyn Provider>, ProviderError> {
     let retry = RetryPolicy { max_retries: entry.max_retries.unwrap_or(3), ..RetryPolicy::default() };
     let timeout = Duration::from_secs_f64(entry.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS));
-    let base =
-        |default: &str| entry.base_url.clone().unwrap_or_else(|| default.to_string()).trim_end_matches('/').to_string();
     let name_s = name.to_string();
     let adapter: Arc<dyn Provider> = match entry.kind {
         ProviderKind::Openai => {
-            let base_url = base(OPENAI_BASE_URL);
-            let (key, var) = api_key(entry, ev::OPENAI_API_KEY, env);
-            // Hosted OpenAI needs a key; a local OpenAI-compatible server (Ollama, vLLM) usually not.
-            if key.is_none() && base_url == OPENAI_BASE_URL {
-                return Err(missing_key(name, var));
-            }
-            secrets.extend(key.clone());
+            // A local OpenAI-compatible server (Ollama, vLLM) usually needs no key.
+            let (base_url, key, var) =
+                endpoint_and_key(name, entry, OPENAI_BASE_URL, ev::OPENAI_API_KEY, env, secrets)?;
             let model = model_of(name, entry, model_flag)?;
             Arc::new(OpenAi::new(OpenAiSettings {
                 name: name_s,
@@ -172,12 +185,14 @@ fn build_one(
             })?)
         }
         ProviderKind::Anthropic => {
-            let base_url = base(anthropic::DEFAULT_BASE_URL);
-            let (key, var) = api_key(entry, anthropic::DEFAULT_API_KEY_ENV, env);
-            if key.is_none() && base_url == anthropic::DEFAULT_BASE_URL {
-                return Err(missing_key(name, var));
-            }
-            secrets.extend(key.clone());
+            let (base_url, key, var) = endpoint_and_key(
+                name,
+                entry,
+                anthropic::DEFAULT_BASE_URL,
+                anthropic::DEFAULT_API_KEY_ENV,
+                env,
+                secrets,
+            )?;
             Arc::new(Anthropic::new(AnthropicSettings {
                 name: name_s,
                 model: model_of(name, entry, model_flag)?,
@@ -204,7 +219,7 @@ fn build_one(
                     .map(str::to_string)
                     .or_else(|| entry.model.clone())
                     .unwrap_or_else(|| deployment.clone()),
-                endpoint: base(""),
+                endpoint: entry.base_url.as_deref().unwrap_or_default().trim_end_matches('/').to_string(),
                 deployment,
                 api_version: entry.api_version.clone().unwrap_or_else(|| azure::DEFAULT_API_VERSION.to_string()),
                 api_key: Some(key),
@@ -214,12 +229,8 @@ fn build_one(
             })?)
         }
         ProviderKind::Gemini => {
-            let base_url = base(gemini::DEFAULT_BASE_URL);
-            let (key, var) = api_key(entry, gemini::DEFAULT_API_KEY_ENV, env);
-            if key.is_none() && base_url == gemini::DEFAULT_BASE_URL {
-                return Err(missing_key(name, var));
-            }
-            secrets.extend(key.clone());
+            let (base_url, key, var) =
+                endpoint_and_key(name, entry, gemini::DEFAULT_BASE_URL, gemini::DEFAULT_API_KEY_ENV, env, secrets)?;
             Arc::new(Gemini::new(GeminiSettings {
                 name: name_s,
                 model: model_of(name, entry, model_flag)?,
