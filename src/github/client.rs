@@ -158,14 +158,11 @@ impl Default for ClientPolicy {
 }
 
 impl ClientPolicy {
-    /// Full-jitter delay before retry number `attempt` (0-based).
+    /// Full-jitter delay before retry number `attempt` (0-based), by the same rule as every
+    /// other retry ([`crate::resilience::RetryPolicy::backoff`]).
     fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self.backoff_base.saturating_mul(2u32.saturating_pow(attempt.min(16))).min(self.backoff_cap);
-        let ceiling_ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        if ceiling_ms == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_millis(rand::random_range(0..=ceiling_ms))
+        crate::resilience::RetryPolicy { max_retries: self.get_retries, base: self.backoff_base, cap: self.backoff_cap }
+            .backoff(attempt)
     }
 }
 
@@ -736,8 +733,8 @@ fn rate_limit(reply: &Reply) -> Option<RateLimit> {
         return None;
     }
     let header = |name: &str| reply.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    if let Some(value) = header("retry-after") {
-        return Some(RateLimit::Secondary { retry_after: Some(parse_retry_after(value)) });
+    if header("retry-after").is_some() {
+        return Some(RateLimit::Secondary { retry_after: Some(parse_retry_after(&reply.headers)) });
     }
     if header("x-ratelimit-remaining") == Some("0") {
         let reset_epoch = header("x-ratelimit-reset").and_then(|v| v.parse::<u64>().ok());
@@ -752,16 +749,11 @@ fn rate_limit(reply: &Reply) -> Option<RateLimit> {
     None
 }
 
-/// `retry-after` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3); unparsable → 60 s, the
-/// wait GitHub recommends when it gives none.
-fn parse_retry_after(value: &str) -> Duration {
-    if let Ok(secs) = value.parse::<u64>() {
-        return Duration::from_secs(secs);
-    }
-    match httpdate::parse_http_date(value) {
-        Ok(at) => at.duration_since(SystemTime::now()).unwrap_or_default(),
-        Err(_) => Duration::from_secs(60),
-    }
+/// The wait a `retry-after` header asks for, read by [`crate::resilience::server_retry_after`]
+/// (delay-seconds or an HTTP-date, RFC 9110 §10.2.3); unparsable → 60 s, the wait GitHub
+/// recommends when it gives none.
+fn parse_retry_after(headers: &http::HeaderMap) -> Duration {
+    crate::resilience::server_retry_after(headers).unwrap_or(Duration::from_secs(60))
 }
 
 /// The `rel="next"` target of a `Link` header (RFC 8288), e.g.

@@ -704,11 +704,16 @@ fn backoff_is_full_jitter_within_the_cap() {
 
 #[test]
 fn parse_retry_after_reads_seconds_and_http_dates() {
-    assert_eq!(parse_retry_after("7"), Duration::from_secs(7));
+    let header = |value: &str| {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::RETRY_AFTER, value.parse().unwrap());
+        h
+    };
+    assert_eq!(parse_retry_after(&header("7")), Duration::from_secs(7));
     let soon = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
-    let wait = parse_retry_after(&soon);
+    let wait = parse_retry_after(&header(&soon));
     assert!(wait <= Duration::from_secs(30) && wait >= Duration::from_secs(28), "{wait:?}");
-    assert_eq!(parse_retry_after("soon"), Duration::from_secs(60));
+    assert_eq!(parse_retry_after(&header("soon")), Duration::from_secs(60));
 }
 
 #[tokio::test]
