@@ -34,6 +34,7 @@ use crate::exit::{Exit, ExitError};
 use crate::findings::{Finding, Origin, ReviewOutput, Severity, Side};
 use crate::github::markers::Marker;
 use crate::github::{GitHub, GitHubError, ReviewComment, ReviewEvent, ReviewRequest};
+use crate::output::markdown::short;
 use crate::output::{self, log};
 use crate::pricing::PriceTable;
 use crate::providers::builtin::{self, RuleOptions};
@@ -336,14 +337,15 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     // Existing comments and reviews: for incremental review and idempotency.
     let mut existing_summary: Option<(u64, Marker)> = None;
     if let (Some(gh), Some(pr)) = (&github, &pr_meta) {
-        for c in gh.issue_comments(pr.number).await.map_err(github_err)? {
+        // Markers count only on bodies a bot wrote (`Author`): anyone can type a marker.
+        for c in gh.issue_comments(pr.number).await.map_err(github_err)?.into_iter().filter(|c| c.by_bot()) {
             if let Some(m) = c.body.as_deref().and_then(|b| Marker::find(b, SUMMARY_MARKER)) {
                 existing_summary = Some((c.id, m));
             }
         }
         if !dry_run {
             let reviews = gh.reviews(pr.number).await.map_err(github_err)?;
-            let done = reviews.iter().find(|r| {
+            let done = reviews.iter().filter(|r| r.by_bot()).find(|r| {
                 r.body
                     .as_deref()
                     .and_then(|b| Marker::find(b, REVIEW_MARKER))
@@ -854,10 +856,6 @@ fn dedupe_not_reviewed(v: &mut Vec<NotReviewed>) {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
-}
-
-fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(7)]
 }
 
 fn system_prompt(extra: Option<&str>) -> String {

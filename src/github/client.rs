@@ -63,6 +63,15 @@ pub struct PullRequest {
     pub base_ref: String,
 }
 
+/// The author of a comment or review.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Author {
+    pub login: String,
+    /// `User`, `Bot` or `Organization`.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+}
+
 /// An issue (or PR conversation) comment.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct IssueComment {
@@ -71,6 +80,22 @@ pub struct IssueComment {
     pub body: Option<String>,
     #[serde(default)]
     pub html_url: String,
+    #[serde(default)]
+    pub user: Option<Author>,
+}
+
+impl IssueComment {
+    /// Whether a bot account wrote it (see [`is_bot`]).
+    pub fn by_bot(&self) -> bool {
+        is_bot(self.user.as_ref())
+    }
+}
+
+/// Whether `author` is a bot account: the workflow token's `github-actions[bot]` or a GitHub
+/// App installation, which is who agentctl posts as. Our hidden markers are honoured only on
+/// bot-written bodies, so a PR author cannot post a fake marker to suppress or narrow a review.
+pub fn is_bot(author: Option<&Author>) -> bool {
+    author.is_some_and(|a| a.kind == "Bot")
 }
 
 /// A submitted review (only the fields we read).
@@ -83,6 +108,15 @@ pub struct Review {
     pub commit_id: Option<String>,
     #[serde(default)]
     pub html_url: String,
+    #[serde(default)]
+    pub user: Option<Author>,
+}
+
+impl Review {
+    /// Whether a bot account wrote it (see [`is_bot`]).
+    pub fn by_bot(&self) -> bool {
+        is_bot(self.user.as_ref())
+    }
 }
 
 /// Review event.

@@ -228,8 +228,10 @@ pub fn summary_comment(report: &ReviewReport, marker: &str) -> String {
     with_marker(s, marker)
 }
 
-fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(7)]
+/// The first 7 characters of a sha, as GitHub abbreviates it. The value may come from a comment
+/// body, so it is cut on a character boundary, never panicking.
+pub fn short(sha: &str) -> &str {
+    sha.char_indices().nth(7).map_or(sha, |(i, _)| &sha[..i])
 }
 
 /// What `--dry-run` prints: the review exactly as it would be posted, then the summary comment.
@@ -273,6 +275,13 @@ mod tests {
         // Multibyte text is cut on a character boundary.
         let wide = with_marker("é".repeat(70_000), "");
         assert!(wide.chars().count() <= MAX_BODY_CHARS);
+    }
+
+    #[test]
+    fn short_shas_never_split_a_character() {
+        assert_eq!(short("ec26c3e57ca3a959"), "ec26c3e");
+        assert_eq!(short("abc"), "abc");
+        assert_eq!(short("ééééééééé"), "ééééééé");
     }
 
     #[test]

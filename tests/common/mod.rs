@@ -78,6 +78,11 @@ pub struct GhState {
     pub commentable: Option<BTreeMap<(String, String), BTreeSet<u32>>>,
 }
 
+/// The author GitHub reports for what the workflow token posts.
+pub fn bot() -> Value {
+    json!({"login": "github-actions[bot]", "type": "Bot"})
+}
+
 /// Prefix the fake serves under, to prove GHES path prefixes are kept.
 pub const API_PREFIX: &str = "/api/v3";
 
@@ -95,8 +100,8 @@ impl Respond for CreateComment {
         let mut s = self.0.lock().unwrap();
         s.next_id += 1;
         s.comment_posts += 1;
-        let c =
-            json!({"id": s.next_id, "body": body["body"], "html_url": format!("https://github.test/c/{}", s.next_id)});
+        let c = json!({"id": s.next_id, "body": body["body"], "html_url": format!("https://github.test/c/{}", s.next_id),
+                       "user": bot()});
         s.comments.push(c.clone());
         ResponseTemplate::new(201).set_body_json(c)
     }
@@ -156,6 +161,7 @@ impl Respond for CreateReview {
             "body": body["body"],
             "commit_id": body["commit_id"],
             "state": "COMMENTED",
+            "user": bot(),
             "html_url": format!("https://github.test/pull/review/{}", s.next_id)
         });
         s.reviews.push(r.clone());
