@@ -55,8 +55,8 @@ fn run_review(
     extra_args: &[&str],
     extra_env: &[(&str, &str)],
 ) -> Run {
-    let out_file = dir.join(format!("output-{}", rand_suffix()));
-    let summary_file = dir.join(format!("summary-{}", rand_suffix()));
+    let out_file = dir.join(format!("output-{}", unique_name()));
+    let summary_file = dir.join(format!("summary-{}", unique_name()));
     let mut cmd = agentctl();
     cmd.arg("review")
         .args(extra_args)
@@ -80,12 +80,6 @@ fn run_review(
         outputs: std::fs::read_to_string(&out_file).unwrap_or_default(),
         summary: std::fs::read_to_string(&summary_file).unwrap_or_default(),
     }
-}
-
-fn rand_suffix() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
 
 /// Checks every posted inline comment against the independent oracle: `line` commentable on

@@ -43,13 +43,16 @@ pub fn agentctl() -> assert_cmd::Command {
     cmd
 }
 
-/// A fresh state database path under the system temp folder.
-pub fn unique_state_path() -> PathBuf {
+/// A name no other call in this test process returns (`PID-N`), for temp files.
+pub fn unique_name() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    std::env::temp_dir()
-        .join(format!("agentctl-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)))
-        .join("state.db")
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// A fresh state database path under the system temp folder.
+pub fn unique_state_path() -> PathBuf {
+    std::env::temp_dir().join(format!("agentctl-test-{}", unique_name())).join("state.db")
 }
 
 /// A GitHub fake holding issue comments and reviews in memory, serving one PR's diff and the
