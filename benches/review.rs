@@ -9,7 +9,7 @@
 //! Run with `cargo bench --bench review` (or `scripts/bench`).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common.rs"]
 mod common;
 
 use std::path::Path;

@@ -16,6 +16,7 @@ pub mod env_vars;
 pub mod exit;
 pub mod findings;
 pub mod github;
+pub mod log;
 pub mod output;
 pub mod pricing;
 pub mod providers;

@@ -10,7 +10,7 @@ use agentctl::cli::Cli;
 use agentctl::context::Env;
 use agentctl::env_vars as ev;
 use agentctl::exit::Exit;
-use agentctl::output::log;
+use agentctl::log;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 
-use crate::output::log;
+use crate::log;
 
 /// Retries decided by [`retry_observed`] in this process.
 static RETRIES: AtomicU64 = AtomicU64::new(0);

@@ -262,7 +262,7 @@ impl Store {
         if !mode.eq_ignore_ascii_case("wal") {
             // Some file systems (network mounts) cannot do WAL; SQLite then keeps the rollback
             // journal, which is slower but still correct with the busy timeout.
-            crate::output::log::debug(&format!("state store {}: journal mode is {mode}, not WAL", path.display()));
+            crate::log::debug(&format!("state store {}: journal mode is {mode}, not WAL", path.display()));
         }
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
         Self::setup(path.to_path_buf(), conn)

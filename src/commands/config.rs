@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use crate::cli::{ConfigAction, ConfigArgs};
 use crate::config::{Config, DEFAULT_PATH, SCHEMA, STARTER};
 use crate::exit::{Exit, ExitError};
-use crate::output::{self, log};
+use crate::log;
+use crate::output;
 
 /// Runs a config action. `validate` exits 2 with every violation listed; `init` refuses to
 /// overwrite an existing file (exit 2).

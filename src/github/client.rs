@@ -881,8 +881,8 @@ fn encode_path(path: &str) -> String {
 }
 
 // octocrab's top-level text alone is often just "Service error": errors are shown with their
-// sources through `crate::output::error_chain`.
-use crate::output::error_chain;
+// sources through `crate::log::error_chain`.
+use crate::log::error_chain;
 
 #[cfg(test)]
 #[path = "tests.rs"]

@@ -14,7 +14,7 @@ use secrecy::SecretString;
 use crate::config::{CommandOutput, Config, ProviderConfig, ProviderKind};
 use crate::context::Env;
 use crate::env_vars as ev;
-use crate::output::log;
+use crate::log;
 use crate::providers::anthropic::{self, Anthropic, AnthropicSettings};
 use crate::providers::azure::{self, AzureOpenAi, AzureOpenAiSettings};
 use crate::providers::command::{CommandProvider, CommandSettings, OutputFormat};

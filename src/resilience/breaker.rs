@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::output::log;
+use crate::log;
 use crate::providers::ProviderError;
 use crate::store::{self, Store, StoreError};
 
@@ -464,7 +464,7 @@ fn outcome_step(
     }
 }
 
-use crate::output::error_chain;
+use crate::log::error_chain;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)

@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::breaker::{Breaker, CallOutcome};
-use crate::output::log;
+use crate::log;
 use crate::providers::{Completion, CompletionRequest, Provider, ProviderError};
 
 /// Which link of the chain answered a call.

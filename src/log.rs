@@ -124,3 +124,17 @@ pub fn untrusted(label: &str, text: &str) {
         emit(&text);
     }
 }
+
+/// `error` and its sources on one line, joined with `: ` — for warnings and messages that have
+/// no room for a multi-line chain (and for libraries whose top-level text says little, such as
+/// octocrab's "Service error").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,14 +1,10 @@
 //! End to end: the real binary against loopback fakes of GitHub and an OpenAI-compatible
 //! server, with real payloads and real corpus diffs.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const OWNER: &str = "Codertocat";

@@ -1,7 +1,7 @@
+#![allow(dead_code)]
 //! Shared helpers for the integration tests: corpora, a scrubbed `agentctl` command, a stateful
 //! GitHub fake and an OpenAI-compatible fake on loopback (wiremock), and an independent oracle
 //! for which diff lines GitHub accepts comments on.
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -9,10 +9,6 @@
 //! bounds are loose above (a loaded 2-core machine must not flake) and tight below where the
 //! row is about waiting.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -20,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::common::*;
 use agentctl::providers::anthropic::{Anthropic, AnthropicSettings};
 use agentctl::providers::azure::{AzureOpenAi, AzureOpenAiSettings};
 use agentctl::providers::gemini::{Gemini, GeminiSettings};
@@ -28,7 +25,6 @@ use agentctl::providers::structured::complete_json;
 use agentctl::providers::{CompletionRequest, Provider, ProviderError};
 use agentctl::resilience::{Breaker, BreakerSettings, BreakerState, CallOutcome, Resilient, RetryPolicy};
 use agentctl::store::Store;
-use common::*;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use wiremock::matchers::{any, method, path};
@@ -122,7 +118,7 @@ fn request() -> CompletionRequest {
 
 /// A request for JSON valid against the review output schema.
 fn review_request() -> CompletionRequest {
-    let schema: Value = serde_json::from_str(include_str!("../schemas/review-output.schema.json")).unwrap();
+    let schema: Value = serde_json::from_str(include_str!("../../schemas/review-output.schema.json")).unwrap();
     CompletionRequest { json_schema: Some(("review_output".into(), schema)), ..request() }
 }
 

@@ -1,12 +1,9 @@
 //! The command line as a user meets it: subcommands, config commands, the README's quick start,
 //! diff sources, triggers and exit codes.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 fn stderr(out: &std::process::Output) -> String {

@@ -1,10 +1,7 @@
 //! `review` works unchanged with each provider kind selected in config: one end-to-end run of
 //! the real binary per kind, against a loopback fake speaking that provider's wire format.
-#![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use wiremock::matchers::{header, header_exists, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -1,0 +1,12 @@
+//! All integration tests in one binary: one link instead of one per file (the machine has two
+//! cores), one shared harness in [`common`] (corpora lookup, scrubbed `agentctl` command, strict
+//! GitHub and provider fakes).
+#![allow(clippy::unwrap_used, dead_code)]
+
+mod common;
+
+mod cli;
+mod fault_matrix;
+mod providers_e2e;
+mod redaction;
+mod review_e2e;
