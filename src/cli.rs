@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::env_vars;
+use crate::findings::Threshold;
 
 /// agentctl: AI agents in GitHub Actions, safely, reliably and cheaply.
 ///
@@ -58,15 +59,16 @@ pub enum Format {
     Sarif,
 }
 
-/// Severity threshold for `--fail-on`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FailOn {
-    None,
-    Critical,
-    High,
-    Medium,
-    Low,
-    Info,
+/// `--fail-on` takes the domain's [`Threshold`] (`none`, `critical` … `info`) directly: one
+/// type for the flag, the config and the verdict.
+impl ValueEnum for Threshold {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Threshold::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -109,7 +111,7 @@ pub struct ReviewArgs {
 
     /// Exit 10+ when a finding at or above this severity exists.
     #[arg(long, value_enum, env = env_vars::AGENTCTL_FAIL_ON)]
-    pub fail_on: Option<FailOn>,
+    pub fail_on: Option<Threshold>,
 
     /// Review the whole PR even on `synchronize` (no incremental review).
     #[arg(long)]
@@ -118,6 +120,11 @@ pub struct ReviewArgs {
     /// Write SARIF 2.1.0 to PATH.
     #[arg(long, value_name = "PATH")]
     pub sarif: Option<PathBuf>,
+
+    /// Fail (exit 1) when usage cannot be recorded in the state store, before any model call
+    /// when the store cannot be opened.
+    #[arg(long, env = env_vars::AGENTCTL_REQUIRE_STATE, value_parser = clap::builder::FalseyValueParser::new())]
+    pub require_state: bool,
 
     /// Output format of the dry run / stdout (`text` is the markdown rendering for `review`).
     #[arg(long, value_enum, default_value = "markdown")]

@@ -11,14 +11,17 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::findings::Severity;
-use crate::pricing::ModelPrice;
+use crate::findings::Threshold;
+use crate::usage::pricing::ModelPrice;
 
 /// The JSON Schema every config is validated against.
 pub const SCHEMA: &str = include_str!("../schemas/config.schema.json");
 
 /// Default config path, relative to the repository root.
 pub const DEFAULT_PATH: &str = ".github/agentctl.yml";
+
+/// Largest config file read, in bytes; a larger one is refused before it is parsed.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// A starter config written by `agentctl config init`.
 pub const STARTER: &str = r#"# agentctl config. Reference: the README's "Config reference"; schema: `agentctl config schema`.
@@ -126,33 +129,6 @@ impl Default for BreakerConfig {
     }
 }
 
-/// A severity threshold: `none` or a severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Threshold {
-    #[default]
-    None,
-    Critical,
-    High,
-    Medium,
-    Low,
-    Info,
-}
-
-impl Threshold {
-    /// The severity, or `None` for `none`.
-    pub fn severity(self) -> Option<Severity> {
-        match self {
-            Threshold::None => None,
-            Threshold::Critical => Some(Severity::Critical),
-            Threshold::High => Some(Severity::High),
-            Threshold::Medium => Some(Severity::Medium),
-            Threshold::Low => Some(Severity::Low),
-            Threshold::Info => Some(Severity::Info),
-        }
-    }
-}
-
 /// `review:` settings; defaults match the schema's `default`s.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -162,6 +138,8 @@ pub struct ReviewConfig {
     pub max_inline_comments: usize,
     pub fail_on: Threshold,
     pub request_changes_on: Threshold,
+    /// Who may trigger a review with an `/agentctl review` comment (`author_association`).
+    pub allowed_associations: Vec<String>,
     /// Tokens.
     pub max_chunk_tokens: usize,
     /// Tokens.
@@ -182,6 +160,7 @@ impl Default for ReviewConfig {
             max_inline_comments: 30,
             fail_on: Threshold::None,
             request_changes_on: Threshold::None,
+            allowed_associations: crate::context::target::DEFAULT_ALLOWED_ASSOCIATIONS.map(String::from).to_vec(),
             max_chunk_tokens: 12_000,
             max_total_tokens: 400_000,
             max_concurrency: 4,
@@ -246,6 +225,17 @@ pub enum ConfigError {
     Invalid { source_name: String, violations: Vec<Violation> },
     #[error("config {source_name}: `{name}` names no other entry of `providers` (known: {known})")]
     UnknownProvider { source_name: String, name: String, known: String },
+    /// The config could not be fetched from the PR's base branch through the API.
+    #[error("cannot read {DEFAULT_PATH} at the pull request's base {base}")]
+    Fetch {
+        base: String,
+        #[source]
+        source: crate::github::GitHubError,
+    },
+    /// On a pull-request event in Actions with no token, the base commit is not in the checkout,
+    /// so the config cannot be read from it; the PR's own copy is never used instead.
+    #[error("cannot read {DEFAULT_PATH} from the pull request's base commit {base}: {message}\nhelp: on pull-request events the config comes from the base branch, never from the PR; set GITHUB_TOKEN (it is read through the API), or check out with `fetch-depth: 0` so the base commit is present, or pass --config explicitly")]
+    BaseUnavailable { base: String, message: String },
 }
 
 fn render_violations(v: &[Violation]) -> String {
@@ -311,6 +301,108 @@ impl Config {
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Config::from_text(&text, &path.display().to_string())
     }
+}
+
+/// Where a pull-request run reads its config from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigOrigin {
+    /// `--config` / `AGENTCTL_CONFIG`: the workflow's own choice.
+    Explicit,
+    /// The PR's base commit, through the API.
+    BaseViaApi,
+    /// The PR's base commit, through `git show` in the checkout.
+    BaseViaGit,
+    /// The working directory: local runs only.
+    WorkingDirectory,
+    /// No file: the defaults.
+    Defaults,
+}
+
+/// Loads the config for a run on pull request `pr` (SPEC §2, "Config"). A PR must not rewrite
+/// its own review rules, so on pull-request events the file comes from the PR's **base**
+/// commit — never from the PR's checkout:
+///
+/// 1. `explicit` (`--config`, `AGENTCTL_CONFIG`) when given;
+/// 2. with a PR and a GitHub client: `.github/agentctl.yml` at the base sha, through the API;
+/// 3. in Actions on a pull-request event without a token: `git show <base sha>:.github/agentctl.yml`
+///    in the checkout; when the base commit is not there, [`ConfigError::BaseUnavailable`]
+///    (exit 2), never the working directory's copy;
+/// 4. otherwise (a local run) the working directory's `.github/agentctl.yml`;
+///
+/// and the defaults when the chosen place has no file.
+///
+/// Errors: every [`Config::from_text`] error; [`ConfigError::Fetch`] when the API call fails.
+pub async fn load_for_pr(
+    explicit: Option<&Path>,
+    pr: Option<&crate::context::target::PrMeta>,
+    gh: Option<&crate::github::GitHub>,
+    pr_event_in_actions: bool,
+) -> Result<(Config, ConfigOrigin), ConfigError> {
+    if let Some(path) = explicit {
+        return Ok((Config::from_path(path)?, ConfigOrigin::Explicit));
+    }
+    if let Some(pr) = pr {
+        let short = pr.base_sha.get(..12).unwrap_or(&pr.base_sha);
+        let name = format!("{DEFAULT_PATH} at base {short} ({})", pr.base_ref);
+        if let Some(gh) = gh {
+            let bytes = gh
+                .file_at(DEFAULT_PATH, &pr.base_sha)
+                .await
+                .map_err(|source| ConfigError::Fetch { base: pr.base_sha.clone(), source })?;
+            return match bytes {
+                Some(b) => Ok((Config::from_text(&String::from_utf8_lossy(&b), &name)?, ConfigOrigin::BaseViaApi)),
+                None => Ok((Config::default(), ConfigOrigin::Defaults)),
+            };
+        }
+        if pr_event_in_actions {
+            return match git_show_at(&pr.base_sha, DEFAULT_PATH)? {
+                Some(text) => Ok((Config::from_text(&text, &name)?, ConfigOrigin::BaseViaGit)),
+                None => Ok((Config::default(), ConfigOrigin::Defaults)),
+            };
+        }
+    } else if pr_event_in_actions {
+        return Err(ConfigError::BaseUnavailable {
+            base: "(unknown)".into(),
+            message: "the pull request's base commit is not known".into(),
+        });
+    }
+    let local = PathBuf::from(DEFAULT_PATH);
+    if std::fs::symlink_metadata(&local).is_ok() {
+        return Ok((Config::from_path(&local)?, ConfigOrigin::WorkingDirectory));
+    }
+    Ok((Config::default(), ConfigOrigin::Defaults))
+}
+
+/// `path` at commit `sha` of the checkout in the working directory: `Ok(None)` when the commit
+/// is there without the file; [`ConfigError::BaseUnavailable`] when the commit is not (a shallow
+/// checkout) or git cannot run.
+fn git_show_at(sha: &str, path: &str) -> Result<Option<String>, ConfigError> {
+    let unavailable = |message: String| ConfigError::BaseUnavailable { base: sha.to_owned(), message };
+    // The sha comes from the event payload: only a full hex object name reaches git.
+    if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(unavailable("the base sha is not a 40-character hex object name".into()));
+    }
+    let git = |args: &[&str]| std::process::Command::new("git").args(args).output();
+    let commit = git(&["cat-file", "-e", &format!("{sha}^{{commit}}")])
+        .map_err(|e| unavailable(format!("cannot run git: {e}")))?;
+    if !commit.status.success() {
+        return Err(unavailable("the commit is not in this checkout".into()));
+    }
+    let blob = format!("{sha}:{path}");
+    let exists = git(&["cat-file", "-e", &blob]).map_err(|e| unavailable(format!("cannot run git: {e}")))?;
+    if !exists.status.success() {
+        return Ok(None);
+    }
+    let size = git(&["cat-file", "-s", &blob]).map_err(|e| unavailable(format!("cannot run git: {e}")))?;
+    let size: u64 = String::from_utf8_lossy(&size.stdout).trim().parse().unwrap_or(u64::MAX);
+    if size > MAX_CONFIG_BYTES {
+        return Err(unavailable(format!("the file is {size} bytes, over the {MAX_CONFIG_BYTES}-byte limit")));
+    }
+    let out = git(&["cat-file", "blob", &blob]).map_err(|e| unavailable(format!("cannot run git: {e}")))?;
+    if !out.status.success() {
+        return Err(unavailable(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+    }
+    Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
 }
 
 /// Every violation of the schema in `value`, in document order.

@@ -53,6 +53,8 @@ pub const HOME: &str = "HOME";
 pub const AGENTCTL_CORPORA: &str = "AGENTCTL_CORPORA";
 /// Path of the SQLite state store.
 pub const AGENTCTL_STATE: &str = "AGENTCTL_STATE";
+/// `true`: fail when usage cannot be recorded in the state store (same as `--require-state`).
+pub const AGENTCTL_REQUIRE_STATE: &str = "AGENTCTL_REQUIRE_STATE";
 /// Path of the config file (same as `--config`).
 pub const AGENTCTL_CONFIG: &str = "AGENTCTL_CONFIG";
 /// Provider entry to use (same as `--provider`).

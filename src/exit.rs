@@ -61,3 +61,54 @@ impl From<anyhow::Error> for ExitError {
         Self { exit: Exit::Failure, source }
     }
 }
+
+/// Config errors end the process with [`Exit::Usage`] (2) — nothing was sent anywhere — except
+/// a failed fetch of the config through the API, which is a GitHub error.
+impl From<crate::config::ConfigError> for ExitError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        match e {
+            crate::config::ConfigError::Fetch { source, .. } => source.into(),
+            other => ExitError::new(Exit::Usage, other),
+        }
+    }
+}
+
+/// An event payload that cannot be read: [`Exit::Usage`] (2).
+impl From<crate::context::ContextError> for ExitError {
+    fn from(e: crate::context::ContextError) -> Self {
+        ExitError::new(Exit::Usage, e)
+    }
+}
+
+/// GitHub refusing the token or a permission: [`Exit::Auth`] (4); anything else: [`Exit::Failure`].
+impl From<crate::github::GitHubError> for ExitError {
+    fn from(e: crate::github::GitHubError) -> Self {
+        let exit = if e.is_auth() { Exit::Auth } else { Exit::Failure };
+        ExitError::new(exit, e)
+    }
+}
+
+/// A provider refusing the key: [`Exit::Auth`] (4); a provider config error: [`Exit::Usage`] (2);
+/// anything else: [`Exit::Failure`].
+impl From<crate::providers::ProviderError> for ExitError {
+    fn from(e: crate::providers::ProviderError) -> Self {
+        let exit = match &e {
+            e if e.is_auth() => Exit::Auth,
+            crate::providers::ProviderError::Config { .. } => Exit::Usage,
+            _ => Exit::Failure,
+        };
+        ExitError::new(exit, e)
+    }
+}
+
+/// An unusable state store: [`Exit::Failure`] (1).
+impl From<crate::store::StoreError> for ExitError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ExitError::new(Exit::Failure, e)
+    }
+}
+
+/// A usage error built from a message (bad flag value, no diff source): [`Exit::Usage`] (2).
+pub fn usage(message: impl Into<anyhow::Error>) -> ExitError {
+    ExitError::new(Exit::Usage, message)
+}

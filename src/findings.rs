@@ -60,6 +60,43 @@ impl std::str::FromStr for Severity {
     }
 }
 
+/// A severity threshold — `none` or a severity — for `--fail-on`, `review.fail_on` and
+/// `review.request_changes_on`: the one type the flag, the config and the verdict share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Threshold {
+    #[default]
+    None,
+    Critical,
+    High,
+    Medium,
+    Low,
+    Info,
+}
+
+impl Threshold {
+    /// Every threshold, `none` first then most severe first.
+    pub const ALL: [Threshold; 6] =
+        [Threshold::None, Threshold::Critical, Threshold::High, Threshold::Medium, Threshold::Low, Threshold::Info];
+
+    /// Lowercase name as used in flags, config and outputs.
+    pub fn as_str(self) -> &'static str {
+        self.severity().map_or("none", Severity::as_str)
+    }
+
+    /// The severity, or `None` for `none`.
+    pub fn severity(self) -> Option<Severity> {
+        match self {
+            Threshold::None => None,
+            Threshold::Critical => Some(Severity::Critical),
+            Threshold::High => Some(Severity::High),
+            Threshold::Medium => Some(Severity::Medium),
+            Threshold::Low => Some(Severity::Low),
+            Threshold::Info => Some(Severity::Info),
+        }
+    }
+}
+
 /// Which version of the file a line number refers to, as GitHub's review comments API names it:
 /// `LEFT` is the old (base) version, `RIGHT` the new (head) version.
 /// Source: <https://docs.github.com/en/rest/pulls/comments#create-a-review-comment-for-a-pull-request>.

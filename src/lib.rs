@@ -16,13 +16,15 @@ pub mod env_vars;
 pub mod exit;
 pub mod findings;
 pub mod github;
+pub mod ledger;
 pub mod log;
 pub mod output;
-pub mod pricing;
 pub mod providers;
 pub mod redact;
+pub mod report;
 pub mod resilience;
 pub mod store;
+pub mod usage;
 
 #[cfg(test)]
 pub(crate) mod test_support;

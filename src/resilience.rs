@@ -10,16 +10,13 @@
 //! Actions) through a [`RetryObserver`] and counted in [`counts`].
 //!
 //! The [circuit breaker](Breaker) (per provider and model, state shared between processes
-//! through the [state store](crate::store)) and the [fallback chain](Resilient) live in the
-//! submodules `breaker` and `fallback`; their items are re-exported here.
+//! through the [state store](crate::store)) lives in the submodule `breaker`; its items are
+//! re-exported here. Nothing here knows a provider: the fallback chain that puts providers
+//! behind breakers is [`crate::providers::chain`], which builds on this module.
 
 mod breaker;
-mod fallback;
 
-pub use breaker::{
-    is_health_failure, Breaker, BreakerError, BreakerRecord, BreakerSettings, BreakerState, CallOutcome, Permit,
-};
-pub use fallback::{AnsweredBy, Resilient};
+pub use breaker::{Breaker, BreakerError, BreakerRecord, BreakerSettings, BreakerState, CallOutcome, Permit};
 
 use std::fmt;
 use std::future::Future;
@@ -59,7 +56,7 @@ pub fn counts() -> ResilienceCounts {
 }
 
 /// A wait for humans: `250 ms` below a second, else `1.5 s`.
-fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     if d < Duration::from_secs(1) {
         format!("{} ms", d.as_millis())
     } else {
@@ -71,7 +68,7 @@ fn count_breaker_change() {
     BREAKER_CHANGES.fetch_add(1, Ordering::Relaxed);
 }
 
-fn count_fallback() {
+pub(crate) fn count_fallback() {
     FALLBACKS.fetch_add(1, Ordering::Relaxed);
 }
 

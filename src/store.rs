@@ -23,8 +23,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::context::Env;
 use crate::env_vars;
-use crate::providers::Usage;
-use crate::resilience::{BreakerRecord, BreakerState};
+use crate::usage::{Usage, UsageRecord};
 
 use crate::env_vars::{HOME, RUNNER_TOOL_CACHE, XDG_DATA_HOME};
 
@@ -118,6 +117,10 @@ pub enum StoreError {
     /// A row holds a value this build cannot read (e.g. an unknown breaker state).
     #[error("state store {path}: {detail}")]
     Corrupt { path: PathBuf, detail: String },
+    /// No path for the database: none of `AGENTCTL_STATE`, config `state`, `RUNNER_TOOL_CACHE`,
+    /// `XDG_DATA_HOME` or `HOME` is set.
+    #[error("no path for the state store\nhelp: set AGENTCTL_STATE (or config `state`), XDG_DATA_HOME or HOME")]
+    NoPath,
     /// A thread panicked while holding the connection.
     #[error("state store {path}: connection unusable after a panic in another thread")]
     Poisoned { path: PathBuf },
@@ -135,40 +138,6 @@ impl StoreError {
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
         )
     }
-}
-
-/// One provider call, as the usage ledger stores it (SPEC §3.4). Token counts are tokens,
-/// `cost_usd` is US dollars (`None` when no price is known), `latency_ms` milliseconds.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UsageRecord {
-    /// When the call finished, Unix milliseconds.
-    pub ts_ms: i64,
-    /// `owner/name`, when known.
-    pub repo: Option<String>,
-    /// `GITHUB_WORKFLOW`.
-    pub workflow: Option<String>,
-    /// `GITHUB_RUN_ID`.
-    pub run_id: Option<String>,
-    /// `GITHUB_JOB`.
-    pub job: Option<String>,
-    /// Pull request or issue number.
-    pub pr: Option<u64>,
-    /// What the call was for (`review`, `fix`, `route`, `repair`, ...).
-    pub task: String,
-    /// Provider config entry name.
-    pub provider: String,
-    /// Model that answered (or was asked, for a failed call).
-    pub model: String,
-    /// Token classes of the call.
-    pub usage: Usage,
-    /// Cost in USD; `None` when the price table has no entry (not the same as free).
-    pub cost_usd: Option<f64>,
-    /// Version (effective date) of the price table used for `cost_usd`.
-    pub price_table: Option<String>,
-    /// Wall time of the call, milliseconds.
-    pub latency_ms: u64,
-    /// `ok`, or the error class (`unavailable`, `network`, `quota`, ...).
-    pub outcome: String,
 }
 
 /// One row of the event log: a retry, breaker change, fallback, or anything worth reporting.
@@ -220,6 +189,15 @@ pub fn resolve_path(env: &Env, config: Option<&Path>) -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| config.map(Path::to_path_buf))
         .or_else(|| default_path(env))
+}
+
+/// Opens the run's state store: the path by [`resolve_path`] precedence. A command opens it once
+/// and hands it to both the circuit breaker and the ledger.
+///
+/// Errors: [`StoreError::NoPath`] when no path can be resolved, else those of [`Store::open`].
+pub fn open_configured(env: &Env, config: Option<&Path>) -> Result<std::sync::Arc<Store>, StoreError> {
+    let path = resolve_path(env, config).ok_or(StoreError::NoPath)?;
+    Store::open(&path).map(std::sync::Arc::new)
 }
 
 impl Store {
@@ -416,9 +394,9 @@ impl Store {
     }
 
     /// The stored breaker row for `key` (`provider/model`), `None` when never recorded.
-    pub fn breaker_state(&self, key: &str) -> Result<Option<BreakerRecord>, StoreError> {
+    pub fn breaker_state(&self, key: &str) -> Result<Option<BreakerRow>, StoreError> {
         let conn = self.conn()?;
-        read_breaker(&conn, key).map_err(self.query_err("read breaker state"))?.map(|raw| self.decode(raw)).transpose()
+        read_breaker(&conn, key).map_err(self.query_err("read breaker state"))
     }
 
     /// Read-modify-write of the breaker row for `key` under the database write lock
@@ -429,14 +407,13 @@ impl Store {
     pub fn update_breaker<T>(
         &self,
         key: &str,
-        f: impl FnOnce(Option<&BreakerRecord>) -> (Option<BreakerRecord>, T),
+        f: impl FnOnce(Option<&BreakerRow>) -> (Option<BreakerRow>, T),
     ) -> Result<T, StoreError> {
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.query_err("lock the breaker state"))?;
         let current = read_breaker(&tx, key).map_err(self.query_err("read breaker state"))?;
-        let current = current.map(|raw| self.decode(raw)).transpose()?;
         let (new, out) = f(current.as_ref());
         if let Some(r) = new {
             tx.execute(
@@ -444,14 +421,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (key) DO UPDATE SET state = ?2, consecutive_failures = ?3, opened_at = ?4,
                     half_open_probes = ?5, updated_at = ?6",
-                params![
-                    key,
-                    r.state.as_str(),
-                    r.consecutive_failures,
-                    r.opened_at_ms,
-                    r.half_open_probes,
-                    r.updated_at_ms
-                ],
+                params![key, r.state, r.consecutive_failures, r.opened_at_ms, r.half_open_probes, r.updated_at_ms],
             )
             .map_err(self.query_err("write breaker state"))?;
         }
@@ -459,36 +429,35 @@ impl Store {
         Ok(out)
     }
 
-    fn decode(&self, raw: RawBreaker) -> Result<BreakerRecord, StoreError> {
-        let state = BreakerState::parse(&raw.state).ok_or_else(|| StoreError::Corrupt {
-            path: self.path.clone(),
-            detail: format!("unknown breaker state `{}`", raw.state),
-        })?;
-        Ok(BreakerRecord {
-            state,
-            consecutive_failures: raw.consecutive_failures,
-            opened_at_ms: raw.opened_at_ms,
-            half_open_probes: raw.half_open_probes,
-            updated_at_ms: raw.updated_at_ms,
-        })
+    /// A [`StoreError::Corrupt`] naming this database, for a row a caller cannot read.
+    pub fn corrupt(&self, detail: String) -> StoreError {
+        StoreError::Corrupt { path: self.path.clone(), detail }
     }
 }
 
-/// A breaker row before its state text is checked.
-struct RawBreaker {
-    state: String,
-    consecutive_failures: u32,
-    opened_at_ms: Option<i64>,
-    half_open_probes: u32,
-    updated_at_ms: i64,
+/// One row of the `breaker` table, as stored: the store keeps the circuit breaker's state
+/// without knowing its rules ([`crate::resilience`] reads and writes these rows). Times are Unix
+/// milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerRow {
+    /// `closed`, `open` or `half-open`.
+    pub state: String,
+    /// Health failures since the last success.
+    pub consecutive_failures: u32,
+    /// When the breaker last opened.
+    pub opened_at_ms: Option<i64>,
+    /// Probe calls handed out while half-open.
+    pub half_open_probes: u32,
+    /// Last change.
+    pub updated_at_ms: i64,
 }
 
-fn read_breaker(conn: &Connection, key: &str) -> rusqlite::Result<Option<RawBreaker>> {
+fn read_breaker(conn: &Connection, key: &str) -> rusqlite::Result<Option<BreakerRow>> {
     conn.query_row(
         "SELECT state, consecutive_failures, opened_at, half_open_probes, updated_at FROM breaker WHERE key = ?1",
         [key],
         |row| {
-            Ok(RawBreaker {
+            Ok(BreakerRow {
                 state: row.get(0)?,
                 consecutive_failures: row.get(1)?,
                 opened_at_ms: row.get(2)?,
@@ -666,8 +635,8 @@ mod tests {
     fn update_breaker_inserts_then_updates_and_none_keeps() {
         let store = Store::open_in_memory().unwrap();
         assert_eq!(store.breaker_state("k").unwrap(), None);
-        let rec = BreakerRecord {
-            state: BreakerState::Open,
+        let rec = BreakerRow {
+            state: "open".into(),
             consecutive_failures: 5,
             opened_at_ms: Some(1000),
             half_open_probes: 0,
@@ -714,7 +683,13 @@ mod tests {
         let bump = |store: &Store| {
             store
                 .update_breaker("k", |cur| {
-                    let mut r = cur.cloned().unwrap_or_else(|| BreakerRecord::closed(0));
+                    let mut r = cur.cloned().unwrap_or(BreakerRow {
+                        state: "closed".into(),
+                        consecutive_failures: 0,
+                        opened_at_ms: None,
+                        half_open_probes: 0,
+                        updated_at_ms: 0,
+                    });
                     r.consecutive_failures += 1;
                     (Some(r), ())
                 })

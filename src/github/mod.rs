@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod markers;
+pub mod publish;
 
 pub use client::{
     ClientPolicy, GitHub, GitHubError, IssueComment, PullRequest, Review, ReviewComment, ReviewEvent, ReviewRequest,

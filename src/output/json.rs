@@ -1,7 +1,7 @@
 //! JSON rendering (`--format json`): the review report as one pretty-printed object, stable
 //! field names (see `ReviewReport`).
 
-use crate::commands::review::ReviewReport;
+use crate::report::ReviewReport;
 
 /// The report as pretty JSON with a trailing newline.
 pub fn report(report: &ReviewReport) -> String {

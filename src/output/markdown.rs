@@ -4,8 +4,8 @@
 
 use std::fmt::Write as _;
 
-use crate::commands::review::ReviewReport;
 use crate::findings::{Finding, Origin, Severity};
+use crate::report::{NotReviewed, Placement, ReviewReport};
 
 /// Longest list of not-reviewed files shown in a comment (GitHub caps comment bodies at 65,536
 /// characters); the full list is in `--format json` and SARIF-independent outputs.
@@ -121,17 +121,17 @@ fn counts_line(report: &ReviewReport) -> String {
 /// comment (grouped by file), then the idempotency marker.
 pub fn review_body(report: &ReviewReport, marker: &str) -> String {
     let mut s = String::from("### agentctl review\n\n");
-    let inline = report.findings.iter().filter(|p| p.placement == "inline").count();
+    let inline = report.findings.iter().filter(|p| p.placement == Placement::Inline).count();
     let _ = writeln!(s, "{} · {inline} inline\n", counts_line(report));
     if !report.overview.trim().is_empty() {
         let _ = writeln!(s, "{}\n", report.overview.trim());
     }
-    let others: Vec<_> = report.findings.iter().filter(|p| p.placement != "inline").collect();
+    let others: Vec<_> = report.findings.iter().filter(|p| p.placement != Placement::Inline).collect();
     if !others.is_empty() {
         s.push_str("#### Findings not on a commentable line\n\n");
         for p in others {
             let f = &p.finding;
-            let loc = if p.placement == "file" {
+            let loc = if p.placement == Placement::File {
                 format!("{} line {} ({})", code(&f.path), f.line, f.side.as_str())
             } else {
                 format!("{} line {} (not in this diff)", code(&f.path), f.line)
@@ -172,8 +172,10 @@ pub fn summary_comment(report: &ReviewReport, marker: &str) -> String {
     };
     let _ = writeln!(
         s,
-        "- **Reviewed:** {range} · {} file(s) · {} model request(s)",
+        "- **Reviewed:** {range} · {} file(s) · {} partly · {} not reviewed · {} model request(s)",
         report.files_reviewed.len(),
+        report.partly_reviewed.len(),
+        report.not_reviewed.len(),
         report.chunks
     );
     let models = if report.models.is_empty() {
@@ -209,23 +211,25 @@ pub fn summary_comment(report: &ReviewReport, marker: &str) -> String {
     if let Some(t) = report.fail_on {
         let _ = writeln!(s, "- **Verdict:** {} (fails on {t} and above)", report.verdict.as_str());
     }
-    if !report.not_reviewed.is_empty() {
-        let _ = write!(
-            s,
-            "\n<details><summary>{} file(s) not reviewed</summary>\n\n| file | reason |\n|---|---|\n",
-            report.not_reviewed.len()
-        );
-        for n in report.not_reviewed.iter().take(MAX_NOT_REVIEWED_ROWS) {
-            let _ = writeln!(s, "| {} | {} |", code(&n.path), n.reason.replace('|', "\\|").replace('\n', " "));
-        }
-        if report.not_reviewed.len() > MAX_NOT_REVIEWED_ROWS {
-            let _ =
-                writeln!(s, "| … | {} more (see `--format json`) |", report.not_reviewed.len() - MAX_NOT_REVIEWED_ROWS);
-        }
-        s.push_str("\n</details>\n");
-    }
+    files_table(&mut s, "partly reviewed", &report.partly_reviewed);
+    files_table(&mut s, "not reviewed", &report.not_reviewed);
     s.push('\n');
     with_marker(s, marker)
+}
+
+/// A collapsed table of `files` with their reasons, titled "N file(s) {what}"; nothing when empty.
+fn files_table(s: &mut String, what: &str, files: &[NotReviewed]) {
+    if files.is_empty() {
+        return;
+    }
+    let _ = write!(s, "\n<details><summary>{} file(s) {what}</summary>\n\n| file | reason |\n|---|---|\n", files.len());
+    for n in files.iter().take(MAX_NOT_REVIEWED_ROWS) {
+        let _ = writeln!(s, "| {} | {} |", code(&n.path), n.reason.replace('|', "\\|").replace('\n', " "));
+    }
+    if files.len() > MAX_NOT_REVIEWED_ROWS {
+        let _ = writeln!(s, "| … | {} more (see `--format json`) |", files.len() - MAX_NOT_REVIEWED_ROWS);
+    }
+    s.push_str("\n</details>\n");
 }
 
 /// The first 7 characters of a sha, as GitHub abbreviates it. The value may come from a comment

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::commands::review::ReviewReport;
 use crate::findings::{Finding, Origin, Severity, Side};
+use crate::report::ReviewReport;
 
 fn level(s: Severity) -> &'static str {
     match s {

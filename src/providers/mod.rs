@@ -8,6 +8,7 @@
 pub mod anthropic;
 pub mod azure;
 pub mod builtin;
+pub mod chain;
 pub mod command;
 pub mod gemini;
 pub mod http;
@@ -18,7 +19,10 @@ pub mod structured;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
+
+pub use crate::usage::Usage;
+
+use crate::resilience::CallOutcome;
 
 /// One request to a model.
 #[derive(Debug, Clone)]
@@ -34,41 +38,6 @@ pub struct CompletionRequest {
     pub max_output_tokens: u32,
     /// Sampling temperature; `None` leaves the provider default.
     pub temperature: Option<f32>,
-}
-
-/// Token usage of one call, normalized across providers. All counts are tokens.
-///
-/// `input_tokens` excludes cached reads and cache writes so that the classes add up to what
-/// was billed: OpenAI's `prompt_tokens` = `input_tokens + cached_input_tokens`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage {
-    /// Uncached input tokens.
-    pub input_tokens: u64,
-    /// Input tokens read from the provider's prompt cache.
-    pub cached_input_tokens: u64,
-    /// Input tokens written to the prompt cache (Anthropic `cache_creation_input_tokens`).
-    pub cache_write_tokens: u64,
-    /// Output tokens, including reasoning tokens.
-    pub output_tokens: u64,
-    /// Reasoning tokens (a subset of `output_tokens` where the provider reports them).
-    pub reasoning_tokens: u64,
-}
-
-impl Usage {
-    /// All input classes together (tokens).
-    pub fn total_input(&self) -> u64 {
-        self.input_tokens + self.cached_input_tokens + self.cache_write_tokens
-    }
-}
-
-impl std::ops::AddAssign for Usage {
-    fn add_assign(&mut self, o: Self) {
-        self.input_tokens += o.input_tokens;
-        self.cached_input_tokens += o.cached_input_tokens;
-        self.cache_write_tokens += o.cache_write_tokens;
-        self.output_tokens += o.output_tokens;
-        self.reasoning_tokens += o.reasoning_tokens;
-    }
 }
 
 /// One model answer.
@@ -120,6 +89,37 @@ impl ProviderError {
     /// Whether the process should exit with the auth code (4).
     pub fn is_auth(&self) -> bool {
         matches!(self, ProviderError::Auth { .. })
+    }
+
+    /// Whether the error counts against the provider's health for its circuit breaker:
+    /// `Unavailable` and `Network` only (`Quota`, `Auth`, `Rejected`, `BadAnswer` and `Config`
+    /// point at our account or request, not at the provider being down).
+    pub fn is_health_failure(&self) -> bool {
+        matches!(self, ProviderError::Unavailable { .. } | ProviderError::Network { .. })
+    }
+
+    /// The ledger's `outcome` for a failed call: `auth`, `quota`, `unavailable`, `rejected`,
+    /// `network`, `bad-answer`, `config` or `blocked`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ProviderError::Auth { .. } => "auth",
+            ProviderError::Quota { .. } => "quota",
+            ProviderError::Unavailable { .. } => "unavailable",
+            ProviderError::Rejected { .. } => "rejected",
+            ProviderError::Network { .. } => "network",
+            ProviderError::BadAnswer { .. } => "bad-answer",
+            ProviderError::Config { .. } => "config",
+            ProviderError::Blocked { .. } => "blocked",
+        }
+    }
+}
+
+/// What a provider result means for its circuit breaker.
+pub fn call_outcome<T>(result: &Result<T, ProviderError>) -> CallOutcome {
+    match result {
+        Ok(_) => CallOutcome::Success,
+        Err(e) if e.is_health_failure() => CallOutcome::HealthFailure,
+        Err(_) => CallOutcome::Neutral,
     }
 }
 

@@ -17,12 +17,14 @@ use crate::env_vars as ev;
 use crate::log;
 use crate::providers::anthropic::{self, Anthropic, AnthropicSettings};
 use crate::providers::azure::{self, AzureOpenAi, AzureOpenAiSettings};
+use crate::providers::chain::Resilient;
 use crate::providers::command::{CommandProvider, CommandSettings, OutputFormat};
 use crate::providers::gemini::{self, Gemini, GeminiSettings};
 use crate::providers::openai::{OpenAi, OpenAiSettings};
 use crate::providers::{Provider, ProviderError};
-use crate::resilience::{Breaker, BreakerSettings, Resilient, RetryPolicy};
-use crate::store::{self, Store};
+use crate::redact::Redactor;
+use crate::resilience::{Breaker, BreakerSettings, RetryPolicy};
+use crate::store::{Store, StoreError};
 
 /// OpenAI's API root, the default `base_url` of `kind: openai`.
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -30,11 +32,11 @@ pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 /// Default per-attempt timeout of HTTP providers, seconds.
 const DEFAULT_TIMEOUT_SECS: f64 = 120.0;
 
-/// The chosen provider: `builtin` (no chain) or the resilient chain and the secrets it holds.
+/// The chosen provider: `builtin` (no chain) or the resilient chain. The chain redacts every
+/// request with the redactor given to [`select`], which also holds the chain's secrets.
 pub struct SelectedProvider {
     name: String,
     chain: Option<Arc<Resilient>>,
-    secrets: Vec<SecretString>,
 }
 
 impl SelectedProvider {
@@ -53,15 +55,11 @@ impl SelectedProvider {
     pub fn chain(&self) -> Option<Arc<Resilient>> {
         self.chain.clone()
     }
-
-    /// Every secret the chain holds (API keys, passed-through variables), for the redactor and
-    /// `::add-mask::`.
-    pub fn secrets(&self) -> &[SecretString] {
-        &self.secrets
-    }
 }
 
-/// Resolves and builds the provider chain.
+/// Resolves and builds the provider chain. Every secret the chain holds (API keys,
+/// passed-through variables) is registered with `redactor` before this returns, and the chain
+/// redacts every request through it; the caller publishes `::add-mask::` lines for them.
 ///
 /// Errors: an unknown entry name ([`ProviderError::Config`]); a missing key for a hosted API
 /// ([`ProviderError::Auth`], exit 4, naming the variable). A fallback entry that cannot be built
@@ -71,13 +69,15 @@ pub fn select(
     flag: Option<&str>,
     model_flag: Option<&str>,
     env: &Env,
+    redactor: &Redactor,
+    store: &Result<Arc<Store>, StoreError>,
 ) -> Result<SelectedProvider, ProviderError> {
     let name = flag
         .map(str::to_string)
         .or_else(|| config.provider.clone())
         .or_else(|| (config.providers.len() == 1).then(|| config.providers.keys().next().cloned()).flatten());
     let Some(name) = name.filter(|n| n != "builtin") else {
-        return Ok(SelectedProvider { name: "builtin".into(), chain: None, secrets: vec![] });
+        return Ok(SelectedProvider { name: "builtin".into(), chain: None });
     };
     let entry = config.providers.get(&name).ok_or_else(|| ProviderError::Config {
         provider: name.clone(),
@@ -87,7 +87,7 @@ pub fn select(
         ),
     })?;
     if entry.kind == ProviderKind::Builtin {
-        return Ok(SelectedProvider { name, chain: None, secrets: vec![] });
+        return Ok(SelectedProvider { name, chain: None });
     }
     let mut secrets = vec![];
     let primary = build_one(&name, entry, model_flag, env, &mut secrets)?;
@@ -107,18 +107,18 @@ pub fn select(
         open_for: Duration::from_secs_f64(entry.breaker.open_for),
         half_open_probes: entry.breaker.half_open_probes,
     };
-    let breaker = match store::resolve_path(env, config.state.as_deref()) {
-        Some(path) => Breaker::with_store(settings, Store::open(&path).map(Arc::new)),
-        None => Breaker::in_memory(settings, "no state path: set AGENTCTL_STATE, XDG_DATA_HOME or HOME"),
+    let breaker = match store {
+        Ok(store) => Breaker::persistent(settings, Arc::clone(store)),
+        Err(e) => Breaker::in_memory(settings, &log::error_chain(e)),
     };
+    let mut registry = redactor.clone();
+    for secret in &secrets {
+        registry.add_secret(secret);
+    }
     let chain = Resilient::new(primary, fallbacks, Arc::new(breaker))
-        .with_total_timeout(entry.total_timeout.map(Duration::from_secs_f64));
-    Ok(SelectedProvider { name, chain: Some(Arc::new(chain)), secrets })
-}
-
-/// The store the chain's breaker writes to, for usage records and events of the same run.
-pub fn store_of(selected: &SelectedProvider) -> Option<Arc<Store>> {
-    selected.chain.as_ref().and_then(|c| c.breaker().store().cloned())
+        .with_total_timeout(entry.total_timeout.map(Duration::from_secs_f64))
+        .with_redactor(redactor.clone());
+    Ok(SelectedProvider { name, chain: Some(Arc::new(chain)) })
 }
 
 /// The key from `entry.api_key_env` (or the kind's default variable) and that variable's name.

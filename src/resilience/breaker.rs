@@ -10,7 +10,7 @@
 //!   probe that succeeds closes the breaker (counts reset), one that fails opens it again.
 //!
 //! Only failures that say something about the provider's health count
-//! ([`is_health_failure`]): `Unavailable` (429/5xx after retries) and `Network`. An `Auth`,
+//! (`ProviderError::is_health_failure`): `Unavailable` (429/5xx after retries) and `Network`. An `Auth`,
 //! `Rejected`, `BadAnswer` or `Config` error is about our request or setup, and would not get
 //! better by waiting. `Quota` does not count either: an exhausted quota or spend limit is an
 //! account state that lasts hours, not a transient outage; a half-open probe every minute would
@@ -29,8 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::log;
-use crate::providers::ProviderError;
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, BreakerRow, Store, StoreError};
 
 /// Breaker tuning, per chain (config: `breaker: {failure_threshold, open_for_secs, half_open_probes}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +99,38 @@ pub struct BreakerRecord {
 }
 
 impl BreakerRecord {
+    /// The record a stored row holds; `None` for a state name this build does not know.
+    pub fn from_row(row: &BreakerRow) -> Option<Self> {
+        Some(Self {
+            state: BreakerState::parse(&row.state)?,
+            consecutive_failures: row.consecutive_failures,
+            opened_at_ms: row.opened_at_ms,
+            half_open_probes: row.half_open_probes,
+            updated_at_ms: row.updated_at_ms,
+        })
+    }
+
+    /// The record stored for `key` in `store`, `None` when never recorded.
+    ///
+    /// Errors: the read fails, or the row holds a state this build does not know.
+    pub fn load(store: &Store, key: &str) -> Result<Option<Self>, StoreError> {
+        store
+            .breaker_state(key)?
+            .map(|r| Self::from_row(&r).ok_or_else(|| store.corrupt(format!("unknown breaker state `{}`", r.state))))
+            .transpose()
+    }
+
+    /// The row to store for this record.
+    pub fn to_row(&self) -> BreakerRow {
+        BreakerRow {
+            state: self.state.as_str().to_owned(),
+            consecutive_failures: self.consecutive_failures,
+            opened_at_ms: self.opened_at_ms,
+            half_open_probes: self.half_open_probes,
+            updated_at_ms: self.updated_at_ms,
+        }
+    }
+
     /// A closed breaker with no failures, as of `now_ms`.
     pub fn closed(now_ms: i64) -> Self {
         Self {
@@ -128,28 +159,12 @@ pub enum BreakerError {
 pub enum CallOutcome {
     /// The provider answered: resets the failure count, closes a half-open breaker.
     Success,
-    /// A failure that says the provider is unhealthy ([`is_health_failure`]).
+    /// A failure that says the provider is unhealthy
+    /// ([`ProviderError::is_health_failure`](crate::providers::ProviderError::is_health_failure)).
     HealthFailure,
     /// Anything else (bad request, bad answer, auth, quota, cancelled): counts neither way; a
     /// probe slot it held is released.
     Neutral,
-}
-
-impl CallOutcome {
-    /// Classifies a provider result.
-    pub fn of<T>(result: &Result<T, ProviderError>) -> Self {
-        match result {
-            Ok(_) => CallOutcome::Success,
-            Err(e) if is_health_failure(e) => CallOutcome::HealthFailure,
-            Err(_) => CallOutcome::Neutral,
-        }
-    }
-}
-
-/// Whether `e` counts against the provider's health: `Unavailable` and `Network` only (see the
-/// module docs for why `Quota`, `Auth`, `Rejected`, `BadAnswer` and `Config` do not).
-pub fn is_health_failure(e: &ProviderError) -> bool {
-    matches!(e, ProviderError::Unavailable { .. } | ProviderError::Network { .. })
 }
 
 /// Unix milliseconds source; swapped in tests.
@@ -286,9 +301,24 @@ impl Breaker {
     fn apply<T>(&self, key: &str, f: impl Fn(Option<&BreakerRecord>, i64) -> (Option<BreakerRecord>, T)) -> T {
         let now = (self.clock)();
         if let Some(store) = self.store() {
-            let attempt = store.breaker_state(key).and_then(|cur| match f(cur.as_ref(), now) {
+            let decode = |row: Option<&BreakerRow>| -> Result<Option<BreakerRecord>, StoreError> {
+                row.map(|r| {
+                    BreakerRecord::from_row(r)
+                        .ok_or_else(|| store.corrupt(format!("unknown breaker state `{}`", r.state)))
+                })
+                .transpose()
+            };
+            let attempt = store.breaker_state(key).and_then(|row| match f(decode(row.as_ref())?.as_ref(), now) {
                 (None, out) => Ok(out),
-                (Some(_), _) => store.update_breaker(key, |cur| f(cur, now)),
+                (Some(_), _) => store
+                    .update_breaker(key, |row| match decode(row) {
+                        Ok(cur) => {
+                            let (new, out) = f(cur.as_ref(), now);
+                            (new.map(|r| r.to_row()), Ok(out))
+                        }
+                        Err(e) => (None, Err(e)),
+                    })
+                    .and_then(|out| out),
             });
             match attempt {
                 Ok(out) => return out,
@@ -470,6 +500,8 @@ use crate::log::error_chain;
 #[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
 mod tests {
     use super::*;
+    // Test-only: the provider errors that do and do not count against a breaker.
+    use crate::providers::ProviderError;
     use std::sync::atomic::AtomicI64;
 
     const KEY: &str = "main/gpt-4o";
@@ -612,15 +644,15 @@ mod tests {
         };
         for _ in 0..5 {
             for e in neutral() {
-                assert!(!is_health_failure(&e), "{e:?}");
-                b.admit(KEY).unwrap().finish(CallOutcome::of::<()>(&Err(e)));
+                assert!(!e.is_health_failure(), "{e:?}");
+                b.admit(KEY).unwrap().finish(crate::providers::call_outcome::<()>(&Err(e)));
             }
         }
         let r = b.state(KEY);
         assert_eq!((r.state, r.consecutive_failures), (BreakerState::Closed, 0));
         let network = ProviderError::Network { provider: p(), attempts: 1, message: String::new() };
-        assert!(is_health_failure(&network) && is_health_failure(&unavailable()));
-        assert_eq!(CallOutcome::of::<()>(&Err(unavailable())), CallOutcome::HealthFailure);
+        assert!(network.is_health_failure() && unavailable().is_health_failure());
+        assert_eq!(crate::providers::call_outcome::<()>(&Err(unavailable())), CallOutcome::HealthFailure);
     }
 
     #[test]

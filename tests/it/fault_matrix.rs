@@ -19,11 +19,12 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::common::*;
 use agentctl::providers::anthropic::{Anthropic, AnthropicSettings};
 use agentctl::providers::azure::{AzureOpenAi, AzureOpenAiSettings};
+use agentctl::providers::chain::Resilient;
 use agentctl::providers::gemini::{Gemini, GeminiSettings};
 use agentctl::providers::openai::{OpenAi, OpenAiSettings};
 use agentctl::providers::structured::complete_json;
 use agentctl::providers::{CompletionRequest, Provider, ProviderError};
-use agentctl::resilience::{Breaker, BreakerSettings, BreakerState, CallOutcome, Resilient, RetryPolicy};
+use agentctl::resilience::{Breaker, BreakerRecord, BreakerSettings, BreakerState, CallOutcome, RetryPolicy};
 use agentctl::store::Store;
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -754,7 +755,7 @@ async fn row15_five_failures_open_the_breaker_for_the_next_process() {
         assert!(run.stderr.contains("every model request failed"), "run {n}: {}", run.stderr);
         assert_eq!(received(&server).await.len(), n, "run {n}");
         if n == 4 {
-            let r = Store::open(&state).unwrap().breaker_state("main/gpt-4o-mini").unwrap().unwrap();
+            let r = BreakerRecord::load(&Store::open(&state).unwrap(), "main/gpt-4o-mini").unwrap().unwrap();
             assert_eq!((r.state, r.consecutive_failures), (BreakerState::Closed, 4));
         }
     }
@@ -766,7 +767,7 @@ async fn row15_five_failures_open_the_breaker_for_the_next_process() {
     assert!(sixth.elapsed < Duration::from_secs(5), "{:?}", sixth.elapsed);
 
     let store = Store::open(&state).unwrap();
-    let r = store.breaker_state("main/gpt-4o-mini").unwrap().unwrap();
+    let r = BreakerRecord::load(&store, "main/gpt-4o-mini").unwrap().unwrap();
     assert_eq!((r.state, r.consecutive_failures), (BreakerState::Open, 5));
     assert!(r.opened_at_ms.is_some());
     let events: Vec<String> =
@@ -799,7 +800,7 @@ async fn row16_half_open_probe_success_closes_the_breaker() {
     let first = review(&cfg, &state);
     assert_eq!(first.code, 1, "{}", first.stderr);
     let key = "main/gpt-4o-mini";
-    assert_eq!(Store::open(&state).unwrap().breaker_state(key).unwrap().unwrap().state, BreakerState::Open);
+    assert_eq!(BreakerRecord::load(&Store::open(&state).unwrap(), key).unwrap().unwrap().state, BreakerState::Open);
 
     std::thread::sleep(Duration::from_millis(400));
     chat().respond_with(chat_ok(&review_answer())).with_priority(1).expect(1).mount(&server).await;
@@ -810,7 +811,7 @@ async fn row16_half_open_probe_success_closes_the_breaker() {
     assert_eq!(report["models"], json!(["gpt-4o-mini-2024-07-18"]));
 
     let store = Store::open(&state).unwrap();
-    let r = store.breaker_state(key).unwrap().unwrap();
+    let r = BreakerRecord::load(&store, key).unwrap().unwrap();
     assert_eq!((r.state, r.consecutive_failures, r.half_open_probes), (BreakerState::Closed, 0, 0));
     let events: Vec<String> =
         store.events(0).unwrap().into_iter().filter(|e| e.kind == "breaker").map(|e| e.detail).collect();

@@ -355,7 +355,7 @@ struct Run {
     provider_bodies: Vec<String>,
     github_bodies: Vec<String>,
     events: Vec<agentctl::store::Event>,
-    usage: Vec<agentctl::store::UsageRecord>,
+    usage: Vec<agentctl::usage::UsageRecord>,
 }
 
 /// Runs `agentctl -v review --sarif … --format FORMAT` as a `pull_request` step.

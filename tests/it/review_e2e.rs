@@ -423,7 +423,7 @@ fn rows_sent(prompts: &[String]) -> BTreeSet<(String, char, u32)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_the_large_diff_every_changed_line_reaches_a_provider_or_its_file_is_listed() {
+async fn on_the_large_diff_every_line_is_sent_or_listed_and_reviewed_partly_not_reviewed_add_up() {
     let Some(corpora) = corpora() else { return };
     let diff_path = corpora.join("diffs/03-large.ripgrep-13.0.0..14.0.0.diff");
     let diff = agentctl::diff::parse(&std::fs::read(&diff_path).unwrap());
@@ -439,8 +439,19 @@ async fn on_the_large_diff_every_changed_line_reaches_a_provider_or_its_file_is_
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let not_reviewed: BTreeSet<String> =
-        report["not_reviewed"].as_array().unwrap().iter().map(|n| n["path"].as_str().unwrap().to_string()).collect();
+    let paths = |key: &str| -> BTreeSet<String> {
+        report[key].as_array().unwrap().iter().map(|n| n["path"].as_str().unwrap().to_string()).collect()
+    };
+    // Reviewed, partly reviewed and not reviewed are disjoint and add up to the diff's files
+    // (regression: "Reviewed: 100000 file(s)" counted files that were over the budget).
+    let reviewed: BTreeSet<String> =
+        report["files_reviewed"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
+    let (partly, not_at_all) = (paths("partly_reviewed"), paths("not_reviewed"));
+    assert!(reviewed.is_disjoint(&partly) && reviewed.is_disjoint(&not_at_all) && partly.is_disjoint(&not_at_all));
+    assert_eq!(reviewed.len() + partly.len() + not_at_all.len(), diff.files.len());
+    assert!(!partly.is_empty(), "a budget this size cuts at least one file in two");
+    // Lines of partly reviewed files may be missing from the prompts too.
+    let not_reviewed: BTreeSet<String> = partly.union(&not_at_all).cloned().collect();
     assert!(
         report["not_reviewed"].as_array().unwrap().iter().any(|n| n["reason"].as_str().unwrap().contains("budget")),
         "the budget was meant to leave files out: {}",

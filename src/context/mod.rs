@@ -6,6 +6,8 @@
 //! reads are typed. A missing, empty, truncated or non-JSON payload is a [`ContextError`] naming
 //! the file, raised before any network call.
 
+pub mod target;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -133,13 +135,27 @@ pub struct IssuePayload {
     pub pull_request: Option<serde_json::Value>,
 }
 
+/// The author of a comment (`user` of a webhook's `comment`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct UserPayload {
+    #[serde(default)]
+    pub login: String,
+    /// `User`, `Bot` or `Organization`.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+}
+
 /// The `comment` of an `issue_comment` event.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct CommentPayload {
     #[serde(default)]
     pub body: Option<String>,
+    /// `OWNER`, `MEMBER`, `COLLABORATOR`, `CONTRIBUTOR`, `FIRST_TIME_CONTRIBUTOR`,
+    /// `FIRST_TIMER`, `MANNEQUIN` or `NONE` (GitHub docs, "author_association").
     #[serde(default)]
     pub author_association: Option<String>,
+    #[serde(default)]
+    pub user: Option<UserPayload>,
 }
 
 /// `issue_comment` events.

@@ -9,7 +9,7 @@
 //! `Auth`, `Rejected`, `BadAnswer` and `Config` end the call at once: they point at our setup
 //! or request, and another model would mostly hide the mistake or double the cost. Every skip
 //! and move is a warning, an `events` row (kind `fallback`) and a count in
-//! [`super::counts`].
+//! [`resilience::counts`].
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::breaker::{Breaker, CallOutcome};
 use crate::log;
-use crate::providers::{Completion, CompletionRequest, Provider, ProviderError};
+use crate::providers::{call_outcome, Completion, CompletionRequest, Provider, ProviderError};
+use crate::redact::Redactor;
+use crate::resilience::{self, Breaker};
 
 /// Which link of the chain answered a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +49,8 @@ pub struct Resilient {
     breaker: Arc<Breaker>,
     total_timeout: Option<Duration>,
     last: Mutex<Option<AnsweredBy>>,
+    /// Scrubs every request before it leaves: the one door all model traffic goes through.
+    redactor: Redactor,
 }
 
 impl fmt::Debug for Resilient {
@@ -68,7 +71,7 @@ fn key_of(p: &dyn Provider) -> String {
 
 /// Whether the chain should try the next provider after `e`.
 fn moves_on(e: &ProviderError) -> bool {
-    super::breaker::is_health_failure(e) || matches!(e, ProviderError::Quota { .. })
+    e.is_health_failure() || matches!(e, ProviderError::Quota { .. })
 }
 
 impl Resilient {
@@ -77,7 +80,15 @@ impl Resilient {
         let mut chain = Vec::with_capacity(1 + fallbacks.len());
         chain.push(primary);
         chain.extend(fallbacks);
-        Self { chain, breaker, total_timeout: None, last: Mutex::new(None) }
+        Self { chain, breaker, total_timeout: None, last: Mutex::new(None), redactor: Redactor::new() }
+    }
+
+    /// Sets the redactor every request passes through (system and user prompt, including a
+    /// repair prompt that quotes the model's previous answer). Without one, the token patterns
+    /// of [`Redactor::new`] still apply.
+    pub fn with_redactor(mut self, redactor: Redactor) -> Self {
+        self.redactor = redactor;
+        self
     }
 
     /// Sets the deadline for one whole call, across retries and fallbacks. When it passes, the
@@ -105,6 +116,12 @@ impl Resilient {
     /// failed or was skipped, the last provider error, or an `Unavailable` listing the refusals
     /// when no provider could be called at all; a `Network` error when the total deadline passed.
     pub async fn complete_traced(&self, req: &CompletionRequest) -> Result<(Completion, AnsweredBy), ProviderError> {
+        // Redaction happens here, not in the commands, so that no caller can skip it.
+        let req = &CompletionRequest {
+            system: self.redactor.redact(&req.system),
+            prompt: self.redactor.redact(&req.prompt),
+            ..req.clone()
+        };
         // The key of the call in flight, so a deadline error can name it.
         let in_flight: Mutex<Option<String>> = Mutex::new(None);
         let run = self.run_chain(req, &in_flight);
@@ -145,7 +162,7 @@ impl Resilient {
                 *slot = Some(key.clone());
             }
             let result = provider.complete(req).await;
-            permit.finish(CallOutcome::of(&result));
+            permit.finish(call_outcome(&result));
             match result {
                 Ok(completion) => {
                     if position > 0 {
@@ -188,7 +205,7 @@ impl Resilient {
         log::warn(&format!("provider `{key}`: {detail}"));
         self.breaker.record_event("fallback", key, &detail);
         if next.is_some() {
-            super::count_fallback();
+            resilience::count_fallback();
         }
     }
 
@@ -196,7 +213,7 @@ impl Resilient {
         let key = in_flight.lock().ok().and_then(|k| k.clone());
         let primary = self.chain.first().map(|p| p.name().to_owned()).unwrap_or_default();
         let during = key.as_deref().map(|k| format!(" (waiting on `{k}`)")).unwrap_or_default();
-        let message = format!("no answer within the total deadline of {}{during}", super::human(limit));
+        let message = format!("no answer within the total deadline of {}{during}", resilience::human(limit));
         log::warn(&format!("provider `{primary}`: {message}"));
         self.breaker.record_event("deadline", key.as_deref().unwrap_or(&primary), &message);
         ProviderError::Network { provider: primary, attempts: 1, message }
@@ -219,12 +236,72 @@ impl Provider for Resilient {
     }
 }
 
+/// One logical request through a [`Resilient`] chain — a first call and any repair round of
+/// [`super::structured::complete_json`] — keeping every answered call: which link answered
+/// (a fallback when the primary was skipped or failed) and what it cost in tokens. A caller
+/// records each of them in the ledger even when the request as a whole fails (a repair round
+/// that still breaks the schema was billed all the same), and names the link that answered
+/// last as the origin of the result; several requests may share the chain concurrently.
+pub struct Traced<'a> {
+    chain: &'a Resilient,
+    calls: Mutex<Vec<TracedCall>>,
+}
+
+/// One answered call seen by [`Traced`].
+#[derive(Debug, Clone)]
+pub struct TracedCall {
+    /// The link of the chain that answered.
+    pub by: AnsweredBy,
+    /// The model as the provider reported it ([`Completion::model`]).
+    pub model: String,
+    /// Tokens of the call.
+    pub usage: crate::usage::Usage,
+    /// Wall time of the answered attempt.
+    pub latency: Duration,
+}
+
+impl<'a> Traced<'a> {
+    /// A tracer over `chain` that has seen no call yet.
+    pub fn new(chain: &'a Resilient) -> Self {
+        Self { chain, calls: Mutex::new(Vec::new()) }
+    }
+
+    /// Every answered call, in order; the last one's link is the result's origin.
+    pub fn into_calls(self) -> Vec<TracedCall> {
+        self.calls.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Provider for Traced<'_> {
+    fn name(&self) -> &str {
+        self.chain.name()
+    }
+
+    fn model(&self) -> &str {
+        self.chain.model()
+    }
+
+    fn complete<'b>(&'b self, req: &'b CompletionRequest) -> BoxFuture<'b, Result<Completion, ProviderError>> {
+        Box::pin(async move {
+            let (completion, by) = self.chain.complete_traced(req).await?;
+            let call = TracedCall {
+                by,
+                model: completion.model.clone(),
+                usage: completion.usage,
+                latency: completion.latency,
+            };
+            self.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(call);
+            Ok(completion)
+        })
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
 mod tests {
     use super::*;
     use crate::providers::Usage;
-    use crate::resilience::{BreakerSettings, BreakerState};
+    use crate::resilience::{BreakerSettings, BreakerState, CallOutcome};
     use crate::store::Store;
     use std::collections::VecDeque;
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -378,7 +455,10 @@ mod tests {
         r.complete(&request()).await.unwrap();
         assert_eq!((main.calls(), backup.calls()), (2, 3));
         assert!(kinds(&store).contains(&("breaker".into(), "main/main-model".into())));
-        assert_eq!(store.breaker_state("main/main-model").unwrap().unwrap().state, BreakerState::Open);
+        assert_eq!(
+            crate::resilience::BreakerRecord::load(&store, "main/main-model").unwrap().unwrap().state,
+            BreakerState::Open
+        );
     }
 
     #[tokio::test]

@@ -10,10 +10,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::providers::Usage;
+use super::Usage;
 
 /// The bundled table's JSON text.
-const BUNDLED: &str = include_str!("../data/prices.json");
+const BUNDLED: &str = include_str!("../../data/prices.json");
 
 /// USD per token for one model (litellm field names).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

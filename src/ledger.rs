@@ -1,0 +1,168 @@
+//! The ledger writer every command shares: one usage record per provider call (SPEC §3.4),
+//! priced with the run's price table, appended to the state store.
+//!
+//! Decision: a record that cannot be written is a warning that says "usage not recorded" and
+//! names the store, never a silent loss; [`Ledger::lost`] counts them so a command run with
+//! `--require-state` (or `state_required: true`) can fail instead. The review itself is not
+//! undone: the tokens were spent, and they are also in the summary and the step outputs.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::context::Context;
+use crate::log;
+use crate::store::{self, Store, StoreError};
+use crate::usage::pricing::PriceTable;
+use crate::usage::{Usage, UsageRecord};
+
+/// One provider call to record. Token counts are tokens; `latency` is the answered attempt's
+/// wall time (zero for a call that got no answer).
+#[derive(Debug, Clone)]
+pub struct Call<'a> {
+    /// Provider config entry name.
+    pub provider: &'a str,
+    /// The model that answered (or was asked, for a failed call).
+    pub model: &'a str,
+    /// The model the provider entry asked for, used for the price when the answered model
+    /// name is not in the price table (a dated snapshot name, a deployment name).
+    pub asked_model: &'a str,
+    /// Tokens of the call.
+    pub usage: Usage,
+    /// Wall time of the call.
+    pub latency: Duration,
+    /// `ok`, or the error class ([`crate::providers::ProviderError::class`]).
+    pub outcome: &'a str,
+}
+
+/// Appends usage records for one command run: the run's repository, workflow, run, job, PR or
+/// issue and task are filled in from the [`Context`].
+pub struct Ledger {
+    store: Result<Arc<Store>, String>,
+    prices: PriceTable,
+    template: UsageRecord,
+    lost: AtomicUsize,
+}
+
+impl Ledger {
+    /// A ledger over `store` (or the reason there is none) for `task` (`review`, `fix`, ...)
+    /// on PR or issue `number`, pricing with `prices`.
+    pub fn new(
+        store: &Result<Arc<Store>, StoreError>,
+        ctx: &Context,
+        number: Option<u64>,
+        task: &str,
+        prices: PriceTable,
+    ) -> Self {
+        let template = UsageRecord {
+            ts_ms: 0,
+            repo: ctx.repository.as_ref().map(|r| r.to_string()),
+            workflow: ctx.workflow.clone(),
+            run_id: ctx.run_id.clone(),
+            job: ctx.job.clone(),
+            pr: number,
+            task: task.to_owned(),
+            provider: String::new(),
+            model: String::new(),
+            usage: Usage::default(),
+            cost_usd: None,
+            price_table: Some(prices.effective_date.clone()),
+            latency_ms: 0,
+            outcome: String::new(),
+        };
+        let store = store.as_ref().map(Arc::clone).map_err(|e| log::error_chain(e));
+        Self { store, prices, template, lost: AtomicUsize::new(0) }
+    }
+
+    /// The price table records are priced with.
+    pub fn prices(&self) -> &PriceTable {
+        &self.prices
+    }
+
+    /// Records `call` and returns its cost in USD (`None` when neither model has a price).
+    pub fn record(&self, call: &Call<'_>) -> Option<f64> {
+        let cost = self
+            .prices
+            .cost_usd(call.model, &call.usage)
+            .or_else(|| self.prices.cost_usd(call.asked_model, &call.usage));
+        let record = UsageRecord {
+            ts_ms: store::now_ms(),
+            provider: call.provider.to_owned(),
+            model: call.model.to_owned(),
+            usage: call.usage,
+            cost_usd: cost,
+            latency_ms: u64::try_from(call.latency.as_millis()).unwrap_or(u64::MAX),
+            outcome: call.outcome.to_owned(),
+            ..self.template.clone()
+        };
+        let written = match &self.store {
+            Ok(store) => store.record_usage(&record).map(|_| ()).map_err(|e| log::error_chain(&e)),
+            Err(why) => Err(format!("no usable state store: {why}")),
+        };
+        if let Err(why) = written {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+            log::warn(&format!(
+                "usage not recorded in the ledger ({} {} tokens in, {} out): {why}",
+                call.model,
+                call.usage.total_input(),
+                call.usage.output_tokens
+            ));
+        }
+        cost
+    }
+
+    /// How many records could not be written.
+    pub fn lost(&self) -> usize {
+        self.lost.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
+mod tests {
+    use super::*;
+
+    fn call(usage: Usage) -> Call<'static> {
+        Call {
+            provider: "main",
+            model: "gpt-4o-2024-08-06",
+            asked_model: "gpt-4o",
+            usage,
+            latency: Duration::from_millis(12),
+            outcome: "ok",
+        }
+    }
+
+    #[test]
+    fn a_call_is_priced_and_appended_with_the_run_context() {
+        let store = Ok(Arc::new(Store::open_in_memory().unwrap()));
+        let env = crate::context::Env::from_pairs([("GITHUB_WORKFLOW", "ci"), ("GITHUB_RUN_ID", "7")]);
+        let ctx = Context::load(&env, None, None).unwrap();
+        let ledger = Ledger::new(&store, &ctx, Some(12), "review", PriceTable::bundled());
+        let usage = Usage { input_tokens: 1000, output_tokens: 100, ..Usage::default() };
+        let cost = ledger.record(&call(usage)).expect("gpt-4o has a bundled price");
+        assert!(cost > 0.0);
+        let rows = store.as_ref().unwrap().usage_since(0).unwrap();
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!(
+            (r.task.as_str(), r.pr, r.workflow.as_deref(), r.run_id.as_deref()),
+            ("review", Some(12), Some("ci"), Some("7"))
+        );
+        assert_eq!((r.usage, r.cost_usd, r.latency_ms), (usage, Some(cost), 12));
+        assert_eq!(ledger.lost(), 0);
+    }
+
+    #[test]
+    fn an_unusable_store_counts_the_record_as_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, "").unwrap();
+        let store = Store::open(&blocker.join("state.db")).map(Arc::new);
+        assert!(store.is_err());
+        let ctx = Context::load(&crate::context::Env::from_pairs([]), None, None).unwrap();
+        let ledger = Ledger::new(&store, &ctx, None, "review", PriceTable::bundled());
+        ledger.record(&call(Usage { input_tokens: 5, ..Usage::default() }));
+        assert_eq!(ledger.lost(), 1);
+    }
+}

@@ -1,0 +1,78 @@
+//! Usage accounting: the token classes of one provider call ([`Usage`]), the ledger's record of
+//! a call ([`UsageRecord`]), and the price table that turns tokens into US dollars
+//! ([`pricing`]). These are plain data with no dependency on providers, the store or commands,
+//! so every layer can use them: adapters fill [`Usage`], the store persists [`UsageRecord`],
+//! and [`crate::ledger`] writes one record per call for every command (SPEC §3.4).
+
+pub mod pricing;
+
+use serde::{Deserialize, Serialize};
+
+/// Token usage of one call, normalized across providers. All counts are tokens.
+///
+/// `input_tokens` excludes cached reads and cache writes so that the classes add up to what
+/// was billed: OpenAI's `prompt_tokens` = `input_tokens + cached_input_tokens`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Uncached input tokens.
+    pub input_tokens: u64,
+    /// Input tokens read from the provider's prompt cache.
+    pub cached_input_tokens: u64,
+    /// Input tokens written to the prompt cache (Anthropic `cache_creation_input_tokens`).
+    pub cache_write_tokens: u64,
+    /// Output tokens, including reasoning tokens.
+    pub output_tokens: u64,
+    /// Reasoning tokens (a subset of `output_tokens` where the provider reports them).
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    /// All input classes together (tokens).
+    pub fn total_input(&self) -> u64 {
+        self.input_tokens + self.cached_input_tokens + self.cache_write_tokens
+    }
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, o: Self) {
+        self.input_tokens += o.input_tokens;
+        self.cached_input_tokens += o.cached_input_tokens;
+        self.cache_write_tokens += o.cache_write_tokens;
+        self.output_tokens += o.output_tokens;
+        self.reasoning_tokens += o.reasoning_tokens;
+    }
+}
+
+/// One provider call, as the usage ledger stores it (SPEC §3.4). Token counts are tokens,
+/// `cost_usd` is US dollars (`None` when no price is known), `latency_ms` milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRecord {
+    /// When the call finished, Unix milliseconds.
+    pub ts_ms: i64,
+    /// `owner/name`, when known.
+    pub repo: Option<String>,
+    /// `GITHUB_WORKFLOW`.
+    pub workflow: Option<String>,
+    /// `GITHUB_RUN_ID`.
+    pub run_id: Option<String>,
+    /// `GITHUB_JOB`.
+    pub job: Option<String>,
+    /// Pull request or issue number.
+    pub pr: Option<u64>,
+    /// What the call was for (`review`, `fix`, `route`, `repair`, ...).
+    pub task: String,
+    /// Provider config entry name.
+    pub provider: String,
+    /// Model that answered (or was asked, for a failed call).
+    pub model: String,
+    /// Token classes of the call.
+    pub usage: Usage,
+    /// Cost in USD; `None` when the price table has no entry (not the same as free).
+    pub cost_usd: Option<f64>,
+    /// Version (effective date) of the price table used for `cost_usd`.
+    pub price_table: Option<String>,
+    /// Wall time of the call, milliseconds.
+    pub latency_ms: u64,
+    /// `ok`, or the error class (`unavailable`, `network`, `quota`, ...).
+    pub outcome: String,
+}
