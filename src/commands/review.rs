@@ -734,7 +734,10 @@ fn pr_header(pr: &PrMeta) -> String {
 
 /// Step 7: de-duplicates, drops findings that cannot be real (line 0 is refused by the schema;
 /// a start after the end is swapped), places each, keeps the most severe inline up to `cap`.
-fn place_findings(findings: Vec<Finding>, anchors: &AnchorIndex, cap: usize) -> Vec<PlacedFinding> {
+fn place_findings(mut findings: Vec<Finding>, anchors: &AnchorIndex, cap: usize) -> Vec<PlacedFinding> {
+    // Most severe first, then by position, so that of two duplicates the more severe is kept
+    // and the cap keeps what matters (a stable sort keeps the chunks' order otherwise).
+    findings.sort_by(|a, b| (a.severity, &a.path, a.line).cmp(&(b.severity, &b.path, b.line)));
     let mut seen = BTreeSet::new();
     let mut unique: Vec<Finding> = vec![];
     for mut f in findings {
@@ -752,8 +755,6 @@ fn place_findings(findings: Vec<Finding>, anchors: &AnchorIndex, cap: usize) -> 
             unique.push(f);
         }
     }
-    // Most severe first, then by position, so the cap keeps what matters.
-    unique.sort_by(|a, b| (a.severity, &a.path, a.line).cmp(&(b.severity, &b.path, b.line)));
     let mut inline = 0;
     unique
         .into_iter()
@@ -859,4 +860,90 @@ fn narrow_to(diff: &mut Diff, since: &Diff, selected: &[usize]) -> Vec<String> {
         }
     }
     unchanged
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
+mod tests {
+    use super::*;
+
+    const RENAMED: &str = "diff --git a/old/name.rs b/new/name.rs\nsimilarity index 90%\nrename from old/name.rs\nrename to new/name.rs\nindex 1111111..2222222 100644\n--- a/old/name.rs\n+++ b/new/name.rs\n@@ -1,3 +1,4 @@\n fn a() {}\n+fn b() {}\n fn c() {}\n fn d() {}\ndiff --git a/src/x.rs b/src/x.rs\nindex 1..2 100644\n--- a/src/x.rs\n+++ b/src/x.rs\n@@ -1 +1,2 @@\n x\n+y\n";
+
+    fn finding(path: &str, line: u32) -> Finding {
+        Finding {
+            path: path.into(),
+            line,
+            start_line: None,
+            side: Side::Right,
+            severity: Severity::High,
+            category: "bug".into(),
+            title: format!("t{line}"),
+            body: String::new(),
+            suggestion: None,
+            origin: None,
+        }
+    }
+
+    #[test]
+    fn inline_path_of_a_renamed_file_was_the_old_path() {
+        let diff = diff::parse(RENAMED.as_bytes());
+        let mut on_old_side = finding("old/name.rs", 1);
+        on_old_side.side = Side::Left;
+        let placed = place_findings(vec![on_old_side], &AnchorIndex::new(&diff), 10);
+        assert_eq!(placed[0].placement, Placement::Inline);
+        assert_eq!(placed[0].finding.path, "new/name.rs", "GitHub only knows the new path");
+    }
+
+    #[test]
+    fn findings_are_deduplicated_capped_most_severe_first_and_placed() {
+        let diff = diff::parse(RENAMED.as_bytes());
+        let mut low_twin = finding("src/x.rs", 2);
+        low_twin.severity = Severity::Low;
+        let mut low = finding("src/x.rs", 2);
+        low.severity = Severity::Low;
+        low.title = "another".into();
+        // The duplicate of lower severity comes first: the more severe one is kept.
+        let findings = vec![low_twin, low, finding("src/x.rs", 2), finding("src/x.rs", 2), finding("nowhere.rs", 1)];
+        let placed = place_findings(findings, &AnchorIndex::new(&diff), 1);
+        let got: Vec<(&str, Severity, Placement)> =
+            placed.iter().map(|p| (p.finding.path.as_str(), p.finding.severity, p.placement)).collect();
+        assert_eq!(
+            got,
+            [
+                ("nowhere.rs", Severity::High, Placement::Body),
+                ("src/x.rs", Severity::High, Placement::Inline),
+                ("src/x.rs", Severity::Low, Placement::File)
+            ]
+        );
+    }
+
+    #[test]
+    fn counts_that_misled_reviewed_partly_and_not_reviewed_are_disjoint_and_add_up() {
+        let diff = diff::parse(RENAMED.as_bytes());
+        let skipped = vec![Skipped { path: "Cargo.lock".into(), reason: SkipReason::Excluded("lock".into()) }];
+        let mut round = ModelRound { answered: [0].into(), ..ModelRound::default() };
+        // File 0 answered but partly over budget; file 1 not answered at all.
+        round.missing.insert(0, vec!["over budget".into(), "over budget".into()]);
+        round.missing.insert(1, vec!["provider error: down".into()]);
+        let (reviewed, partly, not) = coverage(&diff, &[0, 1], &skipped, &round);
+        assert!(reviewed.is_empty());
+        assert_eq!(partly, [NotReviewed { path: "new/name.rs".into(), reason: "over budget".into() }]);
+        let not: Vec<&str> = not.iter().map(|n| n.path.as_str()).collect();
+        assert_eq!(not, ["Cargo.lock", "src/x.rs"]);
+        // Builtin only: every selected file is reviewed.
+        let (reviewed, partly, not) = coverage(&diff, &[0, 1], &[], &ModelRound::builtin_only(&diff, &[0, 1]));
+        assert_eq!((reviewed.len(), partly.len(), not.len()), (2, 0, 0));
+    }
+
+    #[test]
+    fn non_diffs_are_usage_errors_that_show_the_first_bytes_escaped() {
+        let check = |bytes: &[u8], source: DiffSource| check_diff(bytes, &diff::parse(bytes), &source);
+        let err = check(b"\x1b]0;title\x07 not a diff", DiffSource::File("x".into())).unwrap_err();
+        assert_eq!(err.exit, Exit::Usage);
+        let msg = err.source.to_string();
+        assert!(msg.contains("not a unified diff") && msg.contains("\\u{1b}") && !msg.contains('\x1b'), "{msg}");
+        assert!(check(b"", DiffSource::File("-".into())).is_err());
+        assert!(check(b"", DiffSource::Api).is_ok(), "an empty PR is nothing to review, not a usage error");
+        assert!(check(RENAMED.as_bytes(), DiffSource::File("x".into())).is_ok());
+    }
 }
