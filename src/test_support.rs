@@ -6,7 +6,7 @@ use std::path::PathBuf;
 ///
 /// Returns `None` (after printing why) when it is missing on a developer's bare clone; under
 /// `CI=true` a missing corpus is a failure, so this panics.
-pub fn corpora_dir() -> Option<PathBuf> {
+pub(crate) fn corpora_dir() -> Option<PathBuf> {
     let dir = std::env::var_os(crate::env_vars::AGENTCTL_CORPORA)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora"));

@@ -12,7 +12,7 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// The corpora folder, or `None` (skip) on a bare clone; panics under `CI=true`.
-pub fn corpora() -> Option<PathBuf> {
+pub(crate) fn corpora() -> Option<PathBuf> {
     let dir = std::env::var_os("AGENTCTL_CORPORA")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora"));
@@ -28,7 +28,7 @@ pub fn corpora() -> Option<PathBuf> {
 
 /// `agentctl` with an environment scrubbed of `GITHUB_*`, `GH_*`, `RUNNER_*`, `ACTIONS_*`, `CI`
 /// and provider keys (zizmor's test-builder habit), so the host never leaks into a test.
-pub fn agentctl() -> assert_cmd::Command {
+pub(crate) fn agentctl() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("agentctl").expect("binary built");
     cmd.env_clear();
     for keep in ["PATH", "HOME", "TMPDIR", "LANG"] {
@@ -44,20 +44,20 @@ pub fn agentctl() -> assert_cmd::Command {
 }
 
 /// A name no other call in this test process returns (`PID-N`), for temp files.
-pub fn unique_name() -> String {
+pub(crate) fn unique_name() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
 
 /// A fresh state database path under the system temp folder.
-pub fn unique_state_path() -> PathBuf {
+pub(crate) fn unique_state_path() -> PathBuf {
     std::env::temp_dir().join(format!("agentctl-test-{}", unique_name())).join("state.db")
 }
 
 /// A GitHub fake holding issue comments and reviews in memory, serving one PR's diff and the
 /// config file at the base sha. Every request it does not know fails the test (catch-all).
-pub struct FakeGitHub {
+pub(crate) struct FakeGitHub {
     pub server: MockServer,
     pub state: Arc<Mutex<GhState>>,
     pub owner: String,
@@ -67,7 +67,7 @@ pub struct FakeGitHub {
 
 /// What the GitHub fake has seen and holds.
 #[derive(Default)]
-pub struct GhState {
+pub(crate) struct GhState {
     pub comments: Vec<Value>,
     pub reviews: Vec<Value>,
     /// Bodies of every POST to /reviews (accepted or refused).
@@ -82,12 +82,12 @@ pub struct GhState {
 }
 
 /// The author GitHub reports for what the workflow token posts.
-pub fn bot() -> Value {
+pub(crate) fn bot() -> Value {
     json!({"login": "github-actions[bot]", "type": "Bot"})
 }
 
 /// Prefix the fake serves under, to prove GHES path prefixes are kept.
-pub const API_PREFIX: &str = "/api/v3";
+pub(crate) const API_PREFIX: &str = "/api/v3";
 
 struct ListComments(Arc<Mutex<GhState>>);
 impl Respond for ListComments {
@@ -175,7 +175,7 @@ impl Respond for CreateReview {
 impl FakeGitHub {
     /// Starts the fake for `owner/repo#pr`, serving `diff` for the PR and `config` (if any) at
     /// `.github/agentctl.yml` for any ref.
-    pub async fn start(owner: &str, repo: &str, pr: u64, diff: Vec<u8>, config: Option<String>) -> FakeGitHub {
+    pub(crate) async fn start(owner: &str, repo: &str, pr: u64, diff: Vec<u8>, config: Option<String>) -> FakeGitHub {
         let server = MockServer::start().await;
         let state = Arc::new(Mutex::new(GhState { next_id: 1000, ..Default::default() }));
         let base = format!("{API_PREFIX}/repos/{owner}/{repo}");
@@ -219,25 +219,18 @@ impl FakeGitHub {
             .respond_with(CreateReview(state.clone()))
             .mount(&server)
             .await;
-        // Catch-all: anything else is a bug in agentctl (or in this fake); it fails the test
-        // when the server is dropped.
-        Mock::given(wiremock::matchers::any())
-            .respond_with(ResponseTemplate::new(599).set_body_string("unexpected request"))
-            .with_priority(u8::MAX)
-            .expect(0)
-            .named("catch-all: unexpected GitHub request")
-            .mount(&server)
-            .await;
+        // Anything else is a bug in agentctl (or in this fake).
+        mount_catch_all(&server, "GitHub").await;
         FakeGitHub { server, state, owner: owner.into(), repo: repo.into(), pr }
     }
 
     /// `GITHUB_API_URL` for agentctl: the fake's address plus the GHES-style prefix.
-    pub fn api_url(&self) -> String {
+    pub(crate) fn api_url(&self) -> String {
         format!("{}{API_PREFIX}", self.server.uri())
     }
 
     /// Requests received so far (method and path).
-    pub async fn requests(&self) -> Vec<(String, String)> {
+    pub(crate) async fn requests(&self) -> Vec<(String, String)> {
         self.server
             .received_requests()
             .await
@@ -248,7 +241,7 @@ impl FakeGitHub {
     }
 
     /// Every request body received, as text (for leak checks).
-    pub async fn all_bodies(&self) -> String {
+    pub(crate) async fn all_bodies(&self) -> String {
         self.server
             .received_requests()
             .await
@@ -262,7 +255,7 @@ impl FakeGitHub {
 
 /// An OpenAI-compatible fake answering every chat completion with `answer` (a review output
 /// object), after an optional delay, recording request bodies.
-pub async fn fake_openai(answer: Value, delay: std::time::Duration) -> MockServer {
+pub(crate) async fn fake_openai(answer: Value, delay: std::time::Duration) -> MockServer {
     let server = MockServer::start().await;
     let body = json!({
         "id": "chatcmpl-test",
@@ -278,18 +271,33 @@ pub async fn fake_openai(answer: Value, delay: std::time::Duration) -> MockServe
         .respond_with(ResponseTemplate::new(200).set_body_json(body).set_delay(delay))
         .mount(&server)
         .await;
+    mount_catch_all(&server, "provider").await;
+    server
+}
+
+/// Mounts the lowest-priority catch-all every fake has: any request no other mock claims gets
+/// a 599 and fails the test when the server is dropped (`expect(0)`). `what` names the fake
+/// in the failure ("GitHub", "provider").
+pub(crate) async fn mount_catch_all(server: &MockServer, what: &str) {
     Mock::given(wiremock::matchers::any())
-        .respond_with(ResponseTemplate::new(599))
+        .respond_with(ResponseTemplate::new(599).set_body_string("unexpected request"))
         .with_priority(u8::MAX)
         .expect(0)
-        .named("catch-all: unexpected provider request")
-        .mount(&server)
+        .named(format!("catch-all: unexpected {what} request"))
+        .mount(server)
         .await;
+}
+
+/// A fresh (unpooled) mock server with [`mount_catch_all`]. Unpooled: a test that leaves a
+/// delayed response in flight must not hand that server to the next test.
+pub(crate) async fn strict_server() -> MockServer {
+    let server = MockServer::builder().start().await;
+    mount_catch_all(&server, "provider").await;
     server
 }
 
 /// A config pointing the `main` provider at `openai_uri`.
-pub fn config_for(openai_uri: &str, extra_review: &str) -> String {
+pub(crate) fn config_for(openai_uri: &str, extra_review: &str) -> String {
     format!(
         "provider: main\nproviders:\n  main:\n    kind: openai\n    model: gpt-4o-mini\n    base_url: {openai_uri}/v1\n    api_key_env: OPENAI_API_KEY\n    max_retries: 0\nreview:\n  max_concurrency: 4\n{extra_review}"
     )
@@ -297,7 +305,7 @@ pub fn config_for(openai_uri: &str, extra_review: &str) -> String {
 
 /// Independent oracle: the lines GitHub accepts comments on, per (path, side), and the hunk
 /// index of each, computed straight from the diff text (not with agentctl's parser).
-pub fn commentable(diff: &[u8]) -> BTreeMap<(String, String), BTreeMap<u32, usize>> {
+pub(crate) fn commentable(diff: &[u8]) -> BTreeMap<(String, String), BTreeMap<u32, usize>> {
     let text = String::from_utf8_lossy(diff);
     let mut out: BTreeMap<(String, String), BTreeMap<u32, usize>> = BTreeMap::new();
     let mut path = String::new();
@@ -358,7 +366,7 @@ pub fn commentable(diff: &[u8]) -> BTreeMap<(String, String), BTreeMap<u32, usiz
 }
 
 /// Parses a `GITHUB_OUTPUT` file written in the heredoc form into name → value.
-pub fn parse_github_output(text: &str) -> BTreeMap<String, String> {
+pub(crate) fn parse_github_output(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
@@ -379,7 +387,7 @@ pub fn parse_github_output(text: &str) -> BTreeMap<String, String> {
 }
 
 /// Writes `value` to a file in `dir` and returns its path.
-pub fn write(dir: &Path, name: &str, value: impl AsRef<[u8]>) -> PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, value: impl AsRef<[u8]>) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, value).unwrap();
     p

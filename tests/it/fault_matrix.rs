@@ -28,7 +28,7 @@ use agentctl::resilience::{Breaker, BreakerRecord, BreakerSettings, BreakerState
 use agentctl::store::Store;
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use wiremock::matchers::{any, method, path};
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockBuilder, MockServer, Request, Respond, ResponseTemplate};
 
 // ---------------------------------------------------------------------------------------------
@@ -38,21 +38,6 @@ use wiremock::{Mock, MockBuilder, MockServer, Request, Respond, ResponseTemplate
 /// The env var the process-level configs read the key from (named in auth errors).
 const KEY_ENV: &str = "FAULTS_OPENAI_KEY";
 const KEY: &str = "sk-faults-FAKEkey0123456789abcdef";
-
-/// A fresh (unpooled) mock server whose lowest-priority catch-all fails the test on any
-/// request no other mock claims. Unpooled: a row that leaves a 60 s delayed response in flight
-/// must not hand that server to the next test.
-async fn strict_server() -> MockServer {
-    let server = MockServer::builder().start().await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(599).set_body_string("unexpected request"))
-        .with_priority(u8::MAX)
-        .expect(0)
-        .named("catch-all: unexpected provider request")
-        .mount(&server)
-        .await;
-    server
-}
 
 fn chat() -> MockBuilder {
     Mock::given(method("POST")).and(path("/v1/chat/completions"))

@@ -17,13 +17,7 @@ fn answer() -> Value {
 }
 
 async fn catch_all(server: &MockServer) {
-    Mock::given(wiremock::matchers::any())
-        .respond_with(ResponseTemplate::new(599))
-        .with_priority(u8::MAX)
-        .expect(0)
-        .named("catch-all: unexpected provider request")
-        .mount(server)
-        .await;
+    mount_catch_all(server, "provider").await;
 }
 
 /// Runs a dry-run review of [`DIFF`] with `config`, returning the JSON report.

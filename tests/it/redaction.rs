@@ -306,13 +306,7 @@ async fn fake_model(answer: &Value, model: &str, errors: &[String]) -> MockServe
             .mount(&server)
             .await;
     }
-    Mock::given(wiremock::matchers::any())
-        .respond_with(ResponseTemplate::new(599))
-        .with_priority(u8::MAX)
-        .expect(0)
-        .named("catch-all: unexpected provider request")
-        .mount(&server)
-        .await;
+    mount_catch_all(&server, "provider").await;
     server
 }
 
