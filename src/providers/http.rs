@@ -484,6 +484,25 @@ pub(crate) mod tests {
     use wiremock::matchers::any;
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
+    #[test]
+    fn endpoint_settings_debug_never_prints_the_key() {
+        let s = EndpointSettings {
+            name: "main".to_owned(),
+            model: "gpt-4o-mini".to_owned(),
+            base_url: "https://api.openai.com/v1".to_owned(),
+            api_key: Some(SecretString::from("sk-proj-do-not-print-0123456789")),
+            api_key_env: "OPENAI_API_KEY".to_owned(),
+            timeout: Duration::from_secs(120),
+            retry: RetryPolicy::default(),
+        };
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("do-not-print"), "{debug}");
+        assert!(debug.contains("OPENAI_API_KEY") && debug.contains("gpt-4o-mini"), "{debug}");
+        let config = s.http_config(KeyHeader::Bearer, Vec::new(), by_status);
+        assert_eq!((config.provider, config.api_key_env, config.timeout), ("main", "OPENAI_API_KEY", s.timeout));
+        assert!(!format!("{config:?}").contains("do-not-print"));
+    }
+
     /// A mock server whose lowest-priority catch-all fails the test on any unexpected request.
     pub(crate) async fn strict_server() -> MockServer {
         let server = MockServer::start().await;
