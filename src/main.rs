@@ -11,6 +11,7 @@ use agentctl::context::Env;
 use agentctl::env_vars as ev;
 use agentctl::exit::Exit;
 use agentctl::log;
+use agentctl::providers::process_group;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -40,11 +41,28 @@ fn main() -> ExitCode {
             return ExitCode::from(Exit::Failure.code());
         }
     };
-    match runtime.block_on(agentctl::commands::run(cli, &env)) {
-        Ok(exit) => ExitCode::from(exit.code()),
-        Err(e) => {
+    // SIGINT/SIGTERM (Ctrl-C, a cancelled job) drop the run and kill every agent CLI process
+    // group still alive (they do not get the terminal's or the runner's signal themselves).
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            result = agentctl::commands::run(cli, &env) => Ok(result),
+            Ok(signal) = process_group::exit_signal() => Err(signal),
+        }
+    });
+    match outcome {
+        Ok(Ok(exit)) => ExitCode::from(exit.code()),
+        Ok(Err(e)) => {
             log::error(&format!("{:#}", e.source));
             ExitCode::from(e.exit.code())
+        }
+        Err(signal) => {
+            // Dropping the run killed the groups it owned; this catches any left in detached tasks.
+            process_group::kill_all();
+            log::warn(&format!("stopped by signal {signal}; any running agent CLI was killed with its process group"));
+            // Do not wait for blocking work (a SQLite write) longer than a moment.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+            // The shell convention for death by a signal: 128 + its number.
+            ExitCode::from(u8::try_from(128 + signal).unwrap_or(128))
         }
     }
 }

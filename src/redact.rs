@@ -3,7 +3,8 @@
 //! [`Redactor::redact`].
 //!
 //! Two layers: (1) known secret values we hold (API keys, tokens) and their derived forms —
-//! base64 at the three byte offsets, double base64, URL-escaped, JSON-escaped, hex; (2)
+//! base64 at the three byte offsets, double base64, URL-escaped, JSON-escaped, JSON
+//! `\uXXXX`-escaped and `%XX`-encoded (every character, or only some), hex; (2)
 //! high-confidence token patterns for secrets we do not hold: GitHub `ghp_`/`gho_`/`ghu_`/`ghs_`/
 //! `ghr_`/`github_pat_`, OpenAI `sk-`, Anthropic `sk-ant-`, AWS `AKIA`, PEM private-key blocks,
 //! JWTs.
@@ -199,7 +200,8 @@ impl Redactor {
     /// Registers a secret value and its derived forms. Values shorter than 4 bytes
     /// ([`MIN_SECRET_LEN`]) are ignored (they would shred ordinary text); each line of a
     /// multi-line secret is registered too. Derived forms (base64 at the three offsets and
-    /// base64url, double base64, URL-escaped, JSON-escaped, hex lower/upper) are registered for
+    /// base64url, double base64, URL-escaped, JSON-escaped, every character as `\uXXXX` and
+    /// every byte as `%XX` (both hex cases), hex lower/upper) are registered for
     /// the value and each line of at least [`MIN_DERIVED_LEN`] bytes.
     ///
     /// A value that occurs inside [`REDACTED`] itself is ignored, so that redaction stays
@@ -252,25 +254,16 @@ impl Redactor {
     /// matched first never leaves the tail of a longer one behind; each merged span becomes one
     /// [`REDACTED`]. Idempotent: `redact(redact(t)) == redact(t)`.
     pub fn redact(&self, text: &str) -> String {
-        let mut spans: Vec<Range<usize>> = Vec::new();
-        {
-            let reg = self.read();
-            let candidates: Vec<&String> = match &reg.prefilter {
-                Some(set) => set.matches(text).iter().map(|i| &reg.forms[i]).collect(),
-                None => reg.forms.iter().collect(),
-            };
-            for form in candidates {
-                let mut from = 0;
-                while let Some(pos) = text.get(from..).and_then(|rest| rest.find(form.as_str())) {
-                    let start = from + pos;
-                    spans.push(start..start + form.len());
-                    // Step one char, not one match: overlapping occurrences ("abab" in
-                    // "ababab") must all be covered.
-                    from = start + text[start..].chars().next().map_or(1, char::len_utf8);
-                }
-            }
-        }
+        let mut spans = self.find_forms(text);
         spans.extend(find_tokens(text).into_iter().map(|m| m.range));
+        // A secret with only some characters escaped (`\u0073k-...`, `sk%2Dproj...`) matches
+        // no registered form; look again in the decoded text. Matches shorter than
+        // MIN_DERIVED_LEN decoded bytes are ignored there, like other derived forms.
+        if let Some(view) = DecodedView::new(text) {
+            let hits =
+                self.find_forms(&view.text).into_iter().chain(find_tokens(&view.text).into_iter().map(|m| m.range));
+            spans.extend(hits.filter(|r| r.len() >= MIN_DERIVED_LEN).filter_map(|r| view.original(&r)));
+        }
         if spans.is_empty() {
             return text.to_owned();
         }
@@ -303,6 +296,28 @@ impl Redactor {
 }
 
 impl Redactor {
+    /// Byte ranges of every occurrence of every registered form in `text`, overlapping ones
+    /// included, unsorted.
+    fn find_forms(&self, text: &str) -> Vec<Range<usize>> {
+        let mut spans = Vec::new();
+        let reg = self.read();
+        let candidates: Vec<&String> = match &reg.prefilter {
+            Some(set) => set.matches(text).iter().map(|i| &reg.forms[i]).collect(),
+            None => reg.forms.iter().collect(),
+        };
+        for form in candidates {
+            let mut from = 0;
+            while let Some(pos) = text.get(from..).and_then(|rest| rest.find(form.as_str())) {
+                let start = from + pos;
+                spans.push(start..start + form.len());
+                // Step one char, not one match: overlapping occurrences ("abab" in
+                // "ababab") must all be covered.
+                from = start + text[start..].chars().next().map_or(1, char::len_utf8);
+            }
+        }
+        spans
+    }
+
     /// Redacts a JSON document (SARIF, `--format json`) by value, then as text.
     ///
     /// Every string and key is redacted as the text a reader decodes, so a form that only
@@ -396,12 +411,94 @@ fn derived_forms(value: &str) -> Vec<String> {
         }
     }
 
+    // Every character as a JSON `\uXXXX` escape (valid JSON for any string, and what some
+    // serializers and obfuscating hands write), and every byte as `%XX` (what clients that
+    // percent-encode everything send); each in both hex cases. Texts that escape only some
+    // characters are caught by the decoded view in `Redactor::redact`.
+    forms.push(json_u_escaped(value, false));
+    forms.push(json_u_escaped(value, true));
+    forms.push(bytes.iter().map(|b| format!("%{b:02x}")).collect());
+    forms.push(bytes.iter().map(|b| format!("%{b:02X}")).collect());
+
     forms.push(hex::encode(bytes));
     forms.push(hex::encode_upper(bytes));
 
     // Cores of very short values can be a couple of characters; never register those.
     forms.retain(|f| f.len() >= MIN_DERIVED_LEN);
     forms
+}
+
+/// `value` with every character written as JSON `\uXXXX` UTF-16 units (RFC 8259 §7), hex in
+/// upper or lower case.
+fn json_u_escaped(value: &str, upper: bool) -> String {
+    let mut out = String::with_capacity(value.len() * 6);
+    for c in value.chars() {
+        let mut units = [0u16; 2];
+        for unit in c.encode_utf16(&mut units) {
+            out.push_str(&if upper { format!("\\u{unit:04X}") } else { format!("\\u{unit:04x}") });
+        }
+    }
+    out
+}
+
+/// A text with its escapes decoded, for matching secrets that were only partly escaped.
+///
+/// Decoded are JSON `\uXXXX` escapes of non-surrogate code points (RFC 8259 §7) and `%XX`
+/// escapes of ASCII bytes (RFC 3986 §2.1), each hex digit in either case; everything else is
+/// copied. `origin[i]` is the byte range of `text` that produced decoded byte `i`, so a match
+/// in the view maps back to whole escapes (and whole characters) of the original.
+struct DecodedView {
+    text: String,
+    origin: Vec<(usize, usize)>,
+}
+
+impl DecodedView {
+    /// `None` when `text` holds no escape to decode (the common case: no extra work).
+    fn new(text: &str) -> Option<Self> {
+        if !text.contains("\\u") && !text.contains('%') {
+            return None;
+        }
+        let b = text.as_bytes();
+        let hex_at = |at: usize, n: usize| -> Option<u32> {
+            let digits = b.get(at..at + n)?;
+            if !digits.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+        };
+        let mut out = String::with_capacity(text.len());
+        let mut origin = Vec::with_capacity(text.len());
+        let mut decoded_any = false;
+        let mut i = 0;
+        while i < b.len() {
+            let escape = match b[i] {
+                b'\\' if b.get(i + 1) == Some(&b'u') => hex_at(i + 2, 4).and_then(char::from_u32).map(|c| (c, 6)),
+                b'%' => hex_at(i + 1, 2).filter(|v| *v < 0x80).and_then(char::from_u32).map(|c| (c, 3)),
+                _ => None,
+            };
+            let (c, len) = match escape {
+                Some(found) => {
+                    decoded_any = true;
+                    found
+                }
+                None => {
+                    let c = text.get(i..).and_then(|rest| rest.chars().next())?;
+                    (c, c.len_utf8())
+                }
+            };
+            out.push(c);
+            origin.extend(std::iter::repeat_n((i, i + len), c.len_utf8()));
+            i += len;
+        }
+        decoded_any.then_some(Self { text: out, origin })
+    }
+
+    /// The byte range of the original text behind decoded range `r` (non-empty).
+    fn original(&self, r: &Range<usize>) -> Option<Range<usize>> {
+        let start = self.origin.get(r.start)?.0;
+        let end = self.origin.get(r.end.checked_sub(1)?)?.1;
+        Some(start..end)
+    }
 }
 
 /// `json` (an escaped JSON string body) with every non-ASCII char as `\uXXXX` UTF-16 units,
@@ -513,9 +610,67 @@ mod tests {
                 cases.push((format!("b64 in text {at}"), format!("header: {} trailer", b64(text.as_bytes())), b64_min));
             }
         }
+        // JSON `\uXXXX` escapes (every character, or only some) and every byte as `%XX`, in
+        // both hex cases: what a hand-written JSON file or a fully percent-encoding client holds.
+        for (label, encoded) in escaped_forms(SECRET) {
+            let removed = encoded.len();
+            cases.push((label.clone(), format!("{{\"k\": \"{encoded}\"}}"), removed));
+            cases.push((format!("{label} in a URL"), format!("https://x.test/?q={encoded}&p=1"), removed));
+        }
         for (label, encoded, min_removed) in &cases {
             assert_scrubbed(&r, label, encoded, *min_removed);
         }
+    }
+
+    /// `value` written with escapes: JSON `\uXXXX` (UTF-16 units) for every character, or for
+    /// every other one, and every byte as `%XX`, each in lower- and upper-case hex.
+    fn escaped_forms(value: &str) -> Vec<(String, String)> {
+        let u = |c: char, upper: bool| {
+            let mut units = [0u16; 2];
+            c.encode_utf16(&mut units)
+                .iter()
+                .map(|u| if upper { format!("\\u{u:04X}") } else { format!("\\u{u:04x}") })
+                .collect::<String>()
+        };
+        let mut out = vec![];
+        for upper in [false, true] {
+            let case = if upper { "upper" } else { "lower" };
+            let all: String = value.chars().map(|c| u(c, upper)).collect();
+            // Every other character escaped; JSON's own escapes for `"` and `\` elsewhere.
+            let some: String = value
+                .chars()
+                .enumerate()
+                .map(|(i, c)| match c {
+                    _ if i % 2 == 0 => u(c, upper),
+                    '"' => "\\\"".to_owned(),
+                    '\\' => "\\\\".to_owned(),
+                    c => c.to_string(),
+                })
+                .collect();
+            let pct: String =
+                value.bytes().map(|b| if upper { format!("%{b:02X}") } else { format!("%{b:02x}") }).collect();
+            out.push((format!("json \\u every char {case}"), all));
+            out.push((format!("json \\u some chars {case}"), some));
+            out.push((format!("%XX every byte {case}"), pct));
+        }
+        out
+    }
+
+    #[test]
+    fn escaped_forms_of_other_text_are_left_alone() {
+        let r = redactor_with(&[SECRET, "k3y!"]);
+        for text in [
+            "{\"msg\": \"caf\\u00e9 \\u0041\\u0042 ok\"}",
+            "https://x.test/?q=a%20b%2Fc%3d&p=%7E",
+            "printf(\"%s %d%%\", name, 100)",
+            "%4",
+            "trailing \\u00",
+        ] {
+            assert_eq!(r.redact(text), text, "false positive");
+        }
+        // A value shorter than MIN_DERIVED_LEN is matched raw only, as before.
+        assert_eq!(r.redact("%6B%33%79%21"), "%6B%33%79%21");
+        assert_eq!(r.redact("\\u006b3y!"), "\\u006b3y!");
     }
 
     #[test]

@@ -22,15 +22,13 @@
 //!   [`ProviderError::BadAnswer`] saying the model refused.
 
 use futures::future::BoxFuture;
-use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::providers::http::{
-    api_name, join_url, ErrorClass, HttpClient, HttpConfig, KeyHeader, RawAnswer, StatusError,
+    api_name, join_url, EndpointSettings, ErrorClass, HttpClient, KeyHeader, RawAnswer, StatusError,
 };
 use crate::providers::{Completion, CompletionRequest, Provider, ProviderError, Usage};
-use crate::resilience::RetryPolicy;
 
 /// Anthropic's API root, the default `base_url`.
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com/v1";
@@ -45,24 +43,16 @@ pub const DEFAULT_API_KEY_ENV: &str = crate::env_vars::ANTHROPIC_API_KEY;
 const BILLING_PHRASES: &[&str] =
     &["credit balance", "spend limit", "spending limit", "usage limit", "billing", "purchase credits"];
 
-/// Settings of one Anthropic endpoint.
+/// Settings of one Anthropic endpoint: the shared ones (`model` e.g. `claude-sonnet-4-5`;
+/// `base_url` includes `/v1`, [`DEFAULT_BASE_URL`] by default; the key is sent as `x-api-key`
+/// and read from [`DEFAULT_API_KEY_ENV`] by default) and the API version header.
 #[derive(Debug, Clone)]
 pub struct AnthropicSettings {
-    /// Config entry name, for messages.
-    pub name: String,
-    /// e.g. `claude-sonnet-4-5`.
-    pub model: String,
-    /// API root including `/v1`, without a trailing slash ([`DEFAULT_BASE_URL`] by default).
-    pub base_url: String,
-    /// Sent as `x-api-key`; `None` only for compatible servers that need none (Ollama).
-    pub api_key: Option<SecretString>,
-    /// The env var the key was read from, named in auth errors ([`DEFAULT_API_KEY_ENV`] by default).
-    pub api_key_env: String,
-    /// The `anthropic-version` header ([`DEFAULT_ANTHROPIC_VERSION`] by default).
+    /// Name, model, URL, key, timeout and retry policy.
+    pub endpoint: EndpointSettings,
+    /// The `anthropic-version` header ([`DEFAULT_ANTHROPIC_VERSION`] by default), see
+    /// <https://docs.anthropic.com/en/api/versioning>.
     pub anthropic_version: String,
-    /// Per-attempt timeout.
-    pub timeout: std::time::Duration,
-    pub retry: RetryPolicy,
 }
 
 /// The adapter.
@@ -76,12 +66,12 @@ pub struct Anthropic {
 impl std::fmt::Debug for Anthropic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Anthropic")
-            .field("name", &self.settings.name)
-            .field("model", &self.settings.model)
+            .field("name", &self.settings.endpoint.name)
+            .field("model", &self.settings.endpoint.model)
             .field("url", &self.url.as_str())
             .field("anthropic_version", &self.settings.anthropic_version)
-            .field("api_key_env", &self.settings.api_key_env)
-            .field("has_key", &self.settings.api_key.is_some())
+            .field("api_key_env", &self.settings.endpoint.api_key_env)
+            .field("has_key", &self.settings.endpoint.api_key.is_some())
             .finish()
     }
 }
@@ -90,17 +80,13 @@ impl Anthropic {
     /// Builds the client. Errors ([`ProviderError::Config`]): `base_url` is not an http(s) URL,
     /// the key or `anthropic_version` cannot be sent as a header, or the client cannot be built.
     pub fn new(settings: AnthropicSettings) -> Result<Self, ProviderError> {
-        let url = join_url(&settings.name, "base_url", &settings.base_url, "/messages")?;
-        let http = HttpClient::new(HttpConfig {
-            provider: &settings.name,
-            api_key: settings.api_key.as_ref(),
-            key_header: KeyHeader::Named("x-api-key"),
-            api_key_env: &settings.api_key_env,
-            timeout: settings.timeout,
-            retry: settings.retry,
-            headers: vec![("anthropic-version", settings.anthropic_version.clone())],
-            classify: classify_anthropic,
-        })?;
+        let endpoint = &settings.endpoint;
+        let url = join_url(&endpoint.name, "base_url", &endpoint.base_url, "/messages")?;
+        let http = HttpClient::new(endpoint.http_config(
+            KeyHeader::Named("x-api-key"),
+            vec![("anthropic-version", settings.anthropic_version.clone())],
+            classify_anthropic,
+        ))?;
         Ok(Self { settings, http, url })
     }
 
@@ -108,7 +94,7 @@ impl Anthropic {
     /// for structured output the one forced tool.
     fn body(&self, req: &CompletionRequest) -> Value {
         let mut body = json!({
-            "model": self.settings.model,
+            "model": self.settings.endpoint.model,
             "max_tokens": req.max_output_tokens,
             "messages": [{ "role": "user", "content": req.prompt }],
         });
@@ -175,7 +161,7 @@ impl Anthropic {
         Ok(Completion {
             text,
             usage: parsed.usage.map(ApiUsage::normalize).unwrap_or_default(),
-            model: parsed.model.filter(|m| !m.is_empty()).unwrap_or_else(|| self.settings.model.clone()),
+            model: parsed.model.filter(|m| !m.is_empty()).unwrap_or_else(|| self.settings.endpoint.model.clone()),
             latency: answer.latency,
             request_id,
         })
@@ -184,10 +170,10 @@ impl Anthropic {
 
 impl Provider for Anthropic {
     fn name(&self) -> &str {
-        &self.settings.name
+        &self.settings.endpoint.name
     }
     fn model(&self) -> &str {
-        &self.settings.model
+        &self.settings.endpoint.model
     }
     fn complete<'a>(&'a self, req: &'a CompletionRequest) -> BoxFuture<'a, Result<Completion, ProviderError>> {
         Box::pin(self.complete_inner(req))
@@ -267,6 +253,8 @@ impl ApiUsage {
 mod tests {
     use super::*;
     use crate::providers::http::tests::strict_server;
+    use crate::resilience::RetryPolicy;
+    use secrecy::SecretString;
     use std::time::{Duration, Instant};
     use wiremock::matchers::{body_partial_json, header, method, path};
     use wiremock::{Mock, MockBuilder, MockServer, Request, ResponseTemplate};
@@ -275,14 +263,16 @@ mod tests {
 
     fn settings(server: &MockServer) -> AnthropicSettings {
         AnthropicSettings {
-            name: "claude".to_owned(),
-            model: "claude-sonnet-4-5".to_owned(),
-            base_url: format!("{}/v1", server.uri()),
-            api_key: Some(SecretString::from(KEY)),
-            api_key_env: DEFAULT_API_KEY_ENV.to_owned(),
+            endpoint: EndpointSettings {
+                name: "claude".to_owned(),
+                model: "claude-sonnet-4-5".to_owned(),
+                base_url: format!("{}/v1", server.uri()),
+                api_key: Some(SecretString::from(KEY)),
+                api_key_env: DEFAULT_API_KEY_ENV.to_owned(),
+                timeout: Duration::from_secs(5),
+                retry: RetryPolicy { max_retries: 3, base: Duration::from_millis(1), cap: Duration::from_secs(30) },
+            },
             anthropic_version: DEFAULT_ANTHROPIC_VERSION.to_owned(),
-            timeout: Duration::from_secs(5),
-            retry: RetryPolicy { max_retries: 3, base: Duration::from_millis(1), cap: Duration::from_secs(30) },
         }
     }
 

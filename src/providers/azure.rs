@@ -13,12 +13,10 @@
 //! Azure's `retry-after-ms` on 429 is honoured by [`crate::resilience`].
 
 use futures::future::BoxFuture;
-use secrecy::SecretString;
 
-use crate::providers::http::join_url;
-use crate::providers::openai::{Flavour, JsonMode, MaxTokensParam, OpenAi, OpenAiSettings};
+use crate::providers::http::{join_url, EndpointSettings};
+use crate::providers::openai::{Flavour, JsonMode, MaxTokensParam, OpenAi};
 use crate::providers::{Completion, CompletionRequest, Provider, ProviderError};
-use crate::resilience::RetryPolicy;
 
 /// The GA API version we speak by default (it has `response_format: json_schema`).
 pub const DEFAULT_API_VERSION: &str = "2024-10-21";
@@ -26,29 +24,22 @@ pub const DEFAULT_API_VERSION: &str = "2024-10-21";
 /// NOTE: belongs in `crate::env_vars` once the config wiring lands.
 pub const DEFAULT_API_KEY_ENV: &str = crate::env_vars::AZURE_OPENAI_API_KEY;
 
-/// Settings of one Azure OpenAI deployment.
+/// Settings of one Azure OpenAI deployment: the shared ones and the deployment and API version.
+///
+/// In [`AzureOpenAiSettings::endpoint`], `base_url` is the resource endpoint, e.g.
+/// `https://my-resource.openai.azure.com` (trailing slash ignored, no `/openai` suffix);
+/// `model` is the model behind the deployment (e.g. `gpt-4o`), for reports and pricing (Azure
+/// itself routes by [`AzureOpenAiSettings::deployment`]), reported as [`Completion::model`]
+/// when the response does not name one; the key is sent as the `api-key` header and read from
+/// [`DEFAULT_API_KEY_ENV`] by default.
 #[derive(Debug, Clone)]
 pub struct AzureOpenAiSettings {
-    /// Config entry name, for messages.
-    pub name: String,
-    /// The model behind the deployment (e.g. `gpt-4o`), for reports and pricing; Azure itself
-    /// routes by [`AzureOpenAiSettings::deployment`]. Reported as [`Completion::model`] when the
-    /// response does not name one.
-    pub model: String,
-    /// The resource endpoint, e.g. `https://my-resource.openai.azure.com` (trailing slash
-    /// ignored, no `/openai` suffix).
-    pub endpoint: String,
+    /// Name, model, resource endpoint, key, timeout and retry policy.
+    pub endpoint: EndpointSettings,
     /// The deployment name chosen when the model was deployed.
     pub deployment: String,
     /// The `api-version` query parameter; [`DEFAULT_API_VERSION`] by default.
     pub api_version: String,
-    /// Sent as the `api-key` header.
-    pub api_key: Option<SecretString>,
-    /// The env var the key was read from, named in auth errors ([`DEFAULT_API_KEY_ENV`] by default).
-    pub api_key_env: String,
-    /// Per-attempt timeout.
-    pub timeout: std::time::Duration,
-    pub retry: RetryPolicy,
 }
 
 /// The adapter: an [`OpenAi`] adapter in its Azure flavour.
@@ -61,8 +52,10 @@ impl AzureOpenAi {
     /// Builds the client. Errors ([`ProviderError::Config`]): `endpoint` is not an http(s) URL,
     /// `deployment` or `api_version` is empty, or the HTTP client cannot be built.
     pub fn new(settings: AzureOpenAiSettings) -> Result<Self, ProviderError> {
-        let config_error =
-            |message: &str| ProviderError::Config { provider: settings.name.clone(), message: message.to_owned() };
+        let config_error = |message: &str| ProviderError::Config {
+            provider: settings.endpoint.name.clone(),
+            message: message.to_owned(),
+        };
         let deployment = settings.deployment.trim();
         if deployment.is_empty() {
             return Err(config_error("no `deployment` set for this Azure OpenAI provider"));
@@ -71,18 +64,9 @@ impl AzureOpenAi {
             return Err(config_error("`api_version` is empty"));
         }
         let path = format!("/openai/deployments/{}/chat/completions", urlencoding::encode(deployment));
-        let mut url = join_url(&settings.name, "endpoint", &settings.endpoint, &path)?;
+        let mut url = join_url(&settings.endpoint.name, "endpoint", &settings.endpoint.base_url, &path)?;
         url.query_pairs_mut().append_pair("api-version", settings.api_version.trim());
-        let openai = OpenAiSettings {
-            name: settings.name,
-            model: settings.model,
-            base_url: settings.endpoint,
-            api_key: settings.api_key,
-            api_key_env: settings.api_key_env,
-            timeout: settings.timeout,
-            retry: settings.retry,
-        };
-        Ok(Self { inner: OpenAi::with_endpoint(openai, url, Flavour::Azure)? })
+        Ok(Self { inner: OpenAi::with_endpoint(settings.endpoint, url, Flavour::Azure)? })
     }
 
     /// Forces the output-cap field. Azure's host never looks like OpenAI's, so `max_tokens` is
@@ -116,6 +100,8 @@ mod tests {
     use super::*;
     use crate::providers::http::tests::strict_server;
     use crate::providers::Usage;
+    use crate::resilience::RetryPolicy;
+    use secrecy::SecretString;
     use serde_json::{json, Value};
     use std::time::{Duration, Instant};
     use wiremock::matchers::{body_partial_json, header, method, path, query_param};
@@ -125,15 +111,17 @@ mod tests {
 
     fn settings(server: &MockServer) -> AzureOpenAiSettings {
         AzureOpenAiSettings {
-            name: "azure".to_owned(),
-            model: "gpt-4o".to_owned(),
-            endpoint: format!("{}/", server.uri()),
+            endpoint: EndpointSettings {
+                name: "azure".to_owned(),
+                model: "gpt-4o".to_owned(),
+                base_url: format!("{}/", server.uri()),
+                api_key: Some(SecretString::from(KEY)),
+                api_key_env: DEFAULT_API_KEY_ENV.to_owned(),
+                timeout: Duration::from_secs(5),
+                retry: RetryPolicy { max_retries: 3, base: Duration::from_millis(1), cap: Duration::from_secs(30) },
+            },
             deployment: "review-4o".to_owned(),
             api_version: DEFAULT_API_VERSION.to_owned(),
-            api_key: Some(SecretString::from(KEY)),
-            api_key_env: DEFAULT_API_KEY_ENV.to_owned(),
-            timeout: Duration::from_secs(5),
-            retry: RetryPolicy { max_retries: 3, base: Duration::from_millis(1), cap: Duration::from_secs(30) },
         }
     }
 
@@ -289,22 +277,21 @@ mod tests {
     #[test]
     fn settings_are_checked() {
         let s = AzureOpenAiSettings {
-            name: "azure".to_owned(),
-            model: "gpt-4o".to_owned(),
-            endpoint: "https://res.openai.azure.com".to_owned(),
+            endpoint: EndpointSettings {
+                name: "azure".to_owned(),
+                model: "gpt-4o".to_owned(),
+                base_url: "https://res.openai.azure.com".to_owned(),
+                api_key: None,
+                api_key_env: DEFAULT_API_KEY_ENV.to_owned(),
+                timeout: Duration::from_secs(1),
+                retry: RetryPolicy::default(),
+            },
             deployment: " ".to_owned(),
             api_version: DEFAULT_API_VERSION.to_owned(),
-            api_key: None,
-            api_key_env: DEFAULT_API_KEY_ENV.to_owned(),
-            timeout: Duration::from_secs(1),
-            retry: RetryPolicy::default(),
         };
         assert!(matches!(AzureOpenAi::new(s.clone()), Err(ProviderError::Config { .. })));
-        let bad_endpoint = AzureOpenAiSettings {
-            deployment: "d".to_owned(),
-            endpoint: "res.openai.azure.com".to_owned(),
-            ..s.clone()
-        };
+        let mut bad_endpoint = AzureOpenAiSettings { deployment: "d".to_owned(), ..s.clone() };
+        bad_endpoint.endpoint.base_url = "res.openai.azure.com".to_owned();
         assert!(matches!(AzureOpenAi::new(bad_endpoint), Err(ProviderError::Config { .. })));
         let ok = AzureOpenAiSettings { deployment: "my deployment".to_owned(), ..s };
         let azure = AzureOpenAi::new(ok).unwrap();

@@ -7,7 +7,9 @@
 //! [`INHERITED_ENV`], the configured `env` and the `env_passthrough` names, so `GITHUB_TOKEN`,
 //! `ACTIONS_RUNTIME_TOKEN` and other secrets of the job never reach the agent unless asked for.
 //!
-//! Resource limits: every attempt has a timeout after which the child is killed and reaped;
+//! Resource limits: every attempt has a timeout after which the child's whole process group
+//! (the agent and every tool it started) is killed and the child reaped (see
+//! [`super::process_group`]; `SIGINT`/`SIGTERM` to agentctl kill the groups too);
 //! stdout is capped ([`CommandSettings::max_output_bytes`]) and only the tail of stderr is kept,
 //! so a runaway agent can neither hang the job nor eat its memory. stdin, stdout and stderr are
 //! serviced concurrently so a child that writes a lot before reading its input cannot deadlock
@@ -51,6 +53,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin};
 
 use crate::context::Env;
+use crate::providers::process_group::ProcessGroup;
 use crate::providers::{Completion, CompletionRequest, Provider, ProviderError, Usage};
 use crate::resilience::{retry_observed, Exhausted, Failure, LogRetries, RetryPolicy};
 
@@ -254,10 +257,15 @@ impl CommandProvider {
                     return Err(AttemptError::AgentFailed { message, kind });
                 }
             }
-            return Err(AttemptError::Exit {
-                status: describe_status(raw.status),
-                stderr_tail: tail_lines(&raw.stderr),
-            });
+            let stderr_tail = tail_lines(&raw.stderr);
+            // `claude -p` in text mode prints `Invalid API key · Please run /login` and exits 1:
+            // a refused login is not worth a retry.
+            let said = format!("{}\n{stderr_tail}", tail_lines(&raw.stdout));
+            if let Some(kind @ (FailureKind::Auth | FailureKind::Quota)) = classify_failure_text(&said) {
+                let message = format!("`{}` {}: {}", self.settings.program, describe_status(raw.status), said.trim());
+                return Err(AttemptError::AgentFailed { message, kind });
+            }
+            return Err(AttemptError::Exit { status: describe_status(raw.status), stderr_tail });
         }
         let answer = parse_output(self.settings.output, &stdout).map_err(|e| match e {
             AgentOutputError::Failed { message, kind } => AttemptError::AgentFailed { message, kind },
@@ -280,11 +288,16 @@ impl CommandProvider {
             .stderr(Stdio::piped())
             // A dropped call (total deadline, Ctrl-C) must not leave the agent running.
             .kill_on_drop(true);
+        // Its own process group, so that a kill reaches the agent's tools too (see
+        // `process_group`); the group is killed when `group` drops, however we leave.
+        #[cfg(unix)]
+        command.process_group(0);
         let started = Instant::now();
         let mut child = command.spawn().map_err(|e| AttemptError::spawn(&self.settings.program, &e))?;
+        let group = ProcessGroup::register(child.id());
         let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
-            kill_and_reap(&mut child).await;
+            kill_and_reap(&mut child, group.as_ref()).await;
             return Err(AttemptError::Io { message: "the child's pipes were not set up".to_owned() });
         };
         let cap = self.settings.max_output_bytes;
@@ -301,13 +314,24 @@ impl CommandProvider {
         match tokio::time::timeout(self.settings.timeout, io).await {
             Ok(Ok((status, stdout, stderr))) => Ok(RawRun { status, stdout, stderr, latency: started.elapsed() }),
             Ok(Err(error)) => {
-                kill_and_reap(&mut child).await;
+                kill_and_reap(&mut child, group.as_ref()).await;
                 Err(error)
             }
             Err(_elapsed) => {
-                kill_and_reap(&mut child).await;
+                kill_and_reap(&mut child, group.as_ref()).await;
                 Err(AttemptError::Timeout { after: self.settings.timeout })
             }
+        }
+        // `group` drops here: tools the agent left running after a clean exit are killed too.
+    }
+
+    /// Where the CLI's credentials come from, for an auth error: the passed-through variables,
+    /// else the CLI's own stored login.
+    fn credential_source(&self) -> String {
+        if self.settings.env_passthrough.is_empty() {
+            "the CLI's own login".to_owned()
+        } else {
+            self.settings.env_passthrough.join("`, `")
         }
     }
 
@@ -354,6 +378,9 @@ impl CommandProvider {
                 ProviderError::BadAnswer { provider, message: format!("`{program}`: {message}") }
             }
             AttemptError::AgentFailed { message, kind } => match kind {
+                FailureKind::Auth => {
+                    ProviderError::Auth { provider, status: 0, env: self.credential_source(), message }
+                }
                 FailureKind::Quota => ProviderError::Quota { provider, message },
                 FailureKind::Fatal => ProviderError::BadAnswer { provider, message },
                 FailureKind::Transient => ProviderError::Unavailable { provider, status: 0, attempts, message },
@@ -455,6 +482,48 @@ pub enum FailureKind {
     Quota,
     /// Retrying will not help (`error_max_turns`, structured-output retries exhausted).
     Fatal,
+    /// The CLI's login or API key was refused ([`AUTH_FAILURE_MARKERS`]): never retried,
+    /// reported as [`ProviderError::Auth`] (exit 4).
+    Auth,
+}
+
+/// Lower-case fragments of the messages agent CLIs print when their credentials are refused.
+/// Checked only on a failed run (non-zero exit, `is_error`, `turn.failed`), so an answer that
+/// merely quotes one of them is not affected.
+///
+/// Sources: what Claude Code (`claude -p`) prints in `result` / on stdout for a refused login or
+/// key: `Invalid API key · Please run /login`, `Invalid API key · Fix external API key`,
+/// `Not logged in · Please run /login`, `Login expired · Please run /login`,
+/// `OAuth token revoked · Please run /login`, `OAuth token has expired. Please obtain a new
+/// token or refresh your existing token.`, and the API's own 401 passed through as
+/// `API Error: 401 {"type":"error","error":{"type":"authentication_error",...}}` (Anthropic
+/// error types, <https://docs.anthropic.com/en/api/errors>); codex's `unexpected status 401
+/// Unauthorized: ...` (openai/codex `codex-rs/core`, `UnexpectedStatus`).
+pub const AUTH_FAILURE_MARKERS: [&str; 7] = [
+    "please run /login",
+    "invalid api key",
+    "fix external api key",
+    "not logged in",
+    "oauth token has expired",
+    "authentication_error",
+    "401 unauthorized",
+];
+
+/// Lower-case fragments of messages that mean the account is out of credit. Source: Claude
+/// Code prints `Credit balance is too low` when the API account has no credit left.
+pub const QUOTA_FAILURE_MARKERS: [&str; 1] = ["credit balance is too low"];
+
+/// How a failure message the CLI printed should be treated, by [`AUTH_FAILURE_MARKERS`] and
+/// [`QUOTA_FAILURE_MARKERS`]; `None` when it names neither.
+pub fn classify_failure_text(text: &str) -> Option<FailureKind> {
+    let lower = text.to_lowercase();
+    if AUTH_FAILURE_MARKERS.iter().any(|m| lower.contains(m)) {
+        Some(FailureKind::Auth)
+    } else if QUOTA_FAILURE_MARKERS.iter().any(|m| lower.contains(m)) {
+        Some(FailureKind::Quota)
+    } else {
+        None
+    }
 }
 
 /// Reads `stdout` in `format`.
@@ -547,7 +616,7 @@ pub fn parse_claude_json(stdout: &str) -> Result<AgentAnswer, AgentOutputError> 
         let kind = match subtype {
             "error_max_budget_usd" => FailureKind::Quota,
             "error_max_turns" | "error_max_structured_output_retries" => FailureKind::Fatal,
-            _ => FailureKind::Transient,
+            _ => classify_failure_text(&detail).unwrap_or(FailureKind::Transient),
         };
         let subtype = if subtype.is_empty() { "error" } else { subtype };
         let message = if detail.is_empty() {
@@ -626,16 +695,16 @@ pub fn parse_codex_jsonl(stdout: &str) -> Result<AgentAnswer, AgentOutputError> 
     }
     if let Some(message) = turn_failed {
         return Err(AgentOutputError::Failed {
+            kind: classify_failure_text(&message).unwrap_or(FailureKind::Transient),
             message: format!("codex reported turn.failed: {}", truncate(&message)),
-            kind: FailureKind::Transient,
         });
     }
     match text.filter(|t| !t.trim().is_empty()) {
         Some(text) => Ok(AgentAnswer { text: text.trim().to_owned(), usage, model: None, total_cost_usd: None }),
         None => match last_error {
             Some(message) => Err(AgentOutputError::Failed {
+                kind: classify_failure_text(&message).unwrap_or(FailureKind::Transient),
                 message: format!("codex reported an error: {}", truncate(&message)),
-                kind: FailureKind::Transient,
             }),
             None if saw_event => Err(AgentOutputError::Malformed("codex finished without an agent_message".to_owned())),
             None => Err(AgentOutputError::Malformed(
@@ -775,8 +844,12 @@ async fn read_tail<R: AsyncRead + Unpin>(mut reader: R, keep: usize) -> Result<V
     Ok(buf)
 }
 
-/// Kills the child (SIGKILL) and waits for it so no zombie is left.
-async fn kill_and_reap(child: &mut Child) {
+/// Kills the child's process group and the child (SIGKILL) and waits for the child so no
+/// zombie is left. The group goes first, while the unreaped leader still pins its id.
+async fn kill_and_reap(child: &mut Child, group: Option<&ProcessGroup>) {
+    if let Some(group) = group {
+        group.kill();
+    }
     // Err means it has exited already; wait() below reaps it either way.
     let _ = child.start_kill();
     let _ = tokio::time::timeout(REAP_GRACE, child.wait()).await;
@@ -1018,6 +1091,71 @@ mod tests {
         assert!(!Path::new(&format!("/proc/{pid}")).exists(), "child {pid} still exists (not killed or not reaped)");
     }
 
+    /// Whether `pid` runs (a zombie, re-parented and not yet reaped by init, does not count).
+    fn alive(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+            Err(_) => false,
+        }
+    }
+
+    /// Waits up to 5 s for `pid` to be gone (SIGKILL delivery is asynchronous).
+    fn gone_soon(pid: u32) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        !alive(pid)
+    }
+
+    /// A fake agent that starts a tool (`sleep 300`) in the background, records the tool's
+    /// pid in `pidfile`, then runs `rest`.
+    fn agent_with_grandchild(dir: &Path, pidfile: &Path, rest: &str) -> PathBuf {
+        fake(dir, &format!("sleep 300 >/dev/null 2>&1 &\necho $! > {}\n{rest}", pidfile.display()))
+    }
+
+    fn pid_in(path: &Path) -> u32 {
+        std::fs::read_to_string(path).unwrap().trim().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn timeout_left_the_agents_grandchildren_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild");
+        let script = agent_with_grandchild(dir.path(), &pidfile, "wait");
+        let mut s = settings(&script);
+        s.timeout = Duration::from_millis(1000);
+        let err = provider(s).complete(&request("hi")).await.unwrap_err();
+        assert!(matches!(err, ProviderError::Network { .. }), "expected a timeout: {err:?}");
+        let grandchild = pid_in(&pidfile);
+        assert!(gone_soon(grandchild), "grandchild {grandchild} survived the timeout");
+    }
+
+    #[tokio::test]
+    async fn dropped_call_left_the_agents_grandchildren_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild");
+        let script = agent_with_grandchild(dir.path(), &pidfile, "wait");
+        let p = provider(settings(&script));
+        // A total deadline or a cancelled run drops the call mid-flight.
+        let req = request("hi");
+        let dropped = tokio::time::timeout(Duration::from_millis(1000), p.complete(&req)).await;
+        assert!(dropped.is_err(), "the fake agent should still be running");
+        let grandchild = pid_in(&pidfile);
+        assert!(gone_soon(grandchild), "grandchild {grandchild} survived the dropped call");
+    }
+
+    #[tokio::test]
+    async fn tools_left_behind_after_a_clean_exit_are_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild");
+        let script = agent_with_grandchild(dir.path(), &pidfile, "cat >/dev/null\necho answer");
+        let out = provider(settings(&script)).complete(&request("hi")).await.unwrap();
+        assert_eq!(out.text, "answer");
+        let grandchild = pid_in(&pidfile);
+        assert!(gone_soon(grandchild), "grandchild {grandchild} outlived the agent");
+    }
+
     #[tokio::test]
     async fn nonzero_exit_is_retried_and_reports_code_and_stderr_tail_without_the_prompt() {
         let dir = tempfile::tempdir().unwrap();
@@ -1207,6 +1345,65 @@ mod tests {
         let err = provider(s).complete(&request("hi")).await.unwrap_err();
         assert!(matches!(err, ProviderError::Quota { .. }), "{err:?}");
         assert_eq!(lines_in(&count), 1);
+    }
+
+    /// What `claude -p --output-format json` prints for a refused key (exit 1): an error
+    /// result whose subtype is still `success`.
+    const CLAUDE_INVALID_KEY: &str = r#"{"type":"result","subtype":"success","is_error":true,"duration_ms":312,"duration_api_ms":0,"num_turns":1,"result":"Invalid API key · Please run /login","session_id":"2f0c1d9e-5a3b-4c7e-9f1a-6b8d2e4c0a17","total_cost_usd":0,"usage":{"input_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0}}"#;
+
+    #[test]
+    fn claude_auth_messages_are_auth_failures() {
+        for text in [
+            "Invalid API key · Please run /login",
+            "Invalid API key · Fix external API key",
+            "Not logged in · Please run /login",
+            "Login expired · Please run /login",
+            "OAuth token revoked · Please run /login",
+            "OAuth token has expired. Please obtain a new token or refresh your existing token.",
+            r#"API Error: 401 {"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
+        ] {
+            assert_eq!(classify_failure_text(text), Some(FailureKind::Auth), "{text}");
+        }
+        assert_eq!(classify_failure_text("Credit balance is too low"), Some(FailureKind::Quota));
+        for text in ["API Error: 529 overloaded", "API Error: 500", "Prompt is too long", ""] {
+            assert_eq!(classify_failure_text(text), None, "{text}");
+        }
+        match parse_claude_json(CLAUDE_INVALID_KEY).unwrap_err() {
+            AgentOutputError::Failed { kind, message } => {
+                assert_eq!(kind, FailureKind::Auth);
+                assert!(message.contains("Please run /login"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn claude_invalid_api_key_was_retried_instead_of_failing_as_auth() {
+        for (output, printed) in [
+            (OutputFormat::ClaudeJson, CLAUDE_INVALID_KEY),
+            (OutputFormat::Text, "Invalid API key · Please run /login"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let count = dir.path().join("count");
+            let body = format!("echo run >> {}\ncat >/dev/null\necho '{printed}'\nexit 1", count.display());
+            let mut s = settings(&fake(dir.path(), &body));
+            s.output = output;
+            s.env_passthrough = vec!["ANTHROPIC_API_KEY".to_owned()];
+            s.retry.max_retries = 3;
+            let err = provider(s).complete(&request("hi")).await.unwrap_err();
+            assert!(err.is_auth(), "{output:?}: expected Auth, got {err:?}");
+            let text = err.to_string();
+            assert!(text.contains("Please run /login") && text.contains("ANTHROPIC_API_KEY"), "{text}");
+            assert_eq!(lines_in(&count), 1, "{output:?}: an auth failure must not be retried");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_quoting_an_auth_message_is_still_an_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = fake(dir.path(), "cat >/dev/null\necho 'The handler returns \"Invalid API key\" on 401.'");
+        let out = provider(settings(&script)).complete(&request("hi")).await.unwrap();
+        assert!(out.text.contains("Invalid API key"));
     }
 
     /// `codex exec --json` events in the shapes of openai/codex `exec_events.rs`.

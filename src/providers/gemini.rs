@@ -25,13 +25,11 @@
 
 use futures::future::BoxFuture;
 use http::HeaderValue;
-use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::providers::http::{join_url, ErrorClass, HttpClient, HttpConfig, KeyHeader, RawAnswer, StatusError};
+use crate::providers::http::{join_url, EndpointSettings, ErrorClass, HttpClient, KeyHeader, RawAnswer, StatusError};
 use crate::providers::{Completion, CompletionRequest, Provider, ProviderError, Usage};
-use crate::resilience::RetryPolicy;
 
 /// The Gemini Developer API root, the default `base_url`.
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1beta";
@@ -69,23 +67,11 @@ const KEPT_FORMATS: &[&str] = &["date-time", "enum", "int32", "int64", "float", 
 /// references.
 const MAX_REF_DEPTH: u32 = 8;
 
-/// Settings of one Gemini endpoint.
-#[derive(Debug, Clone)]
-pub struct GeminiSettings {
-    /// Config entry name, for messages.
-    pub name: String,
-    /// e.g. `gemini-2.5-flash` (a `models/` prefix is accepted and stripped).
-    pub model: String,
-    /// API root including the version, without a trailing slash ([`DEFAULT_BASE_URL`] by default).
-    pub base_url: String,
-    /// Sent as `x-goog-api-key`.
-    pub api_key: Option<SecretString>,
-    /// The env var the key was read from, named in auth errors ([`DEFAULT_API_KEY_ENV`] by default).
-    pub api_key_env: String,
-    /// Per-attempt timeout.
-    pub timeout: std::time::Duration,
-    pub retry: RetryPolicy,
-}
+/// Settings of one Gemini endpoint: only the shared ones. `model` is e.g. `gemini-2.5-flash`
+/// (a `models/` prefix is accepted and stripped); `base_url` includes the version
+/// ([`DEFAULT_BASE_URL`] by default); the key is sent as `x-goog-api-key` and read from
+/// [`DEFAULT_API_KEY_ENV`] unless the config names another variable.
+pub type GeminiSettings = EndpointSettings;
 
 /// The adapter.
 pub struct Gemini {
@@ -121,16 +107,8 @@ impl Gemini {
         }
         let path = format!("/models/{}:generateContent", urlencoding::encode(model));
         let url = join_url(&settings.name, "base_url", &settings.base_url, &path)?;
-        let http = HttpClient::new(HttpConfig {
-            provider: &settings.name,
-            api_key: settings.api_key.as_ref(),
-            key_header: KeyHeader::Named("x-goog-api-key"),
-            api_key_env: &settings.api_key_env,
-            timeout: settings.timeout,
-            retry: settings.retry,
-            headers: Vec::new(),
-            classify: classify_gemini,
-        })?;
+        let http =
+            HttpClient::new(settings.http_config(KeyHeader::Named("x-goog-api-key"), Vec::new(), classify_gemini))?;
         Ok(Self { settings, http, url })
     }
 
@@ -483,6 +461,8 @@ impl UsageMetadata {
 mod tests {
     use super::*;
     use crate::providers::http::tests::strict_server;
+    use crate::resilience::RetryPolicy;
+    use secrecy::SecretString;
     use std::time::{Duration, Instant};
     use wiremock::matchers::{body_partial_json, header, method, path};
     use wiremock::{Mock, MockBuilder, MockServer, Request, ResponseTemplate};

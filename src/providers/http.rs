@@ -66,6 +66,57 @@ pub enum ErrorClass {
     BadAnswer(String),
 }
 
+/// What every HTTP adapter's settings hold (issue #6): the entry's name, the model, where the
+/// API lives, the key and where it came from, the per-attempt timeout and the retry policy.
+/// Each adapter's settings embed it and add only their own extras
+/// ([`crate::providers::anthropic::AnthropicSettings::anthropic_version`], Azure's deployment
+/// and `api-version`); OpenAI and Gemini have none, so theirs are this type.
+///
+/// `Debug` prints the key as `[REDACTED]` (`SecretString`).
+#[derive(Debug, Clone)]
+pub struct EndpointSettings {
+    /// Config entry name (`providers.<name>`), for messages and the ledger.
+    pub name: String,
+    /// The model asked for, e.g. `gpt-4o-mini`, `claude-sonnet-4-5`, `gemini-2.5-flash`
+    /// (Azure: the model behind the deployment, for reports and prices).
+    pub model: String,
+    /// API root without a trailing slash: including the version for OpenAI (`.../v1`),
+    /// Anthropic (`.../v1`) and Gemini (`.../v1beta`); for Azure the resource endpoint
+    /// (`https://{resource}.openai.azure.com`, no `/openai` suffix).
+    pub base_url: String,
+    /// The API key; `None` only for compatible servers that need none (a local Ollama).
+    pub api_key: Option<SecretString>,
+    /// The env var the key was read from, named in auth errors (never the key itself).
+    pub api_key_env: String,
+    /// Per-attempt timeout (connect, send and read the whole body); the total deadline is the
+    /// chain's (`total_timeout`).
+    pub timeout: Duration,
+    /// Retries of 429, 5xx and network errors (full jitter, see [`RetryPolicy`]).
+    pub retry: RetryPolicy,
+}
+
+impl EndpointSettings {
+    /// The [`HttpConfig`] for these settings, with the adapter's key header, fixed headers and
+    /// error classifier.
+    pub fn http_config(
+        &self,
+        key_header: KeyHeader,
+        headers: Vec<(&'static str, String)>,
+        classify: Classifier,
+    ) -> HttpConfig<'_> {
+        HttpConfig {
+            provider: &self.name,
+            api_key: self.api_key.as_ref(),
+            key_header,
+            api_key_env: &self.api_key_env,
+            timeout: self.timeout,
+            retry: self.retry,
+            headers,
+            classify,
+        }
+    }
+}
+
 /// Everything [`HttpClient::new`] needs.
 #[derive(Debug, Clone)]
 pub struct HttpConfig<'a> {
@@ -432,6 +483,25 @@ pub(crate) mod tests {
     use std::sync::Arc;
     use wiremock::matchers::any;
     use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    #[test]
+    fn endpoint_settings_debug_never_prints_the_key() {
+        let s = EndpointSettings {
+            name: "main".to_owned(),
+            model: "gpt-4o-mini".to_owned(),
+            base_url: "https://api.openai.com/v1".to_owned(),
+            api_key: Some(SecretString::from("sk-proj-do-not-print-0123456789")),
+            api_key_env: "OPENAI_API_KEY".to_owned(),
+            timeout: Duration::from_secs(120),
+            retry: RetryPolicy::default(),
+        };
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("do-not-print"), "{debug}");
+        assert!(debug.contains("OPENAI_API_KEY") && debug.contains("gpt-4o-mini"), "{debug}");
+        let config = s.http_config(KeyHeader::Bearer, Vec::new(), by_status);
+        assert_eq!((config.provider, config.api_key_env, config.timeout), ("main", "OPENAI_API_KEY", s.timeout));
+        assert!(!format!("{config:?}").contains("do-not-print"));
+    }
 
     /// A mock server whose lowest-priority catch-all fails the test on any unexpected request.
     pub(crate) async fn strict_server() -> MockServer {

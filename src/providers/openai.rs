@@ -28,33 +28,18 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use futures::future::BoxFuture;
-use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::providers::http::{
-    api_name, join_url, truncate, AttemptError, Classifier, ErrorClass, HttpClient, HttpConfig, KeyHeader, RawAnswer,
-    StatusError,
+    api_name, join_url, truncate, AttemptError, Classifier, EndpointSettings, ErrorClass, HttpClient, KeyHeader,
+    RawAnswer, StatusError,
 };
 use crate::providers::{Completion, CompletionRequest, Provider, ProviderError, Usage};
-use crate::resilience::RetryPolicy;
 
-/// Settings of one OpenAI-compatible endpoint.
-#[derive(Debug, Clone)]
-pub struct OpenAiSettings {
-    /// Config entry name, for messages.
-    pub name: String,
-    pub model: String,
-    /// API root including `/v1`, without a trailing slash.
-    pub base_url: String,
-    /// `None` for local servers that need no key.
-    pub api_key: Option<SecretString>,
-    /// The env var the key was read from, named in auth errors.
-    pub api_key_env: String,
-    /// Per-attempt timeout.
-    pub timeout: std::time::Duration,
-    pub retry: RetryPolicy,
-}
+/// Settings of one OpenAI-compatible endpoint: only the shared ones (`base_url` includes
+/// `/v1`; `api_key` is `None` for local servers that need no key).
+pub type OpenAiSettings = EndpointSettings;
 
 /// Which request field carries the output-token cap ([`CompletionRequest::max_output_tokens`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,16 +190,7 @@ impl OpenAi {
             Flavour::OpenAi => (KeyHeader::Bearer, classify_openai),
             Flavour::Azure => (KeyHeader::Named("api-key"), classify_azure),
         };
-        let http = HttpClient::new(HttpConfig {
-            provider: &settings.name,
-            api_key: settings.api_key.as_ref(),
-            key_header,
-            api_key_env: &settings.api_key_env,
-            timeout: settings.timeout,
-            retry: settings.retry,
-            headers: Vec::new(),
-            classify,
-        })?;
+        let http = HttpClient::new(settings.http_config(key_header, Vec::new(), classify))?;
         let param = MaxTokensParam::for_base_url(&settings.base_url);
         Ok(Self {
             settings,
@@ -478,6 +454,8 @@ impl ApiUsage {
 #[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
 mod tests {
     use super::*;
+    use crate::resilience::RetryPolicy;
+    use secrecy::SecretString;
     use std::time::{Duration, Instant};
     use wiremock::matchers::{body_partial_json, header, method, path};
     use wiremock::{Mock, MockBuilder, MockServer, Request, ResponseTemplate};

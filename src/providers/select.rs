@@ -20,6 +20,7 @@ use crate::providers::azure::{self, AzureOpenAi, AzureOpenAiSettings};
 use crate::providers::chain::Resilient;
 use crate::providers::command::{CommandProvider, CommandSettings, OutputFormat};
 use crate::providers::gemini::{self, Gemini, GeminiSettings};
+use crate::providers::http::EndpointSettings;
 use crate::providers::openai::{OpenAi, OpenAiSettings};
 use crate::providers::{Provider, ProviderError};
 use crate::redact::Redactor;
@@ -194,17 +195,19 @@ fn build_one(
                 secrets,
             )?;
             Arc::new(Anthropic::new(AnthropicSettings {
-                name: name_s,
-                model: model_of(name, entry, model_flag)?,
-                base_url,
-                api_key: key,
-                api_key_env: var,
+                endpoint: EndpointSettings {
+                    name: name_s,
+                    model: model_of(name, entry, model_flag)?,
+                    base_url,
+                    api_key: key,
+                    api_key_env: var,
+                    timeout,
+                    retry,
+                },
                 anthropic_version: entry
                     .anthropic_version
                     .clone()
                     .unwrap_or_else(|| anthropic::DEFAULT_ANTHROPIC_VERSION.to_string()),
-                timeout,
-                retry,
             })?)
         }
         ProviderKind::AzureOpenai => {
@@ -213,19 +216,21 @@ fn build_one(
             secrets.push(key.clone());
             let deployment = entry.deployment.clone().unwrap_or_default();
             Arc::new(AzureOpenAi::new(AzureOpenAiSettings {
-                name: name_s,
-                // The deployment decides the model; `model` names it for reports and prices.
-                model: model_flag
-                    .map(str::to_string)
-                    .or_else(|| entry.model.clone())
-                    .unwrap_or_else(|| deployment.clone()),
-                endpoint: entry.base_url.as_deref().unwrap_or_default().trim_end_matches('/').to_string(),
+                endpoint: EndpointSettings {
+                    name: name_s,
+                    // The deployment decides the model; `model` names it for reports and prices.
+                    model: model_flag
+                        .map(str::to_string)
+                        .or_else(|| entry.model.clone())
+                        .unwrap_or_else(|| deployment.clone()),
+                    base_url: entry.base_url.as_deref().unwrap_or_default().trim_end_matches('/').to_string(),
+                    api_key: Some(key),
+                    api_key_env: var,
+                    timeout,
+                    retry,
+                },
                 deployment,
                 api_version: entry.api_version.clone().unwrap_or_else(|| azure::DEFAULT_API_VERSION.to_string()),
-                api_key: Some(key),
-                api_key_env: var,
-                timeout,
-                retry,
             })?)
         }
         ProviderKind::Gemini => {

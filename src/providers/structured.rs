@@ -3,12 +3,49 @@
 //! The adapter asks in its native mode; we then strip code fences, parse, validate with
 //! `jsonschema`, and on failure make one repair request that quotes the validation errors.
 //! A second failure is a [`ProviderError::BadAnswer`] listing what was wrong.
+//!
+//! Compiling a schema (resolving references, building its regexes) costs far more than
+//! validating one answer, and a review validates one answer per chunk against the same
+//! schema, so compiled validators are cached process-wide ([`compiled_validator`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::providers::{Completion, CompletionRequest, Provider, ProviderError};
 
 /// Most errors quoted back to the model or into a [`ProviderError::BadAnswer`]; a badly wrong
 /// answer can produce hundreds, and the first ones are enough to repair it.
 const MAX_LISTED_ERRORS: usize = 20;
+
+/// Most distinct schemas kept compiled; past that the cache starts over (agentctl uses a handful,
+/// so this only bounds memory against a caller that builds schemas on the fly).
+const MAX_CACHED_SCHEMAS: usize = 32;
+
+/// Compiled validators by `(name, schema text)`.
+type ValidatorCache = Mutex<HashMap<(String, String), Arc<jsonschema::Validator>>>;
+
+/// The validator for `schema`, compiled on first use and then shared (by every chunk of a
+/// review, from any task).
+///
+/// The key is the name and the schema's JSON text, not the name alone, so two different schemas
+/// that happen to share a name never validate against each other. Errors: the schema does not
+/// compile (the `jsonschema` error's text); failures are not cached.
+pub fn compiled_validator(name: &str, schema: &serde_json::Value) -> Result<Arc<jsonschema::Validator>, String> {
+    static CACHE: OnceLock<ValidatorCache> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let key = (name.to_owned(), schema.to_string());
+    // A panic while holding the lock cannot leave a half-inserted Arc: keep using the map.
+    if let Some(found) = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+        return Ok(Arc::clone(found));
+    }
+    // Compiled outside the lock; two tasks racing on a cold cache both compile, one result wins.
+    let validator = Arc::new(jsonschema::validator_for(schema).map_err(|e| e.to_string())?);
+    let mut map = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if map.len() >= MAX_CACHED_SCHEMAS {
+        map.clear();
+    }
+    Ok(Arc::clone(map.entry(key).or_insert(validator)))
+}
 
 /// The validated JSON and every completion it took (one, or two with a repair round), so the
 /// caller can account all usage.
@@ -24,6 +61,8 @@ pub struct StructuredAnswer {
 /// repair call with the same system prompt and a user prompt that appends the previous answer
 /// and the errors (`instance_path: message`, JSON Pointer paths, `(root)` for the whole
 /// document); then validate again.
+///
+/// The schema is compiled once per process ([`compiled_validator`]), not once per call.
 ///
 /// Errors: [`ProviderError::Config`] when `req.json_schema` is unset or is not a valid schema;
 /// [`ProviderError::BadAnswer`] listing the errors when the repaired answer is still invalid;
@@ -41,7 +80,7 @@ pub async fn complete_json(
         .json_schema
         .as_ref()
         .ok_or_else(|| config_error("structured output was asked for without a JSON schema".to_owned()))?;
-    let validator = jsonschema::validator_for(schema)
+    let validator = compiled_validator(name, schema)
         .map_err(|e| config_error(format!("the JSON schema `{name}` is invalid: {e}")))?;
 
     let first = provider.complete(req).await?;
@@ -319,6 +358,47 @@ mod tests {
         // The repair round quoted the same errors back to the model.
         let received = server.received_requests().await.unwrap();
         assert!(user_prompt(&received[1]).contains("/findings/0/line:"));
+    }
+
+    #[test]
+    fn a_schema_is_compiled_once_and_shared() {
+        let schema = review_schema();
+        let first = compiled_validator("review", &schema).unwrap();
+        let again = compiled_validator("review", &schema).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the second call compiled the schema again");
+        // Same name, another schema: a validator of its own, with its own rules.
+        let other = json!({"type": "object", "required": ["verdict"]});
+        let second = compiled_validator("review", &other).unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(first.is_valid(&valid_review()) && !second.is_valid(&valid_review()));
+        // An invalid schema is an error every time (not cached as a success).
+        let broken = json!({"type": "no-such-type"});
+        assert!(compiled_validator("broken", &broken).is_err());
+        assert!(compiled_validator("broken", &broken).is_err());
+    }
+
+    #[tokio::test]
+    async fn concurrent_calls_share_one_validator_and_validate_alike() {
+        let server = server().await;
+        chat().respond_with(answer(&valid_review().to_string(), 10)).expect(4).mount(&server).await;
+        let p = provider(&server);
+        let req = request();
+        let answers = futures::future::join_all((0..4).map(|_| complete_json(&p, &req))).await;
+        for a in answers {
+            assert_eq!(a.unwrap().value, valid_review());
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_schema_is_a_config_error() {
+        let server = server().await;
+        let mut req = request();
+        req.json_schema = Some(("broken".to_owned(), json!({"type": 12})));
+        let err = complete_json(&provider(&server), &req).await.unwrap_err();
+        match err {
+            ProviderError::Config { message, .. } => assert!(message.contains("`broken` is invalid"), "{message}"),
+            other => panic!("expected Config, got {other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -21,6 +21,7 @@ use agentctl::providers::anthropic::{Anthropic, AnthropicSettings};
 use agentctl::providers::azure::{AzureOpenAi, AzureOpenAiSettings};
 use agentctl::providers::chain::Resilient;
 use agentctl::providers::gemini::{Gemini, GeminiSettings};
+use agentctl::providers::http::EndpointSettings;
 use agentctl::providers::openai::{OpenAi, OpenAiSettings};
 use agentctl::providers::structured::complete_json;
 use agentctl::providers::{CompletionRequest, Provider, ProviderError};
@@ -299,15 +300,17 @@ async fn row02_azure_retry_after_ms_is_honoured() {
         .await;
     Mock::given(method("POST")).and(path(url)).respond_with(chat_ok("fine")).expect(1).mount(&server).await;
     let azure = AzureOpenAi::new(AzureOpenAiSettings {
-        name: "azure".into(),
-        model: "gpt-4o".into(),
-        endpoint: server.uri(),
+        endpoint: EndpointSettings {
+            name: "azure".into(),
+            model: "gpt-4o".into(),
+            base_url: server.uri(),
+            api_key: Some(SecretString::from(KEY)),
+            api_key_env: "AZURE_OPENAI_API_KEY".into(),
+            timeout: Duration::from_secs(10),
+            retry: fast(3),
+        },
         deployment: "review-4o".into(),
         api_version: "2024-10-21".into(),
-        api_key: Some(SecretString::from(KEY)),
-        api_key_env: "AZURE_OPENAI_API_KEY".into(),
-        timeout: Duration::from_secs(10),
-        retry: fast(3),
     })
     .unwrap();
 
@@ -434,14 +437,16 @@ async fn row06_anthropic_529_overloaded_is_retried() {
         .mount(&server)
         .await;
     let claude = Anthropic::new(AnthropicSettings {
-        name: "claude".into(),
-        model: "claude-sonnet-4-5".into(),
-        base_url: format!("{}/v1", server.uri()),
-        api_key: Some(SecretString::from(KEY)),
-        api_key_env: "ANTHROPIC_API_KEY".into(),
+        endpoint: EndpointSettings {
+            name: "claude".into(),
+            model: "claude-sonnet-4-5".into(),
+            base_url: format!("{}/v1", server.uri()),
+            api_key: Some(SecretString::from(KEY)),
+            api_key_env: "ANTHROPIC_API_KEY".into(),
+            timeout: Duration::from_secs(10),
+            retry: fast(3),
+        },
         anthropic_version: "2023-06-01".into(),
-        timeout: Duration::from_secs(10),
-        retry: fast(3),
     })
     .unwrap();
 

@@ -183,3 +183,82 @@ fn review_with_builtin_only() {
     assert_eq!(report["chunks"], 0);
     assert!(report["findings"].as_array().unwrap().iter().all(|f| f["origin"]["kind"] == "rule"));
 }
+
+/// Whether `pid` runs (a zombie waiting for its new parent to reap it does not count).
+#[cfg(unix)]
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// A job cancellation (SIGTERM) or Ctrl-C (SIGINT) while an agent CLI runs used to leave the
+/// agent's tools running: the agent is in a process group of its own, so agentctl must kill it.
+#[cfg(unix)]
+#[test]
+fn signal_to_agentctl_left_the_agents_grandchildren_running() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    for (signal, code) in [(rustix::process::Signal::TERM, 143), (rustix::process::Signal::INT, 130)] {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild");
+        let script = write(
+            dir.path(),
+            "slow-agent.sh",
+            format!("#!/bin/sh\nsleep 300 >/dev/null 2>&1 &\necho $! > {}\ncat >/dev/null\nwait\n", pidfile.display()),
+        );
+        let cfg = write(
+            dir.path(),
+            "agentctl.yml",
+            format!(
+                "provider: agent\nproviders:\n  agent:\n    kind: command\n    command: [/bin/sh, {}]\n",
+                script.display()
+            ),
+        );
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("agentctl"));
+        cmd.env_clear();
+        for keep in ["PATH", "HOME", "TMPDIR", "LANG"] {
+            if let Some(v) = std::env::var_os(keep) {
+                cmd.env(keep, v);
+            }
+        }
+        cmd.env("AGENTCTL_STATE", unique_state_path());
+        cmd.args(["review", "--dry-run", "--diff", "-", "--format", "json", "--config", cfg.to_str().unwrap()]);
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(DIFF.as_bytes()).unwrap();
+
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let grandchild = loop {
+            if let Some(pid) = std::fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
+                break pid;
+            }
+            assert!(Instant::now() < deadline, "the agent never started");
+            assert!(child.try_wait().unwrap().is_none(), "agentctl exited before the agent started");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(alive(grandchild));
+
+        let sent = Instant::now();
+        let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if sent.elapsed() > Duration::from_secs(5) {
+                let _ = child.kill();
+                panic!("agentctl did not exit within 5 s of {signal:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(grandchild) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(grandchild), "grandchild {grandchild} survived {signal:?} to agentctl");
+        assert_eq!(status.code(), Some(code), "{signal:?}: 128 + the signal's number");
+    }
+}

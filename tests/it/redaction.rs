@@ -104,6 +104,50 @@ fn forms(secret: &str) -> Vec<Form> {
         text: json!({ "apiKey": secret }).to_string(),
         core: json[1..json.len() - 1].to_owned(),
     });
+    // JSON `\uXXXX` escapes, for every character or for every other one, lower- and upper-case
+    // hex; and every byte percent-encoded, in both cases.
+    let u = |c: char, upper: bool| {
+        let mut units = [0u16; 2];
+        c.encode_utf16(&mut units)
+            .iter()
+            .map(|u| if upper { format!("\\u{u:04X}") } else { format!("\\u{u:04x}") })
+            .collect::<String>()
+    };
+    let all_u: String = secret.chars().map(|c| u(c, false)).collect();
+    out.push(Form { name: "JSON \\u-escaped, every char", text: format!("{{\"apiKey\": \"{all_u}\"}}"), core: all_u });
+    let all_u_upper: String = secret.chars().map(|c| u(c, true)).collect();
+    out.push(Form {
+        name: "JSON \\u-escaped, every char, upper-case hex",
+        text: format!("{{\"apiKey\": \"{all_u_upper}\"}}"),
+        core: all_u_upper,
+    });
+    let some_u: String = secret
+        .chars()
+        .enumerate()
+        .map(|(i, c)| match c {
+            _ if i % 2 == 1 => u(c, i % 4 == 1),
+            '"' => "\\\"".to_owned(),
+            '\\' => "\\\\".to_owned(),
+            c => c.to_string(),
+        })
+        .collect();
+    out.push(Form {
+        name: "JSON \\u-escaped, some chars",
+        text: format!("{{\"apiKey\": \"{some_u}\"}}"),
+        core: some_u,
+    });
+    let pct: String = secret.bytes().map(|b| format!("%{b:02X}")).collect();
+    out.push(Form {
+        name: "%-encoded, every byte",
+        text: format!("https://hooks.example.test/cb?key={pct}"),
+        core: pct,
+    });
+    let pct_lower: String = secret.bytes().map(|b| format!("%{b:02x}")).collect();
+    out.push(Form {
+        name: "%-encoded, every byte, lower-case hex",
+        text: format!("https://hooks.example.test/cb?key={pct_lower}"),
+        core: pct_lower,
+    });
     out.push(Form { name: "hex", text: format!("0x{}", hex::encode(secret)), core: hex::encode(secret) });
     out.push(Form { name: "HEX", text: format!("0X{}", hex::encode_upper(secret)), core: hex::encode_upper(secret) });
     for f in &out {
