@@ -318,7 +318,7 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     let config = load_config(&settings, pr_meta.as_ref(), github.as_ref()).await?;
     // The env var wins over the config for the write spacing.
     if let (Some(gh), None) = (github.as_mut(), env_write_delay) {
-        gh.set_write_delay(Duration::from_secs_f64(config.github.write_delay));
+        gh.set_write_delay(config.github.write_delay_duration());
     }
     let fail_on = settings.fail_on.unwrap_or_else(|| config.review.fail_on.severity());
 
