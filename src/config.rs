@@ -417,7 +417,8 @@ impl Config {
     }
 }
 
-/// Every violation of the schema in `value`, in document order. Values quoted in `value` and
+/// Every violation of the schema in `value`, and every `review.include`/`exclude` entry that is
+/// not a valid glob, in document order. Values quoted in `value` and
 /// `rule` are redacted and cut at [`MAX_QUOTED_CHARS`].
 pub fn validate(value: &serde_json::Value) -> Vec<Violation> {
     let mut out: Vec<Violation> = validator()
@@ -431,6 +432,21 @@ pub fn validate(value: &serde_json::Value) -> Vec<Violation> {
             Violation { pointer: scrub(e.instance_path().as_str(), 2 * MAX_QUOTED_CHARS), value: shown, rule }
         })
         .collect();
+    // Globs are checked here, with the same parser `review` uses (globset), so a bad one is a
+    // config error with its pointer, not a failure halfway through a review.
+    for list in ["include", "exclude"] {
+        let Some(globs) = value.pointer(&format!("/review/{list}")).and_then(|v| v.as_array()) else { continue };
+        for (i, g) in globs.iter().enumerate() {
+            let Some(text) = g.as_str() else { continue };
+            if let Err(e) = globset::Glob::new(text) {
+                out.push(Violation {
+                    pointer: format!("/review/{list}/{i}"),
+                    value: scrub(&g.to_string(), MAX_QUOTED_CHARS),
+                    rule: format!("not a valid glob: {}", scrub(&e.kind().to_string(), 2 * MAX_QUOTED_CHARS)),
+                });
+            }
+        }
+    }
     out.sort_by(|a, b| a.pointer.cmp(&b.pointer));
     out
 }
@@ -871,5 +887,15 @@ mod tests {
                 }
             }
         }
+    }
+    #[test]
+    fn invalid_glob_is_refused_at_validation_not_at_review_time() {
+        let err =
+            Config::from_text("review:\n  include: ['src/**']\n  exclude: ['ok/**', 'a[b']\n", "g.yml").unwrap_err();
+        let ConfigError::Invalid { violations, .. } = &err else { panic!("{err}") };
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].pointer, "/review/exclude/1");
+        assert!(violations[0].rule.contains("glob"), "{err}");
+        assert!(Config::from_text("review:\n  include: ['{a,b']\n", "g.yml").is_err());
     }
 }
