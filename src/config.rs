@@ -558,9 +558,9 @@ fn nesting_exceeds(text: &str, limit: usize) -> Option<usize> {
             let c = b[i];
             i += 1;
             if let Some(q) = quote {
-                if q == b'"' && c == b'\\' {
-                    i += 1;
-                } else if c == q && q == b'\'' && b.get(i) == Some(&b'\'') {
+                // `\x` in double quotes, `''` in single quotes: an escaped character, not the end.
+                let escaped = (q == b'"' && c == b'\\') || (c == q && q == b'\'' && b.get(i) == Some(&b'\''));
+                if escaped {
                     i += 1;
                 } else if c == q {
                     quote = None;

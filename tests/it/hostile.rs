@@ -77,3 +77,104 @@ async fn forged_marker_in_a_path_or_title_does_not_skip_a_later_head() {
     assert_eq!(state.review_posts.len(), 2, "the forged marker suppressed the review of {FUTURE}");
     assert_eq!(state.review_posts[1]["commit_id"], FUTURE);
 }
+
+#[test]
+fn config_validate_printed_a_credentials_file_through_a_symlink() {
+    let outside = tempfile::tempdir().unwrap();
+    let creds = write(outside.path(), "credentials", "[default]\naws_secret_access_key = hunter2hunter2hunter2\n");
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(repo.path().join(".git")).unwrap();
+    std::fs::create_dir_all(repo.path().join(".github")).unwrap();
+    std::os::unix::fs::symlink(&creds, repo.path().join(".github/agentctl.yml")).unwrap();
+    let out = agentctl().current_dir(repo.path()).args(["config", "validate"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("outside the repository"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "the credentials file was printed: {stderr}");
+}
+
+#[test]
+fn config_values_validation_accepted_then_panicked() {
+    let dir = tempfile::tempdir().unwrap();
+    for (key, pointer) in [
+        ("timeout: 1e300", "/providers/main/timeout"),
+        ("total_timeout: 1e300", "/providers/main/total_timeout"),
+        ("breaker: {open_for: 1e300}", "/providers/main/breaker/open_for"),
+    ] {
+        let cfg = write(
+            dir.path(),
+            &format!("c-{}.yml", unique_name()),
+            format!("provider: main\nproviders:\n  main: {{kind: openai, model: m, {key}}}\n"),
+        );
+        let out = agentctl().args(["config", "validate"]).arg(&cfg).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{key}: {stderr}");
+        assert!(stderr.contains(pointer), "{key}: {stderr}");
+    }
+}
+
+#[test]
+fn invalid_glob_failed_only_at_review_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "glob.yml", "review:\n  exclude: ['docs/**', 'a[b']\n");
+    let out = agentctl().args(["config", "validate"]).arg(&cfg).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("/review/exclude/1") && stderr.contains("glob"), "{stderr}");
+}
+
+#[test]
+fn malformed_github_api_url_failed_after_retries_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let diff = write(dir.path(), "d.diff", "diff --git a/a b/a\n--- a/a\n+++ b/a\n@@ -1 +1 @@\n-x\n+y\n");
+    for url in ["http://", "ftp://example.com/api", "not a url"] {
+        let out = agentctl()
+            .args(["review", "--pr", "1", "--diff"])
+            .arg(&diff)
+            .env("GITHUB_API_URL", url)
+            .env("GITHUB_REPOSITORY", "o/r")
+            .env("GITHUB_TOKEN", "ghs_fakeinstallationtoken0123456789abcdefABCD")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
+        assert!(stderr.contains(&format!("`{url}`")), "{url} not echoed whole: {stderr}");
+        assert!(!stderr.contains("attempt"), "{url}: retried: {stderr}");
+    }
+}
+
+#[test]
+fn payload_type_errors_named_rust_types_not_the_json_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let payload = json!({
+        "action": "opened", "number": 2,
+        "pull_request": {"number": 2, "head": {"sha": 5, "ref": "x"}, "base": {"sha": "b", "ref": "main"}},
+        "repository": {"full_name": "o/r"}
+    });
+    let event = write(dir.path(), "event.json", serde_json::to_vec(&payload).unwrap());
+    let out = agentctl()
+        .args(["review", "--dry-run", "--event-name", "pull_request", "--event"])
+        .arg(&event)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&event.display().to_string()), "file not named: {stderr}");
+    assert!(stderr.contains("pull_request.head.sha"), "JSON path not named: {stderr}");
+    for rust in ["u64", "struct", "GitRefPayload", "PullRequestEvent"] {
+        assert!(!stderr.contains(rust), "Rust type name `{rust}` in: {stderr}");
+    }
+}
+
+#[test]
+fn config_init_wrote_through_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("elsewhere.txt");
+    let link = dir.path().join("agentctl.yml");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = agentctl().args(["config", "init"]).arg(&link).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!target.exists(), "config init wrote through a dangling symlink");
+    assert!(stderr.contains("exists already"), "{stderr}");
+}
