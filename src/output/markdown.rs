@@ -303,6 +303,11 @@ mod tests {
         assert!(out.contains("Cut to fit"));
         let short = with_marker("ok\n".into(), "<!-- m -->");
         assert_eq!(short, "ok\n<!-- m -->\n");
+        // The cut body still ends with a marker that `Marker::find` accepts (its last line).
+        let sha = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+        let marker = crate::github::markers::Marker::new("review", &[("sha", sha)]);
+        let out = with_marker("x\n".repeat(40_000), &marker.render());
+        assert_eq!(crate::github::markers::Marker::find(&out, "review"), Some(marker));
         // Multibyte text is cut on a character boundary.
         let wide = with_marker("é".repeat(70_000), "");
         assert!(wide.chars().count() <= MAX_BODY_CHARS);
