@@ -43,12 +43,11 @@ pub enum Command {
     Config(ConfigArgs),
 }
 
-/// Arguments of commands that are not implemented yet; accepted so scripts get a clear answer.
+/// Arguments of commands that are not implemented yet: none. Called bare, such a command says
+/// "not implemented yet" (exit 1); any argument is a usage error (exit 2), so a script passing
+/// flags meant for a later version learns it at once instead of having them swallowed.
 #[derive(Debug, Args)]
-pub struct PlaceholderArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
-}
+pub struct PlaceholderArgs {}
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

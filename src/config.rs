@@ -20,8 +20,16 @@ pub const SCHEMA: &str = include_str!("../schemas/config.schema.json");
 /// Default config path, relative to the repository root.
 pub const DEFAULT_PATH: &str = ".github/agentctl.yml";
 
-/// Largest config file read, in bytes; a larger one is refused before it is parsed.
-pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// Largest config accepted, in bytes (1 MiB): read with a cap, never whole first.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+/// Deepest nesting accepted in a config: block levels plus flow levels (`[`, `{`). The YAML
+/// parser spends time quadratic in the nesting (100k levels in 200 KB cost 17 s of CPU), so
+/// deeper input is refused by a pre-scan before it is parsed; real configs nest 4 levels.
+pub const MAX_DEPTH: usize = 64;
+
+/// Longest excerpt of a value quoted in an error message, in characters.
+pub const MAX_QUOTED_CHARS: usize = 80;
 
 /// A starter config written by `agentctl config init`.
 pub const STARTER: &str = r#"# agentctl config. Reference: the README's "Config reference"; schema: `agentctl config schema`.
@@ -199,14 +207,51 @@ pub struct Config {
     pub state: Option<PathBuf>,
 }
 
+/// Longest duration a config number becomes, in seconds (one year): the schema's maximums are
+/// far below it; the clamp only keeps a conversion from ever panicking.
+const MAX_DURATION_SECS: f64 = 365.0 * 86_400.0;
+
+/// `secs` as a [`Duration`], clamped to `0..=MAX_DURATION_SECS`, never panicking
+/// (`Duration::from_secs_f64` aborts on an overflowing or non-finite value).
+fn seconds(secs: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(secs.clamp(0.0, MAX_DURATION_SECS)).unwrap_or_default()
+}
+
+impl ProviderConfig {
+    /// `timeout` (per attempt) as a duration; `None` when unset.
+    pub fn attempt_timeout(&self) -> Option<std::time::Duration> {
+        self.timeout.map(seconds)
+    }
+
+    /// `total_timeout` (over retries and fallbacks) as a duration; `None` when unset.
+    pub fn total_deadline(&self) -> Option<std::time::Duration> {
+        self.total_timeout.map(seconds)
+    }
+}
+
+impl BreakerConfig {
+    /// `open_for` as a duration.
+    pub fn open_duration(&self) -> std::time::Duration {
+        seconds(self.open_for)
+    }
+}
+
+impl GitHubConfig {
+    /// `write_delay` as a duration.
+    pub fn write_delay_duration(&self) -> std::time::Duration {
+        seconds(self.write_delay)
+    }
+}
+
 /// One schema violation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     /// JSON pointer to the offending value (`""` for the root).
     pub pointer: String,
-    /// The offending value as compact JSON (cut at 80 characters).
+    /// The offending value as compact JSON, redacted and cut at [`MAX_QUOTED_CHARS`].
     pub value: String,
-    /// The rule that failed, as the validator words it.
+    /// The rule that failed, as the validator words it, with the value in it cut and redacted
+    /// the same way.
     pub rule: String,
 }
 
@@ -219,6 +264,14 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    #[error("config {path} is not a regular file ({kind})\nhelp: point to a YAML or JSON file")]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("config {path} is a symlink to {target}, outside the repository {root}; refusing to read it\nhelp: a config must be a file inside the repository (its git top-level, else the current directory)")]
+    OutsideRepository { path: PathBuf, target: PathBuf, root: PathBuf },
+    #[error("config {source_name} is larger than {limit} bytes; refusing to read it\nhelp: a config is a few kilobytes; move long instructions into a shorter text")]
+    TooLarge { source_name: String, limit: usize },
+    #[error("config {source_name} is nested deeper than {limit} levels (line {line}); refusing to parse it\nhelp: real configs nest a few levels; look for runaway `[`, `{{` or `- ` near that line")]
+    TooDeep { source_name: String, line: usize, limit: usize },
     #[error("config {source_name} is not valid YAML or JSON: {message}")]
     Syntax { source_name: String, message: String },
     #[error("config {source_name} has {} schema violation(s):\n{}\nhelp: `agentctl config schema` prints the schema; the README's \"Config reference\" explains each key", violations.len(), render_violations(violations))]
@@ -259,12 +312,26 @@ fn validator() -> &'static jsonschema::Validator {
 impl Config {
     /// Parses and validates a config from `text`; `source_name` names it in errors (a path or
     /// `base branch main:.github/agentctl.yml`).
+    ///
+    /// Refused before parsing: text over [`MAX_CONFIG_BYTES`], nesting deeper than
+    /// [`MAX_DEPTH`]. Refused while parsing: duplicate keys (named), non-string keys, `.nan`
+    /// and `.inf` ("not a finite number"). Every value quoted in an error is redacted
+    /// ([`Redactor::new`](crate::redact::Redactor::new)'s token patterns) and cut at
+    /// [`MAX_QUOTED_CHARS`].
     pub fn from_text(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge { source_name: source_name.into(), limit: MAX_CONFIG_BYTES });
+        }
+        if let Some(line) = nesting_exceeds(text, MAX_DEPTH) {
+            return Err(ConfigError::TooDeep { source_name: source_name.into(), line, limit: MAX_DEPTH });
+        }
+        let syntax =
+            |message: String| ConfigError::Syntax { source_name: source_name.into(), message: scrub(&message, 300) };
         let value: serde_json::Value = if text.trim().is_empty() {
             serde_json::json!({})
         } else {
-            serde_yaml_ng::from_str(text)
-                .map_err(|e| ConfigError::Syntax { source_name: source_name.into(), message: e.to_string() })?
+            let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| syntax(e.to_string()))?;
+            yaml_to_json(yaml, &mut String::new()).map_err(syntax)?
         };
         // An empty YAML document parses as null: treat it as an empty config.
         let value = if value.is_null() { serde_json::json!({}) } else { value };
@@ -272,13 +339,16 @@ impl Config {
         if !violations.is_empty() {
             return Err(ConfigError::Invalid { source_name: source_name.into(), violations });
         }
-        let config: Config = serde_json::from_value(value)
-            .map_err(|e| ConfigError::Syntax { source_name: source_name.into(), message: e.to_string() })?;
+        let config: Config = serde_json::from_value(value).map_err(|e| syntax(e.to_string()))?;
         for (entry, p) in &config.providers {
             if let Some(missing) = p.fallback.iter().find(|f| !config.providers.contains_key(*f) || *f == entry) {
                 return Err(ConfigError::UnknownProvider {
                     source_name: source_name.into(),
-                    name: format!("{missing} (in providers.{entry}.fallback)"),
+                    name: format!(
+                        "{} (in providers.{}.fallback)",
+                        scrub(missing, MAX_QUOTED_CHARS),
+                        scrub(entry, MAX_QUOTED_CHARS)
+                    ),
                     known: config.providers.keys().cloned().collect::<Vec<_>>().join(", "),
                 });
             }
@@ -287,7 +357,7 @@ impl Config {
             if !config.providers.contains_key(name) && name != "builtin" {
                 return Err(ConfigError::UnknownProvider {
                     source_name: source_name.into(),
-                    name: name.clone(),
+                    name: scrub(name, MAX_QUOTED_CHARS),
                     known: config.providers.keys().cloned().collect::<Vec<_>>().join(", "),
                 });
             }
@@ -296,10 +366,41 @@ impl Config {
     }
 
     /// Reads and validates the file at `path`.
+    ///
+    /// The file must be a regular file (a directory, fifo, socket or device is refused before
+    /// it is opened, so a fifo cannot block the run), at most [`MAX_CONFIG_BYTES`] long (read
+    /// with a cap, never whole first), and a symlink must resolve inside the repository:
+    /// the git top-level holding the link (the nearest ancestor with a `.git` entry), else
+    /// the current directory when the link is under it, else the link's own directory. This
+    /// keeps `config validate` and error excerpts from reading, say, `~/.aws/credentials`
+    /// through a link a PR added.
     pub fn from_path(path: &Path) -> Result<Config, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        Config::from_text(&text, &path.display().to_string())
+        let read_err = |source| ConfigError::Read { path: path.to_path_buf(), source };
+        let link = std::fs::symlink_metadata(path).map_err(read_err)?;
+        if link.file_type().is_symlink() {
+            let target = std::fs::canonicalize(path).map_err(read_err)?;
+            let root = repository_root(path);
+            if !target.starts_with(&root) {
+                return Err(ConfigError::OutsideRepository { path: path.to_path_buf(), target, root });
+            }
+        }
+        let meta = std::fs::metadata(path).map_err(read_err)?;
+        if !meta.is_file() {
+            return Err(ConfigError::NotRegular { path: path.to_path_buf(), kind: file_kind(&meta) });
+        }
+        let source_name = path.display().to_string();
+        let mut bytes = Vec::new();
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_CONFIG_BYTES as u64 + 1), &mut bytes)
+            .map_err(read_err)?;
+        if bytes.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge { source_name, limit: MAX_CONFIG_BYTES });
+        }
+        let text = String::from_utf8(bytes).map_err(|e| ConfigError::Syntax {
+            source_name: source_name.clone(),
+            message: format!("not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+        })?;
+        Config::from_text(&text, &source_name)
     }
 }
 
@@ -395,7 +496,7 @@ fn git_show_at(sha: &str, path: &str) -> Result<Option<String>, ConfigError> {
     }
     let size = git(&["cat-file", "-s", &blob]).map_err(|e| unavailable(format!("cannot run git: {e}")))?;
     let size: u64 = String::from_utf8_lossy(&size.stdout).trim().parse().unwrap_or(u64::MAX);
-    if size > MAX_CONFIG_BYTES {
+    if size > MAX_CONFIG_BYTES as u64 {
         return Err(unavailable(format!("the file is {size} bytes, over the {MAX_CONFIG_BYTES}-byte limit")));
     }
     let out = git(&["cat-file", "blob", &blob]).map_err(|e| unavailable(format!("cannot run git: {e}")))?;
@@ -405,20 +506,229 @@ fn git_show_at(sha: &str, path: &str) -> Result<Option<String>, ConfigError> {
     Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
 }
 
-/// Every violation of the schema in `value`, in document order.
+/// Every violation of the schema in `value`, and every `review.include`/`exclude` entry that is
+/// not a valid glob, in document order. Values quoted in `value` and
+/// `rule` are redacted and cut at [`MAX_QUOTED_CHARS`].
 pub fn validate(value: &serde_json::Value) -> Vec<Violation> {
     let mut out: Vec<Violation> = validator()
         .iter_errors(value)
         .map(|e| {
-            let mut shown = e.instance().to_string();
-            if shown.chars().count() > 80 {
-                shown = shown.chars().take(77).collect::<String>() + "...";
-            }
-            Violation { pointer: e.instance_path().as_str().to_string(), value: shown, rule: e.to_string() }
+            let full = e.instance().to_string();
+            let shown = scrub(&full, MAX_QUOTED_CHARS);
+            // The validator quotes the whole value in its message; quote the excerpt instead,
+            // and cut whatever else it quotes (an enum of ours is short).
+            let rule = scrub(&e.to_string().replace(&full, &shown), 4 * MAX_QUOTED_CHARS);
+            Violation { pointer: scrub(e.instance_path().as_str(), 2 * MAX_QUOTED_CHARS), value: shown, rule }
         })
         .collect();
+    // Globs are checked here, with the same parser `review` uses (globset), so a bad one is a
+    // config error with its pointer, not a failure halfway through a review.
+    for list in ["include", "exclude"] {
+        let Some(globs) = value.pointer(&format!("/review/{list}")).and_then(|v| v.as_array()) else { continue };
+        for (i, g) in globs.iter().enumerate() {
+            let Some(text) = g.as_str() else { continue };
+            if let Err(e) = globset::Glob::new(text) {
+                out.push(Violation {
+                    pointer: format!("/review/{list}/{i}"),
+                    value: scrub(&g.to_string(), MAX_QUOTED_CHARS),
+                    rule: format!("not a valid glob: {}", scrub(&e.kind().to_string(), 2 * MAX_QUOTED_CHARS)),
+                });
+            }
+        }
+    }
     out.sort_by(|a, b| a.pointer.cmp(&b.pointer));
     out
+}
+
+/// `text` redacted (high-confidence token patterns) and cut at `max` characters, for quoting in
+/// an error message.
+fn scrub(text: &str, max: usize) -> String {
+    let text = crate::redact::Redactor::new().redact(text);
+    if text.chars().count() <= max {
+        return text;
+    }
+    text.chars().take(max.saturating_sub(3)).collect::<String>() + "..."
+}
+
+/// Converts parsed YAML to JSON, refusing what JSON cannot hold: `.nan`/`.inf` and non-string
+/// keys. `pointer` is the JSON pointer of `value` (RFC 6901), for the message.
+fn yaml_to_json(value: serde_yaml_ng::Value, pointer: &mut String) -> Result<serde_json::Value, String> {
+    use serde_yaml_ng::Value as Y;
+    let at = |p: &str| if p.is_empty() { "/".to_string() } else { p.to_string() };
+    Ok(match value {
+        Y::Null => serde_json::Value::Null,
+        Y::Bool(b) => serde_json::Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.into()
+            } else if let Some(u) = n.as_u64() {
+                u.into()
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                let Some(num) = serde_json::Number::from_f64(f) else {
+                    return Err(format!("at `{}`: {n} is not a finite number", at(pointer)));
+                };
+                serde_json::Value::Number(num)
+            }
+        }
+        Y::String(s) => serde_json::Value::String(s),
+        Y::Sequence(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                let len = pointer.len();
+                pointer.push_str(&format!("/{i}"));
+                out.push(yaml_to_json(item, pointer)?);
+                pointer.truncate(len);
+            }
+            serde_json::Value::Array(out)
+        }
+        Y::Mapping(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in map {
+                let Y::String(key) = k else {
+                    return Err(format!("at `{}`: a key is not a string", at(pointer)));
+                };
+                let len = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                let v = yaml_to_json(v, pointer)?;
+                pointer.truncate(len);
+                out.insert(key, v);
+            }
+            serde_json::Value::Object(out)
+        }
+        Y::Tagged(t) => return Err(format!("at `{}`: YAML tag `{}` is not supported", at(pointer), t.tag)),
+    })
+}
+
+/// The 1-based line where `text` nests deeper than `limit`, or `None`.
+///
+/// A cheap, conservative pre-scan (it may count more levels than the parser, never fewer, on
+/// input the parser accepts): block levels are distinct indentation levels plus compact `- `
+/// and `? ` entries on one line; flow levels are `[`/`{` (inside flow, every one; in block
+/// context, one at the start of a token). Inside flow collections quoted scalars are skipped,
+/// since only there can they hide a closing bracket; `#` after whitespace starts a comment.
+fn nesting_exceeds(text: &str, limit: usize) -> Option<usize> {
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    let mut quote: Option<u8> = None;
+    for (n, line) in text.lines().enumerate() {
+        let b = line.as_bytes();
+        let mut i = 0;
+        let mut compact = 0;
+        if flow == 0 {
+            let indent = b.iter().take_while(|c| **c == b' ').count();
+            if b[indent..].is_empty() || b[indent] == b'#' {
+                continue;
+            }
+            while indents.last().is_some_and(|&t| t > indent) {
+                indents.pop();
+            }
+            if indents.last().is_none_or(|&t| t < indent) {
+                indents.push(indent);
+            }
+            i = indent;
+            while i < b.len() && matches!(b[i], b'-' | b'?') && b.get(i + 1).is_none_or(|c| *c == b' ') {
+                compact += 1;
+                i += 1;
+                while i < b.len() && b[i] == b' ' {
+                    i += 1;
+                }
+            }
+        }
+        let base = indents.len() + compact;
+        if base > limit {
+            return Some(n + 1);
+        }
+        // At the start of a token (where a flow collection or a quoted scalar may begin).
+        let mut token_start = true;
+        let mut after_ws = true;
+        while i < b.len() {
+            let c = b[i];
+            i += 1;
+            if let Some(q) = quote {
+                // `\x` in double quotes, `''` in single quotes: an escaped character, not the end.
+                let escaped = (q == b'"' && c == b'\\') || (c == q && q == b'\'' && b.get(i) == Some(&b'\''));
+                if escaped {
+                    i += 1;
+                } else if c == q {
+                    quote = None;
+                    // A JSON-like key: `"a":'b'` may follow with no space.
+                    token_start = false;
+                    after_ws = false;
+                    if b.get(i) == Some(&b':') {
+                        i += 1;
+                        token_start = true;
+                    }
+                }
+                continue;
+            }
+            match c {
+                b'#' if after_ws => break,
+                // A tag or anchor before a node: the node still starts a token.
+                b'!' | b'&' if token_start => {
+                    while i < b.len() && !matches!(b[i], b' ' | b'\t' | b',' | b'[' | b']' | b'{' | b'}') {
+                        i += 1;
+                    }
+                    continue;
+                }
+                b'[' | b'{' if flow > 0 || token_start || after_ws => {
+                    flow += 1;
+                    if base + flow > limit {
+                        return Some(n + 1);
+                    }
+                    token_start = true;
+                }
+                b']' | b'}' if flow > 0 => {
+                    flow -= 1;
+                    token_start = false;
+                }
+                b',' | b'?' if flow > 0 => token_start = true,
+                b':' if b.get(i).is_none_or(|c| *c == b' ' || *c == b'\t') => token_start = true,
+                b'"' | b'\'' if flow > 0 && token_start => quote = Some(c),
+                b' ' | b'\t' => {}
+                b'-' if flow == 0 && token_start => {}
+                _ => token_start = false,
+            }
+            after_ws = c == b' ' || c == b'\t';
+        }
+    }
+    None
+}
+
+/// What a non-regular file is, for the message.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        return "a directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if t.is_fifo() {
+            return "a fifo";
+        } else if t.is_socket() {
+            return "a socket";
+        } else if t.is_block_device() || t.is_char_device() {
+            return "a device";
+        }
+    }
+    "not a regular file"
+}
+
+/// The repository a config at `path` belongs to: the nearest ancestor of its directory with a
+/// `.git` entry (the git top-level), else the current directory when `path` is under it, else
+/// the directory holding `path`. Canonical, so it compares with a resolved link target.
+fn repository_root(path: &Path) -> PathBuf {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if let Some(top) = dir.ancestors().find(|a| a.join(".git").exists()) {
+        return top.to_path_buf();
+    }
+    match std::env::current_dir().and_then(std::fs::canonicalize) {
+        Ok(cwd) if dir.starts_with(&cwd) => cwd,
+        _ => dir,
+    }
 }
 
 #[cfg(test)]
@@ -482,5 +792,201 @@ mod tests {
         // JSON is YAML too.
         let c = Config::from_text(r#"{"review": {"exclude": ["docs/**"]}}"#, "c.json").unwrap();
         assert_eq!(c.review.exclude, ["docs/**"]);
+    }
+    #[test]
+    fn config_errors_print_file_contents() {
+        // A long value, and a credential, in a place where the rule text quotes the value.
+        let secret = "ghp_0123456789abcdefghijABCDEFGHIJ0123456789";
+        let long = "x".repeat(5000);
+        let text = format!("review:\n  max_inline_comments: \"{long}\"\n  fail_on: \"{secret}\"\n");
+        let err = Config::from_text(&text, "c.yml").unwrap_err().to_string();
+        assert!(!err.contains(&"x".repeat(81)), "a value longer than 80 characters was printed: {err}");
+        assert!(!err.contains(secret), "a credential was printed: {err}");
+        assert!(err.len() < 2000, "{err}");
+        // Syntax errors and provider names go through the same scrubbing.
+        let err = Config::from_text(&format!("provider: {secret}{long}\n"), "c.yml").unwrap_err().to_string();
+        assert!(!err.contains(secret) && !err.contains(&"x".repeat(81)), "{err}");
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn config_symlink_leaving_the_repository_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        let creds = outside.path().join("credentials");
+        std::fs::write(&creds, "aws_secret_access_key: hunter2hunter2\n").unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::create_dir(repo.path().join(".git")).unwrap();
+        std::fs::create_dir(repo.path().join(".github")).unwrap();
+        let link = repo.path().join(".github/agentctl.yml");
+        std::os::unix::fs::symlink(&creds, &link).unwrap();
+        let err = Config::from_path(&link).unwrap_err().to_string();
+        assert!(err.contains("outside the repository"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        // A symlink that stays inside the repository is fine.
+        std::fs::write(repo.path().join("real.yml"), "provider: builtin\n").unwrap();
+        let inside = repo.path().join(".github/inside.yml");
+        std::os::unix::fs::symlink(repo.path().join("real.yml"), &inside).unwrap();
+        assert!(Config::from_path(&inside).is_ok());
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn config_that_is_not_a_regular_file_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::from_path(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        let fifo = dir.path().join("fifo.yml");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        // Opening a fifo for reading would block forever: it must be refused before that.
+        let err = Config::from_path(&fifo).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        let err = Config::from_path(Path::new("/dev/null")).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn config_over_one_megabyte_is_refused_before_reading_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.yml");
+        std::fs::write(&big, format!("# {}\n", "x".repeat(MAX_CONFIG_BYTES))).unwrap();
+        let err = Config::from_path(&big).unwrap_err().to_string();
+        assert!(err.contains("larger than"), "{err}");
+        assert!(Config::from_text(&"#".repeat(MAX_CONFIG_BYTES + 1), "c").is_err());
+    }
+
+    #[test]
+    fn deeply_nested_yaml_is_refused_before_parsing() {
+        // Issue #7 item 14: 100k levels in 200 KB took 17 s of CPU in the YAML parser.
+        let n = 100_000;
+        let flow = format!("review:\n  instructions: {}{}\n", "[".repeat(n), "]".repeat(n));
+        let err = Config::from_text(&flow, "deep.yml").unwrap_err().to_string();
+        assert!(err.contains("nested deeper than 64"), "{err}");
+        let compact = format!("review:\n  instructions:\n    {}x\n", "- ".repeat(n));
+        let err = Config::from_text(&compact, "deep.yml").unwrap_err().to_string();
+        assert!(err.contains("nested deeper than 64"), "{err}");
+        // Closing brackets hidden in quoted strings do not lower the count.
+        let sneaky = format!("review:\n  instructions: {}x{}\n", "[ \"]]\", ".repeat(100), "]".repeat(100));
+        let err = Config::from_text(&sneaky, "deep.yml").unwrap_err().to_string();
+        assert!(err.contains("nested deeper than 64"), "{err}");
+        // Ordinary brackets in prose and quoted text are fine.
+        let ok =
+            "review:\n  instructions: \"use [links](x) and {braces} and don't [worry\"\n  exclude: ['a/**', \"b]\"]\n";
+        assert!(Config::from_text(ok, "ok.yml").is_ok());
+        assert!(Config::from_text(STARTER, "starter").is_ok());
+    }
+
+    #[test]
+    fn duplicate_yaml_keys_are_refused_with_the_key_name() {
+        let err = Config::from_text("review:\n  fail_on: high\n  fail_on: none\n", "dup.yml").unwrap_err().to_string();
+        assert!(err.contains("duplicate") && err.contains("fail_on"), "{err}");
+    }
+
+    #[test]
+    fn nan_and_inf_are_named_not_a_finite_number() {
+        for v in [".nan", ".inf", "-.inf"] {
+            let text = format!("providers:\n  a:\n    kind: openai\n    timeout: {v}\n");
+            let err = Config::from_text(&text, "c.yml").unwrap_err().to_string();
+            assert!(err.contains("not a finite number") && err.contains("/providers/a/timeout"), "{v}: {err}");
+        }
+    }
+    /// Every numeric field of the schema: (instance path, its schema), found by walking
+    /// `properties`, `additionalProperties` (a placeholder key `x`) and `$ref`s generically.
+    fn numeric_fields() -> Vec<(Vec<String>, serde_json::Value)> {
+        fn walk(
+            root: &serde_json::Value,
+            node: &serde_json::Value,
+            path: Vec<String>,
+            out: &mut Vec<(Vec<String>, serde_json::Value)>,
+        ) {
+            if let Some(r) = node.get("$ref").and_then(|r| r.as_str()) {
+                let target = root.pointer(r.trim_start_matches('#')).unwrap();
+                return walk(root, target, path, out);
+            }
+            if matches!(node.get("type").and_then(|t| t.as_str()), Some("number" | "integer")) {
+                out.push((path.clone(), node.clone()));
+            }
+            if let Some(props) = node.get("properties").and_then(|p| p.as_object()) {
+                for (k, v) in props {
+                    let mut p = path.clone();
+                    p.push(k.clone());
+                    walk(root, v, p, out);
+                }
+            }
+            if let Some(extra) = node.get("additionalProperties").filter(|a| a.is_object()) {
+                let mut p = path.clone();
+                p.push("x".into());
+                walk(root, extra, p, out);
+            }
+        }
+        let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+        let mut out = vec![];
+        walk(&schema, &schema, vec![], &mut out);
+        out
+    }
+
+    /// A minimal valid config with `value` at `path`.
+    fn config_with(path: &[String], value: serde_json::Value) -> serde_json::Value {
+        let mut doc = serde_json::json!({});
+        if path.first().map(String::as_str) == Some("providers") {
+            doc = serde_json::json!({"provider": "x", "providers": {"x": {"kind": "openai", "model": "m"}}});
+        }
+        if path.first().map(String::as_str) == Some("pricing") {
+            doc = serde_json::json!({"pricing": {"x": {"input_cost_per_token": 0, "output_cost_per_token": 0}}});
+        }
+        let mut at = &mut doc;
+        for key in &path[..path.len() - 1] {
+            at = at.as_object_mut().unwrap().entry(key.clone()).or_insert(serde_json::json!({}));
+        }
+        at[path.last().unwrap()] = value;
+        doc
+    }
+
+    #[test]
+    fn numeric_config_values_validation_accepts_never_panic() {
+        // `timeout: 1e300` passed validation, then `Duration::from_secs_f64` aborted (exit 134).
+        let fields = numeric_fields();
+        assert!(fields.len() >= 15, "the walk found too few numeric fields: {fields:?}");
+        let state = tempfile::tempdir().unwrap();
+        let state_path = state.path().join("state.db");
+        let env = crate::context::Env::from_pairs([
+            ("OPENAI_API_KEY", "sk-test-walker"),
+            ("AGENTCTL_STATE", state_path.to_str().unwrap()),
+        ]);
+        for (path, spec) in fields {
+            let pointer = format!("/{}", path.join("/"));
+            let max = spec.get("maximum").unwrap_or_else(|| panic!("{pointer} has no maximum"));
+            let text = config_with(&path, max.clone()).to_string();
+            let config = Config::from_text(&text, "walk").unwrap_or_else(|e| panic!("{pointer} = {max}: {e}"));
+            // Building the provider chain and the settings converts every number.
+            let store = crate::store::open_configured(&env, None);
+            let redactor = crate::redact::Redactor::new();
+            crate::providers::select::select(&config, None, None, &env, &redactor, &store).unwrap();
+            let _ = config.github.write_delay_duration();
+            let above = if spec["type"] == "integer" {
+                serde_json::json!(max.as_u64().unwrap() + 1)
+            } else {
+                serde_json::json!(max.as_f64().unwrap() * 2.0 + 1.0)
+            };
+            for bad in [above, serde_json::json!(1e300)] {
+                let text = config_with(&path, bad.clone()).to_string();
+                match Config::from_text(&text, "walk") {
+                    Err(ConfigError::Invalid { violations, .. }) => {
+                        assert!(violations.iter().any(|v| v.pointer == pointer), "{pointer} = {bad}: {violations:?}")
+                    }
+                    other => panic!("{pointer} = {bad} was not refused as invalid: {other:?}"),
+                }
+            }
+        }
+    }
+    #[test]
+    fn invalid_glob_is_refused_at_validation_not_at_review_time() {
+        let err =
+            Config::from_text("review:\n  include: ['src/**']\n  exclude: ['ok/**', 'a[b']\n", "g.yml").unwrap_err();
+        let ConfigError::Invalid { violations, .. } = &err else { panic!("{err}") };
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].pointer, "/review/exclude/1");
+        assert!(violations[0].rule.contains("glob"), "{err}");
+        assert!(Config::from_text("review:\n  include: ['{a,b']\n", "g.yml").is_err());
     }
 }

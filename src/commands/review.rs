@@ -344,7 +344,7 @@ async fn prepare(settings: &ReviewSettings, ctx: &Context, env: &Env) -> Result<
     }
     // The env var wins over the config for the write spacing.
     if let (Some(gh), None) = (github.as_mut(), env_write_delay) {
-        gh.set_write_delay(Duration::from_secs_f64(config.github.write_delay));
+        gh.set_write_delay(config.github.write_delay_duration());
     }
     let fail_on = settings.fail_on.unwrap_or(config.review.fail_on).severity();
 

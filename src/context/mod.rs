@@ -51,8 +51,10 @@ pub enum ContextError {
     Empty { path: PathBuf },
     #[error("event payload {path} is not valid JSON (line {line}, column {column}: {message}){hint}")]
     Json { path: PathBuf, line: usize, column: usize, message: String, hint: &'static str },
-    #[error("event payload {path} is not a `{event}` payload: {message}")]
-    Shape { path: PathBuf, event: String, message: String },
+    #[error("event payload {path} is not a `{event}` payload: at `{at}`: {message}")]
+    Shape { path: PathBuf, event: String, at: String, message: String },
+    #[error("{name} `{value}` is not a valid API URL: {reason}\nhelp: set it to the REST API root, e.g. https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server")]
+    ApiUrl { name: &'static str, value: String, reason: String },
     #[error("GITHUB_REPOSITORY `{value}` is not of the form owner/name")]
     Repository { value: String },
 }
@@ -257,11 +259,15 @@ impl Context {
                 .and_then(Repo::parse),
         };
         let trim = |s: &str| s.trim_end_matches('/').to_string();
+        let api_url = match env.get(ev::GITHUB_API_URL) {
+            Some(raw) => trim(check_api_url(ev::GITHUB_API_URL, raw)?),
+            None => "https://api.github.com".into(),
+        };
         Ok(Context {
             event_name: name,
             event,
             repository,
-            api_url: env.get(ev::GITHUB_API_URL).map(trim).unwrap_or_else(|| "https://api.github.com".into()),
+            api_url,
             server_url: env.get(ev::GITHUB_SERVER_URL).map(trim).unwrap_or_else(|| "https://github.com".into()),
             run_id: env.get(ev::GITHUB_RUN_ID).map(str::to_string),
             run_attempt: env.get(ev::GITHUB_RUN_ATTEMPT).map(str::to_string),
@@ -280,6 +286,51 @@ impl Context {
             Event::PullRequest(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+/// `raw` when it is an absolute `http`/`https` URL with a host, else [`ContextError::ApiUrl`]
+/// quoting it whole, so a malformed `GITHUB_API_URL` is a usage error (exit 2) at load time
+/// instead of a network failure after retries.
+fn check_api_url<'a>(name: &'static str, raw: &'a str) -> Result<&'a str, ContextError> {
+    let err = |reason: String| ContextError::ApiUrl { name, value: raw.to_string(), reason };
+    let url = reqwest::Url::parse(raw).map_err(|e| err(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(err(format!("the scheme is `{}`, not http or https", url.scheme())));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(err("it has no host".into()));
+    }
+    Ok(raw)
+}
+
+/// A serde message in the user's terms: Rust type names (`u64`, `struct GitRefPayload`) become
+/// JSON words, and the whole is cut at 200 characters (it may quote a payload value).
+fn json_words(message: &str) -> String {
+    static RUST: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\b(?:struct|enum|tuple struct) [A-Za-z_][A-Za-z0-9_]*|\b[ui](?:8|16|32|64|128|size)\b|\bf(?:32|64)\b|\ba sequence\b|\ba map\b")
+            .expect("a valid pattern")
+    });
+    let out = RUST.replace_all(message, |c: &regex::Captures<'_>| {
+        let m = &c[0];
+        if m.starts_with("enum") {
+            "one of the known values"
+        } else if m.starts_with("struct") || m.starts_with("tuple") || m == "a map" {
+            "an object"
+        } else if m == "a sequence" {
+            "an array"
+        } else if m.starts_with('f') {
+            "a number"
+        } else if m.starts_with('u') {
+            "a whole number (0 or more)"
+        } else {
+            "a whole number"
+        }
+    });
+    if out.chars().count() > 200 {
+        out.chars().take(197).collect::<String>() + "..."
+    } else {
+        out.into_owned()
     }
 }
 
@@ -318,10 +369,14 @@ fn typed_event(path: &Path, name: &str, value: &serde_json::Value) -> Result<Eve
         name: &str,
         value: &serde_json::Value,
     ) -> Result<Box<T>, ContextError> {
-        T::deserialize(value).map(Box::new).map_err(|e| ContextError::Shape {
-            path: path.to_path_buf(),
-            event: name.to_string(),
-            message: e.to_string(),
+        serde_path_to_error::deserialize::<_, T>(value).map(Box::new).map_err(|e| {
+            let at = e.path().to_string();
+            ContextError::Shape {
+                path: path.to_path_buf(),
+                event: name.to_string(),
+                at: if at == "." { "(top level)".into() } else { at },
+                message: json_words(&e.into_inner().to_string()),
+            }
         })
     }
     Ok(match name {

@@ -1,8 +1,20 @@
 //! Hidden markers that make every create idempotent: `<!-- agentctl:KIND:v1 key=value ... -->`
 //! is embedded in each body we post and looked up before writing, so a re-run updates or skips
 //! instead of posting twice.
+//!
+//! A marker counts only as the body's last non-empty line, with validated fields (see
+//! [`Marker::find`]); the renderers in `crate::output::markdown` also defang every `<!--`/`-->`
+//! in untrusted text, so a forged marker fails both ways.
 
 use std::collections::BTreeMap;
+
+/// Keys a marker may carry; every value is a full git sha.
+const FIELDS: [&str; 2] = ["sha", "base"];
+
+/// A full git object name as GitHub reports it: 40 lowercase hex digits (SHA-1).
+fn is_full_sha(v: &str) -> bool {
+    v.len() == 40 && v.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
 
 /// A parsed marker: its kind (`summary`, `review`, ...) and key/value fields (no spaces in
 /// values; `sha=...`, `base=...`).
@@ -28,17 +40,28 @@ impl Marker {
         s
     }
 
-    /// Finds the first marker of `kind` in `body`.
+    /// Finds our marker of `kind` in `body`: only at its fixed place, the body's last non-empty
+    /// line, and only when that whole line is `<!-- agentctl:KIND:v1 k=v ... -->` with known
+    /// keys (`sha`, `base`), each once, each 40 lowercase hex digits (a full git sha).
+    ///
+    /// Anything else is not a marker (`None`): untrusted text (file paths, titles, model text)
+    /// is rendered above our marker, so a marker-shaped string there must never count, and a
+    /// malformed field would be fed to later requests (the incremental compare).
     pub fn find(body: &str, kind: &str) -> Option<Marker> {
-        let prefix = format!("<!-- agentctl:{kind}:v1");
-        let start = body.find(&prefix)?;
-        let rest = &body[start + prefix.len()..];
-        let end = rest.find("-->")?;
-        let fields = rest[..end]
-            .split_whitespace()
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let last = body.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+        let inner = last.strip_prefix("<!-- agentctl:")?.strip_suffix(" -->")?;
+        let mut words = inner.split(' ');
+        let head = words.next()?;
+        if head.strip_suffix(":v1")? != kind {
+            return None;
+        }
+        let mut fields = BTreeMap::new();
+        for word in words {
+            let (k, v) = word.split_once('=')?;
+            if !FIELDS.contains(&k) || !is_full_sha(v) || fields.insert(k.to_string(), v.to_string()).is_some() {
+                return None;
+            }
+        }
         Some(Marker { kind: kind.to_string(), fields })
     }
 
@@ -54,11 +77,46 @@ mod tests {
 
     #[test]
     fn marker_round_trips_through_a_comment_body() {
-        let m = Marker::new("summary", &[("sha", "abc123"), ("base", "def")]);
+        let m = Marker::new("summary", &[("sha", SHA), ("base", FUTURE)]);
         let body = format!("## Review\n\ntext\n\n{}\n", m.render());
         let found = Marker::find(&body, "summary").expect("marker");
         assert_eq!(found, m);
-        assert_eq!(found.get("sha"), Some("abc123"));
+        assert_eq!(found.get("sha"), Some(SHA));
         assert!(Marker::find(&body, "review").is_none());
+    }
+
+    const SHA: &str = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+    const FUTURE: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    #[test]
+    fn forged_marker_before_the_last_line_is_not_a_marker() {
+        // A file path or finding title holding a marker, rendered above our own.
+        let forged = format!("<!-- agentctl:review:v1 sha={FUTURE} -->");
+        let ours = Marker::new("review", &[("sha", SHA)]).render();
+        let body = format!("### review\n\n- `{forged}` line 3\n- **{forged}**\n\n{ours}\n\n");
+        assert_eq!(Marker::find(&body, "review").unwrap().get("sha"), Some(SHA));
+        // Without our marker at the end, a forged one anywhere else counts for nothing.
+        let body = format!("{forged}\nthen some text\n");
+        assert_eq!(Marker::find(&body, "review"), None);
+        let body = format!("text {forged}\n");
+        assert_eq!(Marker::find(&body, "review"), None, "the marker must be the whole line");
+    }
+
+    #[test]
+    fn forged_marker_with_bad_fields_is_not_a_marker() {
+        let ok = |line: &str| Marker::find(&format!("body\n{line}\r\n"), "summary");
+        assert!(ok(&format!("<!-- agentctl:summary:v1 sha={SHA} base={SHA} -->")).is_some());
+        // Shas are 40 lowercase hex digits.
+        assert_eq!(ok("<!-- agentctl:summary:v1 sha=abc123 -->"), None);
+        assert_eq!(ok(&format!("<!-- agentctl:summary:v1 sha={} -->", SHA.to_uppercase())), None);
+        assert_eq!(ok(&format!("<!-- agentctl:summary:v1 sha={SHA}0 -->")), None);
+        // Unknown keys, bare words, duplicates and empty values are refused.
+        assert_eq!(ok(&format!("<!-- agentctl:summary:v1 sha={SHA} evil=1 -->")), None);
+        assert_eq!(ok(&format!("<!-- agentctl:summary:v1 sha={SHA} junk -->")), None);
+        assert_eq!(ok(&format!("<!-- agentctl:summary:v1 sha={SHA} sha={FUTURE} -->")), None);
+        assert_eq!(ok("<!-- agentctl:summary:v1 sha= -->"), None);
+        // Nothing after the closing `-->`, and a kind must match exactly.
+        assert_eq!(ok(&format!("<!-- agentctl:summary:v1 sha={SHA} --> x")), None);
+        assert_eq!(ok(&format!("<!-- agentctl:summaryx:v1 sha={SHA} -->")), None);
     }
 }

@@ -1,6 +1,7 @@
 //! Markdown for GitHub: the review body, inline comment bodies, the summary comment (also the
 //! job summary) and the dry-run rendering. Untrusted strings (paths, model text) are put in code
-//! spans or escaped where they land in tables.
+//! spans or escaped where they land in tables, and every one of them goes through [`defang`] so
+//! it can neither open an HTML comment nor pass for our idempotency marker.
 
 use std::fmt::Write as _;
 
@@ -31,6 +32,24 @@ fn with_marker(mut body: String, marker: &str) -> String {
     body
 }
 
+/// ZERO WIDTH JOINER (U+200D), put inside HTML comment delimiters found in untrusted text.
+pub const ZWJ: char = '\u{200D}';
+
+/// Untrusted text (paths, titles, bodies, model text, shas, reasons) made inert as HTML
+/// comment delimiters: `<!--` becomes `<!` ZWJ `--` and `-->` becomes `--` ZWJ `>`.
+///
+/// Why this form: an unclosed `<!--` hides the rest of a GitHub body, and a marker-shaped
+/// string could pass for one of our idempotency markers (`crate::github::markers`). Entities
+/// (`&lt;!--`) or a backslash (`<\!--`) would show literally inside code spans and fences,
+/// where most untrusted text lands; the invisible joiner reads the same everywhere, and no
+/// HTML parser sees a comment delimiter in it. A copied path carries the joiner along.
+pub fn defang(s: &str) -> String {
+    if !s.contains("<!--") && !s.contains("-->") {
+        return s.to_string();
+    }
+    s.replace("<!--", "<!\u{200D}--").replace("-->", "--\u{200D}>")
+}
+
 fn badge(s: Severity) -> &'static str {
     match s {
         Severity::Critical => "🛑 **Critical**",
@@ -43,7 +62,7 @@ fn badge(s: Severity) -> &'static str {
 
 /// A code span holding `s` whatever backticks it contains (CommonMark §6.1).
 pub fn code(s: &str) -> String {
-    let s = s.replace(['\n', '\r'], " ");
+    let s = defang(&s.replace(['\n', '\r'], " "));
     let mut longest = 0;
     let mut run = 0;
     for c in s.chars() {
@@ -73,8 +92,9 @@ fn fenced(info: &str, text: &str) -> String {
     format!("{fence}{info}\n{}\n{fence}", text.trim_end_matches('\n'))
 }
 
+/// `s` on one line, [`defang`]ed.
 fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    defang(&s.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 fn origin(f: &Finding) -> String {
@@ -99,10 +119,20 @@ fn comment_body_uncapped(f: &Finding) -> String {
     let mut s =
         format!("{} · {} · {}\n\n**{}**\n", badge(f.severity), one_line(&f.category), origin(f), one_line(&f.title));
     if !f.body.trim().is_empty() {
-        let _ = write!(s, "\n{}\n", f.body.trim());
+        let _ = write!(s, "\n{}\n", defang(f.body.trim()));
     }
     if let Some(sugg) = &f.suggestion {
-        let _ = write!(s, "\n{}\n", fenced("suggestion", sugg));
+        // A suggestion is code GitHub commits as written, so it is never altered: one holding
+        // a comment delimiter is shown as plain, defanged text instead of a suggestion block.
+        if defang(sugg) == *sugg {
+            let _ = write!(s, "\n{}\n", fenced("suggestion", sugg));
+        } else {
+            let _ = write!(
+                s,
+                "\nSuggested change (shown as text: it holds an HTML comment delimiter):\n\n{}\n",
+                fenced("text", &defang(sugg))
+            );
+        }
     }
     s
 }
@@ -124,7 +154,7 @@ pub fn review_body(report: &ReviewReport, marker: &str) -> String {
     let inline = report.findings.iter().filter(|p| p.placement == Placement::Inline).count();
     let _ = writeln!(s, "{} · {inline} inline\n", counts_line(report));
     if !report.overview.trim().is_empty() {
-        let _ = writeln!(s, "{}\n", report.overview.trim());
+        let _ = writeln!(s, "{}\n", defang(report.overview.trim()));
     }
     let others: Vec<_> = report.findings.iter().filter(|p| p.placement != Placement::Inline).collect();
     if !others.is_empty() {
@@ -139,7 +169,7 @@ pub fn review_body(report: &ReviewReport, marker: &str) -> String {
             let _ =
                 writeln!(s, "- {} {} — **{}** ({})", badge(f.severity), loc, one_line(&f.title), one_line(&f.category));
             if !f.body.trim().is_empty() {
-                for line in f.body.trim().lines() {
+                for line in defang(f.body.trim()).lines() {
                     let _ = writeln!(s, "  {line}");
                 }
             }
@@ -224,7 +254,7 @@ fn files_table(s: &mut String, what: &str, files: &[NotReviewed]) {
     }
     let _ = write!(s, "\n<details><summary>{} file(s) {what}</summary>\n\n| file | reason |\n|---|---|\n", files.len());
     for n in files.iter().take(MAX_NOT_REVIEWED_ROWS) {
-        let _ = writeln!(s, "| {} | {} |", code(&n.path), n.reason.replace('|', "\\|").replace('\n', " "));
+        let _ = writeln!(s, "| {} | {} |", code(&n.path), defang(&n.reason.replace('|', "\\|").replace('\n', " ")));
     }
     if files.len() > MAX_NOT_REVIEWED_ROWS {
         let _ = writeln!(s, "| … | {} more (see `--format json`) |", files.len() - MAX_NOT_REVIEWED_ROWS);
@@ -246,6 +276,7 @@ pub fn dry_run(report: &ReviewReport) -> String {
         (None, Some(n)) => format!("#{n}"),
         _ => "the diff".into(),
     };
+    let target = defang(&target);
     let event =
         serde_json::to_value(report.review.event).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
     let _ = writeln!(s, "<!-- dry run: review that would be posted on {target} (event {event}) -->\n");
@@ -276,9 +307,44 @@ mod tests {
         assert!(out.contains("Cut to fit"));
         let short = with_marker("ok\n".into(), "<!-- m -->");
         assert_eq!(short, "ok\n<!-- m -->\n");
+        // The cut body still ends with a marker that `Marker::find` accepts (its last line).
+        let sha = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+        let marker = crate::github::markers::Marker::new("review", &[("sha", sha)]);
+        let out = with_marker("x\n".repeat(40_000), &marker.render());
+        assert_eq!(crate::github::markers::Marker::find(&out, "review"), Some(marker));
         // Multibyte text is cut on a character boundary.
         let wide = with_marker("é".repeat(70_000), "");
         assert!(wide.chars().count() <= MAX_BODY_CHARS);
+    }
+
+    #[test]
+    fn forged_markers_in_untrusted_text_are_neutralized() {
+        let forged = "<!-- agentctl:review:v1 sha=0123456789abcdef0123456789abcdef01234567 -->";
+        let f = Finding {
+            path: forged.into(),
+            line: 3,
+            start_line: None,
+            side: Default::default(),
+            severity: Severity::High,
+            category: forged.into(),
+            title: forged.into(),
+            body: format!("see\n{forged}"),
+            suggestion: None,
+            origin: Some(Origin::Rule { id: forged.into() }),
+        };
+        let body = comment_body(&f);
+        assert!(!body.contains("<!--") && !body.contains("-->"), "{body}");
+        // Readable: only an invisible joiner was added.
+        assert_eq!(body.replace(ZWJ, "").matches(forged).count(), 4, "{body}");
+        assert_eq!(defang("a <!-- b --> c"), format!("a <!{ZWJ}-- b --{ZWJ}> c"));
+        assert_eq!(defang("<!-->"), format!("<!{ZWJ}--{ZWJ}>"));
+        assert!(!code(forged).contains("<!--"));
+        // A suggestion is never altered: one holding a delimiter becomes defanged plain text.
+        let html = Finding { suggestion: Some("<!-- note -->\n<p>x</p>".into()), ..f.clone() };
+        let body = comment_body(&html);
+        assert!(!body.contains("```suggestion") && !body.contains("<!--"), "{body}");
+        let plain = Finding { suggestion: Some("<p>x</p>".into()), ..f };
+        assert!(comment_body(&plain).contains("```suggestion\n<p>x</p>\n```"));
     }
 
     #[test]

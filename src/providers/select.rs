@@ -105,7 +105,7 @@ pub fn select(
     }
     let settings = BreakerSettings {
         failure_threshold: entry.breaker.failure_threshold,
-        open_for: Duration::from_secs_f64(entry.breaker.open_for),
+        open_for: entry.breaker.open_duration(),
         half_open_probes: entry.breaker.half_open_probes,
     };
     let breaker = match store {
@@ -117,7 +117,7 @@ pub fn select(
         registry.add_secret(secret);
     }
     let chain = Resilient::new(primary, fallbacks, Arc::new(breaker))
-        .with_total_timeout(entry.total_timeout.map(Duration::from_secs_f64))
+        .with_total_timeout(entry.total_deadline())
         .with_redactor(redactor.clone());
     Ok(SelectedProvider { name, chain: Some(Arc::new(chain)) })
 }
@@ -167,7 +167,7 @@ fn build_one(
     secrets: &mut Vec<SecretString>,
 ) -> Result<Arc<dyn Provider>, ProviderError> {
     let retry = RetryPolicy { max_retries: entry.max_retries.unwrap_or(3), ..RetryPolicy::default() };
-    let timeout = Duration::from_secs_f64(entry.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS));
+    let timeout = entry.attempt_timeout().unwrap_or(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS));
     let name_s = name.to_string();
     let adapter: Arc<dyn Provider> = match entry.kind {
         ProviderKind::Openai => {
@@ -257,8 +257,8 @@ fn build_one(
             settings.env = entry.env.clone();
             settings.env_passthrough = entry.env_passthrough.clone();
             settings.retry = retry;
-            if let Some(t) = entry.timeout {
-                settings.timeout = Duration::from_secs_f64(t);
+            if let Some(t) = entry.attempt_timeout() {
+                settings.timeout = t;
             }
             settings.output = match entry.output {
                 CommandOutput::Text => OutputFormat::Text,

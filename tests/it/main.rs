@@ -7,6 +7,7 @@ mod common;
 
 mod cli;
 mod fault_matrix;
+mod hostile;
 mod hostile_review;
 mod providers_e2e;
 mod redaction;
