@@ -48,7 +48,8 @@ fn main() {
     let bpe_init = t.elapsed().as_secs_f64() * 1e3;
 
     let filter = FileFilter::new(&["**".to_owned()], &[]).expect("globs compile");
-    let chunker = Chunker { max_chunk_tokens: 12_000, max_total_tokens: usize::MAX };
+    let counting = agentctl::diff::TokenCounting::Estimate;
+    let chunker = Chunker { max_chunk_tokens: 12_000, max_total_tokens: usize::MAX, counting };
     let (mut tp, mut ta, mut tf, mut tc, mut tt) = (vec![], vec![], vec![], vec![], vec![]);
     let mut summary = String::new();
     for _ in 0..RUNS {

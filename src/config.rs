@@ -172,6 +172,9 @@ pub struct ReviewConfig {
     pub max_added_lines: usize,
     pub instructions: Option<String>,
     pub incremental: bool,
+    /// How diff tokens are counted for packing chunks: a fast conservative estimate
+    /// (default) or the exact `o200k_base` count (see [`crate::diff::TokenCounting`]).
+    pub token_counting: crate::diff::TokenCounting,
 }
 
 impl Default for ReviewConfig {
@@ -189,6 +192,7 @@ impl Default for ReviewConfig {
             max_added_lines: 1000,
             instructions: None,
             incremental: true,
+            token_counting: crate::diff::TokenCounting::Estimate,
         }
     }
 }

@@ -326,7 +326,7 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     let selected = select::select(&config, settings.provider_flag.as_deref(), settings.model_flag.as_deref(), env)
         .map_err(provider_err)?;
     if selected.provider().is_some() {
-        crate::diff::chunk::warm_up();
+        crate::diff::chunk::warm_up(config.review.token_counting);
     }
     if !selected.secrets().is_empty() {
         for secret in selected.secrets() {
@@ -431,6 +431,7 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
         let chunker = Chunker {
             max_chunk_tokens: config.review.max_chunk_tokens,
             max_total_tokens: config.review.max_total_tokens,
+            counting: config.review.token_counting,
         };
         let plan = chunker.plan(&review_diff, &selected_files);
         not_reviewed.extend(plan.over_budget.iter().map(NotReviewed::from));
