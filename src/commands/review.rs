@@ -270,22 +270,12 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
 
     let env_write_delay = env
         .get(ev::AGENTCTL_WRITE_DELAY)
-        .map(|v| {
-            v.parse::<f64>().ok().filter(|d| d.is_finite() && *d >= 0.0).ok_or_else(|| {
-                usage_err(anyhow::anyhow!("{}=`{v}` is not a number of seconds", ev::AGENTCTL_WRITE_DELAY))
-            })
-        })
+        .map(|v| crate::config::write_delay_from_env(v).map_err(usage_err))
         .transpose()?;
     let mut github = match (&token, &ctx.repository) {
         (Some(t), Some(repo)) => Some(
-            GitHub::new(
-                &ctx.api_url,
-                t,
-                &repo.owner,
-                &repo.name,
-                Duration::from_secs_f64(env_write_delay.unwrap_or(1.0)),
-            )
-            .map_err(github_err)?,
+            GitHub::new(&ctx.api_url, t, &repo.owner, &repo.name, env_write_delay.unwrap_or(Duration::from_secs(1)))
+                .map_err(github_err)?,
         ),
         _ => None,
     };
@@ -318,7 +308,7 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     let config = load_config(&settings, pr_meta.as_ref(), github.as_ref()).await?;
     // The env var wins over the config for the write spacing.
     if let (Some(gh), None) = (github.as_mut(), env_write_delay) {
-        gh.set_write_delay(Duration::from_secs_f64(config.github.write_delay));
+        gh.set_write_delay(config.github.write_delay());
     }
     let fail_on = settings.fail_on.unwrap_or_else(|| config.review.fail_on.severity());
 

@@ -455,8 +455,7 @@ pub fn estimate_tokens(text: &str) -> usize {
         let start = i;
         if c.is_ascii_alphabetic() {
             i += 1;
-            while i < n && b[i].is_ascii_alphabetic() && !(b[i].is_ascii_uppercase() && b[i - 1].is_ascii_lowercase())
-            {
+            while i < n && b[i].is_ascii_alphabetic() && !(b[i].is_ascii_uppercase() && b[i - 1].is_ascii_lowercase()) {
                 i += 1;
             }
             let len = i - start;
@@ -618,7 +617,8 @@ pub(crate) mod tests {
         let Some(diff) = large() else { return };
         let filter = FileFilter::new(&["**".into()], &[]).expect("globs");
         let files: Vec<usize> = (0..diff.files.len()).filter(|&i| filter.check(&diff.files[i]).is_none()).collect();
-        let generous = Chunker { max_chunk_tokens: 12_000, max_total_tokens: usize::MAX, counting: TokenCounting::Exact };
+        let generous =
+            Chunker { max_chunk_tokens: 12_000, max_total_tokens: usize::MAX, counting: TokenCounting::Exact };
         let plan = generous.plan(&diff, &files);
         check_plan(&diff, &files, generous, &plan, false);
         assert!(plan.over_budget.is_empty() || plan.over_budget.iter().all(|s| s.reason == SkipReason::OverBudget));
@@ -710,8 +710,9 @@ rename to src/new.rs
         let diff = parse(DIFF);
         // Every total budget up to the full need: coverage holds; some budgets cut the
         // rename's hunk (packed first: source before docs) in the middle.
-        let need =
-            Chunker { max_chunk_tokens: 1_000, max_total_tokens: usize::MAX, counting: TokenCounting::Exact }.plan(&diff, &[0, 1]).total_tokens();
+        let need = Chunker { max_chunk_tokens: 1_000, max_total_tokens: usize::MAX, counting: TokenCounting::Exact }
+            .plan(&diff, &[0, 1])
+            .total_tokens();
         let mut saw_partial = false;
         for budget in 0..=need {
             let chunker = Chunker { max_chunk_tokens: 1_000, max_total_tokens: budget, counting: TokenCounting::Exact };
@@ -741,7 +742,8 @@ rename to src/new.rs
     /// partly reviewed (`mutated_diffs_never_panic`: "lab/show_pyc.py: partial flag").
     #[test]
     fn same_path_twice_is_not_marked_partial_by_the_other_entry() {
-        let text = "diff --git a/src/p.rs b/src/p.rs\n--- a/src/p.rs\n+++ b/src/p.rs\n@@ -1,2 +1,2 @@\n-a\n+b\n-c\n+d\n\
+        let text =
+            "diff --git a/src/p.rs b/src/p.rs\n--- a/src/p.rs\n+++ b/src/p.rs\n@@ -1,2 +1,2 @@\n-a\n+b\n-c\n+d\n\
 diff --git a/src/p.rs b/src/p.rs\n--- a/src/p.rs\n+++ b/src/p.rs\n@@ -9 +9 @@\n-x\n+y\n";
         let diff = parse(text.as_bytes());
         assert_eq!(diff.files.len(), 2);
@@ -782,8 +784,7 @@ diff --git a/src/p.rs b/src/p.rs\n--- a/src/p.rs\n+++ b/src/p.rs\n@@ -9 +9 @@\n-
         let (mut min_ratio, mut max_ratio) = (f64::MAX, 0f64);
         for path in &paths {
             let diff = parse(&std::fs::read(path).expect("read corpus diff"));
-            let files: Vec<usize> =
-                (0..diff.files.len()).filter(|&i| filter.check(&diff.files[i]).is_none()).collect();
+            let files: Vec<usize> = (0..diff.files.len()).filter(|&i| filter.check(&diff.files[i]).is_none()).collect();
             let (mut d_chunks, mut d_est, mut d_exact) = (0usize, 0usize, 0usize);
             for size in [1_000, 4_000, 12_000] {
                 let chunker =
@@ -821,7 +822,8 @@ diff --git a/src/p.rs b/src/p.rs\n--- a/src/p.rs\n+++ b/src/p.rs\n@@ -9 +9 @@\n-
 
     #[test]
     fn estimate_restarts_at_line_ends_and_the_encoder_is_not_needed() {
-        let lines = ["   12    14 + let x = foo_bar(1234);\n", "## src/main.rs (added)\n", "caf\u{e9} \u{4e2d}\u{6587}  \n"];
+        let lines =
+            ["   12    14 + let x = foo_bar(1234);\n", "## src/main.rs (added)\n", "caf\u{e9} \u{4e2d}\u{6587}  \n"];
         let whole: String = lines.concat();
         assert_eq!(estimate_tokens(&whole), lines.iter().map(|l| estimate_tokens(l)).sum::<usize>());
         assert_eq!(estimate_tokens(""), 0);
