@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -158,6 +159,9 @@ pub struct ReviewConfig {
     pub max_added_lines: usize,
     pub instructions: Option<String>,
     pub incremental: bool,
+    /// How diff tokens are counted for packing chunks: a fast conservative estimate
+    /// (default) or the exact `o200k_base` count (see [`crate::diff::TokenCounting`]).
+    pub token_counting: crate::diff::TokenCounting,
 }
 
 impl Default for ReviewConfig {
@@ -176,6 +180,7 @@ impl Default for ReviewConfig {
             max_added_lines: 1000,
             instructions: None,
             incremental: true,
+            token_counting: crate::diff::TokenCounting::Estimate,
         }
     }
 }
@@ -184,7 +189,8 @@ impl Default for ReviewConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct GitHubConfig {
-    /// Seconds between two writes.
+    /// Seconds between two writes once a run passes the write burst
+    /// ([`crate::github::client::WRITE_BURST`]); 0 to [`MAX_WRITE_DELAY_SECS`] (schema).
     pub write_delay: f64,
 }
 
@@ -192,6 +198,36 @@ impl Default for GitHubConfig {
     fn default() -> Self {
         Self { write_delay: 1.0 }
     }
+}
+
+impl GitHubConfig {
+    /// `write_delay` as a duration. The schema bounds it; a value that escaped validation
+    /// (negative, non-finite, over the cap) is clamped to 0..=[`MAX_WRITE_DELAY_SECS`] rather
+    /// than panic in `Duration::from_secs_f64`.
+    pub fn write_delay(&self) -> Duration {
+        let secs = if self.write_delay.is_nan() { 0.0 } else { self.write_delay.clamp(0.0, MAX_WRITE_DELAY_SECS) };
+        Duration::from_secs_f64(secs)
+    }
+}
+
+/// Largest write spacing accepted, seconds (config `github.write_delay` maximum in the schema,
+/// and `AGENTCTL_WRITE_DELAY`): beyond a minute a run would look hung, and GitHub's own
+/// secondary-limit advice is "at least one second".
+pub const MAX_WRITE_DELAY_SECS: f64 = 60.0;
+
+/// Parses `AGENTCTL_WRITE_DELAY`: seconds, a finite decimal from 0 to
+/// [`MAX_WRITE_DELAY_SECS`] (e.g. `0.5`).
+///
+/// Errors: [`ConfigError::Env`] naming the variable for anything else (`nan`, `-1`, `1e300`,
+/// `100000`, text), which the commands exit with as a usage error (2).
+pub fn write_delay_from_env(value: &str) -> Result<Duration, ConfigError> {
+    let secs = value.trim().parse::<f64>().ok().filter(|s| s.is_finite() && (0.0..=MAX_WRITE_DELAY_SECS).contains(s));
+    secs.map(Duration::from_secs_f64).ok_or_else(|| ConfigError::Env {
+        name: crate::env_vars::AGENTCTL_WRITE_DELAY,
+        value: value.chars().take(40).collect(),
+        expected: format!("a number of seconds from 0 to {MAX_WRITE_DELAY_SECS}"),
+        help: "set it to e.g. 1 (the default), or unset it to use `github.write_delay` from the config".into(),
+    })
 }
 
 /// The whole config.
@@ -233,13 +269,6 @@ impl BreakerConfig {
     /// `open_for` as a duration.
     pub fn open_duration(&self) -> std::time::Duration {
         seconds(self.open_for)
-    }
-}
-
-impl GitHubConfig {
-    /// `write_delay` as a duration.
-    pub fn write_delay_duration(&self) -> std::time::Duration {
-        seconds(self.write_delay)
     }
 }
 
@@ -289,6 +318,9 @@ pub enum ConfigError {
     /// so the config cannot be read from it; the PR's own copy is never used instead.
     #[error("cannot read {DEFAULT_PATH} from the pull request's base commit {base}: {message}\nhelp: on pull-request events the config comes from the base branch, never from the PR; set GITHUB_TOKEN (it is read through the API), or check out with `fetch-depth: 0` so the base commit is present, or pass --config explicitly")]
     BaseUnavailable { base: String, message: String },
+    /// An `AGENTCTL_*` variable with a value out of its range (`value` cut at 40 characters).
+    #[error("environment variable {name}=`{value}` is invalid: expected {expected}\nhelp: {help}")]
+    Env { name: &'static str, value: String, expected: String, help: String },
 }
 
 fn render_violations(v: &[Violation]) -> String {
@@ -764,6 +796,48 @@ mod tests {
         assert_eq!(breaker["half_open_probes"]["default"], d.half_open_probes);
     }
 
+    /// Regression: `AGENTCTL_WRITE_DELAY=1e300` panicked in `Duration::from_secs_f64` and
+    /// `100000` slept for a day between writes.
+    #[test]
+    fn write_delay_from_env_refuses_huge_non_finite_and_negative_values() {
+        for bad in ["1e300", "100000", "nan", "NaN", "inf", "-1", "60.5", "", "soon"] {
+            let err = write_delay_from_env(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("AGENTCTL_WRITE_DELAY") && err.contains("from 0 to 60") && err.contains("help:"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(write_delay_from_env("0.5").unwrap(), Duration::from_millis(500));
+        assert_eq!(write_delay_from_env("0").unwrap(), Duration::ZERO);
+        assert_eq!(write_delay_from_env("60").unwrap(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn config_write_delay_is_capped_by_the_schema() {
+        let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+        assert_eq!(
+            schema["$defs"]["github"]["properties"]["write_delay"]["maximum"].as_f64(),
+            Some(MAX_WRITE_DELAY_SECS)
+        );
+        let err = Config::from_text("github:\n  write_delay: 100000\n", "c").unwrap_err();
+        assert!(err.to_string().contains("/github/write_delay"), "{err}");
+        let c = Config::from_text("github:\n  write_delay: 0.25\n", "c").unwrap();
+        assert_eq!(c.github.write_delay(), Duration::from_millis(250));
+        // Out-of-range values that bypass the schema are clamped, never a panic.
+        for (v, d) in [(1e300, 60.0), (f64::NAN, 0.0), (-1.0, 0.0), (f64::INFINITY, 60.0)] {
+            assert_eq!(GitHubConfig { write_delay: v }.write_delay(), Duration::from_secs_f64(d));
+        }
+    }
+
+    #[test]
+    fn token_counting_defaults_to_estimate_and_accepts_exact() {
+        assert_eq!(Config::default().review.token_counting, crate::diff::TokenCounting::Estimate);
+        let c = Config::from_text("review:\n  token_counting: exact\n", "c").unwrap();
+        assert_eq!(c.review.token_counting, crate::diff::TokenCounting::Exact);
+        let err = Config::from_text("review:\n  token_counting: fast\n", "c").unwrap_err();
+        assert!(err.to_string().contains("/review/token_counting"), "{err}");
+    }
+
     #[test]
     fn three_violations_are_all_reported_with_json_pointers() {
         let text = "provider: main\nproviders:\n  main:\n    kind: gpt\n    model: x\nreview:\n  max_inline_comments: -1\n  fail_on: sometimes\n";
@@ -962,7 +1036,7 @@ mod tests {
             let store = crate::store::open_configured(&env, None);
             let redactor = crate::redact::Redactor::new();
             crate::providers::select::select(&config, None, None, &env, &redactor, &store).unwrap();
-            let _ = config.github.write_delay_duration();
+            let _ = config.github.write_delay();
             let above = if spec["type"] == "integer" {
                 serde_json::json!(max.as_u64().unwrap() + 1)
             } else {

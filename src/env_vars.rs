@@ -63,7 +63,7 @@ pub const AGENTCTL_PROVIDER: &str = "AGENTCTL_PROVIDER";
 pub const AGENTCTL_MODEL: &str = "AGENTCTL_MODEL";
 /// Lowest severity that fails the step (same as `--fail-on`).
 pub const AGENTCTL_FAIL_ON: &str = "AGENTCTL_FAIL_ON";
-/// Seconds between two GitHub writes (default 1; 0 in tests).
+/// Seconds between two GitHub writes once a run has made 10 (default 1; 0 to 60; 0 in tests).
 pub const AGENTCTL_WRITE_DELAY: &str = "AGENTCTL_WRITE_DELAY";
 /// Disables colour in terminal output.
 pub const NO_COLOR: &str = "NO_COLOR";

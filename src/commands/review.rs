@@ -311,21 +311,14 @@ async fn prepare(settings: &ReviewSettings, ctx: &Context, env: &Env) -> Result<
             "no diff to review: pass --diff FILE (or -), or --base REF in a git checkout, or run on a pull request with GITHUB_TOKEN set"
         )));
     }
-    let env_write_delay = env
-        .get(ev::AGENTCTL_WRITE_DELAY)
-        .map(|v| {
-            v.parse::<f64>().ok().filter(|d| d.is_finite() && *d >= 0.0).ok_or_else(|| {
-                exit::usage(anyhow::anyhow!("{}=`{v}` is not a number of seconds", ev::AGENTCTL_WRITE_DELAY))
-            })
-        })
-        .transpose()?;
+    let env_write_delay = env.get(ev::AGENTCTL_WRITE_DELAY).map(config::write_delay_from_env).transpose()?;
     let mut github = match (&token, &ctx.repository) {
         (Some(t), Some(repo)) => Some(GitHub::new(
             &ctx.api_url,
             t,
             &repo.owner,
             &repo.name,
-            Duration::from_secs_f64(env_write_delay.unwrap_or(1.0)),
+            env_write_delay.unwrap_or(Duration::from_secs(1)),
         )?),
         _ => None,
     };
@@ -344,7 +337,7 @@ async fn prepare(settings: &ReviewSettings, ctx: &Context, env: &Env) -> Result<
     }
     // The env var wins over the config for the write spacing.
     if let (Some(gh), None) = (github.as_mut(), env_write_delay) {
-        gh.set_write_delay(config.github.write_delay_duration());
+        gh.set_write_delay(config.github.write_delay());
     }
     let fail_on = settings.fail_on.unwrap_or(config.review.fail_on).severity();
 
@@ -367,7 +360,7 @@ async fn prepare(settings: &ReviewSettings, ctx: &Context, env: &Env) -> Result<
     )?;
     publish_masks(&redactor);
     if provider.chain().is_some() {
-        crate::diff::chunk::warm_up();
+        crate::diff::chunk::warm_up(config.review.token_counting);
     }
     Ok(Some(Prepared { redactor, dry_run, github, pr, config, fail_on, provider, store }))
 }
@@ -462,7 +455,11 @@ async fn ask_model(
     ledger: &Ledger,
 ) -> Result<ModelRound, ExitError> {
     let review = &run.config.review;
-    let chunker = Chunker { max_chunk_tokens: review.max_chunk_tokens, max_total_tokens: review.max_total_tokens };
+    let chunker = Chunker {
+        max_chunk_tokens: review.max_chunk_tokens,
+        max_total_tokens: review.max_total_tokens,
+        counting: review.token_counting,
+    };
     let plan = chunker.plan(diff, selected);
     let mut round = ModelRound { chunks: plan.chunks.len(), cost_usd: Some(0.0), ..ModelRound::default() };
     let path_index: HashMap<&str, usize> = selected.iter().map(|&i| (diff.files[i].path(), i)).collect();

@@ -11,7 +11,7 @@ pub mod filter;
 pub mod parse;
 
 pub use anchor::{AnchorIndex, Placement};
-pub use chunk::{Chunk, ChunkPlan, Chunker};
+pub use chunk::{Chunk, ChunkPlan, Chunker, TokenCounting};
 pub use filter::{FileFilter, SkipReason, Skipped};
 pub use parse::{parse, Diff, FileDiff, FileStatus, Hunk, Line, LineKind};
 
@@ -116,13 +116,20 @@ mod proptests {
         }
         let filter = FileFilter::new(&["**".into()], &[]).expect("globs");
         let files: Vec<usize> = (0..diff.files.len()).filter(|&i| filter.check(&diff.files[i]).is_none()).collect();
-        let chunker = Chunker { max_chunk_tokens: 120, max_total_tokens: 2_000 };
+        let chunker = Chunker { max_chunk_tokens: 120, max_total_tokens: 2_000, counting: TokenCounting::Estimate };
         let plan = chunker.plan(&diff, &files);
-        crate::diff::chunk::tests::check_plan(&diff, &files, chunker, &plan, false);
+        crate::diff::chunk::tests::check_plan(&diff, &files, chunker, &plan, true);
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        // A fixed seed: the same 512 cases on every run and in CI (a random seed made a real
+        // chunker bug show up only now and then); `PROPTEST_RNG_SEED` does not change it.
+        // To explore new cases locally, change the seed.
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x6167_656e_7463_746c),
+            ..ProptestConfig::default()
+        })]
 
         #[test]
         fn mutated_diffs_never_panic(

@@ -1,6 +1,7 @@
 //! Typed GitHub REST calls used by agentctl, and the write policy: GETs retried on 5xx, writes
-//! serialized and spaced by `write_delay`, primary rate limit waited out when the reset is
-//! near, secondary rate limit honouring `retry-after` (else 60 s).
+//! serialized and, past a burst of [`WRITE_BURST`] writes, spaced by `write_delay`; primary
+//! rate limit waited out when the reset is near, secondary rate limit honouring `retry-after`
+//! (else 60 s).
 //!
 //! Sources: REST API docs for pulls (<https://docs.github.com/en/rest/pulls/pulls>), reviews
 //! (<https://docs.github.com/en/rest/pulls/reviews>), issue comments
@@ -18,6 +19,38 @@ use crate::findings::Side;
 
 /// `X-GitHub-Api-Version` sent with every request.
 pub const API_VERSION: &str = "2022-11-28";
+
+/// Writes (POST/PATCH) one client makes back to back before the next ones are spaced by
+/// `write_delay`.
+///
+/// Source: "Best practices for using the REST API"
+/// (<https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api>):
+/// avoid concurrent requests, and "if you are making a large number of POST, PATCH, PUT, or
+/// DELETE requests", wait at least one second between each; and "Rate limits for the REST
+/// API" (<https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api>):
+/// no more than 80 content-generating requests per minute. A review run makes two or three
+/// writes; ten unspaced serial writes stay far below 80 a minute, and every later write keeps
+/// the documented one-second spacing. Writes are always serialized.
+pub const WRITE_BURST: u64 = 10;
+
+/// How long the next write must wait before it starts: nothing while fewer than
+/// [`WRITE_BURST`] writes were made (`writes_done`), else whatever remains of `write_delay`
+/// since the previous write finished (`since_last`; `None` before any write).
+pub fn write_wait(writes_done: u64, since_last: Option<Duration>, write_delay: Duration) -> Duration {
+    match since_last {
+        Some(elapsed) if writes_done >= WRITE_BURST => write_delay.saturating_sub(elapsed),
+        _ => Duration::ZERO,
+    }
+}
+
+/// The write lock's state: how many writes were made and when the last one finished.
+#[derive(Debug, Default)]
+struct WriteState {
+    done: u64,
+    last: Option<Instant>,
+    /// Writes that had to wait for the spacing (observable in tests and the benchmark).
+    spaced: u64,
+}
 
 /// Errors of GitHub calls, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -254,8 +287,8 @@ pub struct GitHub {
     api_base: String,
     owner: String,
     repo: String,
-    /// Held for the whole of each write; holds when the last write finished.
-    write_lock: tokio::sync::Mutex<Option<Instant>>,
+    /// Held for the whole of each write; counts writes and holds when the last one finished.
+    write_lock: tokio::sync::Mutex<WriteState>,
     write_delay: Duration,
     policy: ClientPolicy,
     /// HTTP requests sent, retries included.
@@ -276,7 +309,8 @@ impl std::fmt::Debug for GitHub {
 
 impl GitHub {
     /// A client for `owner/repo` at `api_url` (kept with any path prefix), authenticated with
-    /// `token`. `write_delay` spaces consecutive writes (default 1 s; 0 in tests).
+    /// `token`. `write_delay` spaces consecutive writes past the first [`WRITE_BURST`] (default
+    /// 1 s; 0 in tests).
     ///
     /// Errors: [`GitHubError::Network`] when `api_url` is not an absolute `http(s)` URL or the
     /// TLS setup fails.
@@ -313,7 +347,7 @@ impl GitHub {
             api_base,
             owner: owner.to_string(),
             repo: repo.to_string(),
-            write_lock: tokio::sync::Mutex::new(None),
+            write_lock: tokio::sync::Mutex::new(WriteState::default()),
             write_delay,
             policy: ClientPolicy::default(),
             requests: AtomicU64::new(0),
@@ -444,7 +478,8 @@ impl GitHub {
         crate::resilience::report_retry(&crate::resilience::LogRetries("GitHub API"), &notice);
     }
 
-    /// Changes the spacing between consecutive writes (config `github.write_delay`).
+    /// Changes the spacing between consecutive writes past the burst (config
+    /// `github.write_delay`).
     pub fn set_write_delay(&mut self, write_delay: Duration) {
         self.write_delay = write_delay;
     }
@@ -452,6 +487,11 @@ impl GitHub {
     /// How many HTTP requests this client has sent (for the benchmark and tests).
     pub fn request_count(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// How many writes waited for the `write_delay` spacing (see [`write_wait`]).
+    pub async fn spaced_write_count(&self) -> u64 {
+        self.write_lock.lock().await.spaced
     }
 
     /// `{api_base}/repos/{owner}/{repo}/{tail}`; `tail` is already encoded.
@@ -495,8 +535,9 @@ impl GitHub {
         self.send(http::Method::GET, url, accept, None, action).await
     }
 
-    /// A write (POST/PATCH): serialized with every other write of this client, started no
-    /// sooner than `write_delay` after the previous one finished, and never retried except
+    /// A write (POST/PATCH): serialized with every other write of this client, past the first
+    /// [`WRITE_BURST`] writes started no sooner than `write_delay` after the previous one
+    /// finished (see [`write_wait`]), and never retried except
     /// after a rate-limit rejection (GitHub did not apply a rejected write, so re-sending it
     /// cannot duplicate a comment; a 5xx or a dropped connection may have applied it).
     async fn write<B: Serialize + ?Sized>(
@@ -510,16 +551,15 @@ impl GitHub {
             action: action.to_string(),
             message: format!("cannot encode the request body: {e}"),
         })?;
-        let mut last_write = self.write_lock.lock().await;
-        if let Some(last) = *last_write {
-            let ready_at = last + self.write_delay;
-            let now = Instant::now();
-            if ready_at > now {
-                tokio::time::sleep(ready_at - now).await;
-            }
+        let mut state = self.write_lock.lock().await;
+        let wait = write_wait(state.done, state.last.map(|t| t.elapsed()), self.write_delay);
+        if !wait.is_zero() {
+            state.spaced += 1;
+            tokio::time::sleep(wait).await;
         }
         let result = self.send(method, url, MEDIA_JSON, Some(json), action).await;
-        *last_write = Some(Instant::now());
+        state.done += 1;
+        state.last = Some(Instant::now());
         result
     }
 

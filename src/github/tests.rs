@@ -555,11 +555,57 @@ async fn create_and_update_comment_send_the_body() {
     assert_eq!(gh.request_count(), 2);
 }
 
+#[test]
+fn write_wait_is_zero_within_the_burst_and_the_rest_of_write_delay_after_it() {
+    let delay = Duration::from_secs(1);
+    // Within the burst: never a wait, however recent the last write.
+    assert_eq!(write_wait(0, None, delay), Duration::ZERO);
+    for done in 1..WRITE_BURST {
+        assert_eq!(write_wait(done, Some(Duration::ZERO), delay), Duration::ZERO, "write {}", done + 1);
+    }
+    // From write WRITE_BURST + 1 on: what remains of the delay since the last write.
+    assert_eq!(write_wait(WRITE_BURST, Some(Duration::ZERO), delay), delay);
+    assert_eq!(write_wait(WRITE_BURST, Some(Duration::from_millis(300)), delay), Duration::from_millis(700));
+    assert_eq!(write_wait(WRITE_BURST + 50, Some(Duration::from_secs(2)), delay), Duration::ZERO);
+    assert_eq!(write_wait(WRITE_BURST + 1, Some(Duration::from_millis(1)), Duration::ZERO), Duration::ZERO);
+    // GitHub's documented ceiling: 80 content-creating requests a minute.
+    const { assert!(WRITE_BURST < 80) };
+}
+
+/// Regression: every review run slept `write_delay` (1 s) between its review POST and its
+/// summary POST, though two writes are far below GitHub's documented limits.
 #[tokio::test]
-async fn consecutive_writes_are_spaced_by_write_delay() {
-    let (server, gh) = setup(Duration::from_millis(300)).await;
+async fn two_writes_in_a_run_do_not_wait_for_write_delay() {
+    // An hour of spacing: any wait would hit the timeout below.
+    let (server, gh) = setup(Duration::from_secs(3600)).await;
+    Mock::given(method("POST"))
+        .and(path(format!("{PREFIX}/pulls/1347/reviews")))
+        .respond_with(json_response(200, REVIEW_JSON))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{PREFIX}/issues/1347/comments")))
+        .respond_with(json_response(201, CREATED_COMMENT_JSON))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let run = async {
+        gh.create_review(1347, &sample_review()).await.expect("review");
+        gh.create_issue_comment(1347, "summary").await.expect("comment");
+    };
+    tokio::time::timeout(Duration::from_secs(30), run).await.expect("no write waited for write_delay");
+    assert_eq!(gh.spaced_write_count().await, 0);
+    assert_eq!(gh.request_count(), 2);
+}
+
+#[tokio::test]
+async fn writes_past_the_burst_are_serialized_and_spaced_by_write_delay() {
+    let delay = Duration::from_millis(200);
+    let (server, gh) = setup(delay).await;
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
     let log = received.clone();
+    let total = WRITE_BURST as usize + 2;
     Mock::given(method("POST"))
         .and(path(format!("{PREFIX}/issues/1347/comments")))
         .and(move |_: &Request| {
@@ -567,18 +613,31 @@ async fn consecutive_writes_are_spaced_by_write_delay() {
             true
         })
         .respond_with(json_response(201, CREATED_COMMENT_JSON))
-        .expect(2)
+        .expect(total as u64)
         .mount(&server)
         .await;
-    // Concurrent callers too: the write lock serializes them.
-    let (a, b) = tokio::join!(gh.create_issue_comment(1347, "a"), gh.create_issue_comment(1347, "b"));
-    a.expect("first");
-    b.expect("second");
+    // Concurrent callers: the write lock serializes them.
+    let results = futures::future::join_all(
+        (0..total).map(|i| gh.create_issue_comment(1347, if i % 2 == 0 { "a" } else { "b" })),
+    )
+    .await;
+    for r in results {
+        r.expect("write");
+    }
+    assert_eq!(
+        gh.spaced_write_count().await,
+        2,
+        "writes {} and {} wait, the burst does not",
+        WRITE_BURST + 1,
+        WRITE_BURST + 2
+    );
     let times = received.lock().expect("lock").clone();
-    assert_eq!(times.len(), 2);
-    let gap = times[1].duration_since(times[0]);
-    assert!(gap >= Duration::from_millis(280), "writes only {gap:?} apart");
-    assert_eq!(gh.request_count(), 2);
+    assert_eq!(times.len(), total);
+    for pair in times[WRITE_BURST as usize - 1..].windows(2) {
+        let gap = pair[1].duration_since(pair[0]);
+        assert!(gap >= delay - Duration::from_millis(20), "writes past the burst only {gap:?} apart");
+    }
+    assert_eq!(gh.request_count(), total as u64);
 }
 
 #[tokio::test]

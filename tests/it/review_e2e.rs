@@ -561,3 +561,40 @@ async fn markers_typed_by_a_user_neither_suppress_nor_narrow_the_review() {
     assert_eq!(state.review_posts.len(), 1, "the review was posted");
     assert_eq!((state.comment_posts, state.comment_patches), (1, 0), "the user's comment was not taken for ours");
 }
+
+/// Regression: every review slept `write_delay` between its review POST and its summary POST.
+/// With a 60 s spacing, a run of two writes must not wait at all (a functional bound: any
+/// spacing sleep would exceed it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_with_two_writes_does_not_wait_for_write_delay() {
+    let Some(corpora) = corpora() else { return };
+    let diff = std::fs::read(corpora.join(MEDIUM)).unwrap();
+    let openai = fake_openai(model_answer(), Duration::ZERO).await;
+    let gh = FakeGitHub::start(OWNER, REPO, PR, diff, Some(config_for(&openai.uri(), ""))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let event = corpora.join("webhooks/examples/pull_request/opened.payload.json");
+    let started = std::time::Instant::now();
+    let run = run_review(&gh, &event, "pull_request", dir.path(), &[], &[("AGENTCTL_WRITE_DELAY", "60")]);
+    let took = started.elapsed();
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    let state = gh.state.lock().unwrap();
+    assert_eq!((state.review_posts.len(), state.comment_posts), (1, 1), "one review and one summary posted");
+    assert!(took < Duration::from_secs(30), "the run took {took:?}: a write waited for write_delay");
+}
+
+/// Regression: `AGENTCTL_WRITE_DELAY=1e300` panicked in `Duration::from_secs_f64` and
+/// `100000` slept for a day between writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_delay_env_over_the_cap_or_not_finite_exits_2_naming_the_variable() {
+    let Some(corpora) = corpora() else { return };
+    let gh = FakeGitHub::start(OWNER, REPO, PR, vec![], None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let event = corpora.join("webhooks/examples/pull_request/opened.payload.json");
+    for bad in ["1e300", "100000", "nan", "-1"] {
+        let run = run_review(&gh, &event, "pull_request", dir.path(), &[], &[("AGENTCTL_WRITE_DELAY", bad)]);
+        assert_eq!(run.code, 2, "{bad}: stderr: {}", run.stderr);
+        assert!(run.stderr.contains("AGENTCTL_WRITE_DELAY") && run.stderr.contains("help:"), "{bad}: {}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{bad}: {}", run.stderr);
+    }
+    assert!(gh.requests().await.is_empty(), "GitHub was called: {:?}", gh.requests().await);
+}
