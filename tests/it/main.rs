@@ -6,6 +6,7 @@
 mod common;
 
 mod cli;
+mod example;
 mod fault_matrix;
 mod providers_e2e;
 mod redaction;
