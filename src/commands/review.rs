@@ -367,9 +367,10 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     }
 
     // 3. Diff.
-    let diff_bytes = read_diff(&settings.diff_source, github.as_ref(), pr_meta.as_ref()).await?;
-    let diff = diff::parse(&diff_bytes);
-    drop(diff_bytes);
+    let diff_bytes =
+        read_diff(&settings.diff_source, github.as_ref(), pr_meta.as_ref(), config.review.max_diff_bytes).await?;
+    // By value: the bytes become the parsed diff's text buffer, with no copy.
+    let diff = diff::parse_owned(diff_bytes);
     let anchors = AnchorIndex::new(&diff);
 
     let filter = FileFilter::new(&config.review.include, &config.review.exclude)
@@ -385,7 +386,8 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
 
     // Incremental: on `synchronize`, only lines changed since the last reviewed sha.
     let mut incremental_from = None;
-    let mut review_diff = diff.clone();
+    // Narrowed (a copy) only on an incremental review; else the parsed diff itself.
+    let mut review_diff = std::borrow::Cow::Borrowed(&diff);
     let is_sync = matches!(&ctx.event, Event::PullRequest(e) if e.action == "synchronize");
     if is_sync && !settings.full && config.review.incremental && settings.diff_source == DiffSource::Api {
         if let (Some(gh), Some(pr), Some((_, m))) = (&github, &pr_meta, &existing_summary) {
@@ -393,7 +395,7 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
                 match gh.compare_diff(prev, &pr.head_sha).await.map_err(github_err)? {
                     Some(bytes) => {
                         let since = diff::parse(&bytes);
-                        let unchanged = narrow_to(&mut review_diff, &since, &selected_files);
+                        let unchanged = narrow_to(review_diff.to_mut(), &since, &selected_files);
                         for path in unchanged {
                             skipped.push(Skipped {
                                 path,
@@ -764,17 +766,16 @@ async fn load_config(settings: &ReviewSettings, pr: Option<&PrMeta>, gh: Option<
     Ok(Config::default())
 }
 
-async fn read_diff(source: &DiffSource, gh: Option<&GitHub>, pr: Option<&PrMeta>) -> Result<Vec<u8>, ExitError> {
+/// Reads the diff, refusing one over `limit` bytes (`review.max_diff_bytes`) with exit 2.
+async fn read_diff(
+    source: &DiffSource,
+    gh: Option<&GitHub>,
+    pr: Option<&PrMeta>,
+    limit: u64,
+) -> Result<Vec<u8>, ExitError> {
     match source {
-        DiffSource::File(f) if f == "-" => {
-            let mut buf = vec![];
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-                .map_err(|e| usage_err(anyhow::Error::new(e).context("reading the diff from stdin")))?;
-            Ok(buf)
-        }
-        DiffSource::File(f) => {
-            std::fs::read(f).map_err(|e| usage_err(anyhow::Error::new(e).context(format!("cannot read diff file {f}"))))
-        }
+        DiffSource::File(f) if f == "-" => diff::read_limited(std::io::stdin(), limit, "stdin").map_err(usage_err),
+        DiffSource::File(f) => diff::read_file_limited(std::path::Path::new(f), limit).map_err(usage_err),
         DiffSource::Git(base) => {
             if base.starts_with('-') {
                 return Err(usage_err(anyhow::anyhow!("--base `{base}` is not a git ref")));
@@ -789,10 +790,16 @@ async fn read_diff(source: &DiffSource, gh: Option<&GitHub>, pr: Option<&PrMeta>
                     String::from_utf8_lossy(&out.stderr).trim()
                 )));
             }
+            diff::check_size(out.stdout.len() as u64, limit, &format!("git diff {base}...HEAD")).map_err(usage_err)?;
             Ok(out.stdout)
         }
         DiffSource::Api => match (gh, pr) {
-            (Some(gh), Some(pr)) => gh.pull_diff(pr.number).await.map_err(github_err),
+            (Some(gh), Some(pr)) => {
+                let bytes = gh.pull_diff(pr.number).await.map_err(github_err)?;
+                diff::check_size(bytes.len() as u64, limit, &format!("pull request #{}", pr.number))
+                    .map_err(usage_err)?;
+                Ok(bytes)
+            }
             _ => Err(usage_err(anyhow::anyhow!("no diff source"))),
         },
     }
