@@ -11,8 +11,8 @@
 //! itself when it is valid UTF-8 and given by value to [`parse_owned`]), and each [`Line`]
 //! holds a 32-bit range into it instead of a `String` of its own: a line costs 28 bytes plus
 //! its share of the buffer, so a parsed diff takes about 1.8× the input's size (the corpus's
-//! large diff averages 37 bytes a line). [`Hunk::text`] gives a line's text; cloning a
-//! [`Diff`] shares the buffer.
+//! large diff averages 37 bytes a line; `scripts/bench-huge-diff` measures a whole review).
+//! [`Hunk::text`] gives a line's text; cloning a [`Diff`] shares the buffer.
 
 use std::sync::Arc;
 
@@ -850,6 +850,37 @@ pub(crate) mod tests {
             d.files.iter().flat_map(|f| &f.hunks).flat_map(Hunk::lines_with_text).map(|(_, t)| t.chars().count()).max();
         // The README's 89,412 counts the `+` marker.
         assert_eq!(longest, Some(89_411));
+    }
+
+    #[test]
+    fn a_line_is_28_bytes_and_holds_no_text_of_its_own() {
+        // The memory budget of a parsed diff (module doc) rests on this.
+        assert!(std::mem::size_of::<Line>() <= 28, "{}", std::mem::size_of::<Line>());
+    }
+
+    #[test]
+    fn parse_owned_keeps_valid_utf8_input_as_the_text_buffer() {
+        let input = b"diff --git a/a b/a\n--- a/a\n+++ b/a\n@@ -1 +1,2 @@\n-x\n+y\n+z\r\n".to_vec();
+        let range = input.as_ptr() as usize..input.as_ptr() as usize + input.len();
+        let d = parse_owned(input);
+        let h = &d.files[0].hunks[0];
+        let texts: Vec<&str> = h.lines_with_text().map(|(_, t)| t).collect();
+        assert_eq!(texts, ["x", "y", "z"]);
+        assert!(texts.iter().all(|t| range.contains(&(t.as_ptr() as usize))), "text copied");
+    }
+
+    #[test]
+    fn parse_owned_equals_parse_on_every_corpus_diff() {
+        for (prefix, ..) in TABLE {
+            let Some((_, bytes)) = corpus(prefix) else { return };
+            assert_eq!(parse_owned(bytes.clone()), parse(&bytes), "{prefix}");
+        }
+        let latin1 = b"diff --git a/a b/a\n--- a/a\n+++ b/a\n@@ -1 +1 @@\n-\xe9t\xe9\n+caf\xc3\xa9\n".to_vec();
+        let d = parse_owned(latin1.clone());
+        assert_eq!(d, parse(&latin1));
+        let h = &d.files[0].hunks[0];
+        assert_eq!(h.text(&h.lines[0]), "\u{FFFD}t\u{FFFD}");
+        assert_eq!(h.text(&h.lines[1]), "café");
     }
 
     #[test]
