@@ -157,6 +157,9 @@ pub struct ReviewConfig {
     /// Tokens.
     pub max_output_tokens: u32,
     pub max_added_lines: usize,
+    /// Largest diff reviewed, bytes: a bigger one is refused (exit 2) before it is parsed,
+    /// because parsing holds the whole diff and its lines in memory. At most 1 GiB (schema).
+    pub max_diff_bytes: u64,
     pub instructions: Option<String>,
     pub incremental: bool,
     /// How diff tokens are counted for packing chunks: a fast conservative estimate
@@ -178,6 +181,7 @@ impl Default for ReviewConfig {
             max_concurrency: 4,
             max_output_tokens: 4096,
             max_added_lines: 1000,
+            max_diff_bytes: crate::diff::DEFAULT_MAX_DIFF_BYTES,
             instructions: None,
             incremental: true,
             token_counting: crate::diff::TokenCounting::Estimate,

@@ -143,10 +143,12 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     }
 
     // 2. Diff.
-    let bytes = read_diff(&settings.diff_source, run.github.as_ref(), run.pr.as_ref()).await?;
-    let parsed = diff::parse(&bytes);
-    check_diff(&bytes, &parsed, &settings.diff_source)?;
-    drop(bytes);
+    let max_diff_bytes = run.config.review.max_diff_bytes;
+    let bytes = read_diff(&settings.diff_source, run.github.as_ref(), run.pr.as_ref(), max_diff_bytes).await?;
+    let head = bytes[..bytes.len().min(60)].to_vec();
+    // By value: the bytes become the parsed diff's text buffer, with no copy.
+    let parsed = diff::parse_owned(bytes);
+    check_diff(&head, &parsed, &settings.diff_source)?;
     let anchors = AnchorIndex::new(&parsed);
     let (mut selected_files, mut skipped) = select_files(&parsed, &run.config)?;
     if selected_files.is_empty() {
@@ -160,8 +162,9 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     }
 
     // Incremental: on `synchronize`, only lines changed since the last reviewed sha.
-    let mut review_diff = parsed;
     let mut incremental_from = None;
+    // Narrowed (a copy) only on an incremental review; else the parsed diff itself.
+    let mut review_diff = std::borrow::Cow::Borrowed(&parsed);
     let is_sync = matches!(&ctx.event, Event::PullRequest(e) if e.action == "synchronize");
     if is_sync && !settings.full && run.config.review.incremental && settings.diff_source == DiffSource::Api {
         if let (Some(gh), Some(pr), Some((_, m))) = (&run.github, &run.pr, &previous.summary) {
@@ -169,7 +172,7 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
                 match gh.compare_diff(prev, &pr.head_sha).await? {
                     Some(bytes) => {
                         let since = diff::parse(&bytes);
-                        for path in narrow_to(&mut review_diff, &since, &selected_files) {
+                        for path in narrow_to(review_diff.to_mut(), &since, &selected_files) {
                             let reason = SkipReason::Excluded(format!("unchanged since {}", short(prev)));
                             skipped.push(Skipped { path, reason });
                         }
@@ -375,6 +378,7 @@ fn publish_masks(redactor: &Redactor) {
 /// Refuses input that is not a unified diff: no file header anywhere is exit 2 (a wrong
 /// `--diff` path in CI must not pass as "no findings"), with the first bytes shown escaped.
 /// An empty diff from the API (a PR with no changes) is left to the "nothing reviewable" rule.
+/// `bytes` is the input, or its first bytes (at most 60 are shown; empty means empty input).
 fn check_diff(bytes: &[u8], parsed: &Diff, source: &DiffSource) -> Result<(), ExitError> {
     if !parsed.files.is_empty() || (bytes.is_empty() && *source == DiffSource::Api) {
         return Ok(());
@@ -780,17 +784,17 @@ fn place_findings(mut findings: Vec<Finding>, anchors: &AnchorIndex, cap: usize)
         .collect()
 }
 
-/// Stage 2: the diff bytes from the API, a file or stdin, or local git.
-async fn read_diff(source: &DiffSource, gh: Option<&GitHub>, pr: Option<&PrMeta>) -> Result<Vec<u8>, ExitError> {
+/// Stage 2: the diff bytes from the API, a file or stdin, or local git, refusing more than
+/// `limit` bytes (`review.max_diff_bytes`) with exit 2 — a stream is never read past it.
+async fn read_diff(
+    source: &DiffSource,
+    gh: Option<&GitHub>,
+    pr: Option<&PrMeta>,
+    limit: u64,
+) -> Result<Vec<u8>, ExitError> {
     match source {
-        DiffSource::File(f) if f == "-" => {
-            let mut buf = vec![];
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-                .map_err(|e| exit::usage(anyhow::Error::new(e).context("reading the diff from stdin")))?;
-            Ok(buf)
-        }
-        DiffSource::File(f) => std::fs::read(f)
-            .map_err(|e| exit::usage(anyhow::Error::new(e).context(format!("cannot read diff file {f}")))),
+        DiffSource::File(f) if f == "-" => diff::read_limited(std::io::stdin(), limit, "stdin").map_err(exit::usage),
+        DiffSource::File(f) => diff::read_file_limited(std::path::Path::new(f), limit).map_err(exit::usage),
         DiffSource::Git(base) => {
             if base.starts_with('-') {
                 return Err(exit::usage(anyhow::anyhow!("--base `{base}` is not a git ref")));
@@ -805,10 +809,17 @@ async fn read_diff(source: &DiffSource, gh: Option<&GitHub>, pr: Option<&PrMeta>
                     String::from_utf8_lossy(&out.stderr).trim()
                 )));
             }
+            diff::check_size(out.stdout.len() as u64, limit, &format!("git diff {base}...HEAD"))
+                .map_err(exit::usage)?;
             Ok(out.stdout)
         }
         DiffSource::Api => match (gh, pr) {
-            (Some(gh), Some(pr)) => gh.pull_diff(pr.number).await.map_err(ExitError::from),
+            (Some(gh), Some(pr)) => {
+                let bytes = gh.pull_diff(pr.number).await?;
+                diff::check_size(bytes.len() as u64, limit, &format!("pull request #{}", pr.number))
+                    .map_err(exit::usage)?;
+                Ok(bytes)
+            }
             _ => Err(exit::usage(anyhow::anyhow!("no diff source"))),
         },
     }

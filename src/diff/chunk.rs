@@ -247,7 +247,7 @@ impl Chunk {
             }
             render_hunk_header(&mut out, hunk, s.start > 0);
             for line in hunk.lines.get(s.start..s.end).unwrap_or_default() {
-                render_line(&mut out, line);
+                render_line(&mut out, line, hunk.text(line));
             }
         }
         out
@@ -297,7 +297,10 @@ fn file_costs(file: &FileDiff, counting: TokenCounting) -> FileCosts {
             .map(|hunk| HunkCosts {
                 header: count_line(&mut buf, counting, |b| render_hunk_header(b, hunk, false)),
                 continued: count_line(&mut buf, counting, |b| render_hunk_header(b, hunk, true)),
-                lines: hunk.lines.iter().map(|l| count_line(&mut buf, counting, |b| render_line(b, l))).collect(),
+                lines: hunk
+                    .lines_with_text()
+                    .map(|(l, t)| count_line(&mut buf, counting, |b| render_line(b, l, t)))
+                    .collect(),
             })
             .collect(),
     }
@@ -318,7 +321,7 @@ fn count_files(diff: &Diff, order: &[usize], counting: TokenCounting) -> Vec<Fil
     // Small diffs: threads cost more than they save.
     let bytes: usize = order
         .iter()
-        .map(|&i| diff.files[i].hunks.iter().flat_map(|h| &h.lines).map(|l| l.text.len() + 16).sum::<usize>())
+        .map(|&i| diff.files[i].hunks.iter().flat_map(|h| &h.lines).map(|l| l.text_len() + 16).sum::<usize>())
         .sum();
     if workers <= 1 || bytes < 64 * 1024 {
         return sequential();
@@ -383,7 +386,7 @@ fn render_hunk_header(out: &mut String, hunk: &Hunk, continued: bool) {
 }
 
 /// `{old:>5} {new:>5} {marker} {text}\n`, plus git's `\ No newline at end of file` line.
-fn render_line(out: &mut String, line: &Line) {
+fn render_line(out: &mut String, line: &Line, text: &str) {
     let num = |out: &mut String, n: Option<u32>| {
         let _ = match n {
             Some(n) => write!(out, "{n:>5}"),
@@ -398,7 +401,7 @@ fn render_line(out: &mut String, line: &Line) {
         LineKind::Added => " + ",
         LineKind::Removed => " - ",
     });
-    out.push_str(&line.text);
+    out.push_str(text);
     out.push('\n');
     if line.no_newline_at_eof {
         out.push_str("\\ No newline at end of file\n");

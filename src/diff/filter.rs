@@ -4,7 +4,7 @@
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use crate::diff::{FileDiff, FileStatus, LineKind};
+use crate::diff::{FileDiff, FileStatus, Hunk, LineKind};
 
 /// Why a file was not reviewed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,8 +167,8 @@ fn is_minified(name: &str, file: &FileDiff) -> bool {
     if ![".js", ".mjs", ".css"].iter().any(|s| name.ends_with(s)) {
         return false;
     }
-    file.hunks.iter().flat_map(|h| &h.lines).any(|l| {
-        l.kind == LineKind::Added && l.text.len() > MINIFIED_LINE_CHARS && l.text.chars().count() > MINIFIED_LINE_CHARS
+    file.hunks.iter().flat_map(Hunk::lines_with_text).any(|(l, text)| {
+        l.kind == LineKind::Added && text.len() > MINIFIED_LINE_CHARS && text.chars().count() > MINIFIED_LINE_CHARS
     })
 }
 
@@ -183,10 +183,10 @@ fn is_generated(name: &str, file: &FileDiff) -> bool {
         .first()
         .filter(|h| h.new_start <= 1)
         .into_iter()
-        .flat_map(|h| &h.lines)
-        .filter(|l| l.kind != LineKind::Removed)
+        .flat_map(Hunk::lines_with_text)
+        .filter(|(l, _)| l.kind != LineKind::Removed)
         .take(5)
-        .any(|l| (l.text.contains("Code generated") && l.text.contains("DO NOT EDIT")) || l.text.contains("@generated"))
+        .any(|(_, t)| (t.contains("Code generated") && t.contains("DO NOT EDIT")) || t.contains("@generated"))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Unified diffs: parsing ([`parse`]), which lines GitHub accepts comments on ([`anchor`]),
-//! which files are reviewed at all ([`filter`]) and how hunks are packed into model-sized
-//! chunks ([`chunk`]).
+//! which files are reviewed at all ([`filter`]), how hunks are packed into model-sized
+//! chunks ([`chunk`]) and how large a diff may be ([`limit`]).
 //!
 //! The parser is byte-oriented: a diff may hold CRLF line ends, non-UTF-8 bytes and lines of
 //! 100k characters, and none of that may make it fail or lose a line.
@@ -8,12 +8,14 @@
 pub mod anchor;
 pub mod chunk;
 pub mod filter;
+pub mod limit;
 pub mod parse;
 
 pub use anchor::{AnchorIndex, Placement};
 pub use chunk::{Chunk, ChunkPlan, Chunker, TokenCounting};
 pub use filter::{FileFilter, SkipReason, Skipped};
-pub use parse::{parse, Diff, FileDiff, FileStatus, Hunk, Line, LineKind};
+pub use limit::{check_size, read_file_limited, read_limited, DiffError, DEFAULT_MAX_DIFF_BYTES};
+pub use parse::{parse, parse_owned, Diff, FileDiff, FileStatus, Hunk, Line, LineKind};
 
 #[cfg(test)]
 mod proptests {

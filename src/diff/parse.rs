@@ -6,6 +6,15 @@
 //! `deleted file mode`, `new file mode`, `similarity index`, `rename from/to`, `copy from/to`,
 //! `index`), `Binary files ... differ`, `---`/`+++`, `@@ -a,b +c,d @@ section` hunks, and
 //! `\ No newline at end of file`. Quoted paths (`"a/caf\303\251"`) are unquoted.
+//!
+//! Memory: the parsed diff keeps the diff text once, as one shared UTF-8 buffer (the input
+//! itself when it is valid UTF-8 and given by value to [`parse_owned`]), and each [`Line`]
+//! holds a 32-bit range into it instead of a `String` of its own: a line costs 28 bytes plus
+//! its share of the buffer, so a parsed diff takes about 1.8× the input's size (the corpus's
+//! large diff averages 37 bytes a line; `scripts/bench-huge-diff` measures a whole review).
+//! [`Hunk::text`] gives a line's text; cloning a [`Diff`] shares the buffer.
+
+use std::sync::Arc;
 
 /// A parsed diff: one entry per `diff --git` section, in input order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,7 +52,10 @@ pub struct FileDiff {
 }
 
 /// One `@@ -old_start,old_lines +new_start,new_lines @@ section` hunk.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Two hunks are equal when their headers and their lines (kinds, numbers, flags and text)
+/// are, whichever buffers their texts live in.
+#[derive(Clone)]
 pub struct Hunk {
     pub old_start: u32,
     pub old_lines: u32,
@@ -51,7 +63,13 @@ pub struct Hunk {
     pub new_lines: u32,
     /// Text after the second `@@` (often the enclosing function), trimmed.
     pub section: String,
+    /// The lines; their text is read with [`Hunk::text`].
     pub lines: Vec<Line>,
+    /// The diff text the lines' ranges point into, shared by every hunk of one diff.
+    buf: Arc<String>,
+    /// Offset in `buf` the lines' ranges count from (the byte after the `@@` line), so a
+    /// 32-bit range suffices for any hunk under 4 GiB whatever the diff's size.
+    base: usize,
 }
 
 /// Kind of a hunk line.
@@ -64,18 +82,73 @@ pub enum LineKind {
 
 /// One line of a hunk, with its number in the old file (context and removed lines) and in the
 /// new file (context and added lines), both 1-based.
+///
+/// Its text is not held here but read through its hunk, [`Hunk::text`]: the line's text
+/// without the leading marker and without the line end; invalid UTF-8 is replaced lossily
+/// (U+FFFD); a trailing `\r` (CRLF) is kept out of it. 28 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
     pub kind: LineKind,
     pub old_line: Option<u32>,
     pub new_line: Option<u32>,
-    /// The line's text without the leading marker and without the line end; invalid UTF-8 is
-    /// replaced lossily (U+FFFD); a trailing `\r` (CRLF) is kept out of `text`.
-    pub text: String,
     /// The line ended in `\r\n` in the diff.
     pub crlf: bool,
     /// Followed by `\ No newline at end of file`.
     pub no_newline_at_eof: bool,
+    /// Start of the text in the hunk's buffer, from the hunk's base, bytes.
+    start: u32,
+    /// Length of the text, bytes.
+    len: u32,
+}
+
+impl Line {
+    /// Length of the line's text in bytes (UTF-8, after lossy replacement), without reading it.
+    pub fn text_len(&self) -> usize {
+        self.len as usize
+    }
+}
+
+impl Hunk {
+    /// The text of `line`, one of this hunk's lines (see [`Line`]). A line of another hunk
+    /// gives its range read in this hunk's buffer, or `""` when that is out of range.
+    pub fn text(&self, line: &Line) -> &str {
+        let start = self.base.saturating_add(line.start as usize);
+        self.buf.get(start..start.saturating_add(line.len as usize)).unwrap_or_default()
+    }
+
+    /// This hunk's lines with their text.
+    pub fn lines_with_text(&self) -> impl Iterator<Item = (&Line, &str)> {
+        self.lines.iter().map(move |l| (l, self.text(l)))
+    }
+}
+
+impl PartialEq for Hunk {
+    fn eq(&self, other: &Self) -> bool {
+        let same_line = |(a, ta): (&Line, &str), (b, tb): (&Line, &str)| {
+            (a.kind, a.old_line, a.new_line, a.crlf, a.no_newline_at_eof, ta)
+                == (b.kind, b.old_line, b.new_line, b.crlf, b.no_newline_at_eof, tb)
+        };
+        (self.old_start, self.old_lines, self.new_start, self.new_lines, &self.section)
+            == (other.old_start, other.old_lines, other.new_start, other.new_lines, &other.section)
+            && self.lines.len() == other.lines.len()
+            && self.lines_with_text().zip(other.lines_with_text()).all(|(a, b)| same_line(a, b))
+    }
+}
+
+impl Eq for Hunk {}
+
+impl std::fmt::Debug for Hunk {
+    /// Lines with their text, not the whole shared buffer.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hunk")
+            .field("old_start", &self.old_start)
+            .field("old_lines", &self.old_lines)
+            .field("new_start", &self.new_start)
+            .field("new_lines", &self.new_lines)
+            .field("section", &self.section)
+            .field("lines", &self.lines_with_text().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl FileDiff {
@@ -102,33 +175,46 @@ impl FileDiff {
 /// is tolerated (the hunk ends at the first line that cannot be hunk content: `diff --git`,
 /// `@@`, or a line not starting with ` `, `+`, `-`, `\`), and lines after a hunk whose counts
 /// are exhausted are read as headers (e.g. `--- a/file`), never as content.
+///
+/// Copies `input` once into the diff's text buffer; [`parse_owned`] avoids the copy.
 pub fn parse(input: &[u8]) -> Diff {
-    let mut parser = Parser::default();
-    for raw in split_lines(input) {
-        parser.line(raw);
+    parse_text(String::from_utf8_lossy(input).into_owned())
+}
+
+/// [`parse`] taking the diff by value: valid UTF-8 becomes the diff's text buffer without a
+/// copy, so peak memory is the input plus 28 bytes a line. Input with invalid UTF-8 is
+/// converted lossily once (each invalid sequence becomes U+FFFD, as [`parse`] does), which
+/// holds the input and its converted copy at once for a moment.
+pub fn parse_owned(input: Vec<u8>) -> Diff {
+    let text = match String::from_utf8(input) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
+    parse_text(text)
+}
+
+/// Parses valid UTF-8 text. A `\n` or a marker byte never belongs to an invalid UTF-8
+/// sequence, so converting the whole input lossily first reads every line as converting each
+/// line alone would.
+fn parse_text(text: String) -> Diff {
+    let buf = Arc::new(text);
+    let mut parser = Parser::new(Arc::clone(&buf));
+    for (offset, raw) in split_lines(buf.as_bytes()) {
+        parser.line(offset, raw);
     }
     parser.finish()
 }
 
-/// Splits on `\n`, without the `\n`; no empty piece after a final `\n`.
-fn split_lines(input: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = input;
+/// Splits on `\n`, without the `\n`, giving each piece's offset in `input`; no empty piece
+/// after a final `\n`.
+fn split_lines(input: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let mut offset = 0;
     std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                let line = &rest[..i];
-                rest = &rest[i + 1..];
-                Some(line)
-            }
-            None => {
-                let line = rest;
-                rest = &[];
-                Some(line)
-            }
-        }
+        let rest = input.get(offset..).filter(|r| !r.is_empty())?;
+        let len = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        let start = offset;
+        offset += len + 1;
+        Some((start, &rest[..len]))
     })
 }
 
@@ -160,8 +246,10 @@ struct PathSources {
     deleted_file: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Parser {
+    /// The whole diff text, shared with every hunk.
+    buf: Arc<String>,
     files: Vec<FileDiff>,
     current: Option<(FileDiff, PathSources)>,
     hunk: Option<OpenHunk>,
@@ -170,7 +258,12 @@ struct Parser {
 }
 
 impl Parser {
-    fn line(&mut self, raw: &[u8]) {
+    fn new(buf: Arc<String>) -> Self {
+        Self { buf, files: Vec::new(), current: None, hunk: None, in_binary_patch: false }
+    }
+
+    /// Handles one line of the input, which starts at byte `offset` of the buffer.
+    fn line(&mut self, offset: usize, raw: &[u8]) {
         if raw.starts_with(b"diff --git ") {
             self.finish_file();
             self.start_file(&raw[b"diff --git ".len()..]);
@@ -180,15 +273,15 @@ impl Parser {
             // Commit header or other text before the first section; binary patch data.
             return;
         }
-        if self.hunk.is_some() && self.hunk_line(raw) {
+        if self.hunk.is_some() && self.hunk_line(offset, raw) {
             return;
         }
-        self.header_line(raw);
+        self.header_line(offset, raw);
     }
 
     /// Handles `raw` as hunk content if it is; returns false when the hunk has ended and the
     /// line must be read as a header.
-    fn hunk_line(&mut self, raw: &[u8]) -> bool {
+    fn hunk_line(&mut self, offset: usize, raw: &[u8]) -> bool {
         let Some((file, _)) = self.current.as_mut() else { return false };
         let Some(open) = self.hunk.as_mut() else { return false };
         let (raw, crlf) = strip_cr(raw);
@@ -225,6 +318,18 @@ impl Parser {
             self.hunk = None;
             return false;
         }
+        let Some(hunk) = file.hunks.last_mut() else { return false };
+        // The text after the marker, as a range from the hunk's base; a hunk over 4 GiB ends
+        // where its ranges would stop fitting 32 bits.
+        let len = raw.len().saturating_sub(1);
+        let (Ok(start), Ok(len32)) = (u32::try_from((offset + 1).saturating_sub(hunk.base)), u32::try_from(len)) else {
+            self.hunk = None;
+            return false;
+        };
+        if start.checked_add(len32).is_none() {
+            self.hunk = None;
+            return false;
+        }
         if kind != LineKind::Added {
             open.old_left = open.old_left.saturating_sub(1);
             open.next_old = open.next_old.and_then(|n| n.checked_add(1));
@@ -233,26 +338,19 @@ impl Parser {
             open.new_left = open.new_left.saturating_sub(1);
             open.next_new = open.next_new.and_then(|n| n.checked_add(1));
         }
-        let body = raw.get(1..).unwrap_or_default();
-        let line = Line {
-            kind,
-            old_line,
-            new_line,
-            text: String::from_utf8_lossy(body).into_owned(),
-            crlf,
-            no_newline_at_eof: false,
-        };
-        if let Some(h) = file.hunks.last_mut() {
-            h.lines.push(line);
-        }
+        hunk.lines.push(Line { kind, old_line, new_line, crlf, no_newline_at_eof: false, start, len: len32 });
         true
     }
 
-    fn header_line(&mut self, raw: &[u8]) {
+    fn header_line(&mut self, offset: usize, raw: &[u8]) {
         let (raw, _) = strip_cr(raw);
         let Some((file, paths)) = self.current.as_mut() else { return };
         if raw.starts_with(b"@@ ") || raw == b"@@" {
-            if let Some(h) = parse_hunk_header(raw) {
+            if let Some(h) = parse_hunk_header(raw, &self.buf, offset) {
+                // The previous hunk is complete: give back its unused capacity.
+                if let Some(prev) = file.hunks.last_mut() {
+                    prev.lines.shrink_to_fit();
+                }
                 self.hunk = Some(OpenHunk {
                     old_left: h.old_lines,
                     new_left: h.new_lines,
@@ -333,6 +431,9 @@ impl Parser {
         self.hunk = None;
         self.in_binary_patch = false;
         let Some((mut file, p)) = self.current.take() else { return };
+        if let Some(last) = file.hunks.last_mut() {
+            last.lines.shrink_to_fit();
+        }
         let minus_null = matches!(p.minus, Some(None));
         let plus_null = matches!(p.plus, Some(None));
         let old = p.from.clone().or_else(|| p.minus.clone().flatten()).or(p.git_old.clone());
@@ -383,8 +484,8 @@ impl Parser {
 fn mark_renamed_gitlinks(files: &mut [FileDiff]) {
     let mut submodule_paths: Vec<String> = Vec::new();
     for f in files.iter().filter(|f| f.path() == ".gitmodules" || f.path().ends_with("/.gitmodules")) {
-        for line in f.hunks.iter().flat_map(|h| &h.lines) {
-            let t = line.text.trim();
+        for (_, text) in f.hunks.iter().flat_map(Hunk::lines_with_text) {
+            let t = text.trim();
             if let Some(v) = t.strip_prefix("path") {
                 if let Some(v) = v.trim_start().strip_prefix('=') {
                     submodule_paths.push(v.trim().to_owned());
@@ -425,7 +526,9 @@ fn parse_percent(raw: &[u8]) -> Option<u8> {
 }
 
 /// `@@ -a[,b] +c[,d] @@[ section]`; counts default to 1 when omitted (git-diff(1)).
-fn parse_hunk_header(raw: &[u8]) -> Option<Hunk> {
+/// The hunk whose `@@` line is `raw`, starting at `offset` in `buf`; its lines count from the
+/// byte after that line.
+fn parse_hunk_header(raw: &[u8], buf: &Arc<String>, offset: usize) -> Option<Hunk> {
     let rest = raw.strip_prefix(b"@@ -")?;
     let (old_start, old_lines, rest) = parse_range(rest)?;
     let rest = rest.strip_prefix(b" +")?;
@@ -438,6 +541,9 @@ fn parse_hunk_header(raw: &[u8]) -> Option<Hunk> {
         new_lines,
         section: String::from_utf8_lossy(rest).trim().to_owned(),
         lines: Vec::new(),
+        buf: Arc::clone(buf),
+        // The `@@` line's start: every line of the hunk starts after it.
+        base: offset,
     })
 }
 
@@ -721,9 +827,9 @@ pub(crate) mod tests {
     fn crlf_in_07() {
         let Some((_, bytes)) = corpus("07-crlf") else { return };
         let d = parse(&bytes);
-        let lines: Vec<&Line> = d.files.iter().flat_map(|f| &f.hunks).flat_map(|h| &h.lines).collect();
-        assert!(lines.iter().all(|l| !l.text.contains('\r')));
-        let crlf = lines.iter().filter(|l| l.crlf && l.kind == LineKind::Removed).count();
+        let lines: Vec<(&Line, &str)> = d.files.iter().flat_map(|f| &f.hunks).flat_map(Hunk::lines_with_text).collect();
+        assert!(lines.iter().all(|(_, t)| !t.contains('\r')));
+        let crlf = lines.iter().filter(|(l, _)| l.crlf && l.kind == LineKind::Removed).count();
         assert_eq!(crlf, 245);
     }
 
@@ -733,7 +839,7 @@ pub(crate) mod tests {
         let d = parse(&bytes);
         let f = d.files.iter().find(|f| f.path().ends_with("/isolatin1.py")).expect("isolatin1.py");
         assert_eq!(f.status, FileStatus::Added);
-        assert!(f.hunks.iter().flat_map(|h| &h.lines).any(|l| l.text.contains('\u{FFFD}')));
+        assert!(f.hunks.iter().flat_map(Hunk::lines_with_text).any(|(_, t)| t.contains('\u{FFFD}')));
     }
 
     #[test]
@@ -741,9 +847,40 @@ pub(crate) mod tests {
         let Some((_, bytes)) = corpus("08-minified") else { return };
         let d = parse(&bytes);
         let longest =
-            d.files.iter().flat_map(|f| &f.hunks).flat_map(|h| &h.lines).map(|l| l.text.chars().count()).max();
+            d.files.iter().flat_map(|f| &f.hunks).flat_map(Hunk::lines_with_text).map(|(_, t)| t.chars().count()).max();
         // The README's 89,412 counts the `+` marker.
         assert_eq!(longest, Some(89_411));
+    }
+
+    #[test]
+    fn a_line_is_28_bytes_and_holds_no_text_of_its_own() {
+        // The memory budget of a parsed diff (module doc) rests on this.
+        assert!(std::mem::size_of::<Line>() <= 28, "{}", std::mem::size_of::<Line>());
+    }
+
+    #[test]
+    fn parse_owned_keeps_valid_utf8_input_as_the_text_buffer() {
+        let input = b"diff --git a/a b/a\n--- a/a\n+++ b/a\n@@ -1 +1,2 @@\n-x\n+y\n+z\r\n".to_vec();
+        let range = input.as_ptr() as usize..input.as_ptr() as usize + input.len();
+        let d = parse_owned(input);
+        let h = &d.files[0].hunks[0];
+        let texts: Vec<&str> = h.lines_with_text().map(|(_, t)| t).collect();
+        assert_eq!(texts, ["x", "y", "z"]);
+        assert!(texts.iter().all(|t| range.contains(&(t.as_ptr() as usize))), "text copied");
+    }
+
+    #[test]
+    fn parse_owned_equals_parse_on_every_corpus_diff() {
+        for (prefix, ..) in TABLE {
+            let Some((_, bytes)) = corpus(prefix) else { return };
+            assert_eq!(parse_owned(bytes.clone()), parse(&bytes), "{prefix}");
+        }
+        let latin1 = b"diff --git a/a b/a\n--- a/a\n+++ b/a\n@@ -1 +1 @@\n-\xe9t\xe9\n+caf\xc3\xa9\n".to_vec();
+        let d = parse_owned(latin1.clone());
+        assert_eq!(d, parse(&latin1));
+        let h = &d.files[0].hunks[0];
+        assert_eq!(h.text(&h.lines[0]), "\u{FFFD}t\u{FFFD}");
+        assert_eq!(h.text(&h.lines[1]), "café");
     }
 
     #[test]
@@ -761,7 +898,7 @@ pub(crate) mod tests {
         assert!(d.files[3].is_submodule);
         let xy = &d.files[4];
         assert_eq!((xy.old_path.as_deref(), xy.new_path.as_deref()), (Some("x y"), Some("x y")));
-        assert!(xy.hunks[0].lines.iter().all(|l| l.crlf && !l.text.contains('\r')));
+        assert!(xy.hunks[0].lines_with_text().all(|(l, t)| l.crlf && !t.contains('\r')));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use crate::diff::{Diff, FileDiff, LineKind};
+use crate::diff::{Diff, FileDiff, Hunk, LineKind};
 use crate::findings::{Finding, Origin, Severity, Side};
 use crate::redact::find_tokens;
 
@@ -71,9 +71,9 @@ fn scan_file(file: &FileDiff, opts: &RuleOptions, out: &mut Vec<Finding>) {
     let added: Vec<Added<'_>> = file
         .hunks
         .iter()
-        .flat_map(|h| &h.lines)
-        .filter(|l| l.kind == LineKind::Added)
-        .filter_map(|l| Some(Added { line: l.new_line?, text: &l.text }))
+        .flat_map(Hunk::lines_with_text)
+        .filter(|(l, _)| l.kind == LineKind::Added)
+        .filter_map(|(l, text)| Some(Added { line: l.new_line?, text }))
         .collect();
     if added.is_empty() {
         return;
@@ -394,48 +394,26 @@ fn large_addition(path: &str, added: &[Added<'_>], opts: &RuleOptions, out: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diff::{FileStatus, Hunk, Line};
+    use crate::diff::{parse, FileStatus};
 
-    /// Builds a one-hunk file from lines prefixed with `+`, `-` or ` `, numbering both sides
-    /// from 1 (the diff parser is not part of this module's tests).
+    /// Builds a one-hunk modified file from lines prefixed with `+`, `-` or ` ` (any other
+    /// first character counts as ` `), numbering both sides from 1, through the parser (which
+    /// is where a line's text lives).
     fn file(path: &str, lines: &[&str]) -> FileDiff {
-        let (mut old, mut new) = (1u32, 1u32);
-        let lines = lines
-            .iter()
-            .map(|l| {
-                let (kind, text) = match l.split_at(1) {
-                    ("+", t) => (LineKind::Added, t),
-                    ("-", t) => (LineKind::Removed, t),
-                    (_, t) => (LineKind::Context, t),
-                };
-                let (old_line, new_line) = match kind {
-                    LineKind::Added => (None, Some(new)),
-                    LineKind::Removed => (Some(old), None),
-                    LineKind::Context => (Some(old), Some(new)),
-                };
-                old += u32::from(old_line.is_some());
-                new += u32::from(new_line.is_some());
-                Line { kind, old_line, new_line, text: text.to_owned(), crlf: false, no_newline_at_eof: false }
-            })
-            .collect::<Vec<_>>();
-        FileDiff {
-            old_path: Some(path.to_owned()),
-            new_path: Some(path.to_owned()),
-            status: FileStatus::Modified,
-            is_binary: false,
-            is_submodule: false,
-            old_mode: None,
-            new_mode: None,
-            similarity: None,
-            hunks: vec![Hunk {
-                old_start: 1,
-                old_lines: old - 1,
-                new_start: 1,
-                new_lines: new - 1,
-                section: String::new(),
-                lines,
-            }],
+        let (mut old, mut new, mut body) = (0u32, 0u32, String::new());
+        for l in lines {
+            let (marker, text) = l.split_at(1);
+            let marker = if matches!(marker, "+" | "-") { marker } else { " " };
+            old += u32::from(marker != "+");
+            new += u32::from(marker != "-");
+            body.push_str(marker);
+            body.push_str(text);
+            body.push('\n');
         }
+        let text = format!("diff --git a/{path} b/{path}\n--- a/{path}\n+++ b/{path}\n@@ -1,{old} +1,{new} @@\n{body}");
+        let file = parse(text.as_bytes()).files.remove(0);
+        assert_eq!((file.status, file.hunks[0].lines.len()), (FileStatus::Modified, lines.len()));
+        file
     }
 
     fn run(files: Vec<FileDiff>) -> Vec<Finding> {

@@ -6,6 +6,8 @@
 mod common;
 
 mod cli;
+mod diff_limit;
+mod example;
 mod fault_matrix;
 mod hostile;
 mod hostile_review;
