@@ -19,9 +19,9 @@ use crate::providers::anthropic::{self, Anthropic, AnthropicSettings};
 use crate::providers::azure::{self, AzureOpenAi, AzureOpenAiSettings};
 use crate::providers::chain::Resilient;
 use crate::providers::command::{CommandProvider, CommandSettings, OutputFormat};
-use crate::providers::gemini::{self, Gemini, GeminiSettings};
+use crate::providers::gemini::{self, Gemini};
 use crate::providers::http::EndpointSettings;
-use crate::providers::openai::{OpenAi, OpenAiSettings};
+use crate::providers::openai::OpenAi;
 use crate::providers::{Provider, ProviderError};
 use crate::redact::Redactor;
 use crate::resilience::{Breaker, BreakerSettings, RetryPolicy};
@@ -169,47 +169,30 @@ fn build_one(
     let retry = RetryPolicy { max_retries: entry.max_retries.unwrap_or(3), ..RetryPolicy::default() };
     let timeout = entry.attempt_timeout().unwrap_or(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS));
     let name_s = name.to_string();
+    // The shared endpoint of the HTTP adapters whose key is required only on their hosted API.
+    let endpoint = |default_base: &str, default_env: &str, secrets: &mut Vec<SecretString>| {
+        let (base_url, api_key, api_key_env) = endpoint_and_key(name, entry, default_base, default_env, env, secrets)?;
+        let model = model_of(name, entry, model_flag)?;
+        Ok::<_, ProviderError>(EndpointSettings {
+            name: name.to_string(),
+            model,
+            base_url,
+            api_key,
+            api_key_env,
+            timeout,
+            retry,
+        })
+    };
     let adapter: Arc<dyn Provider> = match entry.kind {
-        ProviderKind::Openai => {
-            // A local OpenAI-compatible server (Ollama, vLLM) usually needs no key.
-            let (base_url, key, var) =
-                endpoint_and_key(name, entry, OPENAI_BASE_URL, ev::OPENAI_API_KEY, env, secrets)?;
-            let model = model_of(name, entry, model_flag)?;
-            Arc::new(OpenAi::new(OpenAiSettings {
-                name: name_s,
-                model,
-                base_url,
-                api_key: key,
-                api_key_env: var,
-                timeout,
-                retry,
-            })?)
-        }
-        ProviderKind::Anthropic => {
-            let (base_url, key, var) = endpoint_and_key(
-                name,
-                entry,
-                anthropic::DEFAULT_BASE_URL,
-                anthropic::DEFAULT_API_KEY_ENV,
-                env,
-                secrets,
-            )?;
-            Arc::new(Anthropic::new(AnthropicSettings {
-                endpoint: EndpointSettings {
-                    name: name_s,
-                    model: model_of(name, entry, model_flag)?,
-                    base_url,
-                    api_key: key,
-                    api_key_env: var,
-                    timeout,
-                    retry,
-                },
-                anthropic_version: entry
-                    .anthropic_version
-                    .clone()
-                    .unwrap_or_else(|| anthropic::DEFAULT_ANTHROPIC_VERSION.to_string()),
-            })?)
-        }
+        // A local OpenAI-compatible server (Ollama, vLLM) usually needs no key.
+        ProviderKind::Openai => Arc::new(OpenAi::new(endpoint(OPENAI_BASE_URL, ev::OPENAI_API_KEY, secrets)?)?),
+        ProviderKind::Anthropic => Arc::new(Anthropic::new(AnthropicSettings {
+            endpoint: endpoint(anthropic::DEFAULT_BASE_URL, anthropic::DEFAULT_API_KEY_ENV, secrets)?,
+            anthropic_version: entry
+                .anthropic_version
+                .clone()
+                .unwrap_or_else(|| anthropic::DEFAULT_ANTHROPIC_VERSION.to_string()),
+        })?),
         ProviderKind::AzureOpenai => {
             let (key, var) = api_key(entry, azure::DEFAULT_API_KEY_ENV, env);
             let Some(key) = key else { return Err(missing_key(name, var)) };
@@ -234,17 +217,7 @@ fn build_one(
             })?)
         }
         ProviderKind::Gemini => {
-            let (base_url, key, var) =
-                endpoint_and_key(name, entry, gemini::DEFAULT_BASE_URL, gemini::DEFAULT_API_KEY_ENV, env, secrets)?;
-            Arc::new(Gemini::new(GeminiSettings {
-                name: name_s,
-                model: model_of(name, entry, model_flag)?,
-                base_url,
-                api_key: key,
-                api_key_env: var,
-                timeout,
-                retry,
-            })?)
+            Arc::new(Gemini::new(endpoint(gemini::DEFAULT_BASE_URL, gemini::DEFAULT_API_KEY_ENV, secrets)?)?)
         }
         ProviderKind::Command => {
             let (program, args) = entry.command.split_first().ok_or_else(|| ProviderError::Config {

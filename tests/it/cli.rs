@@ -180,15 +180,6 @@ fn without_a_diff_source_or_token_the_review_explains_itself() {
     assert!(stderr(&out).contains("--diff"), "{}", stderr(&out));
 }
 
-fn pr_json(number: u64) -> Value {
-    json!({
-        "number": number, "title": "Add a feature", "body": "Please review.", "draft": false,
-        "html_url": format!("https://github.test/pull/{number}"),
-        "head": {"sha": "1111111111111111111111111111111111111111", "ref": "feature"},
-        "base": {"sha": "2222222222222222222222222222222222222222", "ref": "main"}
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_review_command_comment_reviews_its_pr_and_other_comments_do_nothing() {
     let Some(corpora) = corpora() else { return };

@@ -392,3 +392,13 @@ pub(crate) fn write(dir: &Path, name: &str, value: impl AsRef<[u8]>) -> PathBuf 
     std::fs::write(&p, value).unwrap();
     p
 }
+
+/// A `GET /pulls/{n}` answer for PR `number`: head `1111…`, base `2222…` (40 hex digits each).
+pub(crate) fn pr_json(number: u64) -> Value {
+    json!({
+        "number": number, "title": "Add a feature", "body": "Please review.", "draft": false,
+        "html_url": format!("https://github.test/pull/{number}"),
+        "head": {"sha": "1111111111111111111111111111111111111111", "ref": "feature"},
+        "base": {"sha": "2222222222222222222222222222222222222222", "ref": "main"}
+    })
+}

@@ -16,15 +16,6 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn pr_json(number: u64) -> Value {
-    json!({
-        "number": number, "title": "Add a feature", "body": "Please review.", "draft": false,
-        "html_url": format!("https://github.test/pull/{number}"),
-        "head": {"sha": "1111111111111111111111111111111111111111", "ref": "feature"},
-        "base": {"sha": "2222222222222222222222222222222222222222", "ref": "main"}
-    })
-}
-
 /// A `/agentctl review` comment by someone with `association`, of `user_type`.
 fn comment_payload(association: &str, user_type: &str) -> Value {
     json!({
