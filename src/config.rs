@@ -197,6 +197,8 @@ pub struct Config {
     pub pricing: BTreeMap<String, ModelPrice>,
     /// State store path.
     pub state: Option<PathBuf>,
+    /// Spending limits (`cost check`, the budget gate in `review`); see [`crate::budget`].
+    pub budgets: Vec<crate::budget::BudgetConfig>,
 }
 
 /// One schema violation.

@@ -23,6 +23,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::context::Env;
 use crate::env_vars;
+use crate::usage::report::{ReportQuery, ReportRow};
 use crate::usage::{Usage, UsageRecord};
 
 use crate::env_vars::{HOME, RUNNER_TOOL_CACHE, XDG_DATA_HOME};
@@ -73,6 +74,11 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     CREATE INDEX events_ts ON events (ts);",
+    // 2: `cost report --repo/--workflow` and budgets scoped to a repo, workflow or task read a
+    // time window of one value; these indices keep that a range scan on a million-row ledger.
+    "CREATE INDEX usage_repo_ts ON usage (repo, ts);
+    CREATE INDEX usage_workflow_ts ON usage (workflow, ts);
+    CREATE INDEX usage_task_ts ON usage (task, ts);",
 ];
 
 /// The schema version this build writes and understands.
@@ -321,6 +327,57 @@ impl Store {
         Ok(conn.last_insert_rowid())
     }
 
+    /// `cost report`: the usage rows `query` selects, aggregated per group in SQL (`GROUP BY`
+    /// over the `usage_*` indices; nothing per row is loaded), ordered by group key.
+    ///
+    /// Unpriced calls (`cost_usd IS NULL`) add their tokens but no cost: a group whose calls are
+    /// all unpriced has `cost_usd: None`.
+    pub fn usage_report(&self, query: &ReportQuery) -> Result<Vec<ReportRow>, StoreError> {
+        let conn = self.conn()?;
+        let key = query.group_by.sql_key();
+        let (filter, values) = window_filter(query);
+        // Only fixed fragments are formatted into the SQL; every value is a bound parameter.
+        let sql = format!(
+            "SELECT {key} AS g, COUNT(*), TOTAL(input_tokens), TOTAL(cached_input_tokens),
+                TOTAL(cache_write_tokens), TOTAL(output_tokens), TOTAL(reasoning_tokens),
+                SUM(cost_usd), TOTAL(cost_usd IS NULL), TOTAL(outcome != 'ok')
+             FROM usage {filter}
+             GROUP BY g ORDER BY g"
+        );
+        let read = || -> rusqlite::Result<Vec<ReportRow>> {
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(values), |row| {
+                // TOTAL() is a float; counts fit exactly below 2^53.
+                let n = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, f64>(i)?.max(0.0) as u64) };
+                Ok(ReportRow {
+                    group: row.get(0)?,
+                    calls: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                    input_tokens: n(2)?,
+                    cache_read_tokens: n(3)?,
+                    cache_write_tokens: n(4)?,
+                    output_tokens: n(5)?,
+                    reasoning_tokens: n(6)?,
+                    cost_usd: row.get(7)?,
+                    unpriced_calls: n(8)?,
+                    failures: n(9)?,
+                })
+            })?;
+            rows.collect()
+        };
+        read().map_err(self.query_err("aggregate usage for the report"))
+    }
+
+    /// Spend in USD of the rows `query` selects (its `group_by` is ignored): the sum of the priced
+    /// calls, 0 when there are none. Unpriced calls add nothing — a budget can only count what
+    /// has a price.
+    pub fn spent_usd(&self, query: &ReportQuery) -> Result<f64, StoreError> {
+        let conn = self.conn()?;
+        let (filter, values) = window_filter(query);
+        let sql = format!("SELECT TOTAL(cost_usd) FROM usage {filter}");
+        conn.query_row(&sql, rusqlite::params_from_iter(values), |row| row.get(0))
+            .map_err(self.query_err("sum spend for a budget"))
+    }
+
     /// Usage records with `ts >= since_ms`, oldest first.
     pub fn usage_since(&self, since_ms: i64) -> Result<Vec<UsageRecord>, StoreError> {
         let conn = self.conn()?;
@@ -433,6 +490,26 @@ impl Store {
     pub fn corrupt(&self, detail: String) -> StoreError {
         StoreError::Corrupt { path: self.path.clone(), detail }
     }
+}
+
+/// The `WHERE` clause of a [`ReportQuery`] and its bound values. Only the conditions in force
+/// are written (fixed fragments; values are parameters), so SQLite can pick the `usage_ts` or a
+/// `usage_<column>_ts` index for a range scan.
+fn window_filter(q: &ReportQuery) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut clause = String::from("WHERE ts >= ?");
+    let mut values = vec![Value::Integer(q.since_ms)];
+    if let Some(until) = q.until_ms {
+        clause.push_str(" AND ts < ?");
+        values.push(Value::Integer(until));
+    }
+    for (column, value) in [("repo", &q.repo), ("workflow", &q.workflow), ("task", &q.task)] {
+        if let Some(v) = value {
+            clause.push_str(&format!(" AND {column} = ?"));
+            values.push(Value::Text(v.clone()));
+        }
+    }
+    (clause, values)
 }
 
 /// One row of the `breaker` table, as stored: the store keeps the circuit breaker's state

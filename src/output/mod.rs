@@ -3,6 +3,7 @@
 //! a `String` or `impl io::Write`; only `main.rs` and this module print to stdout (the stderr
 //! log is [`crate::log`]).
 
+pub mod cost;
 pub mod json;
 pub mod markdown;
 pub mod sarif;

@@ -5,6 +5,7 @@
 //! and [`crate::ledger`] writes one record per call for every command (SPEC §3.4).
 
 pub mod pricing;
+pub mod report;
 
 use serde::{Deserialize, Serialize};
 

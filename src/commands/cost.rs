@@ -1,0 +1,247 @@
+//! `agentctl cost report|check`: read the usage ledger (SPEC §3.4). The arguments are resolved
+//! into settings first (bad dates, budgets: exit 2 before the store is opened); the domain logic
+//! is [`crate::usage::report`] and [`crate::budget`], rendering is [`crate::output::cost`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use crate::actions::{self, Annotation, AnnotationLevel};
+use crate::budget::{self, BudgetConfig, BudgetState, Evaluation, Period, RunScope};
+use crate::cli::{
+    CostAction, CostArgs, CostCheckArgs, CostCommonArgs, CostFormat, CostGroupBy, CostPeriod, CostReportArgs,
+};
+use crate::config::{Config, DEFAULT_PATH};
+use crate::context::Env;
+use crate::env_vars as ev;
+use crate::exit::{self, Exit, ExitError};
+use crate::log;
+use crate::output;
+use crate::store::{self, Store};
+use crate::usage::report::{self, GroupBy, Report, ReportQuery, DAY_MS};
+
+/// Runs a `cost` action.
+pub fn run(args: &CostArgs, env: &Env) -> Result<Exit, ExitError> {
+    match &args.action {
+        CostAction::Report(a) => report(a, env),
+        CostAction::Check(a) => check(a, env),
+    }
+}
+
+/// The config: `--config`/`AGENTCTL_CONFIG`, else `.github/agentctl.yml` when it exists, else
+/// the defaults. `cost` reads the ledger, not a PR, so the base-branch rule of `review` has
+/// nothing to protect here.
+fn load_config(common: &CostCommonArgs) -> Result<Config, ExitError> {
+    match &common.config {
+        Some(path) => Ok(Config::from_path(path)?),
+        None if Path::new(DEFAULT_PATH).is_file() => Ok(Config::from_path(Path::new(DEFAULT_PATH))?),
+        None => Ok(Config::default()),
+    }
+}
+
+/// The ledger to read, or `None` when its file does not exist yet (nothing was ever recorded;
+/// a read-only command does not create it). `--state` > `AGENTCTL_STATE` > config > default.
+fn open_ledger(common: &CostCommonArgs, config: &Config, env: &Env) -> Result<Option<Store>, ExitError> {
+    let path: PathBuf = common
+        .state
+        .clone()
+        .or_else(|| store::resolve_path(env, config.state.as_deref()))
+        .ok_or(store::StoreError::NoPath)?;
+    if !path.exists() {
+        log::debug(&format!("state store {} does not exist: no usage recorded", path.display()));
+        return Ok(None);
+    }
+    Ok(Some(Store::open(&path)?))
+}
+
+fn group_by(g: CostGroupBy) -> GroupBy {
+    match g {
+        CostGroupBy::Day => GroupBy::Day,
+        CostGroupBy::Model => GroupBy::Model,
+        CostGroupBy::Provider => GroupBy::Provider,
+        CostGroupBy::Repo => GroupBy::Repo,
+        CostGroupBy::Workflow => GroupBy::Workflow,
+        CostGroupBy::Task => GroupBy::Task,
+        CostGroupBy::Pr => GroupBy::Pr,
+    }
+}
+
+/// `--since`/`--until` into the report window. A date given to `--until` includes that day.
+fn report_query(a: &CostReportArgs, now_ms: i64) -> Result<ReportQuery, ExitError> {
+    let since_ms =
+        report::parse_time(&a.since, now_ms).map_err(|e| exit::usage(anyhow::Error::new(e).context("--since")))?;
+    let until_ms = match &a.until {
+        None => None,
+        Some(u) => {
+            let t = report::parse_time(u, now_ms).map_err(|e| exit::usage(anyhow::Error::new(e).context("--until")))?;
+            Some(if report::parse_date(u.trim()).is_some() { t + DAY_MS } else { t })
+        }
+    };
+    if let Some(until) = until_ms.filter(|u| *u <= since_ms) {
+        return Err(exit::usage(anyhow::anyhow!(
+            "--until ({}) is not after --since ({})",
+            report::format_time(until),
+            report::format_time(since_ms)
+        )));
+    }
+    Ok(ReportQuery {
+        since_ms,
+        until_ms,
+        group_by: group_by(a.group_by),
+        repo: a.repo.clone(),
+        workflow: a.workflow.clone(),
+        task: None,
+    })
+}
+
+fn print(text: &str) -> Result<(), ExitError> {
+    output::stdout(text).context("writing to stdout").map_err(ExitError::from)
+}
+
+/// `cost report`: aggregate, render, print; with `--summary` also append the markdown to
+/// `GITHUB_STEP_SUMMARY`. An empty window prints "no usage recorded since …" and exits 0.
+fn report(a: &CostReportArgs, env: &Env) -> Result<Exit, ExitError> {
+    let query = report_query(a, store::now_ms())?;
+    let config = load_config(&a.common)?;
+    let rows = match open_ledger(&a.common, &config, env)? {
+        Some(store) => store.usage_report(&query)?,
+        None => Vec::new(),
+    };
+    let report = Report::new(&query, rows);
+    if report.is_empty() {
+        let line = output::cost::empty(&report);
+        print(&line)?;
+        if a.summary {
+            write_summary(env, &line)?;
+        }
+        return Ok(Exit::Ok);
+    }
+    let text = match a.format {
+        CostFormat::Table => output::cost::table(&report),
+        CostFormat::Json => output::cost::json(&report),
+        CostFormat::Csv => output::cost::csv(&report),
+        CostFormat::Markdown => output::cost::markdown(&report),
+    };
+    print(&text)?;
+    if a.summary {
+        write_summary(env, &output::cost::markdown(&report))?;
+    }
+    Ok(Exit::Ok)
+}
+
+fn write_summary(env: &Env, markdown: &str) -> Result<(), ExitError> {
+    match env.get(ev::GITHUB_STEP_SUMMARY) {
+        Some(path) => actions::write_step_summary(Path::new(path), markdown)
+            .with_context(|| format!("cannot write the job summary to GITHUB_STEP_SUMMARY ({path})"))
+            .map_err(ExitError::from),
+        None => {
+            log::warn("--summary: GITHUB_STEP_SUMMARY is not set (not in GitHub Actions?); nothing appended");
+            Ok(())
+        }
+    }
+}
+
+/// `cost check`: evaluate `--budget-usd` (over all usage) or the config's `budgets:`, print the
+/// evaluations, write `budget-state`, `spent-usd`, `limit-usd`, `remaining-usd` of the worst one
+/// to `GITHUB_OUTPUT`, annotate, and exit 5 past a hard limit.
+fn check(a: &CostCheckArgs, env: &Env) -> Result<Exit, ExitError> {
+    let budgets = match a.budget_usd {
+        Some(limit) => {
+            let period = match a.period {
+                CostPeriod::Day => Period::Day,
+                CostPeriod::Week => Period::Week,
+                CostPeriod::Month => Period::Month,
+            };
+            let b = BudgetConfig::all(limit, period);
+            b.validate().map_err(|e| exit::usage(anyhow::Error::new(e).context("--budget-usd")))?;
+            (vec![b], load_config(&a.common)?)
+        }
+        None => {
+            let config = load_config(&a.common)?;
+            for (i, b) in config.budgets.iter().enumerate() {
+                b.validate().map_err(|e| exit::usage(anyhow::Error::new(e).context(format!("config budgets[{i}]"))))?;
+            }
+            (config.budgets.clone(), config)
+        }
+    };
+    let (budgets, config) = budgets;
+    if budgets.is_empty() {
+        log::info("no budget configured (config `budgets:` or --budget-usd): nothing to check");
+        return Ok(Exit::NothingToDo);
+    }
+    let run = RunScope {
+        repo: env.get(ev::GITHUB_REPOSITORY).map(str::to_owned),
+        workflow: env.get(ev::GITHUB_WORKFLOW).map(str::to_owned),
+        task: None,
+    };
+    let evals = match open_ledger(&a.common, &config, env)? {
+        Some(store) => budget::evaluate(&store, &budgets, &run, false, store::now_ms(), 0.0)?,
+        None => {
+            let empty = Store::open_in_memory()?;
+            budget::evaluate(&empty, &budgets, &run, false, store::now_ms(), 0.0)?
+        }
+    };
+    let text = match a.format {
+        CostFormat::Json => output::cost::check_json(&evals),
+        _ => output::cost::check_table(&evals),
+    };
+    print(&text)?;
+    let Some(worst) = budget::worst(&evals) else {
+        log::info("no budget applies (scoped budgets without `match` need GITHUB_REPOSITORY / GITHUB_WORKFLOW)");
+        return Ok(Exit::NothingToDo);
+    };
+    let in_actions = env.get(ev::GITHUB_ACTIONS) == Some("true");
+    for e in evals.iter().filter(|e| e.state != BudgetState::Ok) {
+        annotate(e, in_actions);
+    }
+    if let Some(path) = env.get(ev::GITHUB_OUTPUT) {
+        actions::write_outputs(Path::new(path), &budget_outputs(worst))
+            .with_context(|| format!("cannot write step outputs to GITHUB_OUTPUT ({path})"))?;
+    }
+    if worst.state == BudgetState::Hard {
+        return Err(ExitError::new(Exit::Budget, anyhow::anyhow!("budget exceeded: {}", summary_line(worst))));
+    }
+    Ok(Exit::Ok)
+}
+
+/// `budget-state`, `spent-usd`, `limit-usd`, `remaining-usd` (USD to the cent).
+pub fn budget_outputs(e: &Evaluation) -> Vec<(String, String)> {
+    vec![
+        ("budget-state".into(), e.state.as_str().into()),
+        ("spent-usd".into(), format!("{:.2}", e.spent_usd)),
+        ("limit-usd".into(), format!("{:.2}", e.limit_usd)),
+        ("remaining-usd".into(), format!("{:.2}", e.remaining_usd)),
+    ]
+}
+
+fn summary_line(e: &Evaluation) -> String {
+    format!(
+        "{} spent ${:.2} of ${:.2} since {}",
+        e.label,
+        e.spent_usd + e.estimate_usd,
+        e.limit_usd,
+        report::format_time(e.period_start_ms)
+    )
+}
+
+/// A `::warning::` (soft) or `::error::` (hard) annotation in Actions; a log line elsewhere.
+fn annotate(e: &Evaluation, in_actions: bool) {
+    let (level, title) = match e.state {
+        BudgetState::Hard => (AnnotationLevel::Error, "budget exceeded"),
+        _ => (AnnotationLevel::Warning, "budget soft limit"),
+    };
+    let message = format!(
+        "{} ({:.0} % of the limit; soft ratio {:.0} %)",
+        summary_line(e),
+        if e.limit_usd > 0.0 { 100.0 * (e.spent_usd + e.estimate_usd) / e.limit_usd } else { 100.0 },
+        100.0 * e.budget.soft_ratio
+    );
+    if in_actions {
+        let a = Annotation { level, title: Some(title.into()), file: None, line: None, end_line: None, message };
+        log::workflow_command(&actions::annotation_command(&a));
+    } else if level == AnnotationLevel::Error {
+        log::error(&format!("{title}: {message}"));
+    } else {
+        log::warn(&format!("{title}: {message}"));
+    }
+}
