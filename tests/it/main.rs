@@ -6,6 +6,7 @@
 mod common;
 
 mod cli;
+mod cost;
 mod fault_matrix;
 mod hostile_review;
 mod providers_e2e;

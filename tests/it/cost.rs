@@ -1,0 +1,386 @@
+//! `agentctl cost report|check` against real SQLite ledgers written through the library's
+//! store, checked against hand-computed expectations (whole cents, so no rounding is in play).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use agentctl::store::Store;
+use agentctl::usage::{Usage, UsageRecord};
+use serde_json::Value;
+
+use crate::common::{agentctl, parse_github_output, unique_state_path, write};
+
+/// 2026-10-01 00:00 UTC, Unix ms.
+const OCT_1: i64 = 1_790_812_800_000;
+const DAY: i64 = 86_400_000;
+const REPOS: usize = 3;
+const WORKFLOWS: usize = 4;
+const DAYS: usize = 30;
+
+fn record(ts_ms: i64, repo: &str, workflow: &str, model: &str, cost: Option<f64>, outcome: &str) -> UsageRecord {
+    UsageRecord {
+        ts_ms,
+        repo: Some(repo.into()),
+        workflow: Some(workflow.into()),
+        run_id: Some("1".into()),
+        job: Some("ai".into()),
+        pr: Some(7),
+        task: "review".into(),
+        provider: "main".into(),
+        model: model.into(),
+        usage: Usage {
+            input_tokens: 1000,
+            cached_input_tokens: 10,
+            cache_write_tokens: 5,
+            output_tokens: 100,
+            reasoning_tokens: 3,
+        },
+        cost_usd: cost,
+        price_table: Some("2025-01-01".into()),
+        latency_ms: 10,
+        outcome: outcome.into(),
+    }
+}
+
+/// The cost of the call of repo `r`, workflow `w` on day `d`, in whole cents.
+fn cents(r: usize, w: usize, d: usize) -> u64 {
+    (r as u64 + 1) + 10 * (w as u64 + 1) + d as u64
+}
+
+/// 3 repos × 4 workflows × 30 days (Oct 1–30, 2026, at noon UTC), one priced call each, plus
+/// one unpriced, failed call per repo on Oct 1 (a local model).
+fn ledger() -> PathBuf {
+    let path = unique_state_path();
+    let store = Store::open(&path).unwrap();
+    for d in 0..DAYS {
+        let ts = OCT_1 + d as i64 * DAY + DAY / 2;
+        for r in 0..REPOS {
+            for w in 0..WORKFLOWS {
+                let usd = cents(r, w, d) as f64 / 100.0;
+                let rec = record(ts, &format!("octo/r{r}"), &format!("wf{w}"), "gpt-4o", Some(usd), "ok");
+                store.record_usage(&rec).unwrap();
+            }
+        }
+    }
+    for r in 0..REPOS {
+        store.record_usage(&record(OCT_1 + 1, &format!("octo/r{r}"), "wf0", "local-llm", None, "timeout")).unwrap();
+    }
+    path
+}
+
+/// Hand computation: per day, Σ over r, w of (r+1) + 10(w+1) + d = 4·6 + 3·100 + 12d cents.
+fn day_cents(d: usize) -> u64 {
+    324 + 12 * d as u64
+}
+
+/// Per workflow, Σ over r, d = 30·6 + 90·10(w+1) + 3·435 cents.
+fn workflow_cents(w: usize) -> u64 {
+    1485 + 900 * (w as u64 + 1)
+}
+
+fn dollars(c: u64) -> String {
+    format!("${}.{:02}", c / 100, c % 100)
+}
+
+fn report(state: &Path, group_by: &str, format: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = agentctl()
+        .current_dir(dir.path())
+        .env("AGENTCTL_STATE", state)
+        .args(["cost", "report", "--since", "2026-10-01", "--until", "2026-10-30"])
+        .args(["--group-by", group_by, "--format", format])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_hand_computed_values_are_what_the_formula_says() {
+    // Guard the oracle itself with a few values worked out on paper.
+    assert_eq!(dollars(day_cents(0)), "$3.24");
+    assert_eq!(dollars(day_cents(29)), "$6.72");
+    assert_eq!(dollars(workflow_cents(0)), "$23.85");
+    assert_eq!(dollars(workflow_cents(3)), "$50.85");
+    let total: u64 = (0..WORKFLOWS).map(workflow_cents).sum();
+    assert_eq!(total, (0..DAYS).map(day_cents).sum::<u64>());
+    assert_eq!(dollars(total), "$149.40");
+}
+
+#[test]
+fn report_per_day_and_per_workflow_matches_the_hand_computed_table_in_table_format() {
+    let state = ledger();
+    let t = report(&state, "day", "table");
+    let lines: BTreeMap<String, Vec<String>> = t
+        .lines()
+        .map(|l| {
+            let cells: Vec<String> = l.split_whitespace().map(str::to_owned).collect();
+            (cells[0].clone(), cells)
+        })
+        .collect();
+    for d in 0..DAYS {
+        let day = format!("2026-10-{:02}", d + 1);
+        let cells = &lines[&day];
+        let calls = if d == 0 { "15" } else { "12" };
+        // day, calls, input, cache read, cache write, output, reasoning, USD [+ n unpriced], failures
+        assert_eq!(cells[1], calls, "{day}: {t}");
+        assert_eq!(cells[2], (1000 * calls.parse::<u64>().unwrap()).to_string(), "{day}");
+        assert_eq!(cells[7], dollars(day_cents(d)), "{day}: {t}");
+        if d == 0 {
+            assert_eq!(&cells[8..], ["+", "3", "unpriced", "3"], "{t}");
+        } else {
+            assert_eq!(cells[8], "0");
+        }
+    }
+    assert!(t.lines().last().unwrap().starts_with("total"), "{t}");
+    assert!(t.contains("$149.40 + 3 unpriced"), "{t}");
+
+    let t = report(&state, "workflow", "table");
+    for w in 0..WORKFLOWS {
+        let line = t.lines().find(|l| l.starts_with(&format!("wf{w} "))).unwrap();
+        assert!(line.contains(&dollars(workflow_cents(w))), "{line}");
+    }
+    // Filters: one repo's share, computed by hand: Σ over w, d of 1 + 10(w+1) + d = 120 + 3000 + 1740.
+    let dir = tempfile::tempdir().unwrap();
+    let out = agentctl()
+        .current_dir(dir.path())
+        .env("AGENTCTL_STATE", &state)
+        .args(["cost", "report", "--since", "2026-10-01", "--group-by", "repo", "--repo", "octo/r0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(&dollars(120 + 3000 + 1740)), "{text}");
+    assert!(!text.contains("octo/r1"), "{text}");
+}
+
+#[test]
+fn report_matches_the_hand_computed_table_in_json_and_csv() {
+    let state = ledger();
+    let j: Value = serde_json::from_str(&report(&state, "day", "json")).unwrap();
+    let rows = j["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), DAYS);
+    for (d, row) in rows.iter().enumerate() {
+        assert_eq!(row["group"], format!("2026-10-{:02}", d + 1));
+        let usd = row["cost_usd"].as_f64().unwrap();
+        assert_eq!((usd * 100.0).round() as u64, day_cents(d), "{row}");
+    }
+    assert_eq!(rows[0]["unpriced_calls"], 3);
+    assert_eq!(rows[0]["failures"], 3);
+    assert_eq!(rows[0]["calls"], 15);
+    assert_eq!(j["total"]["calls"], 363);
+    assert_eq!(j["total"]["reasoning_tokens"], 363 * 3);
+    assert_eq!((j["total"]["cost_usd"].as_f64().unwrap() * 100.0).round() as u64, 14_940);
+
+    let csv = report(&state, "workflow", "csv");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header[0], "workflow");
+    let cost_col = header.iter().position(|h| *h == "cost_usd").unwrap();
+    let got: Vec<(String, u64)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_owned(), (f[cost_col].parse::<f64>().unwrap() * 100.0).round() as u64)
+        })
+        .collect();
+    let want: Vec<(String, u64)> = (0..WORKFLOWS).map(|w| (format!("wf{w}"), workflow_cents(w))).collect();
+    assert_eq!(got, want);
+}
+
+/// Checks that `md` holds exactly one mermaid block and that it is a well-formed `xychart-beta`
+/// bar chart; returns its labels and values.
+fn mermaid_xychart(md: &str) -> (Vec<String>, Vec<f64>) {
+    let blocks: Vec<&str> = md.split("```mermaid\n").skip(1).collect();
+    assert_eq!(blocks.len(), 1, "{md}");
+    let body = blocks[0].split("\n```").next().unwrap();
+    let lines: Vec<&str> = body.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines[0], "xychart-beta", "{body}");
+    let one = |prefix: &str| -> &str {
+        let found: Vec<&&str> = lines.iter().filter(|l| l.starts_with(prefix)).collect();
+        assert_eq!(found.len(), 1, "one `{prefix}` line: {body}");
+        found[0].strip_prefix(prefix).unwrap().trim()
+    };
+    let list = |s: &str| -> Vec<String> {
+        let inner = s.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or_else(|| panic!("not a list: {s}"));
+        inner.split(", ").map(str::to_owned).collect()
+    };
+    let labels: Vec<String> = list(one("x-axis "))
+        .into_iter()
+        .map(|l| {
+            let unq = l.strip_prefix('"').and_then(|l| l.strip_suffix('"')).unwrap_or_else(|| panic!("unquoted {l}"));
+            assert!(!unq.contains('"'));
+            unq.to_owned()
+        })
+        .collect();
+    let y = one("y-axis ");
+    let (title, range) = y.split_once(' ').unwrap();
+    assert_eq!(title, "\"USD\"");
+    let (lo, hi) = range.split_once(" --> ").unwrap();
+    let (lo, hi): (f64, f64) = (lo.parse().unwrap(), hi.parse().unwrap());
+    let values: Vec<f64> = list(one("bar ")).iter().map(|v| v.parse().unwrap()).collect();
+    assert_eq!(values.len(), labels.len(), "as many bar values as x-axis labels");
+    assert!(values.iter().all(|v| *v >= lo && *v <= hi), "values within the y-axis {lo}..{hi}");
+    assert!(!lines.iter().any(|l| l.starts_with("line ")), "one bar series only");
+    for l in &lines[1..] {
+        assert!(["title ", "x-axis ", "y-axis ", "bar "].iter().any(|p| l.starts_with(p)), "unknown line {l}");
+    }
+    (labels, values)
+}
+
+#[test]
+fn report_markdown_has_the_table_and_a_valid_xychart() {
+    let state = ledger();
+    let md = report(&state, "day", "markdown");
+    assert!(md.contains(&format!("| 2026-10-02 | 12 | 12000 | 120 | 60 | 1200 | 36 | {} | 0 |", dollars(day_cents(1)))), "{md}");
+    assert!(md.contains("| **total** | **363** |"), "{md}");
+    let (labels, values) = mermaid_xychart(&md);
+    assert_eq!(labels.len(), DAYS);
+    assert_eq!(labels[0], "2026-10-01");
+    for (d, v) in values.iter().enumerate() {
+        assert_eq!((v * 100.0).round() as u64, day_cents(d));
+    }
+    let md = report(&state, "workflow", "markdown");
+    let (labels, values) = mermaid_xychart(&md);
+    assert_eq!(labels, ["wf0", "wf1", "wf2", "wf3"]);
+    let cents: Vec<u64> = values.iter().map(|v| (v * 100.0).round() as u64).collect();
+    assert_eq!(cents, (0..WORKFLOWS).map(workflow_cents).collect::<Vec<_>>());
+}
+
+#[test]
+fn report_summary_appends_the_markdown_to_the_step_summary() {
+    let state = ledger();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = write(dir.path(), "summary.md", "earlier step\n");
+    let out = agentctl()
+        .current_dir(dir.path())
+        .env("AGENTCTL_STATE", &state)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .args(["cost", "report", "--since", "2026-10-01", "--group-by", "repo", "--summary"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(text.starts_with("earlier step\n"), "{text}");
+    assert!(text.contains("```mermaid\nxychart-beta"), "{text}");
+    // stdout still carries the default table.
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("REPO "));
+}
+
+#[test]
+fn empty_ledger_says_no_usage_since_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    // A ledger that does not exist yet, and one that exists but has no row in the window.
+    for state in [unique_state_path(), ledger()] {
+        let out = agentctl()
+            .current_dir(dir.path())
+            .env("AGENTCTL_STATE", &state)
+            .args(["cost", "report", "--since", "2026-11-15"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "no usage recorded since 2026-11-15 00:00 UTC\n");
+    }
+}
+
+#[test]
+fn bad_report_arguments_exit_2_and_a_corrupt_store_exits_1_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--group-by", "week"][..],
+        &["--since", "2026-13-01"],
+        &["--since", "yesterday"],
+        &["--since", "2026-11-02", "--until", "2026-11-01"],
+        &["--format", "xml"],
+    ] {
+        let out = agentctl().current_dir(dir.path()).args(["cost", "report"]).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let corrupt = write(dir.path(), "state.db", b"this is not a database, just text that is long enough. ".repeat(200));
+    for sub in [&["report"][..], &["check", "--budget-usd", "5"]] {
+        let out = agentctl().current_dir(dir.path()).env("AGENTCTL_STATE", &corrupt).arg("cost").args(sub).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{sub:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&corrupt.display().to_string()), "{err}");
+    }
+}
+
+fn check(state: &Path, dir: &Path, config: Option<&str>, args: &[&str]) -> (Option<i32>, String, BTreeMap<String, String>) {
+    let outputs = dir.join(format!("out-{}", crate::common::unique_name()));
+    let mut cmd = agentctl();
+    cmd.current_dir(dir)
+        .env("AGENTCTL_STATE", state)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &outputs)
+        .env("GITHUB_REPOSITORY", "octo/r0")
+        .env("GITHUB_WORKFLOW", "wf0")
+        .args(["cost", "check"])
+        .args(args);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(write(dir, "agentctl.yml", c));
+    }
+    let out = cmd.output().unwrap();
+    let outputs = std::fs::read_to_string(&outputs).map(|t| parse_github_output(&t)).unwrap_or_default();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), outputs)
+}
+
+/// A ledger with `usd` spent today by `octo/r0` in `wf0`.
+fn spent_today(usd: f64) -> PathBuf {
+    let path = unique_state_path();
+    let store = Store::open(&path).unwrap();
+    let now = agentctl::store::now_ms();
+    store.record_usage(&record(now, "octo/r0", "wf0", "gpt-4o", Some(usd), "ok")).unwrap();
+    // Another repo's spend and an older day's do not count against the repo's daily budget.
+    store.record_usage(&record(now, "octo/r1", "wf0", "gpt-4o", Some(100.0), "ok")).unwrap();
+    path
+}
+
+#[test]
+fn check_below_soft_is_ok_with_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "budgets:\n  - {scope: repo, period: day, limit_usd: 10}\n";
+    let (code, err, outputs) = check(&spent_today(5.0), dir.path(), Some(cfg), &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(outputs["budget-state"], "ok");
+    assert_eq!(outputs["spent-usd"], "5.00");
+    assert_eq!(outputs["limit-usd"], "10.00");
+    assert_eq!(outputs["remaining-usd"], "5.00");
+    assert!(!err.contains("::warning"), "{err}");
+}
+
+#[test]
+fn check_past_soft_ratio_warns_and_past_the_limit_exits_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "budgets:\n  - {scope: repo, match: octo/r0, period: day, limit_usd: 10, soft_ratio: 0.5}\n";
+    let (code, err, outputs) = check(&spent_today(6.0), dir.path(), Some(cfg), &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(outputs["budget-state"], "soft");
+    assert!(err.contains("::warning title=budget soft limit::repo octo/r0 per day spent $6.00 of $10.00"), "{err}");
+
+    let (code, err, outputs) = check(&spent_today(10.5), dir.path(), Some(cfg), &[]);
+    assert_eq!(code, Some(5), "{err}");
+    assert_eq!(outputs["budget-state"], "hard");
+    assert_eq!(outputs["remaining-usd"], "0.00");
+    assert!(err.contains("::error title=budget exceeded::"), "{err}");
+
+    // --budget-usd counts all usage: 100 + 5 of 200 is fine, of 100 it is not.
+    let state = spent_today(5.0);
+    assert_eq!(check(&state, dir.path(), None, &["--budget-usd", "200", "--period", "day"]).0, Some(0));
+    let (code, _, outputs) = check(&state, dir.path(), None, &["--budget-usd", "100", "--period", "week"]);
+    assert_eq!((code, outputs["spent-usd"].as_str()), (Some(5), "105.00"));
+}
+
+#[test]
+fn check_refuses_negative_and_nan_budgets_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = spent_today(1.0);
+    for bad in ["-1", "NaN", "inf", "ten"] {
+        let (code, err, _) = check(&state, dir.path(), None, &["--budget-usd", bad]);
+        assert_eq!(code, Some(2), "{bad}: {err}");
+    }
+    let (code, err, _) = check(&state, dir.path(), Some("budgets:\n  - {scope: all, period: day, limit_usd: -3}\n"), &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("/budgets/0/limit_usd"), "{err}");
+    let (code, err, _) = check(&state, dir.path(), Some("budgets:\n  - {scope: team, period: day, limit_usd: 3}\n"), &[]);
+    assert_eq!(code, Some(2), "{err}");
+    // No budget at all: nothing to check.
+    assert_eq!(check(&state, dir.path(), None, &[]).0, Some(3));
+}
