@@ -167,6 +167,8 @@ pub enum CostAction {
     Report(CostReportArgs),
     /// Check spend against the configured budgets (or --budget-usd): exit 5 past a hard limit.
     Check(CostCheckArgs),
+    /// Tokens and USD a review of a diff would cost with the configured provider; no model call.
+    Estimate(CostEstimateArgs),
 }
 
 /// Options every `cost` action shares: where the ledger and the config are.
@@ -261,6 +263,36 @@ pub struct CostCheckArgs {
     pub period: CostPeriod,
 
     /// Output format of the evaluation.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: CostFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CostEstimateArgs {
+    #[command(flatten)]
+    pub common: CostCommonArgs,
+
+    /// Read the diff from FILE (`-` for stdin).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["base", "pr"])]
+    pub diff: Option<String>,
+
+    /// Diff the local checkout against REF (`git diff REF...HEAD`).
+    #[arg(long, value_name = "REF", conflicts_with = "pr")]
+    pub base: Option<String>,
+
+    /// Pull request number: its diff from the GitHub API (needs GITHUB_TOKEN and GITHUB_REPOSITORY).
+    #[arg(long)]
+    pub pr: Option<u64>,
+
+    /// Which `providers:` entry would answer.
+    #[arg(long, env = env_vars::AGENTCTL_PROVIDER)]
+    pub provider: Option<String>,
+
+    /// Model override for the chosen provider.
+    #[arg(long, env = env_vars::AGENTCTL_MODEL)]
+    pub model: Option<String>,
+
+    /// Output format (`csv` and `markdown` print the table).
     #[arg(long, value_enum, default_value = "table")]
     pub format: CostFormat,
 }

@@ -1,6 +1,7 @@
-//! `agentctl cost report|check`: read the usage ledger (SPEC §3.4). The arguments are resolved
-//! into settings first (bad dates, budgets: exit 2 before the store is opened); the domain logic
-//! is [`crate::usage::report`] and [`crate::budget`], rendering is [`crate::output::cost`].
+//! `agentctl cost report|check|estimate` (SPEC §3.4). The arguments are resolved first (bad
+//! dates, budgets: exit 2 before the store is opened); the domain logic is
+//! [`crate::usage::report`], [`crate::budget`] and [`crate::usage::estimate`], rendering is
+//! [`crate::output::cost`].
 
 use std::path::{Path, PathBuf};
 
@@ -9,22 +10,26 @@ use anyhow::Context as _;
 use crate::actions::{self, Annotation, AnnotationLevel};
 use crate::budget::{self, BudgetConfig, BudgetState, Evaluation, Period, RunScope};
 use crate::cli::{
-    CostAction, CostArgs, CostCheckArgs, CostCommonArgs, CostFormat, CostGroupBy, CostPeriod, CostReportArgs,
+    CostAction, CostArgs, CostCheckArgs, CostCommonArgs, CostEstimateArgs, CostFormat, CostGroupBy, CostPeriod,
+    CostReportArgs,
 };
 use crate::config::{Config, DEFAULT_PATH};
 use crate::context::Env;
+use crate::diff::{self, Chunker, FileFilter};
 use crate::env_vars as ev;
 use crate::exit::{self, Exit, ExitError};
 use crate::log;
 use crate::output;
 use crate::store::{self, Store};
+use crate::usage::estimate::{self, Estimate, EstimateSettings};
 use crate::usage::report::{self, GroupBy, Report, ReportQuery, DAY_MS};
 
 /// Runs a `cost` action.
-pub fn run(args: &CostArgs, env: &Env) -> Result<Exit, ExitError> {
+pub async fn run(args: &CostArgs, env: &Env) -> Result<Exit, ExitError> {
     match &args.action {
         CostAction::Report(a) => report(a, env),
         CostAction::Check(a) => check(a, env),
+        CostAction::Estimate(a) => estimate(a, env).await,
     }
 }
 
@@ -244,4 +249,87 @@ fn annotate(e: &Evaluation, in_actions: bool) {
     } else {
         log::warn(&format!("{title}: {message}"));
     }
+}
+
+/// `cost estimate`: read the diff (file, stdin, git, or a PR through the API), keep the files
+/// `review.include`/`exclude` keep, pack them with `review`'s chunker and price the requests
+/// with the configured provider's model. No provider is contacted.
+async fn estimate(a: &CostEstimateArgs, env: &Env) -> Result<Exit, ExitError> {
+    let config = load_config(&a.common)?;
+    let bytes = match (&a.diff, &a.base, a.pr) {
+        (Some(file), _, _) => diff::source::read_file(file).map_err(exit::usage)?,
+        (None, Some(base), _) => diff::source::git_diff(base).map_err(exit::usage)?,
+        (None, None, Some(n)) => pr_diff(n, env).await?,
+        (None, None, None) => {
+            return Err(exit::usage(anyhow::anyhow!(
+                "no diff to estimate\nhelp: pass --diff FILE (or -), --base REF, or --pr N"
+            )))
+        }
+    };
+    let parsed = diff::parse(&bytes);
+    if parsed.files.is_empty() {
+        return Err(exit::usage(anyhow::anyhow!(
+            "the input is not a unified diff (no file header)\nhelp: pass the output of `git diff` or a PR's `.diff`"
+        )));
+    }
+    let filter = FileFilter::new(&config.review.include, &config.review.exclude)
+        .map_err(|e| exit::usage(anyhow::anyhow!("review.include/exclude: {e}")))?;
+    let selected: Vec<usize> = (0..parsed.files.len()).filter(|&i| filter.check(&parsed.files[i]).is_none()).collect();
+    let e = estimate_review(&config, &parsed, &selected, a.provider.as_deref(), a.model.as_deref());
+    let text = match a.format {
+        CostFormat::Json => output::cost::estimate_json(&e),
+        _ => output::cost::estimate_table(&e),
+    };
+    print(&text)?;
+    Ok(Exit::Ok)
+}
+
+/// The estimate of a review of `selected` files of `parsed` with the config's provider.
+/// `builtin` (no model) is free and has no chunks.
+pub(crate) fn estimate_review(
+    config: &Config,
+    parsed: &diff::Diff,
+    selected: &[usize],
+    provider_flag: Option<&str>,
+    model_flag: Option<&str>,
+) -> Estimate {
+    let review = &config.review;
+    let Some((provider, model)) = estimate::review_model(config, provider_flag, model_flag) else {
+        return Estimate {
+            provider: "builtin".into(),
+            model: "builtin".into(),
+            chunks: vec![],
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_usd: Some(0.0),
+            over_budget: vec![],
+        };
+    };
+    // NOTE: the system prompt is review's own; its tokens and the output schema's are sent
+    // with every chunk.
+    let overhead = diff::chunk::count_tokens(&crate::commands::review::system_prompt(review.instructions.as_deref()))
+        + diff::chunk::count_tokens(crate::commands::review::REVIEW_SCHEMA);
+    let settings = EstimateSettings {
+        provider: &provider,
+        model: &model,
+        chunker: Chunker { max_chunk_tokens: review.max_chunk_tokens, max_total_tokens: review.max_total_tokens },
+        max_output_tokens: review.max_output_tokens,
+        overhead_tokens: overhead,
+    };
+    estimate::estimate(parsed, selected, &settings, &estimate::price_table(config))
+}
+
+/// A PR's diff through the GitHub API (`GITHUB_TOKEN`/`GH_TOKEN`, `GITHUB_REPOSITORY`).
+async fn pr_diff(number: u64, env: &Env) -> Result<Vec<u8>, ExitError> {
+    let ctx = crate::context::Context::load(env, None, None)?;
+    let token =
+        env.get(ev::GITHUB_TOKEN).or_else(|| env.get(ev::GH_TOKEN)).map(|t| secrecy::SecretString::from(t.to_owned()));
+    let (Some(token), Some(repo)) = (token, ctx.repository.as_ref()) else {
+        return Err(exit::usage(anyhow::anyhow!(
+            "--pr needs GITHUB_TOKEN and GITHUB_REPOSITORY\nhelp: or pass --diff FILE / --base REF"
+        )));
+    };
+    let gh =
+        crate::github::GitHub::new(&ctx.api_url, &token, &repo.owner, &repo.name, std::time::Duration::from_secs(1))?;
+    Ok(gh.pull_diff(number).await?)
 }

@@ -15,7 +15,7 @@ pub async fn run(cli: Cli, env: &Env) -> Result<Exit, ExitError> {
         Command::Config(args) => config::run(&args),
         Command::Fix(_) => not_implemented("fix"),
         Command::Route(_) => not_implemented("route"),
-        Command::Cost(args) => cost::run(&args, env),
+        Command::Cost(args) => cost::run(&args, env).await,
         Command::TokenRefresh(_) => not_implemented("token-refresh"),
     }
 }

@@ -698,7 +698,7 @@ fn write_skipped_outputs(env: &Env, review_url: &str, redactor: &Redactor) -> Ve
     }
 }
 
-fn system_prompt(extra: Option<&str>) -> String {
+pub(crate) fn system_prompt(extra: Option<&str>) -> String {
     let mut s = String::from(
         "You are a meticulous senior software engineer reviewing a pull request diff.\n\
          Report only real problems a careful reviewer would raise: bugs, security issues, data loss, \

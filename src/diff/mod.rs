@@ -9,6 +9,7 @@ pub mod anchor;
 pub mod chunk;
 pub mod filter;
 pub mod parse;
+pub mod source;
 
 pub use anchor::{AnchorIndex, Placement};
 pub use chunk::{Chunk, ChunkPlan, Chunker};

@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 
 use crate::budget::Evaluation;
+use crate::usage::estimate::Estimate;
 use crate::usage::report::{format_time, Report, ReportRow};
 
 /// The CSV columns after the group's.
@@ -249,6 +250,50 @@ pub fn check_json(evals: &[Evaluation]) -> String {
         })
         .collect();
     let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+fn usd_or_unpriced(c: Option<f64>) -> String {
+    c.map_or_else(|| "unpriced".to_owned(), |c| format!("${c:.4}"))
+}
+
+/// An estimate as text: one line per chunk (input tokens, output upper bound, USD to 1/100 of a
+/// cent — single chunks are often below a cent), a total line, and the files over budget.
+pub fn estimate_table(e: &Estimate) -> String {
+    let mut out = format!(
+        "estimate for a review with {} ({}):
+",
+        e.provider, e.model
+    );
+    for c in &e.chunks {
+        let _ = writeln!(
+            out,
+            "  chunk {:>3}: {:>8} input + {:>6} output tokens (at most)  {:>10}  {}",
+            c.chunk,
+            c.input_tokens,
+            c.output_tokens,
+            usd_or_unpriced(c.cost_usd),
+            c.files.join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  total: {} chunk(s), {} input + {} output tokens (at most), {}",
+        e.chunks.len(),
+        e.input_tokens,
+        e.output_tokens,
+        usd_or_unpriced(e.cost_usd)
+    );
+    if !e.over_budget.is_empty() {
+        let _ = writeln!(out, "  not reviewed (over review.max_total_tokens): {}", e.over_budget.join(", "));
+    }
+    out
+}
+
+/// An estimate as pretty JSON ([`Estimate`]'s fields; `cost_usd` null when unpriced).
+pub fn estimate_json(e: &Estimate) -> String {
+    let mut s = serde_json::to_string_pretty(e).unwrap_or_default();
     s.push('\n');
     s
 }

@@ -4,6 +4,7 @@
 //! so every layer can use them: adapters fill [`Usage`], the store persists [`UsageRecord`],
 //! and [`crate::ledger`] writes one record per call for every command (SPEC §3.4).
 
+pub mod estimate;
 pub mod pricing;
 pub mod report;
 

@@ -230,7 +230,10 @@ fn mermaid_xychart(md: &str) -> (Vec<String>, Vec<f64>) {
 fn report_markdown_has_the_table_and_a_valid_xychart() {
     let state = ledger();
     let md = report(&state, "day", "markdown");
-    assert!(md.contains(&format!("| 2026-10-02 | 12 | 12000 | 120 | 60 | 1200 | 36 | {} | 0 |", dollars(day_cents(1)))), "{md}");
+    assert!(
+        md.contains(&format!("| 2026-10-02 | 12 | 12000 | 120 | 60 | 1200 | 36 | {} | 0 |", dollars(day_cents(1)))),
+        "{md}"
+    );
     assert!(md.contains("| **total** | **363** |"), "{md}");
     let (labels, values) = mermaid_xychart(&md);
     assert_eq!(labels.len(), DAYS);
@@ -296,14 +299,20 @@ fn bad_report_arguments_exit_2_and_a_corrupt_store_exits_1_naming_the_file() {
     }
     let corrupt = write(dir.path(), "state.db", b"this is not a database, just text that is long enough. ".repeat(200));
     for sub in [&["report"][..], &["check", "--budget-usd", "5"]] {
-        let out = agentctl().current_dir(dir.path()).env("AGENTCTL_STATE", &corrupt).arg("cost").args(sub).output().unwrap();
+        let out =
+            agentctl().current_dir(dir.path()).env("AGENTCTL_STATE", &corrupt).arg("cost").args(sub).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{sub:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(&corrupt.display().to_string()), "{err}");
     }
 }
 
-fn check(state: &Path, dir: &Path, config: Option<&str>, args: &[&str]) -> (Option<i32>, String, BTreeMap<String, String>) {
+fn check(
+    state: &Path,
+    dir: &Path,
+    config: Option<&str>,
+    args: &[&str],
+) -> (Option<i32>, String, BTreeMap<String, String>) {
     let outputs = dir.join(format!("out-{}", crate::common::unique_name()));
     let mut cmd = agentctl();
     cmd.current_dir(dir)
@@ -376,11 +385,59 @@ fn check_refuses_negative_and_nan_budgets_with_exit_2() {
         let (code, err, _) = check(&state, dir.path(), None, &["--budget-usd", bad]);
         assert_eq!(code, Some(2), "{bad}: {err}");
     }
-    let (code, err, _) = check(&state, dir.path(), Some("budgets:\n  - {scope: all, period: day, limit_usd: -3}\n"), &[]);
+    let (code, err, _) =
+        check(&state, dir.path(), Some("budgets:\n  - {scope: all, period: day, limit_usd: -3}\n"), &[]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("/budgets/0/limit_usd"), "{err}");
-    let (code, err, _) = check(&state, dir.path(), Some("budgets:\n  - {scope: team, period: day, limit_usd: 3}\n"), &[]);
+    let (code, err, _) =
+        check(&state, dir.path(), Some("budgets:\n  - {scope: team, period: day, limit_usd: 3}\n"), &[]);
     assert_eq!(code, Some(2), "{err}");
     // No budget at all: nothing to check.
     assert_eq!(check(&state, dir.path(), None, &[]).0, Some(3));
+}
+
+/// `cost estimate` of a real diff: the chunks add up, the output bound is max_output_tokens per
+/// chunk, the price is the bundled gpt-4o-mini one, and the provider hears nothing.
+#[tokio::test]
+async fn estimate_prices_every_chunk_and_calls_no_provider() {
+    let Some(corpora) = crate::common::corpora() else { return };
+    let provider = crate::common::strict_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::common::config_for(&provider.uri(), "  max_chunk_tokens: 4000\n  max_output_tokens: 1000\n");
+    let config = write(dir.path(), "agentctl.yml", cfg);
+    let diff = corpora.join("diffs/02-medium.ripgrep-efd9cfb2.diff");
+    let out = agentctl()
+        .current_dir(dir.path())
+        .env("OPENAI_API_KEY", "sk-test-not-used")
+        .args(["cost", "estimate", "--format", "json", "--config"])
+        .arg(&config)
+        .arg("--diff")
+        .arg(&diff)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let chunks = e["chunks"].as_array().unwrap();
+    assert!(chunks.len() >= 2, "a 4000-token chunk limit splits the medium diff: {e}");
+    assert_eq!(e["model"], "gpt-4o-mini");
+    let input: u64 = chunks.iter().map(|c| c["input_tokens"].as_u64().unwrap()).sum();
+    assert_eq!(e["input_tokens"].as_u64().unwrap(), input);
+    assert_eq!(e["output_tokens"].as_u64().unwrap(), 1000 * chunks.len() as u64);
+    for c in chunks {
+        assert!(c["diff_tokens"].as_u64().unwrap() <= 4000, "{c}");
+        assert!(c["input_tokens"].as_u64().unwrap() > c["diff_tokens"].as_u64().unwrap(), "prompt overhead counted");
+    }
+    // data/prices.json: gpt-4o-mini $0.15 / 1M input, $0.60 / 1M output.
+    let want = input as f64 * 0.15e-6 + (1000 * chunks.len()) as f64 * 0.6e-6;
+    assert!((e["cost_usd"].as_f64().unwrap() - want).abs() < 1e-9, "{e}");
+    assert!(provider.received_requests().await.unwrap().is_empty());
+
+    // The table form names the total; a non-diff is exit 2; no source at all is exit 2.
+    let out = agentctl().current_dir(dir.path()).args(["cost", "estimate", "--diff"]).arg(&diff).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("total:"), "builtin estimate prints a total");
+    let not_a_diff = write(dir.path(), "x.txt", "hello\n");
+    for args in [vec!["--diff".to_owned(), not_a_diff.display().to_string()], vec![]] {
+        let out = agentctl().current_dir(dir.path()).args(["cost", "estimate"]).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
 }
