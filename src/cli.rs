@@ -126,6 +126,10 @@ pub struct ReviewArgs {
     #[arg(long, env = env_vars::AGENTCTL_REQUIRE_STATE, value_parser = clap::builder::FalseyValueParser::new())]
     pub require_state: bool,
 
+    /// Also write this run's usage records as JSON Lines to FILE (for `cost import` elsewhere).
+    #[arg(long, value_name = "FILE", env = env_vars::AGENTCTL_USAGE_OUT)]
+    pub usage_out: Option<PathBuf>,
+
     /// Output format of the dry run / stdout (`text` is the markdown rendering for `review`).
     #[arg(long, value_enum, default_value = "markdown")]
     pub format: Format,
@@ -169,6 +173,11 @@ pub enum CostAction {
     Check(CostCheckArgs),
     /// Tokens and USD a review of a diff would cost with the configured provider; no model call.
     Estimate(CostEstimateArgs),
+    /// Write usage records as JSON Lines to stdout, one record per line with its stable id.
+    Export(CostExportArgs),
+    /// Add JSON Lines usage records (from `cost export` or `--usage-out`) to the ledger; ids
+    /// already present are skipped, so importing a file twice adds nothing.
+    Import(CostImportArgs),
 }
 
 /// Options every `cost` action shares: where the ledger and the config are.
@@ -295,4 +304,26 @@ pub struct CostEstimateArgs {
     /// Output format (`csv` and `markdown` print the table).
     #[arg(long, value_enum, default_value = "table")]
     pub format: CostFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CostExportArgs {
+    #[command(flatten)]
+    pub common: CostCommonArgs,
+
+    /// Start of the window: a duration back from now (`7d`) or a UTC date (`2026-11-01`).
+    /// Default: everything.
+    #[arg(long)]
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CostImportArgs {
+    #[command(flatten)]
+    pub common: CostCommonArgs,
+
+    /// JSON Lines files to import (`-` for stdin). Each file is imported in one transaction:
+    /// a bad line imports nothing from its file (exit 2).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<String>,
 }

@@ -1,4 +1,4 @@
-//! `agentctl cost report|check|estimate` (SPEC §3.4). The arguments are resolved first (bad
+//! `agentctl cost report|check|estimate|export|import` (SPEC §3.4). The arguments are resolved first (bad
 //! dates, budgets: exit 2 before the store is opened); the domain logic is
 //! [`crate::usage::report`], [`crate::budget`] and [`crate::usage::estimate`], rendering is
 //! [`crate::output::cost`].
@@ -10,8 +10,8 @@ use anyhow::Context as _;
 use crate::actions::{self, Annotation, AnnotationLevel};
 use crate::budget::{self, BudgetConfig, BudgetState, Evaluation, Period, RunScope};
 use crate::cli::{
-    CostAction, CostArgs, CostCheckArgs, CostCommonArgs, CostEstimateArgs, CostFormat, CostGroupBy, CostPeriod,
-    CostReportArgs,
+    CostAction, CostArgs, CostCheckArgs, CostCommonArgs, CostEstimateArgs, CostExportArgs, CostFormat, CostGroupBy,
+    CostImportArgs, CostPeriod, CostReportArgs,
 };
 use crate::config::{Config, DEFAULT_PATH};
 use crate::context::Env;
@@ -30,6 +30,8 @@ pub async fn run(args: &CostArgs, env: &Env) -> Result<Exit, ExitError> {
         CostAction::Report(a) => report(a, env),
         CostAction::Check(a) => check(a, env),
         CostAction::Estimate(a) => estimate(a, env).await,
+        CostAction::Export(a) => export(a, env),
+        CostAction::Import(a) => import(a, env),
     }
 }
 
@@ -332,4 +334,56 @@ async fn pr_diff(number: u64, env: &Env) -> Result<Vec<u8>, ExitError> {
     let gh =
         crate::github::GitHub::new(&ctx.api_url, &token, &repo.owner, &repo.name, std::time::Duration::from_secs(1))?;
     Ok(gh.pull_diff(number).await?)
+}
+
+/// `cost export`: every record since `--since` (default: all) as JSON Lines on stdout, streamed.
+fn export(a: &CostExportArgs, env: &Env) -> Result<Exit, ExitError> {
+    let since_ms = match &a.since {
+        Some(s) => {
+            report::parse_time(s, store::now_ms()).map_err(|e| exit::usage(anyhow::Error::new(e).context("--since")))?
+        }
+        None => i64::MIN,
+    };
+    let config = load_config(&a.common)?;
+    let Some(store) = open_ledger(&a.common, &config, env)? else {
+        log::info("no usage recorded yet: nothing to export");
+        return Ok(Exit::Ok);
+    };
+    let mut out = output::stdout_buffered();
+    let n = store.export_usage(since_ms, |id, r| {
+        use std::io::Write as _;
+        out.write_all(crate::usage::jsonl::to_line(id, r).as_bytes())
+    })?;
+    std::io::Write::flush(&mut out).context("writing to stdout")?;
+    log::info(&format!("exported {n} usage record(s)"));
+    Ok(Exit::Ok)
+}
+
+/// `cost import FILE…|-`: each file parsed whole first, then inserted in one transaction; ids
+/// already in the ledger are counted as duplicates and skipped. A bad line stops the import at
+/// that file (exit 2, its line number named); files before it stay imported.
+fn import(a: &CostImportArgs, env: &Env) -> Result<Exit, ExitError> {
+    let config = load_config(&a.common)?;
+    let path = a
+        .common
+        .state
+        .clone()
+        .or_else(|| store::resolve_path(env, config.state.as_deref()))
+        .ok_or(store::StoreError::NoPath)?;
+    let store = Store::open(&path)?;
+    let (mut added, mut present) = (0, 0);
+    for file in &a.files {
+        let bytes = diff::source::read_file(file).map_err(exit::usage)?;
+        let name = if file == "-" { "stdin" } else { file.as_str() };
+        let text = String::from_utf8(bytes)
+            .map_err(|_| exit::usage(anyhow::anyhow!("{name} is not UTF-8 text; nothing imported from it")))?;
+        let records = crate::usage::jsonl::parse(&text, name).map_err(exit::usage)?;
+        let (a, p) = store.import_usage(&records)?;
+        log::info(&format!("{name}: {a} record(s) added, {p} already in the ledger"));
+        added += a;
+        present += p;
+    }
+    output::stdout(&format!("imported {added} usage record(s); {present} already present (skipped)"))
+        .context("writing to stdout")?;
+    Ok(Exit::Ok)
 }

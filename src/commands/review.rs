@@ -263,6 +263,11 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
         publish::upsert_summary(gh, pr.number, existing, &report.summary_comment).await?;
     }
     let mut failures = deliver(env, &settings, &report, &run.redactor);
+    if let Some(path) = &args.usage_out {
+        if let Err(e) = ledger.write_jsonl(path) {
+            failures.push(format!("cannot write usage records to {} (--usage-out): {e}", path.display()));
+        }
+    }
     if ledger.lost() > 0 && settings.require_state {
         failures.push(format!("{} usage record(s) not written to the ledger (--require-state)", ledger.lost()));
     }

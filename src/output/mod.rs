@@ -20,6 +20,11 @@ pub fn stdout(text: &str) -> io::Result<()> {
     out.flush()
 }
 
+/// A buffered writer on stdout for data streamed line by line (`cost export`); flush it at the end.
+pub fn stdout_buffered() -> io::BufWriter<io::StdoutLock<'static>> {
+    io::BufWriter::new(io::stdout().lock())
+}
+
 /// Writes `bytes` to `path` atomically: into a temporary file with an unpredictable name in the
 /// same folder (`tempfile`), then renamed over `path`, so a reader never sees half a file, a
 /// symlink at `path` is replaced rather than followed, and nothing is left behind on failure.

@@ -441,3 +441,120 @@ async fn estimate_prices_every_chunk_and_calls_no_provider() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
 }
+
+fn rows(state: &Path) -> usize {
+    Store::open(state).unwrap().usage_since(i64::MIN).unwrap().len()
+}
+
+fn import(state: &Path, files: &[&Path]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = agentctl()
+        .current_dir(dir.path())
+        .env("AGENTCTL_STATE", state)
+        .args(["cost", "import"])
+        .args(files)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn export_then_import_twice_adds_each_record_once() {
+    let source = ledger();
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        agentctl().current_dir(dir.path()).env("AGENTCTL_STATE", &source).args(["cost", "export"]).output().unwrap();
+    assert!(out.status.success());
+    let jsonl = write(dir.path(), "usage.jsonl", &out.stdout);
+    let lines: Vec<Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 363);
+    let ids: std::collections::BTreeSet<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 363, "one distinct id per record");
+
+    let target = unique_state_path();
+    let (code, stdout, err) = import(&target, &[&jsonl]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(stdout.trim(), "imported 363 usage record(s); 0 already present (skipped)");
+    assert_eq!(rows(&target), 363);
+    let (code, stdout, _) = import(&target, &[&jsonl, &jsonl]);
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.trim(), "imported 0 usage record(s); 726 already present (skipped)");
+    assert_eq!(rows(&target), 363);
+    // The imported ledger reports exactly what the source did.
+    assert_eq!(report(&target, "workflow", "csv"), report(&source, "workflow", "csv"));
+    // Importing its own export into the source adds nothing either: the ids are stable.
+    assert_eq!(import(&source, &[&jsonl]).1.trim(), "imported 0 usage record(s); 363 already present (skipped)");
+}
+
+#[test]
+fn import_of_a_truncated_file_names_the_line_and_imports_nothing_from_it() {
+    let source = ledger();
+    let dir = tempfile::tempdir().unwrap();
+    let out = agentctl()
+        .current_dir(dir.path())
+        .env("AGENTCTL_STATE", &source)
+        .args(["cost", "export", "--since", "2026-10-30"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 12, "Oct 30 only");
+    let truncated = write(dir.path(), "cut.jsonl", &text[..text.len() - 40]);
+    let target = unique_state_path();
+    let (code, _, err) = import(&target, &[&truncated]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cut.jsonl:12: not a usage record"), "{err}");
+    assert_eq!(rows(&target), 0, "nothing half-imported");
+    // The intact file imports fine afterwards.
+    let whole = write(dir.path(), "whole.jsonl", &text);
+    assert_eq!(import(&target, &[&whole]).0, Some(0));
+    assert_eq!(rows(&target), 12);
+}
+
+const REVIEW_DIFF: &str = "diff --git a/src/lib.rs b/src/lib.rs\nindex 1111111..2222222 100644\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,2 +1,5 @@\n fn a() {}\n+fn b(x: u32) -> u32 {\n+    x / 0\n+}\n fn c() {}\n";
+
+fn review_answer() -> Value {
+    serde_json::json!({"summary": "Adds b().", "findings": []})
+}
+
+/// A dry-run review of [`REVIEW_DIFF`] with `config` on `state`, in Actions (annotations on).
+fn review_run(config: &str, state: &Path, extra: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "agentctl.yml", config);
+    agentctl()
+        .current_dir(dir.path())
+        .env("AGENTCTL_STATE", state)
+        .env("OPENAI_API_KEY", "sk-test-key-openai-0123456789")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_REPOSITORY", "octo/r0")
+        .args(["review", "--dry-run", "--diff", "-", "--format", "json", "--config"])
+        .arg(&cfg)
+        .args(extra)
+        .write_stdin(REVIEW_DIFF)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_usage_out_writes_this_runs_records_with_the_ledgers_ids() {
+    let server = crate::common::fake_openai(review_answer(), std::time::Duration::ZERO).await;
+    let state = unique_state_path();
+    let dir = tempfile::tempdir().unwrap();
+    let usage_out = dir.path().join("usage.jsonl");
+    let out = review_run(
+        &crate::common::config_for(&server.uri(), ""),
+        &state,
+        &["--usage-out", usage_out.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&usage_out).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!((lines[0]["task"].as_str(), lines[0]["usage"]["output_tokens"].as_u64()), (Some("review"), Some(150)));
+    // Same ids as the ledger: importing the file into it adds nothing.
+    assert_eq!(import(&state, &[&usage_out]).1.trim(), "imported 0 usage record(s); 1 already present (skipped)");
+}
