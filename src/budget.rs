@@ -280,6 +280,159 @@ pub fn worst(evaluations: &[Evaluation]) -> Option<&Evaluation> {
     })
 }
 
+/// What the budget gate of `review` (and later `fix`) decides before the first model call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GateDecision {
+    /// No budget applies, or every one is below its soft ratio.
+    Proceed,
+    /// Past a soft ratio: go on with a warning, on `downgrade_to` when a soft budget names one.
+    Warn {
+        /// The worst evaluation (for the warning text).
+        evaluation: Evaluation,
+        /// The provider entry to use instead, from the first budget past its soft ratio that
+        /// names one.
+        downgrade_to: Option<String>,
+    },
+    /// `spent + estimate` would pass a hard limit: no model call, exit 5.
+    Refuse(Evaluation),
+}
+
+/// Evaluates the budgets that apply to `run` (see [`evaluate`] with `only_this_run`) with
+/// `estimate_usd` about to be spent, and decides.
+///
+/// Errors: [`StoreError`] when the ledger cannot be read (callers fail closed: a budget that
+/// cannot be checked does not let a run through).
+pub fn gate(
+    store: &Store,
+    budgets: &[BudgetConfig],
+    run: &RunScope,
+    now_ms: i64,
+    estimate_usd: f64,
+) -> Result<GateDecision, StoreError> {
+    let evals = evaluate(store, budgets, run, true, now_ms, estimate_usd)?;
+    let Some(w) = worst(&evals) else { return Ok(GateDecision::Proceed) };
+    Ok(match w.state {
+        BudgetState::Hard => GateDecision::Refuse(w.clone()),
+        BudgetState::Soft => GateDecision::Warn {
+            evaluation: w.clone(),
+            downgrade_to: evals
+                .iter()
+                .filter(|e| e.state == BudgetState::Soft)
+                .find_map(|e| e.budget.downgrade_to.clone()),
+        },
+        BudgetState::Ok => GateDecision::Proceed,
+    })
+}
+
+/// One line about `e` for logs, annotations and summaries: `repo o/r per day: $9.90 spent +
+/// $0.20 estimated of $10.00 since 2026-11-30 00:00 UTC`.
+pub fn describe(e: &Evaluation) -> String {
+    format!(
+        "{}: ${:.2} spent{} of ${:.2} since {}",
+        e.label,
+        e.spent_usd,
+        if e.estimate_usd > 0.0 { format!(" + ${:.2} estimated", e.estimate_usd) } else { String::new() },
+        e.limit_usd,
+        crate::usage::report::format_time(e.period_start_ms)
+    )
+}
+
+/// The step outputs of a budget evaluation: `budget-state`, `spent-usd`, `limit-usd`,
+/// `remaining-usd` (USD to the cent).
+pub fn outputs(e: &Evaluation) -> Vec<(String, String)> {
+    vec![
+        ("budget-state".into(), e.state.as_str().into()),
+        ("spent-usd".into(), format!("{:.2}", e.spent_usd)),
+        ("limit-usd".into(), format!("{:.2}", e.limit_usd)),
+        ("remaining-usd".into(), format!("{:.2}", e.remaining_usd)),
+    ]
+}
+
+/// What a command does after [`run_gate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateOutcome {
+    /// Go on with the configured provider.
+    Proceed,
+    /// Go on with this `providers:` entry instead (a soft budget's `downgrade_to`).
+    Downgrade(String),
+    /// Stop with exit 5: the reason was logged (`::error::` in Actions) and written to the
+    /// outputs (`verdict=budget-exceeded`, the budget outputs) and the job summary.
+    Refused,
+}
+
+/// The budget gate as `review` (and later `fix`) runs it before the first model call: no
+/// budgets → proceed; the ledger unreadable → exit 1 (fail closed); otherwise [`gate`] with the
+/// run's estimate (an unpriced estimate counts as $0: its cost is unknown, the spent part still
+/// counts), then the warning or the refusal written where a workflow sees it. `task` is the
+/// command (`review`).
+///
+/// Errors: [`crate::exit::ExitError`] with exit 1 when the ledger cannot be read.
+pub fn run_gate(
+    budgets: &[BudgetConfig],
+    store: &Result<std::sync::Arc<Store>, StoreError>,
+    ctx: &crate::context::Context,
+    env: &crate::context::Env,
+    task: &str,
+    estimate: &crate::usage::estimate::Estimate,
+) -> Result<GateOutcome, crate::exit::ExitError> {
+    use crate::exit::{Exit, ExitError};
+    use crate::{actions, env_vars as ev, log};
+    if budgets.is_empty() {
+        return Ok(GateOutcome::Proceed);
+    }
+    let store = store.as_ref().map_err(|e| {
+        ExitError::new(
+            Exit::Failure,
+            anyhow::anyhow!("budgets are configured but the usage ledger cannot be read: {}", log::error_chain(e)),
+        )
+    })?;
+    let run = RunScope {
+        repo: ctx.repository.as_ref().map(|r| r.to_string()),
+        workflow: ctx.workflow.clone(),
+        task: Some(task.to_owned()),
+    };
+    let estimate_usd = estimate.cost_usd.unwrap_or(0.0);
+    match gate(store, budgets, &run, crate::store::now_ms(), estimate_usd)? {
+        GateDecision::Proceed => Ok(GateOutcome::Proceed),
+        GateDecision::Warn { evaluation, downgrade_to } => {
+            log::warn(&format!("budget past its soft limit: {}", describe(&evaluation)));
+            Ok(match downgrade_to {
+                Some(name) => {
+                    log::info(&format!("budget past its soft limit: using provider `{name}` (downgrade_to)"));
+                    GateOutcome::Downgrade(name)
+                }
+                None => GateOutcome::Proceed,
+            })
+        }
+        GateDecision::Refuse(e) => {
+            let reason = format!(
+                "budget exceeded: this {task} would cost about ${estimate_usd:.2} ({} with {}) and {}; no model was called",
+                estimate.provider,
+                estimate.model,
+                describe(&e)
+            );
+            log::error(&reason);
+            if let Some(path) = env.get(ev::GITHUB_OUTPUT) {
+                let mut out = vec![("verdict".to_owned(), "budget-exceeded".to_owned())];
+                out.extend(outputs(&e));
+                if let Err(err) = actions::write_outputs(std::path::Path::new(path), &out) {
+                    log::warn(&format!(
+                        "cannot write step outputs to GITHUB_OUTPUT ({path}): {}",
+                        log::error_chain(&err)
+                    ));
+                }
+            }
+            if let Some(path) = env.get(ev::GITHUB_STEP_SUMMARY) {
+                let md = format!("### agentctl {task}: budget exceeded\n\n{reason}.\n\n**Verdict:** budget-exceeded\n");
+                if let Err(err) = actions::write_step_summary(std::path::Path::new(path), &md) {
+                    log::warn(&format!("cannot write the job summary to GITHUB_STEP_SUMMARY ({path}): {err}"));
+                }
+            }
+            Ok(GateOutcome::Refused)
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
 mod tests {

@@ -15,13 +15,13 @@ use crate::cli::{
 };
 use crate::config::{Config, DEFAULT_PATH};
 use crate::context::Env;
-use crate::diff::{self, Chunker, FileFilter};
+use crate::diff::{self, FileFilter};
 use crate::env_vars as ev;
 use crate::exit::{self, Exit, ExitError};
 use crate::log;
 use crate::output;
 use crate::store::{self, Store};
-use crate::usage::estimate::{self, Estimate, EstimateSettings};
+use crate::usage::estimate::{self, Estimate};
 use crate::usage::report::{self, GroupBy, Report, ReportQuery, DAY_MS};
 
 /// Runs a `cost` action.
@@ -202,23 +202,13 @@ fn check(a: &CostCheckArgs, env: &Env) -> Result<Exit, ExitError> {
         annotate(e, in_actions);
     }
     if let Some(path) = env.get(ev::GITHUB_OUTPUT) {
-        actions::write_outputs(Path::new(path), &budget_outputs(worst))
+        actions::write_outputs(Path::new(path), &budget::outputs(worst))
             .with_context(|| format!("cannot write step outputs to GITHUB_OUTPUT ({path})"))?;
     }
     if worst.state == BudgetState::Hard {
         return Err(ExitError::new(Exit::Budget, anyhow::anyhow!("budget exceeded: {}", summary_line(worst))));
     }
     Ok(Exit::Ok)
-}
-
-/// `budget-state`, `spent-usd`, `limit-usd`, `remaining-usd` (USD to the cent).
-pub fn budget_outputs(e: &Evaluation) -> Vec<(String, String)> {
-    vec![
-        ("budget-state".into(), e.state.as_str().into()),
-        ("spent-usd".into(), format!("{:.2}", e.spent_usd)),
-        ("limit-usd".into(), format!("{:.2}", e.limit_usd)),
-        ("remaining-usd".into(), format!("{:.2}", e.remaining_usd)),
-    ]
 }
 
 fn summary_line(e: &Evaluation) -> String {
@@ -286,8 +276,8 @@ async fn estimate(a: &CostEstimateArgs, env: &Env) -> Result<Exit, ExitError> {
     Ok(Exit::Ok)
 }
 
-/// The estimate of a review of `selected` files of `parsed` with the config's provider.
-/// `builtin` (no model) is free and has no chunks.
+/// The estimate of a review of `selected` files of `parsed` with the config's provider; the
+/// prompt overhead is review's system prompt and output schema, sent with every chunk.
 pub(crate) fn estimate_review(
     config: &Config,
     parsed: &diff::Diff,
@@ -295,30 +285,11 @@ pub(crate) fn estimate_review(
     provider_flag: Option<&str>,
     model_flag: Option<&str>,
 ) -> Estimate {
-    let review = &config.review;
-    let Some((provider, model)) = estimate::review_model(config, provider_flag, model_flag) else {
-        return Estimate {
-            provider: "builtin".into(),
-            model: "builtin".into(),
-            chunks: vec![],
-            input_tokens: 0,
-            output_tokens: 0,
-            cost_usd: Some(0.0),
-            over_budget: vec![],
-        };
-    };
-    // NOTE: the system prompt is review's own; its tokens and the output schema's are sent
-    // with every chunk.
-    let overhead = diff::chunk::count_tokens(&crate::commands::review::system_prompt(review.instructions.as_deref()))
-        + diff::chunk::count_tokens(crate::commands::review::REVIEW_SCHEMA);
-    let settings = EstimateSettings {
-        provider: &provider,
-        model: &model,
-        chunker: Chunker { max_chunk_tokens: review.max_chunk_tokens, max_total_tokens: review.max_total_tokens },
-        max_output_tokens: review.max_output_tokens,
-        overhead_tokens: overhead,
-    };
-    estimate::estimate(parsed, selected, &settings, &estimate::price_table(config))
+    // NOTE: a cross-command import of review's own prompt, so both count the same tokens.
+    let overhead =
+        diff::chunk::count_tokens(&crate::commands::review::system_prompt(config.review.instructions.as_deref()))
+            + diff::chunk::count_tokens(crate::commands::review::REVIEW_SCHEMA);
+    estimate::for_review(config, parsed, selected, provider_flag, model_flag, overhead)
 }
 
 /// A PR's diff through the GitHub API (`GITHUB_TOKEN`/`GH_TOKEN`, `GITHUB_REPOSITORY`).

@@ -103,6 +103,40 @@ pub fn price_table(config: &crate::config::Config) -> PriceTable {
     prices
 }
 
+/// The estimate of a `review` of `selected` files with the config's provider (`provider_flag`,
+/// `model_flag` as `--provider`/`--model`), its chunker limits and `max_output_tokens`, priced
+/// with [`price_table`]; `overhead_tokens` is what every request carries besides the diff.
+/// `builtin` (no model) costs 0 and has no chunks.
+pub fn for_review(
+    config: &crate::config::Config,
+    diff: &Diff,
+    selected: &[usize],
+    provider_flag: Option<&str>,
+    model_flag: Option<&str>,
+    overhead_tokens: usize,
+) -> Estimate {
+    let review = &config.review;
+    let Some((provider, model)) = review_model(config, provider_flag, model_flag) else {
+        return Estimate {
+            provider: "builtin".into(),
+            model: "builtin".into(),
+            chunks: vec![],
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_usd: Some(0.0),
+            over_budget: vec![],
+        };
+    };
+    let settings = EstimateSettings {
+        provider: &provider,
+        model: &model,
+        chunker: Chunker { max_chunk_tokens: review.max_chunk_tokens, max_total_tokens: review.max_total_tokens },
+        max_output_tokens: review.max_output_tokens,
+        overhead_tokens,
+    };
+    estimate(diff, selected, &settings, &price_table(config))
+}
+
 /// Estimates the review of the files at `selected` (indices into `diff.files`, already
 /// filtered by include/exclude) with `settings`, priced with `prices`.
 pub fn estimate(diff: &Diff, selected: &[usize], settings: &EstimateSettings<'_>, prices: &PriceTable) -> Estimate {

@@ -558,3 +558,85 @@ async fn review_usage_out_writes_this_runs_records_with_the_ledgers_ids() {
     // Same ids as the ledger: importing the file into it adds nothing.
     assert_eq!(import(&state, &[&usage_out]).1.trim(), "imported 0 usage record(s); 1 already present (skipped)");
 }
+
+/// A ledger with `usd` spent today (all usage).
+fn spent_now(usd: f64) -> PathBuf {
+    let path = unique_state_path();
+    let store = Store::open(&path).unwrap();
+    store.record_usage(&record(agentctl::store::now_ms(), "octo/r0", "ci", "gpt-4o", Some(usd), "ok")).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_gate_99_percent_spent_and_an_estimate_that_passes_exits_5_without_a_model_call() {
+    let provider = crate::common::strict_server().await;
+    let state = spent_now(0.099);
+    let config =
+        crate::common::config_for(&provider.uri(), "") + "budgets:\n  - {scope: all, period: day, limit_usd: 0.10}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let outputs = dir.path().join("outputs");
+    let summary = dir.path().join("summary.md");
+    let cfg = write(dir.path(), "agentctl.yml", &config);
+    let out = agentctl()
+        .current_dir(dir.path())
+        .env("AGENTCTL_STATE", &state)
+        .env("OPENAI_API_KEY", "sk-test-key-openai-0123456789")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &outputs)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .args(["review", "--dry-run", "--diff", "-", "--format", "json", "--config"])
+        .arg(&cfg)
+        .write_stdin(REVIEW_DIFF)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(provider.received_requests().await.unwrap().is_empty(), "no model call");
+    assert!(err.contains("::error::budget exceeded: this review would cost about $"), "{err}");
+    let outputs = parse_github_output(&std::fs::read_to_string(&outputs).unwrap());
+    assert_eq!(outputs["verdict"], "budget-exceeded");
+    assert_eq!(outputs["budget-state"], "hard");
+    assert_eq!(outputs["spent-usd"], "0.10", "0.099 to the cent");
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(summary.contains("budget exceeded") && summary.contains("no model was called"), "{summary}");
+    assert_eq!(rows(&state), 1, "nothing recorded: nothing was spent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_gate_at_85_percent_warns_and_the_review_proceeds() {
+    let server = crate::common::fake_openai(review_answer(), std::time::Duration::ZERO).await;
+    let state = spent_now(0.85);
+    let config =
+        crate::common::config_for(&server.uri(), "") + "budgets:\n  - {scope: repo, period: month, limit_usd: 1.0}\n";
+    let out = review_run(&config, &state, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(
+            "::warning::budget past its soft limit: repo octo/r0 per month: $0.85 spent + $0.00 estimated of $1.00"
+        ),
+        "{err}"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    assert_eq!(rows(&state), 2, "the review's call is in the ledger");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_gate_past_the_soft_ratio_uses_the_downgrade_provider() {
+    let main = crate::common::strict_server().await;
+    let cheap = crate::common::fake_openai(review_answer(), std::time::Duration::ZERO).await;
+    let state = spent_now(0.85);
+    let config = format!(
+        "provider: main\nproviders:\n  main:\n    kind: openai\n    model: gpt-4o\n    base_url: {}/v1\n    max_retries: 0\n  cheap:\n    kind: openai\n    model: gpt-4o-mini\n    base_url: {}/v1\n    max_retries: 0\nbudgets:\n  - {{scope: all, period: day, limit_usd: 5, soft_ratio: 0.1, downgrade_to: cheap}}\n",
+        main.uri(),
+        cheap.uri()
+    );
+    let out = review_run(&config, &state, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("using provider `cheap` (downgrade_to)"), "{err}");
+    assert_eq!(cheap.received_requests().await.unwrap().len(), 1);
+    assert!(main.received_requests().await.unwrap().is_empty());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["provider"], "cheap");
+}
