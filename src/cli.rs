@@ -35,7 +35,7 @@ pub enum Command {
     Fix(PlaceholderArgs),
     /// Map the triggering event to a task, model and runner for later jobs (not implemented yet).
     Route(PlaceholderArgs),
-    /// Report token usage and spend from the ledger, and check it against budgets.
+    /// Report, check, estimate, export and import token usage and spend (the usage ledger).
     Cost(CostArgs),
     /// Mint GitHub App installation tokens or runner registration tokens (not implemented yet).
     TokenRefresh(PlaceholderArgs),
