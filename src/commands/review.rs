@@ -192,8 +192,8 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     let mut prices = PriceTable::bundled();
     prices.models.extend(run.config.pricing.iter().map(|(k, v)| (k.clone(), *v)));
     let ledger = Ledger::new(&run.store, &ctx, run.pr.as_ref().map(|p| p.number), "review", prices);
-    // The budget gate (crate::budget) before the first model call.
-    if run.provider.chain().is_some() {
+    // The budget gate (crate::budget) before the first model call; no budgets, no estimate.
+    if run.provider.chain().is_some() && !run.config.budgets.is_empty() {
         let (pf, mf) = (settings.provider_flag.as_deref(), settings.model_flag.as_deref());
         let estimate = crate::commands::cost::estimate_review(&run.config, &review_diff, &selected_files, pf, mf);
         match crate::budget::run_gate(&run.config.budgets, &run.store, &ctx, env, "review", &estimate)? {

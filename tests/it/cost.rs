@@ -640,3 +640,44 @@ async fn budget_gate_past_the_soft_ratio_uses_the_downgrade_provider() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["provider"], "cheap");
 }
+
+/// 32 real processes each append 100 records (100 one-record imports, so 100 write
+/// transactions each) to one fresh SQLite ledger at once: exactly 3,200 rows, no error, no
+/// duplicate id (WAL, busy timeout, `BEGIN IMMEDIATE`).
+#[test]
+fn thirty_two_processes_append_100_records_each_to_one_ledger() {
+    const PROCESSES: usize = 32;
+    const EACH: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("shared/state.db");
+    let bin = assert_cmd::cargo::cargo_bin("agentctl");
+    let mut children = Vec::new();
+    for p in 0..PROCESSES {
+        let files: Vec<PathBuf> = (0..EACH)
+            .map(|n| {
+                let id = format!("p{p:02}-n{n:03}");
+                let r = record(OCT_1 + (p * EACH + n) as i64, "octo/r0", "wf0", "gpt-4o", Some(0.01), "ok");
+                write(dir.path(), &format!("{id}.jsonl"), agentctl::usage::jsonl::to_line(&id, &r))
+            })
+            .collect();
+        let child = std::process::Command::new(&bin)
+            .env_clear()
+            .env("AGENTCTL_STATE", &state)
+            .current_dir(dir.path())
+            .args(["-q", "cost", "import"])
+            .args(&files)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        children.push(child);
+    }
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let conn = rusqlite::Connection::open(&state).unwrap();
+    let (rows, ids): (i64, i64) =
+        conn.query_row("SELECT COUNT(*), COUNT(DISTINCT uid) FROM usage", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!((rows, ids), (3_200, 3_200));
+}
