@@ -532,4 +532,29 @@ mod tests {
         assert_eq!(evals[3].spent_usd, 1.0);
         assert!((evals[1].remaining_usd - 0.5).abs() < 1e-9);
     }
+
+    #[test]
+    fn budgets_parse_from_config_with_defaults_and_the_schema_refuses_bad_ones() {
+        let c = crate::config::Config::from_text(
+            "budgets:\n  - {scope: repo, match: o/r, period: week, limit_usd: 10, downgrade_to: x}\n  - {scope: all, period: day, limit_usd: 0}\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.budgets.len(), 2);
+        assert_eq!((c.budgets[0].scope, c.budgets[0].matches.as_deref()), (Scope::Repo, Some("o/r")));
+        assert_eq!((c.budgets[1].soft_ratio, c.budgets[1].downgrade_to.as_deref()), (DEFAULT_SOFT_RATIO, None));
+        // The starter's commented example, uncommented, is a valid config.
+        let uncommented = crate::config::STARTER.replace("# budgets:", "budgets:").replace("#   - ", "  - ");
+        let c = crate::config::Config::from_text(&uncommented, "starter").unwrap();
+        assert_eq!(c.budgets.len(), 2);
+        for bad in [
+            "budgets: [{scope: all, period: day, limit_usd: -1}]",
+            "budgets: [{scope: all, period: year, limit_usd: 1}]",
+            "budgets: [{scope: all, period: day, limit_usd: 1, soft_ratio: 0}]",
+            "budgets: [{scope: all, period: day}]",
+            "budgets: [{scope: all, period: day, limit_usd: 1, owner: me}]",
+        ] {
+            assert!(crate::config::Config::from_text(bad, "t").is_err(), "{bad}");
+        }
+    }
 }

@@ -42,6 +42,11 @@ review:
   exclude: []
   max_inline_comments: 30
   fail_on: none                  # or critical | high | medium | low | info
+
+# Spending limits in USD (`agentctl cost check`; `review` checks its estimate before calling a model).
+# budgets:
+#   - {scope: all, period: month, limit_usd: 200}              # scope: all | repo | workflow | task
+#   - {scope: repo, period: day, limit_usd: 10, soft_ratio: 0.8, downgrade_to: main}
 "#;
 
 /// Adapter kind of a provider entry.
