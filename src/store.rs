@@ -388,7 +388,11 @@ impl Store {
                 // TOTAL() is a float; counts fit exactly below 2^53.
                 let n = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, f64>(i)?.max(0.0) as u64) };
                 Ok(ReportRow {
-                    group: row.get(0)?,
+                    group: match row.get::<_, rusqlite::types::Value>(0)? {
+                        rusqlite::types::Value::Integer(day) => crate::usage::report::day_label(day),
+                        rusqlite::types::Value::Text(t) => t,
+                        _ => "(none)".to_owned(),
+                    },
                     calls: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
                     input_tokens: n(2)?,
                     cache_read_tokens: n(3)?,

@@ -49,7 +49,9 @@ impl GroupBy {
     /// nothing a user typed reaches the SQL text. Missing values group as `(none)`.
     pub fn sql_key(self) -> &'static str {
         match self {
-            GroupBy::Day => "strftime('%Y-%m-%d', ts / 1000, 'unixepoch')",
+            // An integer day number (formatted by `day_label`): much cheaper per row than
+            // strftime, which matters on a million-row ledger.
+            GroupBy::Day => "ts / 86400000",
             GroupBy::Model => "model",
             GroupBy::Provider => "provider",
             GroupBy::Repo => "COALESCE(repo, '(none)')",
@@ -58,6 +60,12 @@ impl GroupBy {
             GroupBy::Pr => "COALESCE(CAST(pr AS TEXT), '(none)')",
         }
     }
+}
+
+/// `YYYY-MM-DD` of a day number since 1970-01-01 (the [`GroupBy::Day`] key).
+pub fn day_label(day: i64) -> String {
+    let (y, m, d) = civil_from_days(day);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// Which ledger rows a report (or a budget) reads. `since_ms` inclusive, `until_ms` exclusive.
