@@ -733,6 +733,79 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_file_gains_indices_and_stable_ids_for_its_old_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO usage (ts, task, provider, model, input_tokens, cached_input_tokens, cache_write_tokens,
+                output_tokens, reasoning_tokens, latency_ms, outcome) VALUES (5, 'review', 'main', 'm', 1, 0, 0, 1, 0, 1, 'ok')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let mut ids = vec![];
+        store
+            .export_usage(0, |id, _| {
+                ids.push(id.to_owned());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(ids.len(), 1);
+        assert_eq!(ids[0].len(), 32, "{ids:?}");
+        // The id is stable from now on: a second export gives the same one.
+        let mut again = vec![];
+        store
+            .export_usage(0, |id, _| {
+                again.push(id.to_owned());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(ids, again);
+    }
+
+    #[test]
+    fn report_aggregates_per_group_and_keeps_unpriced_apart() {
+        use crate::usage::report::{GroupBy, ReportQuery};
+        let store = Store::open_in_memory().unwrap();
+        let mut a = record("review", 10);
+        a.ts_ms = 1_000;
+        let mut b = a.clone();
+        b.cost_usd = None;
+        b.outcome = "timeout".into();
+        let mut c = a.clone();
+        c.task = "fix".into();
+        c.ts_ms = 86_400_000 + 1;
+        for r in [&a, &b, &c] {
+            store.record_usage(r).unwrap();
+        }
+        let q = |group_by, task: Option<&str>| ReportQuery {
+            since_ms: 0,
+            until_ms: None,
+            group_by,
+            repo: None,
+            workflow: None,
+            task: task.map(str::to_owned),
+        };
+        let rows = store.usage_report(&q(GroupBy::Day, None)).unwrap();
+        let got: Vec<_> = rows.iter().map(|r| (r.group.as_str(), r.calls, r.unpriced_calls, r.failures)).collect();
+        assert_eq!(got, vec![("1970-01-01", 2, 1, 1), ("1970-01-02", 1, 0, 0)]);
+        assert_eq!(rows[0].input_tokens, 20);
+        assert!((rows[0].cost_usd.unwrap() - 0.000_15).abs() < 1e-12);
+        let rows = store.usage_report(&q(GroupBy::Task, Some("fix"))).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].group, "fix");
+        let only_unpriced = Store::open_in_memory().unwrap();
+        only_unpriced.record_usage(&b).unwrap();
+        assert_eq!(only_unpriced.usage_report(&q(GroupBy::Model, None)).unwrap()[0].cost_usd, None);
+        assert_eq!(only_unpriced.spent_usd(&q(GroupBy::Model, None)).unwrap(), 0.0);
+    }
+
+    #[test]
     fn opens_in_wal_mode() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("state.db")).unwrap();
