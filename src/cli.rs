@@ -35,8 +35,8 @@ pub enum Command {
     Fix(PlaceholderArgs),
     /// Map the triggering event to a task, model and runner for later jobs (not implemented yet).
     Route(PlaceholderArgs),
-    /// Report, check and estimate token usage and spend (not implemented yet).
-    Cost(PlaceholderArgs),
+    /// Report, check, estimate, export and import token usage and spend (the usage ledger).
+    Cost(CostArgs),
     /// Mint GitHub App installation tokens or runner registration tokens (not implemented yet).
     TokenRefresh(PlaceholderArgs),
     /// Validate, print or create the config file.
@@ -125,6 +125,10 @@ pub struct ReviewArgs {
     #[arg(long, env = env_vars::AGENTCTL_REQUIRE_STATE, value_parser = clap::builder::FalseyValueParser::new())]
     pub require_state: bool,
 
+    /// Also write this run's usage records as JSON Lines to FILE (for `cost import` elsewhere).
+    #[arg(long, value_name = "FILE", env = env_vars::AGENTCTL_USAGE_OUT)]
+    pub usage_out: Option<PathBuf>,
+
     /// Output format of the dry run / stdout (`text` is the markdown rendering for `review`).
     #[arg(long, value_enum, default_value = "markdown")]
     pub format: Format,
@@ -152,4 +156,173 @@ pub enum ConfigAction {
         #[arg(value_name = "PATH")]
         path: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct CostArgs {
+    #[command(subcommand)]
+    pub action: CostAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CostAction {
+    /// Calls, tokens by class, USD and failures from the usage ledger, grouped.
+    Report(CostReportArgs),
+    /// Check spend against the configured budgets (or --budget-usd): exit 5 past a hard limit.
+    Check(CostCheckArgs),
+    /// Tokens and USD a review of a diff would cost with the configured provider; no model call.
+    Estimate(CostEstimateArgs),
+    /// Write usage records as JSON Lines to stdout, one record per line with its stable id.
+    Export(CostExportArgs),
+    /// Add JSON Lines usage records (from `cost export` or `--usage-out`) to the ledger; ids
+    /// already present are skipped, so importing a file twice adds nothing.
+    Import(CostImportArgs),
+}
+
+/// Options every `cost` action shares: where the ledger and the config are.
+#[derive(Debug, Args)]
+pub struct CostCommonArgs {
+    /// State store (SQLite file). Default: `AGENTCTL_STATE`, config `state`, then the runner's
+    /// tool cache or `$XDG_DATA_HOME/agentctl/state.db`.
+    #[arg(long, value_name = "PATH", env = env_vars::AGENTCTL_STATE)]
+    pub state: Option<PathBuf>,
+
+    /// Config file (YAML or JSON). Default: `.github/agentctl.yml` when it exists.
+    #[arg(long, value_name = "PATH", env = env_vars::AGENTCTL_CONFIG)]
+    pub config: Option<PathBuf>,
+}
+
+/// `--group-by` of `cost report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CostGroupBy {
+    Day,
+    Model,
+    Provider,
+    Repo,
+    Workflow,
+    Task,
+    Pr,
+}
+
+/// `--format` of the `cost` actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CostFormat {
+    Table,
+    Json,
+    Csv,
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct CostReportArgs {
+    #[command(flatten)]
+    pub common: CostCommonArgs,
+
+    /// Start of the window: a duration back from now (`7d`, `12h`, `2w`) or a UTC date
+    /// (`2026-11-01`).
+    #[arg(long, default_value = "30d")]
+    pub since: String,
+
+    /// End of the window (exclusive): a duration back from now or a UTC date; a date includes
+    /// that whole day.
+    #[arg(long)]
+    pub until: Option<String>,
+
+    /// What one row stands for.
+    #[arg(long, value_enum, default_value = "day")]
+    pub group_by: CostGroupBy,
+
+    /// Only this repository (`owner/name`).
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub repo: Option<String>,
+
+    /// Only this workflow (its name, as `GITHUB_WORKFLOW`).
+    #[arg(long)]
+    pub workflow: Option<String>,
+
+    /// Output format; `markdown` adds a mermaid bar chart of spend per group.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: CostFormat,
+
+    /// Also append the markdown report to `GITHUB_STEP_SUMMARY`.
+    #[arg(long)]
+    pub summary: bool,
+}
+
+/// `--period` of `cost check --budget-usd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CostPeriod {
+    Day,
+    Week,
+    Month,
+}
+
+#[derive(Debug, Args)]
+pub struct CostCheckArgs {
+    #[command(flatten)]
+    pub common: CostCommonArgs,
+
+    /// A budget for all usage in USD, instead of the config's `budgets:`.
+    #[arg(long, value_name = "USD", allow_negative_numbers = true)]
+    pub budget_usd: Option<f64>,
+
+    /// The period of `--budget-usd` (UTC day, ISO week from Monday, calendar month).
+    #[arg(long, value_enum, default_value = "month")]
+    pub period: CostPeriod,
+
+    /// Output format of the evaluation.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: CostFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CostEstimateArgs {
+    #[command(flatten)]
+    pub common: CostCommonArgs,
+
+    /// Read the diff from FILE (`-` for stdin).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["base", "pr"])]
+    pub diff: Option<String>,
+
+    /// Diff the local checkout against REF (`git diff REF...HEAD`).
+    #[arg(long, value_name = "REF", conflicts_with = "pr")]
+    pub base: Option<String>,
+
+    /// Pull request number: its diff from the GitHub API (needs GITHUB_TOKEN and GITHUB_REPOSITORY).
+    #[arg(long)]
+    pub pr: Option<u64>,
+
+    /// Which `providers:` entry would answer.
+    #[arg(long, env = env_vars::AGENTCTL_PROVIDER)]
+    pub provider: Option<String>,
+
+    /// Model override for the chosen provider.
+    #[arg(long, env = env_vars::AGENTCTL_MODEL)]
+    pub model: Option<String>,
+
+    /// Output format (`csv` and `markdown` print the table).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: CostFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CostExportArgs {
+    #[command(flatten)]
+    pub common: CostCommonArgs,
+
+    /// Start of the window: a duration back from now (`7d`) or a UTC date (`2026-11-01`).
+    /// Default: everything.
+    #[arg(long)]
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CostImportArgs {
+    #[command(flatten)]
+    pub common: CostCommonArgs,
+
+    /// JSON Lines files to import (`-` for stdin). Each file is imported in one transaction:
+    /// a bad line imports nothing from its file (exit 2).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<String>,
 }

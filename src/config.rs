@@ -51,6 +51,11 @@ review:
   exclude: []
   max_inline_comments: 30
   fail_on: none                  # or critical | high | medium | low | info
+
+# Spending limits in USD (`agentctl cost check`; `review` checks its estimate before calling a model).
+# budgets:
+#   - {scope: all, period: month, limit_usd: 200}              # scope: all | repo | workflow | task
+#   - {scope: repo, period: day, limit_usd: 10, soft_ratio: 0.8, downgrade_to: main}
 "#;
 
 /// Adapter kind of a provider entry.
@@ -167,6 +172,17 @@ pub struct ReviewConfig {
     pub token_counting: crate::diff::TokenCounting,
 }
 
+impl ReviewConfig {
+    /// The chunker these settings ask for: what `review` sends and `cost estimate` prices.
+    pub fn chunker(&self) -> crate::diff::Chunker {
+        crate::diff::Chunker {
+            max_chunk_tokens: self.max_chunk_tokens,
+            max_total_tokens: self.max_total_tokens,
+            counting: self.token_counting,
+        }
+    }
+}
+
 impl Default for ReviewConfig {
     fn default() -> Self {
         Self {
@@ -245,6 +261,8 @@ pub struct Config {
     pub pricing: BTreeMap<String, ModelPrice>,
     /// State store path.
     pub state: Option<PathBuf>,
+    /// Spending limits (`cost check`, the budget gate in `review`); see [`crate::budget`].
+    pub budgets: Vec<crate::budget::BudgetConfig>,
 }
 
 /// Longest duration a config number becomes, in seconds (one year): the schema's maximums are

@@ -7,7 +7,7 @@
 //! undone: the tokens were spent, and they are also in the summary and the step outputs.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::context::Context;
@@ -42,6 +42,9 @@ pub struct Ledger {
     prices: PriceTable,
     template: UsageRecord,
     lost: AtomicUsize,
+    /// Every record of this run with its stable id, written to the store or not
+    /// (`--usage-out` carries them off a hosted runner).
+    written: Mutex<Vec<(String, UsageRecord)>>,
 }
 
 impl Ledger {
@@ -71,7 +74,7 @@ impl Ledger {
             outcome: String::new(),
         };
         let store = store.as_ref().map(Arc::clone).map_err(|e| log::error_chain(e));
-        Self { store, prices, template, lost: AtomicUsize::new(0) }
+        Self { store, prices, template, lost: AtomicUsize::new(0), written: Mutex::new(Vec::new()) }
     }
 
     /// The price table records are priced with.
@@ -95,10 +98,14 @@ impl Ledger {
             outcome: call.outcome.to_owned(),
             ..self.template.clone()
         };
+        let uid = store::new_usage_id();
         let written = match &self.store {
-            Ok(store) => store.record_usage(&record).map(|_| ()).map_err(|e| log::error_chain(&e)),
+            Ok(store) => store.record_usage_with_id(&uid, &record).map_err(|e| log::error_chain(&e)),
             Err(why) => Err(format!("no usable state store: {why}")),
         };
+        if let Ok(mut kept) = self.written.lock() {
+            kept.push((uid, record.clone()));
+        }
         if let Err(why) = written {
             self.lost.fetch_add(1, Ordering::Relaxed);
             log::warn(&format!(
@@ -109,6 +116,22 @@ impl Ledger {
             ));
         }
         cost
+    }
+
+    /// This run's records as JSON Lines ([`crate::usage::jsonl`]), with the ids the store has
+    /// them under, in call order.
+    pub fn jsonl(&self) -> String {
+        match self.written.lock() {
+            Ok(kept) => kept.iter().map(|(id, r)| crate::usage::jsonl::to_line(id, r)).collect(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Writes [`Ledger::jsonl`] to `path` (atomically; an empty file when no call was made).
+    ///
+    /// Errors: the folder is missing or read-only, the disk is full.
+    pub fn write_jsonl(&self, path: &std::path::Path) -> std::io::Result<()> {
+        crate::output::write_file_atomically(path, self.jsonl().as_bytes())
     }
 
     /// How many records could not be written.

@@ -7,12 +7,14 @@
 #![forbid(unsafe_code)]
 
 pub mod actions;
+pub mod budget;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod context;
 pub mod diff;
 pub mod env_vars;
+pub mod estimate;
 pub mod exit;
 pub mod findings;
 pub mod github;

@@ -54,6 +54,9 @@ pub enum Verdict {
     Pass,
     Fail,
     Skipped,
+    /// The budget gate refused the run before any model call (exit 5).
+    #[serde(rename = "budget-exceeded")]
+    BudgetExceeded,
 }
 
 impl Verdict {
@@ -63,6 +66,7 @@ impl Verdict {
             Verdict::Pass => "pass",
             Verdict::Fail => "fail",
             Verdict::Skipped => "skipped",
+            Verdict::BudgetExceeded => "budget-exceeded",
         }
     }
 }

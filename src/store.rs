@@ -23,6 +23,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::context::Env;
 use crate::env_vars;
+use crate::usage::report::{ReportQuery, ReportRow};
 use crate::usage::{Usage, UsageRecord};
 
 use crate::env_vars::{HOME, RUNNER_TOOL_CACHE, XDG_DATA_HOME};
@@ -73,6 +74,16 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     CREATE INDEX events_ts ON events (ts);",
+    // 2: `cost report --repo/--workflow` and budgets scoped to a repo, workflow or task read a
+    // time window of one value; these indices keep that a range scan on a million-row ledger.
+    "CREATE INDEX usage_repo_ts ON usage (repo, ts);
+    CREATE INDEX usage_workflow_ts ON usage (workflow, ts);
+    CREATE INDEX usage_task_ts ON usage (task, ts);",
+    // 3: a stable id per usage record, so `cost import` of the same export twice adds nothing.
+    // Rows from before get a random one now; from then on the id travels with the record.
+    "ALTER TABLE usage ADD COLUMN uid TEXT;
+    UPDATE usage SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL;
+    CREATE UNIQUE INDEX usage_uid ON usage (uid);",
 ];
 
 /// The schema version this build writes and understands.
@@ -121,6 +132,13 @@ pub enum StoreError {
     /// `XDG_DATA_HOME` or `HOME` is set.
     #[error("no path for the state store\nhelp: set AGENTCTL_STATE (or config `state`), XDG_DATA_HOME or HOME")]
     NoPath,
+    /// `cost export` could not write a record out (a closed pipe, a full disk).
+    #[error("cannot write usage exported from the state store {path}")]
+    Export {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A thread panicked while holding the connection.
     #[error("state store {path}: connection unusable after a panic in another thread")]
     Poisoned { path: PathBuf },
@@ -284,79 +302,131 @@ impl Store {
         conn.pragma_query_value(None, "journal_mode", |row| row.get(0)).map_err(self.query_err("read the journal mode"))
     }
 
-    /// Appends one usage record to the ledger. Returns its row id.
+    /// Appends one usage record to the ledger under a new random id ([`new_usage_id`]).
+    /// Returns its row id.
     pub fn record_usage(&self, r: &UsageRecord) -> Result<i64, StoreError> {
         let conn = self.conn()?;
-        let err = self.query_err("append a usage record");
-        // u64 counts above i64::MAX cannot happen for tokens; saturate rather than fail the call.
-        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let pr = r.pr.map(int);
-        conn.execute(
-            "INSERT INTO usage (ts, repo, workflow, run_id, job, pr, task, provider, model,
-                input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-                cost_usd, price_table, latency_ms, outcome)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-            params![
-                r.ts_ms,
-                r.repo,
-                r.workflow,
-                r.run_id,
-                r.job,
-                pr,
-                r.task,
-                r.provider,
-                r.model,
-                int(r.usage.input_tokens),
-                int(r.usage.cached_input_tokens),
-                int(r.usage.cache_write_tokens),
-                int(r.usage.output_tokens),
-                int(r.usage.reasoning_tokens),
-                r.cost_usd,
-                r.price_table,
-                int(r.latency_ms),
-                r.outcome,
-            ],
-        )
-        .map_err(err)?;
+        insert_usage(&conn, &new_usage_id(), r, false).map_err(self.query_err("append a usage record"))?;
         Ok(conn.last_insert_rowid())
+    }
+
+    /// Appends one usage record under the stable id `uid` (the ledger's own records, so a
+    /// `--usage-out` file carries the same ids as the store).
+    pub fn record_usage_with_id(&self, uid: &str, r: &UsageRecord) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        insert_usage(&conn, uid, r, false).map(|_| ()).map_err(self.query_err("append a usage record"))
+    }
+
+    /// `cost import`: inserts `records` (id, record) in **one** transaction, skipping ids the
+    /// ledger has already. Returns (added, already present). Either all are applied or none.
+    pub fn import_usage(&self, records: &[(String, UsageRecord)]) -> Result<(usize, usize), StoreError> {
+        let mut conn = self.conn()?;
+        let err = self.query_err("import usage records");
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+        let mut added = 0;
+        for (uid, r) in records {
+            if insert_usage(&tx, uid, r, true).map_err(self.query_err("import usage records"))? {
+                added += 1;
+            }
+        }
+        tx.commit().map_err(self.query_err("commit imported usage records"))?;
+        Ok((added, records.len() - added))
+    }
+
+    /// `cost export`: every record with `ts >= since_ms` with its stable id, oldest first,
+    /// handed to `f` one at a time (a million rows are streamed, not collected).
+    pub fn export_usage(
+        &self,
+        since_ms: i64,
+        mut f: impl FnMut(&str, &UsageRecord) -> std::io::Result<()>,
+    ) -> Result<usize, StoreError> {
+        let conn = self.conn()?;
+        let mut io_error = None;
+        let mut n = 0;
+        let mut read = || -> rusqlite::Result<()> {
+            let mut stmt =
+                conn.prepare(&format!("SELECT uid, {USAGE_COLUMNS} FROM usage WHERE ts >= ?1 ORDER BY ts, id"))?;
+            let mut rows = stmt.query([since_ms])?;
+            while let Some(row) = rows.next()? {
+                let uid: String = row.get(0)?;
+                let r = usage_from_row(row, 1)?;
+                if let Err(e) = f(&uid, &r) {
+                    io_error = Some(e);
+                    break;
+                }
+                n += 1;
+            }
+            Ok(())
+        };
+        read().map_err(self.query_err("export usage records"))?;
+        match io_error {
+            Some(source) => Err(StoreError::Export { path: self.path.clone(), source }),
+            None => Ok(n),
+        }
+    }
+
+    /// `cost report`: the usage rows `query` selects, aggregated per group in SQL (`GROUP BY`
+    /// over the `usage_*` indices; nothing per row is loaded), ordered by group key.
+    ///
+    /// Unpriced calls (`cost_usd IS NULL`) add their tokens but no cost: a group whose calls are
+    /// all unpriced has `cost_usd: None`.
+    pub fn usage_report(&self, query: &ReportQuery) -> Result<Vec<ReportRow>, StoreError> {
+        let conn = self.conn()?;
+        let key = query.group_by.sql_key();
+        let (filter, values) = window_filter(query);
+        // Only fixed fragments are formatted into the SQL; every value is a bound parameter.
+        let sql = format!(
+            "SELECT {key} AS g, COUNT(*), TOTAL(input_tokens), TOTAL(cached_input_tokens),
+                TOTAL(cache_write_tokens), TOTAL(output_tokens), TOTAL(reasoning_tokens),
+                SUM(cost_usd), TOTAL(cost_usd IS NULL), TOTAL(outcome != 'ok')
+             FROM usage {filter}
+             GROUP BY g ORDER BY g"
+        );
+        let read = || -> rusqlite::Result<Vec<ReportRow>> {
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(values), |row| {
+                // TOTAL() is a float; counts fit exactly below 2^53.
+                let n = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, f64>(i)?.max(0.0) as u64) };
+                Ok(ReportRow {
+                    group: match row.get::<_, rusqlite::types::Value>(0)? {
+                        rusqlite::types::Value::Integer(day) => crate::usage::report::day_label(day),
+                        rusqlite::types::Value::Text(t) => t,
+                        _ => "(none)".to_owned(),
+                    },
+                    calls: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                    input_tokens: n(2)?,
+                    cache_read_tokens: n(3)?,
+                    cache_write_tokens: n(4)?,
+                    output_tokens: n(5)?,
+                    reasoning_tokens: n(6)?,
+                    cost_usd: row.get(7)?,
+                    unpriced_calls: n(8)?,
+                    failures: n(9)?,
+                })
+            })?;
+            rows.collect()
+        };
+        read().map_err(self.query_err("aggregate usage for the report"))
+    }
+
+    /// Spend in USD of the rows `query` selects (its `group_by` is ignored): the sum of the priced
+    /// calls, 0 when there are none. Unpriced calls add nothing — a budget can only count what
+    /// has a price.
+    pub fn spent_usd(&self, query: &ReportQuery) -> Result<f64, StoreError> {
+        let conn = self.conn()?;
+        let (filter, values) = window_filter(query);
+        let sql = format!("SELECT TOTAL(cost_usd) FROM usage {filter}");
+        conn.query_row(&sql, rusqlite::params_from_iter(values), |row| row.get(0))
+            .map_err(self.query_err("sum spend for a budget"))
     }
 
     /// Usage records with `ts >= since_ms`, oldest first.
     pub fn usage_since(&self, since_ms: i64) -> Result<Vec<UsageRecord>, StoreError> {
         let conn = self.conn()?;
         let read = || -> rusqlite::Result<Vec<UsageRecord>> {
-            let mut stmt = conn.prepare(
-                "SELECT ts, repo, workflow, run_id, job, pr, task, provider, model,
-                    input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-                    cost_usd, price_table, latency_ms, outcome
-                 FROM usage WHERE ts >= ?1 ORDER BY ts, id",
-            )?;
-            let rows = stmt.query_map([since_ms], |row| {
-                let count =
-                    |i: usize| -> rusqlite::Result<u64> { Ok(u64::try_from(row.get::<_, i64>(i)?).unwrap_or(0)) };
-                Ok(UsageRecord {
-                    ts_ms: row.get(0)?,
-                    repo: row.get(1)?,
-                    workflow: row.get(2)?,
-                    run_id: row.get(3)?,
-                    job: row.get(4)?,
-                    pr: row.get::<_, Option<i64>>(5)?.and_then(|v| u64::try_from(v).ok()),
-                    task: row.get(6)?,
-                    provider: row.get(7)?,
-                    model: row.get(8)?,
-                    usage: Usage {
-                        input_tokens: count(9)?,
-                        cached_input_tokens: count(10)?,
-                        cache_write_tokens: count(11)?,
-                        output_tokens: count(12)?,
-                        reasoning_tokens: count(13)?,
-                    },
-                    cost_usd: row.get(14)?,
-                    price_table: row.get(15)?,
-                    latency_ms: count(16)?,
-                    outcome: row.get(17)?,
-                })
-            })?;
+            let mut stmt =
+                conn.prepare(&format!("SELECT {USAGE_COLUMNS} FROM usage WHERE ts >= ?1 ORDER BY ts, id"))?;
+            let rows = stmt.query_map([since_ms], |row| usage_from_row(row, 0))?;
             rows.collect()
         };
         read().map_err(self.query_err("read usage records"))
@@ -433,6 +503,99 @@ impl Store {
     pub fn corrupt(&self, detail: String) -> StoreError {
         StoreError::Corrupt { path: self.path.clone(), detail }
     }
+}
+
+/// A new stable id for a usage record: 128 random bits as 32 lowercase hex digits.
+pub fn new_usage_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// The columns of a usage record, in [`usage_from_row`]'s order.
+const USAGE_COLUMNS: &str = "ts, repo, workflow, run_id, job, pr, task, provider, model,
+    input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
+    cost_usd, price_table, latency_ms, outcome";
+
+/// Inserts `r` under `uid`; with `ignore_duplicate` an id already present is skipped. Returns
+/// whether a row was added.
+fn insert_usage(conn: &Connection, uid: &str, r: &UsageRecord, ignore_duplicate: bool) -> rusqlite::Result<bool> {
+    // u64 counts above i64::MAX cannot happen for tokens; saturate rather than fail the call.
+    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let verb = if ignore_duplicate { "INSERT OR IGNORE" } else { "INSERT" };
+    let n = conn.execute(
+        &format!(
+            "{verb} INTO usage (uid, {USAGE_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+        ),
+        params![
+            uid,
+            r.ts_ms,
+            r.repo,
+            r.workflow,
+            r.run_id,
+            r.job,
+            r.pr.map(int),
+            r.task,
+            r.provider,
+            r.model,
+            int(r.usage.input_tokens),
+            int(r.usage.cached_input_tokens),
+            int(r.usage.cache_write_tokens),
+            int(r.usage.output_tokens),
+            int(r.usage.reasoning_tokens),
+            r.cost_usd,
+            r.price_table,
+            int(r.latency_ms),
+            r.outcome,
+        ],
+    )?;
+    Ok(n > 0)
+}
+
+/// A usage record from the [`USAGE_COLUMNS`] of `row`, starting at column `at`.
+fn usage_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<UsageRecord> {
+    let count = |i: usize| -> rusqlite::Result<u64> { Ok(u64::try_from(row.get::<_, i64>(at + i)?).unwrap_or(0)) };
+    Ok(UsageRecord {
+        ts_ms: row.get(at)?,
+        repo: row.get(at + 1)?,
+        workflow: row.get(at + 2)?,
+        run_id: row.get(at + 3)?,
+        job: row.get(at + 4)?,
+        pr: row.get::<_, Option<i64>>(at + 5)?.map(|v| u64::try_from(v).unwrap_or(0)),
+        task: row.get(at + 6)?,
+        provider: row.get(at + 7)?,
+        model: row.get(at + 8)?,
+        usage: Usage {
+            input_tokens: count(9)?,
+            cached_input_tokens: count(10)?,
+            cache_write_tokens: count(11)?,
+            output_tokens: count(12)?,
+            reasoning_tokens: count(13)?,
+        },
+        cost_usd: row.get(at + 14)?,
+        price_table: row.get(at + 15)?,
+        latency_ms: count(16)?,
+        outcome: row.get(at + 17)?,
+    })
+}
+
+/// The `WHERE` clause of a [`ReportQuery`] and its bound values. Only the conditions in force
+/// are written (fixed fragments; values are parameters), so SQLite can pick the `usage_ts` or a
+/// `usage_<column>_ts` index for a range scan.
+fn window_filter(q: &ReportQuery) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut clause = String::from("WHERE ts >= ?");
+    let mut values = vec![Value::Integer(q.since_ms)];
+    if let Some(until) = q.until_ms {
+        clause.push_str(" AND ts < ?");
+        values.push(Value::Integer(until));
+    }
+    for (column, value) in [("repo", &q.repo), ("workflow", &q.workflow), ("task", &q.task)] {
+        if let Some(v) = value {
+            clause.push_str(&format!(" AND {column} = ?"));
+            values.push(Value::Text(v.clone()));
+        }
+    }
+    (clause, values)
 }
 
 /// One row of the `breaker` table, as stored: the store keeps the circuit breaker's state
@@ -567,6 +730,79 @@ mod tests {
         let store = Store::open(&path).unwrap();
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
         assert_eq!(store.usage_since(0).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_version_1_file_gains_indices_and_stable_ids_for_its_old_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO usage (ts, task, provider, model, input_tokens, cached_input_tokens, cache_write_tokens,
+                output_tokens, reasoning_tokens, latency_ms, outcome) VALUES (5, 'review', 'main', 'm', 1, 0, 0, 1, 0, 1, 'ok')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let mut ids = vec![];
+        store
+            .export_usage(0, |id, _| {
+                ids.push(id.to_owned());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(ids.len(), 1);
+        assert_eq!(ids[0].len(), 32, "{ids:?}");
+        // The id is stable from now on: a second export gives the same one.
+        let mut again = vec![];
+        store
+            .export_usage(0, |id, _| {
+                again.push(id.to_owned());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(ids, again);
+    }
+
+    #[test]
+    fn report_aggregates_per_group_and_keeps_unpriced_apart() {
+        use crate::usage::report::{GroupBy, ReportQuery};
+        let store = Store::open_in_memory().unwrap();
+        let mut a = record("review", 10);
+        a.ts_ms = 1_000;
+        let mut b = a.clone();
+        b.cost_usd = None;
+        b.outcome = "timeout".into();
+        let mut c = a.clone();
+        c.task = "fix".into();
+        c.ts_ms = 86_400_000 + 1;
+        for r in [&a, &b, &c] {
+            store.record_usage(r).unwrap();
+        }
+        let q = |group_by, task: Option<&str>| ReportQuery {
+            since_ms: 0,
+            until_ms: None,
+            group_by,
+            repo: None,
+            workflow: None,
+            task: task.map(str::to_owned),
+        };
+        let rows = store.usage_report(&q(GroupBy::Day, None)).unwrap();
+        let got: Vec<_> = rows.iter().map(|r| (r.group.as_str(), r.calls, r.unpriced_calls, r.failures)).collect();
+        assert_eq!(got, vec![("1970-01-01", 2, 1, 1), ("1970-01-02", 1, 0, 0)]);
+        assert_eq!(rows[0].input_tokens, 20);
+        assert!((rows[0].cost_usd.unwrap() - 0.000_15).abs() < 1e-12);
+        let rows = store.usage_report(&q(GroupBy::Task, Some("fix"))).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].group, "fix");
+        let only_unpriced = Store::open_in_memory().unwrap();
+        only_unpriced.record_usage(&b).unwrap();
+        assert_eq!(only_unpriced.usage_report(&q(GroupBy::Model, None)).unwrap()[0].cost_usd, None);
+        assert_eq!(only_unpriced.spent_usd(&q(GroupBy::Model, None)).unwrap(), 0.0);
     }
 
     #[test]

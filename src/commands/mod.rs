@@ -1,6 +1,7 @@
 //! One module per subcommand. Commands return data or an exit code; `crate::output` renders.
 
 pub mod config;
+pub mod cost;
 pub mod review;
 
 use crate::cli::{Cli, Command};
@@ -14,7 +15,7 @@ pub async fn run(cli: Cli, env: &Env) -> Result<Exit, ExitError> {
         Command::Config(args) => config::run(&args),
         Command::Fix(_) => not_implemented("fix"),
         Command::Route(_) => not_implemented("route"),
-        Command::Cost(_) => not_implemented("cost"),
+        Command::Cost(args) => cost::run(&args, env).await,
         Command::TokenRefresh(_) => not_implemented("token-refresh"),
     }
 }

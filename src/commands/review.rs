@@ -30,7 +30,7 @@ use crate::cli::{Format, ReviewArgs};
 use crate::config::{self, Config};
 use crate::context::target::{self, PrMeta, Target};
 use crate::context::{Context, Env, Event};
-use crate::diff::{self, AnchorIndex, Chunker, Diff, FileFilter, LineKind, SkipReason, Skipped};
+use crate::diff::{self, AnchorIndex, Diff, FileFilter, LineKind, SkipReason, Skipped};
 use crate::env_vars as ev;
 use crate::exit::{self, Exit, ExitError};
 use crate::findings::{Finding, Origin, ReviewOutput, Severity, Side, Threshold};
@@ -195,6 +195,19 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     let mut prices = PriceTable::bundled();
     prices.models.extend(run.config.pricing.iter().map(|(k, v)| (k.clone(), *v)));
     let ledger = Ledger::new(&run.store, &ctx, run.pr.as_ref().map(|p| p.number), "review", prices);
+    // The budget gate (crate::budget) before the first model call; no budgets, no estimate.
+    if run.provider.chain().is_some() && !run.config.budgets.is_empty() {
+        let (pf, mf) = (settings.provider_flag.as_deref(), settings.model_flag.as_deref());
+        let estimate = crate::commands::cost::estimate_review(&run.config, &review_diff, &selected_files, pf, mf);
+        match crate::budget::run_gate(&run.config.budgets, &run.store, &ctx, env, "review", &estimate)? {
+            crate::budget::GateOutcome::Proceed => {}
+            crate::budget::GateOutcome::Downgrade(name) => {
+                run.provider = select::select(&run.config, Some(&name), None, env, &run.redactor, &run.store)?;
+                publish_masks(&run.redactor);
+            }
+            crate::budget::GateOutcome::Refused => return Ok(Exit::Budget),
+        }
+    }
     let asked = match run.provider.chain() {
         Some(chain) => {
             let asked = ask_model(&chain, &run, &review_diff, &selected_files, &ledger).await?;
@@ -266,6 +279,11 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
         publish::upsert_summary(gh, pr.number, existing, &report.summary_comment).await?;
     }
     let mut failures = deliver(env, &settings, &report, &run.redactor);
+    if let Some(path) = &args.usage_out {
+        if let Err(e) = ledger.write_jsonl(path) {
+            failures.push(format!("cannot write usage records to {} (--usage-out): {e}", path.display()));
+        }
+    }
     if ledger.lost() > 0 && settings.require_state {
         failures.push(format!("{} usage record(s) not written to the ledger (--require-state)", ledger.lost()));
     }
@@ -459,12 +477,7 @@ async fn ask_model(
     ledger: &Ledger,
 ) -> Result<ModelRound, ExitError> {
     let review = &run.config.review;
-    let chunker = Chunker {
-        max_chunk_tokens: review.max_chunk_tokens,
-        max_total_tokens: review.max_total_tokens,
-        counting: review.token_counting,
-    };
-    let plan = chunker.plan(diff, selected);
+    let plan = review.chunker().plan(diff, selected);
     let mut round = ModelRound { chunks: plan.chunks.len(), cost_usd: Some(0.0), ..ModelRound::default() };
     let path_index: HashMap<&str, usize> = selected.iter().map(|&i| (diff.files[i].path(), i)).collect();
     for s in &plan.over_budget {
@@ -699,7 +712,7 @@ fn write_skipped_outputs(env: &Env, review_url: &str, redactor: &Redactor) -> Ve
     }
 }
 
-fn system_prompt(extra: Option<&str>) -> String {
+pub(crate) fn system_prompt(extra: Option<&str>) -> String {
     let mut s = String::from(
         "You are a meticulous senior software engineer reviewing a pull request diff.\n\
          Report only real problems a careful reviewer would raise: bugs, security issues, data loss, \

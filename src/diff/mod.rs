@@ -10,6 +10,7 @@ pub mod chunk;
 pub mod filter;
 pub mod limit;
 pub mod parse;
+pub mod source;
 
 pub use anchor::{AnchorIndex, Placement};
 pub use chunk::{Chunk, ChunkPlan, Chunker, TokenCounting};

@@ -3,6 +3,7 @@
 //! a `String` or `impl io::Write`; only `main.rs` and this module print to stdout (the stderr
 //! log is [`crate::log`]).
 
+pub mod cost;
 pub mod json;
 pub mod markdown;
 pub mod sarif;
@@ -17,6 +18,11 @@ pub fn stdout(text: &str) -> io::Result<()> {
         out.write_all(b"\n")?;
     }
     out.flush()
+}
+
+/// A buffered writer on stdout for data streamed line by line (`cost export`); flush it at the end.
+pub fn stdout_buffered() -> io::BufWriter<io::StdoutLock<'static>> {
+    io::BufWriter::new(io::stdout().lock())
 }
 
 /// Writes `bytes` to `path` atomically: into a temporary file with an unpredictable name in the

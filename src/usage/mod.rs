@@ -4,7 +4,9 @@
 //! so every layer can use them: adapters fill [`Usage`], the store persists [`UsageRecord`],
 //! and [`crate::ledger`] writes one record per call for every command (SPEC §3.4).
 
+pub mod jsonl;
 pub mod pricing;
+pub mod report;
 
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +47,8 @@ impl std::ops::AddAssign for Usage {
 
 /// One provider call, as the usage ledger stores it (SPEC §3.4). Token counts are tokens,
 /// `cost_usd` is US dollars (`None` when no price is known), `latency_ms` milliseconds.
-#[derive(Debug, Clone, PartialEq)]
+/// Serialized with these field names in `cost export` / `--usage-out` JSON Lines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UsageRecord {
     /// When the call finished, Unix milliseconds.
     pub ts_ms: i64,

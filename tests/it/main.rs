@@ -6,6 +6,7 @@
 mod common;
 
 mod cli;
+mod cost;
 mod diff_limit;
 mod example;
 mod fault_matrix;

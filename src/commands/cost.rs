@@ -1,0 +1,360 @@
+//! `agentctl cost report|check|estimate|export|import` (SPEC §3.4). The arguments are resolved first (bad
+//! dates, budgets: exit 2 before the store is opened); the domain logic is
+//! [`crate::usage::report`], [`crate::budget`] and [`crate::estimate`], rendering is
+//! [`crate::output::cost`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use crate::actions::{self, Annotation, AnnotationLevel};
+use crate::budget::{self, BudgetConfig, BudgetState, Evaluation, Period, RunScope};
+use crate::cli::{
+    CostAction, CostArgs, CostCheckArgs, CostCommonArgs, CostEstimateArgs, CostExportArgs, CostFormat, CostGroupBy,
+    CostImportArgs, CostPeriod, CostReportArgs,
+};
+use crate::config::{Config, DEFAULT_PATH};
+use crate::context::Env;
+use crate::diff::{self, FileFilter};
+use crate::env_vars as ev;
+use crate::estimate::{self, Estimate};
+use crate::exit::{self, Exit, ExitError};
+use crate::log;
+use crate::output;
+use crate::store::{self, Store};
+use crate::usage::report::{self, GroupBy, Report, ReportQuery, DAY_MS};
+
+/// Runs a `cost` action.
+pub async fn run(args: &CostArgs, env: &Env) -> Result<Exit, ExitError> {
+    match &args.action {
+        CostAction::Report(a) => report(a, env),
+        CostAction::Check(a) => check(a, env),
+        CostAction::Estimate(a) => estimate(a, env).await,
+        CostAction::Export(a) => export(a, env),
+        CostAction::Import(a) => import(a, env),
+    }
+}
+
+/// The config: `--config`/`AGENTCTL_CONFIG`, else `.github/agentctl.yml` when it exists, else
+/// the defaults. `cost` reads the ledger, not a PR, so the base-branch rule of `review` has
+/// nothing to protect here.
+fn load_config(common: &CostCommonArgs) -> Result<Config, ExitError> {
+    match &common.config {
+        Some(path) => Ok(Config::from_path(path)?),
+        None if Path::new(DEFAULT_PATH).is_file() => Ok(Config::from_path(Path::new(DEFAULT_PATH))?),
+        None => Ok(Config::default()),
+    }
+}
+
+/// The ledger to read, or `None` when its file does not exist yet (nothing was ever recorded;
+/// a read-only command does not create it). `--state` > `AGENTCTL_STATE` > config > default.
+fn open_ledger(common: &CostCommonArgs, config: &Config, env: &Env) -> Result<Option<Store>, ExitError> {
+    let path: PathBuf = common
+        .state
+        .clone()
+        .or_else(|| store::resolve_path(env, config.state.as_deref()))
+        .ok_or(store::StoreError::NoPath)?;
+    if !path.exists() {
+        log::debug(&format!("state store {} does not exist: no usage recorded", path.display()));
+        return Ok(None);
+    }
+    Ok(Some(Store::open(&path)?))
+}
+
+fn group_by(g: CostGroupBy) -> GroupBy {
+    match g {
+        CostGroupBy::Day => GroupBy::Day,
+        CostGroupBy::Model => GroupBy::Model,
+        CostGroupBy::Provider => GroupBy::Provider,
+        CostGroupBy::Repo => GroupBy::Repo,
+        CostGroupBy::Workflow => GroupBy::Workflow,
+        CostGroupBy::Task => GroupBy::Task,
+        CostGroupBy::Pr => GroupBy::Pr,
+    }
+}
+
+/// `--since`/`--until` into the report window. A date given to `--until` includes that day.
+fn report_query(a: &CostReportArgs, now_ms: i64) -> Result<ReportQuery, ExitError> {
+    let since_ms =
+        report::parse_time(&a.since, now_ms).map_err(|e| exit::usage(anyhow::Error::new(e).context("--since")))?;
+    let until_ms = match &a.until {
+        None => None,
+        Some(u) => {
+            let t = report::parse_time(u, now_ms).map_err(|e| exit::usage(anyhow::Error::new(e).context("--until")))?;
+            Some(if report::parse_date(u.trim()).is_some() { t + DAY_MS } else { t })
+        }
+    };
+    if let Some(until) = until_ms.filter(|u| *u <= since_ms) {
+        return Err(exit::usage(anyhow::anyhow!(
+            "--until ({}) is not after --since ({})",
+            report::format_time(until),
+            report::format_time(since_ms)
+        )));
+    }
+    Ok(ReportQuery {
+        since_ms,
+        until_ms,
+        group_by: group_by(a.group_by),
+        repo: a.repo.clone(),
+        workflow: a.workflow.clone(),
+        task: None,
+    })
+}
+
+fn print(text: &str) -> Result<(), ExitError> {
+    output::stdout(text).context("writing to stdout").map_err(ExitError::from)
+}
+
+/// `cost report`: aggregate, render, print; with `--summary` also append the markdown to
+/// `GITHUB_STEP_SUMMARY`. An empty window prints "no usage recorded since …" and exits 0.
+fn report(a: &CostReportArgs, env: &Env) -> Result<Exit, ExitError> {
+    let query = report_query(a, store::now_ms())?;
+    let config = load_config(&a.common)?;
+    let rows = match open_ledger(&a.common, &config, env)? {
+        Some(store) => store.usage_report(&query)?,
+        None => Vec::new(),
+    };
+    let report = Report::new(&query, rows);
+    if report.is_empty() {
+        let line = output::cost::empty(&report);
+        print(&line)?;
+        if a.summary {
+            write_summary(env, &line)?;
+        }
+        return Ok(Exit::Ok);
+    }
+    let text = match a.format {
+        CostFormat::Table => output::cost::table(&report),
+        CostFormat::Json => output::cost::json(&report),
+        CostFormat::Csv => output::cost::csv(&report),
+        CostFormat::Markdown => output::cost::markdown(&report),
+    };
+    print(&text)?;
+    if a.summary {
+        write_summary(env, &output::cost::markdown(&report))?;
+    }
+    Ok(Exit::Ok)
+}
+
+fn write_summary(env: &Env, markdown: &str) -> Result<(), ExitError> {
+    match env.get(ev::GITHUB_STEP_SUMMARY) {
+        Some(path) => actions::write_step_summary(Path::new(path), markdown)
+            .with_context(|| format!("cannot write the job summary to GITHUB_STEP_SUMMARY ({path})"))
+            .map_err(ExitError::from),
+        None => {
+            log::warn("--summary: GITHUB_STEP_SUMMARY is not set (not in GitHub Actions?); nothing appended");
+            Ok(())
+        }
+    }
+}
+
+/// `cost check`: evaluate `--budget-usd` (over all usage) or the config's `budgets:`, print the
+/// evaluations, write `budget-state`, `spent-usd`, `limit-usd`, `remaining-usd` of the worst one
+/// to `GITHUB_OUTPUT`, annotate, and exit 5 past a hard limit.
+fn check(a: &CostCheckArgs, env: &Env) -> Result<Exit, ExitError> {
+    let budgets = match a.budget_usd {
+        Some(limit) => {
+            let period = match a.period {
+                CostPeriod::Day => Period::Day,
+                CostPeriod::Week => Period::Week,
+                CostPeriod::Month => Period::Month,
+            };
+            let b = BudgetConfig::all(limit, period);
+            b.validate().map_err(|e| exit::usage(anyhow::Error::new(e).context("--budget-usd")))?;
+            (vec![b], load_config(&a.common)?)
+        }
+        None => {
+            let config = load_config(&a.common)?;
+            for (i, b) in config.budgets.iter().enumerate() {
+                b.validate().map_err(|e| exit::usage(anyhow::Error::new(e).context(format!("config budgets[{i}]"))))?;
+            }
+            (config.budgets.clone(), config)
+        }
+    };
+    let (budgets, config) = budgets;
+    if budgets.is_empty() {
+        log::info("no budget configured (config `budgets:` or --budget-usd): nothing to check");
+        return Ok(Exit::NothingToDo);
+    }
+    let run = RunScope {
+        repo: env.get(ev::GITHUB_REPOSITORY).map(str::to_owned),
+        workflow: env.get(ev::GITHUB_WORKFLOW).map(str::to_owned),
+        task: None,
+    };
+    let evals = match open_ledger(&a.common, &config, env)? {
+        Some(store) => budget::evaluate(&store, &budgets, &run, false, store::now_ms(), 0.0)?,
+        None => {
+            let empty = Store::open_in_memory()?;
+            budget::evaluate(&empty, &budgets, &run, false, store::now_ms(), 0.0)?
+        }
+    };
+    let text = match a.format {
+        CostFormat::Json => output::cost::check_json(&evals),
+        _ => output::cost::check_table(&evals),
+    };
+    print(&text)?;
+    let Some(worst) = budget::worst(&evals) else {
+        log::info("no budget applies (scoped budgets without `match` need GITHUB_REPOSITORY / GITHUB_WORKFLOW)");
+        return Ok(Exit::NothingToDo);
+    };
+    let in_actions = env.get(ev::GITHUB_ACTIONS) == Some("true");
+    for e in evals.iter().filter(|e| e.state != BudgetState::Ok) {
+        annotate(e, in_actions);
+    }
+    if let Some(path) = env.get(ev::GITHUB_OUTPUT) {
+        actions::write_outputs(Path::new(path), &budget::outputs(worst))
+            .with_context(|| format!("cannot write step outputs to GITHUB_OUTPUT ({path})"))?;
+    }
+    if worst.state == BudgetState::Hard {
+        return Err(ExitError::new(Exit::Budget, anyhow::anyhow!("budget exceeded: {}", summary_line(worst))));
+    }
+    Ok(Exit::Ok)
+}
+
+fn summary_line(e: &Evaluation) -> String {
+    format!(
+        "{} spent ${:.2} of ${:.2} since {}",
+        e.label,
+        e.spent_usd + e.estimate_usd,
+        e.limit_usd,
+        report::format_time(e.period_start_ms)
+    )
+}
+
+/// A `::warning::` (soft) or `::error::` (hard) annotation in Actions; a log line elsewhere.
+fn annotate(e: &Evaluation, in_actions: bool) {
+    let (level, title) = match e.state {
+        BudgetState::Hard => (AnnotationLevel::Error, "budget exceeded"),
+        _ => (AnnotationLevel::Warning, "budget soft limit"),
+    };
+    let message = format!(
+        "{} ({:.0} % of the limit; soft ratio {:.0} %)",
+        summary_line(e),
+        if e.limit_usd > 0.0 { 100.0 * (e.spent_usd + e.estimate_usd) / e.limit_usd } else { 100.0 },
+        100.0 * e.budget.soft_ratio
+    );
+    if in_actions {
+        let a = Annotation { level, title: Some(title.into()), file: None, line: None, end_line: None, message };
+        log::workflow_command(&actions::annotation_command(&a));
+    } else if level == AnnotationLevel::Error {
+        log::error(&format!("{title}: {message}"));
+    } else {
+        log::warn(&format!("{title}: {message}"));
+    }
+}
+
+/// `cost estimate`: read the diff (file, stdin, git, or a PR through the API), keep the files
+/// `review.include`/`exclude` keep, pack them with `review`'s chunker and price the requests
+/// with the configured provider's model. No provider is contacted.
+async fn estimate(a: &CostEstimateArgs, env: &Env) -> Result<Exit, ExitError> {
+    let config = load_config(&a.common)?;
+    let bytes = match (&a.diff, &a.base, a.pr) {
+        (Some(file), _, _) => diff::source::read_file(file).map_err(exit::usage)?,
+        (None, Some(base), _) => diff::source::git_diff(base).map_err(exit::usage)?,
+        (None, None, Some(n)) => pr_diff(n, env).await?,
+        (None, None, None) => {
+            return Err(exit::usage(anyhow::anyhow!(
+                "no diff to estimate\nhelp: pass --diff FILE (or -), --base REF, or --pr N"
+            )))
+        }
+    };
+    let parsed = diff::parse(&bytes);
+    if parsed.files.is_empty() {
+        return Err(exit::usage(anyhow::anyhow!(
+            "the input is not a unified diff (no file header)\nhelp: pass the output of `git diff` or a PR's `.diff`"
+        )));
+    }
+    let filter = FileFilter::new(&config.review.include, &config.review.exclude)
+        .map_err(|e| exit::usage(anyhow::anyhow!("review.include/exclude: {e}")))?;
+    let selected: Vec<usize> = (0..parsed.files.len()).filter(|&i| filter.check(&parsed.files[i]).is_none()).collect();
+    let e = estimate_review(&config, &parsed, &selected, a.provider.as_deref(), a.model.as_deref());
+    let text = match a.format {
+        CostFormat::Json => output::cost::estimate_json(&e),
+        _ => output::cost::estimate_table(&e),
+    };
+    print(&text)?;
+    Ok(Exit::Ok)
+}
+
+/// The estimate of a review of `selected` files of `parsed` with the config's provider; the
+/// prompt overhead is review's system prompt and output schema, sent with every chunk.
+pub(crate) fn estimate_review(
+    config: &Config,
+    parsed: &diff::Diff,
+    selected: &[usize],
+    provider_flag: Option<&str>,
+    model_flag: Option<&str>,
+) -> Estimate {
+    // NOTE: a cross-command import of review's own prompt, so both count the same tokens.
+    let overhead =
+        diff::chunk::count_tokens(&crate::commands::review::system_prompt(config.review.instructions.as_deref()))
+            + diff::chunk::count_tokens(crate::commands::review::REVIEW_SCHEMA);
+    estimate::for_review(config, parsed, selected, provider_flag, model_flag, overhead)
+}
+
+/// A PR's diff through the GitHub API (`GITHUB_TOKEN`/`GH_TOKEN`, `GITHUB_REPOSITORY`).
+async fn pr_diff(number: u64, env: &Env) -> Result<Vec<u8>, ExitError> {
+    let ctx = crate::context::Context::load(env, None, None)?;
+    let token =
+        env.get(ev::GITHUB_TOKEN).or_else(|| env.get(ev::GH_TOKEN)).map(|t| secrecy::SecretString::from(t.to_owned()));
+    let (Some(token), Some(repo)) = (token, ctx.repository.as_ref()) else {
+        return Err(exit::usage(anyhow::anyhow!(
+            "--pr needs GITHUB_TOKEN and GITHUB_REPOSITORY\nhelp: or pass --diff FILE / --base REF"
+        )));
+    };
+    let gh =
+        crate::github::GitHub::new(&ctx.api_url, &token, &repo.owner, &repo.name, std::time::Duration::from_secs(1))?;
+    Ok(gh.pull_diff(number).await?)
+}
+
+/// `cost export`: every record since `--since` (default: all) as JSON Lines on stdout, streamed.
+fn export(a: &CostExportArgs, env: &Env) -> Result<Exit, ExitError> {
+    let since_ms = match &a.since {
+        Some(s) => {
+            report::parse_time(s, store::now_ms()).map_err(|e| exit::usage(anyhow::Error::new(e).context("--since")))?
+        }
+        None => i64::MIN,
+    };
+    let config = load_config(&a.common)?;
+    let Some(store) = open_ledger(&a.common, &config, env)? else {
+        log::info("no usage recorded yet: nothing to export");
+        return Ok(Exit::Ok);
+    };
+    let mut out = output::stdout_buffered();
+    let n = store.export_usage(since_ms, |id, r| {
+        use std::io::Write as _;
+        out.write_all(crate::usage::jsonl::to_line(id, r).as_bytes())
+    })?;
+    std::io::Write::flush(&mut out).context("writing to stdout")?;
+    log::info(&format!("exported {n} usage record(s)"));
+    Ok(Exit::Ok)
+}
+
+/// `cost import FILE…|-`: each file parsed whole first, then inserted in one transaction; ids
+/// already in the ledger are counted as duplicates and skipped. A bad line stops the import at
+/// that file (exit 2, its line number named); files before it stay imported.
+fn import(a: &CostImportArgs, env: &Env) -> Result<Exit, ExitError> {
+    let config = load_config(&a.common)?;
+    let path = a
+        .common
+        .state
+        .clone()
+        .or_else(|| store::resolve_path(env, config.state.as_deref()))
+        .ok_or(store::StoreError::NoPath)?;
+    let store = Store::open(&path)?;
+    let (mut added, mut present) = (0, 0);
+    for file in &a.files {
+        let bytes = diff::source::read_file(file).map_err(exit::usage)?;
+        let name = if file == "-" { "stdin" } else { file.as_str() };
+        let text = String::from_utf8(bytes)
+            .map_err(|_| exit::usage(anyhow::anyhow!("{name} is not UTF-8 text; nothing imported from it")))?;
+        let records = crate::usage::jsonl::parse(&text, name).map_err(exit::usage)?;
+        let (a, p) = store.import_usage(&records)?;
+        log::info(&format!("{name}: {a} record(s) added, {p} already in the ledger"));
+        added += a;
+        present += p;
+    }
+    output::stdout(&format!("imported {added} usage record(s); {present} already present (skipped)"))
+        .context("writing to stdout")?;
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,223 @@
+//! What a review of a diff would cost, before any model call (SPEC §3.4 `cost estimate`, and the
+//! budget gate of `review`). It packs the diff with the very [`Chunker`] `review` uses, so the
+//! chunks and their token counts are the ones that would be sent; no provider is contacted.
+//!
+//! Decisions:
+//! - Input tokens per chunk are the chunk's rendered diff ([`crate::diff::Chunk::tokens`]) plus
+//!   a fixed prompt overhead the caller measures (system prompt, output schema, PR header) plus
+//!   [`FRAMING_TOKENS`] for the per-chunk instruction and chat message framing. All of it is
+//!   priced as uncached input: cache hits only make the real bill smaller.
+//! - Output tokens per chunk are `review.max_output_tokens`, the most a provider may return:
+//!   an upper bound, so a budget gate never lets a run through that could pass the limit. A
+//!   repair round (one more request per invalid answer) is not counted: it is rare, and
+//!   counting it for every chunk would double every estimate.
+//! - Billing always uses the provider's reported usage; this estimate is never recorded.
+
+use serde::Serialize;
+
+use crate::diff::{Chunker, Diff};
+use crate::usage::pricing::PriceTable;
+use crate::usage::Usage;
+
+/// Tokens per request beyond the system prompt, schema and diff: the "Review this diff chunk
+/// (i of n) …" instruction, the `<diff>` tags and the chat format's per-message framing.
+/// Measured at about 35 with o200k; rounded up.
+pub const FRAMING_TOKENS: usize = 64;
+
+/// One chunk's estimate. Tokens are tokens, USD US dollars.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChunkEstimate {
+    /// 1-based, in sending order.
+    pub chunk: usize,
+    /// Paths of the files with lines in this chunk.
+    pub files: Vec<String>,
+    /// Tokens of the rendered diff alone.
+    pub diff_tokens: usize,
+    /// Input tokens of the request (diff + prompt overhead + framing).
+    pub input_tokens: u64,
+    /// Upper bound of output tokens (`review.max_output_tokens`).
+    pub output_tokens: u64,
+    /// Price of the above; `None` when the model has no price.
+    pub cost_usd: Option<f64>,
+}
+
+/// A whole review's estimate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Estimate {
+    /// Provider config entry name (`builtin` when no model is called).
+    pub provider: String,
+    /// Model that would be asked.
+    pub model: String,
+    /// Per chunk, in sending order.
+    pub chunks: Vec<ChunkEstimate>,
+    /// Sum of the chunks' input tokens.
+    pub input_tokens: u64,
+    /// Sum of the chunks' output upper bounds.
+    pub output_tokens: u64,
+    /// Sum in USD; `None` when the model has no price (0 for `builtin`).
+    pub cost_usd: Option<f64>,
+    /// Files (paths) that would not be reviewed because they do not fit `max_total_tokens`.
+    pub over_budget: Vec<String>,
+}
+
+/// Inputs of [`estimate`] besides the diff.
+#[derive(Debug, Clone)]
+pub struct EstimateSettings<'a> {
+    /// Provider config entry name.
+    pub provider: &'a str,
+    /// Model that would be asked; priced with `prices`.
+    pub model: &'a str,
+    /// The same limits `review` packs with.
+    pub chunker: Chunker,
+    /// `review.max_output_tokens`.
+    pub max_output_tokens: u32,
+    /// Tokens every request carries besides the diff (system prompt, schema, PR header).
+    pub overhead_tokens: usize,
+}
+
+/// The provider entry and model a review would use, by the rule of
+/// [`crate::providers::select::select`]: `provider_flag` > config `provider` > the only entry;
+/// `None` for `builtin` (no model call, nothing to pay). The model: `model_flag` > the entry's
+/// `model` > `unknown` (unpriced).
+pub fn review_model(
+    config: &crate::config::Config,
+    provider_flag: Option<&str>,
+    model_flag: Option<&str>,
+) -> Option<(String, String)> {
+    let name = provider_flag
+        .map(str::to_owned)
+        .or_else(|| config.provider.clone())
+        .or_else(|| (config.providers.len() == 1).then(|| config.providers.keys().next().cloned()).flatten())?;
+    let entry = config.providers.get(&name)?;
+    if name == "builtin" || entry.kind == crate::config::ProviderKind::Builtin {
+        return None;
+    }
+    let model = model_flag.map(str::to_owned).or_else(|| entry.model.clone()).unwrap_or_else(|| "unknown".into());
+    Some((name, model))
+}
+
+/// The price table a run uses: the bundled one with the config's `pricing:` entries on top.
+pub fn price_table(config: &crate::config::Config) -> PriceTable {
+    let mut prices = PriceTable::bundled();
+    prices.models.extend(config.pricing.iter().map(|(k, v)| (k.clone(), *v)));
+    prices
+}
+
+/// The estimate of a `review` of `selected` files with the config's provider (`provider_flag`,
+/// `model_flag` as `--provider`/`--model`), its chunker limits and `max_output_tokens`, priced
+/// with [`price_table`]; `overhead_tokens` is what every request carries besides the diff.
+/// `builtin` (no model) costs 0 and has no chunks.
+pub fn for_review(
+    config: &crate::config::Config,
+    diff: &Diff,
+    selected: &[usize],
+    provider_flag: Option<&str>,
+    model_flag: Option<&str>,
+    overhead_tokens: usize,
+) -> Estimate {
+    let review = &config.review;
+    let Some((provider, model)) = review_model(config, provider_flag, model_flag) else {
+        return Estimate {
+            provider: "builtin".into(),
+            model: "builtin".into(),
+            chunks: vec![],
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_usd: Some(0.0),
+            over_budget: vec![],
+        };
+    };
+    let settings = EstimateSettings {
+        provider: &provider,
+        model: &model,
+        chunker: review.chunker(),
+        max_output_tokens: review.max_output_tokens,
+        overhead_tokens,
+    };
+    estimate(diff, selected, &settings, &price_table(config))
+}
+
+/// Estimates the review of the files at `selected` (indices into `diff.files`, already
+/// filtered by include/exclude) with `settings`, priced with `prices`.
+pub fn estimate(diff: &Diff, selected: &[usize], settings: &EstimateSettings<'_>, prices: &PriceTable) -> Estimate {
+    let plan = settings.chunker.plan(diff, selected);
+    let mut chunks = Vec::with_capacity(plan.chunks.len());
+    for (i, c) in plan.chunks.iter().enumerate() {
+        let mut files: Vec<String> = Vec::new();
+        for s in &c.slices {
+            if let Some(f) = diff.files.get(s.file) {
+                if !files.iter().any(|p| p == f.path()) {
+                    files.push(f.path().to_owned());
+                }
+            }
+        }
+        let input_tokens = (c.tokens + settings.overhead_tokens + FRAMING_TOKENS) as u64;
+        let output_tokens = u64::from(settings.max_output_tokens);
+        let usage = Usage { input_tokens, output_tokens, ..Usage::default() };
+        chunks.push(ChunkEstimate {
+            chunk: i + 1,
+            files,
+            diff_tokens: c.tokens,
+            input_tokens,
+            output_tokens,
+            cost_usd: prices.cost_usd(settings.model, &usage),
+        });
+    }
+    let cost_usd = chunks.iter().try_fold(0.0, |sum, c| c.cost_usd.map(|v| sum + v));
+    Estimate {
+        provider: settings.provider.to_owned(),
+        model: settings.model.to_owned(),
+        input_tokens: chunks.iter().map(|c| c.input_tokens).sum(),
+        output_tokens: chunks.iter().map(|c| c.output_tokens).sum(),
+        cost_usd,
+        chunks,
+        over_budget: plan.over_budget.iter().map(|s| s.path.clone()).collect(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
+mod tests {
+    use super::*;
+    use crate::diff::TokenCounting;
+
+    const DIFF: &str = "diff --git a/src/a.rs b/src/a.rs\nindex 1..2 100644\n--- a/src/a.rs\n+++ b/src/a.rs\n@@ -1,2 +1,3 @@\n fn a() {}\n+fn b() { let x = 1; }\n fn c() {}\ndiff --git a/src/b.rs b/src/b.rs\nindex 1..2 100644\n--- a/src/b.rs\n+++ b/src/b.rs\n@@ -1 +1,2 @@\n x\n+y\n";
+
+    fn settings(model: &str, max_chunk_tokens: usize) -> EstimateSettings<'_> {
+        EstimateSettings {
+            provider: "main",
+            model,
+            chunker: Chunker { max_chunk_tokens, max_total_tokens: 100_000, counting: TokenCounting::Estimate },
+            max_output_tokens: 1000,
+            overhead_tokens: 500,
+        }
+    }
+
+    #[test]
+    fn chunks_add_up_and_are_priced_with_the_output_upper_bound() {
+        let diff = crate::diff::parse(DIFF.as_bytes());
+        let prices = PriceTable::bundled();
+        let e = estimate(&diff, &[0, 1], &settings("gpt-4o", 10_000), &prices);
+        assert_eq!(e.chunks.len(), 1);
+        let c = &e.chunks[0];
+        assert_eq!(c.files.len(), 2);
+        assert_eq!(c.input_tokens, (c.diff_tokens + 500 + FRAMING_TOKENS) as u64);
+        assert_eq!(c.output_tokens, 1000);
+        let p = prices.price("gpt-4o").unwrap();
+        let want = c.input_tokens as f64 * p.input_cost_per_token + 1000.0 * p.output_cost_per_token;
+        assert!((e.cost_usd.unwrap() - want).abs() < 1e-12);
+        // Smaller chunks: one request per file, so the overhead and the output bound count twice.
+        let e2 = estimate(&diff, &[0, 1], &settings("gpt-4o", 30), &prices);
+        assert!(e2.chunks.len() >= 2, "{e2:?}");
+        assert_eq!(e2.output_tokens, 1000 * e2.chunks.len() as u64);
+        assert!(e2.cost_usd.unwrap() > e.cost_usd.unwrap());
+    }
+
+    #[test]
+    fn an_unknown_model_is_unpriced_not_free() {
+        let diff = crate::diff::parse(DIFF.as_bytes());
+        let e = estimate(&diff, &[0, 1], &settings("my-local-model", 10_000), &PriceTable::bundled());
+        assert_eq!(e.cost_usd, None);
+        assert!(e.input_tokens > 0);
+    }
+}

@@ -1,0 +1,321 @@
+//! `cost report`'s domain: which rows of the usage ledger to read ([`ReportQuery`]), how to
+//! group them ([`GroupBy`]), and what one group adds up to ([`ReportRow`]). The aggregation
+//! itself runs in SQL ([`crate::store::Store::usage_report`]) so a ledger of a million rows is
+//! never loaded into memory; renderers live in [`crate::output::cost`].
+//!
+//! Times are Unix milliseconds, calendar days are UTC (the ledger stores UTC, and a report must
+//! read the same on every runner whatever its time zone).
+
+use serde::Serialize;
+
+/// Milliseconds in a day.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// What one report row stands for (SPEC §3.4 `--group-by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    /// UTC calendar day, `YYYY-MM-DD`.
+    Day,
+    /// Model that answered.
+    Model,
+    /// Provider config entry name.
+    Provider,
+    /// `owner/name`.
+    Repo,
+    /// `GITHUB_WORKFLOW`.
+    Workflow,
+    /// `review`, `fix`, `repair`, ...
+    Task,
+    /// Pull request or issue number.
+    Pr,
+}
+
+impl GroupBy {
+    /// The flag value (`day`, `model`, ...), also the JSON/CSV column name of the group.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupBy::Day => "day",
+            GroupBy::Model => "model",
+            GroupBy::Provider => "provider",
+            GroupBy::Repo => "repo",
+            GroupBy::Workflow => "workflow",
+            GroupBy::Task => "task",
+            GroupBy::Pr => "pr",
+        }
+    }
+
+    /// The SQL expression of the group key over the `usage` table. A fixed string per variant:
+    /// nothing a user typed reaches the SQL text. Missing values group as `(none)`.
+    pub fn sql_key(self) -> &'static str {
+        match self {
+            // An integer day number (formatted by `day_label`): much cheaper per row than
+            // strftime, which matters on a million-row ledger.
+            GroupBy::Day => "ts / 86400000",
+            GroupBy::Model => "model",
+            GroupBy::Provider => "provider",
+            GroupBy::Repo => "COALESCE(repo, '(none)')",
+            GroupBy::Workflow => "COALESCE(workflow, '(none)')",
+            GroupBy::Task => "task",
+            GroupBy::Pr => "COALESCE(CAST(pr AS TEXT), '(none)')",
+        }
+    }
+}
+
+/// `YYYY-MM-DD` of a day number since 1970-01-01 (the [`GroupBy::Day`] key).
+pub fn day_label(day: i64) -> String {
+    let (y, m, d) = civil_from_days(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Which ledger rows a report (or a budget) reads. `since_ms` inclusive, `until_ms` exclusive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportQuery {
+    /// First instant included, Unix milliseconds.
+    pub since_ms: i64,
+    /// First instant excluded, Unix milliseconds (`None`: no upper bound).
+    pub until_ms: Option<i64>,
+    /// How rows are grouped.
+    pub group_by: GroupBy,
+    /// Only this repository (`owner/name`).
+    pub repo: Option<String>,
+    /// Only this workflow.
+    pub workflow: Option<String>,
+    /// Only this task.
+    pub task: Option<String>,
+}
+
+/// One group of the report: sums over its calls. Tokens are tokens, USD is US dollars.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReportRow {
+    /// The group's key (a day, a model, a repo, ...); `(none)` when the record had no value.
+    pub group: String,
+    /// Provider calls (ledger records).
+    pub calls: u64,
+    /// Uncached input tokens.
+    pub input_tokens: u64,
+    /// Input tokens read from the prompt cache.
+    pub cache_read_tokens: u64,
+    /// Input tokens written to the prompt cache.
+    pub cache_write_tokens: u64,
+    /// Output tokens (reasoning included).
+    pub output_tokens: u64,
+    /// Reasoning tokens (a subset of output).
+    pub reasoning_tokens: u64,
+    /// Sum of the priced calls' cost in USD; `None` when no call of the group has a price
+    /// ("unpriced", never a silent $0).
+    pub cost_usd: Option<f64>,
+    /// Calls without a price (unknown model): their tokens count, their cost is not known.
+    pub unpriced_calls: u64,
+    /// Calls whose outcome is not `ok`.
+    pub failures: u64,
+}
+
+impl ReportRow {
+    /// Adds `o`'s sums into `self` (the total row); the group key is left as it is.
+    pub fn add(&mut self, o: &ReportRow) {
+        self.calls += o.calls;
+        self.input_tokens += o.input_tokens;
+        self.cache_read_tokens += o.cache_read_tokens;
+        self.cache_write_tokens += o.cache_write_tokens;
+        self.output_tokens += o.output_tokens;
+        self.reasoning_tokens += o.reasoning_tokens;
+        self.cost_usd = match (self.cost_usd, o.cost_usd) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+        };
+        self.unpriced_calls += o.unpriced_calls;
+        self.failures += o.failures;
+    }
+
+    /// The cost as a report cell: `$1.23`, `unpriced`, or `$1.23 + 2 unpriced` when only some
+    /// calls have a price.
+    pub fn cost_cell(&self) -> String {
+        match (self.cost_usd, self.unpriced_calls) {
+            (None, _) => "unpriced".into(),
+            (Some(c), 0) => format!("${c:.2}"),
+            (Some(c), n) => format!("${c:.2} + {n} unpriced"),
+        }
+    }
+}
+
+/// A whole report: the query's window, its rows (ordered by group key) and their total.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// What rows stand for.
+    pub group_by: GroupBy,
+    /// Window start, Unix milliseconds (inclusive).
+    pub since_ms: i64,
+    /// Window end, Unix milliseconds (exclusive), when bounded.
+    pub until_ms: Option<i64>,
+    /// One row per group, ordered by group key.
+    pub rows: Vec<ReportRow>,
+    /// Sums over every row; its `group` is `total`.
+    pub total: ReportRow,
+}
+
+impl Report {
+    /// Builds the report from the aggregated `rows`, computing the total.
+    pub fn new(query: &ReportQuery, rows: Vec<ReportRow>) -> Report {
+        let mut total = ReportRow { group: "total".into(), ..ReportRow::default() };
+        for r in &rows {
+            total.add(r);
+        }
+        Report { group_by: query.group_by, since_ms: query.since_ms, until_ms: query.until_ms, rows, total }
+    }
+
+    /// No calls in the window.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+/// A `--since`/`--until` value that is neither a duration nor a date.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{value}` is not a date or a duration\nhelp: use a duration such as `7d`, `12h`, `2w`, or a UTC date `YYYY-MM-DD`"
+)]
+pub struct TimeSpecError {
+    /// The offending value.
+    pub value: String,
+}
+
+/// Parses `--since`/`--until`: a duration back from `now_ms` (`30m`, `12h`, `7d`, `2w`) or a UTC
+/// date `YYYY-MM-DD` (its midnight). Returns Unix milliseconds.
+///
+/// Errors: anything else, including a zero-padded date that does not exist (`2026-02-30`).
+pub fn parse_time(value: &str, now_ms: i64) -> Result<i64, TimeSpecError> {
+    let err = || TimeSpecError { value: value.to_owned() };
+    let v = value.trim();
+    if let Some(date) = parse_date(v) {
+        return Ok(date);
+    }
+    let split = v.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+    let (n, unit) = v.split_at(split);
+    let n: i64 = n.parse().map_err(|_| err())?;
+    let unit_ms = match unit {
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => DAY_MS,
+        "w" => 7 * DAY_MS,
+        _ => return Err(err()),
+    };
+    n.checked_mul(unit_ms).and_then(|back| now_ms.checked_sub(back)).ok_or_else(err)
+}
+
+/// `YYYY-MM-DD` → Unix milliseconds of its UTC midnight, `None` when malformed or impossible.
+pub fn parse_date(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
+        return None;
+    }
+    Some(days_from_civil(y, m, d) * DAY_MS)
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`,
+/// <https://howardhinnant.github.io/date_algorithms.html>).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil date `(year, month, day)` of a day count since 1970-01-01 (Hinnant's
+/// `civil_from_days`).
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Unix milliseconds as `YYYY-MM-DD HH:MM UTC` (for "since …" lines).
+pub fn format_time(ms: i64) -> String {
+    let days = ms.div_euclid(DAY_MS);
+    let rest = ms.rem_euclid(DAY_MS) / 60_000;
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rest / 60, rest % 60)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc_midnights() {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("2026-11-01"), Some(1_793_491_200_000));
+        assert_eq!(parse_date("2024-02-29"), Some(days_from_civil(2024, 2, 29) * DAY_MS));
+        for bad in ["2026-02-30", "2025-02-29", "2026-13-01", "2026-1-01", "2026/11/01", "+026-11-01", ""] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn civil_round_trips() {
+        for z in [-1000, 0, 1, 59, 60, 365, 11_016, 20_758, 100_000] {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(days_from_civil(y, m, d), z);
+        }
+        assert_eq!(format_time(1_793_491_200_000 + 3_600_000 * 13 + 60_000 * 5), "2026-11-01 13:05 UTC");
+    }
+
+    #[test]
+    fn durations_count_back_from_now() {
+        let now = 10 * DAY_MS;
+        assert_eq!(parse_time("7d", now), Ok(3 * DAY_MS));
+        assert_eq!(parse_time("1w", now), Ok(3 * DAY_MS));
+        assert_eq!(parse_time("12h", now), Ok(now - 12 * 3_600_000));
+        assert_eq!(parse_time("30m", now), Ok(now - 30 * 60_000));
+        for bad in ["7", "d", "7y", "-7d", "7.5d", "yesterday", "99999999999999999999d"] {
+            let e = parse_time(bad, now).unwrap_err();
+            assert!(e.to_string().contains(bad) && e.to_string().contains("help:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn totals_keep_unpriced_apart_from_zero() {
+        let priced = ReportRow { calls: 2, cost_usd: Some(1.5), ..ReportRow::default() };
+        let unpriced = ReportRow { calls: 1, cost_usd: None, unpriced_calls: 1, ..ReportRow::default() };
+        assert_eq!(unpriced.cost_cell(), "unpriced");
+        assert_eq!(ReportRow { cost_usd: Some(0.0), ..ReportRow::default() }.cost_cell(), "$0.00");
+        let mut total = ReportRow::default();
+        total.add(&unpriced);
+        assert_eq!(total.cost_usd, None);
+        total.add(&priced);
+        assert_eq!((total.calls, total.cost_usd, total.unpriced_calls), (3, Some(1.5), 1));
+        assert_eq!(total.cost_cell(), "$1.50 + 1 unpriced");
+    }
+}

@@ -1,0 +1,683 @@
+//! `agentctl cost report|check` against real SQLite ledgers written through the library's
+//! store, checked against hand-computed expectations (whole cents, so no rounding is in play).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use agentctl::store::Store;
+use agentctl::usage::{Usage, UsageRecord};
+use serde_json::Value;
+
+use crate::common::{agentctl, parse_github_output, unique_state_path, write};
+
+/// 2026-10-01 00:00 UTC, Unix ms.
+const OCT_1: i64 = 1_790_812_800_000;
+const DAY: i64 = 86_400_000;
+const REPOS: usize = 3;
+const WORKFLOWS: usize = 4;
+const DAYS: usize = 30;
+
+fn record(ts_ms: i64, repo: &str, workflow: &str, model: &str, cost: Option<f64>, outcome: &str) -> UsageRecord {
+    UsageRecord {
+        ts_ms,
+        repo: Some(repo.into()),
+        workflow: Some(workflow.into()),
+        run_id: Some("1".into()),
+        job: Some("ai".into()),
+        pr: Some(7),
+        task: "review".into(),
+        provider: "main".into(),
+        model: model.into(),
+        usage: Usage {
+            input_tokens: 1000,
+            cached_input_tokens: 10,
+            cache_write_tokens: 5,
+            output_tokens: 100,
+            reasoning_tokens: 3,
+        },
+        cost_usd: cost,
+        price_table: Some("2025-01-01".into()),
+        latency_ms: 10,
+        outcome: outcome.into(),
+    }
+}
+
+/// The cost of the call of repo `r`, workflow `w` on day `d`, in whole cents.
+fn cents(r: usize, w: usize, d: usize) -> u64 {
+    (r as u64 + 1) + 10 * (w as u64 + 1) + d as u64
+}
+
+/// 3 repos × 4 workflows × 30 days (Oct 1–30, 2026, at noon UTC), one priced call each, plus
+/// one unpriced, failed call per repo on Oct 1 (a local model).
+fn ledger() -> PathBuf {
+    let path = unique_state_path();
+    let store = Store::open(&path).unwrap();
+    for d in 0..DAYS {
+        let ts = OCT_1 + d as i64 * DAY + DAY / 2;
+        for r in 0..REPOS {
+            for w in 0..WORKFLOWS {
+                let usd = cents(r, w, d) as f64 / 100.0;
+                let rec = record(ts, &format!("octo/r{r}"), &format!("wf{w}"), "gpt-4o", Some(usd), "ok");
+                store.record_usage(&rec).unwrap();
+            }
+        }
+    }
+    for r in 0..REPOS {
+        store.record_usage(&record(OCT_1 + 1, &format!("octo/r{r}"), "wf0", "local-llm", None, "timeout")).unwrap();
+    }
+    path
+}
+
+/// Hand computation: per day, Σ over r, w of (r+1) + 10(w+1) + d = 4·6 + 3·100 + 12d cents.
+fn day_cents(d: usize) -> u64 {
+    324 + 12 * d as u64
+}
+
+/// Per workflow, Σ over r, d = 30·6 + 90·10(w+1) + 3·435 cents.
+fn workflow_cents(w: usize) -> u64 {
+    1485 + 900 * (w as u64 + 1)
+}
+
+fn dollars(c: u64) -> String {
+    format!("${}.{:02}", c / 100, c % 100)
+}
+
+fn report(state: &Path, group_by: &str, format: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = agentctl()
+        .current_dir(dir.path())
+        .env("AGENTCTL_STATE", state)
+        .args(["cost", "report", "--since", "2026-10-01", "--until", "2026-10-30"])
+        .args(["--group-by", group_by, "--format", format])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_hand_computed_values_are_what_the_formula_says() {
+    // Guard the oracle itself with a few values worked out on paper.
+    assert_eq!(dollars(day_cents(0)), "$3.24");
+    assert_eq!(dollars(day_cents(29)), "$6.72");
+    assert_eq!(dollars(workflow_cents(0)), "$23.85");
+    assert_eq!(dollars(workflow_cents(3)), "$50.85");
+    let total: u64 = (0..WORKFLOWS).map(workflow_cents).sum();
+    assert_eq!(total, (0..DAYS).map(day_cents).sum::<u64>());
+    assert_eq!(dollars(total), "$149.40");
+}
+
+#[test]
+fn report_per_day_and_per_workflow_matches_the_hand_computed_table_in_table_format() {
+    let state = ledger();
+    let t = report(&state, "day", "table");
+    let lines: BTreeMap<String, Vec<String>> = t
+        .lines()
+        .map(|l| {
+            let cells: Vec<String> = l.split_whitespace().map(str::to_owned).collect();
+            (cells[0].clone(), cells)
+        })
+        .collect();
+    for d in 0..DAYS {
+        let day = format!("2026-10-{:02}", d + 1);
+        let cells = &lines[&day];
+        let calls = if d == 0 { "15" } else { "12" };
+        // day, calls, input, cache read, cache write, output, reasoning, USD [+ n unpriced], failures
+        assert_eq!(cells[1], calls, "{day}: {t}");
+        assert_eq!(cells[2], (1000 * calls.parse::<u64>().unwrap()).to_string(), "{day}");
+        assert_eq!(cells[7], dollars(day_cents(d)), "{day}: {t}");
+        if d == 0 {
+            assert_eq!(&cells[8..], ["+", "3", "unpriced", "3"], "{t}");
+        } else {
+            assert_eq!(cells[8], "0");
+        }
+    }
+    assert!(t.lines().last().unwrap().starts_with("total"), "{t}");
+    assert!(t.contains("$149.40 + 3 unpriced"), "{t}");
+
+    let t = report(&state, "workflow", "table");
+    for w in 0..WORKFLOWS {
+        let line = t.lines().find(|l| l.starts_with(&format!("wf{w} "))).unwrap();
+        assert!(line.contains(&dollars(workflow_cents(w))), "{line}");
+    }
+    // Filters: one repo's share, computed by hand: Σ over w, d of 1 + 10(w+1) + d = 120 + 3000 + 1740.
+    let dir = tempfile::tempdir().unwrap();
+    let out = agentctl()
+        .current_dir(dir.path())
+        .env("AGENTCTL_STATE", &state)
+        .args(["cost", "report", "--since", "2026-10-01", "--group-by", "repo", "--repo", "octo/r0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(&dollars(120 + 3000 + 1740)), "{text}");
+    assert!(!text.contains("octo/r1"), "{text}");
+}
+
+#[test]
+fn report_matches_the_hand_computed_table_in_json_and_csv() {
+    let state = ledger();
+    let j: Value = serde_json::from_str(&report(&state, "day", "json")).unwrap();
+    let rows = j["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), DAYS);
+    for (d, row) in rows.iter().enumerate() {
+        assert_eq!(row["group"], format!("2026-10-{:02}", d + 1));
+        let usd = row["cost_usd"].as_f64().unwrap();
+        assert_eq!((usd * 100.0).round() as u64, day_cents(d), "{row}");
+    }
+    assert_eq!(rows[0]["unpriced_calls"], 3);
+    assert_eq!(rows[0]["failures"], 3);
+    assert_eq!(rows[0]["calls"], 15);
+    assert_eq!(j["total"]["calls"], 363);
+    assert_eq!(j["total"]["reasoning_tokens"], 363 * 3);
+    assert_eq!((j["total"]["cost_usd"].as_f64().unwrap() * 100.0).round() as u64, 14_940);
+
+    let csv = report(&state, "workflow", "csv");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header[0], "workflow");
+    let cost_col = header.iter().position(|h| *h == "cost_usd").unwrap();
+    let got: Vec<(String, u64)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_owned(), (f[cost_col].parse::<f64>().unwrap() * 100.0).round() as u64)
+        })
+        .collect();
+    let want: Vec<(String, u64)> = (0..WORKFLOWS).map(|w| (format!("wf{w}"), workflow_cents(w))).collect();
+    assert_eq!(got, want);
+}
+
+/// Checks that `md` holds exactly one mermaid block and that it is a well-formed `xychart-beta`
+/// bar chart; returns its labels and values.
+fn mermaid_xychart(md: &str) -> (Vec<String>, Vec<f64>) {
+    let blocks: Vec<&str> = md.split("```mermaid\n").skip(1).collect();
+    assert_eq!(blocks.len(), 1, "{md}");
+    let body = blocks[0].split("\n```").next().unwrap();
+    let lines: Vec<&str> = body.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines[0], "xychart-beta", "{body}");
+    let one = |prefix: &str| -> &str {
+        let found: Vec<&&str> = lines.iter().filter(|l| l.starts_with(prefix)).collect();
+        assert_eq!(found.len(), 1, "one `{prefix}` line: {body}");
+        found[0].strip_prefix(prefix).unwrap().trim()
+    };
+    let list = |s: &str| -> Vec<String> {
+        let inner = s.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or_else(|| panic!("not a list: {s}"));
+        inner.split(", ").map(str::to_owned).collect()
+    };
+    let labels: Vec<String> = list(one("x-axis "))
+        .into_iter()
+        .map(|l| {
+            let unq = l.strip_prefix('"').and_then(|l| l.strip_suffix('"')).unwrap_or_else(|| panic!("unquoted {l}"));
+            assert!(!unq.contains('"'));
+            unq.to_owned()
+        })
+        .collect();
+    let y = one("y-axis ");
+    let (title, range) = y.split_once(' ').unwrap();
+    assert_eq!(title, "\"USD\"");
+    let (lo, hi) = range.split_once(" --> ").unwrap();
+    let (lo, hi): (f64, f64) = (lo.parse().unwrap(), hi.parse().unwrap());
+    let values: Vec<f64> = list(one("bar ")).iter().map(|v| v.parse().unwrap()).collect();
+    assert_eq!(values.len(), labels.len(), "as many bar values as x-axis labels");
+    assert!(values.iter().all(|v| *v >= lo && *v <= hi), "values within the y-axis {lo}..{hi}");
+    assert!(!lines.iter().any(|l| l.starts_with("line ")), "one bar series only");
+    for l in &lines[1..] {
+        assert!(["title ", "x-axis ", "y-axis ", "bar "].iter().any(|p| l.starts_with(p)), "unknown line {l}");
+    }
+    (labels, values)
+}
+
+#[test]
+fn report_markdown_has_the_table_and_a_valid_xychart() {
+    let state = ledger();
+    let md = report(&state, "day", "markdown");
+    assert!(
+        md.contains(&format!("| 2026-10-02 | 12 | 12000 | 120 | 60 | 1200 | 36 | {} | 0 |", dollars(day_cents(1)))),
+        "{md}"
+    );
+    assert!(md.contains("| **total** | **363** |"), "{md}");
+    let (labels, values) = mermaid_xychart(&md);
+    assert_eq!(labels.len(), DAYS);
+    assert_eq!(labels[0], "2026-10-01");
+    for (d, v) in values.iter().enumerate() {
+        assert_eq!((v * 100.0).round() as u64, day_cents(d));
+    }
+    let md = report(&state, "workflow", "markdown");
+    let (labels, values) = mermaid_xychart(&md);
+    assert_eq!(labels, ["wf0", "wf1", "wf2", "wf3"]);
+    let cents: Vec<u64> = values.iter().map(|v| (v * 100.0).round() as u64).collect();
+    assert_eq!(cents, (0..WORKFLOWS).map(workflow_cents).collect::<Vec<_>>());
+}
+
+#[test]
+fn report_summary_appends_the_markdown_to_the_step_summary() {
+    let state = ledger();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = write(dir.path(), "summary.md", "earlier step\n");
+    let out = agentctl()
+        .current_dir(dir.path())
+        .env("AGENTCTL_STATE", &state)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .args(["cost", "report", "--since", "2026-10-01", "--group-by", "repo", "--summary"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(text.starts_with("earlier step\n"), "{text}");
+    assert!(text.contains("```mermaid\nxychart-beta"), "{text}");
+    // stdout still carries the default table.
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("REPO "));
+}
+
+#[test]
+fn empty_ledger_says_no_usage_since_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    // A ledger that does not exist yet, and one that exists but has no row in the window.
+    for state in [unique_state_path(), ledger()] {
+        let out = agentctl()
+            .current_dir(dir.path())
+            .env("AGENTCTL_STATE", &state)
+            .args(["cost", "report", "--since", "2026-11-15"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "no usage recorded since 2026-11-15 00:00 UTC\n");
+    }
+}
+
+#[test]
+fn bad_report_arguments_exit_2_and_a_corrupt_store_exits_1_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--group-by", "week"][..],
+        &["--since", "2026-13-01"],
+        &["--since", "yesterday"],
+        &["--since", "2026-11-02", "--until", "2026-11-01"],
+        &["--format", "xml"],
+    ] {
+        let out = agentctl().current_dir(dir.path()).args(["cost", "report"]).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let corrupt = write(dir.path(), "state.db", b"this is not a database, just text that is long enough. ".repeat(200));
+    for sub in [&["report"][..], &["check", "--budget-usd", "5"]] {
+        let out =
+            agentctl().current_dir(dir.path()).env("AGENTCTL_STATE", &corrupt).arg("cost").args(sub).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{sub:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&corrupt.display().to_string()), "{err}");
+    }
+}
+
+fn check(
+    state: &Path,
+    dir: &Path,
+    config: Option<&str>,
+    args: &[&str],
+) -> (Option<i32>, String, BTreeMap<String, String>) {
+    let outputs = dir.join(format!("out-{}", crate::common::unique_name()));
+    let mut cmd = agentctl();
+    cmd.current_dir(dir)
+        .env("AGENTCTL_STATE", state)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &outputs)
+        .env("GITHUB_REPOSITORY", "octo/r0")
+        .env("GITHUB_WORKFLOW", "wf0")
+        .args(["cost", "check"])
+        .args(args);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(write(dir, "agentctl.yml", c));
+    }
+    let out = cmd.output().unwrap();
+    let outputs = std::fs::read_to_string(&outputs).map(|t| parse_github_output(&t)).unwrap_or_default();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), outputs)
+}
+
+/// A ledger with `usd` spent today by `octo/r0` in `wf0`.
+fn spent_today(usd: f64) -> PathBuf {
+    let path = unique_state_path();
+    let store = Store::open(&path).unwrap();
+    let now = agentctl::store::now_ms();
+    store.record_usage(&record(now, "octo/r0", "wf0", "gpt-4o", Some(usd), "ok")).unwrap();
+    // Another repo's spend and an older day's do not count against the repo's daily budget.
+    store.record_usage(&record(now, "octo/r1", "wf0", "gpt-4o", Some(100.0), "ok")).unwrap();
+    path
+}
+
+#[test]
+fn check_below_soft_is_ok_with_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "budgets:\n  - {scope: repo, period: day, limit_usd: 10}\n";
+    let (code, err, outputs) = check(&spent_today(5.0), dir.path(), Some(cfg), &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(outputs["budget-state"], "ok");
+    assert_eq!(outputs["spent-usd"], "5.00");
+    assert_eq!(outputs["limit-usd"], "10.00");
+    assert_eq!(outputs["remaining-usd"], "5.00");
+    assert!(!err.contains("::warning"), "{err}");
+}
+
+#[test]
+fn check_past_soft_ratio_warns_and_past_the_limit_exits_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "budgets:\n  - {scope: repo, match: octo/r0, period: day, limit_usd: 10, soft_ratio: 0.5}\n";
+    let (code, err, outputs) = check(&spent_today(6.0), dir.path(), Some(cfg), &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(outputs["budget-state"], "soft");
+    assert!(err.contains("::warning title=budget soft limit::repo octo/r0 per day spent $6.00 of $10.00"), "{err}");
+
+    let (code, err, outputs) = check(&spent_today(10.5), dir.path(), Some(cfg), &[]);
+    assert_eq!(code, Some(5), "{err}");
+    assert_eq!(outputs["budget-state"], "hard");
+    assert_eq!(outputs["remaining-usd"], "0.00");
+    assert!(err.contains("::error title=budget exceeded::"), "{err}");
+
+    // --budget-usd counts all usage: 100 + 5 of 200 is fine, of 100 it is not.
+    let state = spent_today(5.0);
+    assert_eq!(check(&state, dir.path(), None, &["--budget-usd", "200", "--period", "day"]).0, Some(0));
+    let (code, _, outputs) = check(&state, dir.path(), None, &["--budget-usd", "100", "--period", "week"]);
+    assert_eq!((code, outputs["spent-usd"].as_str()), (Some(5), "105.00"));
+}
+
+#[test]
+fn check_refuses_negative_and_nan_budgets_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = spent_today(1.0);
+    for bad in ["-1", "NaN", "inf", "ten"] {
+        let (code, err, _) = check(&state, dir.path(), None, &["--budget-usd", bad]);
+        assert_eq!(code, Some(2), "{bad}: {err}");
+    }
+    let (code, err, _) =
+        check(&state, dir.path(), Some("budgets:\n  - {scope: all, period: day, limit_usd: -3}\n"), &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("/budgets/0/limit_usd"), "{err}");
+    let (code, err, _) =
+        check(&state, dir.path(), Some("budgets:\n  - {scope: team, period: day, limit_usd: 3}\n"), &[]);
+    assert_eq!(code, Some(2), "{err}");
+    // No budget at all: nothing to check.
+    assert_eq!(check(&state, dir.path(), None, &[]).0, Some(3));
+}
+
+/// `cost estimate` of a real diff: the chunks add up, the output bound is max_output_tokens per
+/// chunk, the price is the bundled gpt-4o-mini one, and the provider hears nothing.
+#[tokio::test]
+async fn estimate_prices_every_chunk_and_calls_no_provider() {
+    let Some(corpora) = crate::common::corpora() else { return };
+    let provider = crate::common::strict_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::common::config_for(&provider.uri(), "  max_chunk_tokens: 4000\n  max_output_tokens: 1000\n");
+    let config = write(dir.path(), "agentctl.yml", cfg);
+    let diff = corpora.join("diffs/02-medium.ripgrep-efd9cfb2.diff");
+    let out = agentctl()
+        .current_dir(dir.path())
+        .env("OPENAI_API_KEY", "sk-test-not-used")
+        .args(["cost", "estimate", "--format", "json", "--config"])
+        .arg(&config)
+        .arg("--diff")
+        .arg(&diff)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let chunks = e["chunks"].as_array().unwrap();
+    assert!(chunks.len() >= 2, "a 4000-token chunk limit splits the medium diff: {e}");
+    assert_eq!(e["model"], "gpt-4o-mini");
+    let input: u64 = chunks.iter().map(|c| c["input_tokens"].as_u64().unwrap()).sum();
+    assert_eq!(e["input_tokens"].as_u64().unwrap(), input);
+    assert_eq!(e["output_tokens"].as_u64().unwrap(), 1000 * chunks.len() as u64);
+    for c in chunks {
+        assert!(c["diff_tokens"].as_u64().unwrap() <= 4000, "{c}");
+        assert!(c["input_tokens"].as_u64().unwrap() > c["diff_tokens"].as_u64().unwrap(), "prompt overhead counted");
+    }
+    // data/prices.json: gpt-4o-mini $0.15 / 1M input, $0.60 / 1M output.
+    let want = input as f64 * 0.15e-6 + (1000 * chunks.len()) as f64 * 0.6e-6;
+    assert!((e["cost_usd"].as_f64().unwrap() - want).abs() < 1e-9, "{e}");
+    assert!(provider.received_requests().await.unwrap().is_empty());
+
+    // The table form names the total; a non-diff is exit 2; no source at all is exit 2.
+    let out = agentctl().current_dir(dir.path()).args(["cost", "estimate", "--diff"]).arg(&diff).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("total:"), "builtin estimate prints a total");
+    let not_a_diff = write(dir.path(), "x.txt", "hello\n");
+    for args in [vec!["--diff".to_owned(), not_a_diff.display().to_string()], vec![]] {
+        let out = agentctl().current_dir(dir.path()).args(["cost", "estimate"]).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
+fn rows(state: &Path) -> usize {
+    Store::open(state).unwrap().usage_since(i64::MIN).unwrap().len()
+}
+
+fn import(state: &Path, files: &[&Path]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = agentctl()
+        .current_dir(dir.path())
+        .env("AGENTCTL_STATE", state)
+        .args(["cost", "import"])
+        .args(files)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn export_then_import_twice_adds_each_record_once() {
+    let source = ledger();
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        agentctl().current_dir(dir.path()).env("AGENTCTL_STATE", &source).args(["cost", "export"]).output().unwrap();
+    assert!(out.status.success());
+    let jsonl = write(dir.path(), "usage.jsonl", &out.stdout);
+    let lines: Vec<Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 363);
+    let ids: std::collections::BTreeSet<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 363, "one distinct id per record");
+
+    let target = unique_state_path();
+    let (code, stdout, err) = import(&target, &[&jsonl]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(stdout.trim(), "imported 363 usage record(s); 0 already present (skipped)");
+    assert_eq!(rows(&target), 363);
+    let (code, stdout, _) = import(&target, &[&jsonl, &jsonl]);
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.trim(), "imported 0 usage record(s); 726 already present (skipped)");
+    assert_eq!(rows(&target), 363);
+    // The imported ledger reports exactly what the source did.
+    assert_eq!(report(&target, "workflow", "csv"), report(&source, "workflow", "csv"));
+    // Importing its own export into the source adds nothing either: the ids are stable.
+    assert_eq!(import(&source, &[&jsonl]).1.trim(), "imported 0 usage record(s); 363 already present (skipped)");
+}
+
+#[test]
+fn import_of_a_truncated_file_names_the_line_and_imports_nothing_from_it() {
+    let source = ledger();
+    let dir = tempfile::tempdir().unwrap();
+    let out = agentctl()
+        .current_dir(dir.path())
+        .env("AGENTCTL_STATE", &source)
+        .args(["cost", "export", "--since", "2026-10-30"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 12, "Oct 30 only");
+    let truncated = write(dir.path(), "cut.jsonl", &text[..text.len() - 40]);
+    let target = unique_state_path();
+    let (code, _, err) = import(&target, &[&truncated]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cut.jsonl:12: not a usage record"), "{err}");
+    assert_eq!(rows(&target), 0, "nothing half-imported");
+    // The intact file imports fine afterwards.
+    let whole = write(dir.path(), "whole.jsonl", &text);
+    assert_eq!(import(&target, &[&whole]).0, Some(0));
+    assert_eq!(rows(&target), 12);
+}
+
+const REVIEW_DIFF: &str = "diff --git a/src/lib.rs b/src/lib.rs\nindex 1111111..2222222 100644\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,2 +1,5 @@\n fn a() {}\n+fn b(x: u32) -> u32 {\n+    x / 0\n+}\n fn c() {}\n";
+
+fn review_answer() -> Value {
+    serde_json::json!({"summary": "Adds b().", "findings": []})
+}
+
+/// A dry-run review of [`REVIEW_DIFF`] with `config` on `state`, in Actions (annotations on).
+fn review_run(config: &str, state: &Path, extra: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "agentctl.yml", config);
+    agentctl()
+        .current_dir(dir.path())
+        .env("AGENTCTL_STATE", state)
+        .env("OPENAI_API_KEY", "sk-test-key-openai-0123456789")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_REPOSITORY", "octo/r0")
+        .args(["review", "--dry-run", "--diff", "-", "--format", "json", "--config"])
+        .arg(&cfg)
+        .args(extra)
+        .write_stdin(REVIEW_DIFF)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_usage_out_writes_this_runs_records_with_the_ledgers_ids() {
+    let server = crate::common::fake_openai(review_answer(), std::time::Duration::ZERO).await;
+    let state = unique_state_path();
+    let dir = tempfile::tempdir().unwrap();
+    let usage_out = dir.path().join("usage.jsonl");
+    let out = review_run(
+        &crate::common::config_for(&server.uri(), ""),
+        &state,
+        &["--usage-out", usage_out.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&usage_out).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!((lines[0]["task"].as_str(), lines[0]["usage"]["output_tokens"].as_u64()), (Some("review"), Some(150)));
+    // Same ids as the ledger: importing the file into it adds nothing.
+    assert_eq!(import(&state, &[&usage_out]).1.trim(), "imported 0 usage record(s); 1 already present (skipped)");
+}
+
+/// A ledger with `usd` spent today (all usage).
+fn spent_now(usd: f64) -> PathBuf {
+    let path = unique_state_path();
+    let store = Store::open(&path).unwrap();
+    store.record_usage(&record(agentctl::store::now_ms(), "octo/r0", "ci", "gpt-4o", Some(usd), "ok")).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_gate_99_percent_spent_and_an_estimate_that_passes_exits_5_without_a_model_call() {
+    let provider = crate::common::strict_server().await;
+    let state = spent_now(0.099);
+    let config =
+        crate::common::config_for(&provider.uri(), "") + "budgets:\n  - {scope: all, period: day, limit_usd: 0.10}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let outputs = dir.path().join("outputs");
+    let summary = dir.path().join("summary.md");
+    let cfg = write(dir.path(), "agentctl.yml", &config);
+    let out = agentctl()
+        .current_dir(dir.path())
+        .env("AGENTCTL_STATE", &state)
+        .env("OPENAI_API_KEY", "sk-test-key-openai-0123456789")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &outputs)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .args(["review", "--dry-run", "--diff", "-", "--format", "json", "--config"])
+        .arg(&cfg)
+        .write_stdin(REVIEW_DIFF)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(provider.received_requests().await.unwrap().is_empty(), "no model call");
+    assert!(err.contains("::error::budget exceeded: this review would cost about $"), "{err}");
+    let outputs = parse_github_output(&std::fs::read_to_string(&outputs).unwrap());
+    assert_eq!(outputs["verdict"], "budget-exceeded");
+    assert_eq!(outputs["budget-state"], "hard");
+    assert_eq!(outputs["spent-usd"], "0.10", "0.099 to the cent");
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(summary.contains("budget exceeded") && summary.contains("no model was called"), "{summary}");
+    assert_eq!(rows(&state), 1, "nothing recorded: nothing was spent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_gate_at_85_percent_warns_and_the_review_proceeds() {
+    let server = crate::common::fake_openai(review_answer(), std::time::Duration::ZERO).await;
+    let state = spent_now(0.85);
+    let config =
+        crate::common::config_for(&server.uri(), "") + "budgets:\n  - {scope: repo, period: month, limit_usd: 1.0}\n";
+    let out = review_run(&config, &state, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(
+            "::warning::budget past its soft limit: repo octo/r0 per month: $0.85 spent + $0.00 estimated of $1.00"
+        ),
+        "{err}"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    assert_eq!(rows(&state), 2, "the review's call is in the ledger");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_gate_past_the_soft_ratio_uses_the_downgrade_provider() {
+    let main = crate::common::strict_server().await;
+    let cheap = crate::common::fake_openai(review_answer(), std::time::Duration::ZERO).await;
+    let state = spent_now(0.85);
+    let config = format!(
+        "provider: main\nproviders:\n  main:\n    kind: openai\n    model: gpt-4o\n    base_url: {}/v1\n    max_retries: 0\n  cheap:\n    kind: openai\n    model: gpt-4o-mini\n    base_url: {}/v1\n    max_retries: 0\nbudgets:\n  - {{scope: all, period: day, limit_usd: 5, soft_ratio: 0.1, downgrade_to: cheap}}\n",
+        main.uri(),
+        cheap.uri()
+    );
+    let out = review_run(&config, &state, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("using provider `cheap` (downgrade_to)"), "{err}");
+    assert_eq!(cheap.received_requests().await.unwrap().len(), 1);
+    assert!(main.received_requests().await.unwrap().is_empty());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["provider"], "cheap");
+}
+
+/// 32 real processes each append 100 records (100 one-record imports, so 100 write
+/// transactions each) to one fresh SQLite ledger at once: exactly 3,200 rows, no error, no
+/// duplicate id (WAL, busy timeout, `BEGIN IMMEDIATE`).
+#[test]
+fn thirty_two_processes_append_100_records_each_to_one_ledger() {
+    const PROCESSES: usize = 32;
+    const EACH: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("shared/state.db");
+    let bin = assert_cmd::cargo::cargo_bin("agentctl");
+    let mut children = Vec::new();
+    for p in 0..PROCESSES {
+        let files: Vec<PathBuf> = (0..EACH)
+            .map(|n| {
+                let id = format!("p{p:02}-n{n:03}");
+                let r = record(OCT_1 + (p * EACH + n) as i64, "octo/r0", "wf0", "gpt-4o", Some(0.01), "ok");
+                write(dir.path(), &format!("{id}.jsonl"), agentctl::usage::jsonl::to_line(&id, &r))
+            })
+            .collect();
+        let child = std::process::Command::new(&bin)
+            .env_clear()
+            .env("AGENTCTL_STATE", &state)
+            .current_dir(dir.path())
+            .args(["-q", "cost", "import"])
+            .args(&files)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        children.push(child);
+    }
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let conn = rusqlite::Connection::open(&state).unwrap();
+    let (rows, ids): (i64, i64) =
+        conn.query_row("SELECT COUNT(*), COUNT(DISTINCT uid) FROM usage", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!((rows, ids), (3_200, 3_200));
+}
