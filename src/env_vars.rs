@@ -65,5 +65,9 @@ pub const AGENTCTL_MODEL: &str = "AGENTCTL_MODEL";
 pub const AGENTCTL_FAIL_ON: &str = "AGENTCTL_FAIL_ON";
 /// Seconds between two GitHub writes (default 1; 0 in tests).
 pub const AGENTCTL_WRITE_DELAY: &str = "AGENTCTL_WRITE_DELAY";
+/// GitHub App client id or app id for `token-refresh` (same as `--app-id`).
+pub const AGENTCTL_APP_ID: &str = "AGENTCTL_APP_ID";
+/// GitHub App private key, PEM text, for `token-refresh` (else `--private-key-file`).
+pub const AGENTCTL_APP_PRIVATE_KEY: &str = "AGENTCTL_APP_PRIVATE_KEY";
 /// Disables colour in terminal output.
 pub const NO_COLOR: &str = "NO_COLOR";

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod review;
+pub mod token_refresh;
 
 use crate::cli::{Cli, Command};
 use crate::context::Env;
@@ -15,7 +16,7 @@ pub async fn run(cli: Cli, env: &Env) -> Result<Exit, ExitError> {
         Command::Fix(_) => not_implemented("fix"),
         Command::Route(_) => not_implemented("route"),
         Command::Cost(_) => not_implemented("cost"),
-        Command::TokenRefresh(_) => not_implemented("token-refresh"),
+        Command::TokenRefresh(args) => token_refresh::run(&args, env).await,
     }
 }
 
