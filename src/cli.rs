@@ -235,6 +235,10 @@ pub struct AppTokenArgs {
     #[arg(long, value_name = "NAME=LEVEL")]
     pub permission: Vec<String>,
 
+    /// Stay running: refresh --file whenever its token has less than --min-ttl seconds left, until SIGTERM or SIGINT.
+    #[arg(long, requires = "file", conflicts_with_all = ["print", "output_name"])]
+    pub watch: bool,
+
     #[command(flatten)]
     pub sinks: SinkArgs,
 }

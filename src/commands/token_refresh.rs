@@ -10,7 +10,8 @@
 //! whose `PATH.meta.json` says it has more than `--min-ttl` seconds left and was made for the
 //! same request is reused without any API call.
 //!
-//! NOTE: `--keyring` sinks and `agentctl secrets` are not built yet (TODO(#10)).
+//! NOTE: `--keyring` sinks, `agentctl secrets` and `--watch` for runner credentials are not
+//! built yet (TODO(#10)).
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -288,6 +289,8 @@ struct AppAuth {
     /// Signed once when the key is read (proving the key works before any request); valid
     /// for 9 minutes, far longer than one run's two requests.
     jwt: SecretString,
+    /// When `jwt` was signed (Unix seconds); `--watch` signs a new one when it ages.
+    jwt_signed_at: u64,
 }
 
 impl AppAuth {
@@ -326,9 +329,26 @@ impl AppAuth {
                     .sign(id, now_secs())
                     .map_err(|detail| KeyError::Corrupt { source_name: source_name.clone(), detail })?;
                 register(redactor, &jwt);
-                Ok(Some(AppAuth { app_id: id.to_string(), key, jwt }))
+                Ok(Some(AppAuth { app_id: id.to_string(), key, jwt, jwt_signed_at: now_secs() }))
             }
         }
+    }
+
+    /// Signs a new JWT when the current one is more than 4 minutes old (it lives 9), so a
+    /// long-running `--watch` never sends an expired one.
+    fn fresh_jwt(&mut self, redactor: &mut Redactor) -> Result<(), TokenError> {
+        let now = now_secs();
+        if now.saturating_sub(self.jwt_signed_at) < 240 {
+            return Ok(());
+        }
+        let jwt = self
+            .key
+            .sign(&self.app_id, now)
+            .map_err(|detail| KeyError::Corrupt { source_name: self.key.source_name.clone(), detail })?;
+        register(redactor, &jwt);
+        self.jwt = jwt;
+        self.jwt_signed_at = now;
+        Ok(())
     }
 
     /// A client authenticated as the app (with the JWT).
@@ -466,6 +486,20 @@ async fn app(args: &AppTokenArgs, env: &Env, redactor: &mut Redactor) -> Result<
         owner,
         serde_json::to_string(&request).unwrap_or_default()
     );
+    if args.watch {
+        let mut auth = auth;
+        return watch(
+            &mut auth,
+            env,
+            redactor,
+            &sinks,
+            owner.as_ref(),
+            args.auth.installation_id,
+            &request,
+            &fingerprint,
+        )
+        .await;
+    }
     if let Some(cred) = reusable(&sinks, "installation", &fingerprint) {
         register(redactor, &cred.value);
         deliver(&sinks, &cred, true)?;
@@ -482,6 +516,110 @@ async fn app(args: &AppTokenArgs, env: &Env, redactor: &mut Redactor) -> Result<
     deliver(&sinks, &Credential { value: token, meta }, false)?;
     log::info(&format!("minted an installation token for installation {id}, expires at {expires}"));
     Ok(())
+}
+
+/// `token-refresh app --watch`: keeps `--file` fresh until SIGTERM/SIGINT. Each cycle reuses the
+/// file while it has more than `--min-ttl` left, else mints and writes a new token (one log
+/// line, never the token), then sleeps until the token reaches `--min-ttl`. A failed refresh
+/// is retried after a full-jitter backoff (1 s base, 60 s cap); bad input and a key that
+/// cannot sign end the watch. A signal is only acted on between cycles, so a write in flight
+/// always completes (the file is replaced by rename, never half-written); then exit 0.
+#[allow(clippy::too_many_arguments)]
+async fn watch(
+    auth: &mut AppAuth,
+    env: &Env,
+    redactor: &mut Redactor,
+    sinks: &Sinks,
+    owner: Option<&Owner>,
+    installation_id: Option<u64>,
+    request: &AccessTokenRequest,
+    fingerprint: &str,
+) -> Result<(), TokenError> {
+    let mut stop = Box::pin(shutdown_signal()?);
+    let backoff = crate::resilience::RetryPolicy {
+        max_retries: u32::MAX,
+        base: Duration::from_secs(1),
+        cap: Duration::from_secs(60),
+    };
+    let mut failures = 0u32;
+    loop {
+        let wait = match reusable(sinks, "installation", fingerprint) {
+            Some(cred) => {
+                register(redactor, &cred.value);
+                failures = 0;
+                until_min_ttl(&cred.meta, sinks.min_ttl)
+            }
+            None => {
+                let minted = match auth.fresh_jwt(redactor) {
+                    Ok(()) => auth.mint(env, redactor, owner, installation_id, request).await,
+                    Err(e) => Err(e),
+                };
+                match minted {
+                    Ok((token, mut meta, id)) => {
+                        meta.request = fingerprint.to_string();
+                        let wait = until_min_ttl(&meta, sinks.min_ttl);
+                        let expires = meta.expires_at.clone().unwrap_or_default();
+                        deliver(sinks, &Credential { value: token, meta }, false)?;
+                        log::info(&format!(
+                            "refreshed the installation token for installation {id}, expires at {expires}"
+                        ));
+                        failures = 0;
+                        wait
+                    }
+                    Err(e @ (TokenError::Usage(_) | TokenError::Key(_))) => return Err(e),
+                    Err(e) => {
+                        let wait = backoff.backoff(failures);
+                        failures = failures.saturating_add(1);
+                        log::warn(&format!(
+                            "token refresh failed (attempt {failures}), retrying in {} ms: {}",
+                            wait.as_millis(),
+                            log::error_chain(&e)
+                        ));
+                        wait
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = &mut stop => {
+                log::info("stopping on signal; the token file is complete");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// How long until a credential described by `meta` has only `min_ttl` seconds left; at least
+/// one second, so a lifetime shorter than `min_ttl` cannot spin.
+fn until_min_ttl(meta: &TokenMeta, min_ttl: u64) -> Duration {
+    let left = meta.expires_at.as_deref().and_then(|e| remaining_secs(e, now_secs())).unwrap_or(0);
+    let secs = left - i64::try_from(min_ttl).unwrap_or(i64::MAX);
+    Duration::from_secs(u64::try_from(secs).unwrap_or(0).max(1))
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C elsewhere). Handlers are installed at once, so a
+/// signal during a refresh waits for the next check instead of killing the process mid-write.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, TokenError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let io = |e: std::io::Error| TokenError::Sink { what: "signal handler", path: "-".into(), source: e };
+        let mut term = signal(SignalKind::terminate()).map_err(io)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(io)?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
 }
 
 /// `token-refresh runner`.

@@ -562,3 +562,89 @@ async fn bad_input_exits_2_before_any_request() {
         .code(2);
     assert_eq!(fake.request_count().await, 0);
 }
+
+/// Mints a new token on every call, living `life` seconds, numbered so a reader can tell them
+/// apart.
+struct ShortLived {
+    life: i64,
+    count: Arc<Mutex<u32>>,
+}
+
+impl Respond for ShortLived {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let mut n = self.count.lock().unwrap();
+        *n += 1;
+        ResponseTemplate::new(201).set_body_json(json!({
+            "token": format!("ghs_watch{:031}", *n),
+            "expires_at": rfc3339(now() + self.life),
+            "permissions": {"contents": "read"},
+            "repository_selection": "all"
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_refreshes_before_expiry_keeps_the_file_whole_and_stops_on_sigterm() {
+    let server = strict_server().await;
+    let count = Arc::new(Mutex::new(0u32));
+    Mock::given(method("POST"))
+        .and(path(format!("{API_PREFIX}/app/installations/42/access_tokens")))
+        .respond_with(ShortLived { life: 3, count: count.clone() })
+        .mount(&server)
+        .await;
+    let dir = private_dir();
+    let file = dir.path().join("token");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("agentctl"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GITHUB_API_URL", format!("{}{API_PREFIX}", server.uri()))
+        .env("AGENTCTL_APP_ID", APP_ID)
+        .args(["token-refresh", "app", "--watch", "--installation-id", "42", "--min-ttl", "2", "--private-key-file"])
+        .arg(fixture("app-key.pem"))
+        .arg("--file")
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // The window starts with the first token: start-up (a debug-build RSA signature on a busy
+    // two-core machine) is not what is measured.
+    let boot = std::time::Instant::now();
+    while !file.exists() {
+        assert!(boot.elapsed() < std::time::Duration::from_secs(30), "no first token after 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let first = *count.lock().unwrap();
+    // A reader loop: the file is always one whole token.
+    let started = std::time::Instant::now();
+    let mut reads = 0;
+    while started.elapsed() < std::time::Duration::from_secs(6) {
+        {
+            let text = std::fs::read_to_string(&file).expect("the token file never disappears");
+            let t = text.trim_end();
+            assert!(t.starts_with("ghs_watch") && t.len() == 40 && text.ends_with('\n'), "partial file: {text:?}");
+            reads += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let refreshes = *count.lock().unwrap() - first;
+    assert!(refreshes >= 2, "expected at least 2 refreshes in 6 s, got {refreshes}");
+    assert!(reads > 100);
+
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let stopped = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(stopped.elapsed() < std::time::Duration::from_secs(1), "still running 1 s after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.matches("refreshed the installation token").count() >= 3, "{stderr}");
+    assert!(!stderr.contains("ghs_watch"), "token in the log: {stderr}");
+}
