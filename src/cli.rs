@@ -37,8 +37,8 @@ pub enum Command {
     Route(PlaceholderArgs),
     /// Report, check, estimate, export and import token usage and spend (the usage ledger).
     Cost(CostArgs),
-    /// Mint GitHub App installation tokens or runner registration tokens (not implemented yet).
-    TokenRefresh(PlaceholderArgs),
+    /// Mint GitHub App installation tokens or runner registration tokens, into a step output, a 0600 file or stdout.
+    TokenRefresh(TokenRefreshArgs),
     /// Validate, print or create the config file.
     Config(ConfigArgs),
 }
@@ -325,4 +325,159 @@ pub struct CostImportArgs {
     /// a bad line imports nothing from its file (exit 2).
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<String>,
+}
+
+/// `token-refresh`: short-lived GitHub credentials (SPEC §3.5). Secrets never come from flag
+/// values: the app's private key is read from `--private-key-file` or the
+/// `AGENTCTL_APP_PRIVATE_KEY` environment variable (PEM text).
+#[derive(Debug, Args)]
+pub struct TokenRefreshArgs {
+    #[command(subcommand)]
+    pub action: TokenRefreshAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenRefreshAction {
+    /// Mint a GitHub App installation access token (1 hour), optionally scoped to repositories and permissions.
+    App(AppTokenArgs),
+    /// Create a runner registration token, remove token, or just-in-time runner config.
+    Runner(RunnerTokenArgs),
+    /// Revoke an installation access token (`DELETE /installation/token`), e.g. in a post step.
+    Revoke(RevokeArgs),
+}
+
+/// How agentctl authenticates as a GitHub App.
+#[derive(Debug, Args)]
+pub struct AppAuthArgs {
+    /// The app's client id (`Iv1.…`) or numeric app id: the JWT's `iss`.
+    #[arg(long, value_name = "ID", env = env_vars::AGENTCTL_APP_ID)]
+    pub app_id: Option<String>,
+
+    /// PEM file holding the app's RSA private key (else the AGENTCTL_APP_PRIVATE_KEY environment variable, PEM text).
+    #[arg(long, value_name = "PATH")]
+    pub private_key_file: Option<PathBuf>,
+
+    /// Installation id (otherwise looked up from --owner/--repo or GITHUB_REPOSITORY).
+    #[arg(long, value_name = "ID")]
+    pub installation_id: Option<u64>,
+}
+
+/// Where minted credentials go. At least one sink is required.
+#[derive(Debug, Args)]
+pub struct SinkArgs {
+    /// Write the credential to this step output (masked with `::add-mask::` first).
+    #[arg(long, value_name = "NAME")]
+    pub output_name: Option<String>,
+
+    /// Write the credential to PATH (mode 0600, atomic rename; PATH.meta.json beside it records its expiry).
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+
+    /// Print the credential on stdout (refused when stdout is a terminal unless --force).
+    #[arg(long)]
+    pub print: bool,
+
+    /// Allow --print to a terminal.
+    #[arg(long, requires = "print")]
+    pub force: bool,
+
+    /// Reuse the credential in --file while it has more than this many seconds left.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub min_ttl: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct AppTokenArgs {
+    #[command(flatten)]
+    pub auth: AppAuthArgs,
+
+    /// Account that owns the installation (with --repo: a repository; alone: an organization, else a user).
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
+
+    /// Repository whose installation to use (needs --owner).
+    #[arg(long, value_name = "REPO", requires = "owner")]
+    pub repo: Option<String>,
+
+    /// Limit the token to these repositories (names without owner, comma-separated).
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    pub repositories: Vec<String>,
+
+    /// Limit the token to this permission, e.g. `contents=write` (repeatable).
+    #[arg(long, value_name = "NAME=LEVEL")]
+    pub permission: Vec<String>,
+
+    /// Stay running: refresh --file whenever its token has less than --min-ttl seconds left, until SIGTERM or SIGINT.
+    #[arg(long, requires = "file", conflicts_with_all = ["print", "output_name"])]
+    pub watch: bool,
+
+    #[command(flatten)]
+    pub sinks: SinkArgs,
+}
+
+/// Runner credential scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunnerScope {
+    Repo,
+    Org,
+}
+
+/// Which runner credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunnerAction {
+    /// Registration token for `config.sh --token`.
+    Register,
+    /// Remove token for `config.sh remove --token`.
+    Remove,
+    /// Just-in-time runner config for `run.sh --jitconfig`.
+    Jit,
+}
+
+#[derive(Debug, Args)]
+pub struct RunnerTokenArgs {
+    /// Repository or organization runners.
+    #[arg(long, value_enum)]
+    pub scope: RunnerScope,
+
+    /// Which credential to create.
+    #[arg(long, value_enum)]
+    pub action: RunnerAction,
+
+    /// Organization, or the repository's owner (otherwise from GITHUB_REPOSITORY).
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
+
+    /// Repository (with --scope repo; otherwise from GITHUB_REPOSITORY).
+    #[arg(long, value_name = "REPO")]
+    pub repo: Option<String>,
+
+    /// JIT runner name (default: agentctl-<random>).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// JIT runner labels (comma-separated; default `self-hosted`).
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    pub labels: Vec<String>,
+
+    /// JIT runner group id.
+    #[arg(long, value_name = "ID", default_value_t = 1)]
+    pub runner_group_id: u64,
+
+    /// JIT runner work folder.
+    #[arg(long, value_name = "DIR", default_value = "_work")]
+    pub work_folder: String,
+
+    /// Authenticate as a GitHub App (else GITHUB_TOKEN or GH_TOKEN).
+    #[command(flatten)]
+    pub auth: AppAuthArgs,
+
+    #[command(flatten)]
+    pub sinks: SinkArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// Token file written by `token-refresh app --file` (else the token in GITHUB_TOKEN or GH_TOKEN).
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
 }

@@ -67,5 +67,9 @@ pub const AGENTCTL_FAIL_ON: &str = "AGENTCTL_FAIL_ON";
 pub const AGENTCTL_WRITE_DELAY: &str = "AGENTCTL_WRITE_DELAY";
 /// `review --usage-out`: where to write this run's usage records as JSON Lines.
 pub const AGENTCTL_USAGE_OUT: &str = "AGENTCTL_USAGE_OUT";
+/// GitHub App client id or app id for `token-refresh` (same as `--app-id`).
+pub const AGENTCTL_APP_ID: &str = "AGENTCTL_APP_ID";
+/// GitHub App private key, PEM text, for `token-refresh` (else `--private-key-file`).
+pub const AGENTCTL_APP_PRIVATE_KEY: &str = "AGENTCTL_APP_PRIVATE_KEY";
 /// Disables colour in terminal output.
 pub const NO_COLOR: &str = "NO_COLOR";

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod cost;
 pub mod review;
+pub mod token_refresh;
 
 use crate::cli::{Cli, Command};
 use crate::context::Env;
@@ -16,7 +17,7 @@ pub async fn run(cli: Cli, env: &Env) -> Result<Exit, ExitError> {
         Command::Fix(_) => not_implemented("fix"),
         Command::Route(_) => not_implemented("route"),
         Command::Cost(args) => cost::run(&args, env).await,
-        Command::TokenRefresh(_) => not_implemented("token-refresh"),
+        Command::TokenRefresh(args) => token_refresh::run(&args, env).await,
     }
 }
 

@@ -234,7 +234,7 @@ impl ClientPolicy {
 }
 
 /// `Accept` for JSON resources.
-const MEDIA_JSON: &str = "application/vnd.github+json";
+pub(super) const MEDIA_JSON: &str = "application/vnd.github+json";
 /// `Accept` for a unified diff (pulls, compare). Source:
 /// <https://docs.github.com/en/rest/using-the-rest-api/media-types>.
 const MEDIA_DIFF: &str = "application/vnd.github.diff";
@@ -254,10 +254,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One HTTP exchange as we saw it, whatever the status.
-struct Reply {
-    status: u16,
-    headers: http::HeaderMap,
-    body: Vec<u8>,
+pub(super) struct Reply {
+    pub(super) status: u16,
+    pub(super) headers: http::HeaderMap,
+    pub(super) body: Vec<u8>,
 }
 
 /// Why GitHub refused a request for rate limiting.
@@ -284,7 +284,7 @@ pub struct GitHub {
     /// host, so a `Link` pointing elsewhere would never receive the token).
     crab: octocrab::Octocrab,
     /// `GITHUB_API_URL` without a trailing slash, path prefix kept (`https://host/api/v3`).
-    api_base: String,
+    pub(super) api_base: String,
     owner: String,
     repo: String,
     /// Held for the whole of each write; counts writes and holds when the last one finished.
@@ -531,7 +531,7 @@ impl GitHub {
 
     /// A GET with the retry policy: 5xx and transport errors retried with full-jitter backoff,
     /// rate limits waited out within bounds. Returns any final status; [`check`] maps it.
-    async fn get(&self, url: &str, accept: &str, action: &str) -> Result<Reply, GitHubError> {
+    pub(super) async fn get(&self, url: &str, accept: &str, action: &str) -> Result<Reply, GitHubError> {
         self.send(http::Method::GET, url, accept, None, action).await
     }
 
@@ -540,7 +540,7 @@ impl GitHub {
     /// finished (see [`write_wait`]), and never retried except
     /// after a rate-limit rejection (GitHub did not apply a rejected write, so re-sending it
     /// cannot duplicate a comment; a 5xx or a dropped connection may have applied it).
-    async fn write<B: Serialize + ?Sized>(
+    pub(super) async fn write<B: Serialize + ?Sized>(
         &self,
         method: http::Method,
         url: &str,
@@ -564,7 +564,7 @@ impl GitHub {
     }
 
     /// Sends with the policy of the method (see [`GitHub::get`] and [`GitHub::write`]).
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: http::Method,
         url: &str,
@@ -855,7 +855,7 @@ fn next_link(headers: &http::HeaderMap) -> Option<String> {
 }
 
 /// Maps a non-2xx reply to its error; 2xx passes through.
-fn check(reply: Reply, action: &str) -> Result<Reply, GitHubError> {
+pub(super) fn check(reply: Reply, action: &str) -> Result<Reply, GitHubError> {
     if (200..300).contains(&reply.status) {
         return Ok(reply);
     }
@@ -911,7 +911,7 @@ fn github_message(body: &[u8]) -> String {
 }
 
 /// Decodes a JSON body into `T`.
-fn decode<T: serde::de::DeserializeOwned>(body: &[u8], action: &str) -> Result<T, GitHubError> {
+pub(super) fn decode<T: serde::de::DeserializeOwned>(body: &[u8], action: &str) -> Result<T, GitHubError> {
     serde_json::from_slice(body).map_err(|e| GitHubError::Decode { action: action.to_string(), message: e.to_string() })
 }
 

@@ -6,7 +6,9 @@
 //! Every URL is built from `GITHUB_API_URL` by appending, so a GHES path prefix
 //! (`https://host/api/v3`) is kept on every request.
 
+pub mod apps;
 pub mod client;
+pub mod jwt;
 pub mod markers;
 pub mod publish;
 

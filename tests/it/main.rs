@@ -15,3 +15,4 @@ mod hostile_review;
 mod providers_e2e;
 mod redaction;
 mod review_e2e;
+mod tokens;

@@ -1,0 +1,152 @@
+//! GitHub App JSON Web Tokens: RS256, signed with the app's RSA private key, `iat` 60 s in the
+//! past (clock drift) and `exp` 9 minutes ahead (GitHub's ceiling is 10), `iss` the client id or
+//! app id.
+//!
+//! Source: "Generating a JSON Web Token (JWT) for a GitHub App"
+//! (<https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/generating-a-json-web-token-jwt-for-a-github-app>).
+//! The signature is made by `jsonwebtoken` (RustCrypto backend); the key is classified here
+//! first so a wrong file gets a message that says what is wrong with it.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// Seconds `iat` is set in the past, against clock drift (GitHub's recommendation).
+pub const IAT_SKEW_SECS: u64 = 60;
+/// Seconds from now to `exp`; GitHub refuses more than 600.
+pub const LIFETIME_SECS: u64 = 540;
+
+/// A private key that cannot sign an app JWT. `source` names where it came from (a file path
+/// or the environment variable), never its content.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("the app private key from {source_name} is not a PEM private key (no `-----BEGIN` line)\nhelp: use the `.pem` file downloaded from the app's settings page")]
+    NotPem { source_name: String },
+    #[error("the app private key from {source_name} is encrypted; agentctl needs an unencrypted RSA key\nhelp: decrypt it with `openssl rsa -in KEY -out KEY.plain` and keep the result private")]
+    Encrypted { source_name: String },
+    #[error("the app private key from {source_name} is not an RSA key ({kind}); GitHub App keys are RSA")]
+    NotRsa { source_name: String, kind: String },
+    #[error("the app private key from {source_name} is truncated or corrupt ({detail})\nhelp: copy the whole file, from `-----BEGIN` to `-----END`")]
+    Corrupt { source_name: String, detail: String },
+}
+
+/// An RSA key ready to sign app JWTs.
+pub struct AppKey {
+    key: jsonwebtoken::EncodingKey,
+    /// Where the key came from, for messages (`file PATH` or `environment variable NAME`).
+    pub source_name: String,
+}
+
+impl std::fmt::Debug for AppKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppKey").field("source_name", &self.source_name).finish_non_exhaustive()
+    }
+}
+
+impl AppKey {
+    /// Parses `pem` (PKCS#1 `RSA PRIVATE KEY` or PKCS#8 `PRIVATE KEY`).
+    ///
+    /// Errors: [`KeyError::NotPem`], [`KeyError::Encrypted`], [`KeyError::NotRsa`] (EC, Ed25519,
+    /// OpenSSH, DSA keys), [`KeyError::Corrupt`] (cut short, bad base64, bad DER).
+    pub fn from_pem(pem: &SecretString, source_name: &str) -> Result<Self, KeyError> {
+        let text = pem.expose_secret();
+        let source = || source_name.to_string();
+        let Some(begin) = text.find("-----BEGIN ") else {
+            return Err(KeyError::NotPem { source_name: source() });
+        };
+        let label: String = text[begin + 11..].chars().take_while(|c| *c != '-').collect();
+        if label.contains("ENCRYPTED") || text.contains("Proc-Type: 4,ENCRYPTED") {
+            return Err(KeyError::Encrypted { source_name: source() });
+        }
+        if label != "RSA PRIVATE KEY" && label != "PRIVATE KEY" {
+            return Err(KeyError::NotRsa { source_name: source(), kind: label.trim().to_string() });
+        }
+        if !text[begin..].contains("-----END ") {
+            return Err(KeyError::Corrupt { source_name: source(), detail: "no `-----END` line".into() });
+        }
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(text.as_bytes()).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidKeyFormat if label == "PRIVATE KEY" => {
+                KeyError::NotRsa { source_name: source(), kind: "PKCS#8, not RSA".into() }
+            }
+            _ => KeyError::Corrupt { source_name: source(), detail: e.to_string() },
+        })?;
+        // NOTE: a key can parse as PEM and still be unusable (a DER cut inside); the caller
+        // signs its first JWT before any network call and reports that as `Corrupt` too.
+        Ok(AppKey { key, source_name: source_name.to_string() })
+    }
+
+    /// A JWT for app `iss` (client id, or numeric app id sent as a number) issued at `now`
+    /// (Unix seconds): `iat = now - 60`, `exp = now + 540`. Errors: the signer's message.
+    pub fn sign(&self, iss: &str, now: u64) -> Result<SecretString, String> {
+        let iss = match iss.parse::<u64>() {
+            Ok(n) => serde_json::Value::from(n),
+            Err(_) => serde_json::Value::from(iss),
+        };
+        let claims = serde_json::json!({
+            "iat": now.saturating_sub(IAT_SKEW_SECS),
+            "exp": now + LIFETIME_SECS,
+            "iss": iss,
+        });
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        jsonwebtoken::encode(&header, &claims, &self.key).map(SecretString::from).map_err(|e| e.to_string())
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_path(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokens").join(name)
+    }
+
+    fn fixture(name: &str) -> SecretString {
+        SecretString::from(std::fs::read_to_string(fixture_path(name)).unwrap())
+    }
+
+    #[test]
+    fn signs_rs256_with_github_claims() {
+        let key = AppKey::from_pem(&fixture("app-key.pem"), "test").unwrap();
+        let jwt = key.sign("12345", 1_700_000_000).unwrap();
+        let public = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokens/app-key.pub.pem"),
+        )
+        .unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.validate_exp = false;
+        validation.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<serde_json::Value>(
+            jwt.expose_secret(),
+            &jsonwebtoken::DecodingKey::from_rsa_pem(&public).unwrap(),
+            &validation,
+        )
+        .unwrap();
+        assert_eq!(data.claims["iat"], 1_700_000_000 - 60);
+        assert_eq!(data.claims["exp"], 1_700_000_000 + 540);
+        assert_eq!(data.claims["iss"], 12345);
+        assert_eq!(key.sign("Iv1.abc", 1).unwrap().expose_secret().split('.').count(), 3);
+    }
+
+    #[test]
+    fn refuses_keys_that_cannot_sign() {
+        let err = |name: &str| AppKey::from_pem(&fixture(name), "file k.pem").unwrap_err();
+        assert!(matches!(err("encrypted-key.pem"), KeyError::Encrypted { .. }));
+        assert!(matches!(err("ec-key.pem"), KeyError::NotRsa { .. }));
+        assert!(matches!(err("truncated-key.pem"), KeyError::Corrupt { .. }));
+        // Whole PEM armour around a cut DER: parses, then cannot sign.
+        let pem = std::fs::read_to_string(fixture_path("app-key.pem")).unwrap();
+        let mut lines: Vec<&str> = pem.lines().collect();
+        lines.drain(5..lines.len() - 1);
+        let cut = SecretString::from(lines.join("\n"));
+        assert!(AppKey::from_pem(&cut, "x").map(|k| k.sign("1", 0)).map_or(true, |r| r.is_err()));
+        assert!(matches!(AppKey::from_pem(&SecretString::from("hello"), "x").unwrap_err(), KeyError::NotPem { .. }));
+        let openssh =
+            SecretString::from("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n");
+        assert!(matches!(AppKey::from_pem(&openssh, "x").unwrap_err(), KeyError::NotRsa { .. }));
+    }
+}

@@ -1,0 +1,650 @@
+//! `token-refresh` against a GitHub fake that verifies the app JWT with the test key's public
+//! half: installation lookup, scoped tokens, runner credentials, reuse, revoke, sinks, leaks
+//! and bad input.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::common::{agentctl, parse_github_output, strict_server, API_PREFIX};
+
+const APP_ID: &str = "Iv1.testclient";
+const TOKEN: &str = "ghs_16C7e42F292c6912E7710c838347Ae178B4a";
+/// GitHub's answer to a JWT it cannot verify.
+const BAD_JWT_BODY: &str = r#"{"message":"A JSON web token could not be decoded","documentation_url":"https://docs.github.com/rest","status":"401"}"#;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokens").join(name)
+}
+
+fn github_fixture(name: &str) -> Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github").join(name);
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn rfc3339(epoch: i64) -> String {
+    // Days-from-civil inverse (Howard Hinnant), enough for a test timestamp.
+    let days = epoch.div_euclid(86_400);
+    let secs = epoch.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// Answers `ok` when the request carries a JWT signed by the test key (RS256, `iss` the test
+/// app, `iat` about a minute ago, `exp` at most ten minutes ahead), else GitHub's 401. Records
+/// every verified claim set and request body.
+struct JwtGuard {
+    ok: ResponseTemplate,
+    claims: Arc<Mutex<Vec<Value>>>,
+    bodies: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Respond for JwtGuard {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let auth = req.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let jwt = auth.strip_prefix("Bearer ").unwrap_or("");
+        let public = std::fs::read(fixture("app-key.pub.pem")).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.leeway = 0;
+        validation.set_issuer(&[APP_ID]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss"]);
+        match jsonwebtoken::decode::<Value>(
+            jwt,
+            &jsonwebtoken::DecodingKey::from_rsa_pem(&public).unwrap(),
+            &validation,
+        ) {
+            Ok(data) => {
+                let t = now();
+                let iat = data.claims["iat"].as_i64().unwrap();
+                let exp = data.claims["exp"].as_i64().unwrap();
+                // The gap between signing and this check is the process start-up and one request.
+                assert!((t - 75..=t - 58).contains(&iat), "iat {iat} not about now-60 ({t})");
+                assert!(exp <= t + 600 && exp > t, "exp {exp} outside (now, now+600]");
+                self.claims.lock().unwrap().push(data.claims);
+                if !req.body.is_empty() {
+                    self.bodies.lock().unwrap().push(serde_json::from_slice(&req.body).unwrap());
+                }
+                self.ok.clone()
+            }
+            Err(_) => ResponseTemplate::new(401).set_body_raw(BAD_JWT_BODY, "application/json"),
+        }
+    }
+}
+
+/// A strict fake with JWT-guarded app endpoints.
+struct AppFake {
+    server: MockServer,
+    claims: Arc<Mutex<Vec<Value>>>,
+    bodies: Arc<Mutex<Vec<Value>>>,
+}
+
+impl AppFake {
+    async fn start() -> Self {
+        AppFake { server: strict_server().await, claims: Default::default(), bodies: Default::default() }
+    }
+
+    fn guard(&self, ok: ResponseTemplate) -> JwtGuard {
+        JwtGuard { ok, claims: self.claims.clone(), bodies: self.bodies.clone() }
+    }
+
+    /// `GET {tail}/installation` → `status` (200 with id 42, or 404).
+    async fn installation(&self, tail: &str, found: bool) {
+        let ok = if found {
+            let mut body = github_fixture("apps.get-repo-installation.200.default.json");
+            body["id"] = json!(42);
+            ResponseTemplate::new(200).set_body_json(body)
+        } else {
+            ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"}))
+        };
+        Mock::given(method("GET"))
+            .and(path(format!("{API_PREFIX}/{tail}/installation")))
+            .respond_with(self.guard(ok))
+            .mount(&self.server)
+            .await;
+    }
+
+    /// `POST /app/installations/42/access_tokens` → a token living `life` seconds.
+    async fn mint(&self, life: i64) {
+        let mut body = github_fixture("apps.create-installation-access-token.201.default.json");
+        body["expires_at"] = json!(rfc3339(now() + life));
+        Mock::given(method("POST"))
+            .and(path(format!("{API_PREFIX}/app/installations/42/access_tokens")))
+            .respond_with(self.guard(ResponseTemplate::new(201).set_body_json(body)))
+            .mount(&self.server)
+            .await;
+    }
+
+    fn api_url(&self) -> String {
+        format!("{}{API_PREFIX}", self.server.uri())
+    }
+
+    async fn request_count(&self) -> usize {
+        self.server.received_requests().await.unwrap_or_default().len()
+    }
+}
+
+/// A private folder (0700) for sinks.
+fn private_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn app_cmd(fake: &AppFake, key: &Path) -> assert_cmd::Command {
+    let mut cmd = agentctl();
+    cmd.env("GITHUB_API_URL", fake.api_url())
+        .env("AGENTCTL_APP_ID", APP_ID)
+        .args(["token-refresh", "app", "--private-key-file"])
+        .arg(key);
+    cmd
+}
+
+/// Every file under `dir` other than `keep`, for leak checks.
+fn other_files(dir: &Path, keep: &[&Path]) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if !keep.iter().any(|k| *k == p) {
+            out.push_str(&String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn app_token_for_a_repository_goes_to_a_0600_file_and_a_step_output_without_leaking() {
+    let fake = AppFake::start().await;
+    fake.installation("repos/octo/hello", true).await;
+    fake.mint(3600).await;
+    let dir = private_dir();
+    let file = dir.path().join("token");
+    let gh_output = dir.path().join("github_output");
+    let out = app_cmd(&fake, &fixture("app-key.pem"))
+        .args(["--owner", "octo", "--repo", "hello", "--repositories", "hello,world"])
+        .args(["--permission", "contents=write", "--permission", "issues=read"])
+        .args(["--output-name", "token", "--file"])
+        .arg(&file)
+        .env("GITHUB_OUTPUT", &gh_output)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), TOKEN);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        let meta_mode = std::fs::metadata(dir.path().join("token.meta.json")).unwrap().permissions().mode();
+        assert_eq!(meta_mode & 0o777, 0o600);
+    }
+    let meta: Value = serde_json::from_slice(&std::fs::read(dir.path().join("token.meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["installation_id"], 42);
+    assert_eq!(meta["permissions"]["issues"], "write");
+    assert!(meta["expires_at"].as_str().unwrap().ends_with('Z'));
+    let outputs = parse_github_output(&std::fs::read_to_string(&gh_output).unwrap());
+    assert_eq!(outputs.get("token").map(String::as_str), Some(TOKEN));
+
+    // The scoped request body, and a JWT on both calls.
+    let bodies = fake.bodies.lock().unwrap().clone();
+    assert_eq!(
+        bodies,
+        vec![json!({"repositories": ["hello", "world"], "permissions": {"contents": "write", "issues": "read"}})]
+    );
+    assert_eq!(fake.claims.lock().unwrap().len(), 2);
+    assert_eq!(fake.request_count().await, 2);
+
+    // Leaks: no token, no JWT, no key in stdout, stderr or any other file.
+    let key = std::fs::read_to_string(fixture("app-key.pem")).unwrap();
+    let key_line = key.lines().nth(1).unwrap();
+    let requests = fake.server.received_requests().await.unwrap();
+    let jwt = requests[0].headers.get("authorization").unwrap().to_str().unwrap().trim_start_matches("Bearer ");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let others = other_files(dir.path(), &[&file, &gh_output]);
+    for (what, text) in [("stdout", &*stdout), ("stderr", &*stderr), ("other files", &others)] {
+        assert!(!text.contains(TOKEN), "token in {what}");
+        assert!(!text.contains(jwt), "JWT in {what}");
+        assert!(!text.contains(key_line), "private key in {what}");
+    }
+    assert!(stderr.contains("installation 42"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_actions_the_token_is_masked_and_the_key_from_the_environment_works() {
+    let fake = AppFake::start().await;
+    fake.mint(3600).await;
+    let dir = private_dir();
+    let gh_output = dir.path().join("github_output");
+    let key = std::fs::read_to_string(fixture("app-key.pem")).unwrap();
+    let out = agentctl()
+        .env("GITHUB_API_URL", fake.api_url())
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &gh_output)
+        .env("AGENTCTL_APP_ID", APP_ID)
+        .env("AGENTCTL_APP_PRIVATE_KEY", &key)
+        .args(["token-refresh", "app", "--installation-id", "42", "--output-name", "token"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("::add-mask::{TOKEN}")), "{stderr}");
+    assert_eq!(parse_github_output(&std::fs::read_to_string(&gh_output).unwrap())["token"], TOKEN);
+    // No lookup: the id was given.
+    assert_eq!(fake.request_count().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn owner_alone_tries_the_organization_then_the_user() {
+    let fake = AppFake::start().await;
+    fake.installation("orgs/solo", false).await;
+    fake.installation("users/solo", true).await;
+    fake.installation("orgs/acme", true).await;
+    fake.mint(3600).await;
+    for owner in ["solo", "acme"] {
+        app_cmd(&fake, &fixture("app-key.pem"))
+            .args(["--owner", owner, "--print"])
+            .assert()
+            .success()
+            .stdout(format!("{TOKEN}\n"));
+    }
+    let paths: Vec<String> =
+        fake.server.received_requests().await.unwrap().iter().map(|r| r.url.path().to_string()).collect();
+    let p = |s: &str| format!("{API_PREFIX}/{s}");
+    assert_eq!(
+        paths,
+        vec![
+            p("orgs/solo/installation"),
+            p("users/solo/installation"),
+            p("app/installations/42/access_tokens"),
+            p("orgs/acme/installation"),
+            p("app/installations/42/access_tokens"),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jwt_from_the_wrong_key_gets_githubs_401_and_exit_4_naming_the_key_file() {
+    let fake = AppFake::start().await;
+    fake.installation("repos/octo/hello", true).await;
+    let wrong = fixture("wrong-key.pem");
+    let out = app_cmd(&fake, &wrong)
+        .args(["--owner", "octo", "--repo", "hello", "--print"])
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("A JSON web token could not be decoded"), "{stderr}");
+    assert!(stderr.contains(&format!("file {}", wrong.display())), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permission_the_app_lacks_is_githubs_422_and_exit_4() {
+    let fake = AppFake::start().await;
+    let body = json!({"message": "The permissions requested are not granted to this installation.",
+                      "documentation_url": "https://docs.github.com/rest/apps/apps#create-an-installation-access-token-for-an-app",
+                      "status": "422"});
+    Mock::given(method("POST"))
+        .and(path(format!("{API_PREFIX}/app/installations/42/access_tokens")))
+        .respond_with(fake.guard(ResponseTemplate::new(422).set_body_json(body)))
+        .mount(&fake.server)
+        .await;
+    let out = app_cmd(&fake, &fixture("app-key.pem"))
+        .args(["--installation-id", "42", "--permission", "administration=write", "--print"])
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("The permissions requested are not granted to this installation."), "{stderr}");
+    assert_eq!(fake.bodies.lock().unwrap()[0], json!({"permissions": {"administration": "write"}}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_run_within_the_ttl_reuses_the_file_with_zero_api_calls_and_refreshes_after() {
+    let fake = AppFake::start().await;
+    fake.mint(3600).await;
+    let dir = private_dir();
+    let file = dir.path().join("token");
+    let run = |min_ttl: &str| {
+        app_cmd(&fake, &fixture("app-key.pem"))
+            .args(["--installation-id", "42", "--min-ttl", min_ttl, "--file"])
+            .arg(&file)
+            .assert()
+            .success();
+    };
+    run("600");
+    assert_eq!(fake.request_count().await, 1);
+    run("600");
+    assert_eq!(fake.request_count().await, 1, "reuse within the TTL must not call GitHub");
+    // A token with an hour left is too short for a 2-hour minimum: refreshed.
+    run("7200");
+    assert_eq!(fake.request_count().await, 2);
+    // A different request (scoped) is never served from the file.
+    app_cmd(&fake, &fixture("app-key.pem"))
+        .args(["--installation-id", "42", "--repositories", "hello", "--file"])
+        .arg(&file)
+        .assert()
+        .success();
+    assert_eq!(fake.request_count().await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoke_deletes_the_token_and_its_files() {
+    let server = strict_server().await;
+    Mock::given(method("DELETE"))
+        .and(path(format!("{API_PREFIX}/installation/token")))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = private_dir();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    std::fs::write(dir.path().join("token.meta.json"), "{}").unwrap();
+    let out = agentctl()
+        .env("GITHUB_API_URL", format!("{}{API_PREFIX}", server.uri()))
+        .args(["token-refresh", "revoke", "--file"])
+        .arg(&file)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(!file.exists() && !dir.path().join("token.meta.json").exists());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(TOKEN));
+}
+
+/// Runner endpoints answer the corpus examples, recording bodies; auth is GITHUB_TOKEN.
+async fn runner_fake() -> (MockServer, Arc<Mutex<Vec<(String, Value)>>>) {
+    struct Record(Arc<Mutex<Vec<(String, Value)>>>, Value);
+    impl Respond for Record {
+        fn respond(&self, req: &Request) -> ResponseTemplate {
+            assert_eq!(
+                req.headers.get("authorization").unwrap().to_str().unwrap(),
+                "Bearer ghs_workflowtoken000000000000000000000"
+            );
+            let body = if req.body.is_empty() { Value::Null } else { serde_json::from_slice(&req.body).unwrap() };
+            self.0.lock().unwrap().push((req.url.path().to_string(), body));
+            ResponseTemplate::new(201).set_body_json(self.1.clone())
+        }
+    }
+    let server = strict_server().await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    for (scope, tail) in [("repo", "repos/octo/hello"), ("org", "orgs/acme")] {
+        for (kind, file) in [
+            ("registration-token", format!("actions.create-registration-token-for-{scope}.201.default.json")),
+            ("remove-token", format!("actions.create-remove-token-for-{scope}.201.default.json")),
+            ("generate-jitconfig", format!("actions.generate-runner-jitconfig-for-{scope}.201.default.json")),
+        ] {
+            let mut body = github_fixture(&file);
+            if body.get("expires_at").is_some() {
+                body["expires_at"] = json!(rfc3339(now() + 3600));
+                body["token"] = json!(format!("{}{}", body["token"].as_str().unwrap(), scope.to_uppercase()));
+            }
+            Mock::given(method("POST"))
+                .and(path(format!("{API_PREFIX}/{tail}/actions/runners/{kind}")))
+                .respond_with(Record(seen.clone(), body))
+                .mount(&server)
+                .await;
+        }
+    }
+    (server, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runner_register_remove_and_jit_at_repo_and_org_scope() {
+    let (server, seen) = runner_fake().await;
+    let dir = private_dir();
+    let run = |args: &[&str]| {
+        let out = agentctl()
+            .env("GITHUB_API_URL", format!("{}{API_PREFIX}", server.uri()))
+            .env("GITHUB_TOKEN", "ghs_workflowtoken000000000000000000000")
+            .args(["token-refresh", "runner", "--print"])
+            .args(args)
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let repo = ["--owner", "octo", "--repo", "hello", "--scope", "repo"];
+    let org = ["--owner", "acme", "--scope", "org"];
+    assert_eq!(run(&[&repo[..], &["--action", "register"]].concat()).0, "LLBF3JGZDX3P5PMEXLND6TS6FCWO6REPO\n");
+    assert_eq!(run(&[&org[..], &["--action", "register"]].concat()).0, "LLBF3JGZDX3P5PMEXLND6TS6FCWO6ORG\n");
+    assert!(run(&[&repo[..], &["--action", "remove"]].concat()).0.ends_with("REPO\n"));
+    assert!(run(&[&org[..], &["--action", "remove"]].concat()).0.ends_with("ORG\n"));
+    let jit = [
+        "--action",
+        "jit",
+        "--name",
+        "New runner",
+        "--labels",
+        "self-hosted,X64,macOS,no-gpu",
+        "--runner-group-id",
+        "1",
+    ];
+    let (stdout, stderr) = run(&[&repo[..], &jit[..]].concat());
+    assert_eq!(stdout, "abc123\n");
+    assert!(stderr.contains("New runner") && stderr.contains("id 23"), "{stderr}");
+    run(&[&org[..], &jit[..], &["--work-folder", "_w"]].concat());
+
+    let seen = seen.lock().unwrap().clone();
+    let p = |s: &str| format!("{API_PREFIX}/{s}");
+    let paths: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            p("repos/octo/hello/actions/runners/registration-token"),
+            p("orgs/acme/actions/runners/registration-token"),
+            p("repos/octo/hello/actions/runners/remove-token"),
+            p("orgs/acme/actions/runners/remove-token"),
+            p("repos/octo/hello/actions/runners/generate-jitconfig"),
+            p("orgs/acme/actions/runners/generate-jitconfig"),
+        ]
+    );
+    assert_eq!(seen[4].1, github_fixture("actions.generate-runner-jitconfig-for-repo.request.default.json"));
+    let mut org_body = github_fixture("actions.generate-runner-jitconfig-for-org.request.default.json");
+    org_body["work_folder"] = json!("_w");
+    org_body["name"] = json!("New runner");
+    org_body["labels"] = json!(["self-hosted", "X64", "macOS", "no-gpu"]);
+    org_body["runner_group_id"] = json!(1);
+    assert_eq!(seen[5].1, org_body);
+    let _ = dir;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runner_token_with_an_app_mints_an_installation_token_first() {
+    let fake = AppFake::start().await;
+    fake.installation("orgs/acme", true).await;
+    fake.mint(3600).await;
+    Mock::given(method("POST"))
+        .and(path(format!("{API_PREFIX}/orgs/acme/actions/runners/registration-token")))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"token": "AABBCCRUNNERTOKEN1234", "expires_at": rfc3339(now() + 3600)})),
+        )
+        .mount(&fake.server)
+        .await;
+    let dir = private_dir();
+    let file = dir.path().join("runner-token");
+    agentctl()
+        .env("GITHUB_API_URL", fake.api_url())
+        .env("AGENTCTL_APP_ID", APP_ID)
+        .args(["token-refresh", "runner", "--scope", "org", "--owner", "acme", "--action", "register"])
+        .arg("--private-key-file")
+        .arg(fixture("app-key.pem"))
+        .arg("--file")
+        .arg(&file)
+        .assert()
+        .success();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "AABBCCRUNNERTOKEN1234\n");
+    assert_eq!(fake.request_count().await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_that_cannot_sign_exit_2_with_a_clear_message_and_no_request() {
+    let fake = AppFake::start().await;
+    for (name, says) in [
+        ("ec-key.pem", "not an RSA key"),
+        ("encrypted-key.pem", "is encrypted"),
+        ("truncated-key.pem", "truncated or corrupt"),
+    ] {
+        let out = app_cmd(&fake, &fixture(name))
+            .args(["--installation-id", "42", "--print"])
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says) && stderr.contains(name), "{name}: {stderr}");
+        let key = std::fs::read_to_string(fixture(name)).unwrap();
+        assert!(!stderr.contains(key.lines().nth(1).unwrap()), "{name}: key text in stderr: {stderr}");
+    }
+    assert_eq!(fake.request_count().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_exits_2_before_any_request() {
+    let fake = AppFake::start().await;
+    // No app id.
+    let out = agentctl()
+        .env("GITHUB_API_URL", fake.api_url())
+        .args(["token-refresh", "app", "--installation-id", "42", "--print", "--private-key-file"])
+        .arg(fixture("app-key.pem"))
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no app id"));
+    // No sink.
+    app_cmd(&fake, &fixture("app-key.pem")).args(["--installation-id", "42"]).assert().code(2);
+    // A world-writable sink folder.
+    let dir = private_dir();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let out = app_cmd(&fake, &fixture("app-key.pem"))
+        .args(["--installation-id", "42", "--file"])
+        .arg(open.join("token"))
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("world-writable"));
+    assert!(!open.join("token").exists());
+    // A key given as a flag value is not a flag at all.
+    app_cmd(&fake, &fixture("app-key.pem"))
+        .args(["--installation-id", "42", "--print", "--private-key", "x"])
+        .assert()
+        .code(2);
+    assert_eq!(fake.request_count().await, 0);
+}
+
+/// Mints a new token on every call, living `life` seconds, numbered so a reader can tell them
+/// apart.
+struct ShortLived {
+    life: i64,
+    count: Arc<Mutex<u32>>,
+}
+
+impl Respond for ShortLived {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let mut n = self.count.lock().unwrap();
+        *n += 1;
+        ResponseTemplate::new(201).set_body_json(json!({
+            "token": format!("ghs_watch{:031}", *n),
+            "expires_at": rfc3339(now() + self.life),
+            "permissions": {"contents": "read"},
+            "repository_selection": "all"
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_refreshes_before_expiry_keeps_the_file_whole_and_stops_on_sigterm() {
+    let server = strict_server().await;
+    let count = Arc::new(Mutex::new(0u32));
+    Mock::given(method("POST"))
+        .and(path(format!("{API_PREFIX}/app/installations/42/access_tokens")))
+        .respond_with(ShortLived { life: 3, count: count.clone() })
+        .mount(&server)
+        .await;
+    let dir = private_dir();
+    let file = dir.path().join("token");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("agentctl"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GITHUB_API_URL", format!("{}{API_PREFIX}", server.uri()))
+        .env("AGENTCTL_APP_ID", APP_ID)
+        .args(["token-refresh", "app", "--watch", "--installation-id", "42", "--min-ttl", "2", "--private-key-file"])
+        .arg(fixture("app-key.pem"))
+        .arg("--file")
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // The window starts with the first token: start-up (a debug-build RSA signature on a busy
+    // two-core machine) is not what is measured.
+    let boot = std::time::Instant::now();
+    while !file.exists() {
+        assert!(boot.elapsed() < std::time::Duration::from_secs(30), "no first token after 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let first = *count.lock().unwrap();
+    // A reader loop: the file is always one whole token.
+    let started = std::time::Instant::now();
+    let mut reads = 0;
+    while started.elapsed() < std::time::Duration::from_secs(6) {
+        {
+            let text = std::fs::read_to_string(&file).expect("the token file never disappears");
+            let t = text.trim_end();
+            assert!(t.starts_with("ghs_watch") && t.len() == 40 && text.ends_with('\n'), "partial file: {text:?}");
+            reads += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let refreshes = *count.lock().unwrap() - first;
+    assert!(refreshes >= 2, "expected at least 2 refreshes in 6 s, got {refreshes}");
+    assert!(reads > 100);
+
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let stopped = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(stopped.elapsed() < std::time::Duration::from_secs(1), "still running 1 s after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.matches("refreshed the installation token").count() >= 3, "{stderr}");
+    assert!(!stderr.contains("ghs_watch"), "token in the log: {stderr}");
+}
