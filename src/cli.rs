@@ -27,6 +27,15 @@ pub struct Cli {
     pub quiet: bool,
 }
 
+impl Cli {
+    /// Whether the command stops on SIGTERM/SIGINT by itself, finishing what it is writing
+    /// (`token-refresh app --watch`): `main` then leaves the signals to it instead of dropping the
+    /// run at once.
+    pub fn handles_signals(&self) -> bool {
+        matches!(&self.command, Command::TokenRefresh(TokenRefreshArgs { action: TokenRefreshAction::App(a) }) if a.watch)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Review a pull request: findings as inline comments, a summary comment, outputs and SARIF.

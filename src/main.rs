@@ -43,7 +43,12 @@ fn main() -> ExitCode {
     };
     // SIGINT/SIGTERM (Ctrl-C, a cancelled job) drop the run and kill every agent CLI process
     // group still alive (they do not get the terminal's or the runner's signal themselves).
+    // A command that stops on signals by itself (`token-refresh app --watch`, which finishes a
+    // write in flight and exits 0) is left to do so.
     let outcome = runtime.block_on(async {
+        if cli.handles_signals() {
+            return Ok(agentctl::commands::run(cli, &env).await);
+        }
         tokio::select! {
             result = agentctl::commands::run(cli, &env) => Ok(result),
             Ok(signal) = process_group::exit_signal() => Err(signal),
