@@ -103,6 +103,21 @@ pub fn price_table(config: &crate::config::Config) -> PriceTable {
     prices
 }
 
+/// The estimate of a `review` of `selected` files of `parsed`: [`for_review`] with the prompt
+/// overhead `review` really sends with every chunk — its system prompt and output schema.
+pub fn review(
+    config: &crate::config::Config,
+    parsed: &Diff,
+    selected: &[usize],
+    provider_flag: Option<&str>,
+    model_flag: Option<&str>,
+) -> Estimate {
+    let overhead =
+        crate::diff::chunk::count_tokens(&crate::prompt::system_prompt(config.review.instructions.as_deref()))
+            + crate::diff::chunk::count_tokens(crate::prompt::REVIEW_SCHEMA);
+    for_review(config, parsed, selected, provider_flag, model_flag, overhead)
+}
+
 /// The estimate of a `review` of `selected` files with the config's provider (`provider_flag`,
 /// `model_flag` as `--provider`/`--model`), its chunker limits and `max_output_tokens`, priced
 /// with [`price_table`]; `overhead_tokens` is what every request carries besides the diff.

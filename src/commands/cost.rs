@@ -17,7 +17,7 @@ use crate::config::{Config, DEFAULT_PATH};
 use crate::context::Env;
 use crate::diff::{self, FileFilter};
 use crate::env_vars as ev;
-use crate::estimate::{self, Estimate};
+use crate::estimate;
 use crate::exit::{self, Exit, ExitError};
 use crate::log;
 use crate::output;
@@ -267,29 +267,13 @@ async fn estimate(a: &CostEstimateArgs, env: &Env) -> Result<Exit, ExitError> {
     let filter = FileFilter::new(&config.review.include, &config.review.exclude)
         .map_err(|e| exit::usage(anyhow::anyhow!("review.include/exclude: {e}")))?;
     let selected: Vec<usize> = (0..parsed.files.len()).filter(|&i| filter.check(&parsed.files[i]).is_none()).collect();
-    let e = estimate_review(&config, &parsed, &selected, a.provider.as_deref(), a.model.as_deref());
+    let e = estimate::review(&config, &parsed, &selected, a.provider.as_deref(), a.model.as_deref());
     let text = match a.format {
         CostFormat::Json => output::cost::estimate_json(&e),
         _ => output::cost::estimate_table(&e),
     };
     print(&text)?;
     Ok(Exit::Ok)
-}
-
-/// The estimate of a review of `selected` files of `parsed` with the config's provider; the
-/// prompt overhead is review's system prompt and output schema, sent with every chunk.
-pub(crate) fn estimate_review(
-    config: &Config,
-    parsed: &diff::Diff,
-    selected: &[usize],
-    provider_flag: Option<&str>,
-    model_flag: Option<&str>,
-) -> Estimate {
-    // NOTE: a cross-command import of review's own prompt, so both count the same tokens.
-    let overhead =
-        diff::chunk::count_tokens(&crate::commands::review::system_prompt(config.review.instructions.as_deref()))
-            + diff::chunk::count_tokens(crate::commands::review::REVIEW_SCHEMA);
-    estimate::for_review(config, parsed, selected, provider_flag, model_flag, overhead)
 }
 
 /// A PR's diff through the GitHub API (`GITHUB_TOKEN`/`GH_TOKEN`, `GITHUB_REPOSITORY`).
