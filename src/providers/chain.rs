@@ -113,7 +113,7 @@ impl Resilient {
     /// One completion through the chain, with the link that answered.
     ///
     /// Errors: the first error that does not move on (see the module docs); when every provider
-    /// failed or was skipped, the last provider error, or an `Unavailable` listing the refusals
+    /// failed or was skipped, the last provider error, or a `CircuitOpen` listing the refusals
     /// when no provider could be called at all; a `Network` error when the total deadline passed.
     pub async fn complete_traced(&self, req: &CompletionRequest) -> Result<(Completion, AnsweredBy), ProviderError> {
         // Redaction happens here, not in the commands, so that no caller can skip it.
@@ -184,13 +184,7 @@ impl Resilient {
         }
         Err(last_error.unwrap_or_else(|| {
             let primary = self.chain.first().map(|p| p.name().to_owned()).unwrap_or_default();
-            ProviderError::Unavailable {
-                provider: primary,
-                // No request was sent; 503 is what an open breaker stands for.
-                status: 503,
-                attempts: 0,
-                message: format!("every provider of the fallback chain is refused: {}", refusals.join("; ")),
-            }
+            ProviderError::CircuitOpen { provider: primary, message: refusals.join("; ") }
         }))
     }
 
@@ -489,7 +483,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn all_refused_is_unavailable_naming_each_breaker() {
+    async fn a_breaker_refusal_said_last_status_503_instead_of_circuit_open() {
         let store = Arc::new(Store::open_in_memory().unwrap());
         let b = breaker(&store, 1);
         b.admit("main/main-model").unwrap().finish(CallOutcome::HealthFailure);
@@ -498,8 +492,9 @@ mod tests {
         let backup = Fake::new("backup", vec![]);
         let err = chain(&main, &[&backup], b).complete(&request()).await.unwrap_err();
         let text = err.to_string();
-        assert!(matches!(err, ProviderError::Unavailable { attempts: 0, .. }), "{text}");
+        assert!(matches!(err, ProviderError::CircuitOpen { .. }), "{text}");
         assert!(text.contains("main/main-model") && text.contains("backup/backup-model"), "{text}");
+        assert!(text.contains("circuit open since") && !text.contains("last status"), "{text}");
         assert_eq!(main.calls() + backup.calls(), 0);
     }
 

@@ -67,6 +67,9 @@ pub enum ProviderError {
     /// 429 or 5xx after retries were exhausted, or a wait longer than the cap was asked.
     #[error("{provider}: rate limited or unavailable after {attempts} attempt(s) (last status {status}): {message}")]
     Unavailable { provider: String, status: u16, attempts: u32, message: String },
+    /// Every provider of the chain was refused by its open circuit breaker: no request was sent.
+    #[error("{provider}: no request sent: {message}\nhelp: the provider failed repeatedly in earlier calls; the breaker lets a probe through when its open time is over (`breaker.open_for`)")]
+    CircuitOpen { provider: String, message: String },
     /// Other 4xx: the request itself was refused (never retried).
     #[error("{provider}: request refused ({status}): {message}")]
     Rejected { provider: String, status: u16, message: String },
@@ -106,6 +109,7 @@ impl ProviderError {
             ProviderError::Auth { .. } => "auth",
             ProviderError::Quota { .. } => "quota",
             ProviderError::Unavailable { .. } => "unavailable",
+            ProviderError::CircuitOpen { .. } => "circuit-open",
             ProviderError::Rejected { .. } => "rejected",
             ProviderError::Network { .. } => "network",
             ProviderError::BadAnswer { .. } => "bad-answer",

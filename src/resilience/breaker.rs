@@ -147,8 +147,9 @@ impl BreakerRecord {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BreakerError {
     /// The breaker is open; it lets a probe through in `retry_in`.
-    #[error("circuit breaker for `{key}` is open (next probe in {})", super::human(*retry_in))]
-    Open { key: String, retry_in: Duration },
+    /// `since`: how long it has been open.
+    #[error("circuit breaker for `{key}` is open: circuit open since {} ago, no request sent (next probe in {})", super::human(*since), super::human(*retry_in))]
+    Open { key: String, retry_in: Duration, since: Duration },
     /// Half-open with every probe slot taken; a slot is presumed lost after `retry_in`.
     #[error("circuit breaker for `{key}` is half-open and its probe call is still running (retry in {})", super::human(*retry_in))]
     ProbeInFlight { key: String, retry_in: Duration },
@@ -416,7 +417,8 @@ fn admit_step(
         BreakerState::Open => {
             let elapsed = now.saturating_sub(r.opened_at_ms.unwrap_or(r.updated_at_ms));
             if elapsed < open_for {
-                let err = BreakerError::Open { key: key.to_owned(), retry_in: remaining(s.open_for, elapsed) };
+                let since = Duration::from_millis(u64::try_from(elapsed).unwrap_or(0));
+                let err = BreakerError::Open { key: key.to_owned(), retry_in: remaining(s.open_for, elapsed), since };
                 return (None, (Err(err), None));
             }
             let new =
@@ -545,7 +547,10 @@ mod tests {
         fail(&b, 1);
         assert_eq!(b.state(KEY).state, BreakerState::Open);
         let err = b.admit(KEY).unwrap_err();
-        assert_eq!(err, BreakerError::Open { key: KEY.into(), retry_in: Duration::from_millis(1000) });
+        assert!(
+            matches!(&err, BreakerError::Open { key, retry_in, .. } if key == KEY && *retry_in == Duration::from_millis(1000))
+        );
+        assert!(err.to_string().contains("circuit open since"), "{err}");
         assert!(err.to_string().contains("main/gpt-4o"), "{err}");
     }
 
