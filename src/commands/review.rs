@@ -783,22 +783,9 @@ async fn read_diff(
         DiffSource::File(f) if f == "-" => diff::read_limited(std::io::stdin(), limit, "stdin").map_err(exit::usage),
         DiffSource::File(f) => diff::read_file_limited(std::path::Path::new(f), limit).map_err(exit::usage),
         DiffSource::Git(base) => {
-            if base.starts_with('-') {
-                return Err(exit::usage(anyhow::anyhow!("--base `{base}` is not a git ref")));
-            }
-            let out = std::process::Command::new("git")
-                .args(["diff", "--no-color", "--no-ext-diff", "-M", &format!("{base}...HEAD"), "--"])
-                .output()
-                .map_err(|e| exit::usage(anyhow::Error::new(e).context("running git diff")))?;
-            if !out.status.success() {
-                return Err(exit::usage(anyhow::anyhow!(
-                    "git diff {base}...HEAD failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
-            diff::check_size(out.stdout.len() as u64, limit, &format!("git diff {base}...HEAD"))
-                .map_err(exit::usage)?;
-            Ok(out.stdout)
+            let bytes = diff::source::git_diff(base).map_err(exit::usage)?;
+            diff::check_size(bytes.len() as u64, limit, &format!("git diff {base}...HEAD")).map_err(exit::usage)?;
+            Ok(bytes)
         }
         DiffSource::Api => match (gh, pr) {
             (Some(gh), Some(pr)) => {

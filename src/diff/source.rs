@@ -1,8 +1,7 @@
 //! Reading a diff from a local source: a file, stdin (`-`), or `git diff REF...HEAD` in the
-//! checkout. Used by `cost estimate`; the API source (a PR's `.diff`) is [`crate::github`]'s.
-//!
-//! NOTE: `review` has its own copy of this logic (`commands/review.rs`, `read_diff`); it can
-//! delegate here once the concurrent review work has landed.
+//! checkout. `review` and `cost estimate` both run git through [`git_diff`]; `review` reads files
+//! and stdin with the `review.max_diff_bytes` cap of [`super::limit`]. The API source (a PR's
+//! `.diff`) is [`crate::github`]'s.
 
 use std::io::Read;
 
