@@ -190,13 +190,7 @@ async fn a_review_command_comment_reviews_its_pr_and_other_comments_do_nothing()
     let (owner, repo) = payload["repository"]["full_name"].as_str().unwrap().split_once('/').unwrap();
     let number = payload["issue"]["number"].as_u64().unwrap();
     let gh = FakeGitHub::start(owner, repo, number, PLANTED.as_bytes().to_vec(), None).await;
-    wiremock::Mock::given(wiremock::matchers::method("GET"))
-        .and(wiremock::matchers::path(format!("{API_PREFIX}/repos/{owner}/{repo}/pulls/{number}")))
-        .and(wiremock::matchers::header("accept", "application/vnd.github+json"))
-        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(pr_json(number)))
-        .expect(1)
-        .mount(&gh.server)
-        .await;
+    gh.pull_mock().expect(1).mount(&gh.server).await;
     let dir = tempfile::tempdir().unwrap();
     let run = |body: &str| {
         let mut p = payload.clone();
@@ -233,12 +227,7 @@ async fn workflow_dispatch_reviews_the_pr_named_in_its_inputs_and_reads_config_a
     let (owner, repo) = (owner.to_string(), repo.to_string());
     let openai = fake_openai(json!({"summary": "fine", "findings": []}), Duration::ZERO).await;
     let gh = FakeGitHub::start(&owner, &repo, 7, PLANTED.as_bytes().to_vec(), None).await;
-    wiremock::Mock::given(wiremock::matchers::method("GET"))
-        .and(wiremock::matchers::path(format!("{API_PREFIX}/repos/{owner}/{repo}/pulls/7")))
-        .and(wiremock::matchers::header("accept", "application/vnd.github+json"))
-        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(pr_json(7)))
-        .mount(&gh.server)
-        .await;
+    gh.pull_mock().mount(&gh.server).await;
     // The config exists only at the base sha: a config at any other ref is not asked for.
     wiremock::Mock::given(wiremock::matchers::method("GET"))
         .and(wiremock::matchers::path(format!("{API_PREFIX}/repos/{owner}/{repo}/contents/.github/agentctl.yml")))

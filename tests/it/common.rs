@@ -224,6 +224,15 @@ impl FakeGitHub {
         FakeGitHub { server, state, owner: owner.into(), repo: repo.into(), pr }
     }
 
+    /// `GET /pulls/{pr}` (JSON media type) answering [`pr_json`]; mount it, with `.expect(n)`
+    /// first when the count matters.
+    pub(crate) fn pull_mock(&self) -> Mock {
+        Mock::given(method("GET"))
+            .and(path(format!("{API_PREFIX}/repos/{}/{}/pulls/{}", self.owner, self.repo, self.pr)))
+            .and(wiremock::matchers::header("accept", "application/vnd.github+json"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(pr_json(self.pr)))
+    }
+
     /// `GITHUB_API_URL` for agentctl: the fake's address plus the GHES-style prefix.
     pub(crate) fn api_url(&self) -> String {
         format!("{}{API_PREFIX}", self.server.uri())

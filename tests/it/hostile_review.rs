@@ -33,12 +33,7 @@ async fn anyone_could_trigger_a_paid_review_by_comment() {
     let openai = fake_openai(json!({"summary": "x", "findings": []}), Duration::ZERO).await;
     let config = config_for(&openai.uri(), "");
     let gh = FakeGitHub::start("octo", "repo", 7, LEAK.as_bytes().to_vec(), Some(config)).await;
-    wiremock::Mock::given(wiremock::matchers::method("GET"))
-        .and(wiremock::matchers::path(format!("{API_PREFIX}/repos/octo/repo/pulls/7")))
-        .and(wiremock::matchers::header("accept", "application/vnd.github+json"))
-        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(pr_json(7)))
-        .mount(&gh.server)
-        .await;
+    gh.pull_mock().mount(&gh.server).await;
     let dir = tempfile::tempdir().unwrap();
     let run = |association: &str, user_type: &str| {
         let event = write(dir.path(), "event.json", comment_payload(association, user_type).to_string());
