@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod routes;
+
 use crate::findings::Threshold;
 use crate::usage::pricing::ModelPrice;
 
@@ -263,6 +265,12 @@ pub struct Config {
     pub state: Option<PathBuf>,
     /// Spending limits (`cost check`, the budget gate in `review`); see [`crate::budget`].
     pub budgets: Vec<crate::budget::BudgetConfig>,
+    /// `agentctl route` rules, first match wins; empty: [`routes::default_routes`].
+    pub routes: Vec<routes::RouteRule>,
+    /// Tier name → `providers:` entry, for `routes[].tier` and `budgets[].downgrade_to`.
+    pub tiers: routes::Tiers,
+    /// Who may give `/agentctl …` commands that `route` acts on.
+    pub slash_commands: routes::SlashCommandsConfig,
 }
 
 /// Longest duration a config number becomes, in seconds (one year): the schema's maximums are
@@ -330,7 +338,7 @@ pub enum ConfigError {
     #[error("config {source_name}: `{name}` names no other entry of `providers` (known: {known})")]
     UnknownProvider { source_name: String, name: String, known: String },
     /// The config could not be fetched from the PR's base branch through the API.
-    #[error("cannot read {DEFAULT_PATH} at the pull request's base {base}")]
+    #[error("cannot read {DEFAULT_PATH} at {base}")]
     Fetch {
         base: String,
         #[source]
@@ -394,6 +402,10 @@ impl Config {
             return Err(ConfigError::Invalid { source_name: source_name.into(), violations });
         }
         let config: Config = serde_json::from_value(value).map_err(|e| syntax(e.to_string()))?;
+        let violations = routes::check_references(&config);
+        if !violations.is_empty() {
+            return Err(ConfigError::Invalid { source_name: source_name.into(), violations });
+        }
         for (entry, p) in &config.providers {
             if let Some(missing) = p.fallback.iter().find(|f| !config.providers.contains_key(*f) || *f == entry) {
                 return Err(ConfigError::UnknownProvider {
@@ -469,6 +481,9 @@ pub enum ConfigOrigin {
     BaseViaGit,
     /// The working directory: local runs only.
     WorkingDirectory,
+    /// The workflow's own commit (`GITHUB_SHA`) through the API, on an event that is not a
+    /// pull request's ([`load_for_ref`]).
+    RefViaApi,
     /// No file: the defaults.
     Defaults,
 }
@@ -524,6 +539,39 @@ pub async fn load_for_pr(
     let local = PathBuf::from(DEFAULT_PATH);
     if std::fs::symlink_metadata(&local).is_ok() {
         return Ok((Config::from_path(&local)?, ConfigOrigin::WorkingDirectory));
+    }
+    Ok((Config::default(), ConfigOrigin::Defaults))
+}
+
+/// Loads the config for a run on an event that is not a pull request's (an issue, a comment on
+/// an issue, a push, a schedule), where the workflow runs at `sha` (`GITHUB_SHA`: the default
+/// branch's head, or the pushed commit) — a commit written by people with write access:
+///
+/// 1. `explicit` when given; 2. the working directory's `.github/agentctl.yml` when there is
+/// one (a checkout of `sha`); 3. with a GitHub client and `sha`, the file at `sha` through the
+/// API (a job with no checkout); 4. the defaults.
+///
+/// Errors: as [`load_for_pr`].
+pub async fn load_for_ref(
+    explicit: Option<&Path>,
+    gh: Option<&crate::github::GitHub>,
+    sha: Option<&str>,
+) -> Result<(Config, ConfigOrigin), ConfigError> {
+    if let Some(path) = explicit {
+        return Ok((Config::from_path(path)?, ConfigOrigin::Explicit));
+    }
+    let local = PathBuf::from(DEFAULT_PATH);
+    if std::fs::symlink_metadata(&local).is_ok() {
+        return Ok((Config::from_path(&local)?, ConfigOrigin::WorkingDirectory));
+    }
+    if let (Some(gh), Some(sha)) = (gh, sha) {
+        let bytes =
+            gh.file_at(DEFAULT_PATH, sha).await.map_err(|source| ConfigError::Fetch { base: sha.to_owned(), source })?;
+        if let Some(b) = bytes {
+            let short = sha.get(..12).unwrap_or(sha);
+            let name = format!("{DEFAULT_PATH} at {short}");
+            return Ok((Config::from_text(&String::from_utf8_lossy(&b), &name)?, ConfigOrigin::RefViaApi));
+        }
     }
     Ok((Config::default(), ConfigOrigin::Defaults))
 }

@@ -40,6 +40,16 @@ pub fn set_redactor(redactor: &Redactor) {
     }
 }
 
+/// Publishes `::add-mask::` for every secret `redactor` holds (so the runner hides them in
+/// every later line of any step) and makes it the log's redactor. Call it as soon as a secret
+/// is known, before any request that could echo it.
+pub fn publish_masks(redactor: &Redactor) {
+    for line in redactor.mask_lines() {
+        workflow_command(&actions::add_mask_command(&line));
+    }
+    set_redactor(redactor);
+}
+
 /// Redacts `text` with the log's redactor (also used by `main` for the final error).
 pub fn redact(text: &str) -> String {
     match logger().redactor.read() {

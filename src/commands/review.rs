@@ -201,7 +201,7 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
             crate::budget::GateOutcome::Proceed => {}
             crate::budget::GateOutcome::Downgrade(name) => {
                 run.provider = select::select(&run.config, Some(&name), None, env, &run.redactor, &run.store)?;
-                publish_masks(&run.redactor);
+                log::publish_masks(&run.redactor);
             }
             crate::budget::GateOutcome::Refused => return Ok(Exit::Budget),
         }
@@ -306,7 +306,7 @@ async fn prepare(settings: &ReviewSettings, ctx: &Context, env: &Env) -> Result<
     if let Some(t) = &token {
         redactor.add_secret(t);
     }
-    publish_masks(&redactor);
+    log::publish_masks(&redactor);
 
     let number = match target::find_target(ctx, settings.pr, "review", true) {
         Target::Number(n) => Some(n),
@@ -377,18 +377,11 @@ async fn prepare(settings: &ReviewSettings, ctx: &Context, env: &Env) -> Result<
         &redactor,
         &store,
     )?;
-    publish_masks(&redactor);
+    log::publish_masks(&redactor);
     if provider.chain().is_some() {
         crate::diff::chunk::warm_up(config.review.token_counting);
     }
     Ok(Some(Prepared { redactor, dry_run, github, pr, config, fail_on, provider, store }))
-}
-
-fn publish_masks(redactor: &Redactor) {
-    for line in redactor.mask_lines() {
-        log::workflow_command(&actions::add_mask_command(&line));
-    }
-    log::set_redactor(redactor);
 }
 
 /// Refuses input that is not a unified diff: no file header anywhere is exit 2 (a wrong

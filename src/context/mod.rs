@@ -6,6 +6,7 @@
 //! reads are typed. A missing, empty, truncated or non-JSON payload is a [`ContextError`] naming
 //! the file, raised before any network call.
 
+pub mod catalog;
 pub mod target;
 
 use std::collections::BTreeMap;
@@ -214,6 +215,10 @@ pub struct Context {
     /// `GITHUB_EVENT_NAME`, `--event-name`, or guessed from the payload's shape.
     pub event_name: Option<String>,
     pub event: Event,
+    /// The whole payload as read (`Value::Null` for a local run without one), for the fields
+    /// the typed [`Event`] does not carry (labels, draft, the author of a review). Attacker-
+    /// written where a PR, issue or comment is: read values, never interpret them.
+    pub payload: serde_json::Value,
     /// From `GITHUB_REPOSITORY`, else the payload's `repository.full_name`.
     pub repository: Option<Repo>,
     /// REST API root without a trailing slash (default `https://api.github.com`; GHES keeps its
@@ -266,6 +271,7 @@ impl Context {
         Ok(Context {
             event_name: name,
             event,
+            payload: raw.unwrap_or(serde_json::Value::Null),
             repository,
             api_url,
             server_url: env.get(ev::GITHUB_SERVER_URL).map(trim).unwrap_or_else(|| "https://github.com".into()),

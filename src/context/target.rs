@@ -54,11 +54,31 @@ impl PrMeta {
 /// The task a comment asks for: `Some(rest)` when the comment's first line is
 /// `/agentctl <task>` followed by nothing or whitespace and arguments.
 pub fn slash_command<'a>(body: &'a str, task: &str) -> Option<&'a str> {
+    parse_slash_command(body).filter(|c| c.task == task).map(|c| c.args)
+}
+
+/// A `/agentctl <task> [args]` command on a comment's first line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlashCommand<'a> {
+    /// The first word after `/agentctl`: ASCII letters, digits, `-` and `_` only (`review`,
+    /// `fix`, `cost`, `help`); the caller decides which tasks it knows.
+    pub task: &'a str,
+    /// The rest of the first line, trimmed (attacker-written: data, never a shell word).
+    pub args: &'a str,
+}
+
+/// The command on `body`'s first line: exactly `/agentctl`, a space or tab, a task word, then
+/// nothing or whitespace and arguments. Anything else — the command later in the text, inside a
+/// code block (its first line is the fence), after leading spaces, or with a look-alike slash
+/// such as `／` — is not a command.
+pub fn parse_slash_command(body: &str) -> Option<SlashCommand<'_>> {
     let first = body.lines().next()?.trim_end();
     let rest = first.strip_prefix("/agentctl")?;
     let rest = rest.strip_prefix(|c: char| c == ' ' || c == '\t')?.trim_start();
-    let args = rest.strip_prefix(task)?;
-    (args.is_empty() || args.starts_with([' ', '\t'])).then(|| args.trim())
+    let end = rest.find([' ', '\t']).unwrap_or(rest.len());
+    let (task, args) = rest.split_at(end);
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    (!task.is_empty() && task.chars().all(word)).then(|| SlashCommand { task, args: args.trim() })
 }
 
 /// Step 1 of a command: `flag` (`--pr`) wins; then the event. A comment counts only when it is

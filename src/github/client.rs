@@ -243,7 +243,7 @@ const MEDIA_RAW: &str = "application/vnd.github.raw+json";
 /// `User-Agent` (GitHub rejects requests without one).
 const USER_AGENT: &str = concat!("agentctl/", env!("CARGO_PKG_VERSION"));
 /// Items per page on list endpoints (GitHub's maximum).
-const PER_PAGE: u32 = 100;
+pub(super) const PER_PAGE: u32 = 100;
 /// Pages followed before giving up on a `Link: rel="next"` chain; 100 × 100 items is far above
 /// anything a PR has (the files endpoint itself stops at 3000 files).
 const MAX_PAGES: usize = 100;
@@ -359,6 +359,11 @@ impl GitHub {
     pub fn with_policy(mut self, policy: ClientPolicy) -> Self {
         self.policy = policy;
         self
+    }
+
+    /// The repository owner (user or organization) this client acts for.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// The bounds in force.
@@ -495,7 +500,7 @@ impl GitHub {
     }
 
     /// `{api_base}/repos/{owner}/{repo}/{tail}`; `tail` is already encoded.
-    fn repo_url(&self, tail: &str) -> String {
+    pub(super) fn repo_url(&self, tail: &str) -> String {
         format!(
             "{}/repos/{}/{}/{}",
             self.api_base,
@@ -507,17 +512,45 @@ impl GitHub {
 
     /// Every item of a paginated list, following `Link: <...>; rel="next"` (source: "Using
     /// pagination in the REST API"). The next link is absolute and keeps any GHES prefix.
-    async fn get_all<T: serde::de::DeserializeOwned>(
+    pub(super) async fn get_all<T: serde::de::DeserializeOwned>(
         &self,
         first: String,
         action: &str,
+    ) -> Result<Vec<T>, GitHubError> {
+        self.get_pages(first, action, |body| decode::<Vec<T>>(body, action)).await
+    }
+
+    /// Like [`GitHub::get_all`] for lists GitHub wraps in an object (`{"total_count": n,
+    /// "runners": [...]}`): `field` names the array.
+    pub(super) async fn get_all_in<T: serde::de::DeserializeOwned>(
+        &self,
+        first: String,
+        action: &str,
+        field: &str,
+    ) -> Result<Vec<T>, GitHubError> {
+        self.get_pages(first, action, |body| {
+            let mut page: serde_json::Map<String, serde_json::Value> = decode(body, action)?;
+            let list = page.remove(field).unwrap_or(serde_json::Value::Array(vec![]));
+            serde_json::from_value(list).map_err(|e| GitHubError::Decode {
+                action: action.to_string(),
+                message: format!("`{field}`: {e}"),
+            })
+        })
+        .await
+    }
+
+    /// Follows `Link: rel="next"` from `first`, decoding each page with `page`.
+    async fn get_pages<T>(
+        &self,
+        first: String,
+        action: &str,
+        page: impl Fn(&[u8]) -> Result<Vec<T>, GitHubError>,
     ) -> Result<Vec<T>, GitHubError> {
         let mut items = Vec::new();
         let mut url = first;
         for _ in 0..MAX_PAGES {
             let reply = check(self.get(&url, MEDIA_JSON, action).await?, action)?;
-            let page: Vec<T> = decode(&reply.body, action)?;
-            items.extend(page);
+            items.extend(page(&reply.body)?);
             match next_link(&reply.headers) {
                 Some(next) => url = next,
                 None => return Ok(items),

@@ -11,6 +11,7 @@ pub mod client;
 pub mod jwt;
 pub mod markers;
 pub mod publish;
+pub mod runners;
 
 pub use client::{
     ClientPolicy, GitHub, GitHubError, IssueComment, PullRequest, Review, ReviewComment, ReviewEvent, ReviewRequest,
