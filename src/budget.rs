@@ -536,7 +536,7 @@ mod tests {
     #[test]
     fn budgets_parse_from_config_with_defaults_and_the_schema_refuses_bad_ones() {
         let c = crate::config::Config::from_text(
-            "budgets:\n  - {scope: repo, match: o/r, period: week, limit_usd: 10, downgrade_to: x}\n  - {scope: all, period: day, limit_usd: 0}\n",
+            "providers: {x: {kind: openai, model: m}}\nbudgets:\n  - {scope: repo, match: o/r, period: week, limit_usd: 10, downgrade_to: x}\n  - {scope: all, period: day, limit_usd: 0}\n",
             "t",
         )
         .unwrap();
@@ -553,6 +553,8 @@ mod tests {
             "budgets: [{scope: all, period: day, limit_usd: 1, soft_ratio: 0}]",
             "budgets: [{scope: all, period: day}]",
             "budgets: [{scope: all, period: day, limit_usd: 1, owner: me}]",
+            // `downgrade_to` names no provider or tier: refused at load, not at the first review.
+            "budgets: [{scope: all, period: day, limit_usd: 1, downgrade_to: nowhere}]",
         ] {
             assert!(crate::config::Config::from_text(bad, "t").is_err(), "{bad}");
         }

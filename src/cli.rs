@@ -42,8 +42,8 @@ pub enum Command {
     Review(ReviewArgs),
     /// Edit the checkout to address an issue or comment, verify, and open a draft PR (not implemented yet).
     Fix(PlaceholderArgs),
-    /// Map the triggering event to a task, model and runner for later jobs (not implemented yet).
-    Route(PlaceholderArgs),
+    /// Map the triggering event to a task, model and runner for later jobs (no model call).
+    Route(RouteArgs),
     /// Report, check, estimate, export and import token usage and spend (the usage ledger).
     Cost(CostArgs),
     /// Mint GitHub App installation tokens or runner registration tokens, into a step output, a 0600 file or stdout.
@@ -57,6 +57,39 @@ pub enum Command {
 /// flags meant for a later version learns it at once instead of having them swallowed.
 #[derive(Debug, Args)]
 pub struct PlaceholderArgs {}
+
+/// `agentctl route`: one decision per event for the jobs after it.
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    /// Event payload file (otherwise `GITHUB_EVENT_PATH`).
+    #[arg(long, value_name = "FILE")]
+    pub event: Option<PathBuf>,
+
+    /// Event name (otherwise `GITHUB_EVENT_NAME`, or guessed from the payload).
+    #[arg(long, value_name = "NAME")]
+    pub event_name: Option<String>,
+
+    /// Config file (YAML or JSON). Default: `.github/agentctl.yml` from the PR's base branch on
+    /// pull-request events, else from the checkout or the workflow's commit.
+    #[arg(long, value_name = "PATH", env = env_vars::AGENTCTL_CONFIG)]
+    pub config: Option<PathBuf>,
+
+    /// Print how the decision was reached: the event's catalog name, the command, each rule
+    /// tried and why it matched or not, provider health, budget and runner choice.
+    #[arg(long)]
+    pub explain: bool,
+
+    /// What stdout gets: `text` (one `key: value` line per output) or `json` (the decision).
+    #[arg(long, value_enum, default_value_t = RouteFormat::Text)]
+    pub format: RouteFormat,
+}
+
+/// `--format` of `route`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RouteFormat {
+    Text,
+    Json,
+}
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -547,9 +547,10 @@ pub async fn load_for_pr(
 /// an issue, a push, a schedule), where the workflow runs at `sha` (`GITHUB_SHA`: the default
 /// branch's head, or the pushed commit) — a commit written by people with write access:
 ///
-/// 1. `explicit` when given; 2. the working directory's `.github/agentctl.yml` when there is
-/// one (a checkout of `sha`); 3. with a GitHub client and `sha`, the file at `sha` through the
-/// API (a job with no checkout); 4. the defaults.
+/// 1. `explicit` when given;
+/// 2. the working directory's `.github/agentctl.yml` when there is one (a checkout of `sha`);
+/// 3. with a GitHub client and `sha`, the file at `sha` through the API (a job with no checkout);
+/// 4. the defaults.
 ///
 /// Errors: as [`load_for_pr`].
 pub async fn load_for_ref(
@@ -565,8 +566,10 @@ pub async fn load_for_ref(
         return Ok((Config::from_path(&local)?, ConfigOrigin::WorkingDirectory));
     }
     if let (Some(gh), Some(sha)) = (gh, sha) {
-        let bytes =
-            gh.file_at(DEFAULT_PATH, sha).await.map_err(|source| ConfigError::Fetch { base: sha.to_owned(), source })?;
+        let bytes = gh
+            .file_at(DEFAULT_PATH, sha)
+            .await
+            .map_err(|source| ConfigError::Fetch { base: sha.to_owned(), source })?;
         if let Some(b) = bytes {
             let short = sha.get(..12).unwrap_or(sha);
             let name = format!("{DEFAULT_PATH} at {short}");

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod cost;
 pub mod review;
+pub mod route;
 pub mod token_refresh;
 
 use crate::cli::{Cli, Command};
@@ -15,7 +16,7 @@ pub async fn run(cli: Cli, env: &Env) -> Result<Exit, ExitError> {
         Command::Review(args) => review::run(&args, env).await,
         Command::Config(args) => config::run(&args),
         Command::Fix(_) => not_implemented("fix"),
-        Command::Route(_) => not_implemented("route"),
+        Command::Route(args) => route::run(&args, env).await,
         Command::Cost(args) => cost::run(&args, env).await,
         Command::TokenRefresh(args) => token_refresh::run(&args, env).await,
     }

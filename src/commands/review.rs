@@ -200,7 +200,9 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
         match crate::budget::run_gate(&run.config.budgets, &run.store, &ctx, env, "review", &estimate)? {
             crate::budget::GateOutcome::Proceed => {}
             crate::budget::GateOutcome::Downgrade(name) => {
-                run.provider = select::select(&run.config, Some(&name), None, env, &run.redactor, &run.store)?;
+                // `downgrade_to` names a tier or a provider entry (checked at config load).
+                let entry = config::routes::resolve_tier(&run.config, &name).unwrap_or(&name).to_owned();
+                run.provider = select::select(&run.config, Some(&entry), None, env, &run.redactor, &run.store)?;
                 log::publish_masks(&run.redactor);
             }
             crate::budget::GateOutcome::Refused => return Ok(Exit::Budget),

@@ -143,9 +143,7 @@ pub struct SlashCommandsConfig {
 
 impl Default for SlashCommandsConfig {
     fn default() -> Self {
-        Self {
-            allowed_associations: crate::context::target::DEFAULT_ALLOWED_ASSOCIATIONS.map(String::from).to_vec(),
-        }
+        Self { allowed_associations: crate::context::target::DEFAULT_ALLOWED_ASSOCIATIONS.map(String::from).to_vec() }
     }
 }
 
@@ -218,7 +216,10 @@ pub fn check_references(config: &Config) -> Vec<Violation> {
             push(
                 format!("/tiers/{}", pointer_escape(tier)),
                 provider,
-                format!("names no `providers:` entry (known: {})", config.providers.keys().cloned().collect::<Vec<_>>().join(", ")),
+                format!(
+                    "names no `providers:` entry (known: {})",
+                    config.providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
             );
         }
     }
@@ -229,12 +230,17 @@ pub fn check_references(config: &Config) -> Vec<Violation> {
             }
         }
         let mut globs: Vec<(String, &str)> = Vec::new();
-        for (key, list) in [("event", &rule.event), ("base_branch", &rule.base_branch), ("head_branch", &rule.head_branch)] {
+        for (key, list) in
+            [("event", &rule.event), ("base_branch", &rule.base_branch), ("head_branch", &rule.head_branch)]
+        {
             if let Some(list) = list {
                 let values = list.values();
                 let single = values.len() == 1 && matches!(list, OneOrMany::One(_));
                 for (j, g) in values.into_iter().enumerate() {
-                    globs.push((if single { format!("/routes/{i}/{key}") } else { format!("/routes/{i}/{key}/{j}") }, g));
+                    globs.push((
+                        if single { format!("/routes/{i}/{key}") } else { format!("/routes/{i}/{key}/{j}") },
+                        g,
+                    ));
                 }
             }
         }
@@ -250,7 +256,11 @@ pub fn check_references(config: &Config) -> Vec<Violation> {
     for (i, b) in config.budgets.iter().enumerate() {
         if let Some(to) = &b.downgrade_to {
             if resolve_tier(config, to).is_none() {
-                push(format!("/budgets/{i}/downgrade_to"), to, format!("names no tier or provider (known: {})", known()));
+                push(
+                    format!("/budgets/{i}/downgrade_to"),
+                    to,
+                    format!("names no tier or provider (known: {})", known()),
+                );
             }
         }
     }

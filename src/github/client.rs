@@ -531,10 +531,8 @@ impl GitHub {
         self.get_pages(first, action, |body| {
             let mut page: serde_json::Map<String, serde_json::Value> = decode(body, action)?;
             let list = page.remove(field).unwrap_or(serde_json::Value::Array(vec![]));
-            serde_json::from_value(list).map_err(|e| GitHubError::Decode {
-                action: action.to_string(),
-                message: format!("`{field}`: {e}"),
-            })
+            serde_json::from_value(list)
+                .map_err(|e| GitHubError::Decode { action: action.to_string(), message: format!("`{field}`: {e}") })
         })
         .await
     }

@@ -60,9 +60,15 @@ impl GitHub {
     /// fall back), else as any GET.
     pub async fn runners(&self, owner: RunnerOwner) -> Result<Vec<Runner>, GitHubError> {
         let (url, action) = match owner {
-            RunnerOwner::Repo => (self.repo_url(&format!("actions/runners?per_page={PER_PAGE}")), "list runners".to_owned()),
+            RunnerOwner::Repo => {
+                (self.repo_url(&format!("actions/runners?per_page={PER_PAGE}")), "list runners".to_owned())
+            }
             RunnerOwner::Org => (
-                format!("{}/orgs/{}/actions/runners?per_page={PER_PAGE}", self.api_base, urlencoding::encode(self.owner())),
+                format!(
+                    "{}/orgs/{}/actions/runners?per_page={PER_PAGE}",
+                    self.api_base,
+                    urlencoding::encode(self.owner())
+                ),
                 format!("list runners of organization {}", self.owner()),
             ),
         };
