@@ -12,6 +12,7 @@
 
 #[path = "../tests/it/common.rs"]
 mod common;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
@@ -19,15 +20,11 @@ use std::time::{Duration, Instant};
 
 use common::{config_for, fake_openai, FakeGitHub};
 use serde_json::json;
+use support::{median, peak_rss_mb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_agentctl");
 const EVENT: &str = "examples/events/pull_request.opened.json";
 const DIFF: &str = "examples/diffs/agentctl-medium.diff";
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 fn review_cmd(gh: &FakeGitHub, dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
@@ -46,25 +43,6 @@ fn review_cmd(gh: &FakeGitHub, dir: &Path) -> Command {
         .env("AGENTCTL_STATE", dir.join("state.db"))
         .args(["review", "-q"]);
     cmd
-}
-
-/// Peak RSS in MB of one run, through GNU time (`%M` is KiB); `None` without /usr/bin/time.
-fn peak_rss_mb(cmd: &Command) -> Option<f64> {
-    if !Path::new("/usr/bin/time").exists() {
-        return None;
-    }
-    let mut wrapped = Command::new("/usr/bin/time");
-    wrapped.arg("-f").arg("peak-rss-kib=%M").arg(cmd.get_program()).args(cmd.get_args());
-    wrapped.env_clear();
-    for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            wrapped.env(k, v);
-        }
-    }
-    let out = wrapped.output().ok()?;
-    let err = String::from_utf8_lossy(&out.stderr);
-    let kib: f64 = err.lines().rev().find_map(|l| l.strip_prefix("peak-rss-kib="))?.trim().parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
