@@ -69,11 +69,10 @@ async fn runners_page(server: &MockServer, page: Option<u32>, next: bool, idle_g
         resp = resp.insert_header("link", link.as_str());
     }
     let m = Mock::given(method("GET")).and(path("/repos/Codertocat/Hello-World/actions/runners"));
-    let m = match page {
-        Some(p) => m.and(query_param("page", p.to_string())).with_priority(1),
-        None => m.with_priority(5),
-    };
-    m.respond_with(resp).mount(server).await;
+    match page {
+        Some(p) => m.and(query_param("page", p.to_string())).respond_with(resp).with_priority(1).mount(server).await,
+        None => m.respond_with(resp).with_priority(5).mount(server).await,
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

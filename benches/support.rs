@@ -5,13 +5,13 @@ use std::path::Path;
 use std::process::Command;
 
 /// The median of `v` (the upper one of an even count).
-pub fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
 
 /// Peak RSS in MB of one run, through GNU time (`%M` is KiB); `None` without /usr/bin/time.
-pub fn peak_rss_mb(cmd: &Command) -> Option<f64> {
+pub(crate) fn peak_rss_mb(cmd: &Command) -> Option<f64> {
     if !Path::new("/usr/bin/time").exists() {
         return None;
     }
