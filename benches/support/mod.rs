@@ -1,5 +1,5 @@
 //! Helpers the whole-process benchmarks share: the median of samples and peak RSS of one run.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::Command;
