@@ -2,7 +2,8 @@
 # Runs the installed agentctl with the action's inputs. Run by action.yml's "run" step; every input
 # arrives in the environment, never as code:
 #   AGENTCTL_BIN              the binary (the install step's `path` output)
-#   AGENTCTL_INPUT_COMMAND    `command`: review, fix, route, cost, token-refresh or config
+#   AGENTCTL_INPUT_COMMAND    `command`: review, fix, route, cost, token-refresh, config, or
+#                             install (install only: later `run:` steps use the `agentctl-path` output)
 #   AGENTCTL_INPUT_ARGS       `args`: extra arguments, split on whitespace (see below)
 #   AGENTCTL_CONFIG, AGENTCTL_FAIL_ON, GITHUB_TOKEN and the provider keys are read by agentctl itself.
 #
@@ -27,7 +28,11 @@ bin="${AGENTCTL_BIN:-}"
 command="${AGENTCTL_INPUT_COMMAND:-review}"
 case "$command" in
   review | fix | route | cost | token-refresh | config) ;;
-  *) fail "unknown command '${command}': expected review, fix, route, cost, token-refresh or config" ;;
+  install)
+    echo "agentctl installed at ${bin}; nothing run (command: install)" >&2
+    exit 0
+    ;;
+  *) fail "unknown command '${command}': expected review, fix, route, cost, token-refresh, config or install" ;;
 esac
 
 args=()
