@@ -17,3 +17,4 @@ mod providers_e2e;
 mod redaction;
 mod review_e2e;
 mod tokens;
+mod workflows;
