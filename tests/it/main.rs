@@ -13,6 +13,7 @@ mod example;
 mod fault_matrix;
 mod hostile;
 mod hostile_review;
+mod progress;
 mod providers_e2e;
 mod redaction;
 mod review_e2e;
