@@ -346,3 +346,25 @@ fn action_outputs_mirror_what_agentctl_writes_and_documents() {
         assert!(known.contains(name.as_str()), "action output `{name}` (step {step}) is written by nothing");
     }
 }
+
+#[test]
+fn config_init_points_editors_at_the_schema_of_this_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agentctl.yml");
+    let out = agentctl().args(["config", "init"]).arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let first = text.lines().next().unwrap();
+    let url = format!(
+        "https://raw.githubusercontent.com/agentctl/agentctl/v{}/schemas/config.schema.json",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(first, format!("# yaml-language-server: $schema={url}"));
+    // The URL names the file `config schema` prints, at the path the release tag holds it.
+    let in_repo = std::fs::read_to_string(root().join("schemas/config.schema.json")).unwrap();
+    let printed = agentctl().args(["config", "schema"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&printed.stdout).trim_end(), in_repo.trim_end());
+    // And the file with that line is still a valid config.
+    let ok = agentctl().args(["config", "validate"]).arg(&path).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+}
