@@ -331,3 +331,35 @@ fn action_args_are_split_into_words_and_never_reach_a_shell() {
     assert!(stderr(&out).contains("unknown command"), "{}", stderr(&out));
     assert!(out.stdout.is_empty());
 }
+
+#[tokio::test]
+async fn action_version_input_is_one_release_tag_and_nothing_else() {
+    let (Some((os, arch, target)), true) = (host_runner(), tools_present()) else { return };
+    let server = MockServer::builder().start().await;
+    mount_catch_all(&server, "release download").await;
+    let runner = Runner::new(os, arch, server.uri());
+    for bad in ["../../../etc", "v1.0.0/../../x", "v1 --output /tmp/x", "-v1"] {
+        let out = runner.script("install.sh").env("AGENTCTL_VERSION", bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        assert!(stderr(&out).contains("invalid version"), "{bad}: {}", stderr(&out));
+    }
+    assert!(server.received_requests().await.unwrap().is_empty(), "a bad version reached the network");
+
+    // No release exists on this fake: downloads of one are a 404, like GitHub's.
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path_regex(format!("^/{REPO}/releases/download/")))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    // A tag given explicitly (with or without `v`) is the one downloaded, whatever the action's ref.
+    let asset = format!("agentctl-{target}.tar.gz");
+    for given in ["v7.7.7", "7.7.7"] {
+        let out = runner.script("install.sh").env("AGENTCTL_VERSION", given).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "no such release on the fake");
+        assert!(stderr(&out).contains(&format!("/{REPO}/releases/download/v7.7.7/{asset}")), "{}", stderr(&out));
+    }
+    // A release-tag ref is used as is; a non-tag ref falls back to the checkout's version (the
+    // first test downloads that one).
+    let out = runner.script("install.sh").env("AGENTCTL_ACTION_REF", "v3.2.1").output().unwrap();
+    assert!(stderr(&out).contains("/releases/download/v3.2.1/"), "{}", stderr(&out));
+}
