@@ -34,8 +34,32 @@ pub const MAX_DEPTH: usize = 64;
 /// Longest excerpt of a value quoted in an error message, in characters.
 pub const MAX_QUOTED_CHARS: usize = 80;
 
-/// A starter config written by `agentctl config init`.
-pub const STARTER: &str = r#"# agentctl config. Reference: the README's "Config reference"; schema: `agentctl config schema`.
+/// Where editors fetch the config schema from: the raw `schemas/config.schema.json` of this
+/// version's release tag, so the schema matches the binary that wrote the file (a newer
+/// agentctl's `config init` points at its own). `agentctl config schema` prints the same file;
+/// it stays the source. Read by yaml-language-server (VS Code's YAML extension, Neovim, Helix)
+/// from the first line of the config: `# yaml-language-server: $schema=<url>`.
+pub const SCHEMA_URL: &str = schema_url!();
+
+/// [`SCHEMA_URL`] as a literal, so [`STARTER`] can be built with `concat!`.
+macro_rules! schema_url {
+    () => {
+        concat!(
+            "https://raw.githubusercontent.com/agentctl/agentctl/v",
+            env!("CARGO_PKG_VERSION"),
+            "/schemas/config.schema.json"
+        )
+    };
+}
+use schema_url;
+
+/// A starter config written by `agentctl config init`; its first line points editors at
+/// [`SCHEMA_URL`].
+pub const STARTER: &str = concat!(
+    "# yaml-language-server: $schema=",
+    schema_url!(),
+    "\n",
+    r#"# agentctl config. Reference: the README's "Config reference"; schema: `agentctl config schema`.
 # On pull-request events this file is read from the PR's base branch.
 
 # Which entry of `providers` answers. Without one, agentctl runs its offline builtin rules only.
@@ -58,7 +82,8 @@ review:
 # budgets:
 #   - {scope: all, period: month, limit_usd: 200}              # scope: all | repo | workflow | task
 #   - {scope: repo, period: day, limit_usd: 10, soft_ratio: 0.8, downgrade_to: main}
-"#;
+"#
+);
 
 /// Adapter kind of a provider entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -73,3 +73,5 @@ pub const AGENTCTL_APP_ID: &str = "AGENTCTL_APP_ID";
 pub const AGENTCTL_APP_PRIVATE_KEY: &str = "AGENTCTL_APP_PRIVATE_KEY";
 /// Disables colour in terminal output.
 pub const NO_COLOR: &str = "NO_COLOR";
+/// The terminal type; `dumb` hides progress bars (no cursor movement).
+pub const TERM: &str = "TERM";

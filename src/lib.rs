@@ -21,6 +21,7 @@ pub mod github;
 pub mod ledger;
 pub mod log;
 pub mod output;
+pub mod progress;
 pub mod prompt;
 pub mod providers;
 pub mod redact;

@@ -60,8 +60,11 @@ pub fn redact(text: &str) -> String {
 }
 
 fn emit(line: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{line}");
+    // Lifted over any progress bar on screen, so the line does not land inside it.
+    crate::progress::suspend(|| {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{line}");
+    });
 }
 
 /// Emits a plain (non-command) line. In Actions a message that the runner could read as a

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         log::Level::Normal
     };
     log::init(level, env.get(ev::GITHUB_ACTIONS) == Some("true"));
+    agentctl::progress::init(&env, cli.quiet);
     // One TLS crypto provider for every client (reqwest and octocrab both use rustls + ring).
     let _ = rustls::crypto::ring::default_provider().install_default();
 

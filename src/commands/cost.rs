@@ -327,17 +327,23 @@ fn import(a: &CostImportArgs, env: &Env) -> Result<Exit, ExitError> {
         .ok_or(store::StoreError::NoPath)?;
     let store = Store::open(&path)?;
     let (mut added, mut present) = (0, 0);
+    // On a terminal: a bar over the records, whose total grows as each file is parsed.
+    let progress = crate::progress::Progress::bar(0, "importing", "records");
     for file in &a.files {
         let bytes = diff::source::read_file(file).map_err(exit::usage)?;
         let name = if file == "-" { "stdin" } else { file.as_str() };
         let text = String::from_utf8(bytes)
             .map_err(|_| exit::usage(anyhow::anyhow!("{name} is not UTF-8 text; nothing imported from it")))?;
         let records = crate::usage::jsonl::parse(&text, name).map_err(exit::usage)?;
+        progress.inc_length(records.len() as u64);
         let (a, p) = store.import_usage(&records)?;
+        progress.inc(records.len() as u64);
+        progress.set_message(name.to_owned());
         log::info(&format!("{name}: {a} record(s) added, {p} already in the ledger"));
         added += a;
         present += p;
     }
+    drop(progress);
     output::stdout(&format!("imported {added} usage record(s); {present} already present (skipped)"))
         .context("writing to stdout")?;
     Ok(Exit::Ok)

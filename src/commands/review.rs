@@ -40,6 +40,7 @@ use crate::ledger::{Call, Ledger};
 use crate::log;
 use crate::output;
 use crate::output::markdown::short;
+use crate::progress::Progress;
 use crate::prompt;
 use crate::providers::builtin::{self, RuleOptions};
 use crate::providers::chain::{Resilient, Traced};
@@ -499,14 +500,23 @@ async fn ask_model(
         chain.name(),
         chain.model()
     ));
+    // On a terminal: a bar over the chunks with the elapsed time and the tokens so far.
+    let progress = Progress::bar(total as u64, "reviewing", "chunks");
+    let mut tokens_so_far = 0u64;
     let mut results: Vec<_> = futures::stream::iter(requests.enumerate().map(|(i, req)| async move {
         let traced = Traced::new(chain.as_ref());
         let result = complete_json(&traced, &req).await;
         (i, result, traced.into_calls())
     }))
     .buffer_unordered(review.max_concurrency.max(1))
+    .inspect(|(_, _, calls)| {
+        tokens_so_far += calls.iter().map(|c| c.usage.total_input() + c.usage.output_tokens).sum::<u64>();
+        progress.inc(1);
+        progress.set_message(format!("{tokens_so_far} tokens"));
+    })
     .collect()
     .await;
+    drop(progress);
     results.sort_by_key(|(i, _, _)| *i);
     for (i, result, calls) in results {
         // Every answered call was billed, whatever became of the request.

@@ -542,6 +542,8 @@ async fn watch(
         cap: Duration::from_secs(60),
     };
     let mut failures = 0u32;
+    // On a terminal: a spinner saying when the next refresh is due.
+    let spinner = crate::progress::Progress::spinner("watching the installation token");
     loop {
         let wait = match reusable(sinks, "installation", fingerprint) {
             Some(cred) => {
@@ -580,6 +582,12 @@ async fn watch(
                 }
             }
         };
+        let next = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_else(|_| chrono::Duration::zero());
+        spinner.set_message(format!(
+            "watching {}: next refresh at {} UTC",
+            sinks.file.as_ref().map(|f| f.display().to_string()).unwrap_or_default(),
+            next.format("%H:%M:%S")
+        ));
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = &mut stop => {

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod action;
 mod cli;
 mod cost;
 mod diff_limit;
@@ -12,8 +13,10 @@ mod example;
 mod fault_matrix;
 mod hostile;
 mod hostile_review;
+mod progress;
 mod providers_e2e;
 mod redaction;
 mod review_e2e;
 mod route;
 mod tokens;
+mod workflows;
