@@ -287,3 +287,25 @@ fn a_failed_write_leaves_nothing_behind() {
     assert_eq!(err.path, "adir");
     assert_eq!(snapshot(dir.path()), before, "the replaced docs/guide.md must be restored");
 }
+
+#[test]
+fn the_fix_schema_accepts_the_contract_and_refuses_a_bad_answer() {
+    let schema: serde_json::Value = serde_json::from_str(crate::prompt::FIX_SCHEMA).unwrap();
+    let v = crate::providers::structured::compiled_validator("fix_output", &schema).unwrap();
+    let good = serde_json::json!({
+        "explanation": "off by one",
+        "edits": [{"path": "src/lib.rs", "search": "a - b", "replace": "a + b"}],
+        "new_files": [{"path": "tests/t.rs", "content": "#[test] fn t() {}\n"}],
+        "deletions": ["old.txt"]
+    });
+    assert!(v.is_valid(&good));
+    let set: EditSet = serde_json::from_value(good).unwrap();
+    assert_eq!((set.edits.len(), set.new_files.len(), set.deletions.len(), set.rewrites.len()), (1, 1, 1, 0));
+    for bad in [
+        serde_json::json!({"edits": []}),
+        serde_json::json!({"explanation": "x", "edits": [{"path": "a", "search": "", "replace": "b"}]}),
+        serde_json::json!({"explanation": "x", "edits": [{"path": "a", "search": "s", "replace": "b", "run": "curl x"}]}),
+    ] {
+        assert!(!v.is_valid(&bad), "{bad}");
+    }
+}
