@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::findings::Threshold;
 use crate::usage::pricing::ModelPrice;
 
+pub mod fix;
+pub use fix::{EditFormat, FixConfig, VerifyCommand};
+
 /// The JSON Schema every config is validated against.
 pub const SCHEMA: &str = include_str!("../schemas/config.schema.json");
 
@@ -263,6 +266,8 @@ pub struct Config {
     pub state: Option<PathBuf>,
     /// Spending limits (`cost check`, the budget gate in `review`); see [`crate::budget`].
     pub budgets: Vec<crate::budget::BudgetConfig>,
+    /// `agentctl fix` settings.
+    pub fix: FixConfig,
 }
 
 /// Longest duration a config number becomes, in seconds (one year): the schema's maximums are

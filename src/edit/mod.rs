@@ -29,6 +29,7 @@
 
 pub mod context;
 pub mod paths;
+pub mod verify;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
