@@ -102,6 +102,16 @@ pub fn error(msg: &str) {
     }
 }
 
+/// Registers every secret `redactor` holds with the runner (`::add-mask::`, inside Actions)
+/// and makes it the log's redactor. Commands call it again after adding secrets (a provider's
+/// key), before any request.
+pub fn publish_masks(redactor: &Redactor) {
+    for line in redactor.mask_lines() {
+        workflow_command(&actions::add_mask_command(&line));
+    }
+    set_redactor(redactor);
+}
+
 /// Emits a raw workflow command line (e.g. `::add-mask::`), only inside Actions.
 pub fn workflow_command(line: &str) {
     if logger().in_actions {

@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::StreamExt;
-use secrecy::SecretString;
 
 use crate::actions;
 use crate::cli::{Format, ReviewArgs};
@@ -201,7 +200,7 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
             crate::budget::GateOutcome::Proceed => {}
             crate::budget::GateOutcome::Downgrade(name) => {
                 run.provider = select::select(&run.config, Some(&name), None, env, &run.redactor, &run.store)?;
-                publish_masks(&run.redactor);
+                log::publish_masks(&run.redactor);
             }
             crate::budget::GateOutcome::Refused => return Ok(Exit::Budget),
         }
@@ -301,12 +300,12 @@ fn finish(failures: Vec<String>, exit: Exit) -> Result<Exit, ExitError> {
 /// metadata, the config (base branch), the provider chain and the state store. `None` when
 /// there is nothing to do (a comment that is not our command, or from someone not allowed).
 async fn prepare(settings: &ReviewSettings, ctx: &Context, env: &Env) -> Result<Option<Prepared>, ExitError> {
-    let token = env.get(ev::GITHUB_TOKEN).or_else(|| env.get(ev::GH_TOKEN)).map(|t| SecretString::from(t.to_string()));
+    let token = crate::github::token_from_env(env);
     let mut redactor = Redactor::new();
     if let Some(t) = &token {
         redactor.add_secret(t);
     }
-    publish_masks(&redactor);
+    log::publish_masks(&redactor);
 
     let number = match target::find_target(ctx, settings.pr, "review", true) {
         Target::Number(n) => Some(n),
@@ -331,16 +330,7 @@ async fn prepare(settings: &ReviewSettings, ctx: &Context, env: &Env) -> Result<
         )));
     }
     let env_write_delay = env.get(ev::AGENTCTL_WRITE_DELAY).map(config::write_delay_from_env).transpose()?;
-    let mut github = match (&token, &ctx.repository) {
-        (Some(t), Some(repo)) => Some(GitHub::new(
-            &ctx.api_url,
-            t,
-            &repo.owner,
-            &repo.name,
-            env_write_delay.unwrap_or(Duration::from_secs(1)),
-        )?),
-        _ => None,
-    };
+    let mut github = crate::github::client_for_run(ctx, token.as_ref(), env_write_delay)?;
     let pr = match number {
         Some(n) => publish::resolve_pr(ctx, n, github.as_ref()).await?,
         None => None,
@@ -377,18 +367,11 @@ async fn prepare(settings: &ReviewSettings, ctx: &Context, env: &Env) -> Result<
         &redactor,
         &store,
     )?;
-    publish_masks(&redactor);
+    log::publish_masks(&redactor);
     if provider.chain().is_some() {
         crate::diff::chunk::warm_up(config.review.token_counting);
     }
     Ok(Some(Prepared { redactor, dry_run, github, pr, config, fail_on, provider, store }))
-}
-
-fn publish_masks(redactor: &Redactor) {
-    for line in redactor.mask_lines() {
-        log::workflow_command(&actions::add_mask_command(&line));
-    }
-    log::set_redactor(redactor);
 }
 
 /// Refuses input that is not a unified diff: no file header anywhere is exit 2 (a wrong

@@ -361,6 +361,16 @@ impl GitHub {
         self
     }
 
+    /// The repository owner this client acts on.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The repository name this client acts on.
+    pub fn repo(&self) -> &str {
+        &self.repo
+    }
+
     /// The bounds in force.
     pub fn policy(&self) -> ClientPolicy {
         self.policy
@@ -495,7 +505,7 @@ impl GitHub {
     }
 
     /// `{api_base}/repos/{owner}/{repo}/{tail}`; `tail` is already encoded.
-    fn repo_url(&self, tail: &str) -> String {
+    pub(super) fn repo_url(&self, tail: &str) -> String {
         format!(
             "{}/repos/{}/{}/{}",
             self.api_base,
@@ -916,7 +926,7 @@ pub(super) fn decode<T: serde::de::DeserializeOwned>(body: &[u8], action: &str) 
 }
 
 /// Percent-encodes each segment of a repository path or ref, keeping the slashes.
-fn encode_path(path: &str) -> String {
+pub(super) fn encode_path(path: &str) -> String {
     path.split('/').map(|segment| urlencoding::encode(segment).into_owned()).collect::<Vec<_>>().join("/")
 }
 
