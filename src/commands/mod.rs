@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod cost;
+pub mod fix;
 pub mod review;
 pub mod token_refresh;
 
@@ -14,7 +15,7 @@ pub async fn run(cli: Cli, env: &Env) -> Result<Exit, ExitError> {
     match cli.command {
         Command::Review(args) => review::run(&args, env).await,
         Command::Config(args) => config::run(&args),
-        Command::Fix(_) => not_implemented("fix"),
+        Command::Fix(args) => fix::run(&args, env).await,
         Command::Route(_) => not_implemented("route"),
         Command::Cost(args) => cost::run(&args, env).await,
         Command::TokenRefresh(args) => token_refresh::run(&args, env).await,

@@ -27,6 +27,7 @@
 //!   its target, then renamed over it; a failure removes the temporary files, and a failed
 //!   rename restores the files already replaced, so a round never leaves half its changes.
 
+pub mod checkout;
 pub mod context;
 pub mod paths;
 pub mod verify;

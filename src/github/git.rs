@@ -114,7 +114,21 @@ struct NewPull<'a> {
     draft: bool,
 }
 
+/// The repository fields a fix reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Repository {
+    pub default_branch: String,
+}
+
 impl GitHub {
+    /// `GET /repos/{o}/{r}`.
+    pub async fn repository(&self) -> Result<Repository, GitHubError> {
+        let action = "get the repository".to_string();
+        let url = self.repo_url("");
+        let reply = self.get(url.trim_end_matches('/'), MEDIA_JSON, &action).await?;
+        decode(&check(reply, &action)?.body, &action)
+    }
+
     /// `GET /issues/{n}`.
     pub async fn issue(&self, number: u64) -> Result<Issue, GitHubError> {
         let action = format!("get issue #{number}");
@@ -193,23 +207,30 @@ impl GitHub {
         decode(&check(reply, &action)?.body, &action)
     }
 
-    /// The GraphQL endpoint beside the REST root: `https://api.github.com/graphql`, or for
-    /// GHES `https://HOST/api/graphql` (the REST root being `https://HOST/api/v3`).
-    pub fn graphql_url(&self) -> String {
-        match self.api_base.strip_suffix("/v3") {
-            Some(api) if api.ends_with("/api") => format!("{api}/graphql"),
-            _ => format!("{}/graphql", self.api_base),
+    /// The root a client must be built on (see [`GitHub::new`]) to reach the GraphQL endpoint
+    /// `{root}/graphql`: the REST root itself on github.com (`https://api.github.com`), and
+    /// `https://HOST/api` for GHES, whose REST root is `https://HOST/api/v3` and GraphQL
+    /// endpoint `https://HOST/api/graphql`. A separate client is needed because the transport
+    /// keeps the REST root's path prefix on every request.
+    pub fn graphql_root(api_url: &str) -> String {
+        let api = api_url.trim_end_matches('/');
+        match api.strip_suffix("/v3") {
+            Some(root) if root.ends_with("/api") => root.to_string(),
+            _ => api.to_string(),
         }
     }
 
-    /// The GraphQL `createCommitOnBranch` mutation: one commit on `branch` whose parent must be
+    /// The GraphQL `createCommitOnBranch` mutation, sent to `{root}/graphql` (call it on a client
+    /// built on [`GitHub::graphql_root`]): one commit on `branch` whose parent must be
     /// `expected_head` (GitHub refuses otherwise, so nothing is ever overwritten), with file
-    /// contents base64-encoded. Returns the new commit's oid.
+    /// contents base64-encoded, on repository `repo_of` (`(owner, name)`). Returns the new
+    /// commit's oid.
     ///
     /// Errors: GraphQL `errors` in the answer → [`GitHubError::Unprocessable`] with their
     /// messages; HTTP errors as every call.
     pub async fn create_commit_on_branch(
         &self,
+        repo_of: (&str, &str),
         branch: &str,
         expected_head: &str,
         headline: &str,
@@ -218,6 +239,7 @@ impl GitHub {
     ) -> Result<String, GitHubError> {
         use base64::Engine as _;
         let action = format!("commit on {branch} (createCommitOnBranch)");
+        let (owner, repo) = (repo_of.0, repo_of.1);
         let additions: Vec<serde_json::Value> = files
             .iter()
             .filter_map(|f| {
@@ -230,13 +252,14 @@ impl GitHub {
         let request = serde_json::json!({
             "query": "mutation($input: CreateCommitOnBranchInput!) { createCommitOnBranch(input: $input) { commit { oid url } } }",
             "variables": {"input": {
-                "branch": {"repositoryNameWithOwner": format!("{}/{}", self.owner(), self.repo()), "branchName": branch},
+                "branch": {"repositoryNameWithOwner": format!("{owner}/{repo}"), "branchName": branch},
                 "message": {"headline": headline, "body": body},
                 "expectedHeadOid": expected_head,
                 "fileChanges": {"additions": additions, "deletions": deletions}
             }}
         });
-        let reply = self.write(http::Method::POST, &self.graphql_url(), &request, &action).await?;
+        let url = format!("{}/graphql", self.api_base);
+        let reply = self.write(http::Method::POST, &url, &request, &action).await?;
         let value: serde_json::Value = decode(&check(reply, &action)?.body, &action)?;
         if let Some(errors) = value.get("errors").and_then(|e| e.as_array()).filter(|e| !e.is_empty()) {
             let messages: Vec<&str> = errors.iter().filter_map(|e| e.get("message")?.as_str()).collect();
