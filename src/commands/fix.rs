@@ -20,7 +20,8 @@
 //!   force-pushed) and updates that PR's title and body. Files the earlier run changed and this
 //!   one does not stay as the earlier run left them.
 //! - Without `fix.verify` there is one round unless an edit failed to match (then its reason is
-//!   fed back); with it, rounds go on while verify fails, up to `fix.max_rounds`.
+//!   fed back); with it, rounds go on while verify fails (or nothing could be applied), up to
+//!   `fix.max_rounds`; a passing verify ends them.
 //! - No change to publish (every edit refused, or an empty answer) is exit 1, nothing written.
 //! - Who may trigger: the commenter (or the labeler) must have `admin`, `maintain` or `write`
 //!   on the repository; anyone else gets a reply saying so and the run exits 3, no model call.
@@ -479,7 +480,10 @@ async fn rounds(
                 let passed = v.passed();
                 fb.verify = Some((spec.display.clone(), line, run.redactor.redact(&v.output_tail)));
                 out.verify = Some(v);
-                if passed && !retry {
+                // A passing verify ends the rounds even when some entry was refused: the
+                // refusals are listed in the PR body, and another round could only undo a
+                // verified state.
+                if passed {
                     break;
                 }
             }

@@ -209,9 +209,27 @@ async fn an_issue_comment_becomes_a_verified_draft_pr_in_two_rounds_and_a_rerun_
     let event = comment_event(scratch.path());
     let out = scratch.path().join("out");
     let head = git(dir.path(), &["rev-parse", "HEAD"]);
+    let state = scratch.path().join("state.db");
 
-    let run = fix_cmd(dir.path(), &hub, &event, &out).output().unwrap();
+    let run = fix_cmd(dir.path(), &hub, &event, &out).env("AGENTCTL_STATE", &state).output().unwrap();
     assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+
+    // Two lookups before the model (permission, issue), six requests to publish.
+    let requests: Vec<String> = hub.gh.requests().await.into_iter().map(|(m, p)| format!("{m} {p}")).collect();
+    let base = format!("{API_PREFIX}/repos/o/r");
+    assert_eq!(
+        requests,
+        [
+            format!("GET {base}/collaborators/dev/permission"),
+            format!("GET {base}/issues/7"),
+            format!("GET {base}/issues/7/comments"),
+            format!("GET {base}"),
+            format!("POST {base}/git/refs"),
+            "POST /api/graphql".to_string(),
+            format!("POST {base}/pulls"),
+            format!("POST {base}/issues/7/comments"),
+        ]
+    );
 
     // The model saw the issue as untrusted text and, in round 2, the verify failure.
     let seen = prompts.lock().unwrap().clone();
@@ -269,6 +287,15 @@ async fn an_issue_comment_becomes_a_verified_draft_pr_in_two_rounds_and_a_rerun_
     // The checkout is as it was.
     assert_eq!(std::fs::read_to_string(dir.path().join("add.sh")).unwrap(), BUGGY);
     assert_eq!(git(dir.path(), &["status", "--porcelain"]), "");
+    // Two usage rows in the ledger, task `fix`, on issue 7.
+    let export = agentctl().env("AGENTCTL_STATE", &state).args(["cost", "export"]).output().unwrap();
+    let rows: Vec<Value> =
+        String::from_utf8_lossy(&export.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r["task"] == "fix" && r["pr"] == ISSUE && r["usage"]["output_tokens"] == 120),
+        "{rows:?}"
+    );
 
     // A second run finds its comment: a new commit on the same branch, the same PR updated.
     let first_commit = format!("{:040x}", 0xc0ffee + 1);
@@ -410,4 +437,19 @@ async fn dry_run_prints_the_diff_and_the_pr_body_and_writes_nothing() {
     assert!(text.contains("### Verification\n\n`sh check.sh` passed"), "{text}");
     assert_eq!(std::fs::read_to_string(dir.path().join("add.sh")).unwrap(), BUGGY);
     assert_eq!(git(dir.path(), &["status", "--porcelain"]), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_budget_that_the_estimate_would_pass_refuses_before_any_model_call() {
+    let model = strict_server().await;
+    let dir = repo(&model.uri(), "budgets:\n  - scope: all\n    period: day\n    limit_usd: 0.000001\n");
+    let out = agentctl()
+        .current_dir(dir.path())
+        .args(["fix", "--dry-run", "--instructions", "add.sh subtracts"])
+        .env("OPENAI_API_KEY", "sk-test-fix-key")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("budget exceeded: this fix would cost about"), "{err}");
 }
