@@ -13,10 +13,10 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 use crate::common::*;
 
 const ISSUE: u64 = 7;
-const BUGGY: &str = "#!/bin/sh\n# Prints the sum of two numbers.\necho $(($1 - $2))\n";
+pub(crate) const BUGGY: &str = "#!/bin/sh\n# Prints the sum of two numbers.\necho $(($1 - $2))\n";
 const CHECK: &str = "#!/bin/sh\ngot=$(sh add.sh 2 3)\nif [ \"$got\" = 5 ]; then echo ok; else echo \"expected 5, got $got\"; exit 1; fi\n";
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -29,7 +29,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 /// A committed repository: the buggy `add.sh`, its check, a workflow, and the config.
-fn repo(openai: &str, extra: &str) -> tempfile::TempDir {
+pub(crate) fn repo(openai: &str, extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     git(dir.path(), &["init", "-q", "-b", "main"]);
     write(dir.path(), "add.sh", BUGGY);
@@ -55,7 +55,7 @@ fn chat(answer: &Value) -> ResponseTemplate {
 
 /// A model that answers `first` to a first-round prompt and `second` once it is told about a
 /// previous round; the prompts it saw are kept.
-async fn fake_model(first: Value, second: Value) -> (MockServer, Arc<Mutex<Vec<String>>>) {
+pub(crate) async fn fake_model(first: Value, second: Value) -> (MockServer, Arc<Mutex<Vec<String>>>) {
     let server = strict_server().await;
     let seen = Arc::new(Mutex::new(vec![]));
     let log = seen.clone();
@@ -81,13 +81,13 @@ async fn fake_model(first: Value, second: Value) -> (MockServer, Arc<Mutex<Vec<S
 
 /// The GitHub fake of a fix: the issue, permissions, refs, GraphQL and pulls, on top of the
 /// shared comment store of [`FakeGitHub`].
-struct FixHub {
-    gh: FakeGitHub,
-    graphql: Arc<Mutex<Vec<Value>>>,
-    pulls: Arc<Mutex<Vec<(String, Value)>>>,
+pub(crate) struct FixHub {
+    pub(crate) gh: FakeGitHub,
+    pub(crate) graphql: Arc<Mutex<Vec<Value>>>,
+    pub(crate) pulls: Arc<Mutex<Vec<(String, Value)>>>,
 }
 
-async fn fix_hub(issue_body: &str, role: &str) -> FixHub {
+pub(crate) async fn fix_hub(issue_body: &str, role: &str) -> FixHub {
     let gh = FakeGitHub::start("o", "r", ISSUE, vec![], None).await;
     let base = format!("{API_PREFIX}/repos/o/r");
     let s = &gh.server;
@@ -167,7 +167,7 @@ async fn fix_hub(issue_body: &str, role: &str) -> FixHub {
 }
 
 /// An `issue_comment` payload: `/agentctl fix` by `dev` on issue 7.
-fn comment_event(dir: &Path) -> PathBuf {
+pub(crate) fn comment_event(dir: &Path) -> PathBuf {
     write(
         dir,
         "event.json",
@@ -177,7 +177,7 @@ fn comment_event(dir: &Path) -> PathBuf {
     )
 }
 
-fn fix_cmd(repo: &Path, hub: &FixHub, event: &Path, out: &Path) -> assert_cmd::Command {
+pub(crate) fn fix_cmd(repo: &Path, hub: &FixHub, event: &Path, out: &Path) -> assert_cmd::Command {
     let mut cmd = agentctl();
     cmd.current_dir(repo)
         .arg("fix")
@@ -191,7 +191,7 @@ fn fix_cmd(repo: &Path, hub: &FixHub, event: &Path, out: &Path) -> assert_cmd::C
     cmd
 }
 
-fn answer(explanation: &str, search: &str, replace: &str) -> Value {
+pub(crate) fn answer(explanation: &str, search: &str, replace: &str) -> Value {
     json!({"explanation": explanation, "edits": [{"path": "add.sh", "search": search, "replace": replace}]})
 }
 
