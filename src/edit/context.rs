@@ -146,9 +146,15 @@ pub fn build(
 ) -> FixPrompt {
     let Budget { max_tokens, counting } = budget;
     let mut p = FixPrompt::default();
-    let mut text = format!("Fix {} #{}.\n\n", subject.kind, subject.number);
-    text.push_str(&untrusted("title", &subject.title, 500, redactor));
-    text.push_str(&untrusted("body", &subject.body, MAX_TEXT_CHARS, redactor));
+    let mut text = if subject.number > 0 {
+        format!("Fix {} #{}.\n\n", subject.kind, subject.number)
+    } else {
+        "Make the change the instructions below ask for.\n\n".to_string()
+    };
+    if subject.number > 0 {
+        text.push_str(&untrusted("title", &subject.title, 500, redactor));
+        text.push_str(&untrusted("body", &subject.body, MAX_TEXT_CHARS, redactor));
+    }
     if let Some(c) = subject.comment.as_deref().filter(|c| !c.trim().is_empty()) {
         text.push_str(&untrusted("comment", c, MAX_TEXT_CHARS, redactor));
     }

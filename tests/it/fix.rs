@@ -453,3 +453,88 @@ async fn a_budget_that_the_estimate_would_pass_refuses_before_any_model_call() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("budget exceeded: this fix would cost about"), "{err}");
 }
+
+/// Mounts what a `/agentctl fix` on pull request 7 needs besides [`fix_hub`]: the PR (head
+/// `feature` at `head_sha` in `head_repo`) and the config served from its base commit.
+async fn as_pull_request(hub: &FixHub, head_sha: &str, head_repo: &str, config: &str) {
+    let base = format!("{API_PREFIX}/repos/o/r");
+    Mock::given(method("GET"))
+        .and(path(format!("{base}/issues/{ISSUE}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "number": ISSUE, "title": "Speed up add", "body": "please", "pull_request": {"url": "x"}})))
+        .with_priority(1)
+        .mount(&hub.gh.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{base}/pulls/{ISSUE}")))
+        .and(wiremock::matchers::header("accept", "application/vnd.github+json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "number": ISSUE, "title": "Speed up add", "body": "please",
+            "head": {"sha": head_sha, "ref": "feature", "repo": {"full_name": head_repo}},
+            "base": {"sha": "b".repeat(40), "ref": "main", "repo": {"full_name": "o/r"}}})))
+        .mount(&hub.gh.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{base}/contents/.github/agentctl.yml")))
+        .and(wiremock::matchers::query_param("ref", "b".repeat(40)))
+        .respond_with(ResponseTemplate::new(200).set_body_string(config.to_string()))
+        .with_priority(1)
+        .mount(&hub.gh.server)
+        .await;
+}
+
+fn pr_comment_event(dir: &Path) -> PathBuf {
+    write(
+        dir,
+        "event.json",
+        json!({"action": "created", "issue": {"number": ISSUE, "pull_request": {"url": "x"}}, "repository": {"full_name": "o/r"},
+               "comment": {"body": "/agentctl fix add.sh is wrong", "author_association": "OWNER", "user": {"login": "dev", "type": "User"}}})
+        .to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fix_on_a_pull_request_is_a_draft_into_its_head_branch_with_the_base_branch_config() {
+    let (model, _) = fake_model(
+        answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+        answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+    )
+    .await;
+    // The checkout's config points at no model: only the base branch's config (served by the
+    // API) names the fake, so a run that read the checkout's copy would fail.
+    let dir = repo("http://127.0.0.1:9", "");
+    let head = git(dir.path(), &["rev-parse", "HEAD"]);
+    let hub = fix_hub("", "write").await;
+    let config = std::fs::read_to_string(dir.path().join(".github/agentctl.yml"))
+        .unwrap()
+        .replace("http://127.0.0.1:9", &model.uri());
+    as_pull_request(&hub, &head, "o/r", &config).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let event = pr_comment_event(scratch.path());
+    let run =
+        fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out")).env("GITHUB_ACTIONS", "true").output().unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let calls = hub.graphql.lock().unwrap().clone();
+    assert_eq!(calls[0]["variables"]["input"]["expectedHeadOid"], head.as_str(), "branched from the PR's head");
+    let pulls = hub.pulls.lock().unwrap().clone();
+    assert_eq!(pulls[0].1["base"], "feature", "a stacked fix into the PR's head branch");
+    assert_eq!(pulls[0].1["draft"], true);
+    let pushed_to_feature = hub.gh.requests().await.iter().any(|(_, p)| p.contains("heads/feature"));
+    assert!(!pushed_to_feature, "the contributor's branch is never touched");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fix_on_a_pull_request_from_a_fork_is_refused_clearly() {
+    let model = strict_server().await;
+    let dir = repo(&model.uri(), "");
+    let head = git(dir.path(), &["rev-parse", "HEAD"]);
+    let hub = fix_hub("", "write").await;
+    as_pull_request(&hub, &head, "someone/fork", "provider: builtin\n").await;
+    let scratch = tempfile::tempdir().unwrap();
+    let event = pr_comment_event(scratch.path());
+    let run = fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out")).output().unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("pull request #7 comes from a fork (someone/fork)"), "{err}");
+    assert!(hub.graphql.lock().unwrap().is_empty() && hub.pulls.lock().unwrap().is_empty());
+}
