@@ -40,8 +40,8 @@ impl Cli {
 pub enum Command {
     /// Review a pull request: findings as inline comments, a summary comment, outputs and SARIF.
     Review(ReviewArgs),
-    /// Edit the checkout to address an issue or comment, verify, and open a draft PR (not implemented yet).
-    Fix(PlaceholderArgs),
+    /// Fix an issue or a PR comment's request: model edits applied safely, the repository's verify command, a draft PR.
+    Fix(FixArgs),
     /// Map the triggering event to a task, model and runner for later jobs (no model call).
     Route(RouteArgs),
     /// Report, check, estimate, export and import token usage and spend (the usage ledger).
@@ -51,12 +51,6 @@ pub enum Command {
     /// Validate, print or create the config file.
     Config(ConfigArgs),
 }
-
-/// Arguments of commands that are not implemented yet: none. Called bare, such a command says
-/// "not implemented yet" (exit 1); any argument is a usage error (exit 2), so a script passing
-/// flags meant for a later version learns it at once instead of having them swallowed.
-#[derive(Debug, Args)]
-pub struct PlaceholderArgs {}
 
 /// `agentctl route`: one decision per event for the jobs after it.
 #[derive(Debug, Args)]
@@ -89,6 +83,50 @@ pub struct RouteArgs {
 pub enum RouteFormat {
     Text,
     Json,
+}
+
+/// `agentctl fix` (README "Fix").
+#[derive(Debug, Args)]
+pub struct FixArgs {
+    /// Issue to fix (otherwise taken from the event).
+    #[arg(long, conflicts_with = "pr")]
+    pub issue: Option<u64>,
+
+    /// Pull request whose comment asks for the fix: the fix becomes a draft PR into its head branch.
+    #[arg(long)]
+    pub pr: Option<u64>,
+
+    /// Extra instructions for the model (untrusted text, like the issue).
+    #[arg(long, value_name = "TEXT")]
+    pub instructions: Option<String>,
+
+    /// Print the unified diff and the PR body instead of writing to GitHub; the checkout is restored.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Run in a checkout with uncommitted changes.
+    #[arg(long)]
+    pub allow_dirty: bool,
+
+    /// Event payload file (otherwise `GITHUB_EVENT_PATH`).
+    #[arg(long, value_name = "FILE")]
+    pub event: Option<PathBuf>,
+
+    /// Event name (otherwise `GITHUB_EVENT_NAME`, or guessed from the payload).
+    #[arg(long, value_name = "NAME")]
+    pub event_name: Option<String>,
+
+    /// Config file (YAML or JSON). Default: `.github/agentctl.yml` (from the PR's base branch on a PR).
+    #[arg(long, value_name = "PATH", env = env_vars::AGENTCTL_CONFIG)]
+    pub config: Option<PathBuf>,
+
+    /// Which `providers:` entry answers.
+    #[arg(long, env = env_vars::AGENTCTL_PROVIDER)]
+    pub provider: Option<String>,
+
+    /// Model override for the chosen provider.
+    #[arg(long, env = env_vars::AGENTCTL_MODEL)]
+    pub model: Option<String>,
 }
 
 /// Output format.

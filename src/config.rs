@@ -17,6 +17,9 @@ pub mod routes;
 use crate::findings::Threshold;
 use crate::usage::pricing::ModelPrice;
 
+pub mod fix;
+pub use fix::{EditFormat, FixConfig, VerifyCommand};
+
 /// The JSON Schema every config is validated against.
 pub const SCHEMA: &str = include_str!("../schemas/config.schema.json");
 
@@ -296,6 +299,8 @@ pub struct Config {
     pub tiers: routes::Tiers,
     /// Who may give `/agentctl …` commands that `route` acts on.
     pub slash_commands: routes::SlashCommandsConfig,
+    /// `agentctl fix` settings.
+    pub fix: FixConfig,
 }
 
 /// Longest duration a config number becomes, in seconds (one year): the schema's maximums are

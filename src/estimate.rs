@@ -118,6 +118,26 @@ pub fn review(
     for_review(config, parsed, selected, provider_flag, model_flag, overhead)
 }
 
+/// The estimate of a `fix` with the config's provider: `prompt_tokens` (the first round's
+/// system prompt, schema and user prompt, counted by the caller) as input and
+/// `fix.max_output_tokens` as output, times `fix.max_rounds` — an upper bound, like the
+/// review's. `builtin` (no model) costs 0.
+pub fn fix(
+    config: &crate::config::Config,
+    prompt_tokens: usize,
+    provider_flag: Option<&str>,
+    model_flag: Option<&str>,
+) -> Estimate {
+    let rounds = u64::from(config.fix.max_rounds.max(1));
+    let (provider, model) =
+        review_model(config, provider_flag, model_flag).unwrap_or_else(|| ("builtin".into(), "builtin".into()));
+    let input_tokens = prompt_tokens as u64 * rounds;
+    let output_tokens = u64::from(config.fix.max_output_tokens) * rounds;
+    let usage = Usage { input_tokens, output_tokens, ..Usage::default() };
+    let cost_usd = if provider == "builtin" { Some(0.0) } else { price_table(config).cost_usd(&model, &usage) };
+    Estimate { provider, model, chunks: vec![], input_tokens, output_tokens, cost_usd, over_budget: vec![] }
+}
+
 /// The estimate of a `review` of `selected` files with the config's provider (`provider_flag`,
 /// `model_flag` as `--provider`/`--model`), its chunker limits and `max_output_tokens`, priced
 /// with [`price_table`]; `overhead_tokens` is what every request carries besides the diff.

@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod context;
 pub mod diff;
+pub mod edit;
 pub mod env_vars;
 pub mod estimate;
 pub mod exit;

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod cost;
+pub mod fix;
 pub mod review;
 pub mod route;
 pub mod token_refresh;
@@ -15,14 +16,9 @@ pub async fn run(cli: Cli, env: &Env) -> Result<Exit, ExitError> {
     match cli.command {
         Command::Review(args) => review::run(&args, env).await,
         Command::Config(args) => config::run(&args),
-        Command::Fix(_) => not_implemented("fix"),
+        Command::Fix(args) => fix::run(&args, env).await,
         Command::Route(args) => route::run(&args, env).await,
         Command::Cost(args) => cost::run(&args, env).await,
         Command::TokenRefresh(args) => token_refresh::run(&args, env).await,
     }
-}
-
-/// The answer of a subcommand that exists in `--help` but is not built yet: exit 1, no effect.
-fn not_implemented(name: &str) -> Result<Exit, ExitError> {
-    Err(ExitError::new(Exit::Failure, anyhow::anyhow!("`agentctl {name}` is not implemented yet")))
 }

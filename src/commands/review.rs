@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::StreamExt;
-use secrecy::SecretString;
 
 use crate::actions;
 use crate::cli::{Format, ReviewArgs};
@@ -304,7 +303,7 @@ fn finish(failures: Vec<String>, exit: Exit) -> Result<Exit, ExitError> {
 /// metadata, the config (base branch), the provider chain and the state store. `None` when
 /// there is nothing to do (a comment that is not our command, or from someone not allowed).
 async fn prepare(settings: &ReviewSettings, ctx: &Context, env: &Env) -> Result<Option<Prepared>, ExitError> {
-    let token = env.get(ev::GITHUB_TOKEN).or_else(|| env.get(ev::GH_TOKEN)).map(|t| SecretString::from(t.to_string()));
+    let token = crate::github::token_from_env(env);
     let mut redactor = Redactor::new();
     if let Some(t) = &token {
         redactor.add_secret(t);
@@ -334,16 +333,7 @@ async fn prepare(settings: &ReviewSettings, ctx: &Context, env: &Env) -> Result<
         )));
     }
     let env_write_delay = env.get(ev::AGENTCTL_WRITE_DELAY).map(config::write_delay_from_env).transpose()?;
-    let mut github = match (&token, &ctx.repository) {
-        (Some(t), Some(repo)) => Some(GitHub::new(
-            &ctx.api_url,
-            t,
-            &repo.owner,
-            &repo.name,
-            env_write_delay.unwrap_or(Duration::from_secs(1)),
-        )?),
-        _ => None,
-    };
+    let mut github = crate::github::client_for_run(ctx, token.as_ref(), env_write_delay)?;
     let pr = match number {
         Some(n) => publish::resolve_pr(ctx, n, github.as_ref()).await?,
         None => None,

@@ -103,6 +103,65 @@ pub fn find_target(ctx: &Context, flag: Option<u64>, task: &str, needs_pr: bool)
     }
 }
 
+/// Step 1 of a task on an issue or a pull request (`fix`): `flag` (`--issue`/`--pr`) wins;
+/// then a new `/agentctl <task>` comment on an issue or a PR, an `issues` event `labeled`
+/// with `label` (config `fix.label`; no label configured, no trigger), or `workflow_dispatch`
+/// with an `issue` input (else a PR input, see [`super::WorkflowDispatchEvent::pr_number`]).
+/// Pull-request events do not trigger it.
+pub fn find_issue_target(ctx: &Context, flag: Option<u64>, task: &str, label: Option<&str>) -> Target {
+    if let Some(n) = flag {
+        return Target::Number(n);
+    }
+    match &ctx.event {
+        Event::IssueComment(e) => {
+            let body = e.comment.body.as_deref().unwrap_or("");
+            if e.action != "created" || slash_command(body, task).is_none() {
+                return Target::NotACommand;
+            }
+            Target::Number(e.issue.number)
+        }
+        Event::Other { name, payload } if name == "issues" => {
+            let labeled = payload.get("action").and_then(|a| a.as_str()) == Some("labeled");
+            let name = payload.pointer("/label/name").and_then(|n| n.as_str());
+            match (
+                labeled && label.is_some() && name == label,
+                payload.pointer("/issue/number").and_then(|n| n.as_u64()),
+            ) {
+                (true, Some(n)) => Target::Number(n),
+                _ => Target::NotACommand,
+            }
+        }
+        Event::WorkflowDispatch(e) => {
+            let issue = e.inputs.as_ref().and_then(|i| i.get("issue")).and_then(|v| match v {
+                serde_json::Value::Number(n) => n.as_u64(),
+                serde_json::Value::String(s) => s.trim().trim_start_matches('#').parse().ok(),
+                _ => None,
+            });
+            issue.or_else(|| e.pr_number()).map(Target::Number).unwrap_or(Target::None)
+        }
+        Event::PullRequest(_) => Target::NotACommand,
+        Event::Other { .. } | Event::None => Target::None,
+    }
+}
+
+/// Who triggered the run by an action in GitHub: the comment's author on `issue_comment`, the
+/// `sender` of an `issues` event; with whether the account is a bot. `None` for other events.
+pub fn trigger_user(ctx: &Context) -> Option<(String, bool)> {
+    match &ctx.event {
+        Event::IssueComment(e) => {
+            let u = e.comment.user.as_ref()?;
+            Some((u.login.clone(), u.kind.eq_ignore_ascii_case("Bot")))
+        }
+        Event::Other { name, payload } if name == "issues" => {
+            let login = payload.pointer("/sender/login")?.as_str()?.to_string();
+            let bot =
+                payload.pointer("/sender/type").and_then(|t| t.as_str()).is_some_and(|t| t.eq_ignore_ascii_case("Bot"));
+            Some((login, bot))
+        }
+        _ => None,
+    }
+}
+
 /// Why the comment that triggered this run may not trigger it, or `None` when it may (or the
 /// event is not a comment): its author is a bot, or their `author_association` is not in
 /// `allowed` (case-insensitive). The sentence names the login and the association.
@@ -163,6 +222,52 @@ mod tests {
         ] {
             assert_eq!(t(body, "OWNER", "User").0, Target::NotACommand, "{body}");
         }
+    }
+
+    #[test]
+    fn fix_targets_come_from_comments_on_issues_labels_and_dispatch_inputs() {
+        let load = |name: &str, payload: serde_json::Value| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("event.json");
+            std::fs::write(&path, payload.to_string()).unwrap();
+            Context::load(&Env::from_pairs([]), Some(&path), Some(name)).unwrap()
+        };
+        let comment = |body: &str, on_pr: bool| {
+            let mut issue = serde_json::json!({"number": 5});
+            if on_pr {
+                issue["pull_request"] = serde_json::json!({"url": "x"});
+            }
+            load(
+                "issue_comment",
+                serde_json::json!({"action": "created", "issue": issue,
+                "comment": {"body": body, "user": {"login": "dev", "type": "User"}}, "repository": {"full_name": "o/r"}}),
+            )
+        };
+        assert_eq!(find_issue_target(&comment("/agentctl fix the typo", false), None, "fix", None), Target::Number(5));
+        assert_eq!(find_issue_target(&comment("/agentctl fix", true), None, "fix", None), Target::Number(5));
+        assert_eq!(find_issue_target(&comment("/agentctl review", false), None, "fix", None), Target::NotACommand);
+        assert_eq!(trigger_user(&comment("/agentctl fix", false)), Some(("dev".into(), false)));
+        let labeled = |label: &str| {
+            load(
+                "issues",
+                serde_json::json!({"action": "labeled", "label": {"name": label},
+            "issue": {"number": 9}, "sender": {"login": "boss", "type": "User"}, "repository": {"full_name": "o/r"}}),
+            )
+        };
+        assert_eq!(find_issue_target(&labeled("agentctl-fix"), None, "fix", Some("agentctl-fix")), Target::Number(9));
+        assert_eq!(find_issue_target(&labeled("bug"), None, "fix", Some("agentctl-fix")), Target::NotACommand);
+        assert_eq!(
+            find_issue_target(&labeled("agentctl-fix"), None, "fix", None),
+            Target::NotACommand,
+            "no label configured"
+        );
+        assert_eq!(trigger_user(&labeled("x")), Some(("boss".into(), false)));
+        let dispatch = load(
+            "workflow_dispatch",
+            serde_json::json!({"inputs": {"issue": "#12"}, "repository": {"full_name": "o/r"}}),
+        );
+        assert_eq!(find_issue_target(&dispatch, None, "fix", None), Target::Number(12));
+        assert_eq!(find_issue_target(&dispatch, Some(3), "fix", None), Target::Number(3));
     }
 
     #[test]

@@ -366,6 +366,11 @@ impl GitHub {
         &self.owner
     }
 
+    /// The repository name this client acts on.
+    pub fn repo(&self) -> &str {
+        &self.repo
+    }
+
     /// The bounds in force.
     pub fn policy(&self) -> ClientPolicy {
         self.policy
@@ -947,7 +952,7 @@ pub(super) fn decode<T: serde::de::DeserializeOwned>(body: &[u8], action: &str) 
 }
 
 /// Percent-encodes each segment of a repository path or ref, keeping the slashes.
-fn encode_path(path: &str) -> String {
+pub(super) fn encode_path(path: &str) -> String {
     path.split('/').map(|segment| urlencoding::encode(segment).into_owned()).collect::<Vec<_>>().join("/")
 }
 

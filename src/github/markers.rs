@@ -8,8 +8,21 @@
 
 use std::collections::BTreeMap;
 
-/// Keys a marker may carry; every value is a full git sha.
-const FIELDS: [&str; 2] = ["sha", "base"];
+/// Keys a marker may carry: `sha` and `base` hold full git shas; `pr` a pull request number
+/// and `branch` an `agentctl/fix-…` branch name (the fix marker, see [`valid_field`]).
+const FIELDS: [&str; 4] = ["sha", "base", "pr", "branch"];
+
+/// Whether `v` is a valid value of field `k`: shas as [`is_full_sha`], `pr` 1–12 digits,
+/// `branch` `agentctl/fix-` followed by 1–80 lowercase letters, digits and `-`.
+fn valid_field(k: &str, v: &str) -> bool {
+    match k {
+        "pr" => (1..=12).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit()),
+        "branch" => v.strip_prefix("agentctl/fix-").is_some_and(|rest| {
+            (1..=80).contains(&rest.len()) && rest.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
+        }),
+        _ => is_full_sha(v),
+    }
+}
 
 /// A full git object name as GitHub reports it: 40 lowercase hex digits (SHA-1).
 fn is_full_sha(v: &str) -> bool {
@@ -42,7 +55,8 @@ impl Marker {
 
     /// Finds our marker of `kind` in `body`: only at its fixed place, the body's last non-empty
     /// line, and only when that whole line is `<!-- agentctl:KIND:v1 k=v ... -->` with known
-    /// keys (`sha`, `base`), each once, each 40 lowercase hex digits (a full git sha).
+    /// keys, each once, each valid: `sha`, `base` 40 lowercase hex digits (a full git sha),
+    /// `pr` digits, `branch` an `agentctl/fix-…` name.
     ///
     /// Anything else is not a marker (`None`): untrusted text (file paths, titles, model text)
     /// is rendered above our marker, so a marker-shaped string there must never count, and a
@@ -58,7 +72,7 @@ impl Marker {
         let mut fields = BTreeMap::new();
         for word in words {
             let (k, v) = word.split_once('=')?;
-            if !FIELDS.contains(&k) || !is_full_sha(v) || fields.insert(k.to_string(), v.to_string()).is_some() {
+            if !FIELDS.contains(&k) || !valid_field(k, v) || fields.insert(k.to_string(), v.to_string()).is_some() {
                 return None;
             }
         }
@@ -115,6 +129,11 @@ mod tests {
         assert_eq!(ok(&format!("<!-- agentctl:summary:v1 sha={SHA} junk -->")), None);
         assert_eq!(ok(&format!("<!-- agentctl:summary:v1 sha={SHA} sha={FUTURE} -->")), None);
         assert_eq!(ok("<!-- agentctl:summary:v1 sha= -->"), None);
+        // The fix marker's fields: digits, and our own branch prefix with a safe tail only.
+        assert!(ok("<!-- agentctl:summary:v1 pr=12 branch=agentctl/fix-3-typo -->").is_some());
+        assert_eq!(ok("<!-- agentctl:summary:v1 pr=12a -->"), None);
+        assert_eq!(ok("<!-- agentctl:summary:v1 branch=main -->"), None);
+        assert_eq!(ok("<!-- agentctl:summary:v1 branch=agentctl/fix-3-../x -->"), None);
         // Nothing after the closing `-->`, and a kind must match exactly.
         assert_eq!(ok(&format!("<!-- agentctl:summary:v1 sha={SHA} --> x")), None);
         assert_eq!(ok(&format!("<!-- agentctl:summaryx:v1 sha={SHA} -->")), None);

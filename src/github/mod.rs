@@ -8,6 +8,7 @@
 
 pub mod apps;
 pub mod client;
+pub mod git;
 pub mod jwt;
 pub mod markers;
 pub mod publish;
@@ -16,3 +17,31 @@ pub mod runners;
 pub use client::{
     ClientPolicy, GitHub, GitHubError, IssueComment, PullRequest, Review, ReviewComment, ReviewEvent, ReviewRequest,
 };
+
+/// The GitHub token of a run: `GITHUB_TOKEN`, else `GH_TOKEN`.
+pub fn token_from_env(env: &crate::context::Env) -> Option<secrecy::SecretString> {
+    use crate::env_vars as ev;
+    env.get(ev::GITHUB_TOKEN).or_else(|| env.get(ev::GH_TOKEN)).map(|t| secrecy::SecretString::from(t.to_string()))
+}
+
+/// The client of a run on `ctx.repository` at `ctx.api_url`, when there is a token and a
+/// repository (else `None`: a dry run). `env_write_delay` (`AGENTCTL_WRITE_DELAY`) spaces the
+/// writes past the burst; without it, 1 s until the config's `github.write_delay` is applied.
+///
+/// Errors: [`GitHubError::Network`] for a malformed API URL or a TLS setup failure.
+pub fn client_for_run(
+    ctx: &crate::context::Context,
+    token: Option<&secrecy::SecretString>,
+    env_write_delay: Option<std::time::Duration>,
+) -> Result<Option<GitHub>, GitHubError> {
+    match (token, &ctx.repository) {
+        (Some(t), Some(repo)) => Ok(Some(GitHub::new(
+            &ctx.api_url,
+            t,
+            &repo.owner,
+            &repo.name,
+            env_write_delay.unwrap_or(std::time::Duration::from_secs(1)),
+        )?)),
+        _ => Ok(None),
+    }
+}

@@ -11,6 +11,7 @@ mod cost;
 mod diff_limit;
 mod example;
 mod fault_matrix;
+mod fix;
 mod hostile;
 mod hostile_review;
 mod progress;

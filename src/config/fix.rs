@@ -1,0 +1,110 @@
+//! `fix:` settings (`schemas/config.schema.json` `$defs/fix`; README "Fix"). Defaults match
+//! the schema's `default`s.
+
+use serde::{Deserialize, Serialize};
+
+/// `fix.verify`: a string (split on whitespace, or run by `sh -c` with `verify_shell`) or an
+/// argv list (see [`crate::edit::verify::argv`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum VerifyCommand {
+    Line(String),
+    Argv(Vec<String>),
+}
+
+/// `fix.edit_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EditFormat {
+    /// SEARCH/REPLACE edits.
+    #[default]
+    SearchReplace,
+    /// Whole-file rewrites (weak or local models).
+    Whole,
+}
+
+/// `fix:` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FixConfig {
+    pub verify: Option<VerifyCommand>,
+    pub verify_shell: bool,
+    /// Seconds.
+    pub verify_timeout: f64,
+    /// Bytes of output kept (the tail).
+    pub verify_output_bytes: usize,
+    /// Variable names passed to the verify command besides [`crate::edit::verify::BASE_ENV`].
+    pub verify_env: Vec<String>,
+    pub max_rounds: u32,
+    /// Globs besides [`crate::edit::DEFAULT_PROTECTED`].
+    pub protected_paths: Vec<String>,
+    pub edit_format: EditFormat,
+    /// Tokens per round's prompt.
+    pub max_context_tokens: usize,
+    /// Tokens per answer.
+    pub max_output_tokens: u32,
+    pub instructions: Option<String>,
+    /// An `issues` `labeled` event with this label triggers a fix.
+    pub label: Option<String>,
+}
+
+impl Default for FixConfig {
+    fn default() -> Self {
+        Self {
+            verify: None,
+            verify_shell: false,
+            verify_timeout: 600.0,
+            verify_output_bytes: 65_536,
+            verify_env: vec![],
+            max_rounds: 2,
+            protected_paths: vec![],
+            edit_format: EditFormat::SearchReplace,
+            max_context_tokens: 60_000,
+            max_output_tokens: 16_384,
+            instructions: None,
+            label: None,
+        }
+    }
+}
+
+impl FixConfig {
+    /// The verify command to run, or `None` when none is configured.
+    pub fn verify_spec(&self) -> Option<crate::edit::verify::VerifySpec> {
+        let (argv, display) = crate::edit::verify::argv(self.verify.as_ref()?, self.verify_shell)?;
+        Some(crate::edit::verify::VerifySpec {
+            argv,
+            display,
+            timeout: std::time::Duration::try_from_secs_f64(self.verify_timeout.clamp(0.001, 86_400.0))
+                .unwrap_or(std::time::Duration::from_secs(600)),
+            output_cap: self.verify_output_bytes.max(1),
+            env_allow: self.verify_env.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn fix_settings_parse_with_defaults_and_the_schema_refuses_bad_ones() {
+        let c = Config::from_text("fix:\n  verify: cargo test\n  verify_env: [DATABASE_URL]\n", "t").unwrap();
+        let spec = c.fix.verify_spec().unwrap();
+        assert_eq!(spec.argv, ["cargo", "test"]);
+        assert_eq!(spec.env_allow, ["DATABASE_URL"]);
+        assert_eq!((c.fix.max_rounds, spec.timeout.as_secs()), (2, 600));
+        let c = Config::from_text("fix:\n  verify: [npm, test]\n  edit_format: whole\n  max_rounds: 3\n", "t").unwrap();
+        assert_eq!(c.fix.verify_spec().unwrap().argv, ["npm", "test"]);
+        assert_eq!(c.fix.edit_format, super::EditFormat::Whole);
+        assert!(Config::default().fix.verify_spec().is_none());
+        for bad in [
+            "fix:\n  max_rounds: 0\n",
+            "fix:\n  verify: []\n",
+            "fix:\n  verify_env: ['A B']\n",
+            "fix:\n  run: curl x\n",
+        ] {
+            assert!(Config::from_text(bad, "t").is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Running the repository's verify command after a fix round (issue #11, "Verify").
+//!
+//! The command comes from config `fix.verify` only — never from the model, the issue or a
+//! comment. Decisions:
+//! - `fix.verify` is a list (`[cargo, test, --all]`, run as is) or a string split on
+//!   whitespace, run **without a shell**; quotes are not interpreted (use the list form for an
+//!   argument with spaces). Only `fix.verify_shell: true` runs the string with `sh -c`, for
+//!   pipes and `&&`.
+//! - The environment is cleared; only [`BASE_ENV`] (so the usual toolchains are found) and the
+//!   names in `fix.verify_env` are passed from agentctl's environment. Tokens and API keys are
+//!   therefore invisible to the repository's code unless the config names them.
+//! - stdin is empty; stdout and stderr are read as they come (their relative order is
+//!   approximate) into one buffer that keeps the last
+//!   `output_cap` bytes (memory stays bounded whatever the command prints).
+//! - The command leads a process group of its own ([`ProcessGroup`]); on the timeout the whole
+//!   group is killed (a test runner's children included), and SIGINT/SIGTERM to agentctl kill
+//!   it too.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+
+use crate::context::Env;
+use crate::providers::process_group::ProcessGroup;
+
+/// Variables passed to the verify command besides `fix.verify_env`: where programs and the
+/// home folder are, the locale and the temp folder.
+pub const BASE_ENV: [&str; 6] = ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR"];
+
+/// A verify command as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifySpec {
+    /// Program and arguments (`sh -c STRING` when the config asks for a shell).
+    pub argv: Vec<String>,
+    /// As written in the config, for messages and the PR body.
+    pub display: String,
+    /// Seconds before the process group is killed.
+    pub timeout: Duration,
+    /// Bytes of output kept (the tail).
+    pub output_cap: usize,
+    /// Names of variables passed through besides [`BASE_ENV`].
+    pub env_allow: Vec<String>,
+}
+
+/// How a verify run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyStatus {
+    Passed,
+    /// Exit code; `None` when a signal ended it.
+    Failed(Option<i32>),
+    TimedOut,
+    /// The program could not be started (not found, not executable).
+    NotStarted(String),
+}
+
+/// A finished verify run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyResult {
+    pub status: VerifyStatus,
+    /// The last `output_cap` bytes of stdout and stderr, as text (invalid UTF-8 replaced).
+    pub output_tail: String,
+    /// Bytes printed beyond the kept tail.
+    pub dropped_bytes: u64,
+    pub duration: Duration,
+}
+
+impl VerifyResult {
+    /// Whether the command exited 0.
+    pub fn passed(&self) -> bool {
+        self.status == VerifyStatus::Passed
+    }
+
+    /// One line for the PR body and the feedback: `passed`, `failed with exit code 1`, ...
+    pub fn describe(&self, timeout: Duration) -> String {
+        match &self.status {
+            VerifyStatus::Passed => format!("passed in {:.1} s", self.duration.as_secs_f64()),
+            VerifyStatus::Failed(Some(c)) => format!("failed with exit code {c}"),
+            VerifyStatus::Failed(None) => "was ended by a signal".into(),
+            VerifyStatus::TimedOut => format!("timed out after {} s (its process group was killed)", timeout.as_secs()),
+            VerifyStatus::NotStarted(why) => format!("could not be started: {why}"),
+        }
+    }
+}
+
+/// The argv of `command` (config `fix.verify`): a list as is; a string split on whitespace,
+/// or `sh -c STRING` when `shell`. `None` when empty.
+pub fn argv(command: &crate::config::VerifyCommand, shell: bool) -> Option<(Vec<String>, String)> {
+    use crate::config::VerifyCommand as V;
+    let (argv, display) = match command {
+        V::Line(s) if shell => (vec!["sh".into(), "-c".into(), s.clone()], s.clone()),
+        V::Line(s) => (s.split_whitespace().map(String::from).collect(), s.clone()),
+        V::Argv(a) => (a.clone(), a.join(" ")),
+    };
+    (!argv.is_empty() && !argv[0].is_empty()).then_some((argv, display))
+}
+
+/// Runs `spec` in `root` with the allowed part of `env`, and waits for it (at most the timeout).
+pub async fn run(spec: &VerifySpec, root: &Path, env: &Env) -> VerifyResult {
+    let started = Instant::now();
+    let mut cmd = tokio::process::Command::new(&spec.argv[0]);
+    cmd.args(&spec.argv[1..])
+        .current_dir(root)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for name in BASE_ENV.iter().copied().chain(spec.env_allow.iter().map(String::as_str)) {
+        if let Some(v) = env.get(name) {
+            cmd.env(name, v);
+        }
+    }
+    #[cfg(unix)]
+    cmd.process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return VerifyResult {
+                status: VerifyStatus::NotStarted(format!("{}: {e}", spec.argv[0])),
+                output_tail: String::new(),
+                dropped_bytes: 0,
+                duration: started.elapsed(),
+            }
+        }
+    };
+    let group = ProcessGroup::register(child.id());
+    let tail = std::sync::Arc::new(std::sync::Mutex::new(Tail::new(spec.output_cap)));
+    let mut readers = vec![];
+    if let Some(out) = child.stdout.take() {
+        readers.push(tokio::spawn(drain(out, std::sync::Arc::clone(&tail))));
+    }
+    if let Some(err) = child.stderr.take() {
+        readers.push(tokio::spawn(drain(err, std::sync::Arc::clone(&tail))));
+    }
+    let status = match tokio::time::timeout(spec.timeout, child.wait()).await {
+        Ok(Ok(s)) if s.success() => VerifyStatus::Passed,
+        Ok(Ok(s)) => VerifyStatus::Failed(s.code()),
+        Ok(Err(e)) => VerifyStatus::NotStarted(e.to_string()),
+        Err(_) => VerifyStatus::TimedOut,
+    };
+    // Kill the whole group now: children left behind would hold the pipes open.
+    drop(group);
+    let _ = child.kill().await;
+    for r in readers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
+    }
+    let (output_tail, dropped_bytes) = match tail.lock() {
+        Ok(t) => (String::from_utf8_lossy(&t.bytes.iter().copied().collect::<Vec<u8>>()).into_owned(), t.dropped),
+        Err(_) => (String::new(), 0),
+    };
+    VerifyResult { status, output_tail, dropped_bytes, duration: started.elapsed() }
+}
+
+/// The last `cap` bytes written, and how many were dropped before them.
+struct Tail {
+    cap: usize,
+    bytes: VecDeque<u8>,
+    dropped: u64,
+}
+
+impl Tail {
+    fn new(cap: usize) -> Self {
+        Self { cap, bytes: VecDeque::with_capacity(cap.min(1 << 20)), dropped: 0 }
+    }
+
+    fn push(&mut self, chunk: &[u8]) {
+        self.bytes.extend(chunk);
+        let over = self.bytes.len().saturating_sub(self.cap);
+        self.bytes.drain(..over);
+        self.dropped += over as u64;
+    }
+}
+
+async fn drain<R: tokio::io::AsyncRead + Unpin>(mut r: R, tail: std::sync::Arc<std::sync::Mutex<Tail>>) {
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = r.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        if let Ok(mut t) = tail.lock() {
+            t.push(&buf[..n]);
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+#[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
+mod tests {
+    use super::*;
+
+    fn spec(shell_line: &str, timeout: Duration, cap: usize, allow: &[&str]) -> VerifySpec {
+        VerifySpec {
+            argv: vec!["sh".into(), "-c".into(), shell_line.into()],
+            display: shell_line.into(),
+            timeout,
+            output_cap: cap,
+            env_allow: allow.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn alive(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+            Err(_) => false,
+        }
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Env::from_pairs([("PATH", "/usr/bin:/bin")]);
+        let s = spec("sleep 300 & echo $! > grandchild; wait", Duration::from_millis(700), 1000, &[]);
+        let result = run(&s, dir.path(), &env).await;
+        assert_eq!(result.status, VerifyStatus::TimedOut);
+        assert!(result.duration < Duration::from_secs(60));
+        let pid: u32 = std::fs::read_to_string(dir.path().join("grandchild")).unwrap().trim().parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(pid), "grandchild sleep {pid} survived the timeout");
+    }
+
+    #[tokio::test]
+    async fn secrets_in_the_environment_are_not_visible_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Env::from_pairs([
+            ("PATH", "/usr/bin:/bin"),
+            ("GITHUB_TOKEN", "ghs_secretvalue"),
+            ("OPENAI_API_KEY", "sk-secret"),
+            ("DATABASE_URL", "postgres://allowed"),
+        ]);
+        let line = "echo token=$GITHUB_TOKEN key=$OPENAI_API_KEY db=$DATABASE_URL";
+        let result = run(&spec(line, Duration::from_secs(30), 1000, &["DATABASE_URL"]), dir.path(), &env).await;
+        assert!(result.passed(), "{result:?}");
+        assert_eq!(result.output_tail.trim(), "token= key= db=postgres://allowed");
+    }
+
+    #[tokio::test]
+    async fn output_is_capped_to_its_tail_and_failures_report_the_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Env::from_pairs([("PATH", "/usr/bin:/bin")]);
+        let line = "i=0; while [ $i -lt 2000 ]; do echo line$i; i=$((i+1)); done; echo the-end; exit 3";
+        let result = run(&spec(line, Duration::from_secs(30), 100, &[]), dir.path(), &env).await;
+        assert_eq!(result.status, VerifyStatus::Failed(Some(3)));
+        assert_eq!(result.output_tail.len(), 100);
+        assert!(result.output_tail.ends_with("the-end\n"), "{}", result.output_tail);
+        assert!(result.dropped_bytes > 10_000);
+        let missing =
+            VerifySpec { argv: vec!["/nonexistent/verify".into()], ..spec("", Duration::from_secs(1), 10, &[]) };
+        assert!(matches!(run(&missing, dir.path(), &env).await.status, VerifyStatus::NotStarted(_)));
+    }
+
+    #[test]
+    fn argv_runs_without_a_shell_unless_asked() {
+        use crate::config::VerifyCommand as V;
+        assert_eq!(argv(&V::Line("cargo test  --all".into()), false).unwrap().0, ["cargo", "test", "--all"]);
+        assert_eq!(argv(&V::Line("a && b".into()), true).unwrap().0, ["sh", "-c", "a && b"]);
+        assert_eq!(
+            argv(&V::Argv(vec!["npm".into(), "run".into(), "test it".into()]), false).unwrap().0,
+            ["npm", "run", "test it"]
+        );
+        assert_eq!(argv(&V::Line("  ".into()), false), None);
+    }
+}
