@@ -348,6 +348,34 @@ pub fn outputs(e: &Evaluation) -> Vec<(String, String)> {
     ]
 }
 
+impl RunScope {
+    /// The scope of a run of `task` (`review`, `fix`) in `ctx`: its repository and workflow.
+    pub fn of(ctx: &crate::context::Context, task: &str) -> RunScope {
+        RunScope {
+            repo: ctx.repository.as_ref().map(|r| r.to_string()),
+            workflow: ctx.workflow.clone(),
+            task: Some(task.to_owned()),
+        }
+    }
+}
+
+/// The ledger budgets are evaluated against. Fail closed: a store that could not be opened is
+/// exit 1 ("budgets are configured but the usage ledger cannot be read"), never a run that
+/// skips its budgets.
+///
+/// Errors: [`crate::exit::ExitError`] with exit 1 when `store` is an error.
+pub fn ledger(store: &Result<std::sync::Arc<Store>, StoreError>) -> Result<&Store, crate::exit::ExitError> {
+    store.as_deref().map_err(|e| {
+        crate::exit::ExitError::new(
+            crate::exit::Exit::Failure,
+            anyhow::anyhow!(
+                "budgets are configured but the usage ledger cannot be read: {}",
+                crate::log::error_chain(e)
+            ),
+        )
+    })
+}
+
 /// What a command does after [`run_gate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GateOutcome {
@@ -375,22 +403,12 @@ pub fn run_gate(
     task: &str,
     estimate: &crate::estimate::Estimate,
 ) -> Result<GateOutcome, crate::exit::ExitError> {
-    use crate::exit::{Exit, ExitError};
     use crate::{actions, env_vars as ev, log};
     if budgets.is_empty() {
         return Ok(GateOutcome::Proceed);
     }
-    let store = store.as_ref().map_err(|e| {
-        ExitError::new(
-            Exit::Failure,
-            anyhow::anyhow!("budgets are configured but the usage ledger cannot be read: {}", log::error_chain(e)),
-        )
-    })?;
-    let run = RunScope {
-        repo: ctx.repository.as_ref().map(|r| r.to_string()),
-        workflow: ctx.workflow.clone(),
-        task: Some(task.to_owned()),
-    };
+    let store = ledger(store)?;
+    let run = RunScope::of(ctx, task);
     let estimate_usd = estimate.cost_usd.unwrap_or(0.0);
     match gate(store, budgets, &run, crate::store::now_ms(), estimate_usd)? {
         GateDecision::Proceed => Ok(GateOutcome::Proceed),

@@ -52,16 +52,35 @@ pub enum Command {
     Config(ConfigArgs),
 }
 
+/// Where the event comes from (`review`, `fix`, `route`).
+#[derive(Debug, Args)]
+pub struct EventArgs {
+    /// Event payload file (otherwise `GITHUB_EVENT_PATH`).
+    #[arg(long = "event", value_name = "FILE")]
+    pub path: Option<PathBuf>,
+
+    /// Event name (otherwise `GITHUB_EVENT_NAME`, or guessed from the payload).
+    #[arg(long = "event-name", value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+/// Which provider answers (`review`, `fix`).
+#[derive(Debug, Args)]
+pub struct ProviderArgs {
+    /// Which `providers:` entry answers.
+    #[arg(long = "provider", env = env_vars::AGENTCTL_PROVIDER)]
+    pub name: Option<String>,
+
+    /// Model override for the chosen provider.
+    #[arg(long, env = env_vars::AGENTCTL_MODEL)]
+    pub model: Option<String>,
+}
+
 /// `agentctl route`: one decision per event for the jobs after it.
 #[derive(Debug, Args)]
 pub struct RouteArgs {
-    /// Event payload file (otherwise `GITHUB_EVENT_PATH`).
-    #[arg(long, value_name = "FILE")]
-    pub event: Option<PathBuf>,
-
-    /// Event name (otherwise `GITHUB_EVENT_NAME`, or guessed from the payload).
-    #[arg(long, value_name = "NAME")]
-    pub event_name: Option<String>,
+    #[command(flatten)]
+    pub event: EventArgs,
 
     /// Config file (YAML or JSON). Default: `.github/agentctl.yml` from the PR's base branch on
     /// pull-request events, else from the checkout or the workflow's commit.
@@ -108,25 +127,15 @@ pub struct FixArgs {
     #[arg(long)]
     pub allow_dirty: bool,
 
-    /// Event payload file (otherwise `GITHUB_EVENT_PATH`).
-    #[arg(long, value_name = "FILE")]
-    pub event: Option<PathBuf>,
-
-    /// Event name (otherwise `GITHUB_EVENT_NAME`, or guessed from the payload).
-    #[arg(long, value_name = "NAME")]
-    pub event_name: Option<String>,
+    #[command(flatten)]
+    pub event: EventArgs,
 
     /// Config file (YAML or JSON). Default: `.github/agentctl.yml` (from the PR's base branch on a PR).
     #[arg(long, value_name = "PATH", env = env_vars::AGENTCTL_CONFIG)]
     pub config: Option<PathBuf>,
 
-    /// Which `providers:` entry answers.
-    #[arg(long, env = env_vars::AGENTCTL_PROVIDER)]
-    pub provider: Option<String>,
-
-    /// Model override for the chosen provider.
-    #[arg(long, env = env_vars::AGENTCTL_MODEL)]
-    pub model: Option<String>,
+    #[command(flatten)]
+    pub provider: ProviderArgs,
 }
 
 /// Output format.
@@ -160,13 +169,8 @@ pub struct ReviewArgs {
     #[arg(long)]
     pub pr: Option<u64>,
 
-    /// Event payload file (otherwise `GITHUB_EVENT_PATH`).
-    #[arg(long, value_name = "FILE")]
-    pub event: Option<PathBuf>,
-
-    /// Event name (otherwise `GITHUB_EVENT_NAME`, or guessed from the payload).
-    #[arg(long, value_name = "NAME")]
-    pub event_name: Option<String>,
+    #[command(flatten)]
+    pub event: EventArgs,
 
     /// Read the diff from FILE (`-` for stdin) instead of the GitHub API.
     #[arg(long, value_name = "FILE", conflicts_with = "base")]
@@ -180,13 +184,8 @@ pub struct ReviewArgs {
     #[arg(long, value_name = "PATH", env = env_vars::AGENTCTL_CONFIG)]
     pub config: Option<PathBuf>,
 
-    /// Which `providers:` entry answers.
-    #[arg(long, env = env_vars::AGENTCTL_PROVIDER)]
-    pub provider: Option<String>,
-
-    /// Model override for the chosen provider.
-    #[arg(long, env = env_vars::AGENTCTL_MODEL)]
-    pub model: Option<String>,
+    #[command(flatten)]
+    pub provider: ProviderArgs,
 
     /// Exit 10+ when a finding at or above this severity exists.
     #[arg(long, value_enum, env = env_vars::AGENTCTL_FAIL_ON)]

@@ -92,7 +92,7 @@ struct Outcome {
 
 /// Runs `agentctl fix`. Returns the exit code; stdout carries the dry-run rendering.
 pub async fn run(args: &FixArgs, env: &Env) -> Result<Exit, ExitError> {
-    let ctx = Context::load(env, args.event.as_deref(), args.event_name.as_deref())?;
+    let ctx = Context::load(env, args.event.path.as_deref(), args.event.name.as_deref())?;
     let Some(mut run) = prepare(args, &ctx, env).await? else {
         return Ok(Exit::NothingToDo);
     };
@@ -107,8 +107,12 @@ pub async fn run(args: &FixArgs, env: &Env) -> Result<Exit, ExitError> {
     if !run.config.budgets.is_empty() {
         let first = edit::context::build(&run.root, &run.subject, &run.tracked, &[], None, budget, &run.redactor);
         let overhead = budget.counting.count(&system) + budget.counting.count(crate::prompt::FIX_SCHEMA);
-        let estimate =
-            crate::estimate::fix(&run.config, first.tokens + overhead, args.provider.as_deref(), args.model.as_deref());
+        let estimate = crate::estimate::fix(
+            &run.config,
+            first.tokens + overhead,
+            args.provider.name.as_deref(),
+            args.provider.model.as_deref(),
+        );
         match crate::budget::run_gate(&run.config.budgets, &run.store, &ctx, env, "fix", &estimate)? {
             crate::budget::GateOutcome::Proceed => {}
             crate::budget::GateOutcome::Downgrade(name) => {
@@ -192,12 +196,7 @@ pub async fn run(args: &FixArgs, env: &Env) -> Result<Exit, ExitError> {
 /// Stage 1: the checkout, which issue or PR and who asked, the subject's texts, the config
 /// (the PR's base branch on a PR), the provider and the state store. `None`: nothing to do.
 async fn prepare(args: &FixArgs, ctx: &Context, env: &Env) -> Result<Option<Prepared>, ExitError> {
-    let token = crate::github::token_from_env(env);
-    let mut redactor = Redactor::new();
-    if let Some(t) = &token {
-        redactor.add_secret(t);
-    }
-    log::publish_masks(&redactor);
+    let (token, redactor) = crate::github::token_and_redactor(env);
 
     let cwd =
         std::env::current_dir().map_err(|e| exit::usage(anyhow::anyhow!("cannot read the working directory: {e}")))?;
@@ -348,7 +347,8 @@ async fn prepare(args: &FixArgs, ctx: &Context, env: &Env) -> Result<Option<Prep
     let tracked = edit::context::tracked_files(&root).map_err(|e| exit::usage(anyhow::anyhow!("git ls-files: {e}")))?;
 
     let store = store::open_configured(env, config.state.as_deref());
-    let provider = select::select(&config, args.provider.as_deref(), args.model.as_deref(), env, &redactor, &store)?;
+    let provider =
+        select::select(&config, args.provider.name.as_deref(), args.provider.model.as_deref(), env, &redactor, &store)?;
     log::publish_masks(&redactor);
     Ok(Some(Prepared {
         root,

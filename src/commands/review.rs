@@ -99,8 +99,8 @@ impl ReviewSettings {
             full: args.full,
             sarif: args.sarif.clone(),
             format: args.format,
-            provider_flag: args.provider.clone(),
-            model_flag: args.model.clone(),
+            provider_flag: args.provider.name.clone(),
+            model_flag: args.provider.model.clone(),
             config_path: args.config.clone(),
             require_state: args.require_state,
         }
@@ -122,7 +122,7 @@ struct Prepared {
 /// Runs `agentctl review`. Returns the exit code; stdout carries the dry-run rendering.
 pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     let settings = ReviewSettings::from_args(args);
-    let ctx = Context::load(env, args.event.as_deref(), args.event_name.as_deref())?;
+    let ctx = Context::load(env, args.event.path.as_deref(), args.event.name.as_deref())?;
     let Some(mut run) = prepare(&settings, &ctx, env).await? else {
         return Ok(Exit::NothingToDo);
     };
@@ -303,12 +303,7 @@ fn finish(failures: Vec<String>, exit: Exit) -> Result<Exit, ExitError> {
 /// metadata, the config (base branch), the provider chain and the state store. `None` when
 /// there is nothing to do (a comment that is not our command, or from someone not allowed).
 async fn prepare(settings: &ReviewSettings, ctx: &Context, env: &Env) -> Result<Option<Prepared>, ExitError> {
-    let token = crate::github::token_from_env(env);
-    let mut redactor = Redactor::new();
-    if let Some(t) = &token {
-        redactor.add_secret(t);
-    }
-    log::publish_masks(&redactor);
+    let (token, redactor) = crate::github::token_and_redactor(env);
 
     let number = match target::find_target(ctx, settings.pr, "review", true) {
         Target::Number(n) => Some(n),

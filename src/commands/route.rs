@@ -13,7 +13,6 @@
 use std::path::Path;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -28,7 +27,6 @@ use crate::env_vars as ev;
 use crate::exit::{Exit, ExitError};
 use crate::github::runners::RunnerOwner;
 use crate::github::{GitHub, GitHubError};
-use crate::redact::Redactor;
 use crate::resilience::{Breaker, BreakerRecord, BreakerState};
 use crate::{actions, log, output, store};
 
@@ -196,13 +194,8 @@ struct Inputs<'a> {
 
 /// Runs `agentctl route`.
 pub async fn run(args: &RouteArgs, env: &Env) -> Result<Exit, ExitError> {
-    let ctx = Context::load(env, args.event.as_deref(), args.event_name.as_deref())?;
-    let token = env.get(ev::GITHUB_TOKEN).or_else(|| env.get(ev::GH_TOKEN)).map(|t| SecretString::from(t.to_owned()));
-    let mut redactor = Redactor::new();
-    if let Some(t) = &token {
-        redactor.add_secret(t);
-    }
-    log::publish_masks(&redactor);
+    let ctx = Context::load(env, args.event.path.as_deref(), args.event.name.as_deref())?;
+    let (token, _redactor) = crate::github::token_and_redactor(env);
     let github = match (&token, &ctx.repository) {
         (Some(t), Some(repo)) => {
             Some(GitHub::new(&ctx.api_url, t, &repo.owner, &repo.name, std::time::Duration::ZERO)?)
@@ -348,18 +341,9 @@ async fn decide(
     let mut notes = Vec::new();
     let store = store::open_configured(env, config.state.as_deref());
     if !config.budgets.is_empty() {
-        let store = store.as_ref().map_err(|e| {
-            ExitError::new(
-                Exit::Failure,
-                anyhow::anyhow!("budgets are configured but the usage ledger cannot be read: {}", log::error_chain(e)),
-            )
-        })?;
-        let run = RunScope {
-            repo: ctx.repository.as_ref().map(|r| r.to_string()),
-            workflow: ctx.workflow.clone(),
-            task: Some(rule.task.as_str().to_owned()),
-        };
-        match budget::gate(store, &config.budgets, &run, store::now_ms(), 0.0)? {
+        let ledger = budget::ledger(&store)?;
+        let run = RunScope::of(ctx, rule.task.as_str());
+        match budget::gate(ledger, &config.budgets, &run, store::now_ms(), 0.0)? {
             GateDecision::Proceed => d.explain.push("budget: within every limit".into()),
             GateDecision::Refuse(e) => {
                 d.reason = format!("rule {name} matched, but the budget is exhausted: {}", budget::describe(&e));

@@ -24,6 +24,19 @@ pub fn token_from_env(env: &crate::context::Env) -> Option<secrecy::SecretString
     env.get(ev::GITHUB_TOKEN).or_else(|| env.get(ev::GH_TOKEN)).map(|t| secrecy::SecretString::from(t.to_string()))
 }
 
+/// The run's token ([`token_from_env`]) and a redactor that holds it, with its
+/// `::add-mask::` published and the log redacting it ([`crate::log::publish_masks`]): the first
+/// step of every command that may talk to GitHub, before anything could echo the token.
+pub fn token_and_redactor(env: &crate::context::Env) -> (Option<secrecy::SecretString>, crate::redact::Redactor) {
+    let token = token_from_env(env);
+    let mut redactor = crate::redact::Redactor::new();
+    if let Some(t) = &token {
+        redactor.add_secret(t);
+    }
+    crate::log::publish_masks(&redactor);
+    (token, redactor)
+}
+
 /// The client of a run on `ctx.repository` at `ctx.api_url`, when there is a token and a
 /// repository (else `None`: a dry run). `env_write_delay` (`AGENTCTL_WRITE_DELAY`) spaces the
 /// writes past the burst; without it, 1 s until the config's `github.write_delay` is applied.
