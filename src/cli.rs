@@ -56,11 +56,11 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct EventArgs {
     /// Event payload file (otherwise `GITHUB_EVENT_PATH`).
-    #[arg(long = "event", value_name = "FILE")]
+    #[arg(id = "event", long = "event", value_name = "FILE")]
     pub path: Option<PathBuf>,
 
     /// Event name (otherwise `GITHUB_EVENT_NAME`, or guessed from the payload).
-    #[arg(long = "event-name", value_name = "NAME")]
+    #[arg(id = "event_name", long = "event-name", value_name = "NAME")]
     pub name: Option<String>,
 }
 
@@ -68,7 +68,7 @@ pub struct EventArgs {
 #[derive(Debug, Args)]
 pub struct ProviderArgs {
     /// Which `providers:` entry answers.
-    #[arg(long = "provider", env = env_vars::AGENTCTL_PROVIDER)]
+    #[arg(id = "provider", long = "provider", env = env_vars::AGENTCTL_PROVIDER)]
     pub name: Option<String>,
 
     /// Model override for the chosen provider.
@@ -559,4 +559,14 @@ pub struct RevokeArgs {
     /// Token file written by `token-refresh app --file` (else the token in GITHUB_TOKEN or GH_TOKEN).
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks over every subcommand (unique argument ids, valid
+    /// `conflicts_with` targets, ...), which otherwise panic only when that subcommand runs.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }
