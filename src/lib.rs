@@ -27,6 +27,7 @@ pub mod redact;
 pub mod report;
 pub mod resilience;
 pub mod store;
+pub mod tls;
 pub mod usage;
 
 #[cfg(test)]

@@ -31,8 +31,6 @@ fn main() -> ExitCode {
         log::Level::Normal
     };
     log::init(level, env.get(ev::GITHUB_ACTIONS) == Some("true"));
-    // One TLS crypto provider for every client (reqwest and octocrab both use rustls + ring).
-    let _ = rustls::crypto::ring::default_provider().install_default();
 
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
