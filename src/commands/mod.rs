@@ -3,6 +3,7 @@
 pub mod config;
 pub mod cost;
 pub mod review;
+pub mod secrets;
 pub mod token_refresh;
 
 use crate::cli::{Cli, Command};
@@ -18,6 +19,7 @@ pub async fn run(cli: Cli, env: &Env) -> Result<Exit, ExitError> {
         Command::Route(_) => not_implemented("route"),
         Command::Cost(args) => cost::run(&args, env).await,
         Command::TokenRefresh(args) => token_refresh::run(&args, env).await,
+        Command::Secrets(args) => secrets::run(&args),
     }
 }
 

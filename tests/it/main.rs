@@ -15,4 +15,5 @@ mod hostile_review;
 mod providers_e2e;
 mod redaction;
 mod review_e2e;
+mod secrets;
 mod tokens;
