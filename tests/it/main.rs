@@ -16,4 +16,5 @@ mod providers_e2e;
 mod redaction;
 mod review_e2e;
 mod secrets;
+mod tls;
 mod tokens;
