@@ -98,16 +98,9 @@ pub async fn run(args: &TokenRefreshArgs, env: &Env) -> Result<Exit, ExitError> 
     result.map(|()| Exit::Ok).map_err(ExitError::from)
 }
 
-/// Registers `secret` with the redactor and, in Actions, masks each line with `::add-mask::`
-/// before the caller uses it anywhere.
+/// See [`log::register_secret`].
 fn register(redactor: &mut Redactor, secret: &SecretString) {
-    redactor.add_secret(secret);
-    for line in redactor.mask_lines() {
-        if secret.expose_secret().contains(line.as_str()) {
-            log::workflow_command(&actions::add_mask_command(&line));
-        }
-    }
-    log::set_redactor(redactor);
+    log::register_secret(redactor, secret);
 }
 
 /// The sinks, checked before any request.

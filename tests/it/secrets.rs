@@ -53,6 +53,12 @@ fn set_get_list_delete_round_trip_through_the_kernel_keyring() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{value}\n"));
 
+    // In Actions the value is masked before it is printed.
+    let out = agentctl().env("GITHUB_ACTIONS", "true").args(["secrets", "get", &name, "--print"]).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stderr.contains(&format!("::add-mask::{value}")), "{stderr}");
+    assert_eq!(stdout, format!("{value}\n"));
+
     // `list`: names, sorted, no values.
     let out = agentctl().args(["secrets", "list", &svc]).output().unwrap();
     assert!(out.status.success());
