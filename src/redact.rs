@@ -576,6 +576,18 @@ mod tests {
     }
 
     #[test]
+    fn overlapping_occurrences_leave_no_tail() {
+        // "abcabcabc" occurs at 0 and 3 of "abcabcabcabc": a search that resumed after the
+        // first match would leave "abc" behind.
+        let mut r = Redactor::new();
+        r.add_secret(&SecretString::from("abcabcabc"));
+        assert_eq!(r.redact("x abcabcabcabc y"), "x [REDACTED] y");
+        // A form and a longer one sharing a prefix both count.
+        r.add_secret(&SecretString::from("abcabcabcXYZ"));
+        assert_eq!(r.redact("abcabcabcXYZ abcabcabc"), "[REDACTED] [REDACTED]");
+    }
+
+    #[test]
     fn every_pattern_compiles() {
         assert_eq!(PATTERNS.len(), 5);
     }
