@@ -32,7 +32,11 @@ impl Cli {
     /// (`token-refresh app --watch`): `main` then leaves the signals to it instead of dropping the
     /// run at once.
     pub fn handles_signals(&self) -> bool {
-        matches!(&self.command, Command::TokenRefresh(TokenRefreshArgs { action: TokenRefreshAction::App(a) }) if a.watch)
+        match &self.command {
+            Command::TokenRefresh(TokenRefreshArgs { action: TokenRefreshAction::App(a) }) => a.watch,
+            Command::TokenRefresh(TokenRefreshArgs { action: TokenRefreshAction::Runner(r) }) => r.watch,
+            _ => false,
+        }
     }
 }
 
@@ -46,10 +50,12 @@ pub enum Command {
     Route(RouteArgs),
     /// Report, check, estimate, export and import token usage and spend (the usage ledger).
     Cost(CostArgs),
-    /// Mint GitHub App installation tokens or runner registration tokens, into a step output, a 0600 file or stdout.
+    /// Mint GitHub App installation tokens or runner registration tokens, into a step output, a 0600 file, the keyring or stdout.
     TokenRefresh(TokenRefreshArgs),
     /// Validate, print or create the config file.
     Config(ConfigArgs),
+    /// Store, read, delete and list secrets in the OS keyring (values from stdin only).
+    Secrets(SecretsArgs),
 }
 
 /// Where the event comes from (`review`, `fix`, `route`).
@@ -452,6 +458,10 @@ pub struct SinkArgs {
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
 
+    /// Store the credential in the OS keyring as NAME or SERVICE/NAME (service `agentctl`; see `agentctl secrets`).
+    #[arg(long, value_name = "[SERVICE/]NAME")]
+    pub keyring: Option<String>,
+
     /// Print the credential on stdout (refused when stdout is a terminal unless --force).
     #[arg(long)]
     pub print: bool,
@@ -486,7 +496,7 @@ pub struct AppTokenArgs {
     #[arg(long, value_name = "NAME=LEVEL")]
     pub permission: Vec<String>,
 
-    /// Stay running: refresh --file whenever its token has less than --min-ttl seconds left, until SIGTERM or SIGINT.
+    /// Stay running: refresh --file (and --keyring) whenever its token has less than --min-ttl seconds left, until SIGTERM or SIGINT.
     #[arg(long, requires = "file", conflicts_with_all = ["print", "output_name"])]
     pub watch: bool,
 
@@ -550,6 +560,10 @@ pub struct RunnerTokenArgs {
     #[command(flatten)]
     pub auth: AppAuthArgs,
 
+    /// Stay running: refresh --file (and --keyring) whenever the registration or remove token has less than --min-ttl seconds left, until SIGTERM or SIGINT (not with --action jit).
+    #[arg(long, requires = "file", conflicts_with_all = ["print", "output_name"])]
+    pub watch: bool,
+
     #[command(flatten)]
     pub sinks: SinkArgs,
 }
@@ -559,6 +573,48 @@ pub struct RevokeArgs {
     /// Token file written by `token-refresh app --file` (else the token in GITHUB_TOKEN or GH_TOKEN).
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
+}
+
+/// `secrets`: the OS keyring (Linux kernel keyutils, macOS keychain, Windows credential
+/// manager). Values are read from stdin only, never from an argument.
+#[derive(Debug, Args)]
+pub struct SecretsArgs {
+    #[command(subcommand)]
+    pub action: SecretsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsAction {
+    /// Store the value read from stdin (one trailing newline dropped) as NAME.
+    Set {
+        /// NAME or SERVICE/NAME (service `agentctl`).
+        #[arg(value_name = "[SERVICE/]NAME")]
+        name: String,
+    },
+    /// Say whether NAME is stored; with --print, write its value to stdout.
+    Get {
+        /// NAME or SERVICE/NAME.
+        #[arg(value_name = "[SERVICE/]NAME")]
+        name: String,
+        /// Write the value to stdout (refused when stdout is a terminal unless --force).
+        #[arg(long)]
+        print: bool,
+        /// Allow --print to a terminal.
+        #[arg(long, requires = "print")]
+        force: bool,
+    },
+    /// Delete NAME.
+    Delete {
+        /// NAME or SERVICE/NAME.
+        #[arg(value_name = "[SERVICE/]NAME")]
+        name: String,
+    },
+    /// List the names (never the values) stored in a service.
+    List {
+        /// The service (default `agentctl`).
+        #[arg(value_name = "SERVICE", default_value = "agentctl")]
+        service: String,
+    },
 }
 
 #[cfg(test)]

@@ -112,3 +112,15 @@ impl From<crate::store::StoreError> for ExitError {
 pub fn usage(message: impl Into<anyhow::Error>) -> ExitError {
     ExitError::new(Exit::Usage, message)
 }
+
+/// Bad names: [`Exit::Usage`]; no backend and backend failures: [`Exit::Failure`].
+impl From<crate::secret_store::StoreError> for ExitError {
+    fn from(e: crate::secret_store::StoreError) -> Self {
+        use crate::secret_store::StoreError;
+        let exit = match e {
+            StoreError::BadName(_) => Exit::Usage,
+            StoreError::Unavailable(_) | StoreError::Failed { .. } => Exit::Failure,
+        };
+        ExitError::new(exit, e)
+    }
+}

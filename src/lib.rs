@@ -28,7 +28,9 @@ pub mod providers;
 pub mod redact;
 pub mod report;
 pub mod resilience;
+pub mod secret_store;
 pub mod store;
+pub mod tls;
 pub mod usage;
 
 #[cfg(test)]

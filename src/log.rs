@@ -115,6 +115,20 @@ pub fn error(msg: &str) {
     }
 }
 
+/// Registers `secret` with `redactor` (and makes it the log's redactor) and, in Actions, masks
+/// each of its lines with `::add-mask::` before the caller uses it anywhere. For every secret
+/// agentctl reads or mints (tokens, keys, keyring values).
+pub fn register_secret(redactor: &mut Redactor, secret: &secrecy::SecretString) {
+    use secrecy::ExposeSecret;
+    redactor.add_secret(secret);
+    for line in redactor.mask_lines() {
+        if secret.expose_secret().contains(line.as_str()) {
+            workflow_command(&actions::add_mask_command(&line));
+        }
+    }
+    set_redactor(redactor);
+}
+
 /// Emits a raw workflow command line (e.g. `::add-mask::`), only inside Actions.
 pub fn workflow_command(line: &str) {
     if logger().in_actions {

@@ -32,8 +32,6 @@ fn main() -> ExitCode {
     };
     log::init(level, env.get(ev::GITHUB_ACTIONS) == Some("true"));
     agentctl::progress::init(&env, cli.quiet);
-    // One TLS crypto provider for every client (reqwest and octocrab both use rustls + ring).
-    let _ = rustls::crypto::ring::default_provider().install_default();
 
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -5,6 +5,7 @@ pub mod cost;
 pub mod fix;
 pub mod review;
 pub mod route;
+pub mod secrets;
 pub mod token_refresh;
 
 use crate::cli::{Cli, Command};
@@ -20,5 +21,6 @@ pub async fn run(cli: Cli, env: &Env) -> Result<Exit, ExitError> {
         Command::Route(args) => route::run(&args, env).await,
         Command::Cost(args) => cost::run(&args, env).await,
         Command::TokenRefresh(args) => token_refresh::run(&args, env).await,
+        Command::Secrets(args) => secrets::run(&args),
     }
 }

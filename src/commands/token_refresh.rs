@@ -10,8 +10,10 @@
 //! whose `PATH.meta.json` says it has more than `--min-ttl` seconds left and was made for the
 //! same request is reused without any API call.
 //!
-//! NOTE: `--keyring` sinks, `agentctl secrets` and `--watch` for runner credentials are not
-//! built yet (TODO(#10)).
+//! `--keyring [SERVICE/]NAME` stores the credential in the OS keyring ([`crate::secret_store`]);
+//! the backend is probed with the other sinks, before any request, and a machine without one
+//! is refused (exit 1), never served by an in-memory stand-in. Reuse and `--watch` are driven
+//! by `--file`'s metadata; the keyring entry is written on every delivery, reuse included.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -32,6 +34,7 @@ use crate::github::jwt::{now_secs, AppKey, KeyError};
 use crate::github::{GitHub, GitHubError};
 use crate::log;
 use crate::redact::Redactor;
+use crate::secret_store::{EntryName, SecretStore, StoreError};
 
 /// Default REST root when `GITHUB_API_URL` is unset.
 const DEFAULT_API_URL: &str = "https://api.github.com";
@@ -65,13 +68,16 @@ pub enum TokenError {
     /// The step output could not be written (exit 1).
     #[error(transparent)]
     Output(#[from] actions::OutputError),
+    /// `--keyring`: a bad name (exit 2), no usable backend or a failed write (exit 1).
+    #[error("--keyring: {0}")]
+    Keyring(#[from] StoreError),
 }
 
 /// Bad input: [`Exit::Usage`]; refusals: [`Exit::Auth`]; the rest: [`Exit::Failure`].
 impl From<TokenError> for ExitError {
     fn from(e: TokenError) -> Self {
         let exit = match &e {
-            TokenError::Usage(_) | TokenError::Key(_) => Exit::Usage,
+            TokenError::Usage(_) | TokenError::Key(_) | TokenError::Keyring(StoreError::BadName(_)) => Exit::Usage,
             TokenError::JwtRefused { .. } | TokenError::Refused { .. } => Exit::Auth,
             TokenError::GitHub(g) if g.is_auth() => Exit::Auth,
             _ => Exit::Failure,
@@ -92,16 +98,9 @@ pub async fn run(args: &TokenRefreshArgs, env: &Env) -> Result<Exit, ExitError> 
     result.map(|()| Exit::Ok).map_err(ExitError::from)
 }
 
-/// Registers `secret` with the redactor and, in Actions, masks each line with `::add-mask::`
-/// before the caller uses it anywhere.
+/// See [`log::register_secret`].
 fn register(redactor: &mut Redactor, secret: &SecretString) {
-    redactor.add_secret(secret);
-    for line in redactor.mask_lines() {
-        if secret.expose_secret().contains(line.as_str()) {
-            log::workflow_command(&actions::add_mask_command(&line));
-        }
-    }
-    log::set_redactor(redactor);
+    log::register_secret(redactor, secret);
 }
 
 /// The sinks, checked before any request.
@@ -109,6 +108,7 @@ struct Sinks {
     output_name: Option<String>,
     github_output: Option<PathBuf>,
     file: Option<PathBuf>,
+    keyring: Option<(EntryName, SecretStore)>,
     print: bool,
     min_ttl: u64,
 }
@@ -117,9 +117,10 @@ impl Sinks {
     /// Checks every sink: at least one; `--output-name` needs `GITHUB_OUTPUT`; `--file`'s folder
     /// exists and is not world-writable; `--print` refuses a terminal unless `--force`.
     fn resolve(args: &SinkArgs, env: &Env) -> Result<Self, TokenError> {
-        if args.output_name.is_none() && args.file.is_none() && !args.print {
+        if args.output_name.is_none() && args.file.is_none() && args.keyring.is_none() && !args.print {
             return Err(TokenError::Usage(
-                "no sink: pass --output-name NAME, --file PATH or --print (a credential nobody keeps is wasted)".into(),
+                "no sink: pass --output-name NAME, --file PATH, --keyring NAME or --print (a credential nobody keeps is wasted)"
+                    .into(),
             ));
         }
         let github_output = match &args.output_name {
@@ -137,10 +138,15 @@ impl Sinks {
                     .into(),
             ));
         }
+        let keyring = match &args.keyring {
+            Some(name) => Some((EntryName::parse(name)?, SecretStore::open()?)),
+            None => None,
+        };
         Ok(Sinks {
             output_name: args.output_name.clone(),
             github_output,
             file: args.file.clone(),
+            keyring,
             print: args.print,
             min_ttl: args.min_ttl,
         })
@@ -234,7 +240,8 @@ fn reusable(sinks: &Sinks, kind: &str, request: &str) -> Option<Credential> {
     Some(Credential { value: SecretString::from(value), meta })
 }
 
-/// Writes `cred` to every sink: the file (then its metadata), the step output, stdout.
+/// Writes `cred` to every sink: the file (then its metadata), the keyring, the step output,
+/// stdout.
 fn deliver(sinks: &Sinks, cred: &Credential, reused: bool) -> Result<(), TokenError> {
     if let (Some(file), false) = (&sinks.file, reused) {
         let mut text = cred.value.expose_secret().to_string();
@@ -251,6 +258,9 @@ fn deliver(sinks: &Sinks, cred: &Credential, reused: bool) -> Result<(), TokenEr
             path: path.display().to_string(),
             source,
         })?;
+    }
+    if let Some((name, store)) = &sinks.keyring {
+        store.set(name, &cred.value)?;
     }
     if let (Some(name), Some(path)) = (&sinks.output_name, &sinks.github_output) {
         actions::write_outputs(path, &[(name.clone(), cred.value.expose_secret().to_string())])?;
@@ -487,18 +497,8 @@ async fn app(args: &AppTokenArgs, env: &Env, redactor: &mut Redactor) -> Result<
         serde_json::to_string(&request).unwrap_or_default()
     );
     if args.watch {
-        let mut auth = auth;
-        return watch(
-            &mut auth,
-            env,
-            redactor,
-            &sinks,
-            owner.as_ref(),
-            args.auth.installation_id,
-            &request,
-            &fingerprint,
-        )
-        .await;
+        let job = Job::App { auth, owner, installation_id: args.auth.installation_id, request };
+        return watch(job, env, redactor, &sinks, &fingerprint).await;
     }
     if let Some(cred) = reusable(&sinks, "installation", &fingerprint) {
         register(redactor, &cred.value);
@@ -518,21 +518,66 @@ async fn app(args: &AppTokenArgs, env: &Env, redactor: &mut Redactor) -> Result<
     Ok(())
 }
 
-/// `token-refresh app --watch`: keeps `--file` fresh until SIGTERM/SIGINT. Each cycle reuses the
-/// file while it has more than `--min-ttl` left, else mints and writes a new token (one log
-/// line, never the token), then sleeps until the token reaches `--min-ttl`. A failed refresh
-/// is retried after a full-jitter backoff (1 s base, 60 s cap); bad input and a key that
-/// cannot sign end the watch. A signal is only acted on between cycles, so a write in flight
-/// always completes (the file is replaced by rename, never half-written); then exit 0.
-#[allow(clippy::too_many_arguments)]
+/// What `--watch` keeps fresh: an installation token, or a runner registration/remove token.
+enum Job<'a> {
+    App { auth: AppAuth, owner: Option<Owner>, installation_id: Option<u64>, request: AccessTokenRequest },
+    Runner { auth: Option<AppAuth>, args: &'a RunnerTokenArgs, scope: Owner, kind: &'static str },
+}
+
+impl Job<'_> {
+    /// The `kind` its metadata records.
+    fn kind(&self) -> &'static str {
+        match self {
+            Job::App { .. } => "installation",
+            Job::Runner { kind, .. } => kind,
+        }
+    }
+
+    /// A new credential (a fresh JWT first when the app signs), and the log line saying so.
+    async fn mint(
+        &mut self,
+        env: &Env,
+        redactor: &mut Redactor,
+        fingerprint: &str,
+    ) -> Result<(Credential, String), TokenError> {
+        match self {
+            Job::App { auth, owner, installation_id, request } => {
+                auth.fresh_jwt(redactor)?;
+                let (token, mut meta, id) = auth.mint(env, redactor, owner.as_ref(), *installation_id, request).await?;
+                meta.request = fingerprint.to_string();
+                let line = format!(
+                    "refreshed the installation token for installation {id}, expires at {}",
+                    meta.expires_at.as_deref().unwrap_or("?")
+                );
+                Ok((Credential { value: token, meta }, line))
+            }
+            Job::Runner { auth, args, scope, kind } => {
+                if let Some(auth) = auth.as_mut() {
+                    auth.fresh_jwt(redactor)?;
+                }
+                let cred = runner_credential(args, auth.as_ref(), env, redactor, scope, kind, fingerprint).await?;
+                let line = format!(
+                    "refreshed the {kind} token for {}, expires at {}",
+                    scope.describe(),
+                    cred.meta.expires_at.as_deref().unwrap_or("?")
+                );
+                Ok((cred, line))
+            }
+        }
+    }
+}
+
+/// `--watch`: keeps `--file` (and `--keyring`) fresh until SIGTERM/SIGINT. Each cycle reuses
+/// the file while it has more than `--min-ttl` left, else mints and writes a new credential
+/// (one log line, never the credential), then sleeps until the credential reaches `--min-ttl`.
+/// A failed refresh is retried after a full-jitter backoff (1 s base, 60 s cap); bad input and
+/// a key that cannot sign end the watch. A signal is only acted on between cycles, so a write
+/// in flight always completes (the file is replaced by rename, never half-written); then exit 0.
 async fn watch(
-    auth: &mut AppAuth,
+    mut job: Job<'_>,
     env: &Env,
     redactor: &mut Redactor,
     sinks: &Sinks,
-    owner: Option<&Owner>,
-    installation_id: Option<u64>,
-    request: &AccessTokenRequest,
     fingerprint: &str,
 ) -> Result<(), TokenError> {
     let mut stop = Box::pin(shutdown_signal()?);
@@ -541,46 +586,38 @@ async fn watch(
         base: Duration::from_secs(1),
         cap: Duration::from_secs(60),
     };
+    let kind = job.kind();
     let mut failures = 0u32;
     // On a terminal: a spinner saying when the next refresh is due.
     let spinner = crate::progress::Progress::spinner("watching the installation token");
     loop {
-        let wait = match reusable(sinks, "installation", fingerprint) {
+        let wait = match reusable(sinks, kind, fingerprint) {
             Some(cred) => {
                 register(redactor, &cred.value);
+                deliver(sinks, &cred, true)?;
                 failures = 0;
                 until_min_ttl(&cred.meta, sinks.min_ttl)
             }
-            None => {
-                let minted = match auth.fresh_jwt(redactor) {
-                    Ok(()) => auth.mint(env, redactor, owner, installation_id, request).await,
-                    Err(e) => Err(e),
-                };
-                match minted {
-                    Ok((token, mut meta, id)) => {
-                        meta.request = fingerprint.to_string();
-                        let wait = until_min_ttl(&meta, sinks.min_ttl);
-                        let expires = meta.expires_at.clone().unwrap_or_default();
-                        deliver(sinks, &Credential { value: token, meta }, false)?;
-                        log::info(&format!(
-                            "refreshed the installation token for installation {id}, expires at {expires}"
-                        ));
-                        failures = 0;
-                        wait
-                    }
-                    Err(e @ (TokenError::Usage(_) | TokenError::Key(_))) => return Err(e),
-                    Err(e) => {
-                        let wait = backoff.backoff(failures);
-                        failures = failures.saturating_add(1);
-                        log::warn(&format!(
-                            "token refresh failed (attempt {failures}), retrying in {} ms: {}",
-                            wait.as_millis(),
-                            log::error_chain(&e)
-                        ));
-                        wait
-                    }
+            None => match job.mint(env, redactor, fingerprint).await {
+                Ok((cred, line)) => {
+                    let wait = until_min_ttl(&cred.meta, sinks.min_ttl);
+                    deliver(sinks, &cred, false)?;
+                    log::info(&line);
+                    failures = 0;
+                    wait
                 }
-            }
+                Err(e @ (TokenError::Usage(_) | TokenError::Key(_) | TokenError::Keyring(_))) => return Err(e),
+                Err(e) => {
+                    let wait = backoff.backoff(failures);
+                    failures = failures.saturating_add(1);
+                    log::warn(&format!(
+                        "{kind} refresh failed (attempt {failures}), retrying in {} ms: {}",
+                        wait.as_millis(),
+                        log::error_chain(&e)
+                    ));
+                    wait
+                }
+            },
         };
         let next = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_else(|_| chrono::Duration::zero());
         spinner.set_message(format!(
@@ -591,7 +628,7 @@ async fn watch(
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = &mut stop => {
-                log::info("stopping on signal; the token file is complete");
+                log::info(&format!("stopping on signal; the {kind} file is complete"));
                 return Ok(());
             }
         }
@@ -657,6 +694,15 @@ async fn runner(args: &RunnerTokenArgs, env: &Env, redactor: &mut Redactor) -> R
     };
     let auth = AppAuth::resolve(&args.auth, env, redactor)?;
     let fingerprint = format!("{kind} scope={scope:?} app={:?}", auth.as_ref().map(|a| a.app_id.as_str()));
+    if args.watch {
+        if args.action == RunnerAction::Jit {
+            return Err(TokenError::Usage(
+                "--watch with --action jit: a JIT config registers one runner for one job, so there is nothing to keep fresh; run it once per runner"
+                    .into(),
+            ));
+        }
+        return watch(Job::Runner { auth, args, scope, kind }, env, redactor, &sinks, &fingerprint).await;
+    }
     if args.action != RunnerAction::Jit {
         if let Some(cred) = reusable(&sinks, kind, &fingerprint) {
             register(redactor, &cred.value);
@@ -668,10 +714,34 @@ async fn runner(args: &RunnerTokenArgs, env: &Env, redactor: &mut Redactor) -> R
             return Ok(());
         }
     }
-    let token = match &auth {
+    let cred = runner_credential(args, auth.as_ref(), env, redactor, &scope, kind, &fingerprint).await?;
+    let expires = cred.meta.expires_at.clone();
+    deliver(&sinks, &cred, false)?;
+    log::info(&format!(
+        "created a {kind} credential for {}{}",
+        scope.describe(),
+        expires.map(|e| format!(", expires at {e}")).unwrap_or_default()
+    ));
+    Ok(())
+}
+
+/// One runner credential from GitHub: authenticated as the app (an installation token minted
+/// first) or with `GITHUB_TOKEN`/`GH_TOKEN`; registered with the redactor as it arrives.
+#[allow(clippy::too_many_arguments)]
+async fn runner_credential(
+    args: &RunnerTokenArgs,
+    auth: Option<&AppAuth>,
+    env: &Env,
+    redactor: &mut Redactor,
+    scope: &Owner,
+    kind: &str,
+    fingerprint: &str,
+) -> Result<Credential, TokenError> {
+    let fingerprint = fingerprint.to_string();
+    let token = match auth {
         Some(app) => {
             // Runner endpoints take an installation token; mint one with the app's defaults.
-            let installation_owner = match &scope {
+            let installation_owner = match scope {
                 Owner::Org(o) => Owner::Org(o.clone()),
                 other => other.clone(),
             };
@@ -710,9 +780,9 @@ async fn runner(args: &RunnerTokenArgs, env: &Env, redactor: &mut Redactor) -> R
         other => other.into(),
     }
     };
-    let cred = match args.action {
+    Ok(match args.action {
         RunnerAction::Register | RunnerAction::Remove => {
-            let t = github.runner_token(&scope, args.action == RunnerAction::Remove).await.map_err(refused)?;
+            let t = github.runner_token(scope, args.action == RunnerAction::Remove).await.map_err(refused)?;
             register(redactor, &t.token);
             Credential {
                 value: t.token,
@@ -735,7 +805,7 @@ async fn runner(args: &RunnerTokenArgs, env: &Env, redactor: &mut Redactor) -> R
                 labels: if labels.is_empty() { vec!["self-hosted".into()] } else { labels },
                 work_folder: args.work_folder.clone(),
             };
-            let jit = github.runner_jitconfig(&scope, &request).await.map_err(refused)?;
+            let jit = github.runner_jitconfig(scope, &request).await.map_err(refused)?;
             register(redactor, &jit.encoded_jit_config);
             log::info(&format!("registered just-in-time runner `{}` (id {})", jit.runner.name, jit.runner.id));
             Credential {
@@ -750,15 +820,7 @@ async fn runner(args: &RunnerTokenArgs, env: &Env, redactor: &mut Redactor) -> R
                 },
             }
         }
-    };
-    let expires = cred.meta.expires_at.clone();
-    deliver(&sinks, &cred, false)?;
-    log::info(&format!(
-        "created a {kind} credential for {}{}",
-        scope.describe(),
-        expires.map(|e| format!(", expires at {e}")).unwrap_or_default()
-    ));
-    Ok(())
+    })
 }
 
 /// `token-refresh revoke`: `DELETE /installation/token` with the token from `--file` (then the

@@ -333,14 +333,21 @@ impl GitHub {
                 message: format!("invalid API URL `{api_base}`: expected an absolute http(s) URL"),
             });
         }
-        // reqwest and octocrab share the process-wide rustls provider; the first to install wins.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // octocrab sends through a reqwest client on the process-wide TLS config (one root store,
+        // read at the first handshake: `crate::tls`). Redirects are ours to follow (see `get`).
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::tls::client_config())
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .build()
+            .map_err(|e| GitHubError::Network { action: action.to_string(), message: error_chain(&e) })?;
         let crab = octocrab::Octocrab::builder()
             .personal_token(token.clone())
             // The base URI decides which host gets the Authorization header; our URLs are
             // absolute and already carry its path prefix, which octocrab then keeps as is.
             .base_uri(uri)
-            .and_then(|b| b.set_connect_timeout(Some(CONNECT_TIMEOUT)).set_read_timeout(Some(READ_TIMEOUT)).build())
+            .and_then(|b| b.build_with_reqwest(http))
             .map_err(|e| GitHubError::Network { action: action.to_string(), message: e.to_string() })?;
         Ok(Self {
             crab,
@@ -646,7 +653,7 @@ impl GitHub {
                 rate_limit_waits += 1;
                 continue;
             }
-            // octocrab's redirect layer is off with its default features; GitHub answers 301 for a
+            // octocrab's redirect layer is off and so is reqwest's (see `new`); GitHub answers 301 for a
             // renamed repository and 307 for a transferred one. Only GETs follow, and only
             // absolute targets; octocrab attaches the token to the API host alone.
             if is_get && matches!(reply.status, 301 | 302 | 307 | 308) && redirects < MAX_REDIRECTS {

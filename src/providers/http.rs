@@ -189,10 +189,9 @@ impl HttpClient {
                 .map_err(|_| config_error(format!("invalid value for the `{name}` header: {value:?}")))?;
             headers.insert(HeaderName::from_static(name), value);
         }
-        // reqwest is built with `rustls-no-provider`: the process must pick a crypto provider
-        // before the first client. Err only means another one is installed already, which is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // The process-wide TLS config (ring, system roots read once at the first handshake).
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::tls::client_config())
             .timeout(config.timeout)
             .user_agent(concat!("agentctl/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -411,3 +411,30 @@ pub(crate) fn pr_json(number: u64) -> Value {
         "base": {"sha": "2222222222222222222222222222222222222222", "ref": "main"}
     })
 }
+
+/// Runs the agentctl binary with `args` on a pseudo-terminal (stdin and stdout a tty), through
+/// `script -qec` from util-linux (in Debian's essential `bsdutils`), with a scrubbed environment
+/// plus `envs`. stdout is the terminal's transcript (stdout and stderr of agentctl, CRLF line
+/// ends); the status is agentctl's (`-e`).
+pub(crate) fn in_terminal(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let bin = assert_cmd::cargo::cargo_bin("agentctl");
+    let mut line = quote(&bin.to_string_lossy());
+    for a in args {
+        line.push(' ');
+        line.push_str(&quote(a));
+    }
+    let mut cmd = std::process::Command::new("script");
+    cmd.env_clear();
+    for keep in ["PATH", "HOME", "TMPDIR", "LANG"] {
+        if let Some(v) = std::env::var_os(keep) {
+            cmd.env(keep, v);
+        }
+    }
+    cmd.env("SHELL", "/bin/sh").env("AGENTCTL_STATE", unique_state_path());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.args(["-qec", &line, "/dev/null"]).stdin(std::process::Stdio::null());
+    cmd.output().expect("`script` (util-linux) runs")
+}

@@ -19,5 +19,7 @@ mod providers_e2e;
 mod redaction;
 mod review_e2e;
 mod route;
+mod secrets;
+mod tls;
 mod tokens;
 mod workflows;

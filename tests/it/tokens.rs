@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use crate::common::{agentctl, parse_github_output, strict_server, API_PREFIX};
+use crate::common::{agentctl, in_terminal, parse_github_output, strict_server, API_PREFIX};
 
 const APP_ID: &str = "Iv1.testclient";
 const TOKEN: &str = "ghs_16C7e42F292c6912E7710c838347Ae178B4a";
@@ -647,4 +647,229 @@ async fn watch_refreshes_before_expiry_keeps_the_file_whole_and_stops_on_sigterm
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.matches("refreshed the installation token").count() >= 3, "{stderr}");
     assert!(!stderr.contains("ghs_watch"), "token in the log: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn print_to_a_terminal_is_refused_without_force() {
+    let fake = AppFake::start().await;
+    let key = fixture("app-key.pem");
+    let key = key.to_str().unwrap();
+    let api = fake.api_url();
+    let envs = [("GITHUB_API_URL", api.as_str()), ("AGENTCTL_APP_ID", APP_ID)];
+    let args = ["token-refresh", "app", "--installation-id", "42", "--print", "--private-key-file", key];
+    let out = in_terminal(&args, &envs);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("stdout is a terminal") && text.contains("--force"), "{text}");
+    assert_eq!(fake.request_count().await, 0, "refused before any request");
+
+    // With --force the token is minted and shown on the terminal.
+    fake.mint(3600).await;
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    let out = in_terminal(&forced, &envs);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains(TOKEN), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_keyring_sink_holds_the_token_for_secrets_get() {
+    let fake = AppFake::start().await;
+    fake.installation("repos/octo/hello", true).await;
+    fake.mint(3600).await;
+    let name = format!("agentctl-test-{}/app-token", crate::common::unique_name());
+    let out = app_cmd(&fake, &fixture("app-key.pem"))
+        .args(["--owner", "octo", "--repo", "hello", "--keyring", &name])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(1) && stderr.contains("no usable keyring backend") {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and no keyring: {stderr}");
+        eprintln!("skipping: {stderr}");
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(TOKEN) && out.stdout.is_empty(), "{stderr}");
+    let out = agentctl().args(["secrets", "get", &name, "--print"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{TOKEN}\n"));
+    agentctl().args(["secrets", "delete", &name]).assert().success();
+    // A bad keyring name is bad input: exit 2 before any request.
+    let before = fake.request_count().await;
+    app_cmd(&fake, &fixture("app-key.pem")).args(["--installation-id", "42", "--keyring", "a b"]).assert().code(2);
+    assert_eq!(fake.request_count().await, before);
+}
+
+/// Spawns `agentctl ARGS` with a scrubbed environment plus `envs`, output piped.
+fn spawn(args: &[&std::ffi::OsStr], envs: &[(&str, String)]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("agentctl"));
+    cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+}
+
+/// Sends SIGTERM and waits: exit 0 within `limit`; returns stderr.
+fn stop(mut child: std::process::Child, limit: std::time::Duration) -> String {
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let stopped = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(stopped.elapsed() < limit, "still running {limit:?} after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    stderr
+}
+
+/// Waits up to 30 s for `file` (start-up includes a debug-build RSA signature on a busy machine).
+fn wait_for(file: &Path) {
+    let boot = std::time::Instant::now();
+    while !file.exists() {
+        assert!(boot.elapsed() < std::time::Duration::from_secs(30), "no first credential after 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runner_watch_refreshes_the_registration_token_before_expiry_and_stops_on_sigterm() {
+    /// A new registration token on every call, living `life` seconds.
+    struct Registration {
+        life: i64,
+        count: Arc<Mutex<u32>>,
+    }
+    impl Respond for Registration {
+        fn respond(&self, req: &Request) -> ResponseTemplate {
+            assert_eq!(
+                req.headers.get("authorization").unwrap().to_str().unwrap(),
+                "Bearer ghs_workflowtoken000000000000000000000"
+            );
+            let mut n = self.count.lock().unwrap();
+            *n += 1;
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"token": format!("AREG{:025}", *n), "expires_at": rfc3339(now() + self.life)}))
+        }
+    }
+    let server = strict_server().await;
+    let count = Arc::new(Mutex::new(0u32));
+    Mock::given(method("POST"))
+        .and(path(format!("{API_PREFIX}/orgs/acme/actions/runners/registration-token")))
+        .respond_with(Registration { life: 3, count: count.clone() })
+        .mount(&server)
+        .await;
+    let dir = private_dir();
+    let file = dir.path().join("register-token");
+    let args: Vec<&std::ffi::OsStr> = [
+        "token-refresh",
+        "runner",
+        "--scope",
+        "org",
+        "--owner",
+        "acme",
+        "--action",
+        "register",
+        "--watch",
+        "--min-ttl",
+        "2",
+        "--file",
+    ]
+    .iter()
+    .map(std::ffi::OsStr::new)
+    .chain([file.as_os_str()])
+    .collect();
+    let child = spawn(
+        &args,
+        &[
+            ("GITHUB_API_URL", format!("{}{API_PREFIX}", server.uri())),
+            ("GITHUB_TOKEN", "ghs_workflowtoken000000000000000000000".into()),
+        ],
+    );
+    // The metadata is written after the token: wait for both.
+    wait_for(&dir.path().join("register-token.meta.json"));
+    let first = *count.lock().unwrap();
+    let started = std::time::Instant::now();
+    let mut reads = 0;
+    while started.elapsed() < std::time::Duration::from_secs(6) {
+        let text = std::fs::read_to_string(&file).expect("the token file never disappears");
+        assert!(text.starts_with("AREG") && text.len() == 30 && text.ends_with('\n'), "partial file: {text:?}");
+        let meta: Value = serde_json::from_slice(&std::fs::read(dir.path().join("register-token.meta.json")).unwrap())
+            .expect("the metadata file is always whole JSON");
+        assert_eq!(meta["kind"], "runner-registration");
+        reads += 1;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let refreshes = *count.lock().unwrap() - first;
+    assert!(refreshes >= 2, "expected at least 2 refreshes in 6 s, got {refreshes}");
+    assert!(reads > 100);
+    let stderr = stop(child, std::time::Duration::from_secs(1));
+    assert!(stderr.matches("refreshed the runner-registration token for organization").count() >= 3, "{stderr}");
+    assert!(!stderr.contains("AREG"), "token in the log: {stderr}");
+
+    // JIT configs are one-use: --watch refuses them (exit 2, no request).
+    let before = server.received_requests().await.unwrap().len();
+    agentctl()
+        .env("GITHUB_API_URL", format!("{}{API_PREFIX}", server.uri()))
+        .env("GITHUB_TOKEN", "ghs_workflowtoken000000000000000000000")
+        .args(["token-refresh", "runner", "--scope", "org", "--owner", "acme", "--action", "jit", "--watch", "--file"])
+        .arg(dir.path().join("jit"))
+        .assert()
+        .code(2);
+    assert_eq!(server.received_requests().await.unwrap().len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ps_arguments_of_a_running_watch_hold_no_token_key_or_jwt() {
+    let server = strict_server().await;
+    let count = Arc::new(Mutex::new(0u32));
+    Mock::given(method("POST"))
+        .and(path(format!("{API_PREFIX}/app/installations/42/access_tokens")))
+        .respond_with(ShortLived { life: 3, count: count.clone() })
+        .mount(&server)
+        .await;
+    let dir = private_dir();
+    let file = dir.path().join("token");
+    let key_file = fixture("app-key.pem");
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    let mut args: Vec<&std::ffi::OsStr> =
+        ["token-refresh", "app", "--watch", "--installation-id", "42", "--min-ttl", "2", "--private-key-file"]
+            .iter()
+            .map(std::ffi::OsStr::new)
+            .collect();
+    args.push(key_file.as_os_str());
+    args.push(std::ffi::OsStr::new("--file"));
+    args.push(file.as_os_str());
+    let child = spawn(
+        &args,
+        &[("GITHUB_API_URL", format!("{}{API_PREFIX}", server.uri())), ("AGENTCTL_APP_ID", APP_ID.into())],
+    );
+    wait_for(&file);
+    // What `ps` shows: /proc/PID/cmdline, read while tokens are being refreshed.
+    let cmdline_path = format!("/proc/{}/cmdline", child.id());
+    let started = std::time::Instant::now();
+    let mut samples = 0;
+    while started.elapsed() < std::time::Duration::from_secs(4) {
+        let raw = std::fs::read(&cmdline_path).unwrap();
+        let argv = String::from_utf8_lossy(&raw).replace('\0', " ");
+        // The right process: its own arguments are there...
+        assert!(argv.contains("--watch") && argv.contains(&*key_file.to_string_lossy()), "{argv}");
+        // ...and no credential: no token (current or earlier), no JWT, no PEM text.
+        let token = std::fs::read_to_string(&file).unwrap();
+        assert!(!argv.contains(token.trim()) && !argv.contains("ghs_"), "token in argv: {argv}");
+        assert!(!argv.contains("eyJ"), "JWT in argv: {argv}");
+        assert!(!argv.contains("-----BEGIN"), "PEM in argv: {argv}");
+        for line in key.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!argv.contains(line), "key text in argv: {argv}");
+        }
+        samples += 1;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(samples > 50 && *count.lock().unwrap() >= 2, "the watch was refreshing while sampled");
+    // Stopping promptly is the watch tests' business; here only a clean exit.
+    stop(child, std::time::Duration::from_secs(10));
 }
