@@ -571,3 +571,32 @@ fn bad_config_is_exit_2_with_the_pointer_and_missing_fields_are_none() {
     let explain = r.json["explain"].to_string();
     assert!(explain.contains("no pull_request.additions"), "{explain}");
 }
+
+#[test]
+fn job_summary_holds_the_decision_and_text_stdout_lists_the_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = write(dir.path(), "event.json", pr_event("opened").to_string());
+    let config = write(dir.path(), "agentctl.yml", PROVIDERS);
+    let summary = dir.path().join("summary.md");
+    let out = agentctl()
+        .current_dir(dir.path())
+        .args(["route", "--event-name", "pull_request", "--event"])
+        .arg(&event)
+        .arg("--config")
+        .arg(&config)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in
+        ["task: review", "provider: main", "model: big", "runs-on: [\"ubuntu-latest\"]", "event: pr.created", "pr: 7"]
+    {
+        assert!(stdout.lines().any(|l| l == line), "{line} missing from:\n{stdout}");
+    }
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.contains("### agentctl route"), "{md}");
+    for row in ["| task | review |", "| provider | main |", "| event | pr.created |"] {
+        assert!(md.contains(row), "{row} missing from:\n{md}");
+    }
+}
