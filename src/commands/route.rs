@@ -189,25 +189,47 @@ struct Inputs<'a> {
     facts: &'a Facts,
     /// The slash command's task when one was given by an allowed author.
     command: Option<&'a str>,
-    github: Option<&'a GitHub>,
+    github: &'a LazyGitHub<'a>,
 }
 
 /// Runs `agentctl route`.
 pub async fn run(args: &RouteArgs, env: &Env) -> Result<Exit, ExitError> {
     let ctx = Context::load(env, args.event.path.as_deref(), args.event.name.as_deref())?;
     let (token, _redactor) = crate::github::token_and_redactor(env);
-    let github = match (&token, &ctx.repository) {
-        (Some(t), Some(repo)) => {
-            Some(GitHub::new(&ctx.api_url, t, &repo.owner, &repo.name, std::time::Duration::ZERO)?)
-        }
-        _ => None,
-    };
+    let github = LazyGitHub { ctx: &ctx, token, client: std::cell::OnceCell::new() };
     let event = catalog::classify(ctx.event_name.as_deref().unwrap_or(""), &ctx.payload);
     let facts = Facts::of(&ctx);
-    let config = load_config(args.config.as_deref(), &ctx, github.as_ref()).await?;
-    let decision = decide(&config, &ctx, env, &event, &facts, github.as_ref()).await?;
+    let gh_for_config = if args.config.is_some() { None } else { github.get()? };
+    let config = load_config(args.config.as_deref(), &ctx, gh_for_config).await?;
+    let decision = decide(&config, &ctx, env, &event, &facts, &github).await?;
     deliver(&decision, args, env)?;
     Ok(Exit::Ok)
+}
+
+/// The GitHub client, built at its first use: most routes make no API call, and a run that
+/// needs none does not pay for the HTTP and TLS setup (it shows in peak memory).
+struct LazyGitHub<'a> {
+    ctx: &'a Context,
+    token: Option<secrecy::SecretString>,
+    client: std::cell::OnceCell<Option<GitHub>>,
+}
+
+impl LazyGitHub<'_> {
+    /// The client; `None` without a token or a repository.
+    ///
+    /// Errors: the client cannot be built (a malformed `GITHUB_API_URL`).
+    fn get(&self) -> Result<Option<&GitHub>, ExitError> {
+        if let Some(c) = self.client.get() {
+            return Ok(c.as_ref());
+        }
+        let built = match (&self.token, &self.ctx.repository) {
+            (Some(t), Some(repo)) => {
+                Some(GitHub::new(&self.ctx.api_url, t, &repo.owner, &repo.name, std::time::Duration::ZERO)?)
+            }
+            _ => None,
+        };
+        Ok(self.client.get_or_init(|| built).as_ref())
+    }
 }
 
 /// The config: on an event carrying a pull request (with its base sha) the base branch's copy
@@ -242,7 +264,7 @@ async fn decide(
     env: &Env,
     event: &CatalogEvent,
     facts: &Facts,
-    github: Option<&GitHub>,
+    github: &LazyGitHub<'_>,
 ) -> Result<Decision, ExitError> {
     let mut d = Decision {
         task: Task::None.as_str(),
@@ -339,9 +361,13 @@ async fn decide(
         None => default_provider(config),
     };
     let mut notes = Vec::new();
-    let store = store::open_configured(env, config.state.as_deref());
+    // The state store holds budgets' spend and breakers' state. Without budgets and without a
+    // store file there is nothing to read: no file is created, nothing is opened.
+    let state_exists = store::resolve_path(env, config.state.as_deref()).is_some_and(|p| p.exists());
+    let store =
+        (state_exists || !config.budgets.is_empty()).then(|| store::open_configured(env, config.state.as_deref()));
     if !config.budgets.is_empty() {
-        let ledger = budget::ledger(&store)?;
+        let ledger = budget::ledger(store.as_ref().unwrap_or(&Err(store::StoreError::NoPath)))?;
         let run = RunScope::of(ctx, rule.task.as_str());
         match budget::gate(ledger, &config.budgets, &run, store::now_ms(), 0.0)? {
             GateDecision::Proceed => d.explain.push("budget: within every limit".into()),
@@ -360,7 +386,7 @@ async fn decide(
             }
         }
     }
-    match healthy_entry(config, &entry, store.as_ref().ok().map(|s| s.as_ref())) {
+    match healthy_entry(config, &entry, store.as_ref().and_then(|s| s.as_deref().ok())) {
         Health::Usable { entry: chosen, skipped } => {
             if !skipped.is_empty() {
                 notes.push(format!("{} skipped (circuit open)", skipped.join(", ")));
@@ -379,7 +405,7 @@ async fn decide(
     }
 
     // Runner.
-    let (runs_on, why) = choose_runner(rule, github).await;
+    let (runs_on, why) = choose_runner(rule, github).await?;
     d.runs_on = runs_on;
     d.explain.push(format!("runner: {why}"));
     if why.starts_with("fallback") {
@@ -516,7 +542,7 @@ async fn rule_matches(rule: &RouteRule, i: &Inputs<'_>, files: &mut Files) -> Re
     if let Some(paths) = &rule.paths {
         let set = globs(&OneOrMany::Many(paths.clone()));
         if let Files::NotFetched = files {
-            *files = match (i.github, f.pr) {
+            *files = match (i.github.get()?, f.pr) {
                 (Some(gh), Some(pr)) => match gh.pull_file_names(pr).await {
                     Ok(list) => Files::Fetched(list),
                     Err(e) => return Err(files_error(pr, e)),
@@ -544,9 +570,9 @@ fn files_error(pr: u64, e: GitHubError) -> ExitError {
 
 /// The runner labels: the first `runs_on` set with an online, idle runner carrying all its
 /// labels (one paginated listing), else `fallback_runs_on`, else the first set (the job then
-/// queues for it). Never fails: a listing error (403 without permission) is a warning and the
-/// fallback. The second value says which and why.
-async fn choose_runner(rule: &RouteRule, github: Option<&GitHub>) -> (Vec<String>, String) {
+/// queues for it). A listing error (403 without permission) is a warning and the fallback; only
+/// a client that cannot be built at all is an error. The second value says which and why.
+async fn choose_runner(rule: &RouteRule, github: &LazyGitHub<'_>) -> Result<(Vec<String>, String), ExitError> {
     let fallback = || {
         rule.fallback_runs_on
             .clone()
@@ -554,20 +580,20 @@ async fn choose_runner(rule: &RouteRule, github: Option<&GitHub>) -> (Vec<String
             .unwrap_or_else(|| vec![routes::DEFAULT_RUNS_ON.into()])
     };
     match rule.runs_on.as_slice() {
-        [] => return (fallback(), "the rule names no runners".into()),
-        [only] if rule.fallback_runs_on.is_none() => return (only.clone(), "the rule's only label set".into()),
+        [] => return Ok((fallback(), "the rule names no runners".into())),
+        [only] if rule.fallback_runs_on.is_none() => return Ok((only.clone(), "the rule's only label set".into())),
         _ => {}
     }
-    let Some(gh) = github else {
+    let Some(gh) = github.get()? else {
         let labels = fallback();
         log::warn("no GITHUB_TOKEN: self-hosted runners cannot be listed; using the fallback labels");
-        return (labels.clone(), format!("fallback {labels:?}: no token to list runners"));
+        return Ok((labels.clone(), format!("fallback {labels:?}: no token to list runners")));
     };
     let owner = match rule.runners_scope {
         RunnersScope::Repo => RunnerOwner::Repo,
         RunnersScope::Org => RunnerOwner::Org,
     };
-    match gh.runners(owner).await {
+    Ok(match gh.runners(owner).await {
         Ok(runners) => match rule.runs_on.iter().find(|set| runners.iter().any(|r| r.can_take(set))) {
             Some(set) => (set.clone(), format!("{set:?}: an online idle runner has these labels")),
             None => {
@@ -583,7 +609,7 @@ async fn choose_runner(rule: &RouteRule, github: Option<&GitHub>) -> (Vec<String
             ));
             (labels.clone(), format!("fallback {labels:?}: runners cannot be listed"))
         }
-    }
+    })
 }
 
 /// Writes the outputs, the job summary and stdout.
