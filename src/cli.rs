@@ -149,6 +149,9 @@ pub struct FixArgs {
 
     #[command(flatten)]
     pub provider: ProviderArgs,
+
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
 }
 
 /// Output format.

@@ -23,6 +23,8 @@
 //!   fed back); with it, rounds go on while verify fails (or nothing could be applied), up to
 //!   `fix.max_rounds`; a passing verify ends them.
 //! - No change to publish (every edit refused, or an empty answer) is exit 1, nothing written.
+//! - `--usage-out` is written however the run ends once a ledger exists (tokens spent by a run
+//!   that then fails are usage too); `--require-state` as in `review`.
 //! - Who may trigger: the commenter (or the labeler) must have `admin`, `maintain` or `write`
 //!   on the repository; anyone else gets a reply saying so and the run exits 3, no model call.
 
@@ -99,6 +101,29 @@ pub async fn run(args: &FixArgs, env: &Env) -> Result<Exit, ExitError> {
 
     let prices = crate::estimate::price_table(&run.config);
     let ledger = Ledger::new(&run.store, &ctx, Some(run.subject.number).filter(|n| *n > 0), "fix", prices);
+    let result = fix_with_ledger(args, &ctx, env, &mut run, &ledger).await;
+    // `--usage-out` and `--require-state` whatever the run's end: tokens spent by a run that
+    // then failed are usage too.
+    let failures = ledger.finish(args.ledger.usage_out.as_deref(), args.ledger.require_state);
+    for f in &failures {
+        log::error(f);
+    }
+    match result {
+        Ok(code) if failures.is_empty() => Ok(code),
+        Ok(_) => Err(ExitError::new(Exit::Failure, anyhow::anyhow!("{}", failures.join("\n")))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Stages 2 to 5 with the run's ledger: the budget gate, the rounds, the restore, publish (or
+/// the dry-run print), then outputs and the job summary.
+async fn fix_with_ledger(
+    args: &FixArgs,
+    ctx: &Context,
+    env: &Env,
+    run: &mut Prepared,
+    ledger: &Ledger,
+) -> Result<Exit, ExitError> {
     let whole = run.config.fix.edit_format == EditFormat::Whole;
     let system = crate::prompt::fix_system_prompt(whole, run.config.fix.instructions.as_deref());
     let budget = Budget { max_tokens: run.config.fix.max_context_tokens, counting: run.config.review.token_counting };
@@ -113,7 +138,7 @@ pub async fn run(args: &FixArgs, env: &Env) -> Result<Exit, ExitError> {
             args.provider.name.as_deref(),
             args.provider.model.as_deref(),
         );
-        match crate::budget::run_gate(&run.config.budgets, &run.store, &ctx, env, "fix", &estimate)? {
+        match crate::budget::run_gate(&run.config.budgets, &run.store, ctx, env, "fix", &estimate)? {
             crate::budget::GateOutcome::Proceed => {}
             crate::budget::GateOutcome::Downgrade(name) => {
                 run.provider = select::select(&run.config, Some(&name), None, env, &run.redactor, &run.store)?;
@@ -129,7 +154,7 @@ pub async fn run(args: &FixArgs, env: &Env) -> Result<Exit, ExitError> {
     })?;
 
     let spec = run.config.fix.verify_spec();
-    let result = rounds(&run, &chain, &system, budget, spec.as_ref(), env, &ledger).await;
+    let result = rounds(run, &chain, &system, budget, spec.as_ref(), env, ledger).await;
     // The checkout ends as it started, whatever happened.
     let restored = match &result {
         Ok(o) => restore(&run.root, &o.changes),
@@ -150,7 +175,7 @@ pub async fn run(args: &FixArgs, env: &Env) -> Result<Exit, ExitError> {
     }
 
     let verified = spec.as_ref().map(|_| outcome.verify.as_ref().is_some_and(VerifyResult::passed));
-    let body = pr_body(&run, &outcome, spec.as_ref(), verified);
+    let body = pr_body(run, &outcome, spec.as_ref(), verified);
     let title = format!("Fix #{}: {}", run.subject.number, one_line(&run.subject.title));
     let mut published = Published::default();
     if run.dry_run {
@@ -159,7 +184,7 @@ pub async fn run(args: &FixArgs, env: &Env) -> Result<Exit, ExitError> {
         let text = if ctx.in_actions { actions::inert(&text).into_owned() } else { text };
         output::stdout(&text).map_err(|e| anyhow::anyhow!("cannot write to stdout: {e}"))?;
     } else if let Some(gh) = &run.github {
-        published = publish(gh, &run, &outcome, &title, &body, verified == Some(true)).await?;
+        published = publish(gh, run, &outcome, &title, &body, verified == Some(true)).await?;
     }
 
     let mut failures = vec![];
@@ -347,6 +372,7 @@ async fn prepare(args: &FixArgs, ctx: &Context, env: &Env) -> Result<Option<Prep
     let tracked = edit::context::tracked_files(&root).map_err(|e| exit::usage(anyhow::anyhow!("git ls-files: {e}")))?;
 
     let store = store::open_configured(env, config.state.as_deref());
+    crate::ledger::require_store(&store, args.ledger.require_state)?;
     let provider =
         select::select(&config, args.provider.name.as_deref(), args.provider.model.as_deref(), env, &redactor, &store)?;
     log::publish_masks(&redactor);

@@ -538,3 +538,68 @@ async fn a_fix_on_a_pull_request_from_a_fork_is_refused_clearly() {
     assert!(err.contains("pull request #7 comes from a fork (someone/fork)"), "{err}");
     assert!(hub.graphql.lock().unwrap().is_empty() && hub.pulls.lock().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fix_usage_out_writes_the_runs_records_with_the_ledgers_ids() {
+    let (model, _) = fake_model(
+        answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+        answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+    )
+    .await;
+    let dir = repo(&model.uri(), "");
+    let scratch = tempfile::tempdir().unwrap();
+    let (state, usage_out) = (scratch.path().join("state.db"), scratch.path().join("usage.jsonl"));
+    let out = agentctl()
+        .current_dir(dir.path())
+        .args(["fix", "--dry-run", "--instructions", "add.sh subtracts; make it add", "--require-state"])
+        .env("AGENTCTL_STATE", &state)
+        .env("AGENTCTL_USAGE_OUT", &usage_out)
+        .env("OPENAI_API_KEY", "sk-test-fix-key")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&usage_out).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "one round, one call: {text}");
+    assert_eq!(
+        (
+            lines[0]["task"].as_str(),
+            lines[0]["usage"]["input_tokens"].as_u64(),
+            lines[0]["usage"]["output_tokens"].as_u64()
+        ),
+        (Some("fix"), Some(900), Some(120))
+    );
+    // Same ids as the ledger: importing the file into it adds nothing.
+    let import = agentctl().env("AGENTCTL_STATE", &state).args(["cost", "import"]).arg(&usage_out).output().unwrap();
+    assert_eq!(import.status.code(), Some(0), "{}", String::from_utf8_lossy(&import.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&import.stdout).trim(),
+        "imported 0 usage record(s); 1 already present (skipped)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fix_require_state_without_a_usable_store_fails_before_any_model_call() {
+    // The strict model server fails the test on any request.
+    let model = strict_server().await;
+    let dir = repo(&model.uri(), "");
+    let scratch = tempfile::tempdir().unwrap();
+    let blocker = scratch.path().join("file");
+    std::fs::write(&blocker, "").unwrap();
+    let run = |extra: &[&str]| {
+        agentctl()
+            .current_dir(dir.path())
+            .args(["fix", "--dry-run", "--instructions", "add.sh subtracts"])
+            .args(extra)
+            .env("AGENTCTL_STATE", blocker.join("state.db"))
+            .env("OPENAI_API_KEY", "sk-test-fix-key")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--require-state"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("usage would not be recorded (--require-state)"), "{err}");
+    assert!(model.received_requests().await.unwrap_or_default().is_empty());
+    assert_eq!(git(dir.path(), &["status", "--porcelain"]), "");
+}
