@@ -125,7 +125,11 @@ async fn fix_with_ledger(
     ledger: &Ledger,
 ) -> Result<Exit, ExitError> {
     let whole = run.config.fix.edit_format == EditFormat::Whole;
-    let system = crate::prompt::fix_system_prompt(whole, run.config.fix.instructions.as_deref());
+    let system = crate::prompt::fix_system_prompt(
+        whole,
+        run.config.fix.edit_limits().whole_file_max_bytes,
+        run.config.fix.instructions.as_deref(),
+    );
     let budget = Budget { max_tokens: run.config.fix.max_context_tokens, counting: run.config.review.token_counting };
 
     // The budget gate before the first model call, on the first round's prompt.
@@ -477,7 +481,7 @@ async fn rounds(
         let explanation =
             answer.value.get("explanation").and_then(|e| e.as_str()).unwrap_or_default().trim().to_string();
         let set: EditSet = serde_json::from_value(answer.value).unwrap_or_default();
-        let applied = edit::plan(&run.root, &set, &run.policy);
+        let applied = edit::plan_with(&run.root, &set, &run.policy, run.config.fix.edit_limits());
         for c in &applied.changes {
             originals.entry(c.path.clone()).or_insert_with(|| c.before.clone());
         }

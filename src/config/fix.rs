@@ -39,6 +39,9 @@ pub struct FixConfig {
     /// Globs besides [`crate::edit::DEFAULT_PROTECTED`].
     pub protected_paths: Vec<String>,
     pub edit_format: EditFormat,
+    /// Bytes: a whole-file rewrite of an existing file larger than this is refused (asking for
+    /// edits) unless `edit_format` is `whole` ([`crate::edit::Limits`]).
+    pub whole_file_max_bytes: u64,
     /// Tokens per round's prompt.
     pub max_context_tokens: usize,
     /// Tokens per answer.
@@ -59,6 +62,7 @@ impl Default for FixConfig {
             max_rounds: 2,
             protected_paths: vec![],
             edit_format: EditFormat::SearchReplace,
+            whole_file_max_bytes: 8192,
             max_context_tokens: 60_000,
             max_output_tokens: 16_384,
             instructions: None,
@@ -68,6 +72,13 @@ impl Default for FixConfig {
 }
 
 impl FixConfig {
+    /// The [`crate::edit::Limits`] of this config: no rewrite limit with `edit_format: whole`.
+    pub fn edit_limits(&self) -> crate::edit::Limits {
+        crate::edit::Limits {
+            whole_file_max_bytes: (self.edit_format != EditFormat::Whole).then_some(self.whole_file_max_bytes),
+        }
+    }
+
     /// The verify command to run, or `None` when none is configured.
     pub fn verify_spec(&self) -> Option<crate::edit::verify::VerifySpec> {
         let (argv, display) = crate::edit::verify::argv(self.verify.as_ref()?, self.verify_shell)?;
@@ -98,11 +109,16 @@ mod tests {
         assert_eq!(c.fix.verify_spec().unwrap().argv, ["npm", "test"]);
         assert_eq!(c.fix.edit_format, super::EditFormat::Whole);
         assert!(Config::default().fix.verify_spec().is_none());
+        assert_eq!(Config::default().fix.edit_limits().whole_file_max_bytes, Some(8192));
+        assert_eq!(c.fix.edit_limits().whole_file_max_bytes, None, "edit_format: whole lifts the limit");
+        let c = Config::from_text("fix:\n  whole_file_max_bytes: 100\n", "t").unwrap();
+        assert_eq!(c.fix.edit_limits().whole_file_max_bytes, Some(100));
         for bad in [
             "fix:\n  max_rounds: 0\n",
             "fix:\n  verify: []\n",
             "fix:\n  verify_env: ['A B']\n",
             "fix:\n  run: curl x\n",
+            "fix:\n  whole_file_max_bytes: 0\n",
         ] {
             assert!(Config::from_text(bad, "t").is_err(), "{bad}");
         }
