@@ -13,8 +13,13 @@
 //! Decisions where the issue is silent:
 //! - The checkout is restored at the end of every run (dry or not): the fix travels through the
 //!   API, so the working tree ends as it started; files created by the fix are removed.
-//! - On a PR the checkout must be at the PR's head (the edits are made against it); a PR from a
-//!   fork is refused (GitHub cannot open a PR into a fork's branch from the base repository).
+//! - On a PR the checkout must be at the PR's head (the edits are made against it). On a PR from
+//!   a fork (GitHub cannot open a PR into a fork's branch, and agentctl never pushes to a
+//!   contributor's branch) the fix branch is made in the base repository at the PR's head
+//!   commit (readable there through `refs/pull/{n}/head`) and the draft goes into the PR's
+//!   base branch, saying that it carries the PR's commits. A head commit the base repository
+//!   cannot read is refused before any model call; a token that cannot create the branch
+//!   (403/404/422) is a clear refusal, exit 1, nothing published.
 //! - A re-run finds its earlier comment on the issue (bot-written, with the `fix` marker naming
 //!   the branch and PR) and adds a new commit on that branch (parent = its head, so nothing is
 //!   force-pushed) and updates that PR's title and body. Files the earlier run changed and this
@@ -43,7 +48,7 @@ use crate::env_vars as ev;
 use crate::exit::{self, Exit, ExitError};
 use crate::github::git::{CommitFile, PullHeads};
 use crate::github::markers::Marker;
-use crate::github::GitHub;
+use crate::github::{GitHub, GitHubError};
 use crate::ledger::{Call, Ledger};
 use crate::providers::chain::{Resilient, Traced};
 use crate::providers::select::{self, SelectedProvider};
@@ -70,6 +75,9 @@ struct Prepared {
     subject: Subject,
     /// On a pull request: its head and base (the fix branches from its head).
     pr: Option<PullHeads>,
+    /// On a pull request from a fork: the fork's `owner/name` (`a deleted repository` when
+    /// GitHub no longer knows it). The fix is a draft into the PR's base branch.
+    fork: Option<String>,
     config: Config,
     provider: SelectedProvider,
     store: Result<Arc<Store>, StoreError>,
@@ -285,6 +293,7 @@ async fn prepare(args: &FixArgs, ctx: &Context, env: &Env) -> Result<Option<Prep
     });
     let mut subject = Subject { kind: "task", comment, instructions, ..Subject::default() };
     let mut pr = None;
+    let mut fork = None;
     match (number, &github) {
         (Some(n), Some(gh)) => {
             // Who asked must be able to write: association alone is not enough.
@@ -310,13 +319,20 @@ async fn prepare(args: &FixArgs, ctx: &Context, env: &Env) -> Result<Option<Prep
                 let heads = gh.pull_heads(n).await?;
                 let this_repo = ctx.repository.as_ref().map(|r| r.to_string());
                 if heads.head_repo.is_none() || heads.head_repo != this_repo {
-                    return Err(ExitError::new(
-                        Exit::Failure,
-                        anyhow::anyhow!(
-                            "pull request #{n} comes from a fork ({}): agentctl cannot open a pull request into a fork's branch, and never pushes to a contributor's branch\nhelp: ask the author to apply the fix, or run `agentctl fix --issue` on an issue instead",
-                            heads.head_repo.as_deref().unwrap_or("deleted repository")
-                        ),
-                    ));
+                    let from = heads.head_repo.clone().unwrap_or_else(|| "a deleted repository".into());
+                    // Before any model call: the fix branch starts at the fork's head, which
+                    // must be readable in this repository.
+                    if !gh.commit_exists(&heads.head_sha).await? {
+                        return Err(ExitError::new(
+                            Exit::Failure,
+                            anyhow::anyhow!(
+                                "pull request #{n} comes from a fork ({from}) and its head commit {} is not reachable in {}: agentctl cannot branch from it\nhelp: ask the author to apply the fix, or run `agentctl fix --issue` on an issue instead",
+                                heads.head_sha.get(..12).unwrap_or(&heads.head_sha),
+                                this_repo.as_deref().unwrap_or("this repository")
+                            ),
+                        ));
+                    }
+                    fork = Some(from);
                 }
                 let head = edit::checkout::head(&root).unwrap_or_default();
                 if head != heads.head_sha {
@@ -388,6 +404,7 @@ async fn prepare(args: &FixArgs, ctx: &Context, env: &Env) -> Result<Option<Prep
         graphql,
         subject,
         pr,
+        fork,
         config,
         provider,
         store,
@@ -575,6 +592,9 @@ async fn publish(
         Some((c.id, m))
     });
     let (base_sha, base_ref) = match &run.pr {
+        // From a fork: a branch in this repository at the fork's head, into the PR's base
+        // branch (a PR cannot target a fork's branch).
+        Some(p) if run.fork.is_some() => (p.head_sha.clone(), p.base_ref.clone()),
         // A stacked fix: from the PR's head, into the PR's head branch.
         Some(p) => (p.head_sha.clone(), p.head_ref.clone()),
         None => {
@@ -592,7 +612,30 @@ async fn publish(
         return Err(ExitError::new(Exit::Failure, anyhow::anyhow!("refusing to commit to the base branch {branch}")));
     }
     if expected_head.is_none() {
-        gh.create_branch(&branch, &base_sha).await?;
+        match (gh.create_branch(&branch, &base_sha).await, &run.fork) {
+            (Ok(()), _) => {}
+            (
+                Err(
+                    e @ (GitHubError::Auth { status: 403, .. }
+                    | GitHubError::NotFound { .. }
+                    | GitHubError::Unprocessable { .. }),
+                ),
+                Some(from),
+            ) => {
+                return Err(ExitError::new(
+                    Exit::Failure,
+                    anyhow::anyhow!(
+                        "pull request #{n} comes from a fork ({from}): cannot create branch {branch} in {}/{} at its head commit {}, so nothing was published ({e})\nhelp: the token needs `contents: write` on {}/{}, and the fork's commit must still be reachable there (`refs/pull/{n}/head`); or ask the author to apply the fix",
+                        gh.owner(),
+                        gh.repo(),
+                        base_sha.get(..12).unwrap_or(&base_sha),
+                        gh.owner(),
+                        gh.repo()
+                    ),
+                ));
+            }
+            (Err(e), _) => return Err(e.into()),
+        }
         expected_head = Some(base_sha.clone());
     }
     let files: Vec<CommitFile> =
@@ -640,6 +683,15 @@ fn pr_body(run: &Prepared, o: &Outcome, spec: Option<&VerifySpec>, verified: Opt
     let mut s = String::new();
     if n > 0 {
         s.push_str(&if verified == Some(true) { format!("Fixes #{n}\n\n") } else { format!("Refs #{n}\n\n") });
+    }
+    if let (Some(from), Some(p)) = (&run.fork, &run.pr) {
+        s.push_str(&format!(
+            "This draft starts at the head of #{} from the fork `{}` ({}), so it also carries that pull request's commits; merging it supersedes #{}.\n\n",
+            p.number,
+            defang(&one_line(from)),
+            p.head_sha.get(..12).unwrap_or(&p.head_sha),
+            p.number
+        ));
     }
     s.push_str("### What changed\n\n");
     s.push_str(&defang(if o.explanation.is_empty() { "(the model gave no explanation)" } else { &o.explanation }));

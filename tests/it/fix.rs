@@ -523,20 +523,102 @@ async fn a_fix_on_a_pull_request_is_a_draft_into_its_head_branch_with_the_base_b
     assert!(!pushed_to_feature, "the contributor's branch is never touched");
 }
 
+/// Mounts `GET /git/commits/{sha}` of the base repository answering `status`.
+async fn commit_in_base(hub: &FixHub, sha: &str, status: u16) {
+    let body = if status == 200 { json!({"sha": sha}) } else { json!({"message": "Not Found"}) };
+    Mock::given(method("GET"))
+        .and(path(format!("{API_PREFIX}/repos/o/r/git/commits/{sha}")))
+        .respond_with(ResponseTemplate::new(status).set_body_json(body))
+        .mount(&hub.gh.server)
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_fix_on_a_pull_request_from_a_fork_is_refused_clearly() {
+async fn a_fix_on_a_fork_pull_request_is_a_draft_in_the_base_repository_from_its_head() {
+    let (model, _) = fake_model(
+        answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+        answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+    )
+    .await;
+    let dir = repo(&model.uri(), "");
+    let head = git(dir.path(), &["rev-parse", "HEAD"]);
+    let hub = fix_hub("", "write").await;
+    let config = std::fs::read_to_string(dir.path().join(".github/agentctl.yml")).unwrap();
+    as_pull_request(&hub, &head, "someone/fork", &config).await;
+    commit_in_base(&hub, &head, 200).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let event = pr_comment_event(scratch.path());
+    let run = fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out")).output().unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let requests = hub.gh.requests().await;
+    let created: Vec<&(String, String)> =
+        requests.iter().filter(|(m, p)| m == "POST" && p.ends_with("/git/refs")).collect();
+    assert_eq!(created.len(), 1, "one branch, in the base repository: {requests:?}");
+    let calls = hub.graphql.lock().unwrap().clone();
+    let input = &calls[0]["variables"]["input"];
+    assert_eq!(input["branch"]["repositoryNameWithOwner"], "o/r", "the commit is made in the base repository");
+    assert_eq!(input["expectedHeadOid"], head.as_str(), "branched from the fork's head commit");
+    let pulls = hub.pulls.lock().unwrap().clone();
+    assert_eq!((pulls[0].1["base"].as_str(), pulls[0].1["draft"].as_bool()), (Some("main"), Some(true)));
+    assert!(pulls[0].1["head"].as_str().unwrap().starts_with("agentctl/fix-7-"), "{:?}", pulls[0].1);
+    let body = pulls[0].1["body"].as_str().unwrap();
+    assert!(body.contains("from the fork `someone/fork`"), "{body}");
+    assert!(!requests.iter().any(|(_, p)| p.contains("someone/fork") || p.contains("heads/feature")), "{requests:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fork_pull_request_whose_head_is_not_reachable_is_refused_before_any_model_call() {
     let model = strict_server().await;
     let dir = repo(&model.uri(), "");
     let head = git(dir.path(), &["rev-parse", "HEAD"]);
     let hub = fix_hub("", "write").await;
     as_pull_request(&hub, &head, "someone/fork", "provider: builtin\n").await;
+    commit_in_base(&hub, &head, 404).await;
     let scratch = tempfile::tempdir().unwrap();
     let event = pr_comment_event(scratch.path());
     let run = fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out")).output().unwrap();
-    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stderr));
     let err = String::from_utf8_lossy(&run.stderr);
-    assert!(err.contains("pull request #7 comes from a fork (someone/fork)"), "{err}");
+    let want = format!(
+        "pull request #7 comes from a fork (someone/fork) and its head commit {} is not reachable in o/r",
+        &head[..12]
+    );
+    assert!(err.contains(&want), "{err}");
     assert!(hub.graphql.lock().unwrap().is_empty() && hub.pulls.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fork_pull_request_the_token_cannot_branch_in_is_refused_and_nothing_is_published() {
+    for (status, message) in
+        [(403, "Resource not accessible by integration"), (404, "Not Found"), (422, "Object does not exist")]
+    {
+        let (model, _) = fake_model(
+            answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+            answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+        )
+        .await;
+        let dir = repo(&model.uri(), "");
+        let head = git(dir.path(), &["rev-parse", "HEAD"]);
+        let hub = fix_hub("", "write").await;
+        let config = std::fs::read_to_string(dir.path().join(".github/agentctl.yml")).unwrap();
+        as_pull_request(&hub, &head, "someone/fork", &config).await;
+        commit_in_base(&hub, &head, 200).await;
+        Mock::given(method("POST"))
+            .and(path(format!("{API_PREFIX}/repos/o/r/git/refs")))
+            .respond_with(ResponseTemplate::new(status).set_body_json(json!({"message": message})))
+            .with_priority(1)
+            .mount(&hub.gh.server)
+            .await;
+        let scratch = tempfile::tempdir().unwrap();
+        let event = pr_comment_event(scratch.path());
+        let run = fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out")).output().unwrap();
+        assert_eq!(run.status.code(), Some(1), "{status}: {}", String::from_utf8_lossy(&run.stderr));
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(err.contains("pull request #7 comes from a fork (someone/fork): cannot create branch agentctl/fix-7-speed-up-add in o/r"), "{status}: {err}");
+        assert!(err.contains(message) && err.contains("the token needs `contents: write` on o/r"), "{status}: {err}");
+        assert!(hub.graphql.lock().unwrap().is_empty() && hub.pulls.lock().unwrap().is_empty(), "{status}");
+        assert_eq!(std::fs::read_to_string(dir.path().join("add.sh")).unwrap(), BUGGY, "{status}: checkout restored");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
