@@ -35,6 +35,7 @@
 
 pub mod checkout;
 pub mod context;
+pub mod outline;
 pub mod paths;
 pub mod verify;
 
