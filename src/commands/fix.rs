@@ -30,6 +30,10 @@
 //! - No change to publish (every edit refused, or an empty answer) is exit 1, nothing written.
 //! - `--usage-out` is written however the run ends once a ledger exists (tokens spent by a run
 //!   that then fails are usage too); `--require-state` as in `review`.
+//! - `fix.commit: git` (only when configured): the commit is made in the checkout's repository
+//!   with plumbing on a temporary index (the work tree stays restored), on top of `origin`'s
+//!   branch when it exists, and pushed with `git push` without force; only `agentctl/fix-*`
+//!   branches are ever written, in both modes.
 //! - Who may trigger: the commenter (or the labeler) must have `admin`, `maintain` or `write`
 //!   on the repository; anyone else gets a reply saying so and the run exits 3, no model call.
 
@@ -38,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::cli::FixArgs;
-use crate::config::{self, Config, EditFormat};
+use crate::config::{self, CommitMethod, Config, EditFormat};
 use crate::context::target::{self, PrMeta, Target};
 use crate::context::{Context, Env, Event};
 use crate::edit::context::{Budget, Feedback, Subject};
@@ -604,54 +608,25 @@ async fn publish(
             (head, base)
         }
     };
-    let (branch, mut expected_head) = match earlier.as_ref().and_then(|(_, m)| m.get("branch")) {
-        Some(b) => (b.to_string(), gh.branch_head(b).await?),
-        None => (format!("agentctl/fix-{n}-{}", slug(&run.subject.title)), None),
+    let by_git = run.config.fix.commit == CommitMethod::Git;
+    let branch = match earlier.as_ref().and_then(|(_, m)| m.get("branch")) {
+        Some(b) => b.to_string(),
+        None => format!("agentctl/fix-{n}-{}", slug(&run.subject.title)),
     };
-    if branch == base_ref {
-        return Err(ExitError::new(Exit::Failure, anyhow::anyhow!("refusing to commit to the base branch {branch}")));
+    if branch == base_ref || !branch.starts_with("agentctl/fix-") {
+        return Err(ExitError::new(
+            Exit::Failure,
+            anyhow::anyhow!("refusing to commit to {branch}: agentctl commits only to its own agentctl/fix-* branches, never to the base branch"),
+        ));
     }
-    if expected_head.is_none() {
-        match (gh.create_branch(&branch, &base_sha).await, &run.fork) {
-            (Ok(()), _) => {}
-            (
-                Err(
-                    e @ (GitHubError::Auth { status: 403, .. }
-                    | GitHubError::NotFound { .. }
-                    | GitHubError::Unprocessable { .. }),
-                ),
-                Some(from),
-            ) => {
-                return Err(ExitError::new(
-                    Exit::Failure,
-                    anyhow::anyhow!(
-                        "pull request #{n} comes from a fork ({from}): cannot create branch {branch} in {}/{} at its head commit {}, so nothing was published ({e})\nhelp: the token needs `contents: write` on {}/{}, and the fork's commit must still be reachable there (`refs/pull/{n}/head`); or ask the author to apply the fix",
-                        gh.owner(),
-                        gh.repo(),
-                        base_sha.get(..12).unwrap_or(&base_sha),
-                        gh.owner(),
-                        gh.repo()
-                    ),
-                ));
-            }
-            (Err(e), _) => return Err(e.into()),
-        }
-        expected_head = Some(base_sha.clone());
-    }
-    let files: Vec<CommitFile> =
-        outcome.changes.iter().map(|c| CommitFile { path: c.path.clone(), contents: c.after.clone() }).collect();
     let headline = run.redactor.redact(title);
     let message = if verified { format!("Fixes #{n}") } else { format!("Refs #{n} (not verified)") };
-    let gql = run.graphql.as_ref().unwrap_or(gh);
-    gql.create_commit_on_branch(
-        (gh.owner(), gh.repo()),
-        &branch,
-        expected_head.as_deref().unwrap_or(&base_sha),
-        &headline,
-        &message,
-        &files,
-    )
-    .await?;
+    if by_git {
+        commit_and_push(&run.root, &branch, &base_sha, &headline, &message, &outcome.changes, &run.redactor)?;
+    } else {
+        let reuse = earlier.as_ref().is_some_and(|(_, m)| m.get("branch").is_some());
+        commit_by_api(gh, run, (&branch, reuse), &base_sha, (&headline, &message), &outcome.changes).await?;
+    }
     let body = run.redactor.redact(body);
     let earlier_pr = earlier.as_ref().and_then(|(_, m)| m.get("pr")).and_then(|p| p.parse::<u64>().ok());
     let pull = match earlier_pr {
@@ -668,6 +643,93 @@ async fn publish(
     }
     log::info(&format!("draft pull request: {}", pull.html_url));
     Ok(Published { pr_url: pull.html_url, branch })
+}
+
+/// `fix.commit: git`: a commit in the checkout's repository on `branch` (on top of `origin`'s
+/// `branch` when it exists, else of `base_sha`), pushed to `origin` without force. The work
+/// tree and HEAD are not touched (the checkout was restored already). Git's messages are
+/// redacted (a remote URL may hold a token).
+fn commit_and_push(
+    root: &Path,
+    branch: &str,
+    base_sha: &str,
+    headline: &str,
+    message: &str,
+    changes: &[FileChange],
+    redactor: &Redactor,
+) -> Result<(), ExitError> {
+    let fail = |what: &str, e: String| {
+        ExitError::new(
+            Exit::Failure,
+            anyhow::anyhow!(
+                "fix.commit: git: {what} failed: {}\nhelp: the checkout's `origin` needs push credentials (actions/checkout with `persist-credentials: true`), or use `fix.commit: api`",
+                redactor.redact(&e)
+            ),
+        )
+    };
+    let parent = edit::checkout::remote_branch_head(root, "origin", branch)
+        .map_err(|e| fail(&format!("git ls-remote origin {branch}"), e))?
+        .unwrap_or_else(|| base_sha.to_string());
+    let files: Vec<edit::checkout::NewContent<'_>> =
+        changes.iter().map(|c| (c.path.as_str(), c.after.as_deref())).collect();
+    let text = format!("{headline}\n\n{message}\n");
+    edit::checkout::commit_files(root, &parent, branch, &files, &text).map_err(|e| fail("git commit", e))?;
+    edit::checkout::push_branch(root, "origin", branch).map_err(|e| fail(&format!("git push origin {branch}"), e))
+}
+
+/// `fix.commit: api`: the branch through the refs API (when new) and one GraphQL
+/// `createCommitOnBranch` commit on it. `(branch, reuse)`: `reuse` when an earlier run made the
+/// branch (its head is then the commit's parent). `(headline, message)` of the commit.
+async fn commit_by_api(
+    gh: &GitHub,
+    run: &Prepared,
+    (branch, reuse): (&str, bool),
+    base_sha: &str,
+    (headline, message): (&str, &str),
+    changes: &[FileChange],
+) -> Result<(), ExitError> {
+    let n = run.subject.number;
+    let mut expected_head = if reuse { gh.branch_head(branch).await? } else { None };
+    if expected_head.is_none() {
+        match (gh.create_branch(branch, base_sha).await, &run.fork) {
+            (Ok(()), _) => {}
+            (
+                Err(
+                    e @ (GitHubError::Auth { status: 403, .. }
+                    | GitHubError::NotFound { .. }
+                    | GitHubError::Unprocessable { .. }),
+                ),
+                Some(from),
+            ) => {
+                return Err(ExitError::new(
+                    Exit::Failure,
+                    anyhow::anyhow!(
+                        "pull request #{n} comes from a fork ({from}): cannot create branch {branch} in {}/{} at its head commit {}, so nothing was published ({e})\nhelp: the token needs `contents: write` on {}/{}, and the fork's commit must still be reachable there (`refs/pull/{n}/head`); or ask the author to apply the fix",
+                        gh.owner(),
+                        gh.repo(),
+                        base_sha.get(..12).unwrap_or(base_sha),
+                        gh.owner(),
+                        gh.repo()
+                    ),
+                ));
+            }
+            (Err(e), _) => return Err(e.into()),
+        }
+        expected_head = Some(base_sha.to_string());
+    }
+    let files: Vec<CommitFile> =
+        changes.iter().map(|c| CommitFile { path: c.path.clone(), contents: c.after.clone() }).collect();
+    let gql = run.graphql.as_ref().unwrap_or(gh);
+    gql.create_commit_on_branch(
+        (gh.owner(), gh.repo()),
+        branch,
+        expected_head.as_deref().unwrap_or(base_sha),
+        headline,
+        message,
+        &files,
+    )
+    .await?;
+    Ok(())
 }
 
 /// The repository's default branch (`GET /repos/{o}/{r}`).

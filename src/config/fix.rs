@@ -23,6 +23,17 @@ pub enum EditFormat {
     Whole,
 }
 
+/// `fix.commit`: how the fix commit reaches GitHub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitMethod {
+    /// GraphQL `createCommitOnBranch` (signed by GitHub, no push credentials needed).
+    #[default]
+    Api,
+    /// A commit in the checkout's repository pushed with `git push` to `origin` (never forced).
+    Git,
+}
+
 /// `fix:` settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -49,6 +60,7 @@ pub struct FixConfig {
     pub instructions: Option<String>,
     /// An `issues` `labeled` event with this label triggers a fix.
     pub label: Option<String>,
+    pub commit: CommitMethod,
 }
 
 impl Default for FixConfig {
@@ -67,6 +79,7 @@ impl Default for FixConfig {
             max_output_tokens: 16_384,
             instructions: None,
             label: None,
+            commit: CommitMethod::Api,
         }
     }
 }
@@ -113,12 +126,16 @@ mod tests {
         assert_eq!(c.fix.edit_limits().whole_file_max_bytes, None, "edit_format: whole lifts the limit");
         let c = Config::from_text("fix:\n  whole_file_max_bytes: 100\n", "t").unwrap();
         assert_eq!(c.fix.edit_limits().whole_file_max_bytes, Some(100));
+        assert_eq!(c.fix.commit, super::CommitMethod::Api);
+        let c = Config::from_text("fix:\n  commit: git\n", "t").unwrap();
+        assert_eq!(c.fix.commit, super::CommitMethod::Git);
         for bad in [
             "fix:\n  max_rounds: 0\n",
             "fix:\n  verify: []\n",
             "fix:\n  verify_env: ['A B']\n",
             "fix:\n  run: curl x\n",
             "fix:\n  whole_file_max_bytes: 0\n",
+            "fix:\n  commit: push\n",
         ] {
             assert!(Config::from_text(bad, "t").is_err(), "{bad}");
         }

@@ -685,3 +685,85 @@ async fn fix_require_state_without_a_usable_store_fails_before_any_model_call() 
     assert!(model.received_requests().await.unwrap_or_default().is_empty());
     assert_eq!(git(dir.path(), &["status", "--porcelain"]), "");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fix_commit_git_commits_in_the_checkout_and_pushes_the_branch_to_origin_without_force() {
+    let (model, _) = fake_model(
+        answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+        answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+    )
+    .await;
+    let dir = repo(&model.uri(), "  commit: git\n");
+    let head = git(dir.path(), &["rev-parse", "HEAD"]);
+    // A real bare repository as origin, holding main.
+    let remote = tempfile::tempdir().unwrap();
+    git(remote.path(), &["init", "-q", "--bare", "-b", "main"]);
+    git(dir.path(), &["remote", "add", "origin", remote.path().to_str().unwrap()]);
+    git(dir.path(), &["push", "-q", "origin", "main"]);
+    let hub = fix_hub("Broken in add.sh", "write").await;
+    let scratch = tempfile::tempdir().unwrap();
+    let event = comment_event(scratch.path());
+    let run = fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out")).output().unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+
+    let branch = "refs/heads/agentctl/fix-7-add-sh-subtracts-instead-of-adding";
+    let pushed = git(remote.path(), &["rev-parse", branch]);
+    assert_eq!(git(remote.path(), &["rev-parse", &format!("{pushed}^")]), head, "one commit on the checkout's HEAD");
+    assert_eq!(git(remote.path(), &["show", &format!("{pushed}:add.sh")]), BUGGY.replace('-', "+").trim_end());
+    assert_eq!(
+        git(remote.path(), &["log", "-1", "--format=%s%n%b", &pushed]),
+        "Fix #7: add.sh subtracts instead of adding\nFixes #7"
+    );
+    assert_eq!(git(remote.path(), &["rev-parse", "refs/heads/main"]), head, "main is untouched");
+    // The checkout: same HEAD, clean tree.
+    assert_eq!(git(dir.path(), &["rev-parse", "HEAD"]), head);
+    assert_eq!(git(dir.path(), &["status", "--porcelain"]), "");
+    // No branch or commit through the API; the PR still is.
+    assert!(hub.graphql.lock().unwrap().is_empty());
+    let requests = hub.gh.requests().await;
+    assert!(!requests.iter().any(|(m, p)| m == "POST" && p.ends_with("/git/refs")), "{requests:?}");
+    let pulls = hub.pulls.lock().unwrap().clone();
+    assert_eq!(pulls[0].1["head"], "agentctl/fix-7-add-sh-subtracts-instead-of-adding");
+
+    // A re-run adds a commit on top of the pushed one (a fast-forward, never a force-push).
+    let run = fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out")).output().unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let again = git(remote.path(), &["rev-parse", branch]);
+    assert_ne!(again, pushed);
+    assert_eq!(git(remote.path(), &["rev-parse", &format!("{again}^")]), pushed);
+
+    // Someone moved the branch on origin: the next commit builds on origin's head (as the API
+    // path builds on the branch's head), so the push is a fast-forward.
+    let other = tempfile::tempdir().unwrap();
+    git(other.path(), &["init", "-q", "-b", "x"]);
+    write(other.path(), "f", "other\n");
+    git(other.path(), &["add", "-A"]);
+    git(other.path(), &["commit", "-q", "-m", "other"]);
+    git(other.path(), &["push", "-q", "--force", remote.path().to_str().unwrap(), &format!("x:{branch}")]);
+    let moved = git(remote.path(), &["rev-parse", branch]);
+    // The checkout's local branch still points at the old head: that stale ref must not win.
+    let run = fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out")).output().unwrap();
+    assert_eq!(run.status.code(), Some(0), "builds on origin's head: {}", String::from_utf8_lossy(&run.stderr));
+    let after = git(remote.path(), &["rev-parse", branch]);
+    assert_eq!(git(remote.path(), &["rev-parse", &format!("{after}^")]), moved, "on top of origin's head");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fix_commit_git_without_a_pushable_origin_fails_clearly_and_opens_no_pr() {
+    let (model, _) = fake_model(
+        answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+        answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+    )
+    .await;
+    let dir = repo(&model.uri(), "  commit: git\n");
+    let hub = fix_hub("Broken in add.sh", "write").await;
+    let scratch = tempfile::tempdir().unwrap();
+    let event = comment_event(scratch.path());
+    let run = fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out")).output().unwrap();
+    assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stderr));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("fix.commit: git: git ls-remote origin agentctl/fix-7-"), "{err}");
+    assert!(err.contains("needs push credentials"), "{err}");
+    assert!(hub.pulls.lock().unwrap().is_empty() && hub.graphql.lock().unwrap().is_empty());
+    assert_eq!(git(dir.path(), &["status", "--porcelain"]), "");
+}
