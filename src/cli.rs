@@ -82,6 +82,19 @@ pub struct ProviderArgs {
     pub model: Option<String>,
 }
 
+/// What becomes of the run's usage records (`review`, `fix`): [`crate::ledger::Ledger::finish`].
+#[derive(Debug, Args)]
+pub struct LedgerArgs {
+    /// Fail (exit 1) when usage cannot be recorded in the state store, before any model call
+    /// when the store cannot be opened.
+    #[arg(long, env = env_vars::AGENTCTL_REQUIRE_STATE, value_parser = clap::builder::FalseyValueParser::new())]
+    pub require_state: bool,
+
+    /// Also write this run's usage records as JSON Lines to FILE (for `cost import` elsewhere).
+    #[arg(long, value_name = "FILE", env = env_vars::AGENTCTL_USAGE_OUT)]
+    pub usage_out: Option<PathBuf>,
+}
+
 /// `agentctl route`: one decision per event for the jobs after it.
 #[derive(Debug, Args)]
 pub struct RouteArgs {
@@ -142,6 +155,9 @@ pub struct FixArgs {
 
     #[command(flatten)]
     pub provider: ProviderArgs,
+
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
 }
 
 /// Output format.
@@ -205,14 +221,8 @@ pub struct ReviewArgs {
     #[arg(long, value_name = "PATH")]
     pub sarif: Option<PathBuf>,
 
-    /// Fail (exit 1) when usage cannot be recorded in the state store, before any model call
-    /// when the store cannot be opened.
-    #[arg(long, env = env_vars::AGENTCTL_REQUIRE_STATE, value_parser = clap::builder::FalseyValueParser::new())]
-    pub require_state: bool,
-
-    /// Also write this run's usage records as JSON Lines to FILE (for `cost import` elsewhere).
-    #[arg(long, value_name = "FILE", env = env_vars::AGENTCTL_USAGE_OUT)]
-    pub usage_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
 
     /// Output format of the dry run / stdout (`text` is the markdown rendering for `review`).
     #[arg(long, value_enum, default_value = "markdown")]

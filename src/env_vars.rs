@@ -65,7 +65,7 @@ pub const AGENTCTL_MODEL: &str = "AGENTCTL_MODEL";
 pub const AGENTCTL_FAIL_ON: &str = "AGENTCTL_FAIL_ON";
 /// Seconds between two GitHub writes once a run has made 10 (default 1; 0 to 60; 0 in tests).
 pub const AGENTCTL_WRITE_DELAY: &str = "AGENTCTL_WRITE_DELAY";
-/// `review --usage-out`: where to write this run's usage records as JSON Lines.
+/// `review`/`fix` `--usage-out`: where to write this run's usage records as JSON Lines.
 pub const AGENTCTL_USAGE_OUT: &str = "AGENTCTL_USAGE_OUT";
 /// GitHub App client id or app id for `token-refresh` (same as `--app-id`).
 pub const AGENTCTL_APP_ID: &str = "AGENTCTL_APP_ID";

@@ -138,6 +138,37 @@ impl Ledger {
     pub fn lost(&self) -> usize {
         self.lost.load(Ordering::Relaxed)
     }
+
+    /// The end-of-run ledger sinks every command shares: `--usage-out` (this run's records as
+    /// JSON Lines at `usage_out`) and `--require-state` (records the store did not take fail
+    /// the run). Returns one sentence per failure, empty when all went well; the caller names
+    /// them and exits 1 after its other sinks were tried.
+    pub fn finish(&self, usage_out: Option<&std::path::Path>, require_state: bool) -> Vec<String> {
+        let mut failures = vec![];
+        if let Some(path) = usage_out {
+            if let Err(e) = self.write_jsonl(path) {
+                failures.push(format!("cannot write usage records to {} (--usage-out): {e}", path.display()));
+            }
+        }
+        if self.lost() > 0 && require_state {
+            failures.push(format!("{} usage record(s) not written to the ledger (--require-state)", self.lost()));
+        }
+        failures
+    }
+}
+
+/// `--require-state` before any model call: with `required`, a state store that could not be
+/// opened fails the run (exit 1, naming the store's error) because usage would not be recorded.
+///
+/// Errors: [`Exit::Failure`](crate::exit::Exit::Failure) when `required` and `store` is an error.
+pub fn require_store(store: &Result<Arc<Store>, StoreError>, required: bool) -> Result<(), crate::exit::ExitError> {
+    match (store, required) {
+        (Err(e), true) => Err(crate::exit::ExitError::new(
+            crate::exit::Exit::Failure,
+            anyhow::anyhow!("usage would not be recorded (--require-state): {}", log::error_chain(e)),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

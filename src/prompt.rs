@@ -38,7 +38,10 @@ pub const FIX_SCHEMA: &str = include_str!("../schemas/fix-output.schema.json");
 /// The fix's system prompt: the task, the edit contract (SEARCH/REPLACE, or whole files when
 /// `whole_files` — config `fix.edit_format: whole`, for weak or local models), what agentctl
 /// refuses, and `extra` (config `fix.instructions`) as the repository owners' guidance.
-pub fn fix_system_prompt(whole_files: bool, extra: Option<&str>) -> String {
+///
+/// `rewrite_max_bytes` (config `fix.whole_file_max_bytes`, with SEARCH/REPLACE) is said as the
+/// largest file `rewrites` may replace.
+pub fn fix_system_prompt(whole_files: bool, rewrite_max_bytes: Option<u64>, extra: Option<&str>) -> String {
     let mut s = String::from(
         "You are a careful senior software engineer fixing a problem reported in a GitHub issue or pull request.\n\
          Make the smallest change that fixes it, in the style of the surrounding code. Add or adjust a test when the \
@@ -55,8 +58,12 @@ pub fn fix_system_prompt(whole_files: bool, extra: Option<&str>) -> String {
              from the file shown to you — whole lines, with their indentation — and must occur exactly once in that \
              file; include enough surrounding lines to make it unique. `replace` is what those lines become. \
              Several edits of one file are applied in order. New files go in `new_files` ({path, content}), \
-             removed files in `deletions`; `rewrites` ({path, content}) replaces a whole existing file.\n",
+             removed files in `deletions`; `rewrites` ({path, content}) replaces a whole existing file.",
         );
+        match rewrite_max_bytes {
+            Some(max) => s.push_str(&format!(" Only files of at most {max} bytes may be rewritten whole.\n")),
+            None => s.push('\n'),
+        }
     }
     s.push_str(
         "Paths are relative to the repository root. Edits to `.github/workflows/`, `.git/`, agentctl's config, \

@@ -13,8 +13,13 @@
 //! Decisions where the issue is silent:
 //! - The checkout is restored at the end of every run (dry or not): the fix travels through the
 //!   API, so the working tree ends as it started; files created by the fix are removed.
-//! - On a PR the checkout must be at the PR's head (the edits are made against it); a PR from a
-//!   fork is refused (GitHub cannot open a PR into a fork's branch from the base repository).
+//! - On a PR the checkout must be at the PR's head (the edits are made against it). On a PR from
+//!   a fork (GitHub cannot open a PR into a fork's branch, and agentctl never pushes to a
+//!   contributor's branch) the fix branch is made in the base repository at the PR's head
+//!   commit (readable there through `refs/pull/{n}/head`) and the draft goes into the PR's
+//!   base branch, saying that it carries the PR's commits. A head commit the base repository
+//!   cannot read is refused before any model call; a token that cannot create the branch
+//!   (403/404/422) is a clear refusal, exit 1, nothing published.
 //! - A re-run finds its earlier comment on the issue (bot-written, with the `fix` marker naming
 //!   the branch and PR) and adds a new commit on that branch (parent = its head, so nothing is
 //!   force-pushed) and updates that PR's title and body. Files the earlier run changed and this
@@ -23,6 +28,12 @@
 //!   fed back); with it, rounds go on while verify fails (or nothing could be applied), up to
 //!   `fix.max_rounds`; a passing verify ends them.
 //! - No change to publish (every edit refused, or an empty answer) is exit 1, nothing written.
+//! - `--usage-out` is written however the run ends once a ledger exists (tokens spent by a run
+//!   that then fails are usage too); `--require-state` as in `review`.
+//! - `fix.commit: git` (only when configured): the commit is made in the checkout's repository
+//!   with plumbing on a temporary index (the work tree stays restored), on top of `origin`'s
+//!   branch when it exists, and pushed with `git push` without force; only `agentctl/fix-*`
+//!   branches are ever written, in both modes.
 //! - Who may trigger: the commenter (or the labeler) must have `admin`, `maintain` or `write`
 //!   on the repository; anyone else gets a reply saying so and the run exits 3, no model call.
 
@@ -31,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::cli::FixArgs;
-use crate::config::{self, Config, EditFormat};
+use crate::config::{self, CommitMethod, Config, EditFormat};
 use crate::context::target::{self, PrMeta, Target};
 use crate::context::{Context, Env, Event};
 use crate::edit::context::{Budget, Feedback, Subject};
@@ -41,7 +52,7 @@ use crate::env_vars as ev;
 use crate::exit::{self, Exit, ExitError};
 use crate::github::git::{CommitFile, PullHeads};
 use crate::github::markers::Marker;
-use crate::github::GitHub;
+use crate::github::{GitHub, GitHubError};
 use crate::ledger::{Call, Ledger};
 use crate::providers::chain::{Resilient, Traced};
 use crate::providers::select::{self, SelectedProvider};
@@ -68,6 +79,9 @@ struct Prepared {
     subject: Subject,
     /// On a pull request: its head and base (the fix branches from its head).
     pr: Option<PullHeads>,
+    /// On a pull request from a fork: the fork's `owner/name` (`a deleted repository` when
+    /// GitHub no longer knows it). The fix is a draft into the PR's base branch.
+    fork: Option<String>,
     config: Config,
     provider: SelectedProvider,
     store: Result<Arc<Store>, StoreError>,
@@ -99,8 +113,35 @@ pub async fn run(args: &FixArgs, env: &Env) -> Result<Exit, ExitError> {
 
     let prices = crate::estimate::price_table(&run.config);
     let ledger = Ledger::new(&run.store, &ctx, Some(run.subject.number).filter(|n| *n > 0), "fix", prices);
+    let result = fix_with_ledger(args, &ctx, env, &mut run, &ledger).await;
+    // `--usage-out` and `--require-state` whatever the run's end: tokens spent by a run that
+    // then failed are usage too.
+    let failures = ledger.finish(args.ledger.usage_out.as_deref(), args.ledger.require_state);
+    for f in &failures {
+        log::error(f);
+    }
+    match result {
+        Ok(code) if failures.is_empty() => Ok(code),
+        Ok(_) => Err(ExitError::new(Exit::Failure, anyhow::anyhow!("{}", failures.join("\n")))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Stages 2 to 5 with the run's ledger: the budget gate, the rounds, the restore, publish (or
+/// the dry-run print), then outputs and the job summary.
+async fn fix_with_ledger(
+    args: &FixArgs,
+    ctx: &Context,
+    env: &Env,
+    run: &mut Prepared,
+    ledger: &Ledger,
+) -> Result<Exit, ExitError> {
     let whole = run.config.fix.edit_format == EditFormat::Whole;
-    let system = crate::prompt::fix_system_prompt(whole, run.config.fix.instructions.as_deref());
+    let system = crate::prompt::fix_system_prompt(
+        whole,
+        run.config.fix.edit_limits().whole_file_max_bytes,
+        run.config.fix.instructions.as_deref(),
+    );
     let budget = Budget { max_tokens: run.config.fix.max_context_tokens, counting: run.config.review.token_counting };
 
     // The budget gate before the first model call, on the first round's prompt.
@@ -113,7 +154,7 @@ pub async fn run(args: &FixArgs, env: &Env) -> Result<Exit, ExitError> {
             args.provider.name.as_deref(),
             args.provider.model.as_deref(),
         );
-        match crate::budget::run_gate(&run.config.budgets, &run.store, &ctx, env, "fix", &estimate)? {
+        match crate::budget::run_gate(&run.config.budgets, &run.store, ctx, env, "fix", &estimate)? {
             crate::budget::GateOutcome::Proceed => {}
             crate::budget::GateOutcome::Downgrade(name) => {
                 run.provider = select::select(&run.config, Some(&name), None, env, &run.redactor, &run.store)?;
@@ -129,7 +170,7 @@ pub async fn run(args: &FixArgs, env: &Env) -> Result<Exit, ExitError> {
     })?;
 
     let spec = run.config.fix.verify_spec();
-    let result = rounds(&run, &chain, &system, budget, spec.as_ref(), env, &ledger).await;
+    let result = rounds(run, &chain, &system, budget, spec.as_ref(), env, ledger).await;
     // The checkout ends as it started, whatever happened.
     let restored = match &result {
         Ok(o) => restore(&run.root, &o.changes),
@@ -150,7 +191,7 @@ pub async fn run(args: &FixArgs, env: &Env) -> Result<Exit, ExitError> {
     }
 
     let verified = spec.as_ref().map(|_| outcome.verify.as_ref().is_some_and(VerifyResult::passed));
-    let body = pr_body(&run, &outcome, spec.as_ref(), verified);
+    let body = pr_body(run, &outcome, spec.as_ref(), verified);
     let title = format!("Fix #{}: {}", run.subject.number, one_line(&run.subject.title));
     let mut published = Published::default();
     if run.dry_run {
@@ -159,7 +200,7 @@ pub async fn run(args: &FixArgs, env: &Env) -> Result<Exit, ExitError> {
         let text = if ctx.in_actions { actions::inert(&text).into_owned() } else { text };
         output::stdout(&text).map_err(|e| anyhow::anyhow!("cannot write to stdout: {e}"))?;
     } else if let Some(gh) = &run.github {
-        published = publish(gh, &run, &outcome, &title, &body, verified == Some(true)).await?;
+        published = publish(gh, run, &outcome, &title, &body, verified == Some(true)).await?;
     }
 
     let mut failures = vec![];
@@ -256,6 +297,7 @@ async fn prepare(args: &FixArgs, ctx: &Context, env: &Env) -> Result<Option<Prep
     });
     let mut subject = Subject { kind: "task", comment, instructions, ..Subject::default() };
     let mut pr = None;
+    let mut fork = None;
     match (number, &github) {
         (Some(n), Some(gh)) => {
             // Who asked must be able to write: association alone is not enough.
@@ -281,13 +323,20 @@ async fn prepare(args: &FixArgs, ctx: &Context, env: &Env) -> Result<Option<Prep
                 let heads = gh.pull_heads(n).await?;
                 let this_repo = ctx.repository.as_ref().map(|r| r.to_string());
                 if heads.head_repo.is_none() || heads.head_repo != this_repo {
-                    return Err(ExitError::new(
-                        Exit::Failure,
-                        anyhow::anyhow!(
-                            "pull request #{n} comes from a fork ({}): agentctl cannot open a pull request into a fork's branch, and never pushes to a contributor's branch\nhelp: ask the author to apply the fix, or run `agentctl fix --issue` on an issue instead",
-                            heads.head_repo.as_deref().unwrap_or("deleted repository")
-                        ),
-                    ));
+                    let from = heads.head_repo.clone().unwrap_or_else(|| "a deleted repository".into());
+                    // Before any model call: the fix branch starts at the fork's head, which
+                    // must be readable in this repository.
+                    if !gh.commit_exists(&heads.head_sha).await? {
+                        return Err(ExitError::new(
+                            Exit::Failure,
+                            anyhow::anyhow!(
+                                "pull request #{n} comes from a fork ({from}) and its head commit {} is not reachable in {}: agentctl cannot branch from it\nhelp: ask the author to apply the fix, or run `agentctl fix --issue` on an issue instead",
+                                heads.head_sha.get(..12).unwrap_or(&heads.head_sha),
+                                this_repo.as_deref().unwrap_or("this repository")
+                            ),
+                        ));
+                    }
+                    fork = Some(from);
                 }
                 let head = edit::checkout::head(&root).unwrap_or_default();
                 if head != heads.head_sha {
@@ -347,6 +396,7 @@ async fn prepare(args: &FixArgs, ctx: &Context, env: &Env) -> Result<Option<Prep
     let tracked = edit::context::tracked_files(&root).map_err(|e| exit::usage(anyhow::anyhow!("git ls-files: {e}")))?;
 
     let store = store::open_configured(env, config.state.as_deref());
+    crate::ledger::require_store(&store, args.ledger.require_state)?;
     let provider =
         select::select(&config, args.provider.name.as_deref(), args.provider.model.as_deref(), env, &redactor, &store)?;
     log::publish_masks(&redactor);
@@ -358,6 +408,7 @@ async fn prepare(args: &FixArgs, ctx: &Context, env: &Env) -> Result<Option<Prep
         graphql,
         subject,
         pr,
+        fork,
         config,
         provider,
         store,
@@ -451,7 +502,7 @@ async fn rounds(
         let explanation =
             answer.value.get("explanation").and_then(|e| e.as_str()).unwrap_or_default().trim().to_string();
         let set: EditSet = serde_json::from_value(answer.value).unwrap_or_default();
-        let applied = edit::plan(&run.root, &set, &run.policy);
+        let applied = edit::plan_with(&run.root, &set, &run.policy, run.config.fix.edit_limits());
         for c in &applied.changes {
             originals.entry(c.path.clone()).or_insert_with(|| c.before.clone());
         }
@@ -545,6 +596,9 @@ async fn publish(
         Some((c.id, m))
     });
     let (base_sha, base_ref) = match &run.pr {
+        // From a fork: a branch in this repository at the fork's head, into the PR's base
+        // branch (a PR cannot target a fork's branch).
+        Some(p) if run.fork.is_some() => (p.head_sha.clone(), p.base_ref.clone()),
         // A stacked fix: from the PR's head, into the PR's head branch.
         Some(p) => (p.head_sha.clone(), p.head_ref.clone()),
         None => {
@@ -554,31 +608,25 @@ async fn publish(
             (head, base)
         }
     };
-    let (branch, mut expected_head) = match earlier.as_ref().and_then(|(_, m)| m.get("branch")) {
-        Some(b) => (b.to_string(), gh.branch_head(b).await?),
-        None => (format!("agentctl/fix-{n}-{}", slug(&run.subject.title)), None),
+    let by_git = run.config.fix.commit == CommitMethod::Git;
+    let branch = match earlier.as_ref().and_then(|(_, m)| m.get("branch")) {
+        Some(b) => b.to_string(),
+        None => format!("agentctl/fix-{n}-{}", slug(&run.subject.title)),
     };
-    if branch == base_ref {
-        return Err(ExitError::new(Exit::Failure, anyhow::anyhow!("refusing to commit to the base branch {branch}")));
+    if branch == base_ref || !branch.starts_with("agentctl/fix-") {
+        return Err(ExitError::new(
+            Exit::Failure,
+            anyhow::anyhow!("refusing to commit to {branch}: agentctl commits only to its own agentctl/fix-* branches, never to the base branch"),
+        ));
     }
-    if expected_head.is_none() {
-        gh.create_branch(&branch, &base_sha).await?;
-        expected_head = Some(base_sha.clone());
-    }
-    let files: Vec<CommitFile> =
-        outcome.changes.iter().map(|c| CommitFile { path: c.path.clone(), contents: c.after.clone() }).collect();
     let headline = run.redactor.redact(title);
     let message = if verified { format!("Fixes #{n}") } else { format!("Refs #{n} (not verified)") };
-    let gql = run.graphql.as_ref().unwrap_or(gh);
-    gql.create_commit_on_branch(
-        (gh.owner(), gh.repo()),
-        &branch,
-        expected_head.as_deref().unwrap_or(&base_sha),
-        &headline,
-        &message,
-        &files,
-    )
-    .await?;
+    if by_git {
+        commit_and_push(&run.root, &branch, &base_sha, &headline, &message, &outcome.changes, &run.redactor)?;
+    } else {
+        let reuse = earlier.as_ref().is_some_and(|(_, m)| m.get("branch").is_some());
+        commit_by_api(gh, run, (&branch, reuse), &base_sha, (&headline, &message), &outcome.changes).await?;
+    }
     let body = run.redactor.redact(body);
     let earlier_pr = earlier.as_ref().and_then(|(_, m)| m.get("pr")).and_then(|p| p.parse::<u64>().ok());
     let pull = match earlier_pr {
@@ -597,6 +645,93 @@ async fn publish(
     Ok(Published { pr_url: pull.html_url, branch })
 }
 
+/// `fix.commit: git`: a commit in the checkout's repository on `branch` (on top of `origin`'s
+/// `branch` when it exists, else of `base_sha`), pushed to `origin` without force. The work
+/// tree and HEAD are not touched (the checkout was restored already). Git's messages are
+/// redacted (a remote URL may hold a token).
+fn commit_and_push(
+    root: &Path,
+    branch: &str,
+    base_sha: &str,
+    headline: &str,
+    message: &str,
+    changes: &[FileChange],
+    redactor: &Redactor,
+) -> Result<(), ExitError> {
+    let fail = |what: &str, e: String| {
+        ExitError::new(
+            Exit::Failure,
+            anyhow::anyhow!(
+                "fix.commit: git: {what} failed: {}\nhelp: the checkout's `origin` needs push credentials (actions/checkout with `persist-credentials: true`), or use `fix.commit: api`",
+                redactor.redact(&e)
+            ),
+        )
+    };
+    let parent = edit::checkout::remote_branch_head(root, "origin", branch)
+        .map_err(|e| fail(&format!("git ls-remote origin {branch}"), e))?
+        .unwrap_or_else(|| base_sha.to_string());
+    let files: Vec<edit::checkout::NewContent<'_>> =
+        changes.iter().map(|c| (c.path.as_str(), c.after.as_deref())).collect();
+    let text = format!("{headline}\n\n{message}\n");
+    edit::checkout::commit_files(root, &parent, branch, &files, &text).map_err(|e| fail("git commit", e))?;
+    edit::checkout::push_branch(root, "origin", branch).map_err(|e| fail(&format!("git push origin {branch}"), e))
+}
+
+/// `fix.commit: api`: the branch through the refs API (when new) and one GraphQL
+/// `createCommitOnBranch` commit on it. `(branch, reuse)`: `reuse` when an earlier run made the
+/// branch (its head is then the commit's parent). `(headline, message)` of the commit.
+async fn commit_by_api(
+    gh: &GitHub,
+    run: &Prepared,
+    (branch, reuse): (&str, bool),
+    base_sha: &str,
+    (headline, message): (&str, &str),
+    changes: &[FileChange],
+) -> Result<(), ExitError> {
+    let n = run.subject.number;
+    let mut expected_head = if reuse { gh.branch_head(branch).await? } else { None };
+    if expected_head.is_none() {
+        match (gh.create_branch(branch, base_sha).await, &run.fork) {
+            (Ok(()), _) => {}
+            (
+                Err(
+                    e @ (GitHubError::Auth { status: 403, .. }
+                    | GitHubError::NotFound { .. }
+                    | GitHubError::Unprocessable { .. }),
+                ),
+                Some(from),
+            ) => {
+                return Err(ExitError::new(
+                    Exit::Failure,
+                    anyhow::anyhow!(
+                        "pull request #{n} comes from a fork ({from}): cannot create branch {branch} in {}/{} at its head commit {}, so nothing was published ({e})\nhelp: the token needs `contents: write` on {}/{}, and the fork's commit must still be reachable there (`refs/pull/{n}/head`); or ask the author to apply the fix",
+                        gh.owner(),
+                        gh.repo(),
+                        base_sha.get(..12).unwrap_or(base_sha),
+                        gh.owner(),
+                        gh.repo()
+                    ),
+                ));
+            }
+            (Err(e), _) => return Err(e.into()),
+        }
+        expected_head = Some(base_sha.to_string());
+    }
+    let files: Vec<CommitFile> =
+        changes.iter().map(|c| CommitFile { path: c.path.clone(), contents: c.after.clone() }).collect();
+    let gql = run.graphql.as_ref().unwrap_or(gh);
+    gql.create_commit_on_branch(
+        (gh.owner(), gh.repo()),
+        branch,
+        expected_head.as_deref().unwrap_or(base_sha),
+        headline,
+        message,
+        &files,
+    )
+    .await?;
+    Ok(())
+}
+
 /// The repository's default branch (`GET /repos/{o}/{r}`).
 async fn default_branch(gh: &GitHub) -> Result<String, ExitError> {
     Ok(gh.repository().await?.default_branch)
@@ -610,6 +745,15 @@ fn pr_body(run: &Prepared, o: &Outcome, spec: Option<&VerifySpec>, verified: Opt
     let mut s = String::new();
     if n > 0 {
         s.push_str(&if verified == Some(true) { format!("Fixes #{n}\n\n") } else { format!("Refs #{n}\n\n") });
+    }
+    if let (Some(from), Some(p)) = (&run.fork, &run.pr) {
+        s.push_str(&format!(
+            "This draft starts at the head of #{} from the fork `{}` ({}), so it also carries that pull request's commits; merging it supersedes #{}.\n\n",
+            p.number,
+            defang(&one_line(from)),
+            p.head_sha.get(..12).unwrap_or(&p.head_sha),
+            p.number
+        ));
     }
     s.push_str("### What changed\n\n");
     s.push_str(&defang(if o.explanation.is_empty() { "(the model gave no explanation)" } else { &o.explanation }));

@@ -102,7 +102,7 @@ impl ReviewSettings {
             provider_flag: args.provider.name.clone(),
             model_flag: args.provider.model.clone(),
             config_path: args.config.clone(),
-            require_state: args.require_state,
+            require_state: args.ledger.require_state,
         }
     }
 }
@@ -279,14 +279,7 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
         publish::upsert_summary(gh, pr.number, existing, &report.summary_comment).await?;
     }
     let mut failures = deliver(env, &settings, &report, &run.redactor);
-    if let Some(path) = &args.usage_out {
-        if let Err(e) = ledger.write_jsonl(path) {
-            failures.push(format!("cannot write usage records to {} (--usage-out): {e}", path.display()));
-        }
-    }
-    if ledger.lost() > 0 && settings.require_state {
-        failures.push(format!("{} usage record(s) not written to the ledger (--require-state)", ledger.lost()));
-    }
+    failures.extend(ledger.finish(args.ledger.usage_out.as_deref(), settings.require_state));
     run.github.take();
     finish(failures, report.exit())
 }
@@ -350,12 +343,7 @@ async fn prepare(settings: &ReviewSettings, ctx: &Context, env: &Env) -> Result<
 
     // The state store: the breaker's memory and the ledger. Opened once, shared by both.
     let store = store::open_configured(env, config.state.as_deref());
-    if let (Err(e), true) = (&store, settings.require_state) {
-        return Err(ExitError::new(
-            Exit::Failure,
-            anyhow::anyhow!("usage would not be recorded (--require-state): {}", log::error_chain(e)),
-        ));
-    }
+    crate::ledger::require_store(&store, settings.require_state)?;
     // Provider: resolved, its keys registered with the redactor and masked before any request.
     let provider = select::select(
         &config,

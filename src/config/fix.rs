@@ -23,6 +23,17 @@ pub enum EditFormat {
     Whole,
 }
 
+/// `fix.commit`: how the fix commit reaches GitHub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitMethod {
+    /// GraphQL `createCommitOnBranch` (signed by GitHub, no push credentials needed).
+    #[default]
+    Api,
+    /// A commit in the checkout's repository pushed with `git push` to `origin` (never forced).
+    Git,
+}
+
 /// `fix:` settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -39,6 +50,9 @@ pub struct FixConfig {
     /// Globs besides [`crate::edit::DEFAULT_PROTECTED`].
     pub protected_paths: Vec<String>,
     pub edit_format: EditFormat,
+    /// Bytes: a whole-file rewrite of an existing file larger than this is refused (asking for
+    /// edits) unless `edit_format` is `whole` ([`crate::edit::Limits`]).
+    pub whole_file_max_bytes: u64,
     /// Tokens per round's prompt.
     pub max_context_tokens: usize,
     /// Tokens per answer.
@@ -46,6 +60,7 @@ pub struct FixConfig {
     pub instructions: Option<String>,
     /// An `issues` `labeled` event with this label triggers a fix.
     pub label: Option<String>,
+    pub commit: CommitMethod,
 }
 
 impl Default for FixConfig {
@@ -59,15 +74,24 @@ impl Default for FixConfig {
             max_rounds: 2,
             protected_paths: vec![],
             edit_format: EditFormat::SearchReplace,
+            whole_file_max_bytes: 8192,
             max_context_tokens: 60_000,
             max_output_tokens: 16_384,
             instructions: None,
             label: None,
+            commit: CommitMethod::Api,
         }
     }
 }
 
 impl FixConfig {
+    /// The [`crate::edit::Limits`] of this config: no rewrite limit with `edit_format: whole`.
+    pub fn edit_limits(&self) -> crate::edit::Limits {
+        crate::edit::Limits {
+            whole_file_max_bytes: (self.edit_format != EditFormat::Whole).then_some(self.whole_file_max_bytes),
+        }
+    }
+
     /// The verify command to run, or `None` when none is configured.
     pub fn verify_spec(&self) -> Option<crate::edit::verify::VerifySpec> {
         let (argv, display) = crate::edit::verify::argv(self.verify.as_ref()?, self.verify_shell)?;
@@ -98,11 +122,20 @@ mod tests {
         assert_eq!(c.fix.verify_spec().unwrap().argv, ["npm", "test"]);
         assert_eq!(c.fix.edit_format, super::EditFormat::Whole);
         assert!(Config::default().fix.verify_spec().is_none());
+        assert_eq!(Config::default().fix.edit_limits().whole_file_max_bytes, Some(8192));
+        assert_eq!(c.fix.edit_limits().whole_file_max_bytes, None, "edit_format: whole lifts the limit");
+        let c = Config::from_text("fix:\n  whole_file_max_bytes: 100\n", "t").unwrap();
+        assert_eq!(c.fix.edit_limits().whole_file_max_bytes, Some(100));
+        assert_eq!(c.fix.commit, super::CommitMethod::Api);
+        let c = Config::from_text("fix:\n  commit: git\n", "t").unwrap();
+        assert_eq!(c.fix.commit, super::CommitMethod::Git);
         for bad in [
             "fix:\n  max_rounds: 0\n",
             "fix:\n  verify: []\n",
             "fix:\n  verify_env: ['A B']\n",
             "fix:\n  run: curl x\n",
+            "fix:\n  whole_file_max_bytes: 0\n",
+            "fix:\n  commit: push\n",
         ] {
             assert!(Config::from_text(bad, "t").is_err(), "{bad}");
         }

@@ -14,7 +14,11 @@
 //!   would make SEARCH texts fail); what does not fit is listed as left out.
 //! - Budget order: the untrusted texts (each capped by characters first), named files, the PR
 //!   diff (cut at a line), the repository map (cut at a path).
-//! - Top-level symbols of the named files are not extracted (the whole files are shown).
+//! - A named file over [`MAX_FILE_BYTES`], or whole over what is left of the budget, is shown
+//!   as its outline instead ([`super::outline`]: top-level symbols with line numbers, at most
+//!   [`MAX_OUTLINE_SYMBOLS`], Rust, Python, JS/TS and Go) when its language is known and the
+//!   outline fits; it is then listed in [`FixPrompt::outlined`] (and still in `left_out` with
+//!   why the whole file is not there). The model is told the outline is not the file's text.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -26,6 +30,10 @@ use crate::redact::Redactor;
 pub const MAX_TEXT_CHARS: usize = 8_000;
 /// Largest file included whole, bytes.
 pub const MAX_FILE_BYTES: usize = 100_000;
+/// Most symbols of one file's outline.
+pub const MAX_OUTLINE_SYMBOLS: usize = 200;
+/// Largest file read for an outline, bytes (a larger one is left out).
+pub const MAX_OUTLINE_FILE_BYTES: u64 = 4_000_000;
 /// Longest verify output fed back, characters (the tail is kept).
 pub const MAX_FEEDBACK_CHARS: usize = 6_000;
 
@@ -70,6 +78,8 @@ pub struct FixPrompt {
     pub text: String,
     /// Files included whole.
     pub files: Vec<String>,
+    /// Files shown as an outline of their top-level symbols (too large to show whole).
+    pub outlined: Vec<String>,
     /// Named files left out, with why.
     pub left_out: Vec<String>,
     /// Tokens of `text` by the counter used.
@@ -199,13 +209,17 @@ pub fn build(
     let mut files = String::new();
     for (path, lines) in named {
         let full = root.join(&path);
-        let content = match std::fs::symlink_metadata(&full) {
-            Ok(m) if m.is_file() && m.len() as usize <= MAX_FILE_BYTES => std::fs::read(&full).ok(),
+        let (content, too_big) = match std::fs::symlink_metadata(&full) {
+            Ok(m) if m.is_file() && m.len() as usize <= MAX_FILE_BYTES => (std::fs::read(&full).ok(), None),
+            Ok(m) if m.is_file() && m.len() <= MAX_OUTLINE_FILE_BYTES => (
+                std::fs::read(&full).ok(),
+                Some(format!("{path}: {} bytes, over the {MAX_FILE_BYTES}-byte limit", m.len())),
+            ),
             Ok(m) if m.is_file() => {
                 p.left_out.push(format!("{path}: {} bytes, over the {MAX_FILE_BYTES}-byte limit", m.len()));
                 continue;
             }
-            _ => None,
+            _ => (None, None),
         };
         let Some(content) = content.and_then(|c| String::from_utf8(c).ok()) else {
             p.left_out.push(format!("{path}: not a readable UTF-8 file"));
@@ -216,15 +230,38 @@ pub fn build(
         } else {
             format!(" (mentioned at line {})", lines.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))
         };
-        let block = format!("### {path}{mentioned}\n{}", untrusted("file", &content, usize::MAX, redactor));
-        let cost = counting.count(&block);
-        if used + cost > max_tokens {
-            p.left_out.push(format!("{path}: does not fit the context budget ({cost} tokens)"));
-            continue;
+        let why_not_whole = match too_big {
+            Some(why) => why,
+            None => {
+                let block = format!("### {path}{mentioned}\n{}", untrusted("file", &content, usize::MAX, redactor));
+                let cost = counting.count(&block);
+                if used + cost <= max_tokens {
+                    used += cost;
+                    files.push_str(&block);
+                    p.files.push(path);
+                    continue;
+                }
+                format!("{path}: does not fit the context budget ({cost} tokens)")
+            }
+        };
+        // Too large to show whole: its outline, when cheap.
+        if let Some(o) = super::outline::outline(&path, &content, MAX_OUTLINE_SYMBOLS).filter(|o| !o.symbols.is_empty())
+        {
+            let block = format!(
+                "### {path}{mentioned}: outline only ({} lines; top-level symbols with line numbers — not the file's text, so SEARCH texts cannot be copied from it)\n{}",
+                content.lines().count(),
+                untrusted("outline", &o.render(), usize::MAX, redactor)
+            );
+            let cost = counting.count(&block);
+            if used + cost <= max_tokens {
+                used += cost;
+                files.push_str(&block);
+                p.left_out.push(format!("{why_not_whole}; shown as an outline"));
+                p.outlined.push(path);
+                continue;
+            }
         }
-        used += cost;
-        files.push_str(&block);
-        p.files.push(path);
+        p.left_out.push(why_not_whole);
     }
     if !files.is_empty() {
         text.push_str("\n## Files\n");
@@ -326,5 +363,46 @@ mod tests {
         );
         assert_eq!(wide.files, ["small.rs", "big.rs"]);
         assert!(wide.text.contains("(502 of 502 tracked files)"));
+    }
+
+    #[test]
+    fn a_named_file_too_large_to_show_whole_is_shown_as_its_outline() {
+        let dir = tempfile::tempdir().unwrap();
+        // Over MAX_FILE_BYTES: outlined whatever the budget.
+        let huge = format!("pub fn first() {{}}\n{}pub struct Last;\n", "// filler line\n".repeat(8_000));
+        assert!(huge.len() > MAX_FILE_BYTES);
+        std::fs::write(dir.path().join("huge.rs"), &huge).unwrap();
+        // Under MAX_FILE_BYTES but over a small budget: outlined too.
+        std::fs::write(
+            dir.path().join("mid.py"),
+            format!("class A:\n{}def b():\n    pass\n", "    x = 1\n".repeat(3_000)),
+        )
+        .unwrap();
+        // No known language: left out, no outline.
+        std::fs::write(dir.path().join("notes.txt"), "fn not_code() {}\n".repeat(8_000)).unwrap();
+        let tracked: Vec<String> = ["huge.rs", "mid.py", "notes.txt"].map(String::from).to_vec();
+        let subject = Subject {
+            kind: "issue",
+            number: 4,
+            title: "bug".into(),
+            body: "see huge.rs:2, mid.py and notes.txt".into(),
+            ..Subject::default()
+        };
+        let budget = Budget { max_tokens: 3_000, counting: TokenCounting::Estimate };
+        let p = build(dir.path(), &subject, &tracked, &[], None, budget, &Redactor::new());
+        assert!(p.files.is_empty(), "{:?}", p.files);
+        assert_eq!(p.outlined, ["huge.rs", "mid.py"]);
+        assert!(p.text.contains("### huge.rs (mentioned at line 2): outline only (8002 lines;"), "{}", p.text);
+        assert!(p.text.contains("1: pub fn first() {}\n8002: pub struct Last;\n"), "{}", p.text);
+        assert!(p.text.contains("1: class A:\n3002: def b():\n"), "{}", p.text);
+        assert!(!p.text.contains("filler") && !p.text.contains("not_code"), "only outlines, never the text");
+        assert_eq!(p.left_out.len(), 3, "{:?}", p.left_out);
+        assert!(p.left_out[0].starts_with("huge.rs: ") && p.left_out[0].ends_with("-byte limit; shown as an outline"));
+        assert!(
+            p.left_out[1].starts_with("mid.py: does not fit the context budget")
+                && p.left_out[1].ends_with("; shown as an outline")
+        );
+        assert!(p.left_out[2].starts_with("notes.txt: ") && !p.left_out[2].contains("outline"), "{:?}", p.left_out);
+        assert!(p.tokens <= 3_000 + 50, "{} tokens", p.tokens);
     }
 }

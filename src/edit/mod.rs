@@ -23,12 +23,19 @@
 //!   line ends in CRLF is edited as LF text and written back with CRLF; the result ends in a
 //!   newline exactly when the original did. New files are written as given.
 //! - Files must be UTF-8 text to be edited or rewritten (a binary file is refused).
+//! - *Decision*: a whole-file rewrite of an existing file larger than
+//!   [`Limits::whole_file_max_bytes`] (default 8 KiB, `fix.whole_file_max_bytes`) is refused,
+//!   with a reason that asks for SEARCH/REPLACE edits (fed back, so the next round can use them):
+//!   a model retyping a large file drops or alters lines it was not asked to change, and pays
+//!   output tokens for every unchanged line. The size is the file's current size on disk.
+//!   `fix.edit_format: whole` lifts the limit (the model is told to rewrite whole files).
 //! - [`write`] is all or nothing: every new content is first written to a temporary file beside
 //!   its target, then renamed over it; a failure removes the temporary files, and a failed
 //!   rename restores the files already replaced, so a round never leaves half its changes.
 
 pub mod checkout;
 pub mod context;
+pub mod outline;
 pub mod paths;
 pub mod verify;
 
@@ -109,9 +116,24 @@ pub struct Applied {
 /// Why one edit of a file did not apply.
 struct EditFailure(String);
 
+/// Limits on what one answer may do besides the path rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// A `rewrites` entry of an existing file larger than this many bytes (its current size on
+    /// disk) is refused with a reason asking for `edits` instead; `None`: no limit (config
+    /// `fix.edit_format: whole`). Config `fix.whole_file_max_bytes`.
+    pub whole_file_max_bytes: Option<u64>,
+}
+
 /// Plans `set` against the checkout at `root` under `policy`: every change in memory, every
-/// refusal with its reason. Reads the file system, never writes it.
+/// refusal with its reason. Reads the file system, never writes it. No [`Limits`]; see
+/// [`plan_with`].
 pub fn plan(root: &Path, set: &EditSet, policy: &PathPolicy) -> Applied {
+    plan_with(root, set, policy, Limits::default())
+}
+
+/// [`plan`] under `limits`.
+pub fn plan_with(root: &Path, set: &EditSet, policy: &PathPolicy, limits: Limits) -> Applied {
     let mut out = Applied::default();
     // Path → the kinds of entries that name it, to refuse a path named twice.
     let mut kinds: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
@@ -222,6 +244,15 @@ pub fn plan(root: &Path, set: &EditSet, policy: &PathPolicy) -> Applied {
             }
         };
         match read_text(root, &normal) {
+            Ok((_, before)) if limits.whole_file_max_bytes.is_some_and(|max| before.len() as u64 > max) => {
+                let max = limits.whole_file_max_bytes.unwrap_or_default();
+                let why = format!(
+                    "`{normal}` is {} bytes, over the {max}-byte limit for a whole-file rewrite \
+                     (fix.whole_file_max_bytes); change it with SEARCH/REPLACE `edits` of the lines that change",
+                    before.len()
+                );
+                refuse(&mut out, &f.path, "rewrite".into(), why, false);
+            }
             Ok((_, before)) => {
                 let text = TextFile::decode(&before);
                 let after = text.encode(&f.content.replace("\r\n", "\n"));

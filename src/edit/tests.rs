@@ -309,3 +309,52 @@ fn the_fix_schema_accepts_the_contract_and_refuses_a_bad_answer() {
         assert!(!v.is_valid(&bad), "{bad}");
     }
 }
+
+#[test]
+fn whole_file_rewrites_over_the_size_limit_are_refused_with_the_reason() {
+    // (case, file size in bytes, limit, refused?)
+    let cases: [(&str, usize, Option<u64>, bool); 5] = [
+        ("well under", 100, Some(8192), false),
+        ("exactly at the limit", 8192, Some(8192), false),
+        ("one byte over", 8193, Some(8192), true),
+        ("far over", 100_000, Some(8192), true),
+        ("no limit (edit_format: whole)", 100_000, None, false),
+    ];
+    for (case, size, limit, refused) in cases {
+        let dir = repo();
+        let big = format!("{}\n", "x".repeat(size - 1));
+        std::fs::write(dir.path().join("big.txt"), &big).unwrap();
+        let set = EditSet {
+            rewrites: vec![FileContent { path: "big.txt".into(), content: "small\n".into() }],
+            ..EditSet::default()
+        };
+        let before = snapshot(dir.path());
+        let applied = plan_with(dir.path(), &set, &policy(), Limits { whole_file_max_bytes: limit });
+        if refused {
+            assert!(applied.changes.is_empty(), "{case}");
+            let r = &applied.refused[..];
+            assert_eq!(r.len(), 1, "{case}");
+            assert_eq!((r[0].entry.as_str(), r[0].path.as_str(), r[0].policy), ("rewrite", "big.txt", false), "{case}");
+            let want = format!(
+                "`big.txt` is {size} bytes, over the 8192-byte limit for a whole-file rewrite (fix.whole_file_max_bytes); \
+                 change it with SEARCH/REPLACE `edits` of the lines that change"
+            );
+            assert_eq!(r[0].reason, want, "{case}");
+        } else {
+            assert!(applied.refused.is_empty(), "{case}: {:?}", applied.refused);
+            assert_eq!(applied.changes.len(), 1, "{case}");
+            assert_eq!(applied.changes[0].after.as_deref(), Some(&b"small\n"[..]), "{case}");
+        }
+        assert_eq!(snapshot(dir.path()), before, "{case}: plan never writes");
+    }
+    // Edits of a large file are not limited.
+    let dir = repo();
+    std::fs::write(dir.path().join("big.txt"), format!("{}\nneedle\n", "x".repeat(20_000))).unwrap();
+    let applied = plan_with(
+        dir.path(),
+        &edit("big.txt", "needle\n", "thread\n"),
+        &policy(),
+        Limits { whole_file_max_bytes: Some(8192) },
+    );
+    assert!(applied.refused.is_empty() && applied.changes.len() == 1, "{:?}", applied.refused);
+}

@@ -176,6 +176,19 @@ impl GitHub {
         Ok(Some(raw.object.sha))
     }
 
+    /// Whether commit `sha` can be read in this repository (`GET /git/commits/{sha}`, "Get a
+    /// commit object", <https://docs.github.com/en/rest/git/commits#get-a-commit-object>). A
+    /// fork's pull-request head is readable in the base repository through `refs/pull/{n}/head`
+    /// as long as GitHub keeps that ref. `Ok(false)` on 404 and 422.
+    pub async fn commit_exists(&self, sha: &str) -> Result<bool, GitHubError> {
+        let action = format!("get commit {sha}");
+        let reply = self.get(&self.repo_url(&format!("git/commits/{}", encode_path(sha))), MEDIA_JSON, &action).await?;
+        if reply.status == 404 || reply.status == 422 {
+            return Ok(false);
+        }
+        check(reply, &action).map(|_| true)
+    }
+
     /// `POST /git/refs`: creates `refs/heads/{branch}` at `sha` (never moves an existing one:
     /// GitHub answers 422 when it exists).
     pub async fn create_branch(&self, branch: &str, sha: &str) -> Result<(), GitHubError> {

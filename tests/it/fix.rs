@@ -523,18 +523,247 @@ async fn a_fix_on_a_pull_request_is_a_draft_into_its_head_branch_with_the_base_b
     assert!(!pushed_to_feature, "the contributor's branch is never touched");
 }
 
+/// Mounts `GET /git/commits/{sha}` of the base repository answering `status`.
+async fn commit_in_base(hub: &FixHub, sha: &str, status: u16) {
+    let body = if status == 200 { json!({"sha": sha}) } else { json!({"message": "Not Found"}) };
+    Mock::given(method("GET"))
+        .and(path(format!("{API_PREFIX}/repos/o/r/git/commits/{sha}")))
+        .respond_with(ResponseTemplate::new(status).set_body_json(body))
+        .mount(&hub.gh.server)
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_fix_on_a_pull_request_from_a_fork_is_refused_clearly() {
+async fn a_fix_on_a_fork_pull_request_is_a_draft_in_the_base_repository_from_its_head() {
+    let (model, _) = fake_model(
+        answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+        answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+    )
+    .await;
+    let dir = repo(&model.uri(), "");
+    let head = git(dir.path(), &["rev-parse", "HEAD"]);
+    let hub = fix_hub("", "write").await;
+    let config = std::fs::read_to_string(dir.path().join(".github/agentctl.yml")).unwrap();
+    as_pull_request(&hub, &head, "someone/fork", &config).await;
+    commit_in_base(&hub, &head, 200).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let event = pr_comment_event(scratch.path());
+    let run = fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out")).output().unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let requests = hub.gh.requests().await;
+    let created: Vec<&(String, String)> =
+        requests.iter().filter(|(m, p)| m == "POST" && p.ends_with("/git/refs")).collect();
+    assert_eq!(created.len(), 1, "one branch, in the base repository: {requests:?}");
+    let calls = hub.graphql.lock().unwrap().clone();
+    let input = &calls[0]["variables"]["input"];
+    assert_eq!(input["branch"]["repositoryNameWithOwner"], "o/r", "the commit is made in the base repository");
+    assert_eq!(input["expectedHeadOid"], head.as_str(), "branched from the fork's head commit");
+    let pulls = hub.pulls.lock().unwrap().clone();
+    assert_eq!((pulls[0].1["base"].as_str(), pulls[0].1["draft"].as_bool()), (Some("main"), Some(true)));
+    assert!(pulls[0].1["head"].as_str().unwrap().starts_with("agentctl/fix-7-"), "{:?}", pulls[0].1);
+    let body = pulls[0].1["body"].as_str().unwrap();
+    assert!(body.contains("from the fork `someone/fork`"), "{body}");
+    assert!(!requests.iter().any(|(_, p)| p.contains("someone/fork") || p.contains("heads/feature")), "{requests:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fork_pull_request_whose_head_is_not_reachable_is_refused_before_any_model_call() {
     let model = strict_server().await;
     let dir = repo(&model.uri(), "");
     let head = git(dir.path(), &["rev-parse", "HEAD"]);
     let hub = fix_hub("", "write").await;
     as_pull_request(&hub, &head, "someone/fork", "provider: builtin\n").await;
+    commit_in_base(&hub, &head, 404).await;
     let scratch = tempfile::tempdir().unwrap();
     let event = pr_comment_event(scratch.path());
     let run = fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out")).output().unwrap();
-    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stderr));
     let err = String::from_utf8_lossy(&run.stderr);
-    assert!(err.contains("pull request #7 comes from a fork (someone/fork)"), "{err}");
+    let want = format!(
+        "pull request #7 comes from a fork (someone/fork) and its head commit {} is not reachable in o/r",
+        &head[..12]
+    );
+    assert!(err.contains(&want), "{err}");
     assert!(hub.graphql.lock().unwrap().is_empty() && hub.pulls.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fork_pull_request_the_token_cannot_branch_in_is_refused_and_nothing_is_published() {
+    for (status, message) in
+        [(403, "Resource not accessible by integration"), (404, "Not Found"), (422, "Object does not exist")]
+    {
+        let (model, _) = fake_model(
+            answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+            answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+        )
+        .await;
+        let dir = repo(&model.uri(), "");
+        let head = git(dir.path(), &["rev-parse", "HEAD"]);
+        let hub = fix_hub("", "write").await;
+        let config = std::fs::read_to_string(dir.path().join(".github/agentctl.yml")).unwrap();
+        as_pull_request(&hub, &head, "someone/fork", &config).await;
+        commit_in_base(&hub, &head, 200).await;
+        Mock::given(method("POST"))
+            .and(path(format!("{API_PREFIX}/repos/o/r/git/refs")))
+            .respond_with(ResponseTemplate::new(status).set_body_json(json!({"message": message})))
+            .with_priority(1)
+            .mount(&hub.gh.server)
+            .await;
+        let scratch = tempfile::tempdir().unwrap();
+        let event = pr_comment_event(scratch.path());
+        let run = fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out")).output().unwrap();
+        assert_eq!(run.status.code(), Some(1), "{status}: {}", String::from_utf8_lossy(&run.stderr));
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(err.contains("pull request #7 comes from a fork (someone/fork): cannot create branch agentctl/fix-7-speed-up-add in o/r"), "{status}: {err}");
+        assert!(err.contains(message) && err.contains("the token needs `contents: write` on o/r"), "{status}: {err}");
+        assert!(hub.graphql.lock().unwrap().is_empty() && hub.pulls.lock().unwrap().is_empty(), "{status}");
+        assert_eq!(std::fs::read_to_string(dir.path().join("add.sh")).unwrap(), BUGGY, "{status}: checkout restored");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fix_usage_out_writes_the_runs_records_with_the_ledgers_ids() {
+    let (model, _) = fake_model(
+        answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+        answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+    )
+    .await;
+    let dir = repo(&model.uri(), "");
+    let scratch = tempfile::tempdir().unwrap();
+    let (state, usage_out) = (scratch.path().join("state.db"), scratch.path().join("usage.jsonl"));
+    let out = agentctl()
+        .current_dir(dir.path())
+        .args(["fix", "--dry-run", "--instructions", "add.sh subtracts; make it add", "--require-state"])
+        .env("AGENTCTL_STATE", &state)
+        .env("AGENTCTL_USAGE_OUT", &usage_out)
+        .env("OPENAI_API_KEY", "sk-test-fix-key")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&usage_out).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "one round, one call: {text}");
+    assert_eq!(
+        (
+            lines[0]["task"].as_str(),
+            lines[0]["usage"]["input_tokens"].as_u64(),
+            lines[0]["usage"]["output_tokens"].as_u64()
+        ),
+        (Some("fix"), Some(900), Some(120))
+    );
+    // Same ids as the ledger: importing the file into it adds nothing.
+    let import = agentctl().env("AGENTCTL_STATE", &state).args(["cost", "import"]).arg(&usage_out).output().unwrap();
+    assert_eq!(import.status.code(), Some(0), "{}", String::from_utf8_lossy(&import.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&import.stdout).trim(),
+        "imported 0 usage record(s); 1 already present (skipped)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fix_require_state_without_a_usable_store_fails_before_any_model_call() {
+    // The strict model server fails the test on any request.
+    let model = strict_server().await;
+    let dir = repo(&model.uri(), "");
+    let scratch = tempfile::tempdir().unwrap();
+    let blocker = scratch.path().join("file");
+    std::fs::write(&blocker, "").unwrap();
+    let run = |extra: &[&str]| {
+        agentctl()
+            .current_dir(dir.path())
+            .args(["fix", "--dry-run", "--instructions", "add.sh subtracts"])
+            .args(extra)
+            .env("AGENTCTL_STATE", blocker.join("state.db"))
+            .env("OPENAI_API_KEY", "sk-test-fix-key")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--require-state"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("usage would not be recorded (--require-state)"), "{err}");
+    assert!(model.received_requests().await.unwrap_or_default().is_empty());
+    assert_eq!(git(dir.path(), &["status", "--porcelain"]), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fix_commit_git_commits_in_the_checkout_and_pushes_the_branch_to_origin_without_force() {
+    let (model, _) = fake_model(
+        answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+        answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+    )
+    .await;
+    let dir = repo(&model.uri(), "  commit: git\n");
+    let head = git(dir.path(), &["rev-parse", "HEAD"]);
+    // A real bare repository as origin, holding main.
+    let remote = tempfile::tempdir().unwrap();
+    git(remote.path(), &["init", "-q", "--bare", "-b", "main"]);
+    git(dir.path(), &["remote", "add", "origin", remote.path().to_str().unwrap()]);
+    git(dir.path(), &["push", "-q", "origin", "main"]);
+    let hub = fix_hub("Broken in add.sh", "write").await;
+    let scratch = tempfile::tempdir().unwrap();
+    let event = comment_event(scratch.path());
+    let run = fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out")).output().unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+
+    let branch = "refs/heads/agentctl/fix-7-add-sh-subtracts-instead-of-adding";
+    let pushed = git(remote.path(), &["rev-parse", branch]);
+    assert_eq!(git(remote.path(), &["rev-parse", &format!("{pushed}^")]), head, "one commit on the checkout's HEAD");
+    assert_eq!(git(remote.path(), &["show", &format!("{pushed}:add.sh")]), BUGGY.replace('-', "+").trim_end());
+    assert_eq!(
+        git(remote.path(), &["log", "-1", "--format=%s%n%b", &pushed]),
+        "Fix #7: add.sh subtracts instead of adding\nFixes #7"
+    );
+    assert_eq!(git(remote.path(), &["rev-parse", "refs/heads/main"]), head, "main is untouched");
+    // The checkout: same HEAD, clean tree.
+    assert_eq!(git(dir.path(), &["rev-parse", "HEAD"]), head);
+    assert_eq!(git(dir.path(), &["status", "--porcelain"]), "");
+    // No branch or commit through the API; the PR still is.
+    assert!(hub.graphql.lock().unwrap().is_empty());
+    let requests = hub.gh.requests().await;
+    assert!(!requests.iter().any(|(m, p)| m == "POST" && p.ends_with("/git/refs")), "{requests:?}");
+    let pulls = hub.pulls.lock().unwrap().clone();
+    assert_eq!(pulls[0].1["head"], "agentctl/fix-7-add-sh-subtracts-instead-of-adding");
+
+    // A re-run adds a commit on top of the pushed one (a fast-forward, never a force-push).
+    let run = fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out")).output().unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let again = git(remote.path(), &["rev-parse", branch]);
+    assert_ne!(again, pushed);
+    assert_eq!(git(remote.path(), &["rev-parse", &format!("{again}^")]), pushed);
+
+    // Someone moved the branch on origin: the next commit builds on origin's head (as the API
+    // path builds on the branch's head), so the push is a fast-forward.
+    let other = tempfile::tempdir().unwrap();
+    git(other.path(), &["init", "-q", "-b", "x"]);
+    write(other.path(), "f", "other\n");
+    git(other.path(), &["add", "-A"]);
+    git(other.path(), &["commit", "-q", "-m", "other"]);
+    git(other.path(), &["push", "-q", "--force", remote.path().to_str().unwrap(), &format!("x:{branch}")]);
+    let moved = git(remote.path(), &["rev-parse", branch]);
+    // The checkout's local branch still points at the old head: that stale ref must not win.
+    let run = fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out")).output().unwrap();
+    assert_eq!(run.status.code(), Some(0), "builds on origin's head: {}", String::from_utf8_lossy(&run.stderr));
+    let after = git(remote.path(), &["rev-parse", branch]);
+    assert_eq!(git(remote.path(), &["rev-parse", &format!("{after}^")]), moved, "on top of origin's head");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fix_commit_git_without_a_pushable_origin_fails_clearly_and_opens_no_pr() {
+    let (model, _) = fake_model(
+        answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+        answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
+    )
+    .await;
+    let dir = repo(&model.uri(), "  commit: git\n");
+    let hub = fix_hub("Broken in add.sh", "write").await;
+    let scratch = tempfile::tempdir().unwrap();
+    let event = comment_event(scratch.path());
+    let run = fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out")).output().unwrap();
+    assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stderr));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("fix.commit: git: git ls-remote origin agentctl/fix-7-"), "{err}");
+    assert!(err.contains("needs push credentials"), "{err}");
+    assert!(hub.pulls.lock().unwrap().is_empty() && hub.graphql.lock().unwrap().is_empty());
+    assert_eq!(git(dir.path(), &["status", "--porcelain"]), "");
 }
