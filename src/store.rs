@@ -84,6 +84,10 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE usage ADD COLUMN uid TEXT;
     UPDATE usage SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL;
     CREATE UNIQUE INDEX usage_uid ON usage (uid);",
+    // 4: where a row's cost came from: `reported` by the provider (claude's `total_cost_usd`,
+    // the source of truth) or `computed` from tokens × the price table. Rows from before were
+    // all computed.
+    "ALTER TABLE usage ADD COLUMN cost_source TEXT NOT NULL DEFAULT 'computed';",
 ];
 
 /// The schema version this build writes and understands.
@@ -378,7 +382,8 @@ impl Store {
         let sql = format!(
             "SELECT {key} AS g, COUNT(*), TOTAL(input_tokens), TOTAL(cached_input_tokens),
                 TOTAL(cache_write_tokens), TOTAL(output_tokens), TOTAL(reasoning_tokens),
-                SUM(cost_usd), TOTAL(cost_usd IS NULL), TOTAL(outcome != 'ok')
+                SUM(cost_usd), TOTAL(cost_usd IS NULL), TOTAL(outcome != 'ok'),
+                TOTAL(cost_source = 'reported')
              FROM usage {filter}
              GROUP BY g ORDER BY g"
         );
@@ -402,6 +407,7 @@ impl Store {
                     cost_usd: row.get(7)?,
                     unpriced_calls: n(8)?,
                     failures: n(9)?,
+                    reported_calls: n(10)?,
                 })
             })?;
             rows.collect()
@@ -513,7 +519,7 @@ pub fn new_usage_id() -> String {
 /// The columns of a usage record, in [`usage_from_row`]'s order.
 const USAGE_COLUMNS: &str = "ts, repo, workflow, run_id, job, pr, task, provider, model,
     input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-    cost_usd, price_table, latency_ms, outcome";
+    cost_usd, price_table, latency_ms, outcome, cost_source";
 
 /// Inserts `r` under `uid`; with `ignore_duplicate` an id already present is skipped. Returns
 /// whether a row was added.
@@ -524,7 +530,7 @@ fn insert_usage(conn: &Connection, uid: &str, r: &UsageRecord, ignore_duplicate:
     let n = conn.execute(
         &format!(
             "{verb} INTO usage (uid, {USAGE_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
         ),
         params![
             uid,
@@ -546,6 +552,7 @@ fn insert_usage(conn: &Connection, uid: &str, r: &UsageRecord, ignore_duplicate:
             r.price_table,
             int(r.latency_ms),
             r.outcome,
+            r.cost_source.as_str(),
         ],
     )?;
     Ok(n > 0)
@@ -575,6 +582,7 @@ fn usage_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<UsageR
         price_table: row.get(at + 15)?,
         latency_ms: count(16)?,
         outcome: row.get(at + 17)?,
+        cost_source: crate::usage::CostSource::from_column(&row.get::<_, String>(at + 18)?),
     })
 }
 
@@ -692,6 +700,7 @@ mod tests {
                 reasoning_tokens: 1,
             },
             cost_usd: Some(0.000_15),
+            cost_source: crate::usage::CostSource::Computed,
             price_table: Some("2025-01-01".into()),
             latency_ms: 1234,
             outcome: "ok".into(),
@@ -766,6 +775,46 @@ mod tests {
             })
             .unwrap();
         assert_eq!(ids, again);
+    }
+
+    #[test]
+    fn a_version_3_file_marks_its_old_rows_computed_and_keeps_reported_costs() {
+        use crate::usage::report::{GroupBy, ReportQuery};
+        use crate::usage::CostSource;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.db");
+        let conn = Connection::open(&path).unwrap();
+        for step in &MIGRATIONS[..3] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute(
+            "INSERT INTO usage (uid, ts, task, provider, model, input_tokens, cached_input_tokens, cache_write_tokens,
+                output_tokens, reasoning_tokens, cost_usd, latency_ms, outcome)
+                VALUES ('old', 5, 'review', 'main', 'm', 1, 0, 0, 1, 0, 0.5, 1, 'ok')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(store.usage_since(0).unwrap()[0].cost_source, CostSource::Computed);
+        let mut reported = record("review", 1);
+        reported.ts_ms = 6;
+        reported.cost_source = CostSource::Reported;
+        store.record_usage(&reported).unwrap();
+        let rows = store.usage_since(0).unwrap();
+        assert_eq!(rows[1], reported, "the source survives a round trip");
+        let q = ReportQuery {
+            since_ms: 0,
+            until_ms: None,
+            group_by: GroupBy::Task,
+            repo: None,
+            workflow: None,
+            task: None,
+        };
+        let report = store.usage_report(&q).unwrap();
+        assert_eq!((report[0].calls, report[0].reported_calls), (2, 1));
     }
 
     #[test]

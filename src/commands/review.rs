@@ -515,6 +515,7 @@ async fn ask_model(
                 usage: call.usage,
                 latency: call.latency,
                 outcome: "ok",
+                reported_cost_usd: call.reported_cost_usd,
             });
             round.add_cost(cost);
         }
@@ -550,6 +551,7 @@ async fn ask_model(
                         usage: Usage::default(),
                         latency: Duration::ZERO,
                         outcome: e.class(),
+                        reported_cost_usd: None,
                     });
                 }
                 log::warn(&format!("chunk {} of {total} failed: {e}", i + 1));

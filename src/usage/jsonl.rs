@@ -73,6 +73,7 @@ mod tests {
             model: "gpt-4o".into(),
             usage: Usage { input_tokens: 7, ..Usage::default() },
             cost_usd: None,
+            cost_source: Default::default(),
             price_table: None,
             latency_ms: 2,
             outcome: "ok".into(),

@@ -109,6 +109,9 @@ pub struct ReportRow {
     pub unpriced_calls: u64,
     /// Calls whose outcome is not `ok`.
     pub failures: u64,
+    /// Calls whose cost the provider reported itself (`cost_source: reported`); the others'
+    /// cost is computed from tokens × the price table.
+    pub reported_calls: u64,
 }
 
 impl ReportRow {
@@ -126,6 +129,7 @@ impl ReportRow {
         };
         self.unpriced_calls += o.unpriced_calls;
         self.failures += o.failures;
+        self.reported_calls += o.reported_calls;
     }
 
     /// The cost as a report cell: `$1.23`, `unpriced`, or `$1.23 + 2 unpriced` when only some

@@ -36,6 +36,7 @@ fn record(ts_ms: i64, repo: &str, workflow: &str, model: &str, cost: Option<f64>
             reasoning_tokens: 3,
         },
         cost_usd: cost,
+        cost_source: Default::default(),
         price_table: Some("2025-01-01".into()),
         latency_ms: 10,
         outcome: outcome.into(),
@@ -122,12 +123,12 @@ fn report_per_day_and_per_workflow_matches_the_hand_computed_table_in_table_form
         let day = format!("2026-10-{:02}", d + 1);
         let cells = &lines[&day];
         let calls = if d == 0 { "15" } else { "12" };
-        // day, calls, input, cache read, cache write, output, reasoning, USD [+ n unpriced], failures
+        // day, calls, input, cache read, cache write, output, reasoning, USD [+ n unpriced], failures, reported
         assert_eq!(cells[1], calls, "{day}: {t}");
         assert_eq!(cells[2], (1000 * calls.parse::<u64>().unwrap()).to_string(), "{day}");
         assert_eq!(cells[7], dollars(day_cents(d)), "{day}: {t}");
         if d == 0 {
-            assert_eq!(&cells[8..], ["+", "3", "unpriced", "3"], "{t}");
+            assert_eq!(&cells[8..], ["+", "3", "unpriced", "3", "0"], "{t}");
         } else {
             assert_eq!(cells[8], "0");
         }
@@ -680,4 +681,72 @@ fn thirty_two_processes_append_100_records_each_to_one_ledger() {
     let (rows, ids): (i64, i64) =
         conn.query_row("SELECT COUNT(*), COUNT(DISTINCT uid) FROM usage", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!((rows, ids), (3_200, 3_200));
+}
+
+/// `claude -p --output-format json`'s result object (Agent SDK `SDKResultMessage` shape) with
+/// its own `total_cost_usd`, answering `answer`.
+fn claude_result(answer: &Value, total_cost_usd: f64) -> String {
+    serde_json::json!({
+        "type": "result", "subtype": "success", "is_error": false, "duration_ms": 8123, "num_turns": 1,
+        "result": answer.to_string(), "session_id": "0e639165-79b1-4bd4-bb0f-4cb4c15115d4",
+        "total_cost_usd": total_cost_usd,
+        "usage": {"input_tokens": 12, "cache_creation_input_tokens": 1850, "cache_read_input_tokens": 15635,
+                  "output_tokens": 245, "service_tier": "standard"},
+        "modelUsage": {"claude-sonnet-4-5-20250929": {"inputTokens": 12, "outputTokens": 245,
+            "cacheReadInputTokens": 15635, "cacheCreationInputTokens": 1850, "costUSD": total_cost_usd}}
+    })
+    .to_string()
+}
+
+#[test]
+fn a_claude_json_agent_run_records_its_reported_cost_and_the_report_marks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = write(
+        dir.path(),
+        "fake-claude.sh",
+        format!("#!/bin/sh\ncat >/dev/null\ncat <<'EOF'\n{}\nEOF\n", claude_result(&review_answer(), 0.0379825)),
+    );
+    let config = format!(
+        "provider: agent\nproviders:\n  agent:\n    kind: command\n    model: claude-sonnet-4-5\n    output: claude-json\n    command: [/bin/sh, {}]\n",
+        script.display()
+    );
+    let state = unique_state_path();
+    let out = review_run(&config, &state, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = Store::open(&state).unwrap().usage_since(0).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    // The price table would say $0.0153 for these tokens; the CLI's own figure wins.
+    let computed = agentctl::usage::pricing::PriceTable::bundled().cost_usd("claude-sonnet-4-5", &rows[0].usage);
+    assert!((computed.unwrap() - 0.0379825).abs() > 0.01, "{computed:?}");
+    assert_eq!(rows[0].cost_usd, Some(0.0379825));
+    assert_eq!(rows[0].cost_source, agentctl::usage::CostSource::Reported);
+    assert_eq!(rows[0].price_table, None, "no table priced it");
+
+    // One computed row beside it: the report tells them apart in every format.
+    let mut other = record(agentctl::store::now_ms(), "octo/r0", "ci", "gpt-4o", Some(1.0), "ok");
+    other.task = "fix".into();
+    Store::open(&state).unwrap().record_usage(&other).unwrap();
+    let run = |format: &str| {
+        let out = agentctl()
+            .current_dir(dir.path())
+            .env("AGENTCTL_STATE", &state)
+            .args(["cost", "report", "--since", "1d", "--group-by", "task", "--format", format])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let j: Value = serde_json::from_str(&run("json")).unwrap();
+    assert_eq!(j["rows"][0]["group"], "fix");
+    assert_eq!((j["rows"][0]["reported_calls"].as_u64(), j["rows"][1]["reported_calls"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(j["rows"][1]["cost_usd"].as_f64(), Some(0.037983));
+    assert_eq!(j["total"]["reported_calls"], 1);
+    let csv = run("csv");
+    assert!(csv.lines().next().unwrap().ends_with(",reported_calls"), "{csv}");
+    assert!(csv.lines().nth(1).unwrap().ends_with(",0") && csv.lines().nth(2).unwrap().ends_with(",1"), "{csv}");
+    let table = run("table");
+    assert!(table.lines().next().unwrap().ends_with("REPORTED"), "{table}");
+    assert!(table.lines().find(|l| l.starts_with("review")).unwrap().ends_with(" 1"), "{table}");
+    let md = run("markdown");
+    assert!(md.contains("| reported |") && md.contains("1 call(s) carry the cost their provider reported"), "{md}");
 }
