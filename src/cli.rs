@@ -326,6 +326,12 @@ pub struct CostReportArgs {
     /// Also append the markdown report to `GITHUB_STEP_SUMMARY`.
     #[arg(long)]
     pub summary: bool,
+
+    /// Re-price computed costs with the current price table (bundled + config `pricing:`) in
+    /// this report only; the ledger keeps what each call was priced at. Provider-reported
+    /// costs are left as they are.
+    #[arg(long)]
+    pub reprice: bool,
 }
 
 /// `--period` of `cost check --budget-usd`.

@@ -23,7 +23,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::context::Env;
 use crate::env_vars;
-use crate::usage::report::{ReportQuery, ReportRow};
+use crate::usage::report::{ModelSlice, ReportQuery, ReportRow};
 use crate::usage::{Usage, UsageRecord};
 
 use crate::env_vars::{HOME, RUNNER_TOOL_CACHE, XDG_DATA_HOME};
@@ -375,24 +375,45 @@ impl Store {
     /// Unpriced calls (`cost_usd IS NULL`) add their tokens but no cost: a group whose calls are
     /// all unpriced has `cost_usd: None`.
     pub fn usage_report(&self, query: &ReportQuery) -> Result<Vec<ReportRow>, StoreError> {
+        Ok(self.aggregate(query, false)?.into_iter().map(|(row, _)| row).collect())
+    }
+
+    /// `cost report --reprice`: like [`Store::usage_report`] but one row per group, model and
+    /// cost source (`reported` or not), so a caller can price each model's token sums with
+    /// another table ([`crate::usage::report::reprice`]). Ordered by group key.
+    pub fn usage_report_per_model(&self, query: &ReportQuery) -> Result<Vec<ModelSlice>, StoreError> {
+        Ok(self
+            .aggregate(query, true)?
+            .into_iter()
+            .map(|(row, by)| {
+                let (model, reported) = by.unwrap_or_default();
+                ModelSlice { model, reported, row }
+            })
+            .collect())
+    }
+
+    /// The report's `GROUP BY` in SQL; with `per_model` also by model and cost source.
+    fn aggregate(&self, query: &ReportQuery, per_model: bool) -> Result<Vec<Aggregated>, StoreError> {
         let conn = self.conn()?;
         let key = query.group_by.sql_key();
         let (filter, values) = window_filter(query);
+        let (extra_columns, extra_group) =
+            if per_model { (", model, cost_source = 'reported'", ", 12, 13") } else { ("", "") };
         // Only fixed fragments are formatted into the SQL; every value is a bound parameter.
         let sql = format!(
             "SELECT {key} AS g, COUNT(*), TOTAL(input_tokens), TOTAL(cached_input_tokens),
                 TOTAL(cache_write_tokens), TOTAL(output_tokens), TOTAL(reasoning_tokens),
                 SUM(cost_usd), TOTAL(cost_usd IS NULL), TOTAL(outcome != 'ok'),
-                TOTAL(cost_source = 'reported')
+                TOTAL(cost_source = 'reported'){extra_columns}
              FROM usage {filter}
-             GROUP BY g ORDER BY g"
+             GROUP BY g{extra_group} ORDER BY g{extra_group}"
         );
-        let read = || -> rusqlite::Result<Vec<ReportRow>> {
+        let read = || -> rusqlite::Result<Vec<Aggregated>> {
             let mut stmt = conn.prepare(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(values), |row| {
                 // TOTAL() is a float; counts fit exactly below 2^53.
                 let n = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, f64>(i)?.max(0.0) as u64) };
-                Ok(ReportRow {
+                let report_row = ReportRow {
                     group: match row.get::<_, rusqlite::types::Value>(0)? {
                         rusqlite::types::Value::Integer(day) => crate::usage::report::day_label(day),
                         rusqlite::types::Value::Text(t) => t,
@@ -408,7 +429,9 @@ impl Store {
                     unpriced_calls: n(8)?,
                     failures: n(9)?,
                     reported_calls: n(10)?,
-                })
+                };
+                let by = if per_model { Some((row.get(11)?, row.get::<_, i64>(12)? != 0)) } else { None };
+                Ok((report_row, by))
             })?;
             rows.collect()
         };
@@ -510,6 +533,9 @@ impl Store {
         StoreError::Corrupt { path: self.path.clone(), detail }
     }
 }
+
+/// One aggregated report row and, per model, its `(model, reported)` key.
+type Aggregated = (ReportRow, Option<(String, bool)>);
 
 /// A new stable id for a usage record: 128 random bits as 32 lowercase hex digits.
 pub fn new_usage_id() -> String {

@@ -110,11 +110,20 @@ fn print(text: &str) -> Result<(), ExitError> {
 fn report(a: &CostReportArgs, env: &Env) -> Result<Exit, ExitError> {
     let query = report_query(a, store::now_ms())?;
     let config = load_config(&a.common)?;
-    let rows = match open_ledger(&a.common, &config, env)? {
-        Some(store) => store.usage_report(&query)?,
-        None => Vec::new(),
+    let prices = a.reprice.then(|| estimate::price_table(&config));
+    let rows = match (open_ledger(&a.common, &config, env)?, &prices) {
+        (Some(store), None) => store.usage_report(&query)?,
+        (Some(store), Some(prices)) => report::reprice(store.usage_report_per_model(&query)?, prices),
+        (None, _) => Vec::new(),
     };
-    let report = Report::new(&query, rows);
+    let mut report = Report::new(&query, rows);
+    if let Some(prices) = prices {
+        log::info(&format!(
+            "costs re-priced with the price table of {} (bundled + config `pricing:`); provider-reported costs kept; the ledger is unchanged",
+            prices.effective_date
+        ));
+        report.repriced_with = Some(prices.effective_date);
+    }
     if report.is_empty() {
         let line = output::cost::empty(&report);
         print(&line)?;

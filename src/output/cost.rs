@@ -116,13 +116,15 @@ fn json_row(r: &ReportRow) -> Value {
     })
 }
 
-/// One pretty JSON object: `group_by`, `since`/`until` (Unix ms), `rows` and `total`, each row
+/// One pretty JSON object: `group_by`, `since`/`until` (Unix ms), `repriced_with` (the price
+/// table's date with `--reprice`, else null), `rows` and `total`, each row
 /// with the fields of [`ReportRow`] (`cost_usd` null when unpriced).
 pub fn json(report: &Report) -> String {
     let v = json!({
         "group_by": report.group_by.as_str(),
         "since_ms": report.since_ms,
         "until_ms": report.until_ms,
+        "repriced_with": report.repriced_with,
         "rows": report.rows.iter().map(json_row).collect::<Vec<_>>(),
         "total": json_row(&report.total),
     });
@@ -196,6 +198,12 @@ pub fn mermaid_chart(report: &Report) -> String {
 /// in bold) and the [`mermaid_chart`].
 pub fn markdown(report: &Report) -> String {
     let mut s = format!("### AI usage per {} ({})\n\n", report.group_by.as_str(), window(report));
+    if let Some(date) = &report.repriced_with {
+        let _ = writeln!(
+            s,
+            "Computed costs re-priced with the price table of {date}; provider-reported costs as reported.\n"
+        );
+    }
     let head = headers(report);
     let _ = writeln!(s, "| {} |", head.join(" | "));
     let _ = writeln!(s, "|---|{}", "---:|".repeat(head.len() - 1));

@@ -750,3 +750,60 @@ fn a_claude_json_agent_run_records_its_reported_cost_and_the_report_marks_it() {
     let md = run("markdown");
     assert!(md.contains("| reported |") && md.contains("1 call(s) carry the cost their provider reported"), "{md}");
 }
+
+#[test]
+fn report_reprice_uses_the_current_table_keeps_reported_costs_and_leaves_the_ledger_alone() {
+    let state = unique_state_path();
+    let store = Store::open(&state).unwrap();
+    let now = agentctl::store::now_ms();
+    // Two gpt-4o calls priced long ago at a made-up $100 each, one claude call whose CLI reported
+    // $0.50, and a local model that had no price then.
+    let mut stale = record(now - 1000, "octo/r0", "ci", "gpt-4o", Some(100.0), "ok");
+    stale.price_table = Some("2024-01-01".into());
+    store.record_usage(&stale).unwrap();
+    store.record_usage(&stale).unwrap();
+    let mut reported = record(now - 1000, "octo/r0", "ci", "claude-sonnet-4-5", Some(0.5), "ok");
+    reported.cost_source = agentctl::usage::CostSource::Reported;
+    reported.price_table = None;
+    store.record_usage(&reported).unwrap();
+    store.record_usage(&record(now - 1000, "octo/r0", "ci", "my-local", None, "ok")).unwrap();
+    drop(store);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "agentctl.yml",
+        "pricing:\n  my-local: {input_cost_per_token: 0.001, output_cost_per_token: 0.002}\n",
+    );
+    let run = |extra: &[&str]| -> Value {
+        let out = agentctl()
+            .current_dir(dir.path())
+            .env("AGENTCTL_STATE", &state)
+            .args(["cost", "report", "--since", "1d", "--group-by", "model", "--format", "json", "--config"])
+            .arg(&cfg)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let cost = |j: &Value, model: &str| -> Option<f64> {
+        j["rows"].as_array().unwrap().iter().find(|r| r["group"] == model).unwrap()["cost_usd"].as_f64()
+    };
+    let repriced = run(&["--reprice"]);
+    assert!(repriced["repriced_with"].is_string(), "{repriced}");
+    // gpt-4o: $2.50 input, $1.25 cached, $10 output per 1M (cache writes at the input price):
+    // per call 1000 × 2.5e-6 + 10 × 1.25e-6 + 5 × 2.5e-6 + 100 × 1e-5 = $0.003525.
+    assert_eq!(cost(&repriced, "gpt-4o"), Some(0.00705));
+    assert_eq!(cost(&repriced, "claude-sonnet-4-5"), Some(0.5), "a reported cost is never re-priced");
+    // my-local from config: (1000 + 10 + 5) × 0.001 + 100 × 0.002.
+    assert_eq!(cost(&repriced, "my-local"), Some(1.215));
+    assert_eq!(repriced["total"]["unpriced_calls"], 0);
+    assert_eq!(repriced["total"]["reported_calls"], 1);
+
+    // The ledger is untouched: without --reprice the recorded figures come back.
+    let recorded = run(&[]);
+    assert_eq!(recorded["repriced_with"], Value::Null);
+    assert_eq!(cost(&recorded, "gpt-4o"), Some(200.0));
+    assert_eq!(cost(&recorded, "my-local"), None);
+    assert_eq!(recorded["total"]["unpriced_calls"], 1);
+}
