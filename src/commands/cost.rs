@@ -252,15 +252,27 @@ fn annotate(e: &Evaluation, in_actions: bool) {
     }
 }
 
-/// `cost estimate`: read the diff (file, stdin, git, or a PR through the API), keep the files
+/// `cost estimate`: read the diff (file, stdin, git, or a PR through the API) with `review`'s
+/// `review.max_diff_bytes` cap (over it: exit 2 naming the size and the key), keep the files
 /// `review.include`/`exclude` keep, pack them with `review`'s chunker and price the requests
 /// with the configured provider's model. No provider is contacted.
 async fn estimate(a: &CostEstimateArgs, env: &Env) -> Result<Exit, ExitError> {
     let config = load_config(&a.common)?;
+    // The same cap as `review` (a diff it would refuse has no cost to estimate): a file or stdin
+    // is never read past it; git and API diffs are checked once in memory.
+    let limit = config.review.max_diff_bytes;
     let bytes = match (&a.diff, &a.base, a.pr) {
-        (Some(file), _, _) => diff::source::read_file(file).map_err(exit::usage)?,
-        (None, Some(base), _) => diff::source::git_diff(base).map_err(exit::usage)?,
-        (None, None, Some(n)) => pr_diff(n, env).await?,
+        (Some(file), _, _) => diff::limit::read_named(file, limit).map_err(exit::usage)?,
+        (None, Some(base), _) => {
+            let bytes = diff::source::git_diff(base).map_err(exit::usage)?;
+            diff::check_size(bytes.len() as u64, limit, &format!("git diff {base}...HEAD")).map_err(exit::usage)?;
+            bytes
+        }
+        (None, None, Some(n)) => {
+            let bytes = pr_diff(n, env).await?;
+            diff::check_size(bytes.len() as u64, limit, &format!("pull request #{n}")).map_err(exit::usage)?;
+            bytes
+        }
         (None, None, None) => {
             return Err(exit::usage(anyhow::anyhow!(
                 "no diff to estimate\nhelp: pass --diff FILE (or -), --base REF, or --pr N"

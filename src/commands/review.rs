@@ -772,8 +772,7 @@ async fn read_diff(
     limit: u64,
 ) -> Result<Vec<u8>, ExitError> {
     match source {
-        DiffSource::File(f) if f == "-" => diff::read_limited(std::io::stdin(), limit, "stdin").map_err(exit::usage),
-        DiffSource::File(f) => diff::read_file_limited(std::path::Path::new(f), limit).map_err(exit::usage),
+        DiffSource::File(f) => diff::limit::read_named(f, limit).map_err(exit::usage),
         DiffSource::Git(base) => {
             let bytes = diff::source::git_diff(base).map_err(exit::usage)?;
             diff::check_size(bytes.len() as u64, limit, &format!("git diff {base}...HEAD")).map_err(exit::usage)?;

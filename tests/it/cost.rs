@@ -807,3 +807,93 @@ fn report_reprice_uses_the_current_table_keeps_reported_costs_and_leaves_the_led
     assert_eq!(cost(&recorded, "my-local"), None);
     assert_eq!(recorded["total"]["unpriced_calls"], 1);
 }
+
+/// A one-file diff adding `n` lines (about 20 bytes each).
+fn added_lines_diff(n: usize) -> String {
+    let mut s = format!("diff --git a/src/gen.rs b/src/gen.rs\nnew file mode 100644\n--- /dev/null\n+++ b/src/gen.rs\n@@ -0,0 +1,{n} @@\n");
+    for i in 0..n {
+        s.push_str(&format!("+const L{i:04}: u32 = {i};\n"));
+    }
+    s
+}
+
+#[test]
+fn estimate_refuses_a_diff_over_review_max_diff_bytes_with_its_size_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = added_lines_diff(100);
+    let diff = write(dir.path(), "change.diff", &text);
+    let size = text.len();
+    assert!(size > 1024, "review.max_diff_bytes is at least 1024");
+    let tight = write(dir.path(), "tight.yml", format!("review:\n  max_diff_bytes: {}\n", size - 1));
+    let roomy = write(dir.path(), "roomy.yml", format!("review:\n  max_diff_bytes: {size}\n"));
+    let run = |config: &Path, stdin: bool| {
+        let mut cmd = agentctl();
+        cmd.current_dir(dir.path()).args(["cost", "estimate", "--format", "json", "--config"]).arg(config);
+        if stdin {
+            cmd.args(["--diff", "-"]).write_stdin(text.clone());
+        } else {
+            cmd.arg("--diff").arg(&diff);
+        }
+        cmd.output().unwrap()
+    };
+    // A file: refused from its size, which the message gives exactly, with the key to raise.
+    let out = run(&tight, false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("is {size} bytes, over the limit of {} bytes", size - 1)), "{err}");
+    assert!(err.contains("review.max_diff_bytes"), "{err}");
+    assert!(out.stdout.is_empty(), "no estimate printed");
+    // Stdin: read no further than the limit, so the size is "more than".
+    let out = run(&tight, true);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("more than {} bytes", size - 1)) && err.contains("review.max_diff_bytes"), "{err}");
+    // Exactly at the limit is fine, from both.
+    for stdin in [false, true] {
+        let out = run(&roomy, stdin);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estimate_of_a_pr_reads_its_diff_from_github_and_applies_the_cap() {
+    let text = added_lines_diff(100);
+    let gh = crate::common::FakeGitHub::start("octo", "r0", 7, text.clone().into_bytes(), None).await;
+    let provider = crate::common::strict_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "agentctl.yml", crate::common::config_for(&provider.uri(), ""));
+    let tight = write(
+        dir.path(),
+        "tight.yml",
+        format!("{}  max_diff_bytes: 1024\n", crate::common::config_for(&provider.uri(), "")),
+    );
+    let run = |config: &Path| {
+        agentctl()
+            .current_dir(dir.path())
+            .env("GITHUB_TOKEN", "ghs_testtoken123")
+            .env("GITHUB_REPOSITORY", "octo/r0")
+            .env("GITHUB_API_URL", gh.api_url())
+            .env("OPENAI_API_KEY", "sk-test-not-used")
+            .args(["cost", "estimate", "--pr", "7", "--format", "json", "--config"])
+            .arg(config)
+            .output()
+            .unwrap()
+    };
+    let out = run(&config);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["model"], "gpt-4o-mini", "{e}");
+    assert_eq!(e["chunks"].as_array().unwrap().len(), 1, "{e}");
+    assert!(e["input_tokens"].as_u64().unwrap() > 0 && e["cost_usd"].as_f64().unwrap() > 0.0, "{e}");
+    assert_eq!(gh.requests().await, vec![("GET".to_owned(), "/api/v3/repos/octo/r0/pulls/7".to_owned())]);
+    assert!(provider.received_requests().await.unwrap().is_empty(), "an estimate calls no model");
+
+    let out = run(&tight);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("pull request #7 is {} bytes, over the limit of 1024 bytes", text.len()))
+            && err.contains("review.max_diff_bytes"),
+        "{err}"
+    );
+}
