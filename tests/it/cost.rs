@@ -897,3 +897,120 @@ async fn estimate_of_a_pr_reads_its_diff_from_github_and_applies_the_cap() {
         "{err}"
     );
 }
+
+/// An artifact zip as `actions/upload-artifact` builds it: `usage.jsonl` (deflated) with
+/// `records`, plus a file that is not JSONL (ignored).
+fn artifact_zip(records: &[(String, UsageRecord)]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let deflated = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file("usage.jsonl", deflated).unwrap();
+    for (id, r) in records {
+        zip.write_all(agentctl::usage::jsonl::to_line(id, r).as_bytes()).unwrap();
+    }
+    zip.start_file("README.txt", deflated).unwrap();
+    zip.write_all(b"not usage\n").unwrap();
+    zip.finish().unwrap().into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_from_artifacts_adds_both_runs_rows_once_and_skips_the_expired_one() {
+    use wiremock::matchers::{method, path, query_param, query_param_is_missing};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let gh = crate::common::FakeGitHub::start("octo", "r0", 1, Vec::new(), None).await;
+    let storage = MockServer::start().await;
+    let base = format!("{}/repos/octo/r0/actions", crate::common::API_PREFIX);
+    let now = agentctl::store::now_ms();
+    let run_records = |run: u64| -> Vec<(String, UsageRecord)> {
+        (0..2)
+            .map(|i| {
+                let mut r = record(now - 1000, "octo/r0", "ci", "gpt-4o", Some(0.01), "ok");
+                r.run_id = Some(run.to_string());
+                (format!("{run:016x}{i:016x}"), r)
+            })
+            .collect()
+    };
+    let artifact = |id: u64, run: u64, expired: bool| {
+        serde_json::json!({"id": id, "node_id": "MDg6QXJ0aWZhY3Qx", "name": "agentctl-usage", "size_in_bytes": 512,
+            "url": "", "archive_download_url": "", "expired": expired, "created_at": "2026-11-30T06:00:00Z",
+            "expires_at": "2027-02-28T06:00:00Z", "updated_at": "2026-11-30T06:00:00Z",
+            "workflow_run": {"id": run, "repository_id": 1, "head_repository_id": 1, "head_branch": "main", "head_sha": "abc"}})
+    };
+    // Two pages: the Link header carries the second (absolute, GHES prefix kept).
+    let next = format!(
+        "<{}/repos/octo/r0/actions/artifacts?name=agentctl-usage&per_page=100&page=2>; rel=\"next\"",
+        gh.api_url()
+    );
+    Mock::given(method("GET"))
+        .and(path(format!("{base}/artifacts")))
+        .and(query_param("name", "agentctl-usage"))
+        .and(query_param_is_missing("page"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("link", next.as_str())
+                .set_body_json(serde_json::json!({"total_count": 3, "artifacts": [artifact(11, 101, false)]})),
+        )
+        .mount(&gh.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{base}/artifacts")))
+        .and(query_param("name", "agentctl-usage"))
+        .and(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"total_count": 3, "artifacts": [artifact(12, 102, false), artifact(13, 103, true)]}),
+        ))
+        .mount(&gh.server)
+        .await;
+    for (id, run) in [(11, 101), (12, 102)] {
+        Mock::given(method("GET"))
+            .and(path(format!("{base}/artifacts/{id}/zip")))
+            .respond_with(
+                ResponseTemplate::new(302)
+                    .insert_header("location", format!("{}/blob/{id}.zip?sig=s3cr3t", storage.uri()).as_str()),
+            )
+            .mount(&gh.server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/blob/{id}.zip")))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(artifact_zip(&run_records(run))))
+            .mount(&storage)
+            .await;
+    }
+    crate::common::mount_catch_all(&storage, "storage").await;
+
+    let state = unique_state_path();
+    let run = || {
+        agentctl()
+            .env("AGENTCTL_STATE", &state)
+            .env("GITHUB_TOKEN", "ghs_testtoken123")
+            .env("GITHUB_API_URL", gh.api_url())
+            .args(["cost", "import", "--from-artifacts", "--repo", "octo/r0"])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout.trim(),
+        "imported 4 usage record(s); 0 already present (skipped); from 2 artifact(s) named agentctl-usage; 1 expired (skipped)"
+    );
+    let ledger = Store::open(&state).unwrap().usage_since(0).unwrap();
+    let mut runs: Vec<_> = ledger.iter().map(|r| r.run_id.clone().unwrap()).collect();
+    runs.sort();
+    assert_eq!(runs, ["101", "101", "102", "102"]);
+
+    // Again: every id is already there.
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("imported 0 usage record(s); 4 already present"));
+    assert_eq!(rows(&state), 4);
+
+    // The token went to GitHub only: never to the storage host, and the expired one was never fetched.
+    let to_storage = storage.received_requests().await.unwrap();
+    assert_eq!(to_storage.len(), 4, "two downloads per run");
+    assert!(to_storage.iter().all(|r| !r.headers.contains_key("authorization")), "token leaked to storage");
+    let to_github = gh.server.received_requests().await.unwrap();
+    assert!(to_github.iter().all(|r| r.headers.get("authorization").unwrap() == "Bearer ghs_testtoken123"));
+    assert!(!gh.requests().await.iter().any(|(_, p)| p.contains("/13/")), "expired artifact downloaded");
+}
