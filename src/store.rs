@@ -324,17 +324,31 @@ impl Store {
     /// `cost import`: inserts `records` (id, record) in **one** transaction, skipping ids the
     /// ledger has already. Returns (added, already present). Either all are applied or none.
     pub fn import_usage(&self, records: &[(String, UsageRecord)]) -> Result<(usize, usize), StoreError> {
+        self.import_usage_iter(records.iter().map(|(uid, r)| (uid, r)))
+    }
+
+    /// [`Store::import_usage`] over records made one at a time (a large import, or building a
+    /// big ledger for a benchmark, never holds them all): still **one** transaction, all or none.
+    pub fn import_usage_iter<S, R>(
+        &self,
+        records: impl IntoIterator<Item = (S, R)>,
+    ) -> Result<(usize, usize), StoreError>
+    where
+        S: AsRef<str>,
+        R: std::borrow::Borrow<UsageRecord>,
+    {
         let mut conn = self.conn()?;
         let err = self.query_err("import usage records");
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
-        let mut added = 0;
+        let (mut added, mut seen) = (0, 0);
         for (uid, r) in records {
-            if insert_usage(&tx, uid, r, true).map_err(self.query_err("import usage records"))? {
+            seen += 1;
+            if insert_usage(&tx, uid.as_ref(), r.borrow(), true).map_err(self.query_err("import usage records"))? {
                 added += 1;
             }
         }
         tx.commit().map_err(self.query_err("commit imported usage records"))?;
-        Ok((added, records.len() - added))
+        Ok((added, seen - added))
     }
 
     /// `cost export`: every record with `ts >= since_ms` with its stable id, oldest first,
@@ -553,12 +567,13 @@ fn insert_usage(conn: &Connection, uid: &str, r: &UsageRecord, ignore_duplicate:
     // u64 counts above i64::MAX cannot happen for tokens; saturate rather than fail the call.
     let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let verb = if ignore_duplicate { "INSERT OR IGNORE" } else { "INSERT" };
-    let n = conn.execute(
-        &format!(
+    // Cached: an import of many records prepares the statement once.
+    let n = conn
+        .prepare_cached(&format!(
             "{verb} INTO usage (uid, {USAGE_COLUMNS})
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
-        ),
-        params![
+        ))?
+        .execute(params![
             uid,
             r.ts_ms,
             r.repo,
@@ -579,8 +594,7 @@ fn insert_usage(conn: &Connection, uid: &str, r: &UsageRecord, ignore_duplicate:
             int(r.latency_ms),
             r.outcome,
             r.cost_source.as_str(),
-        ],
-    )?;
+        ])?;
     Ok(n > 0)
 }
 
