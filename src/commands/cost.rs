@@ -395,7 +395,8 @@ fn import_text(
 /// `cost import --from-artifacts`: list the repository's artifacts named `--name` (created since
 /// `--since`), download each zip (the storage URL without our token), and import every `.jsonl`
 /// in it with the idempotent import — so a nightly job can re-run over the same artifacts and
-/// add nothing twice. Expired artifacts are skipped and counted.
+/// add nothing twice. Expired artifacts, and those of runs of a fork's code (attacker-written),
+/// are skipped and counted.
 async fn import_artifacts(a: &CostImportArgs, env: &Env, path: &Path) -> Result<Exit, ExitError> {
     let since_ms = match &a.since {
         Some(s) => Some(
@@ -422,7 +423,7 @@ async fn import_artifacts(a: &CostImportArgs, env: &Env, path: &Path) -> Result<
     let gh = crate::github::GitHub::new(&ctx.api_url, &token, owner, name, std::time::Duration::from_secs(1))?;
     let store = Store::open(path)?;
     let artifacts = gh.artifacts(&a.name).await?;
-    let (mut counts, mut expired, mut older, mut read) = (ImportCounts::default(), 0, 0, 0);
+    let (mut counts, mut expired, mut older, mut forks, mut read) = (ImportCounts::default(), 0, 0, 0, 0);
     let progress = crate::progress::Progress::bar(0, "importing", "records");
     for art in artifacts.iter().filter(|art| art.name == a.name) {
         let created_ms = art
@@ -440,6 +441,13 @@ async fn import_artifacts(a: &CostImportArgs, env: &Env, path: &Path) -> Result<
             Some(run) => format!("artifact {} (run {})", art.id, run.id),
             None => format!("artifact {}", art.id),
         };
+        // A fork's workflow run ran the fork's code: its "usage" is attacker-written and could
+        // pre-empt real ids or trip a budget. Skipped, and said.
+        if art.workflow_run.as_ref().is_some_and(|r| r.is_from_fork()) {
+            forks += 1;
+            log::warn(&format!("{label}: uploaded by a run of a fork's code; not imported"));
+            continue;
+        }
         if art.expired {
             expired += 1;
             log::info(&format!("{label}: expired, skipped"));
@@ -460,12 +468,16 @@ async fn import_artifacts(a: &CostImportArgs, env: &Env, path: &Path) -> Result<
         read += 1;
     }
     drop(progress);
-    print(&format!(
-        "imported {} usage record(s); {} already present (skipped); from {read} artifact(s) named {}; {expired} expired (skipped){}",
-        counts.added,
-        counts.present,
-        a.name,
-        if older > 0 { format!("; {older} older than --since") } else { String::new() }
-    ))?;
+    let mut line = format!(
+        "imported {} usage record(s); {} already present (skipped); from {read} artifact(s) named {}; {expired} expired (skipped)",
+        counts.added, counts.present, a.name
+    );
+    if older > 0 {
+        line.push_str(&format!("; {older} older than --since"));
+    }
+    if forks > 0 {
+        line.push_str(&format!("; {forks} from fork runs (skipped)"));
+    }
+    print(&line)?;
     Ok(Exit::Ok)
 }

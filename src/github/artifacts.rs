@@ -48,6 +48,20 @@ pub struct Artifact {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ArtifactRun {
     pub id: u64,
+    /// The repository the run belongs to.
+    #[serde(default)]
+    pub repository_id: Option<u64>,
+    /// The repository of the run's head commit: another one for a pull request from a fork.
+    #[serde(default)]
+    pub head_repository_id: Option<u64>,
+}
+
+impl ArtifactRun {
+    /// Whether the run built a fork's code (its head repository is not the run's repository):
+    /// such a run's artifacts were written by whoever controls the fork.
+    pub fn is_from_fork(&self) -> bool {
+        matches!((self.repository_id, self.head_repository_id), (Some(r), Some(h)) if r != h)
+    }
 }
 
 /// What downloading an artifact gave.

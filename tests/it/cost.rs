@@ -914,7 +914,7 @@ fn artifact_zip(records: &[(String, UsageRecord)]) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn import_from_artifacts_adds_both_runs_rows_once_and_skips_the_expired_one() {
+async fn import_from_artifacts_adds_both_runs_rows_once_and_skips_expired_and_fork_artifacts() {
     use wiremock::matchers::{method, path, query_param, query_param_is_missing};
     use wiremock::{Mock, MockServer, ResponseTemplate};
     let gh = crate::common::FakeGitHub::start("octo", "r0", 1, Vec::new(), None).await;
@@ -930,12 +930,13 @@ async fn import_from_artifacts_adds_both_runs_rows_once_and_skips_the_expired_on
             })
             .collect()
     };
-    let artifact = |id: u64, run: u64, expired: bool| {
+    let artifact_from = |id: u64, run: u64, expired: bool, head_repository_id: u64| {
         serde_json::json!({"id": id, "node_id": "MDg6QXJ0aWZhY3Qx", "name": "agentctl-usage", "size_in_bytes": 512,
             "url": "", "archive_download_url": "", "expired": expired, "created_at": "2026-11-30T06:00:00Z",
             "expires_at": "2027-02-28T06:00:00Z", "updated_at": "2026-11-30T06:00:00Z",
-            "workflow_run": {"id": run, "repository_id": 1, "head_repository_id": 1, "head_branch": "main", "head_sha": "abc"}})
+            "workflow_run": {"id": run, "repository_id": 1, "head_repository_id": head_repository_id, "head_branch": "main", "head_sha": "abc"}})
     };
+    let artifact = |id: u64, run: u64, expired: bool| artifact_from(id, run, expired, 1);
     // Two pages: the Link header carries the second (absolute, GHES prefix kept).
     let next = format!(
         "<{}/repos/octo/r0/actions/artifacts?name=agentctl-usage&per_page=100&page=2>; rel=\"next\"",
@@ -957,7 +958,7 @@ async fn import_from_artifacts_adds_both_runs_rows_once_and_skips_the_expired_on
         .and(query_param("name", "agentctl-usage"))
         .and(query_param("page", "2"))
         .respond_with(ResponseTemplate::new(200).set_body_json(
-            serde_json::json!({"total_count": 3, "artifacts": [artifact(12, 102, false), artifact(13, 103, true)]}),
+            serde_json::json!({"total_count": 4, "artifacts": [artifact(12, 102, false), artifact(13, 103, true), artifact_from(14, 104, false, 666)]}),
         ))
         .mount(&gh.server)
         .await;
@@ -993,7 +994,7 @@ async fn import_from_artifacts_adds_both_runs_rows_once_and_skips_the_expired_on
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         stdout.trim(),
-        "imported 4 usage record(s); 0 already present (skipped); from 2 artifact(s) named agentctl-usage; 1 expired (skipped)"
+        "imported 4 usage record(s); 0 already present (skipped); from 2 artifact(s) named agentctl-usage; 1 expired (skipped); 1 from fork runs (skipped)"
     );
     let ledger = Store::open(&state).unwrap().usage_since(0).unwrap();
     let mut runs: Vec<_> = ledger.iter().map(|r| r.run_id.clone().unwrap()).collect();
@@ -1013,4 +1014,5 @@ async fn import_from_artifacts_adds_both_runs_rows_once_and_skips_the_expired_on
     let to_github = gh.server.received_requests().await.unwrap();
     assert!(to_github.iter().all(|r| r.headers.get("authorization").unwrap() == "Bearer ghs_testtoken123"));
     assert!(!gh.requests().await.iter().any(|(_, p)| p.contains("/13/")), "expired artifact downloaded");
+    assert!(!gh.requests().await.iter().any(|(_, p)| p.contains("/14/")), "a fork run's artifact downloaded");
 }
