@@ -471,6 +471,7 @@ mod tests {
             model: "gpt-4o".into(),
             usage: Usage { input_tokens: 10, ..Usage::default() },
             cost_usd: cost,
+            cost_source: Default::default(),
             price_table: None,
             latency_ms: 1,
             outcome: "ok".into(),

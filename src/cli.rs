@@ -342,6 +342,12 @@ pub struct CostReportArgs {
     /// Also append the markdown report to `GITHUB_STEP_SUMMARY`.
     #[arg(long)]
     pub summary: bool,
+
+    /// Re-price computed costs with the current price table (bundled + config `pricing:`) in
+    /// this report only; the ledger keeps what each call was priced at. Provider-reported
+    /// costs are left as they are.
+    #[arg(long)]
+    pub reprice: bool,
 }
 
 /// `--period` of `cost check --budget-usd`.
@@ -418,8 +424,26 @@ pub struct CostImportArgs {
 
     /// JSON Lines files to import (`-` for stdin). Each file is imported in one transaction:
     /// a bad line imports nothing from its file (exit 2).
-    #[arg(value_name = "FILE", required = true)]
+    #[arg(value_name = "FILE", required_unless_present = "from_artifacts", conflicts_with = "from_artifacts")]
     pub files: Vec<String>,
+
+    /// Import the usage JSONL that workflow runs uploaded as artifacts (Actions artifacts API;
+    /// needs `GITHUB_TOKEN` with `actions: read`). Expired artifacts are skipped and counted.
+    #[arg(long)]
+    pub from_artifacts: bool,
+
+    /// With --from-artifacts: the repository (`owner/name`); default `GITHUB_REPOSITORY`.
+    #[arg(long, value_name = "OWNER/NAME", requires = "from_artifacts")]
+    pub repo: Option<String>,
+
+    /// With --from-artifacts: only artifacts created since then (a duration such as `7d`, or a
+    /// UTC date `YYYY-MM-DD`).
+    #[arg(long, requires = "from_artifacts")]
+    pub since: Option<String>,
+
+    /// With --from-artifacts: the artifact name the runs uploaded.
+    #[arg(long, default_value = "agentctl-usage", requires = "from_artifacts")]
+    pub name: String,
 }
 
 /// `token-refresh`: short-lived GitHub credentials (SPEC §3.5). Secrets never come from flag

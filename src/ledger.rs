@@ -14,7 +14,7 @@ use crate::context::Context;
 use crate::log;
 use crate::store::{self, Store, StoreError};
 use crate::usage::pricing::PriceTable;
-use crate::usage::{Usage, UsageRecord};
+use crate::usage::{CostSource, Usage, UsageRecord};
 
 /// One provider call to record. Token counts are tokens; `latency` is the answered attempt's
 /// wall time (zero for a call that got no answer).
@@ -33,6 +33,9 @@ pub struct Call<'a> {
     pub latency: Duration,
     /// `ok`, or the error class ([`crate::providers::ProviderError::class`]).
     pub outcome: &'a str,
+    /// Cost in USD the provider reported itself (`claude`'s `total_cost_usd`); when set it is
+    /// recorded as is (`cost_source: reported`) instead of tokens × the price table.
+    pub reported_cost_usd: Option<f64>,
 }
 
 /// Appends usage records for one command run: the run's repository, workflow, run, job, PR or
@@ -69,6 +72,7 @@ impl Ledger {
             model: String::new(),
             usage: Usage::default(),
             cost_usd: None,
+            cost_source: CostSource::Computed,
             price_table: Some(prices.effective_date.clone()),
             latency_ms: 0,
             outcome: String::new(),
@@ -82,18 +86,27 @@ impl Ledger {
         &self.prices
     }
 
-    /// Records `call` and returns its cost in USD (`None` when neither model has a price).
+    /// Records `call` and returns its cost in USD: the provider's reported cost when it gave
+    /// one, else tokens × the price table (`None` when neither model has a price).
     pub fn record(&self, call: &Call<'_>) -> Option<f64> {
-        let cost = self
-            .prices
-            .cost_usd(call.model, &call.usage)
-            .or_else(|| self.prices.cost_usd(call.asked_model, &call.usage));
+        let (cost, cost_source) = match call.reported_cost_usd {
+            Some(reported) => (Some(reported), CostSource::Reported),
+            None => (
+                self.prices
+                    .cost_usd(call.model, &call.usage)
+                    .or_else(|| self.prices.cost_usd(call.asked_model, &call.usage)),
+                CostSource::Computed,
+            ),
+        };
         let record = UsageRecord {
             ts_ms: store::now_ms(),
             provider: call.provider.to_owned(),
             model: call.model.to_owned(),
             usage: call.usage,
             cost_usd: cost,
+            cost_source,
+            // A reported cost was priced by no table of ours.
+            price_table: if cost_source == CostSource::Reported { None } else { self.template.price_table.clone() },
             latency_ms: u64::try_from(call.latency.as_millis()).unwrap_or(u64::MAX),
             outcome: call.outcome.to_owned(),
             ..self.template.clone()
@@ -184,6 +197,7 @@ mod tests {
             usage,
             latency: Duration::from_millis(12),
             outcome: "ok",
+            reported_cost_usd: None,
         }
     }
 

@@ -31,7 +31,7 @@ pub async fn run(args: &CostArgs, env: &Env) -> Result<Exit, ExitError> {
         CostAction::Check(a) => check(a, env),
         CostAction::Estimate(a) => estimate(a, env).await,
         CostAction::Export(a) => export(a, env),
-        CostAction::Import(a) => import(a, env),
+        CostAction::Import(a) => import(a, env).await,
     }
 }
 
@@ -110,11 +110,20 @@ fn print(text: &str) -> Result<(), ExitError> {
 fn report(a: &CostReportArgs, env: &Env) -> Result<Exit, ExitError> {
     let query = report_query(a, store::now_ms())?;
     let config = load_config(&a.common)?;
-    let rows = match open_ledger(&a.common, &config, env)? {
-        Some(store) => store.usage_report(&query)?,
-        None => Vec::new(),
+    let prices = a.reprice.then(|| estimate::price_table(&config));
+    let rows = match (open_ledger(&a.common, &config, env)?, &prices) {
+        (Some(store), None) => store.usage_report(&query)?,
+        (Some(store), Some(prices)) => report::reprice(store.usage_report_per_model(&query)?, prices),
+        (None, _) => Vec::new(),
     };
-    let report = Report::new(&query, rows);
+    let mut report = Report::new(&query, rows);
+    if let Some(prices) = prices {
+        log::info(&format!(
+            "costs re-priced with the price table of {} (bundled + config `pricing:`); provider-reported costs kept; the ledger is unchanged",
+            prices.effective_date
+        ));
+        report.repriced_with = Some(prices.effective_date);
+    }
     if report.is_empty() {
         let line = output::cost::empty(&report);
         print(&line)?;
@@ -243,15 +252,27 @@ fn annotate(e: &Evaluation, in_actions: bool) {
     }
 }
 
-/// `cost estimate`: read the diff (file, stdin, git, or a PR through the API), keep the files
+/// `cost estimate`: read the diff (file, stdin, git, or a PR through the API) with `review`'s
+/// `review.max_diff_bytes` cap (over it: exit 2 naming the size and the key), keep the files
 /// `review.include`/`exclude` keep, pack them with `review`'s chunker and price the requests
 /// with the configured provider's model. No provider is contacted.
 async fn estimate(a: &CostEstimateArgs, env: &Env) -> Result<Exit, ExitError> {
     let config = load_config(&a.common)?;
+    // The same cap as `review` (a diff it would refuse has no cost to estimate): a file or stdin
+    // is never read past it; git and API diffs are checked once in memory.
+    let limit = config.review.max_diff_bytes;
     let bytes = match (&a.diff, &a.base, a.pr) {
-        (Some(file), _, _) => diff::source::read_file(file).map_err(exit::usage)?,
-        (None, Some(base), _) => diff::source::git_diff(base).map_err(exit::usage)?,
-        (None, None, Some(n)) => pr_diff(n, env).await?,
+        (Some(file), _, _) => diff::limit::read_named(file, limit).map_err(exit::usage)?,
+        (None, Some(base), _) => {
+            let bytes = diff::source::git_diff(base).map_err(exit::usage)?;
+            diff::check_size(bytes.len() as u64, limit, &format!("git diff {base}...HEAD")).map_err(exit::usage)?;
+            bytes
+        }
+        (None, None, Some(n)) => {
+            let bytes = pr_diff(n, env).await?;
+            diff::check_size(bytes.len() as u64, limit, &format!("pull request #{n}")).map_err(exit::usage)?;
+            bytes
+        }
         (None, None, None) => {
             return Err(exit::usage(anyhow::anyhow!(
                 "no diff to estimate\nhelp: pass --diff FILE (or -), --base REF, or --pr N"
@@ -317,7 +338,8 @@ fn export(a: &CostExportArgs, env: &Env) -> Result<Exit, ExitError> {
 /// `cost import FILE…|-`: each file parsed whole first, then inserted in one transaction; ids
 /// already in the ledger are counted as duplicates and skipped. A bad line stops the import at
 /// that file (exit 2, its line number named); files before it stay imported.
-fn import(a: &CostImportArgs, env: &Env) -> Result<Exit, ExitError> {
+/// `--from-artifacts` takes the files from workflow run artifacts instead ([`import_artifacts`]).
+async fn import(a: &CostImportArgs, env: &Env) -> Result<Exit, ExitError> {
     let config = load_config(&a.common)?;
     let path = a
         .common
@@ -325,8 +347,11 @@ fn import(a: &CostImportArgs, env: &Env) -> Result<Exit, ExitError> {
         .clone()
         .or_else(|| store::resolve_path(env, config.state.as_deref()))
         .ok_or(store::StoreError::NoPath)?;
+    if a.from_artifacts {
+        return import_artifacts(a, env, &path).await;
+    }
     let store = Store::open(&path)?;
-    let (mut added, mut present) = (0, 0);
+    let mut counts = ImportCounts::default();
     // On a terminal: a bar over the records, whose total grows as each file is parsed.
     let progress = crate::progress::Progress::bar(0, "importing", "records");
     for file in &a.files {
@@ -334,17 +359,125 @@ fn import(a: &CostImportArgs, env: &Env) -> Result<Exit, ExitError> {
         let name = if file == "-" { "stdin" } else { file.as_str() };
         let text = String::from_utf8(bytes)
             .map_err(|_| exit::usage(anyhow::anyhow!("{name} is not UTF-8 text; nothing imported from it")))?;
-        let records = crate::usage::jsonl::parse(&text, name).map_err(exit::usage)?;
-        progress.inc_length(records.len() as u64);
-        let (a, p) = store.import_usage(&records)?;
-        progress.inc(records.len() as u64);
-        progress.set_message(name.to_owned());
-        log::info(&format!("{name}: {a} record(s) added, {p} already in the ledger"));
-        added += a;
-        present += p;
+        import_text(&store, &text, name, &mut counts, &progress)?;
     }
     drop(progress);
-    output::stdout(&format!("imported {added} usage record(s); {present} already present (skipped)"))
-        .context("writing to stdout")?;
+    print(&format!("imported {} usage record(s); {} already present (skipped)", counts.added, counts.present))?;
+    Ok(Exit::Ok)
+}
+
+/// Records added and already present over an import.
+#[derive(Debug, Default)]
+struct ImportCounts {
+    added: usize,
+    present: usize,
+}
+
+/// Parses `text` (all or nothing) and imports it in one transaction, adding to `counts`.
+fn import_text(
+    store: &Store,
+    text: &str,
+    name: &str,
+    counts: &mut ImportCounts,
+    progress: &crate::progress::Progress,
+) -> Result<(), ExitError> {
+    let records = crate::usage::jsonl::parse(text, name).map_err(exit::usage)?;
+    progress.inc_length(records.len() as u64);
+    let (added, present) = store.import_usage(&records)?;
+    progress.inc(records.len() as u64);
+    progress.set_message(name.to_owned());
+    log::info(&format!("{name}: {added} record(s) added, {present} already in the ledger"));
+    counts.added += added;
+    counts.present += present;
+    Ok(())
+}
+
+/// `cost import --from-artifacts`: list the repository's artifacts named `--name` (created since
+/// `--since`), download each zip (the storage URL without our token), and import every `.jsonl`
+/// in it with the idempotent import — so a nightly job can re-run over the same artifacts and
+/// add nothing twice. Expired artifacts, and those of runs of a fork's code (attacker-written),
+/// are skipped and counted.
+async fn import_artifacts(a: &CostImportArgs, env: &Env, path: &Path) -> Result<Exit, ExitError> {
+    let since_ms = match &a.since {
+        Some(s) => Some(
+            report::parse_time(s, store::now_ms())
+                .map_err(|e| exit::usage(anyhow::Error::new(e).context("--since")))?,
+        ),
+        None => None,
+    };
+    let (token, _redactor) = crate::github::token_and_redactor(env);
+    let ctx = crate::context::Context::load(env, None, None)?;
+    let repo = match &a.repo {
+        Some(r) => Some(r.clone()),
+        None => ctx.repository.as_ref().map(|r| r.to_string()),
+    };
+    let (Some(token), Some(repo)) = (token, repo) else {
+        return Err(exit::usage(anyhow::anyhow!(
+            "--from-artifacts needs GITHUB_TOKEN (with `actions: read`) and --repo or GITHUB_REPOSITORY"
+        )));
+    };
+    let Some((owner, name)) = repo.split_once('/').filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
+    else {
+        return Err(exit::usage(anyhow::anyhow!("--repo `{repo}` is not OWNER/NAME")));
+    };
+    let gh = crate::github::GitHub::new(&ctx.api_url, &token, owner, name, std::time::Duration::from_secs(1))?;
+    let store = Store::open(path)?;
+    let artifacts = gh.artifacts(&a.name).await?;
+    let (mut counts, mut expired, mut older, mut forks, mut read) = (ImportCounts::default(), 0, 0, 0, 0);
+    let progress = crate::progress::Progress::bar(0, "importing", "records");
+    for art in artifacts.iter().filter(|art| art.name == a.name) {
+        let created_ms = art
+            .created_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp_millis());
+        if let (Some(since), Some(created)) = (since_ms, created_ms) {
+            if created < since {
+                older += 1;
+                continue;
+            }
+        }
+        let label = match &art.workflow_run {
+            Some(run) => format!("artifact {} (run {})", art.id, run.id),
+            None => format!("artifact {}", art.id),
+        };
+        // A fork's workflow run ran the fork's code: its "usage" is attacker-written and could
+        // pre-empt real ids or trip a budget. Skipped, and said.
+        if art.workflow_run.as_ref().is_some_and(|r| r.is_from_fork()) {
+            forks += 1;
+            log::warn(&format!("{label}: uploaded by a run of a fork's code; not imported"));
+            continue;
+        }
+        if art.expired {
+            expired += 1;
+            log::info(&format!("{label}: expired, skipped"));
+            continue;
+        }
+        let zip = match gh.download_artifact(art.id).await? {
+            crate::github::artifacts::Download::Zip(bytes) => bytes,
+            crate::github::artifacts::Download::Gone => {
+                expired += 1;
+                log::info(&format!("{label}: gone (expired), skipped"));
+                continue;
+            }
+        };
+        let files = crate::usage::jsonl::jsonl_in_zip(&zip, &label).map_err(exit::usage)?;
+        for (entry, text) in files {
+            import_text(&store, &text, &format!("{label}/{entry}"), &mut counts, &progress)?;
+        }
+        read += 1;
+    }
+    drop(progress);
+    let mut line = format!(
+        "imported {} usage record(s); {} already present (skipped); from {read} artifact(s) named {}; {expired} expired (skipped)",
+        counts.added, counts.present, a.name
+    );
+    if older > 0 {
+        line.push_str(&format!("; {older} older than --since"));
+    }
+    if forks > 0 {
+        line.push_str(&format!("; {forks} from fork runs (skipped)"));
+    }
+    print(&line)?;
     Ok(Exit::Ok)
 }

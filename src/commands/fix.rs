@@ -472,6 +472,7 @@ async fn rounds(
                 usage: call.usage,
                 latency: call.latency,
                 outcome: "ok",
+                reported_cost_usd: call.reported_cost_usd,
             });
             out.cost_usd = match (out.cost_usd, cost) {
                 (Some(a), Some(b)) => Some(a + b),
@@ -489,6 +490,7 @@ async fn rounds(
                         usage: Usage::default(),
                         latency: std::time::Duration::ZERO,
                         outcome: e.class(),
+                        reported_cost_usd: None,
                     });
                 }
                 if round > 1 && !e.is_auth() {

@@ -503,6 +503,7 @@ async fn ask_model(
                 usage: call.usage,
                 latency: call.latency,
                 outcome: "ok",
+                reported_cost_usd: call.reported_cost_usd,
             });
             round.add_cost(cost);
         }
@@ -538,6 +539,7 @@ async fn ask_model(
                         usage: Usage::default(),
                         latency: Duration::ZERO,
                         outcome: e.class(),
+                        reported_cost_usd: None,
                     });
                 }
                 log::warn(&format!("chunk {} of {total} failed: {e}", i + 1));
@@ -758,8 +760,7 @@ async fn read_diff(
     limit: u64,
 ) -> Result<Vec<u8>, ExitError> {
     match source {
-        DiffSource::File(f) if f == "-" => diff::read_limited(std::io::stdin(), limit, "stdin").map_err(exit::usage),
-        DiffSource::File(f) => diff::read_file_limited(std::path::Path::new(f), limit).map_err(exit::usage),
+        DiffSource::File(f) => diff::limit::read_named(f, limit).map_err(exit::usage),
         DiffSource::Git(base) => {
             let bytes = diff::source::git_diff(base).map_err(exit::usage)?;
             diff::check_size(bytes.len() as u64, limit, &format!("git diff {base}...HEAD")).map_err(exit::usage)?;

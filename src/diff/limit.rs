@@ -86,6 +86,20 @@ pub fn read_file_limited(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, 
     read_with_hint(file, limit, &from, hint)
 }
 
+/// A diff named on the command line, `file` (`-` for stdin), read with the `limit` cap:
+/// [`read_limited`] for stdin, [`read_file_limited`] for a path. `review --diff` and
+/// `cost estimate --diff` both read through it.
+///
+/// # Errors
+/// As [`read_limited`] / [`read_file_limited`].
+pub fn read_named(file: &str, limit: u64) -> Result<Vec<u8>, DiffError> {
+    if file == "-" {
+        read_limited(std::io::stdin(), limit, "stdin")
+    } else {
+        read_file_limited(std::path::Path::new(file), limit)
+    }
+}
+
 fn read_with_hint(reader: impl Read, limit: u64, from: &str, hint: u64) -> Result<Vec<u8>, DiffError> {
     // One extra byte tells "exactly the limit" from "over it".
     let mut buf = Vec::with_capacity(usize::try_from(hint.min(limit)).unwrap_or(0).saturating_add(1));

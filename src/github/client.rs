@@ -615,6 +615,24 @@ impl GitHub {
         body: Option<String>,
         action: &str,
     ) -> Result<Reply, GitHubError> {
+        self.send_with(method, url, accept, body, action, true).await
+    }
+
+    /// A GET with [`GitHub::get`]'s retries that hands a redirect back instead of following it
+    /// (an artifact's `302` points to another host, which must not get the token).
+    pub(super) async fn send_no_redirect(&self, url: &str, accept: &str, action: &str) -> Result<Reply, GitHubError> {
+        self.send_with(http::Method::GET, url, accept, None, action, false).await
+    }
+
+    async fn send_with(
+        &self,
+        method: http::Method,
+        url: &str,
+        accept: &str,
+        body: Option<String>,
+        action: &str,
+        follow_redirects: bool,
+    ) -> Result<Reply, GitHubError> {
         let is_get = method == http::Method::GET;
         let mut url = url.to_string();
         let mut retries = 0u32;
@@ -656,7 +674,8 @@ impl GitHub {
             // octocrab's redirect layer is off and so is reqwest's (see `new`); GitHub answers 301 for a
             // renamed repository and 307 for a transferred one. Only GETs follow, and only
             // absolute targets; octocrab attaches the token to the API host alone.
-            if is_get && matches!(reply.status, 301 | 302 | 307 | 308) && redirects < MAX_REDIRECTS {
+            if follow_redirects && is_get && matches!(reply.status, 301 | 302 | 307 | 308) && redirects < MAX_REDIRECTS
+            {
                 if let Some(location) = reply.headers.get(http::header::LOCATION).and_then(|v| v.to_str().ok()) {
                     if location.starts_with("http://") || location.starts_with("https://") {
                         url = location.to_string();

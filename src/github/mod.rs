@@ -7,6 +7,7 @@
 //! (`https://host/api/v3`) is kept on every request.
 
 pub mod apps;
+pub mod artifacts;
 pub mod client;
 pub mod git;
 pub mod jwt;

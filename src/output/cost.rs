@@ -17,7 +17,7 @@ use crate::usage::report::{format_time, Report, ReportRow};
 
 /// The CSV columns after the group's.
 const CSV_COLUMNS: &str =
-    "calls,input_tokens,cache_read_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd,unpriced_calls,failures";
+    "calls,input_tokens,cache_read_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd,unpriced_calls,failures,reported_calls";
 
 /// USD rounded to a micro-dollar, for JSON.
 fn micro(usd: f64) -> f64 {
@@ -52,10 +52,14 @@ fn cells(r: &ReportRow) -> Vec<String> {
         r.reasoning_tokens.to_string(),
         r.cost_cell(),
         r.failures.to_string(),
+        r.reported_calls.to_string(),
     ]
 }
 
-fn headers(report: &Report) -> [String; 9] {
+/// Columns of the table and markdown forms.
+const COLUMNS: usize = 10;
+
+fn headers(report: &Report) -> [String; COLUMNS] {
     [
         report.group_by.as_str().to_owned(),
         "calls".into(),
@@ -66,6 +70,7 @@ fn headers(report: &Report) -> [String; 9] {
         "reasoning".into(),
         "USD".into(),
         "failures".into(),
+        "reported".into(),
     ]
 }
 
@@ -76,7 +81,8 @@ pub fn table(report: &Report) -> String {
     let mut lines: Vec<Vec<String>> = vec![head];
     lines.extend(report.rows.iter().map(cells));
     lines.push(cells(&report.total));
-    let widths: Vec<usize> = (0..9).map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..COLUMNS).map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for (n, line) in lines.iter().enumerate() {
         if n + 1 == lines.len() {
@@ -106,16 +112,19 @@ fn json_row(r: &ReportRow) -> Value {
         "cost_usd": r.cost_usd.map(micro),
         "unpriced_calls": r.unpriced_calls,
         "failures": r.failures,
+        "reported_calls": r.reported_calls,
     })
 }
 
-/// One pretty JSON object: `group_by`, `since`/`until` (Unix ms), `rows` and `total`, each row
+/// One pretty JSON object: `group_by`, `since`/`until` (Unix ms), `repriced_with` (the price
+/// table's date with `--reprice`, else null), `rows` and `total`, each row
 /// with the fields of [`ReportRow`] (`cost_usd` null when unpriced).
 pub fn json(report: &Report) -> String {
     let v = json!({
         "group_by": report.group_by.as_str(),
         "since_ms": report.since_ms,
         "until_ms": report.until_ms,
+        "repriced_with": report.repriced_with,
         "rows": report.rows.iter().map(json_row).collect::<Vec<_>>(),
         "total": json_row(&report.total),
     });
@@ -141,7 +150,7 @@ pub fn csv(report: &Report) -> String {
         let cost = r.cost_usd.map(|c| format!("{c:.6}")).unwrap_or_default();
         let _ = write!(
             out,
-            "{},{},{},{},{},{},{},{},{},{}\r\n",
+            "{},{},{},{},{},{},{},{},{},{},{}\r\n",
             csv_field(&r.group),
             r.calls,
             r.input_tokens,
@@ -151,7 +160,8 @@ pub fn csv(report: &Report) -> String {
             r.reasoning_tokens,
             cost,
             r.unpriced_calls,
-            r.failures
+            r.failures,
+            r.reported_calls
         );
     }
     out
@@ -188,6 +198,12 @@ pub fn mermaid_chart(report: &Report) -> String {
 /// in bold) and the [`mermaid_chart`].
 pub fn markdown(report: &Report) -> String {
     let mut s = format!("### AI usage per {} ({})\n\n", report.group_by.as_str(), window(report));
+    if let Some(date) = &report.repriced_with {
+        let _ = writeln!(
+            s,
+            "Computed costs re-priced with the price table of {date}; provider-reported costs as reported.\n"
+        );
+    }
     let head = headers(report);
     let _ = writeln!(s, "| {} |", head.join(" | "));
     let _ = writeln!(s, "|---|{}", "---:|".repeat(head.len() - 1));
@@ -204,6 +220,13 @@ pub fn markdown(report: &Report) -> String {
             s,
             "\n{} call(s) used a model without a price: their tokens are counted, their cost is not (add it under `pricing:`).",
             report.total.unpriced_calls
+        );
+    }
+    if report.total.reported_calls > 0 {
+        let _ = writeln!(
+            s,
+            "\n{} call(s) carry the cost their provider reported (column `reported`); the others are tokens × the price table.",
+            report.total.reported_calls
         );
     }
     s
@@ -337,13 +360,37 @@ mod tests {
         assert_eq!(j["total"]["unpriced_calls"], json!(2));
         let c = csv(&r);
         let lines: Vec<&str> = c.split("\r\n").collect();
-        assert_eq!(lines[0], "model,calls,input_tokens,cache_read_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd,unpriced_calls,failures");
-        assert_eq!(lines[2], "\"my-local \"\"x\"\"|y\",2,100,0,0,0,0,,2,0");
+        assert_eq!(lines[0], "model,calls,input_tokens,cache_read_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd,unpriced_calls,failures,reported_calls");
+        assert_eq!(lines[2], "\"my-local \"\"x\"\"|y\",2,100,0,0,0,0,,2,0,0");
         let md = markdown(&r);
         assert!(md.contains("| my-local \"x\"\\|y | 2 |"), "{md}");
         assert!(md.contains("x-axis [\"gpt-4o\", \"my-local 'x'|y\"]"), "{md}");
         assert!(md.contains("bar [1.23, 0.00]"), "{md}");
         assert!(md.contains("without a price"), "{md}");
+        assert!(!md.contains("provider reported"), "no reported call, no note: {md}");
+    }
+
+    #[test]
+    fn reported_calls_are_counted_in_every_format() {
+        let mut priced = row("claude-sonnet-4-5", Some(0.04));
+        priced.reported_calls = 1;
+        let r = report(vec![priced, row("gpt-4o", Some(1.0))]);
+        let t = table(&r);
+        assert!(t.lines().next().unwrap().trim_end().ends_with("REPORTED"), "{t}");
+        assert!(t.lines().nth(1).unwrap().ends_with(" 1"), "{t}");
+        assert!(t.lines().last().unwrap().ends_with(" 1"), "{t}");
+        let j: Value = serde_json::from_str(&json(&r)).unwrap();
+        assert_eq!(
+            (j["rows"][0]["reported_calls"].clone(), j["rows"][1]["reported_calls"].clone()),
+            (json!(1), json!(0))
+        );
+        assert_eq!(j["total"]["reported_calls"], json!(1));
+        let c = csv(&r);
+        let lines: Vec<&str> = c.split("\r\n").collect();
+        assert!(lines[0].ends_with(",reported_calls") && lines[1].ends_with(",1") && lines[2].ends_with(",0"), "{c}");
+        let md = markdown(&r);
+        assert!(md.contains("| failures | reported |"), "{md}");
+        assert!(md.contains("1 call(s) carry the cost their provider reported"), "{md}");
     }
 
     #[test]
@@ -353,7 +400,7 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("MODEL "), "{t}");
         assert!(lines[3].starts_with("---"), "{t}");
-        assert!(lines[4].starts_with("total") && lines[4].ends_with("$3.50         0"), "{t}");
+        assert!(lines[4].starts_with("total") && lines[4].ends_with("$3.50         0         0"), "{t}");
         // Right-aligned numbers: every line has the same width.
         assert!(lines.iter().all(|l| l.chars().count() == lines[0].chars().count()), "{t}");
     }

@@ -164,6 +164,7 @@ impl Anthropic {
             model: parsed.model.filter(|m| !m.is_empty()).unwrap_or_else(|| self.settings.endpoint.model.clone()),
             latency: answer.latency,
             request_id,
+            reported_cost_usd: None,
         })
     }
 }

@@ -252,6 +252,8 @@ pub struct TracedCall {
     pub usage: crate::usage::Usage,
     /// Wall time of the answered attempt.
     pub latency: Duration,
+    /// Cost in USD the provider reported ([`Completion::reported_cost_usd`]).
+    pub reported_cost_usd: Option<f64>,
 }
 
 impl<'a> Traced<'a> {
@@ -283,6 +285,7 @@ impl Provider for Traced<'_> {
                 model: completion.model.clone(),
                 usage: completion.usage,
                 latency: completion.latency,
+                reported_cost_usd: completion.reported_cost_usd,
             };
             self.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(call);
             Ok(completion)
@@ -350,6 +353,7 @@ mod tests {
                         model: self.model.clone(),
                         latency: Duration::from_millis(1),
                         request_id: None,
+                        reported_cost_usd: None,
                     }),
                     Step::Fail(make) => Err(make(&self.name)),
                     Step::Sleep(d) => {
@@ -360,6 +364,7 @@ mod tests {
                             model: self.model.clone(),
                             latency: d,
                             request_id: None,
+                            reported_cost_usd: None,
                         })
                     }
                 }

@@ -36,9 +36,10 @@
 //!   input as in codex's `TokenUsage::non_cached_input`), failures are `turn.failed` and
 //!   `error` events. Codex reads the prompt from stdin when no prompt argument (or `-`) is given.
 //!
-//! NOTE: [`Completion`] has no cost field, so `total_cost_usd` reported by `claude` is parsed
-//! ([`AgentAnswer::total_cost_usd`]) but not yet passed on; cost is computed from usage and
-//! the model like for the HTTP adapters.
+//! Cost: `total_cost_usd` reported by `claude` ([`AgentAnswer::total_cost_usd`]) is passed on
+//! as [`Completion::reported_cost_usd`], and the ledger records it as the source of truth
+//! (`cost_source: reported`); without it, cost is computed from usage and the model like for
+//! the HTTP adapters.
 
 use std::collections::BTreeMap;
 use std::process::{ExitStatus, Stdio};
@@ -242,7 +243,9 @@ impl CommandProvider {
             .filter(|m| !m.is_empty())
             .or_else(|| Some(self.settings.model.clone()).filter(|m| !m.is_empty()))
             .unwrap_or_else(|| program_name(&self.settings.program));
-        Ok(Completion { text: answer.text, usage: answer.usage, model, latency, request_id: None })
+        // A reported cost must be a real amount; anything else falls back to the price table.
+        let reported_cost_usd = answer.total_cost_usd.filter(|c| c.is_finite() && *c >= 0.0);
+        Ok(Completion { text: answer.text, usage: answer.usage, model, latency, request_id: None, reported_cost_usd })
     }
 
     /// One run of the program: the parsed answer and the wall time of the run.

@@ -177,6 +177,7 @@ impl Gemini {
             model: parsed.model_version.filter(|m| !m.is_empty()).unwrap_or_else(|| self.settings.model.clone()),
             latency: answer.latency,
             request_id: parsed.response_id.filter(|id| !id.is_empty()),
+            reported_cost_usd: None,
         })
     }
 }

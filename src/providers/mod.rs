@@ -53,6 +53,10 @@ pub struct Completion {
     pub latency: Duration,
     /// The provider's request id (`x-request-id`, `request-id`, response `id`), for support.
     pub request_id: Option<String>,
+    /// Cost in USD as the provider itself reported it (`claude -p --output-format json`'s
+    /// `total_cost_usd`); `None` when it reports none (every HTTP API). When set, the ledger
+    /// records it instead of tokens × the price table.
+    pub reported_cost_usd: Option<f64>,
 }
 
 /// Errors of a provider call, classified for retry decisions and exit codes.

@@ -316,6 +316,7 @@ impl OpenAi {
             model: parsed.model.filter(|m| !m.is_empty()).unwrap_or_else(|| self.settings.model.clone()),
             latency: answer.latency,
             request_id,
+            reported_cost_usd: None,
         })
     }
 }

@@ -54,6 +54,48 @@ pub fn parse(text: &str, source_name: &str) -> Result<Vec<(String, UsageRecord)>
     Ok(out)
 }
 
+/// The largest total of decompressed bytes read from one zip (an artifact): usage JSONL of a
+/// run is kilobytes, so this only stops a zip bomb.
+pub const MAX_UNZIPPED_BYTES: u64 = 512 * 1024 * 1024;
+
+/// A zip that could not be read as usage JSONL.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}: not a usable zip of usage JSON Lines: {message}")]
+pub struct ZipError {
+    /// What the zip was (an artifact's name and id).
+    pub source_name: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The `.jsonl` files of a zip archive (as `actions/upload-artifact` builds them; other files
+/// are ignored) as `(entry name, text)`, in archive order, at most [`MAX_UNZIPPED_BYTES`] in all.
+///
+/// Errors: not a zip, an unsupported compression, a file that is not UTF-8, too much data.
+pub fn jsonl_in_zip(bytes: &[u8], source_name: &str) -> Result<Vec<(String, String)>, ZipError> {
+    use std::io::Read as _;
+    let err = |message: String| ZipError { source_name: source_name.to_owned(), message };
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| err(e.to_string()))?;
+    let mut budget = MAX_UNZIPPED_BYTES;
+    let mut out = Vec::new();
+    for i in 0..archive.len() {
+        let entry = archive.by_index(i).map_err(|e| err(e.to_string()))?;
+        // The name is attacker-written: shown only with control characters replaced.
+        let name: String = entry.name().chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+        if entry.is_dir() || !name.ends_with(".jsonl") {
+            continue;
+        }
+        let mut raw = Vec::new();
+        entry.take(budget + 1).read_to_end(&mut raw).map_err(|e| err(format!("{name}: {e}")))?;
+        budget = budget
+            .checked_sub(raw.len() as u64)
+            .ok_or_else(|| err(format!("more than {MAX_UNZIPPED_BYTES} bytes unzipped")))?;
+        let text = String::from_utf8(raw).map_err(|_| err(format!("{name} is not UTF-8 text")))?;
+        out.push((name, text));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
 mod tests {
@@ -73,10 +115,27 @@ mod tests {
             model: "gpt-4o".into(),
             usage: Usage { input_tokens: 7, ..Usage::default() },
             cost_usd: None,
+            cost_source: Default::default(),
             price_table: None,
             latency_ms: 2,
             outcome: "ok".into(),
         }
+    }
+
+    #[test]
+    fn a_zip_gives_its_jsonl_files_and_a_non_zip_is_an_error_naming_it() {
+        use std::io::Write as _;
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("a\nb.jsonl", opts).unwrap();
+        zip.write_all(to_line("a1", &record()).as_bytes()).unwrap();
+        zip.start_file("notes.txt", opts).unwrap();
+        zip.write_all(b"x").unwrap();
+        let bytes = zip.finish().unwrap().into_inner();
+        let files = jsonl_in_zip(&bytes, "artifact 1").unwrap();
+        assert_eq!(files, vec![("a?b.jsonl".to_owned(), to_line("a1", &record()))], "control characters replaced");
+        let e = jsonl_in_zip(b"not a zip", "artifact 2").unwrap_err();
+        assert!(e.to_string().starts_with("artifact 2: not a usable zip"), "{e}");
     }
 
     #[test]

@@ -72,10 +72,45 @@ pub struct UsageRecord {
     pub usage: Usage,
     /// Cost in USD; `None` when the price table has no entry (not the same as free).
     pub cost_usd: Option<f64>,
+    /// Where `cost_usd` came from: the provider's own report, or tokens × the price table.
+    /// Absent in JSON Lines written before it existed: `computed`.
+    #[serde(default)]
+    pub cost_source: CostSource,
     /// Version (effective date) of the price table used for `cost_usd`.
     pub price_table: Option<String>,
     /// Wall time of the call, milliseconds.
     pub latency_ms: u64,
     /// `ok`, or the error class (`unavailable`, `network`, `quota`, ...).
     pub outcome: String,
+}
+
+/// Where a record's cost came from (SPEC §3.4: a provider-reported cost is the source of truth).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CostSource {
+    /// Tokens × the price table named by the record's `price_table` (or unpriced).
+    #[default]
+    Computed,
+    /// The provider reported the cost itself (`claude -p --output-format json`'s
+    /// `total_cost_usd`); `cost report --reprice` leaves it as it is.
+    Reported,
+}
+
+impl CostSource {
+    /// `computed` or `reported`, as stored in the ledger's `cost_source` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CostSource::Computed => "computed",
+            CostSource::Reported => "reported",
+        }
+    }
+
+    /// The ledger column's value back; anything but `reported` is `computed`.
+    pub fn from_column(s: &str) -> Self {
+        if s == "reported" {
+            CostSource::Reported
+        } else {
+            CostSource::Computed
+        }
+    }
 }

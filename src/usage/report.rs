@@ -8,6 +8,9 @@
 
 use serde::Serialize;
 
+use super::pricing::PriceTable;
+use super::Usage;
+
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
 
@@ -109,6 +112,9 @@ pub struct ReportRow {
     pub unpriced_calls: u64,
     /// Calls whose outcome is not `ok`.
     pub failures: u64,
+    /// Calls whose cost the provider reported itself (`cost_source: reported`); the others'
+    /// cost is computed from tokens × the price table.
+    pub reported_calls: u64,
 }
 
 impl ReportRow {
@@ -126,6 +132,7 @@ impl ReportRow {
         };
         self.unpriced_calls += o.unpriced_calls;
         self.failures += o.failures;
+        self.reported_calls += o.reported_calls;
     }
 
     /// The cost as a report cell: `$1.23`, `unpriced`, or `$1.23 + 2 unpriced` when only some
@@ -152,6 +159,9 @@ pub struct Report {
     pub rows: Vec<ReportRow>,
     /// Sums over every row; its `group` is `total`.
     pub total: ReportRow,
+    /// With `--reprice`: the effective date of the price table computed costs were re-priced
+    /// with; `None` when they are the ledger's own.
+    pub repriced_with: Option<String>,
 }
 
 impl Report {
@@ -161,13 +171,59 @@ impl Report {
         for r in &rows {
             total.add(r);
         }
-        Report { group_by: query.group_by, since_ms: query.since_ms, until_ms: query.until_ms, rows, total }
+        Report {
+            group_by: query.group_by,
+            since_ms: query.since_ms,
+            until_ms: query.until_ms,
+            rows,
+            total,
+            repriced_with: None,
+        }
     }
 
     /// No calls in the window.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
+}
+
+/// One model's share of a report group, with a single cost source: what `--reprice` prices
+/// again ([`reprice`]). `row.group` is the group's key; its sums cover only this model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSlice {
+    /// The model that answered.
+    pub model: String,
+    /// Whether these calls' cost was reported by the provider (never re-priced).
+    pub reported: bool,
+    /// The sums, with the cost as the ledger has it.
+    pub row: ReportRow,
+}
+
+/// `cost report --reprice`: the groups of `slices` (ordered by group key, as the store gives
+/// them) with each computed slice's cost replaced by its token sums × `prices` — exact, since a
+/// cost is linear in tokens. Reported slices keep the provider's figure; a model `prices` does
+/// not know makes its calls unpriced (never $0). Only the report changes, never the ledger.
+pub fn reprice(slices: Vec<ModelSlice>, prices: &PriceTable) -> Vec<ReportRow> {
+    let mut out: Vec<ReportRow> = Vec::new();
+    for s in slices {
+        let mut row = s.row;
+        if !s.reported {
+            let usage = Usage {
+                input_tokens: row.input_tokens,
+                cached_input_tokens: row.cache_read_tokens,
+                cache_write_tokens: row.cache_write_tokens,
+                output_tokens: row.output_tokens,
+                reasoning_tokens: row.reasoning_tokens,
+            };
+            row.cost_usd = prices.cost_usd(&s.model, &usage);
+            row.unpriced_calls = if row.cost_usd.is_some() { 0 } else { row.calls };
+        }
+        match out.last_mut() {
+            Some(last) if last.group == row.group => last.add(&row),
+            _ => out.push(row),
+        }
+    }
+    out
 }
 
 /// A `--since`/`--until` value that is neither a duration nor a date.
@@ -303,6 +359,36 @@ mod tests {
             let e = parse_time(bad, now).unwrap_err();
             assert!(e.to_string().contains(bad) && e.to_string().contains("help:"), "{e}");
         }
+    }
+
+    #[test]
+    fn reprice_merges_each_groups_models_and_keeps_reported_slices() {
+        let slice = |group: &str, model: &str, reported: bool, cost: Option<f64>| ModelSlice {
+            model: model.into(),
+            reported,
+            row: ReportRow {
+                group: group.into(),
+                calls: 1,
+                input_tokens: 1_000_000,
+                cost_usd: cost,
+                reported_calls: u64::from(reported),
+                ..ReportRow::default()
+            },
+        };
+        let prices = PriceTable::bundled();
+        let rows = reprice(
+            vec![
+                slice("a", "gpt-4.1", false, Some(9.0)),
+                slice("a", "claude-x", true, Some(0.25)),
+                slice("b", "unknown-model", false, Some(3.0)),
+            ],
+            &prices,
+        );
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        // gpt-4.1: $2 per 1M input tokens, plus the reported $0.25.
+        assert_eq!((rows[0].group.as_str(), rows[0].calls, rows[0].cost_usd), ("a", 2, Some(2.25)));
+        assert_eq!(rows[0].reported_calls, 1);
+        assert_eq!((rows[1].cost_usd, rows[1].unpriced_calls), (None, 1), "unknown now: unpriced, not $0");
     }
 
     #[test]

@@ -36,6 +36,7 @@ fn record(ts_ms: i64, repo: &str, workflow: &str, model: &str, cost: Option<f64>
             reasoning_tokens: 3,
         },
         cost_usd: cost,
+        cost_source: Default::default(),
         price_table: Some("2025-01-01".into()),
         latency_ms: 10,
         outcome: outcome.into(),
@@ -122,12 +123,12 @@ fn report_per_day_and_per_workflow_matches_the_hand_computed_table_in_table_form
         let day = format!("2026-10-{:02}", d + 1);
         let cells = &lines[&day];
         let calls = if d == 0 { "15" } else { "12" };
-        // day, calls, input, cache read, cache write, output, reasoning, USD [+ n unpriced], failures
+        // day, calls, input, cache read, cache write, output, reasoning, USD [+ n unpriced], failures, reported
         assert_eq!(cells[1], calls, "{day}: {t}");
         assert_eq!(cells[2], (1000 * calls.parse::<u64>().unwrap()).to_string(), "{day}");
         assert_eq!(cells[7], dollars(day_cents(d)), "{day}: {t}");
         if d == 0 {
-            assert_eq!(&cells[8..], ["+", "3", "unpriced", "3"], "{t}");
+            assert_eq!(&cells[8..], ["+", "3", "unpriced", "3", "0"], "{t}");
         } else {
             assert_eq!(cells[8], "0");
         }
@@ -680,4 +681,338 @@ fn thirty_two_processes_append_100_records_each_to_one_ledger() {
     let (rows, ids): (i64, i64) =
         conn.query_row("SELECT COUNT(*), COUNT(DISTINCT uid) FROM usage", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!((rows, ids), (3_200, 3_200));
+}
+
+/// `claude -p --output-format json`'s result object (Agent SDK `SDKResultMessage` shape) with
+/// its own `total_cost_usd`, answering `answer`.
+fn claude_result(answer: &Value, total_cost_usd: f64) -> String {
+    serde_json::json!({
+        "type": "result", "subtype": "success", "is_error": false, "duration_ms": 8123, "num_turns": 1,
+        "result": answer.to_string(), "session_id": "0e639165-79b1-4bd4-bb0f-4cb4c15115d4",
+        "total_cost_usd": total_cost_usd,
+        "usage": {"input_tokens": 12, "cache_creation_input_tokens": 1850, "cache_read_input_tokens": 15635,
+                  "output_tokens": 245, "service_tier": "standard"},
+        "modelUsage": {"claude-sonnet-4-5-20250929": {"inputTokens": 12, "outputTokens": 245,
+            "cacheReadInputTokens": 15635, "cacheCreationInputTokens": 1850, "costUSD": total_cost_usd}}
+    })
+    .to_string()
+}
+
+#[test]
+fn a_claude_json_agent_run_records_its_reported_cost_and_the_report_marks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = write(
+        dir.path(),
+        "fake-claude.sh",
+        format!("#!/bin/sh\ncat >/dev/null\ncat <<'EOF'\n{}\nEOF\n", claude_result(&review_answer(), 0.0379825)),
+    );
+    let config = format!(
+        "provider: agent\nproviders:\n  agent:\n    kind: command\n    model: claude-sonnet-4-5\n    output: claude-json\n    command: [/bin/sh, {}]\n",
+        script.display()
+    );
+    let state = unique_state_path();
+    let out = review_run(&config, &state, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = Store::open(&state).unwrap().usage_since(0).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    // The price table would say $0.0153 for these tokens; the CLI's own figure wins.
+    let computed = agentctl::usage::pricing::PriceTable::bundled().cost_usd("claude-sonnet-4-5", &rows[0].usage);
+    assert!((computed.unwrap() - 0.0379825).abs() > 0.01, "{computed:?}");
+    assert_eq!(rows[0].cost_usd, Some(0.0379825));
+    assert_eq!(rows[0].cost_source, agentctl::usage::CostSource::Reported);
+    assert_eq!(rows[0].price_table, None, "no table priced it");
+
+    // One computed row beside it: the report tells them apart in every format.
+    let mut other = record(agentctl::store::now_ms(), "octo/r0", "ci", "gpt-4o", Some(1.0), "ok");
+    other.task = "fix".into();
+    Store::open(&state).unwrap().record_usage(&other).unwrap();
+    let run = |format: &str| {
+        let out = agentctl()
+            .current_dir(dir.path())
+            .env("AGENTCTL_STATE", &state)
+            .args(["cost", "report", "--since", "1d", "--group-by", "task", "--format", format])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let j: Value = serde_json::from_str(&run("json")).unwrap();
+    assert_eq!(j["rows"][0]["group"], "fix");
+    assert_eq!((j["rows"][0]["reported_calls"].as_u64(), j["rows"][1]["reported_calls"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(j["rows"][1]["cost_usd"].as_f64(), Some(0.037983));
+    assert_eq!(j["total"]["reported_calls"], 1);
+    let csv = run("csv");
+    assert!(csv.lines().next().unwrap().ends_with(",reported_calls"), "{csv}");
+    assert!(csv.lines().nth(1).unwrap().ends_with(",0") && csv.lines().nth(2).unwrap().ends_with(",1"), "{csv}");
+    let table = run("table");
+    assert!(table.lines().next().unwrap().ends_with("REPORTED"), "{table}");
+    assert!(table.lines().find(|l| l.starts_with("review")).unwrap().ends_with(" 1"), "{table}");
+    let md = run("markdown");
+    assert!(md.contains("| reported |") && md.contains("1 call(s) carry the cost their provider reported"), "{md}");
+}
+
+#[test]
+fn report_reprice_uses_the_current_table_keeps_reported_costs_and_leaves_the_ledger_alone() {
+    let state = unique_state_path();
+    let store = Store::open(&state).unwrap();
+    let now = agentctl::store::now_ms();
+    // Two gpt-4o calls priced long ago at a made-up $100 each, one claude call whose CLI reported
+    // $0.50, and a local model that had no price then.
+    let mut stale = record(now - 1000, "octo/r0", "ci", "gpt-4o", Some(100.0), "ok");
+    stale.price_table = Some("2024-01-01".into());
+    store.record_usage(&stale).unwrap();
+    store.record_usage(&stale).unwrap();
+    let mut reported = record(now - 1000, "octo/r0", "ci", "claude-sonnet-4-5", Some(0.5), "ok");
+    reported.cost_source = agentctl::usage::CostSource::Reported;
+    reported.price_table = None;
+    store.record_usage(&reported).unwrap();
+    store.record_usage(&record(now - 1000, "octo/r0", "ci", "my-local", None, "ok")).unwrap();
+    drop(store);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "agentctl.yml",
+        "pricing:\n  my-local: {input_cost_per_token: 0.001, output_cost_per_token: 0.002}\n",
+    );
+    let run = |extra: &[&str]| -> Value {
+        let out = agentctl()
+            .current_dir(dir.path())
+            .env("AGENTCTL_STATE", &state)
+            .args(["cost", "report", "--since", "1d", "--group-by", "model", "--format", "json", "--config"])
+            .arg(&cfg)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let cost = |j: &Value, model: &str| -> Option<f64> {
+        j["rows"].as_array().unwrap().iter().find(|r| r["group"] == model).unwrap()["cost_usd"].as_f64()
+    };
+    let repriced = run(&["--reprice"]);
+    assert!(repriced["repriced_with"].is_string(), "{repriced}");
+    // gpt-4o: $2.50 input, $1.25 cached, $10 output per 1M (cache writes at the input price):
+    // per call 1000 × 2.5e-6 + 10 × 1.25e-6 + 5 × 2.5e-6 + 100 × 1e-5 = $0.003525.
+    assert_eq!(cost(&repriced, "gpt-4o"), Some(0.00705));
+    assert_eq!(cost(&repriced, "claude-sonnet-4-5"), Some(0.5), "a reported cost is never re-priced");
+    // my-local from config: (1000 + 10 + 5) × 0.001 + 100 × 0.002.
+    assert_eq!(cost(&repriced, "my-local"), Some(1.215));
+    assert_eq!(repriced["total"]["unpriced_calls"], 0);
+    assert_eq!(repriced["total"]["reported_calls"], 1);
+
+    // The ledger is untouched: without --reprice the recorded figures come back.
+    let recorded = run(&[]);
+    assert_eq!(recorded["repriced_with"], Value::Null);
+    assert_eq!(cost(&recorded, "gpt-4o"), Some(200.0));
+    assert_eq!(cost(&recorded, "my-local"), None);
+    assert_eq!(recorded["total"]["unpriced_calls"], 1);
+}
+
+/// A one-file diff adding `n` lines (about 20 bytes each).
+fn added_lines_diff(n: usize) -> String {
+    let mut s = format!("diff --git a/src/gen.rs b/src/gen.rs\nnew file mode 100644\n--- /dev/null\n+++ b/src/gen.rs\n@@ -0,0 +1,{n} @@\n");
+    for i in 0..n {
+        s.push_str(&format!("+const L{i:04}: u32 = {i};\n"));
+    }
+    s
+}
+
+#[test]
+fn estimate_refuses_a_diff_over_review_max_diff_bytes_with_its_size_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = added_lines_diff(100);
+    let diff = write(dir.path(), "change.diff", &text);
+    let size = text.len();
+    assert!(size > 1024, "review.max_diff_bytes is at least 1024");
+    let tight = write(dir.path(), "tight.yml", format!("review:\n  max_diff_bytes: {}\n", size - 1));
+    let roomy = write(dir.path(), "roomy.yml", format!("review:\n  max_diff_bytes: {size}\n"));
+    let run = |config: &Path, stdin: bool| {
+        let mut cmd = agentctl();
+        cmd.current_dir(dir.path()).args(["cost", "estimate", "--format", "json", "--config"]).arg(config);
+        if stdin {
+            cmd.args(["--diff", "-"]).write_stdin(text.clone());
+        } else {
+            cmd.arg("--diff").arg(&diff);
+        }
+        cmd.output().unwrap()
+    };
+    // A file: refused from its size, which the message gives exactly, with the key to raise.
+    let out = run(&tight, false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("is {size} bytes, over the limit of {} bytes", size - 1)), "{err}");
+    assert!(err.contains("review.max_diff_bytes"), "{err}");
+    assert!(out.stdout.is_empty(), "no estimate printed");
+    // Stdin: read no further than the limit, so the size is "more than".
+    let out = run(&tight, true);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("more than {} bytes", size - 1)) && err.contains("review.max_diff_bytes"), "{err}");
+    // Exactly at the limit is fine, from both.
+    for stdin in [false, true] {
+        let out = run(&roomy, stdin);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estimate_of_a_pr_reads_its_diff_from_github_and_applies_the_cap() {
+    let text = added_lines_diff(100);
+    let gh = crate::common::FakeGitHub::start("octo", "r0", 7, text.clone().into_bytes(), None).await;
+    let provider = crate::common::strict_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "agentctl.yml", crate::common::config_for(&provider.uri(), ""));
+    let tight = write(
+        dir.path(),
+        "tight.yml",
+        format!("{}  max_diff_bytes: 1024\n", crate::common::config_for(&provider.uri(), "")),
+    );
+    let run = |config: &Path| {
+        agentctl()
+            .current_dir(dir.path())
+            .env("GITHUB_TOKEN", "ghs_testtoken123")
+            .env("GITHUB_REPOSITORY", "octo/r0")
+            .env("GITHUB_API_URL", gh.api_url())
+            .env("OPENAI_API_KEY", "sk-test-not-used")
+            .args(["cost", "estimate", "--pr", "7", "--format", "json", "--config"])
+            .arg(config)
+            .output()
+            .unwrap()
+    };
+    let out = run(&config);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["model"], "gpt-4o-mini", "{e}");
+    assert_eq!(e["chunks"].as_array().unwrap().len(), 1, "{e}");
+    assert!(e["input_tokens"].as_u64().unwrap() > 0 && e["cost_usd"].as_f64().unwrap() > 0.0, "{e}");
+    assert_eq!(gh.requests().await, vec![("GET".to_owned(), "/api/v3/repos/octo/r0/pulls/7".to_owned())]);
+    assert!(provider.received_requests().await.unwrap().is_empty(), "an estimate calls no model");
+
+    let out = run(&tight);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("pull request #7 is {} bytes, over the limit of 1024 bytes", text.len()))
+            && err.contains("review.max_diff_bytes"),
+        "{err}"
+    );
+}
+
+/// An artifact zip as `actions/upload-artifact` builds it: `usage.jsonl` (deflated) with
+/// `records`, plus a file that is not JSONL (ignored).
+fn artifact_zip(records: &[(String, UsageRecord)]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let deflated = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file("usage.jsonl", deflated).unwrap();
+    for (id, r) in records {
+        zip.write_all(agentctl::usage::jsonl::to_line(id, r).as_bytes()).unwrap();
+    }
+    zip.start_file("README.txt", deflated).unwrap();
+    zip.write_all(b"not usage\n").unwrap();
+    zip.finish().unwrap().into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_from_artifacts_adds_both_runs_rows_once_and_skips_expired_and_fork_artifacts() {
+    use wiremock::matchers::{method, path, query_param, query_param_is_missing};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let gh = crate::common::FakeGitHub::start("octo", "r0", 1, Vec::new(), None).await;
+    let storage = MockServer::start().await;
+    let base = format!("{}/repos/octo/r0/actions", crate::common::API_PREFIX);
+    let now = agentctl::store::now_ms();
+    let run_records = |run: u64| -> Vec<(String, UsageRecord)> {
+        (0..2)
+            .map(|i| {
+                let mut r = record(now - 1000, "octo/r0", "ci", "gpt-4o", Some(0.01), "ok");
+                r.run_id = Some(run.to_string());
+                (format!("{run:016x}{i:016x}"), r)
+            })
+            .collect()
+    };
+    let artifact_from = |id: u64, run: u64, expired: bool, head_repository_id: u64| {
+        serde_json::json!({"id": id, "node_id": "MDg6QXJ0aWZhY3Qx", "name": "agentctl-usage", "size_in_bytes": 512,
+            "url": "", "archive_download_url": "", "expired": expired, "created_at": "2026-11-30T06:00:00Z",
+            "expires_at": "2027-02-28T06:00:00Z", "updated_at": "2026-11-30T06:00:00Z",
+            "workflow_run": {"id": run, "repository_id": 1, "head_repository_id": head_repository_id, "head_branch": "main", "head_sha": "abc"}})
+    };
+    let artifact = |id: u64, run: u64, expired: bool| artifact_from(id, run, expired, 1);
+    // Two pages: the Link header carries the second (absolute, GHES prefix kept).
+    let next = format!(
+        "<{}/repos/octo/r0/actions/artifacts?name=agentctl-usage&per_page=100&page=2>; rel=\"next\"",
+        gh.api_url()
+    );
+    Mock::given(method("GET"))
+        .and(path(format!("{base}/artifacts")))
+        .and(query_param("name", "agentctl-usage"))
+        .and(query_param_is_missing("page"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("link", next.as_str())
+                .set_body_json(serde_json::json!({"total_count": 3, "artifacts": [artifact(11, 101, false)]})),
+        )
+        .mount(&gh.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{base}/artifacts")))
+        .and(query_param("name", "agentctl-usage"))
+        .and(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"total_count": 4, "artifacts": [artifact(12, 102, false), artifact(13, 103, true), artifact_from(14, 104, false, 666)]}),
+        ))
+        .mount(&gh.server)
+        .await;
+    for (id, run) in [(11, 101), (12, 102)] {
+        Mock::given(method("GET"))
+            .and(path(format!("{base}/artifacts/{id}/zip")))
+            .respond_with(
+                ResponseTemplate::new(302)
+                    .insert_header("location", format!("{}/blob/{id}.zip?sig=s3cr3t", storage.uri()).as_str()),
+            )
+            .mount(&gh.server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/blob/{id}.zip")))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(artifact_zip(&run_records(run))))
+            .mount(&storage)
+            .await;
+    }
+    crate::common::mount_catch_all(&storage, "storage").await;
+
+    let state = unique_state_path();
+    let run = || {
+        agentctl()
+            .env("AGENTCTL_STATE", &state)
+            .env("GITHUB_TOKEN", "ghs_testtoken123")
+            .env("GITHUB_API_URL", gh.api_url())
+            .args(["cost", "import", "--from-artifacts", "--repo", "octo/r0"])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout.trim(),
+        "imported 4 usage record(s); 0 already present (skipped); from 2 artifact(s) named agentctl-usage; 1 expired (skipped); 1 from fork runs (skipped)"
+    );
+    let ledger = Store::open(&state).unwrap().usage_since(0).unwrap();
+    let mut runs: Vec<_> = ledger.iter().map(|r| r.run_id.clone().unwrap()).collect();
+    runs.sort();
+    assert_eq!(runs, ["101", "101", "102", "102"]);
+
+    // Again: every id is already there.
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("imported 0 usage record(s); 4 already present"));
+    assert_eq!(rows(&state), 4);
+
+    // The token went to GitHub only: never to the storage host, and the expired one was never fetched.
+    let to_storage = storage.received_requests().await.unwrap();
+    assert_eq!(to_storage.len(), 4, "two downloads per run");
+    assert!(to_storage.iter().all(|r| !r.headers.contains_key("authorization")), "token leaked to storage");
+    let to_github = gh.server.received_requests().await.unwrap();
+    assert!(to_github.iter().all(|r| r.headers.get("authorization").unwrap() == "Bearer ghs_testtoken123"));
+    assert!(!gh.requests().await.iter().any(|(_, p)| p.contains("/13/")), "expired artifact downloaded");
+    assert!(!gh.requests().await.iter().any(|(_, p)| p.contains("/14/")), "a fork run's artifact downloaded");
 }

@@ -414,6 +414,7 @@ fn spend(state: &Path, usd: f64) {
             model: "big".into(),
             usage: Usage { input_tokens: 1000, output_tokens: 100, ..Usage::default() },
             cost_usd: Some(usd),
+            cost_source: Default::default(),
             price_table: None,
             latency_ms: 5,
             outcome: "ok".into(),
