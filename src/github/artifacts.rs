@@ -125,6 +125,7 @@ async fn fetch_unauthenticated(url: &str, action: &str) -> Result<Vec<u8>, GitHu
     // The query string is a signature: errors name the host only.
     let host = url.split('/').nth(2).unwrap_or("").to_owned();
     let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(crate::tls::client_config())
         .redirect(reqwest::redirect::Policy::limited(STORAGE_REDIRECTS))
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(300))
