@@ -104,7 +104,9 @@ pub fn price_table(config: &crate::config::Config) -> PriceTable {
 }
 
 /// The estimate of a `review` of `selected` files of `parsed`: [`for_review`] with the prompt
-/// overhead `review` really sends with every chunk — its system prompt and output schema.
+/// overhead `review` really sends with every chunk — its system prompt and output schema,
+/// counted the way `review.token_counting` says (the default estimate is conservative and never
+/// builds the ~45 MB, ~0.2 s exact encoder, which a budget gate before every review must not pay).
 pub fn review(
     config: &crate::config::Config,
     parsed: &Diff,
@@ -112,9 +114,9 @@ pub fn review(
     provider_flag: Option<&str>,
     model_flag: Option<&str>,
 ) -> Estimate {
-    let overhead =
-        crate::diff::chunk::count_tokens(&crate::prompt::system_prompt(config.review.instructions.as_deref()))
-            + crate::diff::chunk::count_tokens(crate::prompt::REVIEW_SCHEMA);
+    let counting = config.review.token_counting;
+    let overhead = counting.count(&crate::prompt::system_prompt(config.review.instructions.as_deref()))
+        + counting.count(crate::prompt::REVIEW_SCHEMA);
     for_review(config, parsed, selected, provider_flag, model_flag, overhead)
 }
 
