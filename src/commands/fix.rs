@@ -465,15 +465,7 @@ async fn rounds(
         let calls = traced.into_calls();
         for call in &calls {
             out.usage += call.usage;
-            let cost = ledger.record(&Call {
-                provider: &call.by.provider,
-                model: &call.model,
-                asked_model: &call.by.model,
-                usage: call.usage,
-                latency: call.latency,
-                outcome: "ok",
-                reported_cost_usd: call.reported_cost_usd,
-            });
+            let cost = ledger.record(&call.ledger_call());
             out.cost_usd = match (out.cost_usd, cost) {
                 (Some(a), Some(b)) => Some(a + b),
                 _ => None,

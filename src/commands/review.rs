@@ -496,15 +496,7 @@ async fn ask_model(
         for call in &calls {
             round.usage += call.usage;
             round.models.insert(call.model.clone());
-            let cost = ledger.record(&Call {
-                provider: &call.by.provider,
-                model: &call.model,
-                asked_model: &call.by.model,
-                usage: call.usage,
-                latency: call.latency,
-                outcome: "ok",
-                reported_cost_usd: call.reported_cost_usd,
-            });
+            let cost = ledger.record(&call.ledger_call());
             round.add_cost(cost);
         }
         // The link of the fallback chain that answered, not necessarily the primary.

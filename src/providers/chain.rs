@@ -256,6 +256,22 @@ pub struct TracedCall {
     pub reported_cost_usd: Option<f64>,
 }
 
+impl TracedCall {
+    /// The ledger's view of this answered call (outcome `ok`): every answered call was billed,
+    /// whatever became of the request.
+    pub fn ledger_call(&self) -> crate::ledger::Call<'_> {
+        crate::ledger::Call {
+            provider: &self.by.provider,
+            model: &self.model,
+            asked_model: &self.by.model,
+            usage: self.usage,
+            latency: self.latency,
+            outcome: "ok",
+            reported_cost_usd: self.reported_cost_usd,
+        }
+    }
+}
+
 impl<'a> Traced<'a> {
     /// A tracer over `chain` that has seen no call yet.
     pub fn new(chain: &'a Resilient) -> Self {
