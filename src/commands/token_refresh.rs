@@ -71,13 +71,19 @@ pub enum TokenError {
     /// `--keyring`: a bad name (exit 2), no usable backend or a failed write (exit 1).
     #[error("--keyring: {0}")]
     Keyring(#[from] StoreError),
+    /// `--private-key-keyring`: a bad name (exit 2), no usable backend or a failed read (exit 1).
+    #[error("--private-key-keyring: {0}")]
+    KeyKeyring(StoreError),
 }
 
 /// Bad input: [`Exit::Usage`]; refusals: [`Exit::Auth`]; the rest: [`Exit::Failure`].
 impl From<TokenError> for ExitError {
     fn from(e: TokenError) -> Self {
         let exit = match &e {
-            TokenError::Usage(_) | TokenError::Key(_) | TokenError::Keyring(StoreError::BadName(_)) => Exit::Usage,
+            TokenError::Usage(_)
+            | TokenError::Key(_)
+            | TokenError::Keyring(StoreError::BadName(_))
+            | TokenError::KeyKeyring(StoreError::BadName(_)) => Exit::Usage,
             TokenError::JwtRefused { .. } | TokenError::Refused { .. } => Exit::Auth,
             TokenError::GitHub(g) if g.is_auth() => Exit::Auth,
             _ => Exit::Failure,
@@ -304,17 +310,35 @@ struct AppAuth {
 }
 
 impl AppAuth {
-    /// Reads the key from `--private-key-file` or `AGENTCTL_APP_PRIVATE_KEY`. `Ok(None)` when
+    /// Reads the key from `--private-key-file`, else the keyring entry `--private-key-keyring`
+    /// (`AGENTCTL_APP_PRIVATE_KEY_KEYRING`; a missing entry is exit 2, no usable keyring exit 1),
+    /// else `AGENTCTL_APP_PRIVATE_KEY`; the PEM is registered with the redactor as soon as it is
+    /// read. `Ok(None)` when
     /// neither an app id nor a key is given (runner commands then use `GITHUB_TOKEN`).
     fn resolve(args: &AppAuthArgs, env: &Env, redactor: &mut Redactor) -> Result<Option<Self>, TokenError> {
-        let (pem, source_name) = match &args.private_key_file {
-            Some(path) => {
+        let keyring = args.private_key_keyring.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let (pem, source_name) = match (&args.private_key_file, keyring) {
+            (Some(path), _) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     TokenError::Usage(format!("--private-key-file {}: cannot read it: {e}", path.display()))
                 })?;
                 (Some(SecretString::from(text)), format!("file {}", path.display()))
             }
-            None => (
+            (None, Some(entry)) => {
+                let name = EntryName::parse(entry).map_err(TokenError::KeyKeyring)?;
+                let pem = SecretStore::open().and_then(|s| s.get(&name)).map_err(TokenError::KeyKeyring)?;
+                // Registered before anything else can print it (an empty value is not a secret).
+                if let Some(pem) = &pem {
+                    register(redactor, pem);
+                }
+                let pem = pem.filter(|p| !p.expose_secret().trim().is_empty()).ok_or_else(|| {
+                    TokenError::Usage(format!(
+                        "--private-key-keyring {name}: no such entry in the keyring\nhelp: store the key with `agentctl secrets set {name} < app.pem`"
+                    ))
+                })?;
+                (Some(pem), format!("keyring entry {name}"))
+            }
+            (None, None) => (
                 env.get(ev::AGENTCTL_APP_PRIVATE_KEY).map(|t| SecretString::from(t.to_string())),
                 format!("environment variable {}", ev::AGENTCTL_APP_PRIVATE_KEY),
             ),
@@ -330,7 +354,7 @@ impl AppAuth {
                 ev::AGENTCTL_APP_ID
             ))),
             (Some(_), None) => Err(TokenError::Usage(format!(
-                "no private key: pass --private-key-file PATH or set {} (PEM text); keys are never taken as flag values",
+                "no private key: pass --private-key-file PATH or --private-key-keyring NAME, or set {} (PEM text); keys are never taken as flag values",
                 ev::AGENTCTL_APP_PRIVATE_KEY
             ))),
             (Some(id), Some(pem)) => {
@@ -472,7 +496,7 @@ async fn app(args: &AppTokenArgs, env: &Env, redactor: &mut Redactor) -> Result<
     let sinks = Sinks::resolve(&args.sinks, env)?;
     let auth = AppAuth::resolve(&args.auth, env, redactor)?.ok_or_else(|| {
         TokenError::Usage(format!(
-            "no app credentials: pass --app-id (or {}) and --private-key-file PATH (or {})",
+            "no app credentials: pass --app-id (or {}) and --private-key-file PATH, --private-key-keyring NAME (or {})",
             ev::AGENTCTL_APP_ID,
             ev::AGENTCTL_APP_PRIVATE_KEY
         ))
@@ -606,7 +630,10 @@ async fn watch(
                     failures = 0;
                     wait
                 }
-                Err(e @ (TokenError::Usage(_) | TokenError::Key(_) | TokenError::Keyring(_))) => return Err(e),
+                Err(
+                    e
+                    @ (TokenError::Usage(_) | TokenError::Key(_) | TokenError::Keyring(_) | TokenError::KeyKeyring(_)),
+                ) => return Err(e),
                 Err(e) => {
                     let wait = backoff.backoff(failures);
                     failures = failures.saturating_add(1);
@@ -759,7 +786,7 @@ async fn runner_credential(
         None => {
             let token = env.get(ev::GITHUB_TOKEN).or_else(|| env.get(ev::GH_TOKEN)).ok_or_else(|| {
                 TokenError::Usage(format!(
-                    "no credentials: pass --app-id and --private-key-file (or {}), or set GITHUB_TOKEN",
+                    "no credentials: pass --app-id and --private-key-file or --private-key-keyring (or {}), or set GITHUB_TOKEN",
                     ev::AGENTCTL_APP_PRIVATE_KEY
                 ))
             })?;
