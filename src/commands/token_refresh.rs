@@ -298,15 +298,15 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.persist(path).map(|_| ()).map_err(|e| e.error)
 }
 
-/// The app's id, signing key and a JWT signed at start-up, all registered with the redactor.
+/// The app's id, signing key and the JWT, all registered with the redactor.
 struct AppAuth {
     app_id: String,
+    /// Fully validated when read (`ring` checks the whole key), so a bad key is exit 2 before
+    /// any request without signing anything.
     key: AppKey,
-    /// Signed once when the key is read (proving the key works before any request); valid
-    /// for 9 minutes, far longer than one run's two requests.
-    jwt: SecretString,
-    /// When `jwt` was signed (Unix seconds); `--watch` signs a new one when it ages.
-    jwt_signed_at: u64,
+    /// Signed at the first request only (a reused `--file` costs no signature) with when it
+    /// was signed (Unix seconds); valid 9 minutes, re-signed after 4 (`--watch`).
+    jwt: Option<(SecretString, u64)>,
 }
 
 impl AppAuth {
@@ -359,35 +359,29 @@ impl AppAuth {
             ))),
             (Some(id), Some(pem)) => {
                 let key = AppKey::from_pem(&pem, &source_name)?;
-                let jwt = key
-                    .sign(id, now_secs())
-                    .map_err(|detail| KeyError::Corrupt { source_name: source_name.clone(), detail })?;
-                register(redactor, &jwt);
-                Ok(Some(AppAuth { app_id: id.to_string(), key, jwt, jwt_signed_at: now_secs() }))
+                Ok(Some(AppAuth { app_id: id.to_string(), key, jwt: None }))
             }
         }
     }
 
-    /// Signs a new JWT when the current one is more than 4 minutes old (it lives 9), so a
-    /// long-running `--watch` never sends an expired one.
-    fn fresh_jwt(&mut self, redactor: &mut Redactor) -> Result<(), TokenError> {
+    /// A client authenticated as the app: signs the JWT when there is none yet or it is more
+    /// than 4 minutes old (it lives 9, so a long-running `--watch` never sends an expired one),
+    /// and registers it with the redactor.
+    fn client(&mut self, env: &Env, redactor: &mut Redactor) -> Result<GitHub, TokenError> {
         let now = now_secs();
-        if now.saturating_sub(self.jwt_signed_at) < 240 {
-            return Ok(());
+        let stale = self.jwt.as_ref().is_none_or(|(_, at)| now.saturating_sub(*at) >= 240);
+        if stale {
+            let jwt = self
+                .key
+                .sign(&self.app_id, now)
+                .map_err(|detail| KeyError::Corrupt { source_name: self.key.source_name.clone(), detail })?;
+            register(redactor, &jwt);
+            self.jwt = Some((jwt, now));
         }
-        let jwt = self
-            .key
-            .sign(&self.app_id, now)
-            .map_err(|detail| KeyError::Corrupt { source_name: self.key.source_name.clone(), detail })?;
-        register(redactor, &jwt);
-        self.jwt = jwt;
-        self.jwt_signed_at = now;
-        Ok(())
-    }
-
-    /// A client authenticated as the app (with the JWT).
-    fn client(&self, env: &Env) -> Result<GitHub, TokenError> {
-        Ok(GitHub::new(api_url(env), &self.jwt, "", "", Duration::ZERO)?)
+        match &self.jwt {
+            Some((jwt, _)) => Ok(GitHub::new(api_url(env), jwt, "", "", Duration::ZERO)?),
+            None => Err(TokenError::Usage("internal: no app JWT".into())),
+        }
     }
 
     /// Maps a GitHub error of a JWT-authenticated call: 401 names the key source.
@@ -420,14 +414,14 @@ impl AppAuth {
     /// Finds the installation (by id, repository, organization, then user) and mints an
     /// installation token for `request`.
     async fn mint(
-        &self,
+        &mut self,
         env: &Env,
         redactor: &mut Redactor,
         owner: Option<&Owner>,
         installation_id: Option<u64>,
         request: &AccessTokenRequest,
     ) -> Result<(SecretString, TokenMeta, u64), TokenError> {
-        let github = self.client(env)?;
+        let github = self.client(env, redactor)?;
         let id = match (installation_id, owner) {
             (Some(id), _) => id,
             (None, Some(owner)) => {
@@ -494,7 +488,7 @@ fn parse_permissions(pairs: &[String]) -> Result<BTreeMap<String, String>, Token
 /// `token-refresh app`.
 async fn app(args: &AppTokenArgs, env: &Env, redactor: &mut Redactor) -> Result<(), TokenError> {
     let sinks = Sinks::resolve(&args.sinks, env)?;
-    let auth = AppAuth::resolve(&args.auth, env, redactor)?.ok_or_else(|| {
+    let mut auth = AppAuth::resolve(&args.auth, env, redactor)?.ok_or_else(|| {
         TokenError::Usage(format!(
             "no app credentials: pass --app-id (or {}) and --private-key-file PATH, --private-key-keyring NAME (or {})",
             ev::AGENTCTL_APP_ID,
@@ -566,7 +560,6 @@ impl Job<'_> {
     ) -> Result<(Credential, String), TokenError> {
         match self {
             Job::App { auth, owner, installation_id, request } => {
-                auth.fresh_jwt(redactor)?;
                 let (token, mut meta, id) = auth.mint(env, redactor, owner.as_ref(), *installation_id, request).await?;
                 meta.request = fingerprint.to_string();
                 let line = format!(
@@ -576,10 +569,7 @@ impl Job<'_> {
                 Ok((Credential { value: token, meta }, line))
             }
             Job::Runner { auth, args, scope, kind } => {
-                if let Some(auth) = auth.as_mut() {
-                    auth.fresh_jwt(redactor)?;
-                }
-                let cred = runner_credential(args, auth.as_ref(), env, redactor, scope, kind, fingerprint).await?;
+                let cred = runner_credential(args, auth.as_mut(), env, redactor, scope, kind, fingerprint).await?;
                 let line = format!(
                     "refreshed the {kind} token for {}, expires at {}",
                     scope.describe(),
@@ -719,7 +709,7 @@ async fn runner(args: &RunnerTokenArgs, env: &Env, redactor: &mut Redactor) -> R
         RunnerAction::Remove => "runner-remove",
         RunnerAction::Jit => "runner-jit",
     };
-    let auth = AppAuth::resolve(&args.auth, env, redactor)?;
+    let mut auth = AppAuth::resolve(&args.auth, env, redactor)?;
     let fingerprint = format!("{kind} scope={scope:?} app={:?}", auth.as_ref().map(|a| a.app_id.as_str()));
     if args.watch {
         if args.action == RunnerAction::Jit {
@@ -741,7 +731,7 @@ async fn runner(args: &RunnerTokenArgs, env: &Env, redactor: &mut Redactor) -> R
             return Ok(());
         }
     }
-    let cred = runner_credential(args, auth.as_ref(), env, redactor, &scope, kind, &fingerprint).await?;
+    let cred = runner_credential(args, auth.as_mut(), env, redactor, &scope, kind, &fingerprint).await?;
     let expires = cred.meta.expires_at.clone();
     deliver(&sinks, &cred, false)?;
     log::info(&format!(
@@ -757,7 +747,7 @@ async fn runner(args: &RunnerTokenArgs, env: &Env, redactor: &mut Redactor) -> R
 #[allow(clippy::too_many_arguments)]
 async fn runner_credential(
     args: &RunnerTokenArgs,
-    auth: Option<&AppAuth>,
+    auth: Option<&mut AppAuth>,
     env: &Env,
     redactor: &mut Redactor,
     scope: &Owner,
