@@ -57,7 +57,7 @@ impl AppKey {
     ///
     /// Errors: [`KeyError::NotPem`], [`KeyError::Encrypted`], [`KeyError::NotRsa`] (EC, Ed25519,
     /// OpenSSH, DSA keys), [`KeyError::Corrupt`] (cut short, bad base64, bad DER, inconsistent
-    /// key, shorter than 2048 bits).
+    /// key, a modulus outside 2048–4096 bits; `ring`'s limits).
     pub fn from_pem(pem: &SecretString, source_name: &str) -> Result<Self, KeyError> {
         let text = pem.expose_secret();
         let source = || source_name.to_string();
