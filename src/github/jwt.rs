@@ -26,7 +26,7 @@ pub const LIFETIME_SECS: u64 = 540;
 const HEADER: &str = r#"{"alg":"RS256","typ":"JWT"}"#;
 
 /// A private key that cannot sign an app JWT. `source` names where it came from (a file path
-/// or the environment variable), never its content.
+/// the keyring entry or the environment variable), never its content.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("the app private key from {source_name} is not a PEM private key (no `-----BEGIN` line)\nhelp: use the `.pem` file downloaded from the app's settings page")]
@@ -42,7 +42,8 @@ pub enum KeyError {
 /// An RSA key ready to sign app JWTs.
 pub struct AppKey {
     key: ring::signature::RsaKeyPair,
-    /// Where the key came from, for messages (`file PATH` or `environment variable NAME`).
+    /// Where the key came from, for messages (`file PATH`, `keyring entry SERVICE/NAME` or
+    /// `environment variable NAME`).
     pub source_name: String,
 }
 
