@@ -448,7 +448,8 @@ pub struct CostImportArgs {
 
 /// `token-refresh`: short-lived GitHub credentials (SPEC §3.5). Secrets never come from flag
 /// values: the app's private key is read from `--private-key-file` or the
-/// `AGENTCTL_APP_PRIVATE_KEY` environment variable (PEM text).
+/// `AGENTCTL_APP_PRIVATE_KEY` environment variable (PEM text) or an OS keyring entry
+/// (`--private-key-keyring`).
 #[derive(Debug, Args)]
 pub struct TokenRefreshArgs {
     #[command(subcommand)]
@@ -475,6 +476,10 @@ pub struct AppAuthArgs {
     /// PEM file holding the app's RSA private key (else the AGENTCTL_APP_PRIVATE_KEY environment variable, PEM text).
     #[arg(long, value_name = "PATH")]
     pub private_key_file: Option<PathBuf>,
+
+    /// OS keyring entry (NAME or SERVICE/NAME, service `agentctl`) holding the app's PEM private key (stored with `agentctl secrets set NAME < app.pem`); --private-key-file wins over it, it wins over AGENTCTL_APP_PRIVATE_KEY.
+    #[arg(long, value_name = "[SERVICE/]NAME", env = env_vars::AGENTCTL_APP_PRIVATE_KEY_KEYRING)]
+    pub private_key_keyring: Option<String>,
 
     /// Installation id (otherwise looked up from --owner/--repo or GITHUB_REPOSITORY).
     #[arg(long, value_name = "ID")]

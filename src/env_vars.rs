@@ -71,6 +71,9 @@ pub const AGENTCTL_USAGE_OUT: &str = "AGENTCTL_USAGE_OUT";
 pub const AGENTCTL_APP_ID: &str = "AGENTCTL_APP_ID";
 /// GitHub App private key, PEM text, for `token-refresh` (else `--private-key-file`).
 pub const AGENTCTL_APP_PRIVATE_KEY: &str = "AGENTCTL_APP_PRIVATE_KEY";
+/// `[SERVICE/]NAME` of the OS keyring entry holding the app's PEM private key (same as
+/// `--private-key-keyring`; the name, never the key).
+pub const AGENTCTL_APP_PRIVATE_KEY_KEYRING: &str = "AGENTCTL_APP_PRIVATE_KEY_KEYRING";
 /// Disables colour in terminal output.
 pub const NO_COLOR: &str = "NO_COLOR";
 /// The terminal type; `dumb` hides progress bars (no cursor movement).

@@ -71,13 +71,19 @@ pub enum TokenError {
     /// `--keyring`: a bad name (exit 2), no usable backend or a failed write (exit 1).
     #[error("--keyring: {0}")]
     Keyring(#[from] StoreError),
+    /// `--private-key-keyring`: a bad name (exit 2), no usable backend or a failed read (exit 1).
+    #[error("--private-key-keyring: {0}")]
+    KeyKeyring(StoreError),
 }
 
 /// Bad input: [`Exit::Usage`]; refusals: [`Exit::Auth`]; the rest: [`Exit::Failure`].
 impl From<TokenError> for ExitError {
     fn from(e: TokenError) -> Self {
         let exit = match &e {
-            TokenError::Usage(_) | TokenError::Key(_) | TokenError::Keyring(StoreError::BadName(_)) => Exit::Usage,
+            TokenError::Usage(_)
+            | TokenError::Key(_)
+            | TokenError::Keyring(StoreError::BadName(_))
+            | TokenError::KeyKeyring(StoreError::BadName(_)) => Exit::Usage,
             TokenError::JwtRefused { .. } | TokenError::Refused { .. } => Exit::Auth,
             TokenError::GitHub(g) if g.is_auth() => Exit::Auth,
             _ => Exit::Failure,
@@ -292,29 +298,47 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.persist(path).map(|_| ()).map_err(|e| e.error)
 }
 
-/// The app's id, signing key and a JWT signed at start-up, all registered with the redactor.
+/// The app's id, signing key and the JWT, all registered with the redactor.
 struct AppAuth {
     app_id: String,
+    /// Fully validated when read (`ring` checks the whole key), so a bad key is exit 2 before
+    /// any request without signing anything.
     key: AppKey,
-    /// Signed once when the key is read (proving the key works before any request); valid
-    /// for 9 minutes, far longer than one run's two requests.
-    jwt: SecretString,
-    /// When `jwt` was signed (Unix seconds); `--watch` signs a new one when it ages.
-    jwt_signed_at: u64,
+    /// Signed at the first request only (a reused `--file` costs no signature) with when it
+    /// was signed (Unix seconds); valid 9 minutes, re-signed after 4 (`--watch`).
+    jwt: Option<(SecretString, u64)>,
 }
 
 impl AppAuth {
-    /// Reads the key from `--private-key-file` or `AGENTCTL_APP_PRIVATE_KEY`. `Ok(None)` when
+    /// Reads the key from `--private-key-file`, else the keyring entry `--private-key-keyring`
+    /// (`AGENTCTL_APP_PRIVATE_KEY_KEYRING`; a missing entry is exit 2, no usable keyring exit 1),
+    /// else `AGENTCTL_APP_PRIVATE_KEY`; the PEM is registered with the redactor as soon as it is
+    /// read. `Ok(None)` when
     /// neither an app id nor a key is given (runner commands then use `GITHUB_TOKEN`).
     fn resolve(args: &AppAuthArgs, env: &Env, redactor: &mut Redactor) -> Result<Option<Self>, TokenError> {
-        let (pem, source_name) = match &args.private_key_file {
-            Some(path) => {
+        let keyring = args.private_key_keyring.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let (pem, source_name) = match (&args.private_key_file, keyring) {
+            (Some(path), _) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     TokenError::Usage(format!("--private-key-file {}: cannot read it: {e}", path.display()))
                 })?;
                 (Some(SecretString::from(text)), format!("file {}", path.display()))
             }
-            None => (
+            (None, Some(entry)) => {
+                let name = EntryName::parse(entry).map_err(TokenError::KeyKeyring)?;
+                let pem = SecretStore::open().and_then(|s| s.get(&name)).map_err(TokenError::KeyKeyring)?;
+                // Registered before anything else can print it (an empty value is not a secret).
+                if let Some(pem) = &pem {
+                    register(redactor, pem);
+                }
+                let pem = pem.filter(|p| !p.expose_secret().trim().is_empty()).ok_or_else(|| {
+                    TokenError::Usage(format!(
+                        "--private-key-keyring {name}: no such entry in the keyring\nhelp: store the key with `agentctl secrets set {name} < app.pem`"
+                    ))
+                })?;
+                (Some(pem), format!("keyring entry {name}"))
+            }
+            (None, None) => (
                 env.get(ev::AGENTCTL_APP_PRIVATE_KEY).map(|t| SecretString::from(t.to_string())),
                 format!("environment variable {}", ev::AGENTCTL_APP_PRIVATE_KEY),
             ),
@@ -330,40 +354,34 @@ impl AppAuth {
                 ev::AGENTCTL_APP_ID
             ))),
             (Some(_), None) => Err(TokenError::Usage(format!(
-                "no private key: pass --private-key-file PATH or set {} (PEM text); keys are never taken as flag values",
+                "no private key: pass --private-key-file PATH or --private-key-keyring NAME, or set {} (PEM text); keys are never taken as flag values",
                 ev::AGENTCTL_APP_PRIVATE_KEY
             ))),
             (Some(id), Some(pem)) => {
                 let key = AppKey::from_pem(&pem, &source_name)?;
-                let jwt = key
-                    .sign(id, now_secs())
-                    .map_err(|detail| KeyError::Corrupt { source_name: source_name.clone(), detail })?;
-                register(redactor, &jwt);
-                Ok(Some(AppAuth { app_id: id.to_string(), key, jwt, jwt_signed_at: now_secs() }))
+                Ok(Some(AppAuth { app_id: id.to_string(), key, jwt: None }))
             }
         }
     }
 
-    /// Signs a new JWT when the current one is more than 4 minutes old (it lives 9), so a
-    /// long-running `--watch` never sends an expired one.
-    fn fresh_jwt(&mut self, redactor: &mut Redactor) -> Result<(), TokenError> {
+    /// A client authenticated as the app: signs the JWT when there is none yet or it is more
+    /// than 4 minutes old (it lives 9, so a long-running `--watch` never sends an expired one),
+    /// and registers it with the redactor.
+    fn client(&mut self, env: &Env, redactor: &mut Redactor) -> Result<GitHub, TokenError> {
         let now = now_secs();
-        if now.saturating_sub(self.jwt_signed_at) < 240 {
-            return Ok(());
+        let stale = self.jwt.as_ref().is_none_or(|(_, at)| now.saturating_sub(*at) >= 240);
+        if stale {
+            let jwt = self
+                .key
+                .sign(&self.app_id, now)
+                .map_err(|detail| KeyError::Corrupt { source_name: self.key.source_name.clone(), detail })?;
+            register(redactor, &jwt);
+            self.jwt = Some((jwt, now));
         }
-        let jwt = self
-            .key
-            .sign(&self.app_id, now)
-            .map_err(|detail| KeyError::Corrupt { source_name: self.key.source_name.clone(), detail })?;
-        register(redactor, &jwt);
-        self.jwt = jwt;
-        self.jwt_signed_at = now;
-        Ok(())
-    }
-
-    /// A client authenticated as the app (with the JWT).
-    fn client(&self, env: &Env) -> Result<GitHub, TokenError> {
-        Ok(GitHub::new(api_url(env), &self.jwt, "", "", Duration::ZERO)?)
+        match &self.jwt {
+            Some((jwt, _)) => Ok(GitHub::new(api_url(env), jwt, "", "", Duration::ZERO)?),
+            None => Err(TokenError::Usage("internal: no app JWT".into())),
+        }
     }
 
     /// Maps a GitHub error of a JWT-authenticated call: 401 names the key source.
@@ -396,14 +414,14 @@ impl AppAuth {
     /// Finds the installation (by id, repository, organization, then user) and mints an
     /// installation token for `request`.
     async fn mint(
-        &self,
+        &mut self,
         env: &Env,
         redactor: &mut Redactor,
         owner: Option<&Owner>,
         installation_id: Option<u64>,
         request: &AccessTokenRequest,
     ) -> Result<(SecretString, TokenMeta, u64), TokenError> {
-        let github = self.client(env)?;
+        let github = self.client(env, redactor)?;
         let id = match (installation_id, owner) {
             (Some(id), _) => id,
             (None, Some(owner)) => {
@@ -470,9 +488,9 @@ fn parse_permissions(pairs: &[String]) -> Result<BTreeMap<String, String>, Token
 /// `token-refresh app`.
 async fn app(args: &AppTokenArgs, env: &Env, redactor: &mut Redactor) -> Result<(), TokenError> {
     let sinks = Sinks::resolve(&args.sinks, env)?;
-    let auth = AppAuth::resolve(&args.auth, env, redactor)?.ok_or_else(|| {
+    let mut auth = AppAuth::resolve(&args.auth, env, redactor)?.ok_or_else(|| {
         TokenError::Usage(format!(
-            "no app credentials: pass --app-id (or {}) and --private-key-file PATH (or {})",
+            "no app credentials: pass --app-id (or {}) and --private-key-file PATH, --private-key-keyring NAME (or {})",
             ev::AGENTCTL_APP_ID,
             ev::AGENTCTL_APP_PRIVATE_KEY
         ))
@@ -542,7 +560,6 @@ impl Job<'_> {
     ) -> Result<(Credential, String), TokenError> {
         match self {
             Job::App { auth, owner, installation_id, request } => {
-                auth.fresh_jwt(redactor)?;
                 let (token, mut meta, id) = auth.mint(env, redactor, owner.as_ref(), *installation_id, request).await?;
                 meta.request = fingerprint.to_string();
                 let line = format!(
@@ -552,10 +569,7 @@ impl Job<'_> {
                 Ok((Credential { value: token, meta }, line))
             }
             Job::Runner { auth, args, scope, kind } => {
-                if let Some(auth) = auth.as_mut() {
-                    auth.fresh_jwt(redactor)?;
-                }
-                let cred = runner_credential(args, auth.as_ref(), env, redactor, scope, kind, fingerprint).await?;
+                let cred = runner_credential(args, auth.as_mut(), env, redactor, scope, kind, fingerprint).await?;
                 let line = format!(
                     "refreshed the {kind} token for {}, expires at {}",
                     scope.describe(),
@@ -606,7 +620,10 @@ async fn watch(
                     failures = 0;
                     wait
                 }
-                Err(e @ (TokenError::Usage(_) | TokenError::Key(_) | TokenError::Keyring(_))) => return Err(e),
+                Err(
+                    e
+                    @ (TokenError::Usage(_) | TokenError::Key(_) | TokenError::Keyring(_) | TokenError::KeyKeyring(_)),
+                ) => return Err(e),
                 Err(e) => {
                     let wait = backoff.backoff(failures);
                     failures = failures.saturating_add(1);
@@ -692,7 +709,7 @@ async fn runner(args: &RunnerTokenArgs, env: &Env, redactor: &mut Redactor) -> R
         RunnerAction::Remove => "runner-remove",
         RunnerAction::Jit => "runner-jit",
     };
-    let auth = AppAuth::resolve(&args.auth, env, redactor)?;
+    let mut auth = AppAuth::resolve(&args.auth, env, redactor)?;
     let fingerprint = format!("{kind} scope={scope:?} app={:?}", auth.as_ref().map(|a| a.app_id.as_str()));
     if args.watch {
         if args.action == RunnerAction::Jit {
@@ -714,7 +731,7 @@ async fn runner(args: &RunnerTokenArgs, env: &Env, redactor: &mut Redactor) -> R
             return Ok(());
         }
     }
-    let cred = runner_credential(args, auth.as_ref(), env, redactor, &scope, kind, &fingerprint).await?;
+    let cred = runner_credential(args, auth.as_mut(), env, redactor, &scope, kind, &fingerprint).await?;
     let expires = cred.meta.expires_at.clone();
     deliver(&sinks, &cred, false)?;
     log::info(&format!(
@@ -730,7 +747,7 @@ async fn runner(args: &RunnerTokenArgs, env: &Env, redactor: &mut Redactor) -> R
 #[allow(clippy::too_many_arguments)]
 async fn runner_credential(
     args: &RunnerTokenArgs,
-    auth: Option<&AppAuth>,
+    auth: Option<&mut AppAuth>,
     env: &Env,
     redactor: &mut Redactor,
     scope: &Owner,
@@ -759,7 +776,7 @@ async fn runner_credential(
         None => {
             let token = env.get(ev::GITHUB_TOKEN).or_else(|| env.get(ev::GH_TOKEN)).ok_or_else(|| {
                 TokenError::Usage(format!(
-                    "no credentials: pass --app-id and --private-key-file (or {}), or set GITHUB_TOKEN",
+                    "no credentials: pass --app-id and --private-key-file or --private-key-keyring (or {}), or set GITHUB_TOKEN",
                     ev::AGENTCTL_APP_PRIVATE_KEY
                 ))
             })?;

@@ -4,11 +4,17 @@
 //!
 //! Source: "Generating a JSON Web Token (JWT) for a GitHub App"
 //! (<https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/generating-a-json-web-token-jwt-for-a-github-app>).
-//! The signature is made by `jsonwebtoken` (RustCrypto backend); the key is classified here
-//! first so a wrong file gets a message that says what is wrong with it.
+//! The JWT is assembled here per RFC 7519/7515 (JWS compact serialization: base64url without
+//! padding of the JSON header `{"alg":"RS256","typ":"JWT"}` and of the claims, `.`-joined, then
+//! the signature) and signed RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 §3.3) by `ring`, which
+//! also validates the whole key when it is loaded. The PEM (RFC 7468) is decoded here with
+//! `base64`; the key is classified first so a wrong file gets a message that says what is
+//! wrong with it.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 
 /// Seconds `iat` is set in the past, against clock drift (GitHub's recommendation).
@@ -16,8 +22,11 @@ pub const IAT_SKEW_SECS: u64 = 60;
 /// Seconds from now to `exp`; GitHub refuses more than 600.
 pub const LIFETIME_SECS: u64 = 540;
 
+/// The JOSE header of every app JWT.
+const HEADER: &str = r#"{"alg":"RS256","typ":"JWT"}"#;
+
 /// A private key that cannot sign an app JWT. `source` names where it came from (a file path
-/// or the environment variable), never its content.
+/// the keyring entry or the environment variable), never its content.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("the app private key from {source_name} is not a PEM private key (no `-----BEGIN` line)\nhelp: use the `.pem` file downloaded from the app's settings page")]
@@ -32,8 +41,9 @@ pub enum KeyError {
 
 /// An RSA key ready to sign app JWTs.
 pub struct AppKey {
-    key: jsonwebtoken::EncodingKey,
-    /// Where the key came from, for messages (`file PATH` or `environment variable NAME`).
+    key: ring::signature::RsaKeyPair,
+    /// Where the key came from, for messages (`file PATH`, `keyring entry SERVICE/NAME` or
+    /// `environment variable NAME`).
     pub source_name: String,
 }
 
@@ -44,10 +54,11 @@ impl std::fmt::Debug for AppKey {
 }
 
 impl AppKey {
-    /// Parses `pem` (PKCS#1 `RSA PRIVATE KEY` or PKCS#8 `PRIVATE KEY`).
+    /// Parses `pem` (PKCS#1 `RSA PRIVATE KEY` or PKCS#8 `PRIVATE KEY`, RFC 7468 armour).
     ///
     /// Errors: [`KeyError::NotPem`], [`KeyError::Encrypted`], [`KeyError::NotRsa`] (EC, Ed25519,
-    /// OpenSSH, DSA keys), [`KeyError::Corrupt`] (cut short, bad base64, bad DER).
+    /// OpenSSH, DSA keys), [`KeyError::Corrupt`] (cut short, bad base64, bad DER, inconsistent
+    /// key, a modulus outside 2048–4096 bits; `ring`'s limits).
     pub fn from_pem(pem: &SecretString, source_name: &str) -> Result<Self, KeyError> {
         let text = pem.expose_secret();
         let source = || source_name.to_string();
@@ -61,17 +72,29 @@ impl AppKey {
         if label != "RSA PRIVATE KEY" && label != "PRIVATE KEY" {
             return Err(KeyError::NotRsa { source_name: source(), kind: label.trim().to_string() });
         }
-        if !text[begin..].contains("-----END ") {
-            return Err(KeyError::Corrupt { source_name: source(), detail: "no `-----END` line".into() });
-        }
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(text.as_bytes()).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidKeyFormat if label == "PRIVATE KEY" => {
-                KeyError::NotRsa { source_name: source(), kind: "PKCS#8, not RSA".into() }
-            }
-            _ => KeyError::Corrupt { source_name: source(), detail: e.to_string() },
+        let corrupt = |detail: &str| KeyError::Corrupt { source_name: source(), detail: detail.to_string() };
+        let body_start =
+            text[begin..].find('\n').map(|i| begin + i + 1).ok_or_else(|| corrupt("no `-----END` line"))?;
+        let end = text[body_start..]
+            .find("-----END ")
+            .map(|i| body_start + i)
+            .ok_or_else(|| corrupt("no `-----END` line"))?;
+        // Base64 lines only (RFC 7468 §3; RFC 1421 headers such as `Proc-Type:` are skipped).
+        let b64: String = text[body_start..end]
+            .lines()
+            .filter(|l| !l.contains(':'))
+            .flat_map(|l| l.chars().filter(|c| !c.is_ascii_whitespace()))
+            .collect();
+        let der = STANDARD.decode(b64.as_bytes()).map_err(|e| corrupt(&format!("bad base64: {e}")))?;
+        let key = if label == "RSA PRIVATE KEY" {
+            ring::signature::RsaKeyPair::from_der(&der)
+        } else {
+            ring::signature::RsaKeyPair::from_pkcs8(&der)
+        };
+        let key = key.map_err(|e| match e.to_string().as_str() {
+            "WrongAlgorithm" => KeyError::NotRsa { source_name: source(), kind: "PKCS#8, not RSA".into() },
+            other => corrupt(&format!("the key is rejected: {other}")),
         })?;
-        // NOTE: a key can parse as PEM and still be unusable (a DER cut inside); the caller
-        // signs its first JWT before any network call and reports that as `Corrupt` too.
         Ok(AppKey { key, source_name: source_name.to_string() })
     }
 
@@ -87,8 +110,16 @@ impl AppKey {
             "exp": now + LIFETIME_SECS,
             "iss": iss,
         });
-        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        jsonwebtoken::encode(&header, &claims, &self.key).map(SecretString::from).map_err(|e| e.to_string())
+        let mut jwt = URL_SAFE_NO_PAD.encode(HEADER);
+        jwt.push('.');
+        jwt.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let mut signature = vec![0u8; self.key.public().modulus_len()];
+        self.key
+            .sign(&ring::signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), jwt.as_bytes(), &mut signature)
+            .map_err(|_| "RSA signing failed".to_string())?;
+        jwt.push('.');
+        jwt.push_str(&URL_SAFE_NO_PAD.encode(&signature));
+        Ok(SecretString::from(jwt))
     }
 }
 
@@ -130,6 +161,12 @@ mod tests {
         assert_eq!(data.claims["exp"], 1_700_000_000 + 540);
         assert_eq!(data.claims["iss"], 12345);
         assert_eq!(key.sign("Iv1.abc", 1).unwrap().expose_secret().split('.').count(), 3);
+        // The JOSE header, exactly; and the same key as PKCS#8 (`PRIVATE KEY`) signs the same
+        // bytes (RSASSA-PKCS1-v1_5 is deterministic).
+        let header = jwt.expose_secret().split('.').next().unwrap_or_default().to_string();
+        assert_eq!(URL_SAFE_NO_PAD.decode(header).unwrap(), br#"{"alg":"RS256","typ":"JWT"}"#);
+        let pkcs8 = AppKey::from_pem(&fixture("app-key.pkcs8.pem"), "test").unwrap();
+        assert_eq!(pkcs8.sign("12345", 1_700_000_000).unwrap().expose_secret(), jwt.expose_secret());
     }
 
     #[test]
@@ -143,7 +180,7 @@ mod tests {
         let mut lines: Vec<&str> = pem.lines().collect();
         lines.drain(5..lines.len() - 1);
         let cut = SecretString::from(lines.join("\n"));
-        assert!(AppKey::from_pem(&cut, "x").map(|k| k.sign("1", 0)).map_or(true, |r| r.is_err()));
+        assert!(matches!(AppKey::from_pem(&cut, "x").unwrap_err(), KeyError::Corrupt { .. }));
         assert!(matches!(AppKey::from_pem(&SecretString::from("hello"), "x").unwrap_err(), KeyError::NotPem { .. }));
         let openssh =
             SecretString::from("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n");

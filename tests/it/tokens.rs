@@ -700,6 +700,60 @@ async fn a_keyring_sink_holds_the_token_for_secrets_get() {
     assert_eq!(fake.request_count().await, before);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_private_key_comes_from_the_keyring_by_flag_or_environment() {
+    let fake = AppFake::start().await;
+    fake.mint(3600).await;
+    let svc = format!("agentctl-test-{}", crate::common::unique_name());
+    let (key_entry, ec_entry) = (format!("{svc}/app-key"), format!("{svc}/ec-key"));
+    let pem = std::fs::read_to_string(fixture("app-key.pem")).unwrap();
+    let stored = agentctl().args(["secrets", "set", &key_entry]).write_stdin(pem.clone()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&stored.stderr);
+    if stored.status.code() == Some(1) && stderr.contains("no usable keyring backend") {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and no keyring: {stderr}");
+        eprintln!("skipping: {stderr}");
+        return;
+    }
+    assert!(stored.status.success(), "{stderr}");
+    let ec = std::fs::read_to_string(fixture("ec-key.pem")).unwrap();
+    agentctl().args(["secrets", "set", &ec_entry]).write_stdin(ec.clone()).assert().success();
+    let cmd = || {
+        let mut cmd = agentctl();
+        cmd.env("GITHUB_API_URL", fake.api_url())
+            .env("AGENTCTL_APP_ID", APP_ID)
+            // Never used: the keyring entry wins over the PEM variable.
+            .env("AGENTCTL_APP_PRIVATE_KEY", "not a key")
+            .args(["token-refresh", "app", "--installation-id", "42", "--print"]);
+        cmd
+    };
+    // By flag, then by the environment variable naming the entry: the fake verifies each JWT
+    // against the public key.
+    let by_flag = cmd().args(["--private-key-keyring", &key_entry]).output().unwrap();
+    let by_env = cmd().env("AGENTCTL_APP_PRIVATE_KEY_KEYRING", &key_entry).output().unwrap();
+    for out in [&by_flag, &by_env] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), TOKEN);
+        assert!(!stderr.contains(pem.lines().nth(1).unwrap()), "key in stderr: {stderr}");
+    }
+    assert_eq!(fake.claims.lock().unwrap().len(), 2);
+    let before = fake.request_count().await;
+    // A key that cannot sign names the entry, not its text; a missing entry and a bad name
+    // are bad input. All exit 2 before any request.
+    let out = cmd().args(["--private-key-keyring", &ec_entry]).assert().code(2).get_output().clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not an RSA key") && stderr.contains(&format!("keyring entry {ec_entry}")), "{stderr}");
+    assert!(!stderr.contains(ec.lines().nth(1).unwrap()), "key in stderr: {stderr}");
+    let out = cmd().args(["--private-key-keyring", &format!("{svc}/missing")]).assert().code(2).get_output().clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no such entry") && stderr.contains("agentctl secrets set"), "{stderr}");
+    cmd().args(["--private-key-keyring", "a b"]).assert().code(2);
+    assert_eq!(fake.request_count().await, before);
+    for entry in [&key_entry, &ec_entry] {
+        agentctl().args(["secrets", "delete", entry]).assert().success();
+    }
+}
+
 /// Spawns `agentctl ARGS` with a scrubbed environment plus `envs`, output piped.
 fn spawn(args: &[&std::ffi::OsStr], envs: &[(&str, String)]) -> std::process::Child {
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("agentctl"));
