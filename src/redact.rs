@@ -175,8 +175,10 @@ struct Registry {
     /// Every form in one Aho-Corasick automaton: one pass over a text finds all occurrences
     /// of all forms. Linear in the forms' total length to build (a regex set of the same
     /// literals took ~50 MB and ~0.1 s for one PEM key's forms); `None` if it could not be
-    /// built, in which case every form is searched on its own.
-    matcher: Option<aho_corasick::AhoCorasick>,
+    /// built, in which case every form is searched on its own. Built at the first redaction
+    /// after a registration, not at each registration: a run registers several secrets (a PEM
+    /// key's forms alone are ~10^5 bytes) and may never redact anything.
+    matcher: std::sync::OnceLock<Option<aho_corasick::AhoCorasick>>,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -235,7 +237,7 @@ impl Redactor {
         forms.retain(|f| !f.is_empty());
         forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         forms.dedup();
-        reg.matcher = aho_corasick::AhoCorasick::new(&forms).ok();
+        reg.matcher = std::sync::OnceLock::new();
         reg.forms = forms;
     }
 
@@ -299,7 +301,15 @@ impl Redactor {
     fn find_forms(&self, text: &str) -> Vec<Range<usize>> {
         let mut spans = Vec::new();
         let reg = self.read();
-        if let Some(matcher) = &reg.matcher {
+        let matcher = reg.matcher.get_or_init(|| {
+            // A contiguous NFA, not the DFA `AhoCorasick::new` picks for few patterns: a DFA
+            // over a PEM key's forms costs tens of MB to build.
+            aho_corasick::AhoCorasick::builder()
+                .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
+                .build(&reg.forms)
+                .ok()
+        });
+        if let Some(matcher) = matcher {
             // Overlapping search reports every occurrence of every form, overlapping ones
             // ("abab" twice in "ababab") included.
             spans.extend(matcher.find_overlapping_iter(text).map(|m| m.range()));
