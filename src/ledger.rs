@@ -38,6 +38,22 @@ pub struct Call<'a> {
     pub reported_cost_usd: Option<f64>,
 }
 
+impl<'a> Call<'a> {
+    /// A call that failed before any link of the chain answered: no tokens, no latency,
+    /// `outcome` the error class, priced at nothing — recorded so failures show in reports.
+    pub fn failed(provider: &'a str, model: &'a str, outcome: &'a str) -> Self {
+        Call {
+            provider,
+            model,
+            asked_model: model,
+            usage: Usage::default(),
+            latency: Duration::ZERO,
+            outcome,
+            reported_cost_usd: None,
+        }
+    }
+}
+
 /// Appends usage records for one command run: the run's repository, workflow, run, job, PR or
 /// issue and task are filled in from the [`Context`].
 pub struct Ledger {

@@ -475,15 +475,7 @@ async fn rounds(
             Ok(a) => a,
             Err(e) => {
                 if calls.is_empty() {
-                    ledger.record(&Call {
-                        provider: chain.name(),
-                        model: chain.model(),
-                        asked_model: chain.model(),
-                        usage: Usage::default(),
-                        latency: std::time::Duration::ZERO,
-                        outcome: e.class(),
-                        reported_cost_usd: None,
-                    });
+                    ledger.record(&Call::failed(chain.name(), chain.model(), e.class()));
                 }
                 if round > 1 && !e.is_auth() {
                     log::warn(&format!("round {round} failed ({e}); publishing what round {} produced", round - 1));

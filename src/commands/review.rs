@@ -19,7 +19,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::StreamExt;
@@ -524,15 +523,7 @@ async fn ask_model(
             Err(e) if e.is_auth() => return Err(e.into()),
             Err(e) => {
                 if calls.is_empty() {
-                    ledger.record(&Call {
-                        provider: chain.name(),
-                        model: chain.model(),
-                        asked_model: chain.model(),
-                        usage: Usage::default(),
-                        latency: Duration::ZERO,
-                        outcome: e.class(),
-                        reported_cost_usd: None,
-                    });
+                    ledger.record(&Call::failed(chain.name(), chain.model(), e.class()));
                 }
                 log::warn(&format!("chunk {} of {total} failed: {e}", i + 1));
                 Some(format!("provider error: {}", e.to_string().lines().next().unwrap_or_default()))
