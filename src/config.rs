@@ -545,12 +545,8 @@ pub async fn load_for_pr(
         let short = pr.base_sha.get(..12).unwrap_or(&pr.base_sha);
         let name = format!("{DEFAULT_PATH} at base {short} ({})", pr.base_ref);
         if let Some(gh) = gh {
-            let bytes = gh
-                .file_at(DEFAULT_PATH, &pr.base_sha)
-                .await
-                .map_err(|source| ConfigError::Fetch { base: pr.base_sha.clone(), source })?;
-            return match bytes {
-                Some(b) => Ok((Config::from_text(&String::from_utf8_lossy(&b), &name)?, ConfigOrigin::BaseViaApi)),
+            return match fetch_at(gh, &pr.base_sha, &name).await? {
+                Some(config) => Ok((config, ConfigOrigin::BaseViaApi)),
                 None => Ok((Config::default(), ConfigOrigin::Defaults)),
             };
         }
@@ -596,17 +592,22 @@ pub async fn load_for_ref(
         return Ok((Config::from_path(&local)?, ConfigOrigin::WorkingDirectory));
     }
     if let (Some(gh), Some(sha)) = (gh, sha) {
-        let bytes = gh
-            .file_at(DEFAULT_PATH, sha)
-            .await
-            .map_err(|source| ConfigError::Fetch { base: sha.to_owned(), source })?;
-        if let Some(b) = bytes {
-            let short = sha.get(..12).unwrap_or(sha);
-            let name = format!("{DEFAULT_PATH} at {short}");
-            return Ok((Config::from_text(&String::from_utf8_lossy(&b), &name)?, ConfigOrigin::RefViaApi));
+        let name = format!("{DEFAULT_PATH} at {}", sha.get(..12).unwrap_or(sha));
+        if let Some(config) = fetch_at(gh, sha, &name).await? {
+            return Ok((config, ConfigOrigin::RefViaApi));
         }
     }
     Ok((Config::default(), ConfigOrigin::Defaults))
+}
+
+/// `.github/agentctl.yml` at commit `sha` through the API, parsed and validated as `name`;
+/// `None` when the commit has no such file.
+///
+/// Errors: [`ConfigError::Fetch`] when the API call fails; every [`Config::from_text`] error.
+async fn fetch_at(gh: &crate::github::GitHub, sha: &str, name: &str) -> Result<Option<Config>, ConfigError> {
+    let bytes =
+        gh.file_at(DEFAULT_PATH, sha).await.map_err(|source| ConfigError::Fetch { base: sha.to_owned(), source })?;
+    bytes.map(|b| Config::from_text(&String::from_utf8_lossy(&b), name)).transpose()
 }
 
 /// `path` at commit `sha` of the checkout in the working directory: `Ok(None)` when the commit

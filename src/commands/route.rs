@@ -366,8 +366,8 @@ async fn decide(
     let state_exists = store::resolve_path(env, config.state.as_deref()).is_some_and(|p| p.exists());
     let store =
         (state_exists || !config.budgets.is_empty()).then(|| store::open_configured(env, config.state.as_deref()));
-    if !config.budgets.is_empty() {
-        let ledger = budget::ledger(store.as_ref().unwrap_or(&Err(store::StoreError::NoPath)))?;
+    if let Some(opened) = store.as_ref().filter(|_| !config.budgets.is_empty()) {
+        let ledger = budget::ledger(opened)?;
         let run = RunScope::of(ctx, rule.task.as_str());
         match budget::gate(ledger, &config.budgets, &run, store::now_ms(), 0.0)? {
             GateDecision::Proceed => d.explain.push("budget: within every limit".into()),
