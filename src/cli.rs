@@ -277,9 +277,12 @@ pub enum CostAction {
 /// Options every `cost` action shares: where the ledger and the config are.
 #[derive(Debug, Args)]
 pub struct CostCommonArgs {
-    /// State store (SQLite file). Default: `AGENTCTL_STATE`, config `state`, then the runner's
+    /// State store: a SQLite file, or a `postgres://` URL without a password (the password
+    /// comes from PGPASSWORD). Default: `AGENTCTL_STATE`, config `state`, then the runner's
     /// tool cache or `$XDG_DATA_HOME/agentctl/state.db`.
-    #[arg(long, value_name = "PATH", env = env_vars::AGENTCTL_STATE)]
+    // No `env =` here: AGENTCTL_STATE may hold a password, which `--help` would print, and the
+    // store's resolution reads it itself (where a password is allowed).
+    #[arg(long, value_name = "PATH|URL")]
     pub state: Option<PathBuf>,
 
     /// Config file (YAML or JSON). Default: `.github/agentctl.yml` when it exists.

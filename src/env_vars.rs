@@ -51,8 +51,11 @@ pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
 pub const HOME: &str = "HOME";
 /// Folder of the shared test corpora (tests only).
 pub const AGENTCTL_CORPORA: &str = "AGENTCTL_CORPORA";
-/// Path of the SQLite state store.
+/// The state store: a SQLite file path, or a `postgres://` URL (which may hold a password:
+/// set it from a secret). See [`crate::store::Location`].
 pub const AGENTCTL_STATE: &str = "AGENTCTL_STATE";
+/// libpq's password variable: the PostgreSQL state store's password when its URL has none.
+pub const PGPASSWORD: &str = "PGPASSWORD";
 /// `true`: fail when usage cannot be recorded in the state store (same as `--require-state`).
 pub const AGENTCTL_REQUIRE_STATE: &str = "AGENTCTL_REQUIRE_STATE";
 /// Path of the config file (same as `--config`).

@@ -101,10 +101,12 @@ impl From<crate::providers::ProviderError> for ExitError {
     }
 }
 
-/// An unusable state store: [`Exit::Failure`] (1).
+/// An unusable state store: [`Exit::Failure`] (1); a PostgreSQL server refusing the
+/// credentials: [`Exit::Auth`] (4); a state-store URL that cannot be used as written:
+/// [`Exit::Usage`] (2) ([`crate::store::StoreError::exit`]).
 impl From<crate::store::StoreError> for ExitError {
     fn from(e: crate::store::StoreError) -> Self {
-        ExitError::new(Exit::Failure, e)
+        ExitError::new(e.exit(), e)
     }
 }
 

@@ -188,10 +188,18 @@ impl Ledger {
 
 /// `--require-state` before any model call: with `required`, a state store that could not be
 /// opened fails the run (exit 1, naming the store's error) because usage would not be recorded.
+/// A PostgreSQL store (or URL) that cannot be used fails the run even without `required`
+/// ([`StoreError::ends_the_run`]): with its own exit code (1, or 4 for refused credentials, or
+/// 2 for a URL that cannot be used).
 ///
-/// Errors: [`Exit::Failure`](crate::exit::Exit::Failure) when `required` and `store` is an error.
+/// Errors: [`Exit::Failure`](crate::exit::Exit::Failure) when `required` and `store` is an error;
+/// [`StoreError::exit`] for an error that ends the run.
 pub fn require_store(store: &Result<Arc<Store>, StoreError>, required: bool) -> Result<(), crate::exit::ExitError> {
     match (store, required) {
+        (Err(e), _) if e.ends_the_run() => Err(crate::exit::ExitError::new(
+            e.exit(),
+            anyhow::anyhow!("usage would not be recorded: {}", log::error_chain(e)),
+        )),
         (Err(e), true) => Err(crate::exit::ExitError::new(
             crate::exit::Exit::Failure,
             anyhow::anyhow!("usage would not be recorded (--require-state): {}", log::error_chain(e)),

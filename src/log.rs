@@ -33,10 +33,38 @@ pub fn init(level: Level, in_actions: bool) {
     let _ = LOGGER.set(Logger { level, in_actions, redactor: RwLock::new(Redactor::new()) });
 }
 
-/// Replaces the redactor used for every later line.
+/// Secrets of the process itself rather than of one run's redactor (the state store's
+/// password): every redactor the log is given keeps them.
+static PROCESS_SECRETS: std::sync::Mutex<Vec<secrecy::SecretString>> = std::sync::Mutex::new(Vec::new());
+
+/// Replaces the redactor used for every later line; it keeps the secrets registered with
+/// [`register_process_secret`].
 pub fn set_redactor(redactor: &Redactor) {
+    let mut next = redactor.clone();
+    if let Ok(secrets) = PROCESS_SECRETS.lock() {
+        for s in secrets.iter() {
+            next.add_secret(s);
+        }
+    }
     if let Ok(mut r) = logger().redactor.write() {
-        *r = redactor.clone();
+        *r = next;
+    }
+}
+
+/// Registers a secret the process read outside any run's redactor (the PostgreSQL state
+/// store's password): the log redacts it from now on, whatever redactor a command installs
+/// later, and in Actions each of its lines is masked with `::add-mask::` at once.
+pub fn register_process_secret(secret: &secrecy::SecretString) {
+    if let Ok(mut secrets) = PROCESS_SECRETS.lock() {
+        secrets.push(secret.clone());
+    }
+    let mut one = Redactor::new();
+    one.add_secret(secret);
+    for line in one.mask_lines() {
+        workflow_command(&actions::add_mask_command(&line));
+    }
+    if let Ok(mut r) = logger().redactor.write() {
+        r.add_secret(secret);
     }
 }
 

@@ -3,7 +3,7 @@
 //! [`crate::usage::report`], [`crate::budget`] and [`crate::estimate`], rendering is
 //! [`crate::output::cost`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context as _;
 
@@ -21,7 +21,7 @@ use crate::estimate;
 use crate::exit::{self, Exit, ExitError};
 use crate::log;
 use crate::output;
-use crate::store::{self, Store};
+use crate::store::{self, Location, Origin, Store};
 use crate::usage::report::{self, GroupBy, Report, ReportQuery, DAY_MS};
 
 /// Runs a `cost` action.
@@ -46,19 +46,24 @@ fn load_config(common: &CostCommonArgs) -> Result<Config, ExitError> {
     }
 }
 
+/// The ledger's location: `--state` > `AGENTCTL_STATE` > config `state` > the default file.
+/// A file path or a PostgreSQL URL; a URL given to `--state` may not hold a password.
+fn ledger_location(common: &CostCommonArgs, config: &Config, env: &Env) -> Result<Location, ExitError> {
+    match &common.state {
+        Some(flag) => Ok(Location::parse(flag, Origin::Flag, env)?),
+        None => Ok(store::resolve(env, config.state.as_deref())?.ok_or(store::StoreError::NoPath)?),
+    }
+}
+
 /// The ledger to read, or `None` when its file does not exist yet (nothing was ever recorded;
-/// a read-only command does not create it). `--state` > `AGENTCTL_STATE` > config > default.
+/// a read-only command does not create it). A PostgreSQL ledger is always connected to.
 fn open_ledger(common: &CostCommonArgs, config: &Config, env: &Env) -> Result<Option<Store>, ExitError> {
-    let path: PathBuf = common
-        .state
-        .clone()
-        .or_else(|| store::resolve_path(env, config.state.as_deref()))
-        .ok_or(store::StoreError::NoPath)?;
-    if !path.exists() {
-        log::debug(&format!("state store {} does not exist: no usage recorded", path.display()));
+    let location = ledger_location(common, config, env)?;
+    if !location.may_hold_state() {
+        log::debug(&format!("state store {} does not exist: no usage recorded", location.name()));
         return Ok(None);
     }
-    Ok(Some(Store::open(&path)?))
+    Ok(Some(Store::open_location(&location)?))
 }
 
 fn group_by(g: CostGroupBy) -> GroupBy {
@@ -341,16 +346,11 @@ fn export(a: &CostExportArgs, env: &Env) -> Result<Exit, ExitError> {
 /// `--from-artifacts` takes the files from workflow run artifacts instead ([`import_artifacts`]).
 async fn import(a: &CostImportArgs, env: &Env) -> Result<Exit, ExitError> {
     let config = load_config(&a.common)?;
-    let path = a
-        .common
-        .state
-        .clone()
-        .or_else(|| store::resolve_path(env, config.state.as_deref()))
-        .ok_or(store::StoreError::NoPath)?;
+    let location = ledger_location(&a.common, &config, env)?;
     if a.from_artifacts {
-        return import_artifacts(a, env, &path).await;
+        return import_artifacts(a, env, &location).await;
     }
-    let store = Store::open(&path)?;
+    let store = Store::open_location(&location)?;
     let mut counts = ImportCounts::default();
     // On a terminal: a bar over the records, whose total grows as each file is parsed.
     let progress = crate::progress::Progress::bar(0, "importing", "records");
@@ -397,7 +397,7 @@ fn import_text(
 /// in it with the idempotent import — so a nightly job can re-run over the same artifacts and
 /// add nothing twice. Expired artifacts, and those of runs of a fork's code (attacker-written),
 /// are skipped and counted.
-async fn import_artifacts(a: &CostImportArgs, env: &Env, path: &Path) -> Result<Exit, ExitError> {
+async fn import_artifacts(a: &CostImportArgs, env: &Env, location: &Location) -> Result<Exit, ExitError> {
     let since_ms = match &a.since {
         Some(s) => Some(
             report::parse_time(s, store::now_ms())
@@ -421,7 +421,7 @@ async fn import_artifacts(a: &CostImportArgs, env: &Env, path: &Path) -> Result<
         return Err(exit::usage(anyhow::anyhow!("--repo `{repo}` is not OWNER/NAME")));
     };
     let gh = crate::github::GitHub::new(&ctx.api_url, &token, owner, name, std::time::Duration::from_secs(1))?;
-    let store = Store::open(path)?;
+    let store = Store::open_location(location)?;
     let artifacts = gh.artifacts(&a.name).await?;
     let (mut counts, mut expired, mut older, mut forks, mut read) = (ImportCounts::default(), 0, 0, 0, 0);
     let progress = crate::progress::Progress::bar(0, "importing", "records");

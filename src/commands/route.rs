@@ -363,7 +363,7 @@ async fn decide(
     let mut notes = Vec::new();
     // The state store holds budgets' spend and breakers' state. Without budgets and without a
     // store file there is nothing to read: no file is created, nothing is opened.
-    let state_exists = store::resolve_path(env, config.state.as_deref()).is_some_and(|p| p.exists());
+    let state_exists = store::resolve(env, config.state.as_deref())?.is_some_and(|l| l.may_hold_state());
     let store =
         (state_exists || !config.budgets.is_empty()).then(|| store::open_configured(env, config.state.as_deref()));
     if let Some(opened) = store.as_ref().filter(|_| !config.budgets.is_empty()) {

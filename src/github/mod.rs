@@ -34,6 +34,11 @@ pub fn token_and_redactor(env: &crate::context::Env) -> (Option<secrecy::SecretS
     if let Some(t) = &token {
         redactor.add_secret(t);
     }
+    // The state store's password (a PostgreSQL URL's, or PGPASSWORD), whether or not the run
+    // ever opens the store.
+    for secret in crate::store::env_secrets(env) {
+        redactor.add_secret(&secret);
+    }
     crate::log::publish_masks(&redactor);
     (token, redactor)
 }

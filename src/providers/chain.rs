@@ -37,8 +37,7 @@ pub struct AnsweredBy {
 /// resolved config entries:
 ///
 /// ```ignore
-/// let store = store::resolve_path(&env, config.state.as_deref()).ok_or(...)
-///     .and_then(|p| Store::open(&p)).map(Arc::new);
+/// let store = store::open_configured(&env, config.state.as_deref());
 /// let breaker = Arc::new(Breaker::with_store(settings, store));
 /// let chain = Resilient::new(primary, fallbacks, breaker).with_total_timeout(Some(timeout));
 /// let (answer, by) = chain.complete_traced(&request).await?;

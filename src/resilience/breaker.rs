@@ -193,7 +193,7 @@ impl fmt::Debug for Breaker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Breaker")
             .field("settings", &self.settings)
-            .field("store", &self.store.as_ref().map(|s| s.path().to_path_buf()))
+            .field("store", &self.store.as_ref().map(|s| s.name().to_owned()))
             .field("degraded", &self.degraded.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }

@@ -11,13 +11,20 @@ use serde_json::Value;
 use crate::common::{agentctl, parse_github_output, unique_state_path, write};
 
 /// 2026-10-01 00:00 UTC, Unix ms.
-const OCT_1: i64 = 1_790_812_800_000;
-const DAY: i64 = 86_400_000;
+pub(crate) const OCT_1: i64 = 1_790_812_800_000;
+pub(crate) const DAY: i64 = 86_400_000;
 const REPOS: usize = 3;
 const WORKFLOWS: usize = 4;
 const DAYS: usize = 30;
 
-fn record(ts_ms: i64, repo: &str, workflow: &str, model: &str, cost: Option<f64>, outcome: &str) -> UsageRecord {
+pub(crate) fn record(
+    ts_ms: i64,
+    repo: &str,
+    workflow: &str,
+    model: &str,
+    cost: Option<f64>,
+    outcome: &str,
+) -> UsageRecord {
     UsageRecord {
         ts_ms,
         repo: Some(repo.into()),
@@ -52,7 +59,12 @@ fn cents(r: usize, w: usize, d: usize) -> u64 {
 /// one unpriced, failed call per repo on Oct 1 (a local model).
 fn ledger() -> PathBuf {
     let path = unique_state_path();
-    let store = Store::open(&path).unwrap();
+    fill_ledger(&Store::open(&path).unwrap());
+    path
+}
+
+/// Fills `store` with the [`ledger`] rows (any backend).
+pub(crate) fn fill_ledger(store: &Store) {
     for d in 0..DAYS {
         let ts = OCT_1 + d as i64 * DAY + DAY / 2;
         for r in 0..REPOS {
@@ -66,24 +78,23 @@ fn ledger() -> PathBuf {
     for r in 0..REPOS {
         store.record_usage(&record(OCT_1 + 1, &format!("octo/r{r}"), "wf0", "local-llm", None, "timeout")).unwrap();
     }
-    path
 }
 
 /// Hand computation: per day, Σ over r, w of (r+1) + 10(w+1) + d = 4·6 + 3·100 + 12d cents.
-fn day_cents(d: usize) -> u64 {
+pub(crate) fn day_cents(d: usize) -> u64 {
     324 + 12 * d as u64
 }
 
 /// Per workflow, Σ over r, d = 30·6 + 90·10(w+1) + 3·435 cents.
-fn workflow_cents(w: usize) -> u64 {
+pub(crate) fn workflow_cents(w: usize) -> u64 {
     1485 + 900 * (w as u64 + 1)
 }
 
-fn dollars(c: u64) -> String {
+pub(crate) fn dollars(c: u64) -> String {
     format!("${}.{:02}", c / 100, c % 100)
 }
 
-fn report(state: &Path, group_by: &str, format: &str) -> String {
+pub(crate) fn report(state: &Path, group_by: &str, format: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = agentctl()
         .current_dir(dir.path())
@@ -189,7 +200,7 @@ fn report_matches_the_hand_computed_table_in_json_and_csv() {
 
 /// Checks that `md` holds exactly one mermaid block and that it is a well-formed `xychart-beta`
 /// bar chart; returns its labels and values.
-fn mermaid_xychart(md: &str) -> (Vec<String>, Vec<f64>) {
+pub(crate) fn mermaid_xychart(md: &str) -> (Vec<String>, Vec<f64>) {
     let blocks: Vec<&str> = md.split("```mermaid\n").skip(1).collect();
     assert_eq!(blocks.len(), 1, "{md}");
     let body = blocks[0].split("\n```").next().unwrap();
@@ -308,7 +319,7 @@ fn bad_report_arguments_exit_2_and_a_corrupt_store_exits_1_naming_the_file() {
     }
 }
 
-fn check(
+pub(crate) fn check(
     state: &Path,
     dir: &Path,
     config: Option<&str>,
@@ -447,7 +458,7 @@ fn rows(state: &Path) -> usize {
     Store::open(state).unwrap().usage_since(i64::MIN).unwrap().len()
 }
 
-fn import(state: &Path, files: &[&Path]) -> (Option<i32>, String, String) {
+pub(crate) fn import(state: &Path, files: &[&Path]) -> (Option<i32>, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let out = agentctl()
         .current_dir(dir.path())
@@ -516,14 +527,14 @@ fn import_of_a_truncated_file_names_the_line_and_imports_nothing_from_it() {
     assert_eq!(rows(&target), 12);
 }
 
-const REVIEW_DIFF: &str = "diff --git a/src/lib.rs b/src/lib.rs\nindex 1111111..2222222 100644\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,2 +1,5 @@\n fn a() {}\n+fn b(x: u32) -> u32 {\n+    x / 0\n+}\n fn c() {}\n";
+pub(crate) const REVIEW_DIFF: &str = "diff --git a/src/lib.rs b/src/lib.rs\nindex 1111111..2222222 100644\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,2 +1,5 @@\n fn a() {}\n+fn b(x: u32) -> u32 {\n+    x / 0\n+}\n fn c() {}\n";
 
-fn review_answer() -> Value {
+pub(crate) fn review_answer() -> Value {
     serde_json::json!({"summary": "Adds b().", "findings": []})
 }
 
 /// A dry-run review of [`REVIEW_DIFF`] with `config` on `state`, in Actions (annotations on).
-fn review_run(config: &str, state: &Path, extra: &[&str]) -> std::process::Output {
+pub(crate) fn review_run(config: &str, state: &Path, extra: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(dir.path(), "agentctl.yml", config);
     agentctl()

@@ -14,6 +14,7 @@ mod fault_matrix;
 mod fix;
 mod hostile;
 mod hostile_review;
+mod postgres;
 mod progress;
 mod providers_e2e;
 mod redaction;

@@ -1,0 +1,137 @@
+//! SQL text both backends share: the usage columns, a report window's `WHERE` clause and the
+//! report's `GROUP BY` query, written once with the few places SQLite and PostgreSQL differ
+//! ([`Dialect`]). Only fixed fragments are formatted into the text; every value is a bound
+//! parameter ([`Param`]).
+
+use crate::usage::report::ReportQuery;
+
+/// The columns of a usage record, in the order both backends read them.
+pub(super) const USAGE_COLUMNS: &str = "ts, repo, workflow, run_id, job, pr, task, provider, model,
+    input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
+    cost_usd, price_table, latency_ms, outcome, cost_source";
+
+/// Which database the text is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A bound value of a generated query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Param {
+    Int(i64),
+    Text(String),
+}
+
+impl Dialect {
+    /// The `n`-th (1-based) placeholder: `?n` (SQLite) or `$n` (PostgreSQL).
+    fn placeholder(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+
+    /// The sum of an integer column as a float, 0 over no rows, that cannot overflow: SQLite's
+    /// `TOTAL()`; PostgreSQL sums `bigint` as `numeric`, cast to `float8`.
+    fn total(self, column: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("TOTAL({column})"),
+            Dialect::Postgres => format!("COALESCE(SUM({column}), 0)::float8"),
+        }
+    }
+
+    /// The number of rows where `condition` holds, as a float (read like the token sums).
+    fn count_where(self, condition: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("TOTAL({condition})"),
+            Dialect::Postgres => format!("(COUNT(*) FILTER (WHERE {condition}))::float8"),
+        }
+    }
+}
+
+/// The `WHERE` clause of a [`ReportQuery`] and its bound values. Only the conditions in force
+/// are written, so the planner can pick the `usage_ts` or a `usage_<column>_ts` index for a
+/// range scan.
+pub(super) fn window_filter(q: &ReportQuery, dialect: Dialect) -> (String, Vec<Param>) {
+    let mut values = vec![Param::Int(q.since_ms)];
+    let mut clause = format!("WHERE ts >= {}", dialect.placeholder(1));
+    if let Some(until) = q.until_ms {
+        values.push(Param::Int(until));
+        clause.push_str(&format!(" AND ts < {}", dialect.placeholder(values.len())));
+    }
+    for (column, value) in [("repo", &q.repo), ("workflow", &q.workflow), ("task", &q.task)] {
+        if let Some(v) = value {
+            values.push(Param::Text(v.clone()));
+            clause.push_str(&format!(" AND {column} = {}", dialect.placeholder(values.len())));
+        }
+    }
+    (clause, values)
+}
+
+/// The report's query and bound values. Columns: 0 the group key (an integer day number for
+/// `--group-by day`, else text), 1 the call count (integer), 2–6 token sums, 7 the priced cost
+/// (NULL when no call of the group has a price), 8 unpriced calls, 9 failures, 10 calls with a
+/// reported cost (floats); with `per_model` also 11 the model and 12 whether the cost source is
+/// `reported`. Ordered by the key (and model, source).
+pub(super) fn report_sql(query: &ReportQuery, per_model: bool, dialect: Dialect) -> (String, Vec<Param>) {
+    let key = query.group_by.sql_key();
+    let (filter, values) = window_filter(query, dialect);
+    let (extra_columns, extra_group) =
+        if per_model { (", model, cost_source = 'reported'", ", 12, 13") } else { ("", "") };
+    let sums = ["input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens"]
+        .map(|c| dialect.total(c))
+        .join(", ");
+    let unpriced = match dialect {
+        Dialect::Sqlite => "COUNT(*) - COUNT(cost_usd)".to_owned(),
+        Dialect::Postgres => "(COUNT(*) - COUNT(cost_usd))::float8".to_owned(),
+    };
+    let failures = dialect.count_where("outcome != 'ok'");
+    let reported = dialect.count_where("cost_source = 'reported'");
+    let sql = format!(
+        "SELECT {key} AS g, COUNT(*), {sums}, SUM(cost_usd), {unpriced}, {failures}, {reported}{extra_columns}
+         FROM usage {filter}
+         GROUP BY 1{extra_group} ORDER BY 1{extra_group}"
+    );
+    (sql, values)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
+mod tests {
+    use super::*;
+    use crate::usage::report::GroupBy;
+
+    fn query() -> ReportQuery {
+        ReportQuery {
+            since_ms: 5,
+            until_ms: Some(9),
+            group_by: GroupBy::Day,
+            repo: None,
+            workflow: Some("ci".into()),
+            task: Some("review".into()),
+        }
+    }
+
+    #[test]
+    fn placeholders_are_numbered_in_the_order_of_the_values() {
+        let (sqlite, values) = window_filter(&query(), Dialect::Sqlite);
+        assert_eq!(sqlite, "WHERE ts >= ?1 AND ts < ?2 AND workflow = ?3 AND task = ?4");
+        let (postgres, same) = window_filter(&query(), Dialect::Postgres);
+        assert_eq!(postgres, "WHERE ts >= $1 AND ts < $2 AND workflow = $3 AND task = $4");
+        assert_eq!(values, same);
+        assert_eq!(values, vec![Param::Int(5), Param::Int(9), Param::Text("ci".into()), Param::Text("review".into())]);
+    }
+
+    #[test]
+    fn a_value_never_enters_the_text() {
+        let mut q = query();
+        q.repo = Some("x'); DROP TABLE usage; --".into());
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let (sql, values) = report_sql(&q, true, dialect);
+            assert!(!sql.contains("DROP"), "{sql}");
+            assert!(values.contains(&Param::Text("x'); DROP TABLE usage; --".into())));
+        }
+    }
+}
