@@ -367,7 +367,7 @@ impl RunScope {
 pub fn ledger(store: &Result<std::sync::Arc<Store>, StoreError>) -> Result<&Store, crate::exit::ExitError> {
     store.as_deref().map_err(|e| {
         crate::exit::ExitError::new(
-            crate::exit::Exit::Failure,
+            e.exit(),
             anyhow::anyhow!(
                 "budgets are configured but the usage ledger cannot be read: {}",
                 crate::log::error_chain(e)

@@ -85,6 +85,10 @@ review:
 # budgets:
 #   - {scope: all, period: month, limit_usd: 200}              # scope: all | repo | workflow | task
 #   - {scope: repo, period: day, limit_usd: 10, soft_ratio: 0.8, downgrade_to: main}
+
+# The state store (usage ledger, breakers): a SQLite file by default. Runners that share one
+# budget point at a PostgreSQL server; its password comes from PGPASSWORD, never from this file.
+# state: postgres://agentctl@ledger.internal:5432/agentctl?sslmode=require
 "#
 );
 
