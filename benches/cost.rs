@@ -6,6 +6,10 @@
 //! - `cost estimate` of the 1.4 MB corpus diff (target < 100 ms);
 //! - appending one usage record to that ledger through the library (median; target < 2 ms).
 //!
+//! With a PostgreSQL server (`AGENTCTL_TEST_POSTGRES_URL` and `_PASSWORD`, as
+//! `scripts/pg-test-server start` prints them) the same figures for the shared store, on a
+//! ledger of at most 100,000 rows in a fresh database (no target in the issue; for comparison).
+//!
 //! The ledger is built through the library in one transaction ([`Store::import_usage_iter`]):
 //! 3 repos × 4 workflows × 3 models, spread over the last 30 days. Whole-process figures run
 //! the real binary. Run with `cargo bench --bench cost` (or `scripts/bench`); set
@@ -135,4 +139,62 @@ fn main() {
         samples.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     println!("append one usage record (SQLite, WAL)   median {:8.3} ms   (target < 2 ms)", median(samples));
+
+    postgres(rows.min(100_000), now, dir.path());
+}
+
+/// The PostgreSQL figures, when a test server is configured.
+fn postgres(rows: u64, now: i64, dir: &Path) {
+    let (Ok(base), Ok(password)) =
+        (std::env::var("AGENTCTL_TEST_POSTGRES_URL"), std::env::var("AGENTCTL_TEST_POSTGRES_PASSWORD"))
+    else {
+        println!("PostgreSQL: no test server (eval \"$(scripts/pg-test-server start)\" first)");
+        return;
+    };
+    let mut url = url::Url::parse(&base).unwrap();
+    url.set_password(Some(&password)).unwrap();
+    let db = format!("bench_{}", std::process::id());
+    let admin = url.to_string();
+    let create = format!("CREATE DATABASE {db}");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let config: tokio_postgres::Config = admin.parse().unwrap();
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client.batch_execute(&create).await.unwrap();
+        });
+    })
+    .join()
+    .unwrap();
+    url.set_path(&db);
+    let state = url.to_string();
+    let location =
+        store::Location::parse(Path::new(&state), store::Origin::Env, &agentctl::context::Env::from_pairs([])).unwrap();
+
+    let t = Instant::now();
+    let pg = Store::open_location(&location).unwrap();
+    println!("PostgreSQL: connect and migrate an empty database   {:8.1} ms", t.elapsed().as_secs_f64() * 1000.0);
+    let t = Instant::now();
+    let (added, _) = pg.import_usage_iter((0..rows).map(|i| (format!("{i:032x}"), record(i, now)))).unwrap();
+    println!("PostgreSQL: ledger of {added} rows built in {:.1} s (one transaction)", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    drop(Store::open_location(&location).unwrap());
+    println!("PostgreSQL: connect to a migrated database          {:8.1} ms", t.elapsed().as_secs_f64() * 1000.0);
+
+    let state = Path::new(&state);
+    let report = ["cost", "report", "--group-by", "day", "--format", "json"];
+    let wall = wall_ms(&mut cmd(state, dir, &report), 5, &[0]);
+    println!("PostgreSQL: cost report --group-by day, {rows} rows  median {wall:8.1} ms");
+    let check = ["cost", "check", "--budget-usd", "100000", "--period", "month"];
+    let wall = wall_ms(&mut cmd(state, dir, &check), 10, &[0, 5]);
+    println!("PostgreSQL: cost check, {rows} rows                median {wall:8.1} ms");
+    let mut samples = Vec::new();
+    for i in 0..200u64 {
+        let r = record(rows + i, now);
+        let t = Instant::now();
+        pg.record_usage(&r).unwrap();
+        samples.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!("PostgreSQL: append one usage record       median {:8.3} ms", median(samples));
 }

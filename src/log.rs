@@ -55,7 +55,12 @@ pub fn set_redactor(redactor: &Redactor) {
 /// store's password): the log redacts it from now on, whatever redactor a command installs
 /// later, and in Actions each of its lines is masked with `::add-mask::` at once.
 pub fn register_process_secret(secret: &secrecy::SecretString) {
+    use secrecy::ExposeSecret;
     if let Ok(mut secrets) = PROCESS_SECRETS.lock() {
+        // The store's location may be read more than once; mask each secret once.
+        if secrets.iter().any(|s| s.expose_secret() == secret.expose_secret()) {
+            return;
+        }
         secrets.push(secret.clone());
     }
     let mut one = Redactor::new();
@@ -192,4 +197,20 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_secret_survives_a_later_redactor() {
+        let secret = secrecy::SecretString::from("process-secret-5c1e".to_owned());
+        register_process_secret(&secret);
+        assert!(!redact("pw=process-secret-5c1e").contains("process-secret-5c1e"));
+        // A command installs its own redactor, which never heard of the store's password.
+        set_redactor(&Redactor::new());
+        assert!(!redact("pw=process-secret-5c1e").contains("process-secret-5c1e"));
+        assert!(redact("nothing secret here").contains("nothing secret here"));
+    }
 }

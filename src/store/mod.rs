@@ -3,8 +3,8 @@
 //! this step opened, and `cost report` reads the usage that every earlier call appended.
 //!
 //! Two backends behind one [`Store`], with the same tables and the same versioned migrations:
-//! - a SQLite file (bundled `rusqlite`; the default, needs nothing): [`sqlite`]'s module doc has
-//!   how parallel jobs on one machine share it;
+//! - a SQLite file (bundled `rusqlite`; the default, needs nothing): the `sqlite` module's doc
+//!   has how parallel jobs on one machine share it;
 //! - a PostgreSQL server (`state: postgres://…` or `AGENTCTL_STATE` holding such a URL), for a
 //!   fleet of self-hosted runners that shares one ledger, one budget and one breaker state:
 //!   [`Location`] has the URL rules (passwords, TLS), `postgres`'s module doc the rest.
