@@ -75,7 +75,9 @@ impl Location {
     /// parameter, or holds a password outside the environment.
     pub fn parse(text: &Path, origin: Origin, env: &Env) -> Result<Self, StoreError> {
         match text.to_str() {
-            Some(url) if is_postgres_url(url) => PgLocation::parse(url, origin, env).map(|pg| Location::Postgres(Box::new(pg))),
+            Some(url) if is_postgres_url(url) => {
+                PgLocation::parse(url, origin, env).map(|pg| Location::Postgres(Box::new(pg)))
+            }
             _ => Ok(Location::File(text.to_path_buf())),
         }
     }

@@ -23,8 +23,8 @@ use tokio_postgres::{Client, NoTls, Row};
 use super::location::PgLocation;
 use super::sql::{self, Dialect, Param, USAGE_COLUMNS};
 use super::{check_not_newer, Aggregated, BreakerRow, DbError, Event, StoreError, SCHEMA_VERSION};
-use crate::usage::report::{GroupBy, ReportQuery, ReportRow};
-use crate::usage::{Usage, UsageRecord};
+use crate::usage::report::{GroupBy, ReportQuery};
+use crate::usage::UsageRecord;
 
 /// The schema that holds agentctl's tables.
 pub(super) const SCHEMA: &str = "agentctl";
@@ -277,7 +277,9 @@ impl Postgres {
             loop {
                 let item = match c.rt.block_on(futures::StreamExt::next(&mut stream)) {
                     None => Ok(None),
-                    Some(row) => row.and_then(|row| Ok(Some((row.try_get(0)?, usage_from_row(&row, 1)?)))).map_err(err),
+                    Some(row) => {
+                        row.and_then(|row| Ok(Some((row.try_get(0)?, sql::usage_from(&row, 1)?)))).map_err(err)
+                    }
                 };
                 let last = !matches!(item, Ok(Some(_)));
                 // A closed channel: the caller stopped reading (its writer failed).
@@ -326,7 +328,7 @@ impl Postgres {
         self.query("read usage records", move |c| {
             let sql = format!("SELECT {USAGE_COLUMNS} FROM usage WHERE ts >= $1 ORDER BY ts, id");
             let rows = c.rt.block_on(c.client.query(&sql, &[&since_ms]))?;
-            rows.iter().map(|row| usage_from_row(row, 0)).collect()
+            rows.iter().map(|row| sql::usage_from(row, 0)).collect()
         })
     }
 
@@ -504,57 +506,36 @@ fn usage_values(uid: &str, r: &UsageRecord) -> Vec<Value> {
     ]
 }
 
-/// A usage record from the [`USAGE_COLUMNS`] of `row`, starting at column `at`.
-fn usage_from_row(row: &Row, at: usize) -> Result<UsageRecord, tokio_postgres::Error> {
-    let count = |i: usize| -> Result<u64, tokio_postgres::Error> {
-        Ok(u64::try_from(row.try_get::<_, i64>(at + i)?).unwrap_or(0))
-    };
-    Ok(UsageRecord {
-        ts_ms: row.try_get(at)?,
-        repo: row.try_get(at + 1)?,
-        workflow: row.try_get(at + 2)?,
-        run_id: row.try_get(at + 3)?,
-        job: row.try_get(at + 4)?,
-        pr: row.try_get::<_, Option<i64>>(at + 5)?.map(|v| u64::try_from(v).unwrap_or(0)),
-        task: row.try_get(at + 6)?,
-        provider: row.try_get(at + 7)?,
-        model: row.try_get(at + 8)?,
-        usage: Usage {
-            input_tokens: count(9)?,
-            cached_input_tokens: count(10)?,
-            cache_write_tokens: count(11)?,
-            output_tokens: count(12)?,
-            reasoning_tokens: count(13)?,
-        },
-        cost_usd: row.try_get(at + 14)?,
-        price_table: row.try_get(at + 15)?,
-        latency_ms: count(16)?,
-        outcome: row.try_get(at + 17)?,
-        cost_source: crate::usage::CostSource::from_column(row.try_get::<_, &str>(at + 18)?),
-    })
+impl sql::Columns for Row {
+    type Error = tokio_postgres::Error;
+    fn int(&self, i: usize) -> Result<i64, Self::Error> {
+        self.try_get(i)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, Self::Error> {
+        self.try_get(i)
+    }
+    fn real(&self, i: usize) -> Result<f64, Self::Error> {
+        self.try_get(i)
+    }
+    fn opt_real(&self, i: usize) -> Result<Option<f64>, Self::Error> {
+        self.try_get(i)
+    }
+    fn text(&self, i: usize) -> Result<String, Self::Error> {
+        self.try_get(i)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, Self::Error> {
+        self.try_get(i)
+    }
 }
 
 /// One row of [`sql::report_sql`]'s result.
 fn aggregated(row: &Row, day: bool, per_model: bool) -> Result<Aggregated, tokio_postgres::Error> {
-    let n = |i: usize| -> Result<u64, tokio_postgres::Error> { Ok(row.try_get::<_, f64>(i)?.max(0.0) as u64) };
     let group = if day {
         crate::usage::report::day_label(row.try_get(0)?)
     } else {
         row.try_get::<_, Option<String>>(0)?.unwrap_or_else(|| "(none)".to_owned())
     };
-    let report_row = ReportRow {
-        group,
-        calls: u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(0),
-        input_tokens: n(2)?,
-        cache_read_tokens: n(3)?,
-        cache_write_tokens: n(4)?,
-        output_tokens: n(5)?,
-        reasoning_tokens: n(6)?,
-        cost_usd: row.try_get(7)?,
-        unpriced_calls: n(8)?,
-        failures: n(9)?,
-        reported_calls: n(10)?,
-    };
+    let report_row = sql::report_row_from(row, group)?;
     let by = if per_model { Some((row.try_get(11)?, row.try_get::<_, bool>(12)?)) } else { None };
     Ok((report_row, by))
 }

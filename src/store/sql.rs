@@ -3,7 +3,8 @@
 //! ([`Dialect`]). Only fixed fragments are formatted into the text; every value is a bound
 //! parameter ([`Param`]).
 
-use crate::usage::report::ReportQuery;
+use crate::usage::report::{ReportQuery, ReportRow};
+use crate::usage::{Usage, UsageRecord};
 
 /// The columns of a usage record, in the order both backends read them.
 pub(super) const USAGE_COLUMNS: &str = "ts, repo, workflow, run_id, job, pr, task, provider, model,
@@ -95,6 +96,66 @@ pub(super) fn report_sql(query: &ReportQuery, per_model: bool, dialect: Dialect)
          GROUP BY 1{extra_group} ORDER BY 1{extra_group}"
     );
     (sql, values)
+}
+
+/// A result row's columns by index, as either driver reads them; the row builders below are
+/// then written once.
+pub(super) trait Columns {
+    type Error;
+    fn int(&self, i: usize) -> Result<i64, Self::Error>;
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, Self::Error>;
+    fn real(&self, i: usize) -> Result<f64, Self::Error>;
+    fn opt_real(&self, i: usize) -> Result<Option<f64>, Self::Error>;
+    fn text(&self, i: usize) -> Result<String, Self::Error>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>, Self::Error>;
+}
+
+/// A usage record from the [`USAGE_COLUMNS`] of `row`, starting at column `at`. Negative
+/// counts (never written by agentctl) read as 0.
+pub(super) fn usage_from<C: Columns>(row: &C, at: usize) -> Result<UsageRecord, C::Error> {
+    let count = |i: usize| -> Result<u64, C::Error> { Ok(u64::try_from(row.int(at + i)?).unwrap_or(0)) };
+    Ok(UsageRecord {
+        ts_ms: row.int(at)?,
+        repo: row.opt_text(at + 1)?,
+        workflow: row.opt_text(at + 2)?,
+        run_id: row.opt_text(at + 3)?,
+        job: row.opt_text(at + 4)?,
+        pr: row.opt_int(at + 5)?.map(|v| u64::try_from(v).unwrap_or(0)),
+        task: row.text(at + 6)?,
+        provider: row.text(at + 7)?,
+        model: row.text(at + 8)?,
+        usage: Usage {
+            input_tokens: count(9)?,
+            cached_input_tokens: count(10)?,
+            cache_write_tokens: count(11)?,
+            output_tokens: count(12)?,
+            reasoning_tokens: count(13)?,
+        },
+        cost_usd: row.opt_real(at + 14)?,
+        price_table: row.opt_text(at + 15)?,
+        latency_ms: count(16)?,
+        outcome: row.text(at + 17)?,
+        cost_source: crate::usage::CostSource::from_column(&row.text(at + 18)?),
+    })
+}
+
+/// Columns 1–10 of a [`report_sql`] row as a report row for `group`. Token sums and counts
+/// are floats (exact below 2^53); the call count is an integer.
+pub(super) fn report_row_from<C: Columns>(row: &C, group: String) -> Result<ReportRow, C::Error> {
+    let n = |i: usize| -> Result<u64, C::Error> { Ok(row.real(i)?.max(0.0) as u64) };
+    Ok(ReportRow {
+        group,
+        calls: u64::try_from(row.int(1)?).unwrap_or(0),
+        input_tokens: n(2)?,
+        cache_read_tokens: n(3)?,
+        cache_write_tokens: n(4)?,
+        output_tokens: n(5)?,
+        reasoning_tokens: n(6)?,
+        cost_usd: row.opt_real(7)?,
+        unpriced_calls: n(8)?,
+        failures: n(9)?,
+        reported_calls: n(10)?,
+    })
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::sql::{self, Dialect, Param, USAGE_COLUMNS};
 use super::{check_not_newer, Aggregated, BreakerRow, DbError, Event, StoreError, BUSY_TIMEOUT, SCHEMA_VERSION};
-use crate::usage::report::{ReportQuery, ReportRow};
-use crate::usage::{Usage, UsageRecord};
+use crate::usage::report::ReportQuery;
+use crate::usage::UsageRecord;
 
 /// Schema steps; `MIGRATIONS[i]` brings the file from `user_version = i` to `i + 1`.
 /// Append only: a released step is never edited, since files in the wild already ran it.
@@ -229,7 +229,7 @@ impl Sqlite {
             let mut rows = stmt.query([since_ms])?;
             while let Some(row) = rows.next()? {
                 let uid: String = row.get(0)?;
-                let r = usage_from_row(row, 1)?;
+                let r = sql::usage_from(row, 1)?;
                 if let Err(e) = f(&uid, &r) {
                     io_error = Some(e);
                     break;
@@ -252,26 +252,13 @@ impl Sqlite {
         let read = || -> rusqlite::Result<Vec<Aggregated>> {
             let mut stmt = conn.prepare(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(values.into_iter().map(value)), |row| {
-                // Token sums are TOTAL() floats (an imported record's huge count cannot overflow
-                // them; exact below 2^53); the call counts are integers no larger than the rows.
-                let n = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, f64>(i)?.max(0.0) as u64) };
-                let report_row = ReportRow {
-                    group: match row.get::<_, rusqlite::types::Value>(0)? {
-                        rusqlite::types::Value::Integer(day) => crate::usage::report::day_label(day),
-                        rusqlite::types::Value::Text(t) => t,
-                        _ => "(none)".to_owned(),
-                    },
-                    calls: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
-                    input_tokens: n(2)?,
-                    cache_read_tokens: n(3)?,
-                    cache_write_tokens: n(4)?,
-                    output_tokens: n(5)?,
-                    reasoning_tokens: n(6)?,
-                    cost_usd: row.get(7)?,
-                    unpriced_calls: n(8)?,
-                    failures: n(9)?,
-                    reported_calls: n(10)?,
+                // Token sums are TOTAL() floats: an imported record's huge count cannot overflow them.
+                let group = match row.get::<_, rusqlite::types::Value>(0)? {
+                    rusqlite::types::Value::Integer(day) => crate::usage::report::day_label(day),
+                    rusqlite::types::Value::Text(t) => t,
+                    _ => "(none)".to_owned(),
                 };
+                let report_row = sql::report_row_from(row, group)?;
                 let by = if per_model { Some((row.get(11)?, row.get::<_, i64>(12)? != 0)) } else { None };
                 Ok((report_row, by))
             })?;
@@ -293,7 +280,7 @@ impl Sqlite {
         let read = || -> rusqlite::Result<Vec<UsageRecord>> {
             let mut stmt =
                 conn.prepare(&format!("SELECT {USAGE_COLUMNS} FROM usage WHERE ts >= ?1 ORDER BY ts, id"))?;
-            let rows = stmt.query_map([since_ms], |row| usage_from_row(row, 0))?;
+            let rows = stmt.query_map([since_ms], |row| sql::usage_from(row, 0))?;
             rows.collect()
         };
         read().map_err(self.query_err("read usage records"))
@@ -411,32 +398,26 @@ fn insert_usage(conn: &Connection, uid: &str, r: &UsageRecord, ignore_duplicate:
     Ok(n > 0)
 }
 
-/// A usage record from the [`USAGE_COLUMNS`] of `row`, starting at column `at`.
-fn usage_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<UsageRecord> {
-    let count = |i: usize| -> rusqlite::Result<u64> { Ok(u64::try_from(row.get::<_, i64>(at + i)?).unwrap_or(0)) };
-    Ok(UsageRecord {
-        ts_ms: row.get(at)?,
-        repo: row.get(at + 1)?,
-        workflow: row.get(at + 2)?,
-        run_id: row.get(at + 3)?,
-        job: row.get(at + 4)?,
-        pr: row.get::<_, Option<i64>>(at + 5)?.map(|v| u64::try_from(v).unwrap_or(0)),
-        task: row.get(at + 6)?,
-        provider: row.get(at + 7)?,
-        model: row.get(at + 8)?,
-        usage: Usage {
-            input_tokens: count(9)?,
-            cached_input_tokens: count(10)?,
-            cache_write_tokens: count(11)?,
-            output_tokens: count(12)?,
-            reasoning_tokens: count(13)?,
-        },
-        cost_usd: row.get(at + 14)?,
-        price_table: row.get(at + 15)?,
-        latency_ms: count(16)?,
-        outcome: row.get(at + 17)?,
-        cost_source: crate::usage::CostSource::from_column(&row.get::<_, String>(at + 18)?),
-    })
+impl sql::Columns for rusqlite::Row<'_> {
+    type Error = rusqlite::Error;
+    fn int(&self, i: usize) -> rusqlite::Result<i64> {
+        self.get(i)
+    }
+    fn opt_int(&self, i: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(i)
+    }
+    fn real(&self, i: usize) -> rusqlite::Result<f64> {
+        self.get(i)
+    }
+    fn opt_real(&self, i: usize) -> rusqlite::Result<Option<f64>> {
+        self.get(i)
+    }
+    fn text(&self, i: usize) -> rusqlite::Result<String> {
+        self.get(i)
+    }
+    fn opt_text(&self, i: usize) -> rusqlite::Result<Option<String>> {
+        self.get(i)
+    }
 }
 
 fn read_breaker(conn: &Connection, key: &str) -> rusqlite::Result<Option<BreakerRow>> {

@@ -658,10 +658,21 @@ async fn budget_gate_past_the_soft_ratio_uses_the_downgrade_provider() {
 /// duplicate id (WAL, busy timeout, `BEGIN IMMEDIATE`).
 #[test]
 fn thirty_two_processes_append_100_records_each_to_one_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("shared/state.db");
+    append_from_32_processes(state.as_os_str());
+    let conn = rusqlite::Connection::open(&state).unwrap();
+    let (rows, ids): (i64, i64) =
+        conn.query_row("SELECT COUNT(*), COUNT(DISTINCT uid) FROM usage", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!((rows, ids), (3_200, 3_200));
+}
+
+/// Starts 32 `agentctl cost import` processes at once on the store `state` (a file or a URL),
+/// each importing 100 one-record files with ids `pPP-nNNN`, and waits for all: each must exit 0.
+pub(crate) fn append_from_32_processes(state: &std::ffi::OsStr) {
     const PROCESSES: usize = 32;
     const EACH: usize = 100;
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("shared/state.db");
     let bin = assert_cmd::cargo::cargo_bin("agentctl");
     let mut children = Vec::new();
     for p in 0..PROCESSES {
@@ -674,7 +685,7 @@ fn thirty_two_processes_append_100_records_each_to_one_ledger() {
             .collect();
         let child = std::process::Command::new(&bin)
             .env_clear()
-            .env("AGENTCTL_STATE", &state)
+            .env("AGENTCTL_STATE", state)
             .current_dir(dir.path())
             .args(["-q", "cost", "import"])
             .args(&files)
@@ -688,10 +699,6 @@ fn thirty_two_processes_append_100_records_each_to_one_ledger() {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    let conn = rusqlite::Connection::open(&state).unwrap();
-    let (rows, ids): (i64, i64) =
-        conn.query_row("SELECT COUNT(*), COUNT(DISTINCT uid) FROM usage", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
-    assert_eq!((rows, ids), (3_200, 3_200));
 }
 
 /// `claude -p --output-format json`'s result object (Agent SDK `SDKResultMessage` shape) with

@@ -231,37 +231,9 @@ fn migrations_build_the_same_tables_as_sqlite_reopen_idempotently_and_refuse_a_n
 /// duplicate id. The first connections also race to run the migrations.
 #[test]
 fn thirty_two_processes_append_100_records_each_to_one_postgres_ledger() {
-    const PROCESSES: usize = 32;
-    const EACH: usize = 100;
     let Some(server) = server() else { return };
     let url = server.fresh_database();
-    let dir = tempfile::tempdir().unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("agentctl");
-    let mut children = Vec::new();
-    for p in 0..PROCESSES {
-        let files: Vec<PathBuf> = (0..EACH)
-            .map(|n| {
-                let id = format!("p{p:02}-n{n:03}");
-                let r = record(OCT_1 + (p * EACH + n) as i64, "octo/r0", "wf0", "gpt-4o", Some(0.01), "ok");
-                write(dir.path(), &format!("{id}.jsonl"), agentctl::usage::jsonl::to_line(&id, &r))
-            })
-            .collect();
-        let child = std::process::Command::new(&bin)
-            .env_clear()
-            .env("AGENTCTL_STATE", &url)
-            .current_dir(dir.path())
-            .args(["-q", "cost", "import"])
-            .args(&files)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        children.push(child);
-    }
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    crate::cost::append_from_32_processes(std::ffi::OsStr::new(&url));
     let counts = query(&url, "SELECT COUNT(*) || ' ' || COUNT(DISTINCT uid) FROM agentctl.usage");
     assert_eq!(counts, ["3200 3200"]);
 }
