@@ -444,7 +444,8 @@ pub struct CostImportArgs {
     #[arg(long, requires = "from_artifacts")]
     pub since: Option<String>,
 
-    /// With --from-artifacts: the artifact name the runs uploaded.
+    /// With --from-artifacts: the artifact name the runs uploaded, or a glob of names
+    /// (`agentctl-usage-*` for names made unique per run).
     #[arg(long, default_value = "agentctl-usage", requires = "from_artifacts")]
     pub name: String,
 }

@@ -422,10 +422,16 @@ async fn import_artifacts(a: &CostImportArgs, env: &Env, location: &Location) ->
     };
     let gh = crate::github::GitHub::new(&ctx.api_url, &token, owner, name, std::time::Duration::from_secs(1))?;
     let store = Store::open_location(location)?;
-    let artifacts = gh.artifacts(&a.name).await?;
+    // A glob (`agentctl-usage-*`, for names unique per run) lists every artifact and matches
+    // here; a plain name is filtered by the API.
+    let is_glob = a.name.contains(['*', '?', '[', '{']);
+    let pattern = globset::Glob::new(&a.name)
+        .map_err(|e| exit::usage(anyhow::anyhow!("--name `{}` is not a valid glob: {e}", a.name)))?
+        .compile_matcher();
+    let artifacts = gh.artifacts((!is_glob).then_some(a.name.as_str())).await?;
     let (mut counts, mut expired, mut older, mut forks, mut read) = (ImportCounts::default(), 0, 0, 0, 0);
     let progress = crate::progress::Progress::bar(0, "importing", "records");
-    for art in artifacts.iter().filter(|art| art.name == a.name) {
+    for art in artifacts.iter().filter(|art| if is_glob { pattern.is_match(&art.name) } else { art.name == a.name }) {
         let created_ms = art
             .created_at
             .as_deref()

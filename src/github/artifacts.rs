@@ -74,12 +74,18 @@ pub enum Download {
 }
 
 impl GitHub {
-    /// Every artifact of the repository named `name` (all pages, 100 per page).
+    /// Every artifact of the repository named `name`, or every artifact with `None` (all
+    /// pages, 100 per page; the API filters by exact name only).
+    /// <https://docs.github.com/en/rest/actions/artifacts#list-artifacts-for-a-repository>
     ///
     /// Errors: as any GET ([`GitHubError`]); 403/401 when the token lacks `actions: read`.
-    pub async fn artifacts(&self, name: &str) -> Result<Vec<Artifact>, GitHubError> {
-        let url = self.repo_url(&format!("actions/artifacts?name={}&per_page={PER_PAGE}", urlencoding::encode(name)));
-        self.get_all_in(url, &format!("list artifacts named {name}"), "artifacts").await
+    pub async fn artifacts(&self, name: Option<&str>) -> Result<Vec<Artifact>, GitHubError> {
+        let (query, action) = match name {
+            Some(n) => (format!("name={}&", urlencoding::encode(n)), format!("list artifacts named {n}")),
+            None => (String::new(), "list artifacts".to_owned()),
+        };
+        let url = self.repo_url(&format!("actions/artifacts?{query}per_page={PER_PAGE}"));
+        self.get_all_in(url, &action, "artifacts").await
     }
 
     /// The zip of artifact `id`: `GET …/artifacts/{id}/zip` without following its redirect,

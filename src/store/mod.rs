@@ -381,10 +381,16 @@ impl Store {
     }
 
     fn aggregate(&self, query: &ReportQuery, per_model: bool) -> Result<Vec<Aggregated>, StoreError> {
-        match &self.backend {
+        let mut rows = match &self.backend {
             Backend::Sqlite(s) => s.aggregate(query, per_model),
             Backend::Postgres(p) => p.aggregate(query, per_model),
+        }?;
+        if matches!(query.group_by, crate::usage::report::GroupBy::Pr) {
+            // The key is text in SQL (`(none)` for no PR): PR 9 before PR 10, no PR last. Stable,
+            // so the per-model order within a group stays.
+            rows.sort_by_key(|(row, _)| row.group.parse::<u64>().map_or((1, 0), |n| (0, n)));
         }
+        Ok(rows)
     }
 
     /// Spend in USD of the rows `query` selects (its `group_by` is ignored): the sum of the priced
@@ -669,6 +675,24 @@ mod tests {
         only_unpriced.record_usage(&b).unwrap();
         assert_eq!(only_unpriced.usage_report(&q(GroupBy::Model, None)).unwrap()[0].cost_usd, None);
         assert_eq!(only_unpriced.spent_usd(&q(GroupBy::Model, None)).unwrap(), 0.0);
+    }
+
+    #[test]
+    fn a_report_by_pr_orders_pull_requests_by_number_and_no_pr_last() {
+        use crate::usage::report::{GroupBy, ReportQuery};
+        let store = Store::open_in_memory().unwrap();
+        for pr in [Some(10), None, Some(9), Some(100)] {
+            let mut r = record("review", 1);
+            r.pr = pr;
+            store.record_usage(&r).unwrap();
+        }
+        let q =
+            ReportQuery { since_ms: 0, until_ms: None, group_by: GroupBy::Pr, repo: None, workflow: None, task: None };
+        let groups: Vec<String> = store.usage_report(&q).unwrap().into_iter().map(|r| r.group).collect();
+        assert_eq!(groups, ["9", "10", "100", "(none)"]);
+        let per_model: Vec<String> =
+            store.usage_report_per_model(&q).unwrap().into_iter().map(|s| s.row.group).collect();
+        assert_eq!(per_model, groups);
     }
 
     #[test]

@@ -1034,3 +1034,70 @@ async fn import_from_artifacts_adds_both_runs_rows_once_and_skips_expired_and_fo
     assert!(!gh.requests().await.iter().any(|(_, p)| p.contains("/13/")), "expired artifact downloaded");
     assert!(!gh.requests().await.iter().any(|(_, p)| p.contains("/14/")), "a fork run's artifact downloaded");
 }
+
+/// `--name` as a glob: names unique per run (`agentctl-usage-<run>-<attempt>`, as
+/// examples/workflows/review.yml uploads them) are listed without the API's exact-name filter
+/// and matched here; an artifact of another name is never downloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_from_artifacts_with_a_glob_name_takes_every_matching_artifact_and_nothing_else() {
+    use wiremock::matchers::{method, path, query_param_is_missing};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let gh = crate::common::FakeGitHub::start("octo", "r0", 1, Vec::new(), None).await;
+    let storage = MockServer::start().await;
+    let base = format!("{}/repos/octo/r0/actions", crate::common::API_PREFIX);
+    let now = agentctl::store::now_ms();
+    let artifact = |id: u64, name: &str| {
+        serde_json::json!({"id": id, "name": name, "size_in_bytes": 512, "expired": false,
+            "created_at": "2026-11-30T06:00:00Z", "workflow_run": {"id": id, "repository_id": 1, "head_repository_id": 1}})
+    };
+    Mock::given(method("GET"))
+        .and(path(format!("{base}/artifacts")))
+        .and(query_param_is_missing("name"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"total_count": 3, "artifacts": [
+            artifact(21, "agentctl-usage-21-1"), artifact(22, "agentctl-usage-22-2"), artifact(23, "coverage-report")]})))
+        .mount(&gh.server)
+        .await;
+    for id in [21u64, 22] {
+        Mock::given(method("GET"))
+            .and(path(format!("{base}/artifacts/{id}/zip")))
+            .respond_with(
+                ResponseTemplate::new(302)
+                    .insert_header("location", format!("{}/blob/{id}.zip", storage.uri()).as_str()),
+            )
+            .mount(&gh.server)
+            .await;
+        let records = vec![(format!("{id:032x}"), record(now - 1000, "octo/r0", "ci", "gpt-4o", Some(0.01), "ok"))];
+        Mock::given(method("GET"))
+            .and(path(format!("/blob/{id}.zip")))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(artifact_zip(&records)))
+            .mount(&storage)
+            .await;
+    }
+    crate::common::mount_catch_all(&storage, "storage").await;
+    let state = unique_state_path();
+    let out = agentctl()
+        .env("AGENTCTL_STATE", &state)
+        .env("GITHUB_TOKEN", "ghs_testtoken123")
+        .env("GITHUB_API_URL", gh.api_url())
+        .args(["cost", "import", "--from-artifacts", "--repo", "octo/r0", "--name", "agentctl-usage-*"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with(
+            "imported 2 usage record(s); 0 already present (skipped); from 2 artifact(s) named agentctl-usage-*"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(rows(&state), 2);
+    assert!(!gh.requests().await.iter().any(|(_, p)| p.contains("/23/")), "another artifact downloaded");
+    // A glob that does not parse is a usage error before any request.
+    let out = agentctl()
+        .env("GITHUB_TOKEN", "ghs_testtoken123")
+        .env("GITHUB_API_URL", gh.api_url())
+        .args(["cost", "import", "--from-artifacts", "--repo", "octo/r0", "--name", "agentctl-usage-[*"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
