@@ -436,7 +436,19 @@ impl Config {
             return Err(ConfigError::Invalid { source_name: source_name.into(), violations });
         }
         let config: Config = serde_json::from_value(value).map_err(|e| syntax(e.to_string()))?;
-        let violations = routes::check_references(&config);
+        let mut violations = routes::check_references(&config);
+        // A PostgreSQL `state` URL: checked here so `config validate` catches a password in the
+        // committed file; the URL itself is never quoted (it may hold one).
+        if let Some(url) = config.state.as_deref().and_then(|p| p.to_str()).filter(|u| crate::store::is_postgres_url(u))
+        {
+            if let Err(e) = crate::store::check_url(url, crate::store::Origin::Config) {
+                violations.push(Violation {
+                    pointer: "/state".into(),
+                    value: "(a PostgreSQL URL, not shown)".into(),
+                    rule: e.to_string().replace('\n', " "),
+                });
+            }
+        }
         if !violations.is_empty() {
             return Err(ConfigError::Invalid { source_name: source_name.into(), violations });
         }
@@ -874,6 +886,20 @@ fn repository_root(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_postgres_state_url_with_a_password_is_a_violation_that_never_quotes_it() {
+        let err = Config::from_text("state: postgres://ci:hunter2-in-repo@db/ledger\n", "c.yml").unwrap_err();
+        let ConfigError::Invalid { violations, .. } = &err else { panic!("{err:?}") };
+        assert_eq!(violations[0].pointer, "/state");
+        let text = err.to_string();
+        assert!(text.contains("PGPASSWORD") && !text.contains("hunter2-in-repo"), "{text}");
+        let err = Config::from_text("state: postgres://ci@db/ledger?sslmode=sometimes\n", "c.yml").unwrap_err();
+        assert!(err.to_string().contains("sslmode=sometimes"), "{err}");
+        let ok = Config::from_text("state: postgres://ci@db/ledger?sslmode=require\n", "c.yml").unwrap();
+        assert_eq!(ok.state.as_deref(), Some(Path::new("postgres://ci@db/ledger?sslmode=require")));
+        assert!(Config::from_text("state: /var/lib/agentctl/state.db\n", "c.yml").is_ok());
+    }
 
     #[test]
     fn starter_and_empty_configs_are_valid_and_give_the_documented_defaults() {

@@ -99,6 +99,12 @@ impl Location {
     }
 }
 
+/// Checks a PostgreSQL URL written in `origin` without using it (`config validate`): the
+/// errors of [`Location::parse`], nothing read from the environment, nothing registered.
+pub fn check_url(url: &str, origin: Origin) -> Result<(), StoreError> {
+    PgLocation::read(url, origin).map(|_| ())
+}
+
 /// Whether `text` is a PostgreSQL connection URL.
 pub fn is_postgres_url(text: &str) -> bool {
     let lower = text.get(..13).unwrap_or(text).to_ascii_lowercase();
@@ -140,7 +146,37 @@ impl std::fmt::Debug for PgLocation {
 }
 
 impl PgLocation {
+    /// [`PgLocation::read`], then: `PGPASSWORD` when the URL has no password, the password
+    /// registered with the log's redactor, and a warning for a remote host without `sslmode`.
     fn parse(url: &str, origin: Origin, env: &Env) -> Result<Self, StoreError> {
+        let (mut location, sslmode_given) = Self::read(url, origin)?;
+        if location.config.get_password().is_none() {
+            if let Some(password) = env.get(PGPASSWORD).filter(|p| !p.is_empty()) {
+                location.config.password(password.as_bytes());
+            }
+        }
+        if let Some(password) = location.config.get_password() {
+            let password = String::from_utf8_lossy(password).into_owned();
+            crate::log::register_process_secret(&SecretString::from(password));
+        }
+        let local = match location.config.get_hosts().first() {
+            Some(Host::Tcp(h)) => h == "localhost" || h.starts_with("127.") || h == "::1",
+            _ => true,
+        };
+        if !sslmode_given && !local {
+            crate::log::warn(&format!(
+                "state store {}: the URL has no sslmode, so the connection is not encrypted; add \
+                 sslmode=require (or sslmode=disable to say that is meant)",
+                location.name
+            ));
+        }
+        Ok(location)
+    }
+
+    /// The URL as written, with no side effect: refused when it does not parse, has an unknown
+    /// `sslmode` or parameter, names no host, or holds a password outside the environment.
+    /// Also says whether `sslmode` was given.
+    fn read(url: &str, origin: Origin) -> Result<(Self, bool), StoreError> {
         let bad = |detail: String| StoreError::BadUrl { origin: origin.describe(), detail };
         let url = lowercase_scheme(url);
         let (base, query) = url.split_once('?').unwrap_or((&url, ""));
@@ -182,12 +218,6 @@ impl PgLocation {
                     origin.describe()
                 )));
             }
-        } else if let Some(password) = env.get(PGPASSWORD).filter(|p| !p.is_empty()) {
-            config.password(password.as_bytes());
-        }
-        if let Some(password) = config.get_password() {
-            let password = String::from_utf8_lossy(password).into_owned();
-            crate::log::register_process_secret(&SecretString::from(password));
         }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
@@ -211,15 +241,7 @@ impl PgLocation {
         let address = format!("{host}:{port}");
         let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
         let name = format!("postgres://{user}{address}/{}", config.get_dbname().unwrap_or(""));
-        let local = matches!(config.get_hosts().first(), Some(Host::Tcp(h)) if h == "localhost" || h.starts_with("127.") || h == "::1")
-            || !matches!(config.get_hosts().first(), Some(Host::Tcp(_)));
-        if !sslmode_given && !local {
-            crate::log::warn(&format!(
-                "state store {name}: the URL has no sslmode, so the connection is not encrypted; add \
-                 sslmode=require (or sslmode=disable to say that is meant)"
-            ));
-        }
-        Ok(Self { config, tls, root_cert, name, address })
+        Ok((Self { config, tls, root_cert, name, address }, sslmode_given))
     }
 
     /// `postgres://user@host:port/dbname`: the URL without password or parameters.

@@ -28,7 +28,7 @@ use crate::usage::UsageRecord;
 
 use crate::env_vars::{HOME, RUNNER_TOOL_CACHE, XDG_DATA_HOME};
 
-pub use location::{env_secrets, is_postgres_url, Location, Origin, PgLocation, DEFAULT_CONNECT_TIMEOUT};
+pub use location::{check_url, env_secrets, is_postgres_url, Location, Origin, PgLocation, DEFAULT_CONNECT_TIMEOUT};
 
 /// How long a SQLite connection waits for another process's write lock before failing
 /// (SQLITE_BUSY). Generous: a usage record is tiny, so a wait this long means something is stuck.
