@@ -209,15 +209,13 @@ impl PgLocation {
         }
         // tokio-postgres's messages name the part at fault, never the password.
         let mut config = tokio_postgres::Config::from_str(&text).map_err(|e| bad(crate::log::error_chain(&e)))?;
-        if config.get_password().is_some() {
-            if origin != Origin::Env {
-                return Err(bad(format!(
-                    "the URL holds a password, and {} is no place for one (a config file is committed, a \
-                     command line is seen by every process)\nhelp: put the password in PGPASSWORD, or the \
-                     whole URL in AGENTCTL_STATE from a secret",
-                    origin.describe()
-                )));
-            }
+        if config.get_password().is_some() && origin != Origin::Env {
+            return Err(bad(format!(
+                "the URL holds a password, and {} is no place for one (a config file is committed, a \
+                 command line is seen by every process)\nhelp: put the password in PGPASSWORD, or the \
+                 whole URL in AGENTCTL_STATE from a secret",
+                origin.describe()
+            )));
         }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
