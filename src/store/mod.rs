@@ -801,44 +801,6 @@ mod tests {
         assert_eq!(all.iter().filter(|r| r.task == "b").count(), PER_WRITER);
     }
 
-    #[test]
-    fn concurrent_breaker_updates_from_two_handles_lose_none() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        drop(Store::open(&path).unwrap());
-        let bump = |store: &Store| {
-            store
-                .update_breaker("k", |cur| {
-                    let mut r = cur.cloned().unwrap_or(BreakerRow {
-                        state: "closed".into(),
-                        consecutive_failures: 0,
-                        opened_at_ms: None,
-                        half_open_probes: 0,
-                        updated_at_ms: 0,
-                    });
-                    r.consecutive_failures += 1;
-                    (Some(r), ())
-                })
-                .unwrap();
-        };
-        let handles: Vec<_> = (0..2)
-            .map(|_| {
-                let path = path.clone();
-                std::thread::spawn(move || {
-                    let store = Store::open(&path).unwrap();
-                    for _ in 0..100 {
-                        bump(&store);
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
-        let r = Store::open(&path).unwrap().breaker_state("k").unwrap().unwrap();
-        assert_eq!(r.consecutive_failures, 200);
-    }
-
     /// Not a test on its own: the body a child process runs for
     /// `child_process_and_thread_append_concurrently` (ignored unless that test starts it).
     #[test]

@@ -2,8 +2,8 @@
 //! (`.ci/run` does, and exports `AGENTCTL_TEST_POSTGRES_*`). Without that server these tests
 //! print why and pass, except under `CI=true`, where a missing server fails them. Each test
 //! works in a database of its own, made empty, so the migrations always start from nothing.
-//! Tests of what happens without a server (unreachable URL, a password where none belongs) run
-//! everywhere.
+//! Tests of what happens without a server (unreachable URL, a password where none belongs), and
+//! the SQLite counterpart of the breaker race, run everywhere.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -238,16 +238,16 @@ fn thirty_two_processes_append_100_records_each_to_one_postgres_ledger() {
     assert_eq!(counts, ["3200 3200"]);
 }
 
-#[test]
-fn concurrent_breaker_updates_from_two_connections_lose_none() {
-    let Some(server) = server() else { return };
-    let url = server.fresh_database();
-    drop(open(&url).unwrap());
+/// Two threads, each with a handle of its own from `open`, add 1 to one breaker row's failure
+/// count 100 times each through `update_breaker`. Returns the final count: 200 when no update
+/// was lost.
+fn bump_from_two_handles(open: impl Fn() -> Store + Send + Sync + 'static) -> u32 {
+    let open = std::sync::Arc::new(open);
     let handles: Vec<_> = (0..2)
         .map(|_| {
-            let url = url.clone();
+            let open = open.clone();
             std::thread::spawn(move || {
-                let store = open(&url).unwrap();
+                let store = open();
                 for _ in 0..100 {
                     store
                         .update_breaker("main/gpt-4o", |cur| {
@@ -269,8 +269,24 @@ fn concurrent_breaker_updates_from_two_connections_lose_none() {
     for h in handles {
         h.join().unwrap();
     }
-    let r = open(&url).unwrap().breaker_state("main/gpt-4o").unwrap().unwrap();
-    assert_eq!(r.consecutive_failures, 200);
+    open().breaker_state("main/gpt-4o").unwrap().unwrap().consecutive_failures
+}
+
+#[test]
+fn concurrent_breaker_updates_from_two_connections_lose_none() {
+    let Some(server) = server() else { return };
+    let url = server.fresh_database();
+    drop(open(&url).unwrap());
+    assert_eq!(bump_from_two_handles(move || open(&url).unwrap()), 200);
+}
+
+/// The same on a SQLite file (`BEGIN IMMEDIATE`), which needs no server.
+#[test]
+fn concurrent_breaker_updates_from_two_sqlite_handles_lose_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(Store::open(&path).unwrap());
+    assert_eq!(bump_from_two_handles(move || Store::open(&path).unwrap()), 200);
 }
 
 #[test]
