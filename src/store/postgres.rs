@@ -225,23 +225,33 @@ impl Postgres {
     pub(super) fn record_usage(&self, uid: &str, r: &UsageRecord) -> Result<i64, StoreError> {
         let values = usage_values(uid, r);
         self.query("append a usage record", move |c| {
-            let row = c.rt.block_on(c.client.query_one(&insert_sql(false), &refs(&values)))?;
+            let row = c.rt.block_on(c.client.query_one(&insert_sql(1, false), &refs(&values)))?;
             row.try_get(0)
         })
     }
 
-    /// All of `records` in one transaction, ids already present skipped. Returns (added,
-    /// already present).
+    /// All of `records` in one transaction, ids already present (in the ledger, or earlier in
+    /// `records`) skipped. Returns (added, already present). Rows go [`IMPORT_BATCH`] to a
+    /// multi-row `INSERT`, whose returned ids count what was added.
     pub(super) fn import_usage(&self, records: Vec<(String, UsageRecord)>) -> Result<(usize, usize), StoreError> {
         self.query("import usage records", move |c| {
             let tx = c.rt.block_on(c.client.transaction())?;
-            let stmt = c.rt.block_on(tx.prepare(&insert_sql(true)))?;
+            // Prepared once per batch size: the full one is reused, the last one is smaller.
+            let mut full: Option<tokio_postgres::Statement> = None;
             let mut added = 0;
-            for (uid, r) in &records {
-                let values = usage_values(uid, r);
-                if c.rt.block_on(tx.query_opt(&stmt, &refs(&values)))?.is_some() {
-                    added += 1;
-                }
+            for batch in records.chunks(IMPORT_BATCH) {
+                let stmt = match &full {
+                    Some(stmt) if batch.len() == IMPORT_BATCH => stmt.clone(),
+                    _ => {
+                        let stmt = c.rt.block_on(tx.prepare(&insert_sql(batch.len(), true)))?;
+                        if batch.len() == IMPORT_BATCH {
+                            full = Some(stmt.clone());
+                        }
+                        stmt
+                    }
+                };
+                let values: Vec<Value> = batch.iter().flat_map(|(uid, r)| usage_values(uid, r)).collect();
+                added += c.rt.block_on(tx.query(&stmt, &refs(&values)))?.len();
             }
             c.rt.block_on(tx.commit())?;
             Ok((added, records.len() - added))
@@ -451,13 +461,21 @@ const READ_BREAKER: &str =
     "SELECT state, consecutive_failures, opened_at, half_open_probes, updated_at FROM breaker WHERE key = $1";
 
 /// The usage insert; with `ignore_duplicate` an id already present is skipped (no row returned).
-fn insert_sql(ignore_duplicate: bool) -> String {
-    let conflict = if ignore_duplicate { "ON CONFLICT (uid) DO NOTHING" } else { "" };
-    format!(
-        "INSERT INTO usage (uid, {USAGE_COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
-         {conflict} RETURNING id"
-    )
+/// Records per `INSERT` of an import: 500 × 20 bound values, well under the protocol's 65,535.
+const IMPORT_BATCH: usize = 500;
+
+/// The usage `INSERT` of `rows` records (20 bound values each, in [`usage_values`] order),
+/// returning the new rows' ids. With `skip_duplicates` an id already present (in the ledger or
+/// earlier in the same statement) is skipped and returns no id.
+fn insert_sql(rows: usize, skip_duplicates: bool) -> String {
+    let tuples: Vec<String> = (0..rows)
+        .map(|row| {
+            let params: Vec<String> = (1..=20).map(|col| format!("${}", row * 20 + col)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    let conflict = if skip_duplicates { " ON CONFLICT (uid) DO NOTHING" } else { "" };
+    format!("INSERT INTO usage (uid, {USAGE_COLUMNS}) VALUES {}{conflict} RETURNING id", tuples.join(", "))
 }
 
 type Value = Box<dyn ToSql + Sync + Send>;

@@ -159,6 +159,16 @@ fn the_store_api_round_trips_on_postgres_and_reports_like_sqlite() {
     let mut fresh = record(OCT_1, "octo/new", "wf0", "gpt-4o", Some(0.5), "ok");
     fresh.pr = None;
     assert_eq!(pg.import_usage(&[("new-id".to_owned(), fresh.clone()), exported[0].clone()]).unwrap(), (1, 1));
+    // A large import spans several multi-row INSERTs; an id repeated in the same INSERT or in a
+    // later one is counted once, like an id the ledger had.
+    let mut bulk: Vec<(String, agentctl::usage::UsageRecord)> = (0..1200)
+        .map(|i| (format!("bulk-{i}"), record(OCT_1 + i, "octo/bulk", "wf0", "gpt-4o", Some(0.01), "ok")))
+        .collect();
+    bulk.insert(6, bulk[5].clone());
+    bulk.push(bulk[0].clone());
+    bulk.push(exported[1].clone());
+    assert_eq!(pg.import_usage(&bulk).unwrap(), (1200, 3));
+    assert_eq!(pg.usage_since(i64::MIN).unwrap().len(), 363 + 1 + 1200);
     // A writer that fails stops the export with its error.
     let err = pg.export_usage(i64::MIN, |_, _| Err(std::io::Error::other("disk full"))).unwrap_err();
     assert!(matches!(err, StoreError::Export { .. }), "{err:?}");
