@@ -583,38 +583,38 @@ impl Respond for ShortLived {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn watch_refreshes_before_expiry_keeps_the_file_whole_and_stops_on_sigterm() {
+/// A strict fake whose installation-token endpoint hands out a new token living `life`
+/// seconds on every call; the counter says how many it gave.
+async fn short_lived_installation_tokens(life: i64) -> (MockServer, Arc<Mutex<u32>>) {
     let server = strict_server().await;
     let count = Arc::new(Mutex::new(0u32));
     Mock::given(method("POST"))
         .and(path(format!("{API_PREFIX}/app/installations/42/access_tokens")))
-        .respond_with(ShortLived { life: 3, count: count.clone() })
+        .respond_with(ShortLived { life, count: count.clone() })
         .mount(&server)
         .await;
+    (server, count)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_refreshes_before_expiry_keeps_the_file_whole_and_stops_on_sigterm() {
+    let (server, count) = short_lived_installation_tokens(3).await;
     let dir = private_dir();
     let file = dir.path().join("token");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("agentctl"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GITHUB_API_URL", format!("{}{API_PREFIX}", server.uri()))
-        .env("AGENTCTL_APP_ID", APP_ID)
-        .args(["token-refresh", "app", "--watch", "--installation-id", "42", "--min-ttl", "2", "--private-key-file"])
-        .arg(fixture("app-key.pem"))
-        .arg("--file")
-        .arg(&file)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let key = fixture("app-key.pem");
+    let args = ["token-refresh", "app", "--watch", "--installation-id", "42", "--min-ttl", "2", "--private-key-file"]
+        .iter()
+        .map(std::ffi::OsStr::new)
+        .chain([key.as_os_str(), std::ffi::OsStr::new("--file"), file.as_os_str()])
+        .collect::<Vec<_>>();
+    let child = spawn(
+        &args,
+        &[("GITHUB_API_URL", format!("{}{API_PREFIX}", server.uri())), ("AGENTCTL_APP_ID", APP_ID.into())],
+    );
 
     // The window starts with the first token: start-up (a debug-build RSA signature on a busy
     // two-core machine) is not what is measured.
-    let boot = std::time::Instant::now();
-    while !file.exists() {
-        assert!(boot.elapsed() < std::time::Duration::from_secs(30), "no first token after 30 s");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_for(&file);
     let first = *count.lock().unwrap();
     // A reader loop: the file is always one whole token.
     let started = std::time::Instant::now();
@@ -632,19 +632,7 @@ async fn watch_refreshes_before_expiry_keeps_the_file_whole_and_stops_on_sigterm
     assert!(refreshes >= 2, "expected at least 2 refreshes in 6 s, got {refreshes}");
     assert!(reads > 100);
 
-    let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let stopped = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(stopped.elapsed() < std::time::Duration::from_secs(1), "still running 1 s after SIGTERM");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(status.code(), Some(0), "{stderr}");
+    let stderr = stop(child, std::time::Duration::from_secs(1));
     assert!(stderr.matches("refreshed the installation token").count() >= 3, "{stderr}");
     assert!(!stderr.contains("ghs_watch"), "token in the log: {stderr}");
 }
@@ -879,13 +867,7 @@ async fn runner_watch_refreshes_the_registration_token_before_expiry_and_stops_o
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ps_arguments_of_a_running_watch_hold_no_token_key_or_jwt() {
-    let server = strict_server().await;
-    let count = Arc::new(Mutex::new(0u32));
-    Mock::given(method("POST"))
-        .and(path(format!("{API_PREFIX}/app/installations/42/access_tokens")))
-        .respond_with(ShortLived { life: 3, count: count.clone() })
-        .mount(&server)
-        .await;
+    let (server, count) = short_lived_installation_tokens(3).await;
     let dir = private_dir();
     let file = dir.path().join("token");
     let key_file = fixture("app-key.pem");
