@@ -22,15 +22,11 @@
 # (the layout of @actions/tool-cache), so a later job on the same runner downloads nothing.
 set -euo pipefail
 
-fail() {
-  # `::error::` makes the reason an annotation; %, CR and LF escaped as the runner expects.
-  local msg="$*"
-  msg="${msg//'%'/'%25'}"
-  msg="${msg//$'\r'/'%0D'}"
-  msg="${msg//$'\n'/'%0A'}"
-  echo "::error title=agentctl action::${msg}" >&2
-  exit 1
-}
+# shellcheck source=action/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# The reason as an annotation; exit 1.
+fail() { fail_with 1 "$@"; }
 
 out() {
   if [[ -n "${GITHUB_OUTPUT:-}" ]]; then

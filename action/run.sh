@@ -13,14 +13,11 @@
 # The exit code is agentctl's own (README, "Exit codes").
 set -euo pipefail
 
-fail() {
-  local msg="$*"
-  msg="${msg//'%'/'%25'}"
-  msg="${msg//$'\r'/'%0D'}"
-  msg="${msg//$'\n'/'%0A'}"
-  echo "::error title=agentctl action::${msg}" >&2
-  exit 2
-}
+# shellcheck source=action/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# A usage error (bad input) as an annotation; exit 2.
+fail() { fail_with 2 "$@"; }
 
 bin="${AGENTCTL_BIN:-}"
 [[ -n "$bin" && -x "$bin" ]] || fail "no agentctl binary at '${bin}' (the install step did not run?)"
