@@ -341,6 +341,8 @@ impl PgLocation {
 pub fn env_secrets(env: &Env) -> Vec<SecretString> {
     let mut out = Vec::new();
     if let Some(url) = env.get(AGENTCTL_STATE).filter(|u| is_postgres_url(u)) {
+        // Not [`PgLocation::read`]: the password is taken even from a URL whose parameters that
+        // refuses, so the error about them is printed with the password already masked.
         let url = lowercase_scheme(url);
         let base = url.split_once('?').map_or(url.as_str(), |(b, _)| b);
         if let Ok(Some(password)) = tokio_postgres::Config::from_str(base).map(|c| c.get_password().map(<[u8]>::to_vec))

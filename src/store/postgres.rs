@@ -145,19 +145,9 @@ impl Postgres {
                 }
             };
             let connected = rt.block_on(async {
-                // The connection object does the I/O; it runs as a task of this runtime, which
-                // makes progress while a job waits on the client.
                 match tls {
-                    None => config.connect(NoTls).await.map(|(client, connection)| {
-                        tokio::spawn(drive(connection));
-                        client
-                    }),
-                    Some(tls) => config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls)).await.map(
-                        |(client, connection)| {
-                            tokio::spawn(drive(connection));
-                            client
-                        },
-                    ),
+                    None => connect_and_drive(&config, NoTls).await,
+                    Some(tls) => connect_and_drive(&config, tokio_postgres_rustls::MakeRustlsConnect::new(tls)).await,
                 }
             });
             match connected {
@@ -445,6 +435,18 @@ impl Postgres {
             BreakerStep::Current(_) => Err(self.gone()),
         }
     }
+}
+
+/// Connects with `tls` and spawns the connection object, which does the I/O, as a task of the
+/// current runtime: it makes progress while a job waits on the client.
+async fn connect_and_drive<T>(config: &tokio_postgres::Config, tls: T) -> Result<Client, tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config.connect(tls).await?;
+    tokio::spawn(drive(connection));
+    Ok(client)
 }
 
 /// Runs the connection until the server or the client closes it.
