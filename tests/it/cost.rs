@@ -931,6 +931,33 @@ fn artifact_zip(records: &[(String, UsageRecord)]) -> Vec<u8> {
     zip.finish().unwrap().into_inner()
 }
 
+/// Artifact `id` downloadable as GitHub serves it: `…/artifacts/{id}/zip` on `gh` redirects
+/// (with `location_query` on the storage URL) to `storage`, which serves a zip of `records`.
+async fn mount_artifact_download(
+    gh: &wiremock::MockServer,
+    storage: &wiremock::MockServer,
+    id: u64,
+    location_query: &str,
+    records: &[(String, UsageRecord)],
+) {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, ResponseTemplate};
+    let base = format!("{}/repos/octo/r0/actions", crate::common::API_PREFIX);
+    Mock::given(method("GET"))
+        .and(path(format!("{base}/artifacts/{id}/zip")))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("location", format!("{}/blob/{id}.zip{location_query}", storage.uri()).as_str()),
+        )
+        .mount(gh)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/blob/{id}.zip")))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(artifact_zip(records)))
+        .mount(storage)
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_from_artifacts_adds_both_runs_rows_once_and_skips_expired_and_fork_artifacts() {
     use wiremock::matchers::{method, path, query_param, query_param_is_missing};
@@ -981,19 +1008,7 @@ async fn import_from_artifacts_adds_both_runs_rows_once_and_skips_expired_and_fo
         .mount(&gh.server)
         .await;
     for (id, run) in [(11, 101), (12, 102)] {
-        Mock::given(method("GET"))
-            .and(path(format!("{base}/artifacts/{id}/zip")))
-            .respond_with(
-                ResponseTemplate::new(302)
-                    .insert_header("location", format!("{}/blob/{id}.zip?sig=s3cr3t", storage.uri()).as_str()),
-            )
-            .mount(&gh.server)
-            .await;
-        Mock::given(method("GET"))
-            .and(path(format!("/blob/{id}.zip")))
-            .respond_with(ResponseTemplate::new(200).set_body_bytes(artifact_zip(&run_records(run))))
-            .mount(&storage)
-            .await;
+        mount_artifact_download(&gh.server, &storage, id, "?sig=s3cr3t", &run_records(run)).await;
     }
     crate::common::mount_catch_all(&storage, "storage").await;
 
@@ -1058,20 +1073,8 @@ async fn import_from_artifacts_with_a_glob_name_takes_every_matching_artifact_an
         .mount(&gh.server)
         .await;
     for id in [21u64, 22] {
-        Mock::given(method("GET"))
-            .and(path(format!("{base}/artifacts/{id}/zip")))
-            .respond_with(
-                ResponseTemplate::new(302)
-                    .insert_header("location", format!("{}/blob/{id}.zip", storage.uri()).as_str()),
-            )
-            .mount(&gh.server)
-            .await;
         let records = vec![(format!("{id:032x}"), record(now - 1000, "octo/r0", "ci", "gpt-4o", Some(0.01), "ok"))];
-        Mock::given(method("GET"))
-            .and(path(format!("/blob/{id}.zip")))
-            .respond_with(ResponseTemplate::new(200).set_body_bytes(artifact_zip(&records)))
-            .mount(&storage)
-            .await;
+        mount_artifact_download(&gh.server, &storage, id, "", &records).await;
     }
     crate::common::mount_catch_all(&storage, "storage").await;
     let state = unique_state_path();
