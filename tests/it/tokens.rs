@@ -615,22 +615,11 @@ async fn watch_refreshes_before_expiry_keeps_the_file_whole_and_stops_on_sigterm
     // The window starts with the first token: start-up (a debug-build RSA signature on a busy
     // two-core machine) is not what is measured.
     wait_for(&file);
-    let first = *count.lock().unwrap();
     // A reader loop: the file is always one whole token.
-    let started = std::time::Instant::now();
-    let mut reads = 0;
-    while started.elapsed() < std::time::Duration::from_secs(6) {
-        {
-            let text = std::fs::read_to_string(&file).expect("the token file never disappears");
-            let t = text.trim_end();
-            assert!(t.starts_with("ghs_watch") && t.len() == 40 && text.ends_with('\n'), "partial file: {text:?}");
-            reads += 1;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let refreshes = *count.lock().unwrap() - first;
-    assert!(refreshes >= 2, "expected at least 2 refreshes in 6 s, got {refreshes}");
-    assert!(reads > 100);
+    read_while_refreshing(&file, &count, |text| {
+        let t = text.trim_end();
+        assert!(t.starts_with("ghs_watch") && t.len() == 40 && text.ends_with('\n'), "partial file: {text:?}");
+    });
 
     let stderr = stop(child, std::time::Duration::from_secs(1));
     assert!(stderr.matches("refreshed the installation token").count() >= 3, "{stderr}");
@@ -770,6 +759,24 @@ fn stop(mut child: std::process::Child, limit: std::time::Duration) -> String {
     stderr
 }
 
+/// For 6 s from now, reads `file` every 5 ms and hands each text to `check` (a watch must
+/// never leave it partial or missing); then asserts more than 100 reads and at least 2
+/// refreshes (`count` is the fake's counter of credentials handed out).
+fn read_while_refreshing(file: &Path, count: &Mutex<u32>, check: impl Fn(&str)) {
+    let first = *count.lock().unwrap();
+    let started = std::time::Instant::now();
+    let mut reads = 0;
+    while started.elapsed() < std::time::Duration::from_secs(6) {
+        let text = std::fs::read_to_string(file).expect("the token file never disappears");
+        check(&text);
+        reads += 1;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let refreshes = *count.lock().unwrap() - first;
+    assert!(refreshes >= 2, "expected at least 2 refreshes in 6 s, got {refreshes}");
+    assert!(reads > 100);
+}
+
 /// Waits up to 30 s for `file` (start-up includes a debug-build RSA signature on a busy machine).
 fn wait_for(file: &Path) {
     let boot = std::time::Instant::now();
@@ -834,21 +841,12 @@ async fn runner_watch_refreshes_the_registration_token_before_expiry_and_stops_o
     );
     // The metadata is written after the token: wait for both.
     wait_for(&dir.path().join("register-token.meta.json"));
-    let first = *count.lock().unwrap();
-    let started = std::time::Instant::now();
-    let mut reads = 0;
-    while started.elapsed() < std::time::Duration::from_secs(6) {
-        let text = std::fs::read_to_string(&file).expect("the token file never disappears");
+    read_while_refreshing(&file, &count, |text| {
         assert!(text.starts_with("AREG") && text.len() == 30 && text.ends_with('\n'), "partial file: {text:?}");
         let meta: Value = serde_json::from_slice(&std::fs::read(dir.path().join("register-token.meta.json")).unwrap())
             .expect("the metadata file is always whole JSON");
         assert_eq!(meta["kind"], "runner-registration");
-        reads += 1;
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let refreshes = *count.lock().unwrap() - first;
-    assert!(refreshes >= 2, "expected at least 2 refreshes in 6 s, got {refreshes}");
-    assert!(reads > 100);
+    });
     let stderr = stop(child, std::time::Duration::from_secs(1));
     assert!(stderr.matches("refreshed the runner-registration token for organization").count() >= 3, "{stderr}");
     assert!(!stderr.contains("AREG"), "token in the log: {stderr}");
