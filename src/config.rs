@@ -18,7 +18,7 @@ use crate::findings::Threshold;
 use crate::usage::pricing::ModelPrice;
 
 pub mod fix;
-pub use fix::{CommitMethod, EditFormat, FixConfig, VerifyCommand};
+pub use fix::{CommitMethod, EditFormat, FixConfig, VerifyCommand, Workdir};
 
 /// The JSON Schema every config is validated against.
 pub const SCHEMA: &str = include_str!("../schemas/config.schema.json");

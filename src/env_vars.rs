@@ -45,6 +45,8 @@ pub const AZURE_OPENAI_API_KEY: &str = "AZURE_OPENAI_API_KEY";
 pub const GEMINI_API_KEY: &str = "GEMINI_API_KEY";
 /// Set by the runner: the tool cache folder, where the state store lives on a runner.
 pub const RUNNER_TOOL_CACHE: &str = "RUNNER_TOOL_CACHE";
+/// The runner's per-job temporary folder, emptied after each job (`fix`'s scratch work tree).
+pub const RUNNER_TEMP: &str = "RUNNER_TEMP";
 /// XDG data folder, for the state store outside a runner.
 pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
 /// The user's home folder (state store fallback `~/.local/share/agentctl/state.db`).

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod actions;
+pub mod boundary;
 pub mod budget;
 pub mod cli;
 pub mod commands;

@@ -14,6 +14,11 @@ use agentctl::log;
 use agentctl::providers::process_group;
 
 fn main() -> ExitCode {
+    // `agentctl __confine … -- program`: the trampoline of a model-driven child (see
+    // `boundary`), before anything else reads the (already cleared) environment.
+    if let Some(code) = agentctl::boundary::confine_main(&std::env::args_os().collect::<Vec<_>>()) {
+        return ExitCode::from(code);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -32,6 +37,10 @@ fn main() -> ExitCode {
     };
     log::init(level, env.get(ev::GITHUB_ACTIONS) == Some("true"));
     agentctl::progress::init(&env, cli.quiet);
+    // Before any secret is used and any child runs: non-dumpable, no-new-privs, subreaper.
+    for failed in agentctl::boundary::harden_self() {
+        log::warn(&format!("process boundary: {failed} (the kernel refused it; children are less confined)"));
+    }
 
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -53,6 +62,8 @@ fn main() -> ExitCode {
             Ok(signal) = process_group::exit_signal() => Err(signal),
         }
     });
+    // Nothing a child started outlives the run (adopted daemons included).
+    agentctl::boundary::kill_children();
     match outcome {
         Ok(Ok(exit)) => ExitCode::from(exit.code()),
         Ok(Err(e)) => {

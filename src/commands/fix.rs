@@ -11,8 +11,14 @@
 //! and [`publish`] (or the dry-run print), then outputs and the job summary.
 //!
 //! Decisions where the issue is silent:
-//! - The checkout is restored at the end of every run (dry or not): the fix travels through the
-//!   API, so the working tree ends as it started; files created by the fix are removed.
+//! - The rounds run in a scratch `git worktree` detached at HEAD, under `RUNNER_TEMP` (else the
+//!   temp folder), removed at the end ([`Workspace`], issue #17): the fix travels through the
+//!   API (or a commit made with plumbing), so the checkout is never written, and a dry run,
+//!   SIGINT, SIGTERM or SIGKILL at any moment leaves it as it was; verify's by-products land in
+//!   the scratch tree. The rounds see HEAD as committed: with `--allow-dirty` uncommitted
+//!   changes are neither read nor touched (the fix is published on top of the commit anyway).
+//!   `fix.workdir: in-place` edits the checkout itself (a verify that needs the checkout's
+//!   caches), restored at the end of every run and on SIGINT/SIGTERM, not on SIGKILL.
 //! - On a PR the checkout must be at the PR's head (the edits are made against it). On a PR from
 //!   a fork (GitHub cannot open a PR into a fork's branch, and agentctl never pushes to a
 //!   contributor's branch) the fix branch is made in the base repository at the PR's head
@@ -127,7 +133,7 @@ pub async fn run(args: &FixArgs, env: &Env) -> Result<Exit, ExitError> {
     }
 }
 
-/// Stages 2 to 5 with the run's ledger: the budget gate, the rounds, the restore, publish (or
+/// Stages 2 to 5 with the run's ledger: the budget gate, the rounds, the clean-up, publish (or
 /// the dry-run print), then outputs and the job summary.
 async fn fix_with_ledger(
     args: &FixArgs,
@@ -170,13 +176,11 @@ async fn fix_with_ledger(
     })?;
 
     let spec = run.config.fix.verify_spec();
-    let result = rounds(run, &chain, &system, budget, spec.as_ref(), env, ledger).await;
+    let mut ws = Workspace::open(&run.root, run.config.fix.workdir, env)?;
+    let result = rounds(run, &mut ws, &chain, &system, budget, spec.as_ref().map(|s| (s, env)), ledger).await;
     // The checkout ends as it started, whatever happened.
-    let restored = match &result {
-        Ok(o) => restore(&run.root, &o.changes),
-        Err((_, changes)) => restore(&run.root, changes),
-    };
-    let outcome = result.map_err(|(e, _)| e)?;
+    let restored = ws.close();
+    let outcome = result?;
     restored.map_err(|e| ExitError::new(Exit::Failure, anyhow::anyhow!("cannot restore the checkout: {e}")))?;
     if outcome.changes.is_empty() {
         let why: Vec<String> =
@@ -417,31 +421,27 @@ async fn prepare(args: &FixArgs, ctx: &Context, env: &Env) -> Result<Option<Prep
     }))
 }
 
-/// Stage 3: up to `fix.max_rounds` rounds of prompt → answer → apply → verify. On an error the
-/// changes made so far come back with it, so the caller can restore the checkout.
+/// Stage 3: up to `fix.max_rounds` rounds of prompt → answer → apply → verify, in `ws` (which
+/// records each touched file's original, so the caller can restore an in-place checkout).
 async fn rounds(
     run: &Prepared,
+    ws: &mut Workspace,
     chain: &Arc<Resilient>,
     system: &str,
     budget: Budget,
-    spec: Option<&VerifySpec>,
-    env: &Env,
+    verify: Option<(&VerifySpec, &Env)>,
     ledger: &Ledger,
-) -> Result<Outcome, (ExitError, Vec<FileChange>)> {
-    let schema: serde_json::Value = match serde_json::from_str(crate::prompt::FIX_SCHEMA) {
-        Ok(s) => s,
-        Err(e) => return Err((anyhow::anyhow!("fix schema: {e}").into(), vec![])),
-    };
+) -> Result<Outcome, ExitError> {
+    let schema: serde_json::Value =
+        serde_json::from_str(crate::prompt::FIX_SCHEMA).map_err(|e| anyhow::anyhow!("fix schema: {e}"))?;
     let mut out = Outcome { cost_usd: Some(0.0), ..Outcome::default() };
-    // Each touched path's content before the first round (`None`: it did not exist).
-    let mut originals: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
     let mut feedback: Option<Feedback> = None;
     let max_rounds = run.config.fix.max_rounds.max(1);
     for round in 1..=max_rounds {
         out.rounds = round;
-        let edited: Vec<String> = originals.keys().cloned().collect();
+        let edited: Vec<String> = ws.originals.keys().cloned().collect();
         let prompt = edit::context::build(
-            &run.root,
+            &ws.root,
             &run.subject,
             &run.tracked,
             &edited,
@@ -482,19 +482,17 @@ async fn rounds(
                     out.rounds = round - 1;
                     break;
                 }
-                return Err((e.into(), current_changes(&run.root, &originals)));
+                return Err(e.into());
             }
         };
         let explanation =
             answer.value.get("explanation").and_then(|e| e.as_str()).unwrap_or_default().trim().to_string();
         let set: EditSet = serde_json::from_value(answer.value).unwrap_or_default();
-        let applied = edit::plan_with(&run.root, &set, &run.policy, run.config.fix.edit_limits());
+        let applied = edit::plan_with(&ws.root, &set, &run.policy, run.config.fix.edit_limits());
         for c in &applied.changes {
-            originals.entry(c.path.clone()).or_insert_with(|| c.before.clone());
+            ws.originals.entry(c.path.clone()).or_insert_with(|| c.before.clone());
         }
-        if let Err(e) = edit::write(&run.root, &applied.changes) {
-            return Err((ExitError::new(Exit::Failure, e), current_changes(&run.root, &originals)));
-        }
+        edit::write(&ws.root, &applied.changes).map_err(|e| ExitError::new(Exit::Failure, e))?;
         if !explanation.is_empty() {
             out.explanation = explanation;
         }
@@ -505,13 +503,13 @@ async fn rounds(
         let retry = applied.refused.iter().any(|r| !r.policy);
         out.refused.extend(applied.refused.iter().cloned().map(|r| (round, r)));
         let mut fb = Feedback {
-            applied_diff: edit::unified_diff(&current_changes(&run.root, &originals)),
+            applied_diff: edit::unified_diff(&ws.changes()),
             refused: applied.refused.iter().map(|r| format!("{} of `{}`: {}", r.entry, r.path, r.reason)).collect(),
             verify: None,
         };
-        match spec {
-            Some(spec) if !originals.is_empty() => {
-                let v = verify::run(spec, &run.root, env).await;
+        match verify {
+            Some((spec, env)) if !ws.originals.is_empty() => {
+                let v = verify::run(spec, &ws.root, env).await;
                 let line = v.describe(spec.timeout);
                 log::info(&format!("verify `{}` {line}", spec.display));
                 let passed = v.passed();
@@ -529,28 +527,84 @@ async fn rounds(
         }
         feedback = Some(fb);
     }
-    out.changes = current_changes(&run.root, &originals);
+    out.changes = ws.changes();
     Ok(out)
 }
 
-/// Every touched path whose content now differs from `originals`.
-fn current_changes(root: &Path, originals: &BTreeMap<String, Option<Vec<u8>>>) -> Vec<FileChange> {
-    originals
-        .iter()
-        .filter_map(|(path, before)| {
-            let now = std::fs::read(root.join(path)).ok();
-            (now != *before).then(|| FileChange { path: path.clone(), before: before.clone(), after: now })
-        })
-        .collect()
+/// Where the rounds write the model's edits and run verify (`fix.workdir`): a scratch work
+/// tree at HEAD (the default), or the checkout itself with what to put back.
+///
+/// Whatever ends the run — success, an error, a dropped future on SIGINT/SIGTERM (`main`
+/// drops the command's future before it exits 130/143) — dropping it removes the scratch tree,
+/// or writes the checkout's files back as they were; [`Workspace::close`] does the same and
+/// reports an error.
+struct Workspace {
+    /// The root the rounds read and write.
+    root: PathBuf,
+    scratch: Option<edit::checkout::ScratchTree>,
+    /// Each touched path's content before the first round (`None`: it did not exist).
+    originals: BTreeMap<String, Option<Vec<u8>>>,
+    closed: bool,
 }
 
-/// Puts the checkout back as it was before the first round (all or nothing).
-fn restore(root: &Path, changes: &[FileChange]) -> Result<(), edit::WriteError> {
-    let back: Vec<FileChange> = changes
-        .iter()
-        .map(|c| FileChange { path: c.path.clone(), before: c.after.clone(), after: c.before.clone() })
-        .collect();
-    edit::write(root, &back)
+impl Workspace {
+    /// A scratch tree of `checkout` under `RUNNER_TEMP` (else the temp folder), or the checkout
+    /// itself for `fix.workdir: in-place`.
+    fn open(checkout: &Path, workdir: config::Workdir, env: &Env) -> Result<Self, ExitError> {
+        let scratch = match workdir {
+            config::Workdir::InPlace => None,
+            config::Workdir::Scratch => {
+                let under = env.get(ev::RUNNER_TEMP).map_or_else(std::env::temp_dir, PathBuf::from);
+                let tree = edit::checkout::ScratchTree::add(checkout, &under).map_err(|e| {
+                    ExitError::new(
+                        Exit::Failure,
+                        anyhow::anyhow!(
+                            "cannot make the scratch work tree the fix runs in: {e}\nhelp: set `fix.workdir: in-place` to edit the checkout itself"
+                        ),
+                    )
+                })?;
+                log::info(&format!("fix rounds run in a scratch work tree at HEAD: {}", tree.path().display()));
+                Some(tree)
+            }
+        };
+        let root = scratch.as_ref().map_or_else(|| checkout.to_path_buf(), |t| t.path().to_path_buf());
+        Ok(Self { root, scratch, originals: BTreeMap::new(), closed: false })
+    }
+
+    /// Every touched path whose content now differs from its original.
+    fn changes(&self) -> Vec<FileChange> {
+        self.originals
+            .iter()
+            .filter_map(|(path, before)| {
+                let now = std::fs::read(self.root.join(path)).ok();
+                (now != *before).then(|| FileChange { path: path.clone(), before: before.clone(), after: now })
+            })
+            .collect()
+    }
+
+    /// Removes the scratch tree, or puts the checkout back as it was before the first round
+    /// (all or nothing).
+    fn close(&mut self) -> Result<(), String> {
+        self.closed = true;
+        if let Some(tree) = self.scratch.take() {
+            return tree.remove();
+        }
+        let back: Vec<FileChange> =
+            self.changes().into_iter().map(|c| FileChange { path: c.path, before: c.after, after: c.before }).collect();
+        edit::write(&self.root, &back).map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        if !self.closed {
+            // A signal or a panic: the verify command must not write after we restored.
+            crate::providers::process_group::kill_all();
+            if let Err(e) = self.close() {
+                log::error(&format!("cannot restore the checkout: {e}"));
+            }
+        }
+    }
 }
 
 /// What [`publish`] made.

@@ -34,6 +34,19 @@ pub enum CommitMethod {
     Git,
 }
 
+/// `fix.workdir`: where the rounds write the model's edits and run verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workdir {
+    /// A scratch `git worktree` detached at HEAD under `RUNNER_TEMP` (else the temp folder),
+    /// removed at the end: the user's checkout is never written, whatever ends the run.
+    #[default]
+    Scratch,
+    /// The checkout itself (for a verify that needs the checkout's own caches); it is restored
+    /// at the end of the run and on SIGINT/SIGTERM (not on SIGKILL).
+    InPlace,
+}
+
 /// `fix:` settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -46,6 +59,12 @@ pub struct FixConfig {
     pub verify_output_bytes: usize,
     /// Variable names passed to the verify command besides [`crate::edit::verify::BASE_ENV`].
     pub verify_env: Vec<String>,
+    /// `inherit`, or `none`: verify runs in a network namespace of its own with only loopback
+    /// (Linux; see [`crate::boundary`]). Issue #17 names it `fix.verify.network`; it is flat
+    /// like the other `verify_*` keys, since `fix.verify` is the command itself.
+    pub verify_network: crate::boundary::Network,
+    /// Where the rounds edit and verify runs.
+    pub workdir: Workdir,
     pub max_rounds: u32,
     /// Globs besides [`crate::edit::DEFAULT_PROTECTED`].
     pub protected_paths: Vec<String>,
@@ -71,6 +90,8 @@ impl Default for FixConfig {
             verify_timeout: 600.0,
             verify_output_bytes: 65_536,
             verify_env: vec![],
+            verify_network: crate::boundary::Network::Inherit,
+            workdir: Workdir::Scratch,
             max_rounds: 2,
             protected_paths: vec![],
             edit_format: EditFormat::SearchReplace,
@@ -102,6 +123,7 @@ impl FixConfig {
                 .unwrap_or(std::time::Duration::from_secs(600)),
             output_cap: self.verify_output_bytes.max(1),
             env_allow: self.verify_env.clone(),
+            network: self.verify_network,
         })
     }
 }

@@ -1,4 +1,5 @@
-//! The git checkout a fix edits: its root, whether it has uncommitted changes, its HEAD, and
+//! The git checkout a fix edits: its root, whether it has uncommitted changes, its HEAD, the
+//! scratch work tree the rounds run in ([`ScratchTree`]), and
 //! the `fix.commit: git` publish path ([`commit_files`], [`remote_branch_head`],
 //! [`push_branch`]). `git` runs without a shell, with fixed arguments; paths and branch names
 //! come after `--` or inside a refspec, never where git reads options.
@@ -50,6 +51,71 @@ pub fn dirty(root: &Path) -> Result<Vec<String>, String> {
 /// The full sha of HEAD.
 pub fn head(root: &Path) -> Result<String, String> {
     git(root, &["rev-parse", "HEAD"]).map(|s| s.trim().to_string())
+}
+
+/// A scratch work tree of a checkout's repository (`git worktree add --detach`, at HEAD) in a
+/// temporary folder of its own, where a fix's rounds write and verify runs, so that the user's
+/// checkout is never written (issue #17). Dropping it removes the work tree and its folder
+/// (`git worktree remove --force`, then `git worktree prune`); [`ScratchTree::remove`] does the
+/// same and reports git's error.
+///
+/// A run killed with `SIGKILL` leaves the folder (under `RUNNER_TEMP` the runner deletes it
+/// after the job) and its `.git/worktrees/` entry; the checkout's files, index and HEAD are
+/// never touched. The next run prunes entries whose folder is gone.
+#[derive(Debug)]
+pub struct ScratchTree {
+    repo: PathBuf,
+    path: PathBuf,
+    /// Owns the folder holding `path`; `None` once removed.
+    dir: Option<tempfile::TempDir>,
+}
+
+impl ScratchTree {
+    /// Adds a work tree of `root`'s repository detached at HEAD, in a new `agentctl-fix-*`
+    /// folder under `under`. Submodules are not checked out in it.
+    ///
+    /// Errors: the folder cannot be made, or git's message.
+    pub fn add(root: &Path, under: &Path) -> Result<Self, String> {
+        // Entries whose folder is gone (a run killed with SIGKILL whose temp folder was cleaned).
+        let _ = git(root, &["worktree", "prune"]);
+        let dir = tempfile::Builder::new()
+            .prefix("agentctl-fix-")
+            .tempdir_in(under)
+            .map_err(|e| format!("cannot make a scratch folder in {}: {e}", under.display()))?;
+        let path = dir.path().join("tree");
+        let arg = path.to_str().ok_or_else(|| format!("the scratch folder {} is not UTF-8", path.display()))?;
+        git(root, &["worktree", "add", "--detach", "--quiet", arg, "HEAD"])?;
+        Ok(Self { repo: root.to_path_buf(), path, dir: Some(dir) })
+    }
+
+    /// The work tree's root.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the work tree, its folder and its `.git/worktrees/` entry.
+    ///
+    /// Errors: git's message (the folder is deleted anyway).
+    pub fn remove(mut self) -> Result<(), String> {
+        self.remove_now()
+    }
+
+    fn remove_now(&mut self) -> Result<(), String> {
+        let Some(dir) = self.dir.take() else { return Ok(()) };
+        let removed = match self.path.to_str() {
+            Some(p) => git(&self.repo, &["worktree", "remove", "--force", "--force", p]).map(drop),
+            None => Ok(()),
+        };
+        let closed = dir.close().map_err(|e| format!("cannot delete the scratch folder: {e}"));
+        let _ = git(&self.repo, &["worktree", "prune"]);
+        removed.and(closed)
+    }
+}
+
+impl Drop for ScratchTree {
+    fn drop(&mut self) {
+        let _ = self.remove_now();
+    }
 }
 
 /// One file of a [`commit_files`] commit: repository-relative `/`-separated path, new content

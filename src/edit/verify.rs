@@ -12,6 +12,9 @@
 //! - stdin is empty; stdout and stderr are read as they come (their relative order is
 //!   approximate) into one buffer that keeps the last
 //!   `output_cap` bytes (memory stays bounded whatever the command prints).
+//! - It runs inside the process boundary ([`crate::boundary`]): through agentctl's trampoline,
+//!   with no capabilities and no new privileges, killed when agentctl dies, and with
+//!   `fix.verify_network: none` in a network namespace of its own.
 //! - The command leads a process group of its own ([`ProcessGroup`]); on the timeout the whole
 //!   group is killed (a test runner's children included), and SIGINT/SIGTERM to agentctl kill
 //!   it too.
@@ -26,8 +29,9 @@ use crate::context::Env;
 use crate::providers::process_group::ProcessGroup;
 
 /// Variables passed to the verify command besides `fix.verify_env`: where programs and the
-/// home folder are, the locale and the temp folder.
-pub const BASE_ENV: [&str; 6] = ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR"];
+/// home folder are, the locale and the temp folder, and `RUNNER_TRACKING_ID` (the Actions runner
+/// finds the processes a step left behind by it).
+pub const BASE_ENV: [&str; 7] = ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "RUNNER_TRACKING_ID"];
 
 /// A verify command as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +46,8 @@ pub struct VerifySpec {
     pub output_cap: usize,
     /// Names of variables passed through besides [`BASE_ENV`].
     pub env_allow: Vec<String>,
+    /// `fix.verify_network`: agentctl's network, or a namespace with only loopback.
+    pub network: crate::boundary::Network,
 }
 
 /// How a verify run ended.
@@ -99,9 +105,19 @@ pub fn argv(command: &crate::config::VerifyCommand, shell: bool) -> Option<(Vec<
 /// Runs `spec` in `root` with the allowed part of `env`, and waits for it (at most the timeout).
 pub async fn run(spec: &VerifySpec, root: &Path, env: &Env) -> VerifyResult {
     let started = Instant::now();
-    let mut cmd = tokio::process::Command::new(&spec.argv[0]);
-    cmd.args(&spec.argv[1..])
-        .current_dir(root)
+    let not_started = |why: String| VerifyResult {
+        status: VerifyStatus::NotStarted(why),
+        output_tail: String::new(),
+        dropped_bytes: 0,
+        duration: started.elapsed(),
+    };
+    // Inside the process boundary (no capabilities, no new privileges, killed with us; see
+    // `boundary`), with the child's own PATH to find the program.
+    let mut cmd = match crate::boundary::command(&spec.argv[0], &spec.argv[1..], env.get("PATH"), spec.network) {
+        Ok(c) => c,
+        Err(e) => return not_started(format!("{}: {e}", spec.argv[0])),
+    };
+    cmd.current_dir(root)
         .env_clear()
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -116,14 +132,7 @@ pub async fn run(spec: &VerifySpec, root: &Path, env: &Env) -> VerifyResult {
     cmd.process_group(0);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => {
-            return VerifyResult {
-                status: VerifyStatus::NotStarted(format!("{}: {e}", spec.argv[0])),
-                output_tail: String::new(),
-                dropped_bytes: 0,
-                duration: started.elapsed(),
-            }
-        }
+        Err(e) => return not_started(format!("{}: {e}", spec.argv[0])),
     };
     let group = ProcessGroup::register(child.id());
     let tail = std::sync::Arc::new(std::sync::Mutex::new(Tail::new(spec.output_cap)));
@@ -149,6 +158,14 @@ pub async fn run(spec: &VerifySpec, root: &Path, env: &Env) -> VerifyResult {
     let (output_tail, dropped_bytes) = match tail.lock() {
         Ok(t) => (String::from_utf8_lossy(&t.bytes.iter().copied().collect::<Vec<u8>>()).into_owned(), t.dropped),
         Err(_) => (String::new(), 0),
+    };
+    // The trampoline could not set the boundary up: the command never ran, and its one line says
+    // why (`fix.verify_network: none` where the kernel refuses namespaces, say).
+    let status = match (status, output_tail.strip_prefix(crate::boundary::SETUP_FAILED_PREFIX)) {
+        (VerifyStatus::Failed(Some(c)), Some(why)) if c == i32::from(crate::boundary::SETUP_FAILED) => {
+            VerifyStatus::NotStarted(why.trim().to_string())
+        }
+        (status, _) => status,
     };
     VerifyResult { status, output_tail, dropped_bytes, duration: started.elapsed() }
 }
@@ -197,6 +214,7 @@ mod tests {
             timeout,
             output_cap: cap,
             env_allow: allow.iter().map(|s| s.to_string()).collect(),
+            network: crate::boundary::Network::Inherit,
         }
     }
 

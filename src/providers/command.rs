@@ -7,6 +7,10 @@
 //! [`INHERITED_ENV`], the configured `env` and the `env_passthrough` names, so `GITHUB_TOKEN`,
 //! `ACTIONS_RUNTIME_TOKEN` and other secrets of the job never reach the agent unless asked for.
 //!
+//! The child runs inside the process boundary ([`crate::boundary`]): through agentctl's
+//! trampoline, without capabilities or new privileges, unable to read agentctl's memory or
+//! environment, and whatever it daemonises is killed when it ends (agentctl is its subreaper).
+//!
 //! Resource limits: every attempt has a timeout after which the child's whole process group
 //! (the agent and every tool it started) is killed and the child reaped (see
 //! [`super::process_group`]; `SIGINT`/`SIGTERM` to agentctl kill the groups too);
@@ -68,8 +72,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Variables copied from our environment into the child's (when set), besides `env` and
 /// `env_passthrough`: what a CLI needs to find programs (`PATH`), its config and login
-/// (`HOME`), decode text (`LANG`) and write temporary files (`TMPDIR`).
-pub const INHERITED_ENV: [&str; 4] = ["PATH", "HOME", "LANG", "TMPDIR"];
+/// (`HOME`), decode text (`LANG`) and write temporary files (`TMPDIR`), and
+/// `RUNNER_TRACKING_ID`, by which the Actions runner finds the processes a step left behind.
+pub const INHERITED_ENV: [&str; 5] = ["PATH", "HOME", "LANG", "TMPDIR", "RUNNER_TRACKING_ID"];
 
 /// How much of stderr we keep while reading (bytes, the most recent ones).
 const STDERR_KEEP_BYTES: usize = 64 * 1024;
@@ -281,9 +286,17 @@ impl CommandProvider {
     /// tail, and waits for the exit, all within the timeout. On timeout or an I/O error the
     /// child is killed and reaped before returning.
     async fn run(&self, input: &[u8]) -> Result<RawRun, AttemptError> {
-        let mut command = tokio::process::Command::new(&self.settings.program);
+        // Inside the process boundary (no capabilities, no new privileges, killed with us; see
+        // `crate::boundary`); the program is found in the child's own PATH.
+        let path = self.child_env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.expose_secret());
+        let mut command = crate::boundary::command(
+            &self.settings.program,
+            &self.settings.args,
+            path,
+            crate::boundary::Network::Inherit,
+        )
+        .map_err(|e| AttemptError::spawn(&self.settings.program, &e))?;
         command
-            .args(&self.settings.args)
             .env_clear()
             .envs(self.child_env.iter().map(|(k, v)| (k.as_str(), v.expose_secret())))
             .stdin(Stdio::piped())

@@ -67,6 +67,9 @@ impl Drop for ProcessGroup {
     fn drop(&mut self) {
         kill_group(self.pgid);
         live().remove(&self.pgid);
+        // Whatever the group's members daemonised (`setsid`, a double fork) was adopted by us
+        // as child subreaper: it dies now too.
+        crate::boundary::kill_adopted();
     }
 }
 
@@ -78,6 +81,11 @@ pub fn kill_all() -> usize {
         kill_group(*pgid);
     }
     groups.len()
+}
+
+/// The ids of the registered groups alive right now (their leaders' pids).
+pub fn live_ids() -> BTreeSet<u32> {
+    live().clone()
 }
 
 /// How many agent process groups are alive (for tests and logs).
