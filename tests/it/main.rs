@@ -6,6 +6,7 @@
 mod common;
 
 mod action;
+mod boundary;
 mod cli;
 mod cost;
 mod diff_limit;

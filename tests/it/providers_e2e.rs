@@ -262,3 +262,41 @@ fn signal_to_agentctl_left_the_agents_grandchildren_running() {
         assert_eq!(status.code(), Some(code), "{signal:?}: 128 + the signal's number");
     }
 }
+
+/// An agent CLI runs tools the model picks: inside the process boundary (issue #17) it cannot
+/// read agentctl's environment or memory, runs without capabilities or new privileges, and what
+/// it daemonises dies when it ends.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_agent_cli_cannot_reach_agentctls_secrets_and_its_daemons_die_with_it() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("seen");
+    let daemon = dir.path().join("daemon");
+    let script = write(
+        dir.path(),
+        "nosy-agent.sh",
+        format!(
+            "#!/bin/sh\ncat >/dev/null\n{{ cat /proc/$PPID/environ || echo 'environ denied'; grep -E '^(NoNewPrivs|CapEff):' /proc/self/status; }} > {seen} 2>&1\nsetsid sh -c 'echo $$ > {daemon}; exec sleep 302' </dev/null >/dev/null 2>&1 &\nsleep 0.2\ncat <<'EOF'\n{}\nEOF\n",
+            answer(),
+            seen = seen.display(),
+            daemon = daemon.display(),
+        ),
+    );
+    let config = format!(
+        "provider: agent\nproviders:\n  agent:\n    kind: command\n    model: fake-agent\n    command: [/bin/sh, {}]\n",
+        script.display()
+    );
+    let report = review(&config, &[("OPENAI_API_KEY", "sk-test-not-for-the-agent-0123456789")]);
+    assert_model_finding(&report, "fake-agent");
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    assert!(!seen.contains("sk-test-not-for-the-agent"), "{seen}");
+    assert!(seen.contains("environ denied") && seen.contains("NoNewPrivs:\t1"), "{seen}");
+    assert!(seen.contains("CapEff:\t0000000000000000"), "{seen}");
+    let pid: u32 = std::fs::read_to_string(&daemon).unwrap().trim().parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(pid), "the agent's daemon {pid} outlived it");
+}
