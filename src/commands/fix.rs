@@ -275,6 +275,12 @@ async fn prepare(args: &FixArgs, ctx: &Context, env: &Env) -> Result<Option<Prep
         }
     };
     let trigger = if flag.is_none() { target::trigger_user(ctx) } else { None };
+    // An event by someone whose payload names nobody fails closed: no permission check could
+    // pass, so nothing starts (exit 3, no model call).
+    if flag.is_none() && trigger.is_none() && target::needs_trigger_user(ctx) {
+        log::warn("the event names no author (`comment.user` or `sender` is missing): no fix was started");
+        return Ok(None);
+    }
     if let Some((login, true)) = &trigger {
         log::info(&format!("`/agentctl fix` by the bot {login} is ignored: bots never trigger runs"));
         return Ok(None);

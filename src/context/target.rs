@@ -145,15 +145,20 @@ pub fn find_issue_target(ctx: &Context, flag: Option<u64>, task: &str, label: Op
 }
 
 /// Who triggered the run by an action in GitHub: the comment's author on `issue_comment`, the
-/// `sender` of an `issues` event; with whether the account is a bot. `None` for other events.
+/// `sender` of an `issues` event; with whether the account is a bot. `None` for other events,
+/// and for these two when the payload names no author (an empty login counts as none): the
+/// caller must then refuse, never skip the permission check ([`needs_trigger_user`]).
 pub fn trigger_user(ctx: &Context) -> Option<(String, bool)> {
     match &ctx.event {
         Event::IssueComment(e) => {
-            let u = e.comment.user.as_ref()?;
+            let u = e.comment.user.as_ref().filter(|u| !u.login.trim().is_empty())?;
             Some((u.login.clone(), u.kind.eq_ignore_ascii_case("Bot")))
         }
         Event::Other { name, payload } if name == "issues" => {
-            let login = payload.pointer("/sender/login")?.as_str()?.to_string();
+            let login = payload.pointer("/sender/login")?.as_str()?.trim().to_string();
+            if login.is_empty() {
+                return None;
+            }
             let bot =
                 payload.pointer("/sender/type").and_then(|t| t.as_str()).is_some_and(|t| t.eq_ignore_ascii_case("Bot"));
             Some((login, bot))
@@ -162,12 +167,21 @@ pub fn trigger_user(ctx: &Context) -> Option<(String, bool)> {
     }
 }
 
+/// Whether the event is an action by someone in GitHub (`issue_comment`, `issues`), whose
+/// author [`trigger_user`] must name before anything runs.
+pub fn needs_trigger_user(ctx: &Context) -> bool {
+    matches!(&ctx.event, Event::IssueComment(_)) || matches!(&ctx.event, Event::Other { name, .. } if name == "issues")
+}
+
 /// Why the comment that triggered this run may not trigger it, or `None` when it may (or the
 /// event is not a comment): its author is a bot, or their `author_association` is not in
 /// `allowed` (case-insensitive). The sentence names the login and the association.
 pub fn trigger_refusal(ctx: &Context, task: &str, allowed: &[String]) -> Option<String> {
     let Event::IssueComment(e) = &ctx.event else { return None };
-    let login = e.comment.user.as_ref().map_or("(unknown)", |u| u.login.as_str());
+    // No author is no permission: a payload without `comment.user` fails closed.
+    let Some(login) = e.comment.user.as_ref().map(|u| u.login.as_str()).filter(|l| !l.trim().is_empty()) else {
+        return Some(format!("`/agentctl {task}` in a comment with no author (`comment.user`) is ignored"));
+    };
     if e.comment.user.as_ref().is_some_and(|u| u.kind.eq_ignore_ascii_case("Bot")) {
         return Some(format!("`/agentctl {task}` by the bot {login} is ignored: bots never trigger runs"));
     }

@@ -370,6 +370,31 @@ async fn a_commenter_without_write_access_gets_a_reply_and_no_model_call() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_comment_or_label_event_that_names_no_author_is_refused_before_any_model_call() {
+    // Issue #17: a payload without `comment.user` skipped the permission check (fail-open).
+    let model = strict_server().await; // any model request fails the test
+    let dir = repo(&model.uri(), "");
+    let hub = fix_hub("bug", "admin").await;
+    let scratch = tempfile::tempdir().unwrap();
+    let events = [
+        json!({"action": "created", "issue": {"number": ISSUE}, "repository": {"full_name": "o/r"},
+               "comment": {"body": "/agentctl fix please", "author_association": "OWNER"}}),
+        json!({"action": "created", "issue": {"number": ISSUE}, "repository": {"full_name": "o/r"},
+               "comment": {"body": "/agentctl fix please", "author_association": "OWNER", "user": {"login": " ", "type": "User"}}}),
+    ];
+    for (i, payload) in events.iter().enumerate() {
+        let event = write(scratch.path(), &format!("event{i}.json"), payload.to_string());
+        let run = fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out")).output().unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains("names no author"), "{stderr}");
+    }
+    let state = hub.gh.state.lock().unwrap();
+    assert_eq!(state.comment_posts, 0);
+    assert!(hub.graphql.lock().unwrap().is_empty() && hub.pulls.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_input_no_checkout_dirty_tree_and_a_missing_issue() {
     let model = strict_server().await;
     // Not a git checkout: exit 2 with a clear message.
