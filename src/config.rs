@@ -341,7 +341,8 @@ impl BreakerConfig {
 pub struct Violation {
     /// JSON pointer to the offending value (`""` for the root).
     pub pointer: String,
-    /// The offending value as compact JSON, redacted and cut at [`MAX_QUOTED_CHARS`].
+    /// What kind of value is there (`a string of 7 characters`), never the value itself: the
+    /// file may not be a config at all (a credentials file behind a symlink).
     pub value: String,
     /// The rule that failed, as the validator words it, with the value in it cut and redacted
     /// the same way.
@@ -390,7 +391,7 @@ pub enum ConfigError {
 fn render_violations(v: &[Violation]) -> String {
     v.iter()
         .map(|v| {
-            format!("  - at `{}`: {} (value: {})", if v.pointer.is_empty() { "/" } else { &v.pointer }, v.rule, v.value)
+            format!("  - at `{}`: {} (found {})", if v.pointer.is_empty() { "/" } else { &v.pointer }, v.rule, v.value)
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -665,12 +666,41 @@ pub fn validate(value: &serde_json::Value) -> Vec<Violation> {
     let mut out: Vec<Violation> = validator()
         .iter_errors(value)
         .map(|e| {
+            // No violation ever quotes a value from the file (issue #17: `config validate` on a
+            // credentials file behind a symlink printed its password). The validator quotes the
+            // whole value in its message: it becomes "the value"; a message that still holds
+            // any of its strings or numbers says only which schema keyword failed.
             let full = e.instance().to_string();
-            let shown = scrub(&full, MAX_QUOTED_CHARS);
-            // The validator quotes the whole value in its message; quote the excerpt instead,
-            // and cut whatever else it quotes (an enum of ours is short).
-            let rule = scrub(&e.to_string().replace(&full, &shown), 4 * MAX_QUOTED_CHARS);
-            Violation { pointer: scrub(e.instance_path().as_str(), 2 * MAX_QUOTED_CHARS), value: shown, rule }
+            let message = e.to_string().replace(&full, "the value");
+            let keyword = e.schema_path().as_str().rsplit('/').next().unwrap_or("").to_string();
+            // These keywords' messages quote only the schema once the instance is replaced.
+            let schema_only = [
+                "required",
+                "enum",
+                "const",
+                "type",
+                "minimum",
+                "maximum",
+                "exclusiveMinimum",
+                "exclusiveMaximum",
+                "pattern",
+                "minLength",
+                "maxLength",
+                "minItems",
+                "maxItems",
+                "additionalProperties",
+            ]
+            .contains(&keyword.as_str());
+            let rule = if !schema_only && quotes_any_leaf(&message, e.instance()) {
+                format!("fails the schema's `{}` rule", scrub(&keyword, MAX_QUOTED_CHARS))
+            } else {
+                scrub(&message, 4 * MAX_QUOTED_CHARS)
+            };
+            Violation {
+                pointer: scrub(e.instance_path().as_str(), 2 * MAX_QUOTED_CHARS),
+                value: shape(e.instance()),
+                rule,
+            }
         })
         .collect();
     // Globs are checked here, with the same parser `review` uses (globset), so a bad one is a
@@ -679,17 +709,44 @@ pub fn validate(value: &serde_json::Value) -> Vec<Violation> {
         let Some(globs) = value.pointer(&format!("/review/{list}")).and_then(|v| v.as_array()) else { continue };
         for (i, g) in globs.iter().enumerate() {
             let Some(text) = g.as_str() else { continue };
-            if let Err(e) = globset::Glob::new(text) {
+            if globset::Glob::new(text).is_err() {
                 out.push(Violation {
                     pointer: format!("/review/{list}/{i}"),
-                    value: scrub(&g.to_string(), MAX_QUOTED_CHARS),
-                    rule: format!("not a valid glob: {}", scrub(&e.kind().to_string(), 2 * MAX_QUOTED_CHARS)),
+                    value: shape(g),
+                    rule: "not a valid glob (globset syntax: `*`, `**`, `?`, `[...]`, `{a,b}`)".into(),
                 });
             }
         }
     }
     out.sort_by(|a, b| a.pointer.cmp(&b.pointer));
     out
+}
+
+/// What kind of value `v` is, never the value: `a string of 12 characters`, `an object with
+/// 2 keys`, `an array of 3 items`, `a number`, `a boolean`, `null`.
+fn shape(v: &serde_json::Value) -> String {
+    use serde_json::Value as J;
+    let n = |count: usize, one: &str, many: &str| format!("{count} {}", if count == 1 { one } else { many });
+    match v {
+        J::Null => "null".into(),
+        J::Bool(_) => "a boolean".into(),
+        J::Number(_) => "a number".into(),
+        J::String(s) => format!("a string of {}", n(s.chars().count(), "character", "characters")),
+        J::Array(a) => format!("an array of {}", n(a.len(), "item", "items")),
+        J::Object(o) => format!("an object with {}", n(o.len(), "key", "keys")),
+    }
+}
+
+/// Whether `message` holds any string (of 3 characters or more) or number found in `v`.
+fn quotes_any_leaf(message: &str, v: &serde_json::Value) -> bool {
+    use serde_json::Value as J;
+    match v {
+        J::String(s) => s.chars().count() >= 3 && message.contains(s.as_str()),
+        J::Number(n) => message.contains(&n.to_string()),
+        J::Array(a) => a.iter().any(|x| quotes_any_leaf(message, x)),
+        J::Object(o) => o.values().any(|x| quotes_any_leaf(message, x)),
+        J::Null | J::Bool(_) => false,
+    }
 }
 
 /// `text` redacted (high-confidence token patterns) and cut at `max` characters, for quoting in
@@ -980,7 +1037,9 @@ mod tests {
         let pointers: Vec<&str> = violations.iter().map(|v| v.pointer.as_str()).collect();
         assert_eq!(pointers, ["/providers/main/kind", "/review/fail_on", "/review/max_inline_comments"]);
         let msg = err.to_string();
-        assert!(msg.contains("3 schema violation(s)") && msg.contains("\"sometimes\"") && msg.contains("-1"), "{msg}");
+        assert!(msg.contains("3 schema violation(s)") && msg.contains("found a string of 9 characters"), "{msg}");
+        // No value from the file is quoted (issue #17): the file may be a credentials file.
+        assert!(!msg.contains("sometimes") && !msg.contains("gpt") && !msg.contains("-1"), "{msg}");
     }
 
     #[test]
@@ -1014,6 +1073,25 @@ mod tests {
         // Syntax errors and provider names go through the same scrubbing.
         let err = Config::from_text(&format!("provider: {secret}{long}\n"), "c.yml").unwrap_err().to_string();
         assert!(!err.contains(secret) && !err.contains(&"x".repeat(81)), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_config_never_has_its_values_quoted() {
+        // Issue #17: a credentials file (here inside the repository, so it is parsed) printed
+        // its values in the violations. Every shape of violation: unknown keys at the root,
+        // wrong types, an object where a string goes, an enum, a glob, a nested oneOf.
+        let values = ["hunter2-password", "AKIAEXAMPLE0KEYID", "s3cr3t-nested-value", "wrong[glob", "424242"];
+        let text = format!(
+            "password: {}\naws_access_key_id: {}\nprovider: {{secret: {}}}\nreview:\n  include: ['{}']\n  max_findings: {}\n  fail_on: {}\nproviders:\n  p: {{kind: openai, model: m, api_key_env: {}}}\n",
+            values[0], values[1], values[2], values[3], values[4], values[0], values[1]
+        );
+        let err = Config::from_text(&text, "credentials.yml").unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, ConfigError::Invalid { .. }), "{msg}");
+        for v in values {
+            assert!(!msg.contains(v), "`{v}` was quoted:\n{msg}");
+        }
+        assert!(msg.contains("found a string of"), "{msg}");
     }
 
     #[test]
