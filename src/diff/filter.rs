@@ -24,6 +24,9 @@ pub enum SkipReason {
     NotIncluded,
     /// Did not fit the token budget (filled in by the chunker, not the filter).
     OverBudget,
+    /// The `index` line says the content changed, yet the section has no hunks (a truncated
+    /// or crafted diff): nothing could be reviewed, so it is listed, never counted as reviewed.
+    NoHunks,
 }
 
 impl std::fmt::Display for SkipReason {
@@ -39,6 +42,7 @@ impl std::fmt::Display for SkipReason {
             SkipReason::Excluded(glob) => write!(f, "excluded by `{glob}`"),
             SkipReason::NotIncluded => f.write_str("not matched by `include`"),
             SkipReason::OverBudget => f.write_str("over the token budget"),
+            SkipReason::NoHunks => f.write_str("content changed but the diff shows no hunks"),
         }
     }
 }
@@ -116,6 +120,9 @@ impl FileFilter {
         }
         if file.is_binary {
             return Some(SkipReason::Binary);
+        }
+        if file.content_changed && file.hunks.is_empty() && file.status != FileStatus::Deleted {
+            return Some(SkipReason::NoHunks);
         }
         if matches!(file.status, FileStatus::Renamed | FileStatus::Copied) && file.hunks.is_empty() {
             return Some(SkipReason::PureRename);
@@ -205,6 +212,33 @@ mod tests {
     }
 
     const HUNK: &str = "@@ -1 +1 @@\n-a\n+b\n";
+
+    #[test]
+    fn an_index_change_without_hunks_is_listed_not_reviewed() {
+        // Issue #17: such a section was counted as reviewed although nothing of it was read.
+        let f = filter(&[], &[]);
+        let parsed = |text: &str| parse(text.as_bytes()).files.remove(0);
+        let index_only = parsed("diff --git a/src/x.rs b/src/x.rs\nindex 1111111..2222222 100644\n");
+        assert_eq!(f.check(&index_only), Some(SkipReason::NoHunks));
+        assert_eq!(SkipReason::NoHunks.to_string(), "content changed but the diff shows no hunks");
+        // Not for what legitimately has no hunks: a mode change, an empty new file, a pure
+        // rename, a deletion, a binary file.
+        let mode = parsed("diff --git a/run.sh b/run.sh\nold mode 100644\nnew mode 100755\n");
+        assert_eq!(f.check(&mode), None);
+        let empty = parsed("diff --git a/e.txt b/e.txt\nnew file mode 100644\nindex 0000000..e69de29\n");
+        assert_eq!(f.check(&empty), None);
+        let rename = parsed("diff --git a/a.rs b/b.rs\nsimilarity index 100%\nrename from a.rs\nrename to b.rs\n");
+        assert_eq!(f.check(&rename), Some(SkipReason::PureRename));
+        let deleted = parsed("diff --git a/d.rs b/d.rs\ndeleted file mode 100644\nindex 3333333..0000000\n");
+        assert_eq!(f.check(&deleted), Some(SkipReason::Deleted));
+        let binary = parsed(
+            "diff --git a/i.png b/i.png\nindex 4444444..5555555 100644\nBinary files a/i.png and b/i.png differ\n",
+        );
+        assert_eq!(f.check(&binary), Some(SkipReason::Binary));
+        // With its hunk the same section is reviewed.
+        let full = parsed("diff --git a/src/x.rs b/src/x.rs\nindex 1111111..2222222 100644\n--- a/src/x.rs\n+++ b/src/x.rs\n@@ -1 +1 @@\n-a\n+b\n");
+        assert_eq!(f.check(&full), None);
+    }
 
     #[test]
     fn default_skips() {

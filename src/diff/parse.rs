@@ -48,6 +48,10 @@ pub struct FileDiff {
     pub new_mode: Option<String>,
     /// `similarity index N%` for renames and copies.
     pub similarity: Option<u8>,
+    /// The `index OLD..NEW` line names a new blob with content (NEW is neither all zeros, a
+    /// deletion, nor the empty blob `e69de29`, an empty file) that differs from OLD: the
+    /// content changed, so the section must have hunks or be binary.
+    pub content_changed: bool,
     pub hunks: Vec<Hunk>,
 }
 
@@ -401,6 +405,13 @@ impl Parser {
             if rest.split(|&b| b == b' ').nth(1) == Some(b"160000") {
                 file.is_submodule = true;
             }
+            let ids = rest.split(|&b| b == b' ').next().unwrap_or_default();
+            if let Some(at) = ids.windows(2).position(|w| w == b"..") {
+                let (old, new) = (&ids[..at], &ids[at + 2..]);
+                let empty =
+                    new.iter().all(|&b| b == b'0') || b"e69de29bb2d1d6434b8b29ae775ad8c2e48c5391".starts_with(new);
+                file.content_changed = old != new && !new.is_empty() && !empty;
+            }
         } else if raw.starts_with(b"Binary files ") {
             file.is_binary = true;
         } else if raw == b"GIT binary patch" {
@@ -421,6 +432,7 @@ impl Parser {
             old_mode: None,
             new_mode: None,
             similarity: None,
+            content_changed: false,
             hunks: Vec::new(),
         };
         let paths = PathSources { git_old, git_new, ..PathSources::default() };
