@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         log::Level::Normal
     };
     log::init(level, env.get(ev::GITHUB_ACTIONS) == Some("true"));
+    agentctl::output::init(env.get(ev::GITHUB_ACTIONS) == Some("true"));
     agentctl::progress::init(&env, cli.quiet);
     // Before any secret is used and any child runs: non-dumpable, no-new-privs, subreaper.
     for failed in agentctl::boundary::harden_self() {

@@ -106,8 +106,18 @@ fn report_query(a: &CostReportArgs, now_ms: i64) -> Result<ReportQuery, ExitErro
     })
 }
 
+/// Prints a text (fenced in Actions when it could hold a workflow command: model names come
+/// from imports and providers).
 fn print(text: &str) -> Result<(), ExitError> {
     output::stdout(text).context("writing to stdout").map_err(ExitError::from)
+}
+
+/// Prints `text` in `format`: JSON made inert without changing its value, the rest as [`print`].
+fn print_as(format: CostFormat, text: &str) -> Result<(), ExitError> {
+    match format {
+        CostFormat::Json => output::stdout_json(text).context("writing to stdout").map_err(ExitError::from),
+        _ => print(text),
+    }
 }
 
 /// `cost report`: aggregate, render, print; with `--summary` also append the markdown to
@@ -143,7 +153,7 @@ fn report(a: &CostReportArgs, env: &Env) -> Result<Exit, ExitError> {
         CostFormat::Csv => output::cost::csv(&report),
         CostFormat::Markdown => output::cost::markdown(&report),
     };
-    print(&text)?;
+    print_as(a.format, &text)?;
     if a.summary {
         write_summary(env, &output::cost::markdown(&report))?;
     }
@@ -206,7 +216,7 @@ fn check(a: &CostCheckArgs, env: &Env) -> Result<Exit, ExitError> {
         CostFormat::Json => output::cost::check_json(&evals),
         _ => output::cost::check_table(&evals),
     };
-    print(&text)?;
+    print_as(a.format, &text)?;
     let Some(worst) = budget::worst(&evals) else {
         log::info("no budget applies (scoped budgets without `match` need GITHUB_REPOSITORY / GITHUB_WORKFLOW)");
         return Ok(Exit::NothingToDo);
@@ -298,7 +308,7 @@ async fn estimate(a: &CostEstimateArgs, env: &Env) -> Result<Exit, ExitError> {
         CostFormat::Json => output::cost::estimate_json(&e),
         _ => output::cost::estimate_table(&e),
     };
-    print(&text)?;
+    print_as(a.format, &text)?;
     Ok(Exit::Ok)
 }
 
@@ -333,7 +343,7 @@ fn export(a: &CostExportArgs, env: &Env) -> Result<Exit, ExitError> {
     let mut out = output::stdout_buffered();
     let n = store.export_usage(since_ms, |id, r| {
         use std::io::Write as _;
-        out.write_all(crate::usage::jsonl::to_line(id, r).as_bytes())
+        out.write_all(output::inert_json(&crate::usage::jsonl::to_line(id, r)).as_bytes())
     })?;
     std::io::Write::flush(&mut out).context("writing to stdout")?;
     log::info(&format!("exported {n} usage record(s)"));

@@ -201,7 +201,6 @@ async fn fix_with_ledger(
     if run.dry_run {
         let diff = edit::unified_diff(&outcome.changes);
         let text = run.redactor.redact(&format!("{diff}\n---\n{title}\n\n{body}\n"));
-        let text = if ctx.in_actions { actions::inert(&text).into_owned() } else { text };
         output::stdout(&text).map_err(|e| anyhow::anyhow!("cannot write to stdout: {e}"))?;
     } else if let Some(gh) = &run.github {
         published = publish(gh, run, &outcome, &title, &body, verified == Some(true)).await?;
@@ -223,7 +222,7 @@ async fn fix_with_ledger(
         }
     }
     if let Some(path) = env.get(ev::GITHUB_STEP_SUMMARY) {
-        let summary = run.redactor.redact(&format!("## {title}\n\n{body}\n"));
+        let summary = run.redactor.redact(&format!("## {}\n\n{body}\n", output::markdown::defang(&title)));
         if let Err(e) = actions::write_step_summary(Path::new(path), &summary) {
             failures.push(format!("cannot write the job summary to GITHUB_STEP_SUMMARY ({path}): {e}"));
         }

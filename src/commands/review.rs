@@ -585,30 +585,12 @@ fn deliver(env: &Env, settings: &ReviewSettings, report: &ReviewReport, redactor
         // The runner reads stdout for workflow commands too, and the report holds untrusted
         // text (PR, diff, model answer): in Actions, JSON is made inert without changing its
         // value, and Markdown that could hold a command is fenced with `::stop-commands::`.
-        let in_actions = env.get(ev::GITHUB_ACTIONS) == Some("true");
-        let text = match settings.format {
-            Format::Json | Format::Sarif => {
-                let json = match settings.format {
-                    Format::Json => output::json::report(report),
-                    _ => output::sarif::render(report),
-                };
-                let json = redactor.redact_json(&json);
-                if in_actions {
-                    actions::neutralize_json(&json)
-                } else {
-                    json
-                }
-            }
-            Format::Markdown | Format::Text => {
-                let text = redactor.redact(&output::markdown::dry_run(report));
-                if in_actions {
-                    actions::inert(&text).into_owned()
-                } else {
-                    text
-                }
-            }
+        let printed = match settings.format {
+            Format::Json => output::stdout_json(&redactor.redact_json(&output::json::report(report))),
+            Format::Sarif => output::stdout_json(&redactor.redact_json(&output::sarif::render(report))),
+            Format::Markdown | Format::Text => output::stdout(&redactor.redact(&output::markdown::dry_run(report))),
         };
-        if let Err(e) = output::stdout(&text) {
+        if let Err(e) = printed {
             failures.push(format!("cannot write the review to stdout: {e}"));
         }
     }

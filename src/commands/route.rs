@@ -630,7 +630,11 @@ fn deliver(d: &Decision, args: &RouteArgs, env: &Env) -> Result<(), ExitError> {
         shown.explain.clear();
     }
     let text = match args.format {
-        RouteFormat::Json => serde_json::to_string_pretty(&shown).unwrap_or_default(),
+        RouteFormat::Json => {
+            let json = serde_json::to_string_pretty(&shown).unwrap_or_default();
+            return output::stdout_json(&json)
+                .map_err(|e| ExitError::new(Exit::Failure, anyhow::anyhow!("cannot write to stdout: {e}")));
+        }
         RouteFormat::Text => {
             let mut t: String = shown.outputs().iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
             if args.explain {

@@ -65,7 +65,7 @@ pub fn run(args: &SecretsArgs) -> Result<Exit, ExitError> {
             if *print {
                 // In Actions the value is masked before it can reach the log.
                 log::register_secret(&mut crate::redact::Redactor::new(), &value);
-                crate::output::stdout(value.expose_secret())
+                crate::output::stdout_value(value.expose_secret())
                     .map_err(|e| ExitError::new(Exit::Failure, anyhow::anyhow!("secrets: cannot write stdout: {e}")))?;
             } else {
                 log::info(&format!(

@@ -272,7 +272,7 @@ fn deliver(sinks: &Sinks, cred: &Credential, reused: bool) -> Result<(), TokenEr
         actions::write_outputs(path, &[(name.clone(), cred.value.expose_secret().to_string())])?;
     }
     if sinks.print {
-        crate::output::stdout(cred.value.expose_secret()).map_err(|source| TokenError::Sink {
+        crate::output::stdout_value(cred.value.expose_secret()).map_err(|source| TokenError::Sink {
             what: "stdout",
             path: "-".into(),
             source,

@@ -167,13 +167,15 @@ pub fn csv(report: &Report) -> String {
     out
 }
 
+/// A table cell: defanged (a model name with `<!--` must not open an HTML comment that hides
+/// the rest of the summary), pipes escaped, on one line.
 fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+    super::markdown::defang(s).replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
 /// A mermaid label: double quotes would end it, so they become single quotes.
 fn mermaid_label(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "'").replace(['\n', '\r'], " "))
+    format!("\"{}\"", super::markdown::defang(s).replace('"', "'").replace(['\n', '\r'], " "))
 }
 
 /// The mermaid `xychart-beta` bar chart of spend (USD, to the cent) per group: one x-axis

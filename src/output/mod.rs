@@ -10,8 +10,55 @@ pub mod sarif;
 
 use std::io::{self, Write};
 
-/// Writes `text` to stdout (data only; logs go to stderr through [`crate::log`]).
+/// Whether stdout is read by an Actions runner (`GITHUB_ACTIONS=true`), set once by `main`.
+static IN_ACTIONS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records whether this run's stdout is read by an Actions runner, which interprets workflow
+/// commands (`::error::…`, `##[warning]…`) in it. Call once at start.
+pub fn init(in_actions: bool) {
+    IN_ACTIONS.store(in_actions, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn in_actions() -> bool {
+    IN_ACTIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Writes `text` to stdout (data only; logs go to stderr through [`crate::log`]). In Actions
+/// it goes through the one neutralizer every printed text uses ([`crate::actions::inert`]): a
+/// text that could hold a workflow command (a model name, a dispatch action, a PR title) is
+/// fenced with `::stop-commands::`. For JSON use [`stdout_json`]; for a value the caller
+/// captures whole (a secret, a token) [`stdout_value`].
 pub fn stdout(text: &str) -> io::Result<()> {
+    if in_actions() {
+        write_stdout(&crate::actions::inert(text))
+    } else {
+        write_stdout(text)
+    }
+}
+
+/// Writes JSON to stdout; in Actions made inert without changing its value
+/// ([`crate::actions::neutralize_json`]), so a consumer still parses it.
+pub fn stdout_json(json: &str) -> io::Result<()> {
+    write_stdout(&inert_json(json))
+}
+
+/// `json` as [`stdout_json`] prints it (for JSON lines streamed through [`stdout_buffered`]).
+pub fn inert_json(json: &str) -> std::borrow::Cow<'_, str> {
+    if in_actions() && json.contains("##[") {
+        crate::actions::neutralize_json(json).into()
+    } else {
+        json.into()
+    }
+}
+
+/// Writes a value the caller captures whole (`secrets get`, `token-refresh --print`) as is:
+/// fencing would change it. The value must be checked before (a token is visible ASCII with no
+/// workflow-command shape, see `token-refresh`), or be the user's own secret.
+pub fn stdout_value(value: &str) -> io::Result<()> {
+    write_stdout(value)
+}
+
+fn write_stdout(text: &str) -> io::Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(text.as_bytes())?;
     if !text.ends_with('\n') {

@@ -14,6 +14,7 @@ mod example;
 mod fault_matrix;
 mod fix;
 mod hostile;
+mod hostile_output;
 mod hostile_review;
 mod postgres;
 mod progress;
