@@ -123,7 +123,7 @@ impl Anthropic {
 
     async fn complete_inner(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
         let body = self.body(req);
-        let answer = self.http.post_json(&self.url, &body).await?;
+        let answer = self.http.post_json(&self.url, &body, req.max_output_tokens).await?;
         let tool = req.json_schema.as_ref().map(|(name, _)| api_name(name));
         self.parse_answer(answer, tool.as_deref())
     }

@@ -137,7 +137,7 @@ impl Gemini {
 
     async fn complete_inner(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
         let body = self.body(req);
-        let answer = self.http.post_json(&self.url, &body).await?;
+        let answer = self.http.post_json(&self.url, &body, req.max_output_tokens).await?;
         self.parse_answer(answer)
     }
 

@@ -213,8 +213,15 @@ impl HttpClient {
     }
 
     /// One attempt: `POST url` with `body` as JSON. A 2xx answer's headers, body and latency,
-    /// or the classified failure.
-    pub async fn send_once(&self, url: &reqwest::Url, body: &Value) -> Result<RawAnswer, AttemptError> {
+    /// or the classified failure. The body is read as it streams in and refused past
+    /// [`response_cap`]`(max_output_tokens)` bytes ([`AttemptError::TooLarge`], not retried),
+    /// so a runaway or hostile server cannot make us buffer more than a few MB.
+    pub async fn send_once(
+        &self,
+        url: &reqwest::Url,
+        body: &Value,
+        max_output_tokens: u32,
+    ) -> Result<RawAnswer, AttemptError> {
         let request = self.client.post(url.clone()).headers(self.headers.clone()).json(body);
         let started = Instant::now();
         let response = request.send().await.map_err(|e| AttemptError::transport(&e, self.timeout, None))?;
@@ -222,10 +229,24 @@ impl HttpClient {
         let headers = response.headers().clone();
         // A body cut short fails here (hyper checks `content-length` and chunk framing): a
         // network error, so it is retried.
-        let text = response
-            .text()
+        let limit = response_cap(max_output_tokens);
+        let mut response = response;
+        let mut bytes: Vec<u8> = Vec::new();
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(AttemptError::TooLarge { limit });
+        }
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| AttemptError::transport(&e, self.timeout, Some("reading the response body")))?;
+            .map_err(|e| AttemptError::transport(&e, self.timeout, Some("reading the response body")))?
+        {
+            if bytes.len() + chunk.len() > limit {
+                return Err(AttemptError::TooLarge { limit });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        // Every provider answers JSON, which is UTF-8 (RFC 8259 §8.1).
+        let text = String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         if (200..300).contains(&status) {
             return Ok(RawAnswer { headers, text, latency: started.elapsed() });
         }
@@ -237,14 +258,27 @@ impl HttpClient {
     /// `POST url` with retries per the policy. The last error comes back unmapped so that an
     /// adapter can react to it (OpenAI's step down to a more compatible request) before
     /// [`HttpClient::map_exhausted`].
-    pub async fn post(&self, url: &reqwest::Url, body: &Value) -> Result<RawAnswer, Exhausted<AttemptError>> {
+    pub async fn post(
+        &self,
+        url: &reqwest::Url,
+        body: &Value,
+        max_output_tokens: u32,
+    ) -> Result<RawAnswer, Exhausted<AttemptError>> {
         let observer = LogRetries(&self.provider);
-        retry_observed(&self.retry, &observer, AttemptError::failure, |_attempt| self.send_once(url, body)).await
+        retry_observed(&self.retry, &observer, AttemptError::failure, |_attempt| {
+            self.send_once(url, body, max_output_tokens)
+        })
+        .await
     }
 
     /// [`HttpClient::post`] with the error mapped to a [`ProviderError`].
-    pub async fn post_json(&self, url: &reqwest::Url, body: &Value) -> Result<RawAnswer, ProviderError> {
-        self.post(url, body).await.map_err(|e| self.map_exhausted(e))
+    pub async fn post_json(
+        &self,
+        url: &reqwest::Url,
+        body: &Value,
+        max_output_tokens: u32,
+    ) -> Result<RawAnswer, ProviderError> {
+        self.post(url, body, max_output_tokens).await.map_err(|e| self.map_exhausted(e))
     }
 
     /// Maps the last failed attempt to the error the caller sees: transport → `Network`;
@@ -263,6 +297,14 @@ impl HttpClient {
         };
         let err = match error {
             AttemptError::Transport { message } => return ProviderError::Network { provider, attempts, message },
+            AttemptError::TooLarge { limit } => {
+                return ProviderError::BadAnswer {
+                    provider,
+                    message: format!(
+                        "the response body is over {limit} bytes, the cap for this request's max_output_tokens; refused unread"
+                    ),
+                }
+            }
             AttemptError::Status(err) => *err,
         };
         let message = err.message();
@@ -324,6 +366,18 @@ pub enum AttemptError {
     Transport { message: String },
     /// The server answered with a non-2xx status (boxed: it is large, and attempts fail often).
     Status(Box<StatusError>),
+    /// The body grew past [`response_cap`] bytes (`limit`); the rest was not read.
+    TooLarge { limit: usize },
+}
+
+/// The most bytes a provider's response body may have, for a request that allows
+/// `max_output_tokens` output tokens: 64 bytes a token (a token is about 4 characters; JSON
+/// escaping, a tool-call wrapper, reasoning summaries and metadata fit in the rest) plus
+/// 256 KiB, at most 4 MiB. A body past it is refused without being buffered whole.
+pub fn response_cap(max_output_tokens: u32) -> usize {
+    const FLOOR: usize = 256 * 1024;
+    const CEILING: usize = 4 * 1024 * 1024;
+    (max_output_tokens as usize).saturating_mul(64).saturating_add(FLOOR).min(CEILING)
 }
 
 impl AttemptError {
@@ -359,7 +413,7 @@ impl AttemptError {
             {
                 Failure::Transient { status: Some(err.status), headers: Some(&err.headers) }
             }
-            AttemptError::Status(_) => Failure::Fatal,
+            AttemptError::Status(_) | AttemptError::TooLarge { .. } => Failure::Fatal,
         }
     }
 }
@@ -582,7 +636,7 @@ pub(crate) mod tests {
         );
         let http = client(fast());
         let url = join_url("main", "base_url", &base, "/v1/x").unwrap();
-        let err = http.post_json(&url, &serde_json::json!({})).await.unwrap_err();
+        let err = http.post_json(&url, &serde_json::json!({}), 1024).await.unwrap_err();
         assert_eq!(served.load(Ordering::SeqCst), 3, "1 attempt + 2 retries");
         match err {
             ProviderError::Network { attempts: 3, message, .. } => {
@@ -590,6 +644,42 @@ pub(crate) mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_cap_is_refused_unread_and_not_retried_with_or_without_a_length() {
+        // Issue #17: a 150 MB answer was buffered whole (612 MB RSS).
+        assert_eq!(response_cap(0), 256 * 1024);
+        assert_eq!(response_cap(4096), 256 * 1024 + 4096 * 64);
+        assert_eq!(response_cap(u32::MAX), 4 * 1024 * 1024, "at most 4 MiB");
+        let over = response_cap(16) + 1;
+        // With content-length: refused before the first byte of the body.
+        let server = strict_server().await;
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(200).set_body_raw("a".repeat(over), "application/json"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let http = client(fast());
+        let url = join_url("main", "base_url", &server.uri(), "/v1/x").unwrap();
+        match http.post_json(&url, &serde_json::json!({}), 16).await.unwrap_err() {
+            ProviderError::BadAnswer { message, .. } => assert!(message.contains("over 263168 bytes"), "{message}"),
+            other => panic!("unexpected {other:?}"),
+        }
+        // Chunked (no length): refused once the chunks pass the cap; one attempt.
+        let chunk = format!("10000\r\n{}\r\n", "b".repeat(0x10000));
+        let raw = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{}0\r\n\r\n",
+            chunk.repeat(8)
+        );
+        let (base, served) = raw_server(Box::leak(raw.into_boxed_str()));
+        let url = join_url("main", "base_url", &base, "/v1/x").unwrap();
+        let err = http.post_json(&url, &serde_json::json!({}), 16).await.unwrap_err();
+        assert!(matches!(err, ProviderError::BadAnswer { .. }), "{err:?}");
+        assert_eq!(served.load(Ordering::SeqCst), 1, "not retried");
+        // Under the cap the same chunked body is read whole.
+        let answer = http.post_json(&url, &serde_json::json!({}), 8192).await.unwrap();
+        assert_eq!(answer.text.len(), 8 * 0x10000);
     }
 
     #[tokio::test]
@@ -602,7 +692,7 @@ pub(crate) mod tests {
             .await;
         let http = client(fast());
         let url = join_url("main", "base_url", &server.uri(), "/v1/x").unwrap();
-        let answer = http.post_json(&url, &serde_json::json!({})).await.unwrap();
+        let answer = http.post_json(&url, &serde_json::json!({}), 1024).await.unwrap();
         let err = http.parse::<Value>(&answer, "a chat completion").unwrap_err();
         match err {
             ProviderError::BadAnswer { message, .. } => assert!(message.contains("not a chat completion"), "{message}"),

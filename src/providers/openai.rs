@@ -266,7 +266,7 @@ impl OpenAi {
             let mode = req.json_schema.as_ref().map(|_| self.json_mode());
             let param = self.max_tokens_param();
             let body = self.body(req, mode, param);
-            let exhausted = match self.http.post(&self.url, &body).await {
+            let exhausted = match self.http.post(&self.url, &body, req.max_output_tokens).await {
                 Ok(answer) => return self.parse_answer(answer),
                 Err(exhausted) => exhausted,
             };
