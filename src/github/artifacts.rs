@@ -98,7 +98,8 @@ impl GitHub {
     pub async fn download_artifact(&self, id: u64) -> Result<Download, GitHubError> {
         let action = format!("download artifact {id}");
         let url = self.repo_url(&format!("actions/artifacts/{id}/zip"));
-        let reply = self.send_no_redirect(&url, MEDIA_JSON, &action).await?;
+        // Served directly (no redirect), the zip is capped like a download.
+        let reply = self.send_no_redirect(&url, MEDIA_JSON, &action, MAX_ARTIFACT_BYTES).await?;
         match reply.status {
             410 => return Ok(Download::Gone),
             301 | 302 | 303 | 307 | 308 => {}

@@ -249,6 +249,11 @@ pub(super) const PER_PAGE: u32 = 100;
 const MAX_PAGES: usize = 100;
 /// Redirects a GET follows (renamed or transferred repositories).
 const MAX_REDIRECTS: u32 = 3;
+/// The most bytes of one API response body read (issue #17: every body read over the network
+/// has a cap). Far above any JSON page or PR diff GitHub serves (diffs past 20,000 lines are
+/// refused by GitHub itself); an artifact served directly is capped at
+/// [`super::artifacts::MAX_ARTIFACT_BYTES`] instead. Past it the request fails, not retried.
+pub const MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 /// Transport timeouts: connecting, and each read of the response.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -615,13 +620,20 @@ impl GitHub {
         body: Option<String>,
         action: &str,
     ) -> Result<Reply, GitHubError> {
-        self.send_with(method, url, accept, body, action, true).await
+        self.send_with(method, url, accept, body, action, true, MAX_BODY_BYTES).await
     }
 
     /// A GET with [`GitHub::get`]'s retries that hands a redirect back instead of following it
-    /// (an artifact's `302` points to another host, which must not get the token).
-    pub(super) async fn send_no_redirect(&self, url: &str, accept: &str, action: &str) -> Result<Reply, GitHubError> {
-        self.send_with(http::Method::GET, url, accept, None, action, false).await
+    /// (an artifact's `302` points to another host, which must not get the token); its body is
+    /// read up to `limit` bytes.
+    pub(super) async fn send_no_redirect(
+        &self,
+        url: &str,
+        accept: &str,
+        action: &str,
+        limit: u64,
+    ) -> Result<Reply, GitHubError> {
+        self.send_with(http::Method::GET, url, accept, None, action, false, limit).await
     }
 
     async fn send_with(
@@ -632,6 +644,7 @@ impl GitHub {
         body: Option<String>,
         action: &str,
         follow_redirects: bool,
+        limit: u64,
     ) -> Result<Reply, GitHubError> {
         let is_get = method == http::Method::GET;
         let mut url = url.to_string();
@@ -639,10 +652,16 @@ impl GitHub {
         let mut rate_limit_waits = 0u32;
         let mut redirects = 0u32;
         loop {
-            let outcome = self.send_once(method.clone(), &url, accept, body.clone()).await;
+            let outcome = self.send_once(method.clone(), &url, accept, body.clone(), limit).await;
             let reply = match outcome {
                 Ok(reply) => reply,
-                Err(message) => {
+                Err(SendError::TooLarge) => {
+                    return Err(GitHubError::Decode {
+                        action: action.to_string(),
+                        message: format!("the response body is over {limit} bytes; refused unread"),
+                    })
+                }
+                Err(SendError::Transport(message)) => {
                     if is_get && retries < self.policy.get_retries {
                         let wait = self.policy.backoff(retries);
                         self.note_retry(retries, None, wait, false);
@@ -729,15 +748,17 @@ impl GitHub {
         }
     }
 
-    /// One HTTP request through octocrab, counted. `Err` carries a transport error message
-    /// (never the token: octocrab marks the Authorization header sensitive).
+    /// One HTTP request through octocrab, counted, its body read up to `limit` bytes as it
+    /// streams in. `Err` carries a transport error message (never the token: octocrab marks
+    /// the Authorization header sensitive), or says the body passed `limit`.
     async fn send_once(
         &self,
         method: http::Method,
         url: &str,
         accept: &str,
         body: Option<String>,
-    ) -> Result<Reply, String> {
+        limit: u64,
+    ) -> Result<Reply, SendError> {
         let builder = http::Request::builder()
             .method(method)
             .uri(url)
@@ -750,13 +771,35 @@ impl GitHub {
             }
             None => builder.header(http::header::CONTENT_LENGTH, "0").body(octocrab::OctoBody::empty()),
         }
-        .map_err(|e| format!("cannot build request for {url}: {e}"))?;
+        .map_err(|e| SendError::Transport(format!("cannot build request for {url}: {e}")))?;
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let response = self.crab.execute(request).await.map_err(|e| error_chain(&e))?;
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(|e| error_chain(&e))?.to_bytes().to_vec();
-        Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body })
+        let response = self.crab.execute(request).await.map_err(|e| SendError::Transport(error_chain(&e)))?;
+        let (parts, mut body) = response.into_parts();
+        let declared =
+            parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(SendError::TooLarge);
+        }
+        let mut bytes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| SendError::Transport(error_chain(&e)))?;
+            if let Ok(data) = frame.into_data() {
+                if (bytes.len() + data.len()) as u64 > limit {
+                    return Err(SendError::TooLarge);
+                }
+                bytes.extend_from_slice(&data);
+            }
+        }
+        Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body: bytes })
     }
+}
+
+/// Why [`GitHub::send_once`] got no reply.
+enum SendError {
+    /// Connection, TLS or framing error (retried on GETs).
+    Transport(String),
+    /// The body passed its cap (not retried).
+    TooLarge,
 }
 
 /// `{"body": ...}` of the issue-comment endpoints.

@@ -797,3 +797,70 @@ async fn get_follows_a_renamed_repository_redirect() {
     assert_eq!(gh.pull(1347).await.expect("pull").number, 1347);
     assert_eq!(gh.request_count(), 2);
 }
+
+/// A loopback server that answers every request with `head` and then streams `chunk` until
+/// `total` bytes are sent or the client hangs up; returns its base URL and the bytes it sent.
+fn streaming_server(
+    head: &'static str,
+    chunked: bool,
+    total: usize,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 8192];
+            let _ = stream.read(&mut buf);
+            if stream.write_all(head.as_bytes()).is_err() {
+                continue;
+            }
+            let block = vec![b'a'; 1 << 20];
+            let mut n = 0;
+            while n < total {
+                let ok = if chunked {
+                    stream.write_all(format!("{:x}\r\n", block.len()).as_bytes()).is_ok()
+                        && stream.write_all(&block).is_ok()
+                        && stream.write_all(b"\r\n").is_ok()
+                } else {
+                    stream.write_all(&block).is_ok()
+                };
+                if !ok {
+                    break;
+                }
+                n += block.len();
+                counter.fetch_add(block.len(), std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    (format!("http://127.0.0.1:{port}/api/v3"), sent)
+}
+
+#[tokio::test]
+async fn every_body_has_a_cap_streamed_or_declared_and_is_refused_without_retry() {
+    // Issue #17: a 270 MiB artifact body sent by the API host itself passed the artifact cap;
+    // every body read over the network has a cap.
+    let head =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+    let (base, sent) = streaming_server(head, true, 64 << 20);
+    let gh = GitHub::new(&base, &SecretString::from("t"), "o", "r", Duration::ZERO)
+        .expect("client")
+        .with_policy(fast_policy());
+    let err = gh.pull(1).await.expect_err("over the cap");
+    assert!(err.to_string().contains("over 33554432 bytes"), "{err}");
+    assert_eq!(gh.request_count(), 1, "not retried");
+    let streamed = sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(streamed < 48 << 20, "read on after the cap: {streamed} bytes");
+    // A direct (non-redirect) artifact declaring 270 MiB is refused before its body is read.
+    let head =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/zip\r\ncontent-length: 283115520\r\nconnection: close\r\n\r\n";
+    let (base, _) = streaming_server(head, false, 4 << 20);
+    let gh = GitHub::new(&base, &SecretString::from("t"), "o", "r", Duration::ZERO)
+        .expect("client")
+        .with_policy(fast_policy());
+    let err = gh.download_artifact(5).await.expect_err("over the artifact cap");
+    assert!(err.to_string().contains(&format!("over {} bytes", super::super::artifacts::MAX_ARTIFACT_BYTES)), "{err}");
+}
