@@ -620,7 +620,8 @@ impl GitHub {
         body: Option<String>,
         action: &str,
     ) -> Result<Reply, GitHubError> {
-        self.send_with(method, url, accept, body, action, true, MAX_BODY_BYTES).await
+        self.send_with(method, url, accept, body, action, Reading { follow_redirects: true, limit: MAX_BODY_BYTES })
+            .await
     }
 
     /// A GET with [`GitHub::get`]'s retries that hands a redirect back instead of following it
@@ -633,7 +634,7 @@ impl GitHub {
         action: &str,
         limit: u64,
     ) -> Result<Reply, GitHubError> {
-        self.send_with(http::Method::GET, url, accept, None, action, false, limit).await
+        self.send_with(http::Method::GET, url, accept, None, action, Reading { follow_redirects: false, limit }).await
     }
 
     async fn send_with(
@@ -643,9 +644,9 @@ impl GitHub {
         accept: &str,
         body: Option<String>,
         action: &str,
-        follow_redirects: bool,
-        limit: u64,
+        reading: Reading,
     ) -> Result<Reply, GitHubError> {
+        let Reading { follow_redirects, limit } = reading;
         let is_get = method == http::Method::GET;
         let mut url = url.to_string();
         let mut retries = 0u32;
@@ -792,6 +793,13 @@ impl GitHub {
         }
         Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body: bytes })
     }
+}
+
+/// How [`GitHub::send_with`] reads: whether GETs follow redirects, and the body's cap (bytes).
+#[derive(Clone, Copy)]
+struct Reading {
+    follow_redirects: bool,
+    limit: u64,
 }
 
 /// Why [`GitHub::send_once`] got no reply.
