@@ -286,34 +286,27 @@ socket.create_connection(s.getsockname(), timeout=2); print('loopback ok')
         answer("Add.", "x", "y"),
     )
     .await;
-    let dir = repo(&model.uri(), "  verify_env: [PROBE_OUT, MODEL_ADDR]\n  verify_network: none\n");
     let scratch = tempfile::tempdir().unwrap();
     let out = scratch.path().join("probe");
     let addr = model.address().to_string();
-    let result = agentctl()
-        .current_dir(dir.path())
-        .args(["fix", "--dry-run", "--instructions", "add.sh subtracts; make it add"])
-        .env("OPENAI_API_KEY", SECRET)
-        .env("RUNNER_TEMP", scratch.path())
-        .env("PROBE_OUT", &out)
-        .env("MODEL_ADDR", &addr)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert_eq!(result.status.code(), Some(0), "{stderr}");
-    let seen = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("the probe did not run ({e}): {stderr}"));
+    // What the probe saw with `extra` config.
+    let probe_with = |extra: &str| {
+        let dir = repo(&model.uri(), &format!("  verify_env: [PROBE_OUT, MODEL_ADDR]\n{extra}"));
+        let result = agentctl()
+            .current_dir(dir.path())
+            .args(["fix", "--dry-run", "--instructions", "add.sh subtracts; make it add"])
+            .env("OPENAI_API_KEY", SECRET)
+            .env("RUNNER_TEMP", scratch.path())
+            .env("PROBE_OUT", &out)
+            .env("MODEL_ADDR", &addr)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+        assert_eq!(result.status.code(), Some(0), "{stderr}");
+        std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("the probe did not run ({e}): {stderr}"))
+    };
+    let seen = probe_with("  verify_network: none\n");
     assert!(seen.contains("outside unreachable") && seen.contains("loopback ok"), "{seen}");
     // Inherited (the default): the same probe reaches the host's loopback.
-    let dir = repo(&model.uri(), "  verify_env: [PROBE_OUT, MODEL_ADDR]\n");
-    let result = agentctl()
-        .current_dir(dir.path())
-        .args(["fix", "--dry-run", "--instructions", "add.sh subtracts; make it add"])
-        .env("OPENAI_API_KEY", SECRET)
-        .env("RUNNER_TEMP", scratch.path())
-        .env("PROBE_OUT", &out)
-        .env("MODEL_ADDR", &addr)
-        .output()
-        .unwrap();
-    assert_eq!(result.status.code(), Some(0), "{}", String::from_utf8_lossy(&result.stderr));
-    assert!(std::fs::read_to_string(&out).unwrap().contains("outside reachable"));
+    assert!(probe_with("").contains("outside reachable"));
 }
