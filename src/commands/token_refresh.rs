@@ -30,6 +30,7 @@ use crate::context::Env;
 use crate::env_vars as ev;
 use crate::exit::{Exit, ExitError};
 use crate::github::apps::{AccessTokenRequest, JitConfigRequest, Owner};
+use crate::github::credential::{self, CredentialError};
 use crate::github::jwt::{now_secs, AppKey, KeyError};
 use crate::github::{GitHub, GitHubError};
 use crate::log;
@@ -86,9 +87,18 @@ impl From<TokenError> for ExitError {
             | TokenError::KeyKeyring(StoreError::BadName(_)) => Exit::Usage,
             TokenError::JwtRefused { .. } | TokenError::Refused { .. } => Exit::Auth,
             TokenError::GitHub(g) if g.is_auth() => Exit::Auth,
+            TokenError::GitHub(g) if g.is_usage() => Exit::Usage,
             _ => Exit::Failure,
         };
         ExitError::new(exit, e)
+    }
+}
+
+/// A credential refused where it entered ([`crate::github::credential`]): exit 2 for one the
+/// user gave, 4 for one GitHub minted.
+impl From<CredentialError> for TokenError {
+    fn from(e: CredentialError) -> Self {
+        TokenError::GitHub(e.into())
     }
 }
 
@@ -116,6 +126,8 @@ struct Sinks {
     file: Option<PathBuf>,
     keyring: Option<(EntryName, SecretStore)>,
     print: bool,
+    /// In GitHub Actions (`GITHUB_ACTIONS=true`): `--print` goes through [`actions::inert`].
+    in_actions: bool,
     min_ttl: u64,
 }
 
@@ -154,6 +166,7 @@ impl Sinks {
             file: args.file.clone(),
             keyring,
             print: args.print,
+            in_actions: env.get(ev::GITHUB_ACTIONS) == Some("true"),
             min_ttl: args.min_ttl,
         })
     }
@@ -239,11 +252,14 @@ fn reusable(sinks: &Sinks, kind: &str, request: &str) -> Option<Credential> {
     if left <= i64::try_from(sinks.min_ttl).unwrap_or(i64::MAX) {
         return None;
     }
-    let value = std::fs::read_to_string(file).ok()?.trim().to_string();
-    if value.is_empty() {
-        return None;
+    let text = std::fs::read_to_string(file).ok()?;
+    match credential::user_credential(&text, &format!("--file {}", file.display())) {
+        Ok(value) => Some(Credential { value, meta }),
+        Err(e) => {
+            log::warn(&format!("{e}; minting a new credential instead of reusing it"));
+            None
+        }
     }
-    Some(Credential { value: SecretString::from(value), meta })
 }
 
 /// Writes `cred` to every sink: the file (then its metadata), the keyring, the step output,
@@ -272,11 +288,11 @@ fn deliver(sinks: &Sinks, cred: &Credential, reused: bool) -> Result<(), TokenEr
         actions::write_outputs(path, &[(name.clone(), cred.value.expose_secret().to_string())])?;
     }
     if sinks.print {
-        crate::output::stdout(cred.value.expose_secret()).map_err(|source| TokenError::Sink {
-            what: "stdout",
-            path: "-".into(),
-            source,
-        })?;
+        // Minted credentials cannot hold a workflow command (their alphabet has no `:` or `#`);
+        // a reused file's value is visible ASCII only, so it is neutralized like all output.
+        let value = cred.value.expose_secret();
+        let text = if sinks.in_actions { actions::inert(value) } else { value.into() };
+        crate::output::stdout(&text).map_err(|source| TokenError::Sink { what: "stdout", path: "-".into(), source })?;
     }
     Ok(())
 }
@@ -624,6 +640,7 @@ async fn watch(
                     e
                     @ (TokenError::Usage(_) | TokenError::Key(_) | TokenError::Keyring(_) | TokenError::KeyKeyring(_)),
                 ) => return Err(e),
+                Err(TokenError::GitHub(g)) if g.is_usage() => return Err(TokenError::GitHub(g)),
                 Err(e) => {
                     let wait = backoff.backoff(failures);
                     failures = failures.saturating_add(1);
@@ -743,7 +760,7 @@ async fn runner(args: &RunnerTokenArgs, env: &Env, redactor: &mut Redactor) -> R
 }
 
 /// One runner credential from GitHub: authenticated as the app (an installation token minted
-/// first) or with `GITHUB_TOKEN`/`GH_TOKEN`; registered with the redactor as it arrives.
+/// first) or with `GH_TOKEN`, else `GITHUB_TOKEN`; registered with the redactor as it arrives.
 #[allow(clippy::too_many_arguments)]
 async fn runner_credential(
     args: &RunnerTokenArgs,
@@ -774,13 +791,12 @@ async fn runner_credential(
             token
         }
         None => {
-            let token = env.get(ev::GITHUB_TOKEN).or_else(|| env.get(ev::GH_TOKEN)).ok_or_else(|| {
+            let token = credential::token_from_env(env)?.ok_or_else(|| {
                 TokenError::Usage(format!(
-                    "no credentials: pass --app-id and --private-key-file or --private-key-keyring (or {}), or set GITHUB_TOKEN",
+                    "no credentials: pass --app-id and --private-key-file or --private-key-keyring (or {}), or set GH_TOKEN or GITHUB_TOKEN",
                     ev::AGENTCTL_APP_PRIVATE_KEY
                 ))
             })?;
-            let token = SecretString::from(token.to_string());
             register(redactor, &token);
             token
         }
@@ -842,20 +858,21 @@ async fn runner_credential(
 
 /// `token-refresh revoke`: `DELETE /installation/token` with the token from `--file` (then the
 /// file and its metadata are removed, so no later run reuses a dead token) or from
-/// `GITHUB_TOKEN`/`GH_TOKEN`.
+/// `GH_TOKEN`, else `GITHUB_TOKEN`. Either is checked where it is read
+/// ([`credential::user_credential`]): one trailing newline is dropped, anything else that is
+/// not visible ASCII is exit 2.
 async fn revoke(args: &RevokeArgs, env: &Env, redactor: &mut Redactor) -> Result<(), TokenError> {
     let token = match &args.file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| TokenError::Usage(format!("--file {}: cannot read it: {e}", path.display())))?;
-            text.trim().to_string()
+            Some(credential::user_credential(&text, &format!("--file {}", path.display()))?)
         }
-        None => env.get(ev::GITHUB_TOKEN).or_else(|| env.get(ev::GH_TOKEN)).unwrap_or_default().to_string(),
+        None => credential::token_from_env(env)?,
     };
-    if token.is_empty() {
-        return Err(TokenError::Usage("no token to revoke: pass --file PATH or set GITHUB_TOKEN".into()));
-    }
-    let token = SecretString::from(token);
+    let Some(token) = token else {
+        return Err(TokenError::Usage("no token to revoke: pass --file PATH or set GH_TOKEN or GITHUB_TOKEN".into()));
+    };
     register(redactor, &token);
     let github = GitHub::new(api_url(env), &token, "", "", Duration::ZERO)?;
     github.revoke_installation_token().await.map_err(|e| match e {

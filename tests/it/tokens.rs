@@ -907,3 +907,151 @@ async fn ps_arguments_of_a_running_watch_hold_no_token_key_or_jwt() {
     // Stopping promptly is the watch tests' business; here only a clean exit.
     stop(child, std::time::Duration::from_secs(10));
 }
+
+/// Regression: a token with a line break or a control byte panicked (exit 134) where octocrab
+/// built the `Authorization` header, in `cost import --from-artifacts`, `token-refresh revoke`
+/// and `token-refresh runner`. Now each is exit 2 before any request, naming the variable and
+/// never the value.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_github_token_with_a_line_break_or_control_byte_is_exit_2_naming_the_variable_in_every_command() {
+    let server = strict_server().await;
+    let api = format!("{}{API_PREFIX}", server.uri());
+    let commands: [&[&str]; 3] = [
+        &["token-refresh", "revoke"],
+        &[
+            "token-refresh",
+            "runner",
+            "--print",
+            "--owner",
+            "octo",
+            "--repo",
+            "hello",
+            "--scope",
+            "repo",
+            "--action",
+            "register",
+        ],
+        &["cost", "import", "--from-artifacts", "--repo", "octo/hello"],
+    ];
+    for var in ["GITHUB_TOKEN", "GH_TOKEN"] {
+        for value in ["ghs_SECRETPART\n::warning::x", "ghs_SECRETPART\x01", "ghs_SECRETPART\n\n", "ghs_SECRET PART"] {
+            for args in commands {
+                let state = crate::common::unique_state_path();
+                let out = agentctl()
+                    .env("GITHUB_API_URL", &api)
+                    .env("AGENTCTL_STATE", &state)
+                    .env(var, value)
+                    .args(args)
+                    .output()
+                    .unwrap();
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(out.status.code(), Some(2), "{args:?} {var}={value:?}: {stderr}");
+                assert!(stderr.contains(&format!("{var}: ")), "{args:?}: {stderr}");
+                assert!(!stderr.contains("SECRET") && !stderr.contains("panicked"), "{args:?}: {stderr}");
+                assert!(out.stdout.is_empty(), "{args:?}");
+            }
+        }
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+}
+
+/// `GH_TOKEN` wins over `GITHUB_TOKEN` (gh's precedence), and one trailing newline (`\n` or
+/// `\r\n`, as `echo` writes a file) is dropped from a variable or a token file; a token file
+/// with anything else is exit 2 naming the file.
+#[tokio::test(flavor = "multi_thread")]
+async fn gh_token_wins_over_github_token_and_one_trailing_newline_is_dropped() {
+    let server = strict_server().await;
+    Mock::given(method("DELETE"))
+        .and(path(format!("{API_PREFIX}/installation/token")))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let api = format!("{}{API_PREFIX}", server.uri());
+    agentctl()
+        .env("GITHUB_API_URL", &api)
+        .env("GH_TOKEN", format!("{TOKEN}\n"))
+        .env("GITHUB_TOKEN", "ghs_theworkflowtokenthatmustnotbeused")
+        .args(["token-refresh", "revoke"])
+        .assert()
+        .success();
+    agentctl()
+        .env("GITHUB_API_URL", &api)
+        .env("GITHUB_TOKEN", format!("{TOKEN}\r\n"))
+        .args(["token-refresh", "revoke"])
+        .assert()
+        .success();
+    let dir = private_dir();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{TOKEN}\r\n")).unwrap();
+    agentctl().env("GITHUB_API_URL", &api).args(["token-refresh", "revoke", "--file"]).arg(&file).assert().success();
+    std::fs::write(&file, format!("{TOKEN}\n\x1b[2J\n")).unwrap();
+    let out = agentctl()
+        .env("GITHUB_API_URL", &api)
+        .args(["token-refresh", "revoke", "--file"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("--file {}", file.display())) && !stderr.contains(TOKEN), "{stderr}");
+    assert!(file.exists(), "a refused file is left alone");
+}
+
+/// Regression: a minted credential with `\n::warning…` or `##[error]` was printed by `--print`
+/// in Actions, where the runner would run it as a workflow command. Minted tokens must be
+/// `[A-Za-z0-9_.-]`, JIT configs base64: anything else is exit 4, nothing printed or written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_minted_credential_that_could_be_a_workflow_command_is_refused_and_never_printed() {
+    for (kind, action, body) in [
+        (
+            "registration-token",
+            "register",
+            json!({"token": "AABB\n::warning::PWNED", "expires_at": rfc3339(now() + 3600)}),
+        ),
+        ("remove-token", "remove", json!({"token": "##[error]PWNED", "expires_at": rfc3339(now() + 3600)})),
+        (
+            "generate-jitconfig",
+            "jit",
+            json!({"runner": {"id": 1, "name": "r"}, "encoded_jit_config": "abc\n::error::PWNED"}),
+        ),
+    ] {
+        let server = strict_server().await;
+        Mock::given(method("POST"))
+            .and(path(format!("{API_PREFIX}/repos/octo/hello/actions/runners/{kind}")))
+            .respond_with(ResponseTemplate::new(201).set_body_json(body))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let dir = private_dir();
+        let file = dir.path().join("cred");
+        let out = agentctl()
+            .env("GITHUB_API_URL", format!("{}{API_PREFIX}", server.uri()))
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_TOKEN", "ghs_workflowtoken000000000000000000000")
+            .args([
+                "token-refresh",
+                "runner",
+                "--print",
+                "--owner",
+                "octo",
+                "--repo",
+                "hello",
+                "--scope",
+                "repo",
+                "--action",
+                action,
+            ])
+            .arg("--file")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{kind}: {stderr}");
+        assert!(out.stdout.is_empty(), "{kind}: printed {:?}", String::from_utf8_lossy(&out.stdout));
+        assert!(!stderr.contains("PWNED") && stderr.contains("refusing"), "{kind}: {stderr}");
+        assert!(!file.exists(), "{kind}: written to --file");
+    }
+}
