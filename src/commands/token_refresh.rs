@@ -486,19 +486,49 @@ fn env_repository(env: &Env) -> Option<(String, String)> {
     Some((o.to_string(), r.to_string()))
 }
 
-/// `NAME=LEVEL` pairs into a map; a malformed pair is a usage error.
+/// `NAME=LEVEL` pairs into a map, each checked against GitHub's `app-permissions` schema
+/// ([`crate::github::permissions`]): a malformed pair, an unknown name or a level that name
+/// does not take (`workflows=read`) is a usage error naming the allowed levels. A `-` in the
+/// name is read as `_` (`pull-requests` is GitHub's `pull_requests`, as
+/// `actions/create-github-app-token` spells its inputs).
 fn parse_permissions(pairs: &[String]) -> Result<BTreeMap<String, String>, TokenError> {
     let mut out = BTreeMap::new();
     for pair in pairs {
-        let (name, level) = pair.split_once('=').map(|(n, l)| (n.trim(), l.trim())).unwrap_or(("", ""));
-        if name.is_empty() || !matches!(level, "read" | "write" | "admin") {
+        let Some((name, level)) = pair.split_once('=').map(|(n, l)| (n.trim().replace('-', "_"), l.trim())) else {
+            return Err(TokenError::Usage(format!("--permission `{pair}`: expected NAME=LEVEL, e.g. contents=write")));
+        };
+        let Some(levels) = crate::github::permissions::levels(&name) else {
             return Err(TokenError::Usage(format!(
-                "--permission `{pair}`: expected NAME=read|write|admin, e.g. contents=write"
+                "--permission `{pair}`: `{name}` is not a GitHub App permission\nhelp: the names GitHub documents (app-permissions): {}",
+                crate::github::permissions::APP_PERMISSIONS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            )));
+        };
+        if !levels.contains(&level) {
+            return Err(TokenError::Usage(format!(
+                "--permission `{pair}`: `{name}` takes {} (GitHub's app-permissions schema), not `{level}`",
+                levels.join(" or ")
             )));
         }
-        out.insert(name.to_string(), level.to_string());
+        out.insert(name, level.to_string());
     }
     Ok(out)
+}
+
+/// Most custom labels GitHub takes for a JIT runner (`labels` `maxItems` of
+/// `generate-runner-jitconfig-for-{repo,org}`).
+const MAX_JIT_LABELS: usize = 100;
+
+/// The labels of `--action jit` (trimmed, empty ones dropped; `self-hosted` when none), at
+/// most [`MAX_JIT_LABELS`]; more is a usage error, checked before any request.
+fn jit_labels(args: &RunnerTokenArgs) -> Result<Vec<String>, TokenError> {
+    let labels: Vec<String> = args.labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+    if labels.len() > MAX_JIT_LABELS {
+        return Err(TokenError::Usage(format!(
+            "--labels: {} labels given; GitHub takes at most {MAX_JIT_LABELS} for a just-in-time runner",
+            labels.len()
+        )));
+    }
+    Ok(if labels.is_empty() { vec!["self-hosted".into()] } else { labels })
 }
 
 /// `token-refresh app`.
@@ -726,6 +756,9 @@ async fn runner(args: &RunnerTokenArgs, env: &Env, redactor: &mut Redactor) -> R
         RunnerAction::Remove => "runner-remove",
         RunnerAction::Jit => "runner-jit",
     };
+    if args.action == RunnerAction::Jit {
+        jit_labels(args)?;
+    }
     let mut auth = AppAuth::resolve(&args.auth, env, redactor)?;
     let fingerprint = format!("{kind} scope={scope:?} app={:?}", auth.as_ref().map(|a| a.app_id.as_str()));
     if args.watch {
@@ -830,12 +863,10 @@ async fn runner_credential(
             }
         }
         RunnerAction::Jit => {
-            let labels: Vec<String> =
-                args.labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
             let request = JitConfigRequest {
                 name: args.name.clone().unwrap_or_else(|| format!("agentctl-{}", &actions::random_token()[..8])),
                 runner_group_id: args.runner_group_id,
-                labels: if labels.is_empty() { vec!["self-hosted".into()] } else { labels },
+                labels: jit_labels(args)?,
                 work_folder: args.work_folder.clone(),
             };
             let jit = github.runner_jitconfig(scope, &request).await.map_err(refused)?;
@@ -915,6 +946,18 @@ mod tests {
         assert_eq!(p.get("issues").map(String::as_str), Some("read"));
         assert!(parse_permissions(&["contents".into()]).is_err());
         assert!(parse_permissions(&["contents=all".into()]).is_err());
+    }
+
+    #[test]
+    fn permissions_take_only_the_levels_github_documents() {
+        let err = |pair: &str| parse_permissions(&[pair.into()]).unwrap_err().to_string();
+        assert!(err("workflows=read").contains("`workflows` takes write"), "{}", err("workflows=read"));
+        assert!(err("contents=admin").contains("takes read or write"), "{}", err("contents=admin"));
+        assert!(err("content=read").contains("not a GitHub App permission"), "{}", err("content=read"));
+        let p = parse_permissions(&["workflows=write".into(), "repository_projects=admin".into()]).unwrap();
+        assert_eq!(p.len(), 2);
+        let p = parse_permissions(&["pull-requests=write".into()]).unwrap();
+        assert_eq!(p.get("pull_requests").map(String::as_str), Some("write"));
     }
 
     #[test]

@@ -192,12 +192,13 @@ impl GitHub {
 
     /// `POST /{repos/o/r|orgs/o}/actions/runners/registration-token` (`remove` false) or
     /// `.../remove-token` (`remove` true). Needs `administration: write` (repository) or
-    /// `organization_self_hosted_runners: write` (organization).
+    /// `organization_self_hosted_runners: write` (organization). Sent without a body (and
+    /// without `Content-Type`): GitHub documents none for these four operations.
     pub async fn runner_token(&self, scope: &Owner, remove: bool) -> Result<RunnerToken, GitHubError> {
         let kind = if remove { "remove-token" } else { "registration-token" };
         let action = format!("create a runner {kind} for {}", scope.describe());
         let url = format!("{}/{}/actions/runners/{kind}", self.api_base, scope.path());
-        let reply = self.write(http::Method::POST, &url, &serde_json::json!({}), &action).await?;
+        let reply = self.write_without_body(http::Method::POST, &url, &action).await?;
         let token: RunnerToken = decode(&check(reply, &action)?.body, &action)?;
         check_minted(token.token.expose_secret(), MintedKind::Token, &action)?;
         Ok(token)

@@ -610,13 +610,35 @@ impl GitHub {
             action: action.to_string(),
             message: format!("cannot encode the request body: {e}"),
         })?;
+        self.write_raw(method, url, Some(json), action).await
+    }
+
+    /// [`GitHub::write`] for an operation GitHub documents without a request body: none is
+    /// sent, and no `Content-Type` (`Content-Length: 0`).
+    pub(super) async fn write_without_body(
+        &self,
+        method: http::Method,
+        url: &str,
+        action: &str,
+    ) -> Result<Reply, GitHubError> {
+        self.write_raw(method, url, None, action).await
+    }
+
+    /// The write path of [`GitHub::write`] with the body already encoded (or none).
+    async fn write_raw(
+        &self,
+        method: http::Method,
+        url: &str,
+        json: Option<String>,
+        action: &str,
+    ) -> Result<Reply, GitHubError> {
         let mut state = self.write_lock.lock().await;
         let wait = write_wait(state.done, state.last.map(|t| t.elapsed()), self.write_delay);
         if !wait.is_zero() {
             state.spaced += 1;
             tokio::time::sleep(wait).await;
         }
-        let result = self.send(method, url, MEDIA_JSON, Some(json), action).await;
+        let result = self.send(method, url, MEDIA_JSON, json, action).await;
         state.done += 1;
         state.last = Some(Instant::now());
         result

@@ -13,6 +13,7 @@ pub mod credential;
 pub mod git;
 pub mod jwt;
 pub mod markers;
+pub mod permissions;
 pub mod publish;
 pub mod runners;
 

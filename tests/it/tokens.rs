@@ -372,9 +372,12 @@ async fn revoke_deletes_the_token_and_its_files() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains(TOKEN));
 }
 
-/// Runner endpoints answer the corpus examples, recording bodies; auth is GITHUB_TOKEN.
-async fn runner_fake() -> (MockServer, Arc<Mutex<Vec<(String, Value)>>>) {
-    struct Record(Arc<Mutex<Vec<(String, Value)>>>, Value);
+/// A recorded request: path, JSON body (`Null` when empty), `Content-Type`.
+type Seen = (String, Value, Option<String>);
+
+/// Runner endpoints answer the corpus examples, recording requests; auth is GITHUB_TOKEN.
+async fn runner_fake() -> (MockServer, Arc<Mutex<Vec<Seen>>>) {
+    struct Record(Arc<Mutex<Vec<Seen>>>, Value);
     impl Respond for Record {
         fn respond(&self, req: &Request) -> ResponseTemplate {
             assert_eq!(
@@ -382,7 +385,8 @@ async fn runner_fake() -> (MockServer, Arc<Mutex<Vec<(String, Value)>>>) {
                 "Bearer ghs_workflowtoken000000000000000000000"
             );
             let body = if req.body.is_empty() { Value::Null } else { serde_json::from_slice(&req.body).unwrap() };
-            self.0.lock().unwrap().push((req.url.path().to_string(), body));
+            let content_type = req.headers.get("content-type").map(|v| v.to_str().unwrap().to_string());
+            self.0.lock().unwrap().push((req.url.path().to_string(), body, content_type));
             ResponseTemplate::new(201).set_body_json(self.1.clone())
         }
     }
@@ -448,7 +452,7 @@ async fn runner_register_remove_and_jit_at_repo_and_org_scope() {
 
     let seen = seen.lock().unwrap().clone();
     let p = |s: &str| format!("{API_PREFIX}/{s}");
-    let paths: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
+    let paths: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
     assert_eq!(
         paths,
         [
@@ -467,7 +471,75 @@ async fn runner_register_remove_and_jit_at_repo_and_org_scope() {
     org_body["labels"] = json!(["self-hosted", "X64", "macOS", "no-gpu"]);
     org_body["runner_group_id"] = json!(1);
     assert_eq!(seen[5].1, org_body);
+    // Regression: the four registration/remove-token POSTs sent `{}` as JSON where GitHub
+    // documents no body; now none, and no Content-Type.
+    for (p, body, content_type) in &seen[..4] {
+        assert!(body.is_null() && content_type.is_none(), "{p}: body {body}, content-type {content_type:?}");
+    }
+    // Every request has a body exactly when GitHub's OpenAPI description documents one.
+    if let Some(corpora) = crate::common::corpora() {
+        let spec: Value =
+            serde_json::from_slice(&std::fs::read(corpora.join("github-openapi/api.github.com.subset.json")).unwrap())
+                .unwrap();
+        for (p, body, _) in &seen {
+            let template = p
+                .strip_prefix(API_PREFIX)
+                .unwrap()
+                .replace("/repos/octo/hello/", "/repos/{owner}/{repo}/")
+                .replace("/orgs/acme/", "/orgs/{org}/");
+            let operation = &spec["paths"][&template]["post"];
+            assert!(operation.is_object(), "{template} is not in the OpenAPI description");
+            assert_eq!(operation.get("requestBody").is_some(), !body.is_null(), "{template}: body {body}");
+        }
+    }
     let _ = dir;
+}
+
+/// `--action jit` with more labels than GitHub's documented `maxItems` (100) is exit 2 before
+/// any request (it was forwarded); 100 are sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn jit_with_more_than_100_labels_is_exit_2_before_any_request() {
+    let (server, seen) = runner_fake().await;
+    let labels = |n: usize| (0..n).map(|i| format!("l{i}")).collect::<Vec<_>>().join(",");
+    let run = |n: usize| {
+        agentctl()
+            .env("GITHUB_API_URL", format!("{}{API_PREFIX}", server.uri()))
+            .env("GITHUB_TOKEN", "ghs_workflowtoken000000000000000000000")
+            .args(["token-refresh", "runner", "--print", "--owner", "acme", "--scope", "org", "--action", "jit"])
+            .args(["--labels", &labels(n)])
+            .output()
+            .unwrap()
+    };
+    let out = run(101);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("101 labels") && stderr.contains("at most 100"), "{stderr}");
+    assert!(seen.lock().unwrap().is_empty(), "a request was sent");
+    assert_eq!(run(100).status.code(), Some(0));
+    assert_eq!(seen.lock().unwrap()[0].1["labels"].as_array().unwrap().len(), 100);
+}
+
+/// `--permission NAME=LEVEL` is checked against GitHub's `app-permissions` schema: a level the
+/// permission does not take (`workflows` is write only, `contents` read or write) or an
+/// unknown name is exit 2 naming the allowed levels, before any request (any was accepted).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permission_level_github_does_not_document_is_exit_2_naming_the_allowed_levels() {
+    let fake = AppFake::start().await;
+    for (pair, says) in [
+        ("workflows=read", "`workflows` takes write"),
+        ("contents=admin", "`contents` takes read or write"),
+        ("content=read", "not a GitHub App permission"),
+    ] {
+        let out = app_cmd(&fake, &fixture("app-key.pem"))
+            .args(["--installation-id", "42", "--print", "--permission", pair])
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{pair}: {stderr}");
+    }
+    assert_eq!(fake.request_count().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
