@@ -599,7 +599,7 @@ pub struct RunnerTokenArgs {
     #[arg(long, value_name = "DIR", default_value = "_work")]
     pub work_folder: String,
 
-    /// Authenticate as a GitHub App (else GITHUB_TOKEN or GH_TOKEN).
+    /// Authenticate as a GitHub App (else GH_TOKEN, else GITHUB_TOKEN).
     #[command(flatten)]
     pub auth: AppAuthArgs,
 
@@ -613,7 +613,7 @@ pub struct RunnerTokenArgs {
 
 #[derive(Debug, Args)]
 pub struct RevokeArgs {
-    /// Token file written by `token-refresh app --file` (else the token in GITHUB_TOKEN or GH_TOKEN).
+    /// Token file written by `token-refresh app --file` (else the token in GH_TOKEN, else GITHUB_TOKEN).
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
 }

@@ -31,9 +31,9 @@ pub const GITHUB_REF: &str = "GITHUB_REF";
 pub const GITHUB_OUTPUT: &str = "GITHUB_OUTPUT";
 /// File that the job summary (markdown) is appended to.
 pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
-/// Token for the GitHub API (the workflow's `GITHUB_TOKEN` or an installation token).
+/// Token for the GitHub API (the workflow's `GITHUB_TOKEN` or an installation token); read when `GH_TOKEN` is unset.
 pub const GITHUB_TOKEN: &str = "GITHUB_TOKEN";
-/// Token for the GitHub API, as the `gh` CLI names it; read when `GITHUB_TOKEN` is unset.
+/// Token for the GitHub API, as the `gh` CLI names it; wins over `GITHUB_TOKEN` (gh's precedence).
 pub const GH_TOKEN: &str = "GH_TOKEN";
 /// Default OpenAI API key variable (a provider's `api_key_env` may name another).
 pub const OPENAI_API_KEY: &str = "OPENAI_API_KEY";

@@ -80,10 +80,18 @@ impl From<crate::context::ContextError> for ExitError {
     }
 }
 
-/// GitHub refusing the token or a permission: [`Exit::Auth`] (4); anything else: [`Exit::Failure`].
+/// GitHub refusing the token or a permission, or minting a credential we cannot use:
+/// [`Exit::Auth`] (4); a user-given token that cannot be sent: [`Exit::Usage`] (2); anything
+/// else: [`Exit::Failure`].
 impl From<crate::github::GitHubError> for ExitError {
     fn from(e: crate::github::GitHubError) -> Self {
-        let exit = if e.is_auth() { Exit::Auth } else { Exit::Failure };
+        let exit = if e.is_auth() {
+            Exit::Auth
+        } else if e.is_usage() {
+            Exit::Usage
+        } else {
+            Exit::Failure
+        };
         ExitError::new(exit, e)
     }
 }
@@ -107,6 +115,14 @@ impl From<crate::providers::ProviderError> for ExitError {
 impl From<crate::store::StoreError> for ExitError {
     fn from(e: crate::store::StoreError) -> Self {
         ExitError::new(e.exit(), e)
+    }
+}
+
+/// A credential refused where it entered: user-given [`Exit::Usage`] (2), minted by GitHub
+/// [`Exit::Auth`] (4) ([`crate::github::credential`]).
+impl From<crate::github::credential::CredentialError> for ExitError {
+    fn from(e: crate::github::credential::CredentialError) -> Self {
+        crate::github::GitHubError::from(e).into()
     }
 }
 

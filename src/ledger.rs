@@ -104,8 +104,23 @@ impl Ledger {
 
     /// Records `call` and returns its cost in USD: the provider's reported cost when it gave
     /// one, else tokens × the price table (`None` when neither model has a price).
+    ///
+    /// A reported cost that is negative, NaN or infinite is not trusted (it would lower the
+    /// budget's total): the call is priced by the table instead, with a warning. A record the
+    /// store refuses ([`UsageRecord::check`](crate::usage::UsageRecord::check): absurd token
+    /// counts) is "usage not recorded", counted in [`Ledger::lost`].
     pub fn record(&self, call: &Call<'_>) -> Option<f64> {
-        let (cost, cost_source) = match call.reported_cost_usd {
+        let reported = call.reported_cost_usd.filter(|c| {
+            let usable = c.is_finite() && *c >= 0.0;
+            if !usable {
+                log::warn(&format!(
+                    "{} reported a cost of {c} USD, which cannot be a cost; pricing the call with the price table instead",
+                    call.provider
+                ));
+            }
+            usable
+        });
+        let (cost, cost_source) = match reported {
             Some(reported) => (Some(reported), CostSource::Reported),
             None => (
                 self.prices
@@ -243,6 +258,26 @@ mod tests {
         );
         assert_eq!((r.usage, r.cost_usd, r.latency_ms), (usage, Some(cost), 12));
         assert_eq!(ledger.lost(), 0);
+    }
+
+    /// Regression: a negative (or NaN) reported cost was recorded as is and lowered the budget's
+    /// total; absurd token counts went into the ledger.
+    #[test]
+    fn a_negative_or_nan_reported_cost_is_priced_by_the_table_and_absurd_tokens_are_not_recorded() {
+        let store = Ok(Arc::new(Store::open_in_memory().unwrap()));
+        let ctx = Context::load(&crate::context::Env::from_pairs([]), None, None).unwrap();
+        let ledger = Ledger::new(&store, &ctx, None, "review", PriceTable::bundled());
+        let usage = Usage { input_tokens: 1000, output_tokens: 100, ..Usage::default() };
+        for reported in [-1e9, f64::NAN, f64::INFINITY] {
+            let cost = ledger.record(&Call { reported_cost_usd: Some(reported), ..call(usage) }).unwrap();
+            assert!(cost.is_finite() && cost > 0.0, "{reported}: {cost}");
+        }
+        let rows = store.as_ref().unwrap().usage_since(0).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert!(rows.iter().all(|r| r.cost_source == CostSource::Computed && r.cost_usd.unwrap() > 0.0));
+        ledger.record(&call(Usage { output_tokens: u64::MAX, ..Usage::default() }));
+        assert_eq!(ledger.lost(), 1);
+        assert_eq!(store.as_ref().unwrap().usage_since(0).unwrap().len(), 3);
     }
 
     #[test]

@@ -312,11 +312,10 @@ async fn estimate(a: &CostEstimateArgs, env: &Env) -> Result<Exit, ExitError> {
     Ok(Exit::Ok)
 }
 
-/// A PR's diff through the GitHub API (`GITHUB_TOKEN`/`GH_TOKEN`, `GITHUB_REPOSITORY`).
+/// A PR's diff through the GitHub API (`GH_TOKEN`, else `GITHUB_TOKEN`; `GITHUB_REPOSITORY`).
 async fn pr_diff(number: u64, env: &Env) -> Result<Vec<u8>, ExitError> {
     let ctx = crate::context::Context::load(env, None, None)?;
-    let token =
-        env.get(ev::GITHUB_TOKEN).or_else(|| env.get(ev::GH_TOKEN)).map(|t| secrecy::SecretString::from(t.to_owned()));
+    let token = crate::github::token_from_env(env)?;
     let (Some(token), Some(repo)) = (token, ctx.repository.as_ref()) else {
         return Err(exit::usage(anyhow::anyhow!(
             "--pr needs GITHUB_TOKEN and GITHUB_REPOSITORY\nhelp: or pass --diff FILE / --base REF"
@@ -415,7 +414,7 @@ async fn import_artifacts(a: &CostImportArgs, env: &Env, location: &Location) ->
         ),
         None => None,
     };
-    let (token, _redactor) = crate::github::token_and_redactor(env);
+    let (token, _redactor) = crate::github::token_and_redactor(env)?;
     let ctx = crate::context::Context::load(env, None, None)?;
     let repo = match &a.repo {
         Some(r) => Some(r.clone()),

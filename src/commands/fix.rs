@@ -240,7 +240,7 @@ async fn fix_with_ledger(
 /// Stage 1: the checkout, which issue or PR and who asked, the subject's texts, the config
 /// (the PR's base branch on a PR), the provider and the state store. `None`: nothing to do.
 async fn prepare(args: &FixArgs, ctx: &Context, env: &Env) -> Result<Option<Prepared>, ExitError> {
-    let (token, redactor) = crate::github::token_and_redactor(env);
+    let (token, redactor) = crate::github::token_and_redactor(env)?;
 
     let cwd =
         std::env::current_dir().map_err(|e| exit::usage(anyhow::anyhow!("cannot read the working directory: {e}")))?;

@@ -295,7 +295,7 @@ fn finish(failures: Vec<String>, exit: Exit) -> Result<Exit, ExitError> {
 /// metadata, the config (base branch), the provider chain and the state store. `None` when
 /// there is nothing to do (a comment that is not our command, or from someone not allowed).
 async fn prepare(settings: &ReviewSettings, ctx: &Context, env: &Env) -> Result<Option<Prepared>, ExitError> {
-    let (token, redactor) = crate::github::token_and_redactor(env);
+    let (token, redactor) = crate::github::token_and_redactor(env)?;
 
     let number = match target::find_target(ctx, settings.pr, "review", true) {
         Target::Number(n) => Some(n),

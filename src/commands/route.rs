@@ -195,7 +195,7 @@ struct Inputs<'a> {
 /// Runs `agentctl route`.
 pub async fn run(args: &RouteArgs, env: &Env) -> Result<Exit, ExitError> {
     let ctx = Context::load(env, args.event.path.as_deref(), args.event.name.as_deref())?;
-    let (token, _redactor) = crate::github::token_and_redactor(env);
+    let (token, _redactor) = crate::github::token_and_redactor(env)?;
     let github = LazyGitHub { ctx: &ctx, token, client: std::cell::OnceCell::new() };
     let event = catalog::classify(ctx.event_name.as_deref().unwrap_or(""), &ctx.payload);
     let facts = Facts::of(&ctx);

@@ -30,6 +30,7 @@ use crate::context::Env;
 use crate::env_vars as ev;
 use crate::exit::{Exit, ExitError};
 use crate::github::apps::{AccessTokenRequest, JitConfigRequest, Owner};
+use crate::github::credential::{self, CredentialError};
 use crate::github::jwt::{now_secs, AppKey, KeyError};
 use crate::github::{GitHub, GitHubError};
 use crate::log;
@@ -86,9 +87,18 @@ impl From<TokenError> for ExitError {
             | TokenError::KeyKeyring(StoreError::BadName(_)) => Exit::Usage,
             TokenError::JwtRefused { .. } | TokenError::Refused { .. } => Exit::Auth,
             TokenError::GitHub(g) if g.is_auth() => Exit::Auth,
+            TokenError::GitHub(g) if g.is_usage() => Exit::Usage,
             _ => Exit::Failure,
         };
         ExitError::new(exit, e)
+    }
+}
+
+/// A credential refused where it entered ([`crate::github::credential`]): exit 2 for one the
+/// user gave, 4 for one GitHub minted.
+impl From<CredentialError> for TokenError {
+    fn from(e: CredentialError) -> Self {
+        TokenError::GitHub(e.into())
     }
 }
 
@@ -239,11 +249,14 @@ fn reusable(sinks: &Sinks, kind: &str, request: &str) -> Option<Credential> {
     if left <= i64::try_from(sinks.min_ttl).unwrap_or(i64::MAX) {
         return None;
     }
-    let value = std::fs::read_to_string(file).ok()?.trim().to_string();
-    if value.is_empty() {
-        return None;
+    let text = std::fs::read_to_string(file).ok()?;
+    match credential::user_credential(&text, &format!("--file {}", file.display())) {
+        Ok(value) => Some(Credential { value, meta }),
+        Err(e) => {
+            log::warn(&format!("{e}; minting a new credential instead of reusing it"));
+            None
+        }
     }
-    Some(Credential { value: SecretString::from(value), meta })
 }
 
 /// Writes `cred` to every sink: the file (then its metadata), the keyring, the step output,
@@ -272,11 +285,11 @@ fn deliver(sinks: &Sinks, cred: &Credential, reused: bool) -> Result<(), TokenEr
         actions::write_outputs(path, &[(name.clone(), cred.value.expose_secret().to_string())])?;
     }
     if sinks.print {
-        crate::output::stdout_value(cred.value.expose_secret()).map_err(|source| TokenError::Sink {
-            what: "stdout",
-            path: "-".into(),
-            source,
-        })?;
+        // Minted credentials cannot hold a workflow command (their alphabet has no `:` or `#`);
+        // a reused file's value is visible ASCII only, and in Actions `output::stdout` fences it
+        // like all output.
+        let value = cred.value.expose_secret();
+        crate::output::stdout(value).map_err(|source| TokenError::Sink { what: "stdout", path: "-".into(), source })?;
     }
     Ok(())
 }
@@ -470,19 +483,49 @@ fn env_repository(env: &Env) -> Option<(String, String)> {
     Some((o.to_string(), r.to_string()))
 }
 
-/// `NAME=LEVEL` pairs into a map; a malformed pair is a usage error.
+/// `NAME=LEVEL` pairs into a map, each checked against GitHub's `app-permissions` schema
+/// ([`crate::github::permissions`]): a malformed pair, an unknown name or a level that name
+/// does not take (`workflows=read`) is a usage error naming the allowed levels. A `-` in the
+/// name is read as `_` (`pull-requests` is GitHub's `pull_requests`, as
+/// `actions/create-github-app-token` spells its inputs).
 fn parse_permissions(pairs: &[String]) -> Result<BTreeMap<String, String>, TokenError> {
     let mut out = BTreeMap::new();
     for pair in pairs {
-        let (name, level) = pair.split_once('=').map(|(n, l)| (n.trim(), l.trim())).unwrap_or(("", ""));
-        if name.is_empty() || !matches!(level, "read" | "write" | "admin") {
+        let Some((name, level)) = pair.split_once('=').map(|(n, l)| (n.trim().replace('-', "_"), l.trim())) else {
+            return Err(TokenError::Usage(format!("--permission `{pair}`: expected NAME=LEVEL, e.g. contents=write")));
+        };
+        let Some(levels) = crate::github::permissions::levels(&name) else {
             return Err(TokenError::Usage(format!(
-                "--permission `{pair}`: expected NAME=read|write|admin, e.g. contents=write"
+                "--permission `{pair}`: `{name}` is not a GitHub App permission\nhelp: the names GitHub documents (app-permissions): {}",
+                crate::github::permissions::APP_PERMISSIONS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            )));
+        };
+        if !levels.contains(&level) {
+            return Err(TokenError::Usage(format!(
+                "--permission `{pair}`: `{name}` takes {} (GitHub's app-permissions schema), not `{level}`",
+                levels.join(" or ")
             )));
         }
-        out.insert(name.to_string(), level.to_string());
+        out.insert(name, level.to_string());
     }
     Ok(out)
+}
+
+/// Most custom labels GitHub takes for a JIT runner (`labels` `maxItems` of
+/// `generate-runner-jitconfig-for-{repo,org}`).
+const MAX_JIT_LABELS: usize = 100;
+
+/// The labels of `--action jit` (trimmed, empty ones dropped; `self-hosted` when none), at
+/// most [`MAX_JIT_LABELS`]; more is a usage error, checked before any request.
+fn jit_labels(args: &RunnerTokenArgs) -> Result<Vec<String>, TokenError> {
+    let labels: Vec<String> = args.labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+    if labels.len() > MAX_JIT_LABELS {
+        return Err(TokenError::Usage(format!(
+            "--labels: {} labels given; GitHub takes at most {MAX_JIT_LABELS} for a just-in-time runner",
+            labels.len()
+        )));
+    }
+    Ok(if labels.is_empty() { vec!["self-hosted".into()] } else { labels })
 }
 
 /// `token-refresh app`.
@@ -624,6 +667,7 @@ async fn watch(
                     e
                     @ (TokenError::Usage(_) | TokenError::Key(_) | TokenError::Keyring(_) | TokenError::KeyKeyring(_)),
                 ) => return Err(e),
+                Err(TokenError::GitHub(g)) if g.is_usage() => return Err(TokenError::GitHub(g)),
                 Err(e) => {
                     let wait = backoff.backoff(failures);
                     failures = failures.saturating_add(1);
@@ -709,6 +753,9 @@ async fn runner(args: &RunnerTokenArgs, env: &Env, redactor: &mut Redactor) -> R
         RunnerAction::Remove => "runner-remove",
         RunnerAction::Jit => "runner-jit",
     };
+    if args.action == RunnerAction::Jit {
+        jit_labels(args)?;
+    }
     let mut auth = AppAuth::resolve(&args.auth, env, redactor)?;
     let fingerprint = format!("{kind} scope={scope:?} app={:?}", auth.as_ref().map(|a| a.app_id.as_str()));
     if args.watch {
@@ -743,7 +790,7 @@ async fn runner(args: &RunnerTokenArgs, env: &Env, redactor: &mut Redactor) -> R
 }
 
 /// One runner credential from GitHub: authenticated as the app (an installation token minted
-/// first) or with `GITHUB_TOKEN`/`GH_TOKEN`; registered with the redactor as it arrives.
+/// first) or with `GH_TOKEN`, else `GITHUB_TOKEN`; registered with the redactor as it arrives.
 #[allow(clippy::too_many_arguments)]
 async fn runner_credential(
     args: &RunnerTokenArgs,
@@ -774,13 +821,12 @@ async fn runner_credential(
             token
         }
         None => {
-            let token = env.get(ev::GITHUB_TOKEN).or_else(|| env.get(ev::GH_TOKEN)).ok_or_else(|| {
+            let token = credential::token_from_env(env)?.ok_or_else(|| {
                 TokenError::Usage(format!(
-                    "no credentials: pass --app-id and --private-key-file or --private-key-keyring (or {}), or set GITHUB_TOKEN",
+                    "no credentials: pass --app-id and --private-key-file or --private-key-keyring (or {}), or set GH_TOKEN or GITHUB_TOKEN",
                     ev::AGENTCTL_APP_PRIVATE_KEY
                 ))
             })?;
-            let token = SecretString::from(token.to_string());
             register(redactor, &token);
             token
         }
@@ -814,12 +860,10 @@ async fn runner_credential(
             }
         }
         RunnerAction::Jit => {
-            let labels: Vec<String> =
-                args.labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
             let request = JitConfigRequest {
                 name: args.name.clone().unwrap_or_else(|| format!("agentctl-{}", &actions::random_token()[..8])),
                 runner_group_id: args.runner_group_id,
-                labels: if labels.is_empty() { vec!["self-hosted".into()] } else { labels },
+                labels: jit_labels(args)?,
                 work_folder: args.work_folder.clone(),
             };
             let jit = github.runner_jitconfig(scope, &request).await.map_err(refused)?;
@@ -842,20 +886,21 @@ async fn runner_credential(
 
 /// `token-refresh revoke`: `DELETE /installation/token` with the token from `--file` (then the
 /// file and its metadata are removed, so no later run reuses a dead token) or from
-/// `GITHUB_TOKEN`/`GH_TOKEN`.
+/// `GH_TOKEN`, else `GITHUB_TOKEN`. Either is checked where it is read
+/// ([`credential::user_credential`]): one trailing newline is dropped, anything else that is
+/// not visible ASCII is exit 2.
 async fn revoke(args: &RevokeArgs, env: &Env, redactor: &mut Redactor) -> Result<(), TokenError> {
     let token = match &args.file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| TokenError::Usage(format!("--file {}: cannot read it: {e}", path.display())))?;
-            text.trim().to_string()
+            Some(credential::user_credential(&text, &format!("--file {}", path.display()))?)
         }
-        None => env.get(ev::GITHUB_TOKEN).or_else(|| env.get(ev::GH_TOKEN)).unwrap_or_default().to_string(),
+        None => credential::token_from_env(env)?,
     };
-    if token.is_empty() {
-        return Err(TokenError::Usage("no token to revoke: pass --file PATH or set GITHUB_TOKEN".into()));
-    }
-    let token = SecretString::from(token);
+    let Some(token) = token else {
+        return Err(TokenError::Usage("no token to revoke: pass --file PATH or set GH_TOKEN or GITHUB_TOKEN".into()));
+    };
     register(redactor, &token);
     let github = GitHub::new(api_url(env), &token, "", "", Duration::ZERO)?;
     github.revoke_installation_token().await.map_err(|e| match e {
@@ -898,6 +943,18 @@ mod tests {
         assert_eq!(p.get("issues").map(String::as_str), Some("read"));
         assert!(parse_permissions(&["contents".into()]).is_err());
         assert!(parse_permissions(&["contents=all".into()]).is_err());
+    }
+
+    #[test]
+    fn permissions_take_only_the_levels_github_documents() {
+        let err = |pair: &str| parse_permissions(&[pair.into()]).unwrap_err().to_string();
+        assert!(err("workflows=read").contains("`workflows` takes write"), "{}", err("workflows=read"));
+        assert!(err("contents=admin").contains("takes read or write"), "{}", err("contents=admin"));
+        assert!(err("content=read").contains("not a GitHub App permission"), "{}", err("content=read"));
+        let p = parse_permissions(&["workflows=write".into(), "repository_projects=admin".into()]).unwrap();
+        assert_eq!(p.len(), 2);
+        let p = parse_permissions(&["pull-requests=write".into()]).unwrap();
+        assert_eq!(p.get("pull_requests").map(String::as_str), Some("write"));
     }
 
     #[test]

@@ -13,15 +13,18 @@
 //! variants).
 //!
 //! Every call goes through the client's policy ([`GitHub`]): GETs retried on 5xx, POSTs never
-//! retried except after a rate limit. The token values come back as [`SecretString`]; callers
-//! register them with the redactor before anything else.
+//! retried except after a rate limit. The token values come back as [`SecretString`], checked
+//! against a plain alphabet ([`super::credential::check_minted`]: a token is
+//! `[A-Za-z0-9_.-]+`, a JIT config base64; anything else is [`GitHubError::Credential`], exit
+//! 4); callers register them with the redactor before anything else.
 
 use std::collections::BTreeMap;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::client::{check, decode, GitHub, GitHubError, MEDIA_JSON};
+use super::credential::{check_minted, MintedKind};
 
 /// Where an installation is looked up, and where runner credentials apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,7 +172,9 @@ impl GitHub {
         let action = format!("create an access token for installation {installation_id}");
         let url = format!("{}/app/installations/{installation_id}/access_tokens", self.api_base);
         let reply = self.write(http::Method::POST, &url, request, &action).await?;
-        decode(&check(reply, &action)?.body, &action)
+        let token: InstallationToken = decode(&check(reply, &action)?.body, &action)?;
+        check_minted(token.token.expose_secret(), MintedKind::Token, &action)?;
+        Ok(token)
     }
 
     /// `DELETE /installation/token`, authenticated with the installation token to revoke.
@@ -187,13 +192,16 @@ impl GitHub {
 
     /// `POST /{repos/o/r|orgs/o}/actions/runners/registration-token` (`remove` false) or
     /// `.../remove-token` (`remove` true). Needs `administration: write` (repository) or
-    /// `organization_self_hosted_runners: write` (organization).
+    /// `organization_self_hosted_runners: write` (organization). Sent without a body (and
+    /// without `Content-Type`): GitHub documents none for these four operations.
     pub async fn runner_token(&self, scope: &Owner, remove: bool) -> Result<RunnerToken, GitHubError> {
         let kind = if remove { "remove-token" } else { "registration-token" };
         let action = format!("create a runner {kind} for {}", scope.describe());
         let url = format!("{}/{}/actions/runners/{kind}", self.api_base, scope.path());
-        let reply = self.write(http::Method::POST, &url, &serde_json::json!({}), &action).await?;
-        decode(&check(reply, &action)?.body, &action)
+        let reply = self.write_without_body(http::Method::POST, &url, &action).await?;
+        let token: RunnerToken = decode(&check(reply, &action)?.body, &action)?;
+        check_minted(token.token.expose_secret(), MintedKind::Token, &action)?;
+        Ok(token)
     }
 
     /// `POST /{repos/o/r|orgs/o}/actions/runners/generate-jitconfig` with `request`.
@@ -201,6 +209,8 @@ impl GitHub {
         let action = format!("generate a just-in-time runner config for {}", scope.describe());
         let url = format!("{}/{}/actions/runners/generate-jitconfig", self.api_base, scope.path());
         let reply = self.write(http::Method::POST, &url, request, &action).await?;
-        decode(&check(reply, &action)?.body, &action)
+        let jit: JitConfig = decode(&check(reply, &action)?.body, &action)?;
+        check_minted(jit.encoded_jit_config.expose_secret(), MintedKind::Base64, &action)?;
+        Ok(jit)
     }
 }

@@ -10,7 +10,7 @@
 //! (<https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api>).
 
 use http_body_util::BodyExt;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -73,12 +73,25 @@ pub enum GitHubError {
     /// A response we could not decode.
     #[error("github: {action}: unexpected response: {message}")]
     Decode { action: String, message: String },
+    /// A credential refused where it entered: a token given to the client that cannot be an
+    /// `Authorization` header (exit 2), or one GitHub minted that is not a plain token (exit 4).
+    /// Never holds the value ([`super::credential`]).
+    #[error(transparent)]
+    Credential(#[from] super::credential::CredentialError),
 }
 
 impl GitHubError {
     /// Whether the process should exit with the auth code (4).
     pub fn is_auth(&self) -> bool {
-        matches!(self, GitHubError::Auth { .. })
+        matches!(
+            self,
+            GitHubError::Auth { .. } | GitHubError::Credential(super::credential::CredentialError::Minted { .. })
+        )
+    }
+
+    /// Whether it is bad input (exit 2): a user-given token that cannot be sent.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, GitHubError::Credential(super::credential::CredentialError::User { .. }))
     }
 }
 
@@ -318,7 +331,9 @@ impl GitHub {
     /// 1 s; 0 in tests).
     ///
     /// Errors: [`GitHubError::Network`] when `api_url` is not an absolute `http(s)` URL or the
-    /// TLS setup fails.
+    /// TLS setup fails; [`GitHubError::Credential`] when `token` cannot be sent as a header
+    /// (callers check every token where it enters; this keeps octocrab, which unwraps the
+    /// header it builds, from ever panicking on one that slipped through).
     pub fn new(
         api_url: &str,
         token: &SecretString,
@@ -327,6 +342,7 @@ impl GitHub {
         write_delay: Duration,
     ) -> Result<Self, GitHubError> {
         let action = "set up the GitHub client";
+        super::credential::check_sendable(token.expose_secret(), "the GitHub token")?;
         let api_base = api_url.trim_end_matches('/').to_string();
         let uri: http::Uri = api_base.parse().map_err(|e| GitHubError::Network {
             action: action.to_string(),
@@ -599,13 +615,35 @@ impl GitHub {
             action: action.to_string(),
             message: format!("cannot encode the request body: {e}"),
         })?;
+        self.write_raw(method, url, Some(json), action).await
+    }
+
+    /// [`GitHub::write`] for an operation GitHub documents without a request body: none is
+    /// sent, and no `Content-Type` (`Content-Length: 0`).
+    pub(super) async fn write_without_body(
+        &self,
+        method: http::Method,
+        url: &str,
+        action: &str,
+    ) -> Result<Reply, GitHubError> {
+        self.write_raw(method, url, None, action).await
+    }
+
+    /// The write path of [`GitHub::write`] with the body already encoded (or none).
+    async fn write_raw(
+        &self,
+        method: http::Method,
+        url: &str,
+        json: Option<String>,
+        action: &str,
+    ) -> Result<Reply, GitHubError> {
         let mut state = self.write_lock.lock().await;
         let wait = write_wait(state.done, state.last.map(|t| t.elapsed()), self.write_delay);
         if !wait.is_zero() {
             state.spaced += 1;
             tokio::time::sleep(wait).await;
         }
-        let result = self.send(method, url, MEDIA_JSON, Some(json), action).await;
+        let result = self.send(method, url, MEDIA_JSON, json, action).await;
         state.done += 1;
         state.last = Some(Instant::now());
         result

@@ -9,9 +9,11 @@
 pub mod apps;
 pub mod artifacts;
 pub mod client;
+pub mod credential;
 pub mod git;
 pub mod jwt;
 pub mod markers;
+pub mod permissions;
 pub mod publish;
 pub mod runners;
 
@@ -19,17 +21,18 @@ pub use client::{
     ClientPolicy, GitHub, GitHubError, IssueComment, PullRequest, Review, ReviewComment, ReviewEvent, ReviewRequest,
 };
 
-/// The GitHub token of a run: `GITHUB_TOKEN`, else `GH_TOKEN`.
-pub fn token_from_env(env: &crate::context::Env) -> Option<secrecy::SecretString> {
-    use crate::env_vars as ev;
-    env.get(ev::GITHUB_TOKEN).or_else(|| env.get(ev::GH_TOKEN)).map(|t| secrecy::SecretString::from(t.to_string()))
-}
+pub use credential::token_from_env;
 
 /// The run's token ([`token_from_env`]) and a redactor that holds it, with its
 /// `::add-mask::` published and the log redacting it ([`crate::log::publish_masks`]): the first
 /// step of every command that may talk to GitHub, before anything could echo the token.
-pub fn token_and_redactor(env: &crate::context::Env) -> (Option<secrecy::SecretString>, crate::redact::Redactor) {
-    let token = token_from_env(env);
+///
+/// Errors: [`credential::CredentialError::User`] (exit 2) for a token that is not one line of
+/// visible ASCII, naming the variable.
+pub fn token_and_redactor(
+    env: &crate::context::Env,
+) -> Result<(Option<secrecy::SecretString>, crate::redact::Redactor), credential::CredentialError> {
+    let token = token_from_env(env)?;
     let mut redactor = crate::redact::Redactor::new();
     if let Some(t) = &token {
         redactor.add_secret(t);
@@ -40,7 +43,7 @@ pub fn token_and_redactor(env: &crate::context::Env) -> (Option<secrecy::SecretS
         redactor.add_secret(&secret);
     }
     crate::log::publish_masks(&redactor);
-    (token, redactor)
+    Ok((token, redactor))
 }
 
 /// The client of a run on `ctx.repository` at `ctx.api_url`, when there is a token and a

@@ -26,8 +26,8 @@ fn in_actions() -> bool {
 /// Writes `text` to stdout (data only; logs go to stderr through [`crate::log`]). In Actions
 /// it goes through the one neutralizer every printed text uses ([`crate::actions::inert`]): a
 /// text that could hold a workflow command (a model name, a dispatch action, a PR title) is
-/// fenced with `::stop-commands::`. For JSON use [`stdout_json`]; for a value the caller
-/// captures whole (a secret, a token) [`stdout_value`].
+/// fenced with `::stop-commands::`. For JSON use [`stdout_json`]; for a secret the caller
+/// captures whole [`stdout_value`].
 pub fn stdout(text: &str) -> io::Result<()> {
     if in_actions() {
         write_stdout(&crate::actions::inert(text))
@@ -51,9 +51,9 @@ pub fn inert_json(json: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Writes a value the caller captures whole (`secrets get`, `token-refresh --print`) as is:
-/// fencing would change it. The value must be checked before (a token is visible ASCII with no
-/// workflow-command shape, see `token-refresh`), or be the user's own secret.
+/// Writes a value the caller captures whole (`secrets get`) as is: fencing would change it.
+/// Only for the user's own secret, which they stored themselves (`token-refresh --print` goes
+/// through [`stdout`]: a minted token's alphabet cannot hold a command anyway).
 pub fn stdout_value(value: &str) -> io::Result<()> {
     write_stdout(value)
 }

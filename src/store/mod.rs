@@ -117,15 +117,20 @@ pub enum StoreError {
     /// PostgreSQL connection's thread ended.
     #[error("state store {store}: the connection is unusable (a thread that held it ended)")]
     Poisoned { store: String },
+    /// A usage record that fails [`UsageRecord::check`] (a negative, NaN or infinite cost, an
+    /// absurd token count): refused before anything is written; an import adds none of its
+    /// records. `index` is the record's 1-based position in an import (`None` for one record).
+    #[error("state store {store}: refusing usage record{}: {problem}", index.map(|i| format!(" {i}")).unwrap_or_default())]
+    InvalidRecord { store: String, index: Option<usize>, problem: crate::usage::RecordProblem },
 }
 
 impl StoreError {
     /// The documented exit code for this error: 4 when a server refused the credentials, 2
-    /// for a URL that cannot be used as written, else 1.
+    /// for a URL that cannot be used as written or a usage record that is refused, else 1.
     pub fn exit(&self) -> crate::exit::Exit {
         match self {
             StoreError::Auth { .. } => crate::exit::Exit::Auth,
-            StoreError::BadUrl { .. } => crate::exit::Exit::Usage,
+            StoreError::BadUrl { .. } | StoreError::InvalidRecord { .. } => crate::exit::Exit::Usage,
             _ => crate::exit::Exit::Failure,
         }
     }
@@ -313,6 +318,11 @@ impl Store {
     }
 
     fn record_usage_as(&self, uid: &str, r: &UsageRecord) -> Result<i64, StoreError> {
+        r.check().map_err(|problem| StoreError::InvalidRecord {
+            store: self.name().to_owned(),
+            index: None,
+            problem,
+        })?;
         match &self.backend {
             Backend::Sqlite(s) => s.record_usage(uid, r),
             Backend::Postgres(p) => p.record_usage(uid, r),
@@ -320,7 +330,8 @@ impl Store {
     }
 
     /// `cost import`: inserts `records` (id, record) in **one** transaction, skipping ids the
-    /// ledger has already. Returns (added, already present). Either all are applied or none.
+    /// ledger has already. Returns (added, already present). Either all are applied or none:
+    /// a record failing [`UsageRecord::check`] is [`StoreError::InvalidRecord`] and adds nothing.
     pub fn import_usage(&self, records: &[(String, UsageRecord)]) -> Result<(usize, usize), StoreError> {
         self.import_usage_iter(records.iter().map(|(uid, r)| (uid, r)))
     }
@@ -338,9 +349,18 @@ impl Store {
     {
         match &self.backend {
             Backend::Sqlite(s) => s.import_usage_iter(records),
-            Backend::Postgres(p) => p.import_usage(
-                records.into_iter().map(|(uid, r)| (uid.as_ref().to_owned(), r.borrow().clone())).collect(),
-            ),
+            Backend::Postgres(p) => {
+                let records: Vec<(String, UsageRecord)> =
+                    records.into_iter().map(|(uid, r)| (uid.as_ref().to_owned(), r.borrow().clone())).collect();
+                for (i, (_, r)) in records.iter().enumerate() {
+                    r.check().map_err(|problem| StoreError::InvalidRecord {
+                        store: self.name().to_owned(),
+                        index: Some(i + 1),
+                        problem,
+                    })?;
+                }
+                p.import_usage(records)
+            }
         }
     }
 
@@ -493,6 +513,37 @@ mod tests {
             latency_ms: 1234,
             outcome: "ok".into(),
         }
+    }
+
+    /// Regression: a negative cost reached the ledger and turned a blocked budget into "ok".
+    /// Negative, NaN and infinite costs and absurd token counts are refused at record time and
+    /// at import, where the whole import adds nothing.
+    #[test]
+    fn negative_nan_or_infinite_costs_and_absurd_token_counts_are_refused_and_an_import_adds_nothing() {
+        let store = Store::open_in_memory().unwrap();
+        let mut bad = Vec::new();
+        for cost in [-1e9, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.01] {
+            let mut r = record("review", 1);
+            r.cost_usd = Some(cost);
+            bad.push(r);
+        }
+        let mut tokens = record("review", crate::usage::MAX_TOKENS_PER_RECORD + 1);
+        tokens.usage.output_tokens = 1;
+        bad.push(tokens);
+        for r in &bad {
+            let e = store.record_usage(r).unwrap_err();
+            assert!(matches!(e, StoreError::InvalidRecord { index: None, .. }), "{e}");
+            assert_eq!(e.exit(), crate::exit::Exit::Usage);
+            let import = vec![("ok1".to_string(), record("review", 1)), ("bad".to_string(), r.clone())];
+            let e = store.import_usage(&import).unwrap_err();
+            assert!(matches!(e, StoreError::InvalidRecord { index: Some(2), .. }), "{e}");
+            let field = if r.cost_usd == Some(0.000_15) { "usage.input_tokens" } else { "cost_usd" };
+            assert!(e.to_string().contains(&format!("record 2: `{field}`")), "{e}");
+        }
+        assert!(store.usage_since(0).unwrap().is_empty(), "nothing was written");
+        let mut free = record("review", 1);
+        free.cost_usd = Some(0.0);
+        store.record_usage(&free).unwrap();
     }
 
     #[test]

@@ -207,6 +207,12 @@ impl Sqlite {
         let (mut added, mut seen) = (0, 0);
         for (uid, r) in records {
             seen += 1;
+            // Dropping `tx` on this error rolls back every record before it.
+            r.borrow().check().map_err(|problem| StoreError::InvalidRecord {
+                store: self.name.clone(),
+                index: Some(seen),
+                problem,
+            })?;
             if insert_usage(&tx, uid.as_ref(), r.borrow(), true).map_err(self.query_err("import usage records"))? {
                 added += 1;
             }

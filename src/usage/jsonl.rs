@@ -45,13 +45,46 @@ pub fn parse(text: &str, source_name: &str) -> Result<Vec<(String, UsageRecord)>
             continue;
         }
         let err = |message: String| JsonlError { source_name: source_name.to_owned(), line: i + 1, message };
-        let line: Line = serde_json::from_str(raw).map_err(|e| err(e.to_string()))?;
+        let line: Line =
+            serde_json::from_str(raw).map_err(|e| err(field_error(raw).unwrap_or_else(|| e.to_string())))?;
         if line.id.trim().is_empty() {
             return Err(err("`id` is empty".into()));
         }
+        line.record.check().map_err(|p| err(p.to_string()))?;
         out.push((line.id, line.record));
     }
     Ok(out)
+}
+
+/// The numeric fields of a line (`usage.` ones nested), for a parse error that names the
+/// field (serde's message does not, through the flattened record).
+const NUMBER_FIELDS: [&str; 9] = [
+    "ts_ms",
+    "pr",
+    "latency_ms",
+    "cost_usd",
+    "usage.input_tokens",
+    "usage.cached_input_tokens",
+    "usage.cache_write_tokens",
+    "usage.output_tokens",
+    "usage.reasoning_tokens",
+];
+
+/// On a line that did not parse as a record: the first numeric field holding a negative or
+/// fractional count (`"usage": {"input_tokens": -5}`), named; `None` when that is not the
+/// problem.
+fn field_error(raw: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(raw).ok()?;
+    NUMBER_FIELDS.iter().find_map(|field| {
+        let v = field.split('.').try_fold(&value, |v, key| v.get(key))?;
+        match (*field, v) {
+            (_, serde_json::Value::Null) | ("cost_usd", serde_json::Value::Number(_)) => None,
+            ("ts_ms", serde_json::Value::Number(n)) if n.is_i64() => None,
+            (_, serde_json::Value::Number(n)) if n.is_u64() => None,
+            (_, serde_json::Value::Number(n)) => Some(format!("`{field}` is {n}; it must be a whole number ≥ 0")),
+            _ => Some(format!("`{field}` must be a number")),
+        }
+    })
 }
 
 /// The largest total of decompressed bytes read from one zip (an artifact): usage JSONL of a
@@ -148,5 +181,28 @@ mod tests {
         assert_eq!(e.line, 3, "{e}");
         assert!(e.to_string().starts_with("u.jsonl:3: not a usage record"), "{e}");
         assert!(parse("{\"id\": \"\"}", "x").is_err());
+    }
+
+    /// Regression: `cost_usd: -1e9` was imported and turned a blocked budget into "ok".
+    #[test]
+    fn negative_costs_and_negative_or_absurd_token_counts_are_refused_naming_line_and_field() {
+        let good = to_line("a1", &record());
+        let mut negative = record();
+        negative.cost_usd = Some(-1e9);
+        let text = format!("{good}{}", to_line("b2", &negative));
+        let e = parse(&text, "u.jsonl").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("`cost_usd` is negative"), "{e}");
+        let mut absurd = record();
+        absurd.usage.output_tokens = u64::MAX;
+        let e = parse(&to_line("c3", &absurd), "u.jsonl").unwrap_err();
+        assert!(e.message.contains("`usage.output_tokens`"), "{e}");
+        let minus = good.replace("\"input_tokens\":7", "\"input_tokens\":-7");
+        assert_ne!(minus, good);
+        let e = parse(&minus, "u.jsonl").unwrap_err();
+        assert!(e.message.contains("`usage.input_tokens` is -7"), "{e}");
+        let overflow = good.replace("\"cost_usd\":null", "\"cost_usd\":1e999");
+        assert_ne!(overflow, good);
+        assert!(parse(&overflow, "u.jsonl").is_err());
     }
 }

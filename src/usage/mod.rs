@@ -30,18 +30,20 @@ pub struct Usage {
 
 impl Usage {
     /// All input classes together (tokens).
+    /// Saturating: a hostile count cannot overflow it ([`MAX_TOKENS_PER_RECORD`] keeps such
+    /// records out of the ledger).
     pub fn total_input(&self) -> u64 {
-        self.input_tokens + self.cached_input_tokens + self.cache_write_tokens
+        self.input_tokens.saturating_add(self.cached_input_tokens).saturating_add(self.cache_write_tokens)
     }
 }
 
 impl std::ops::AddAssign for Usage {
     fn add_assign(&mut self, o: Self) {
-        self.input_tokens += o.input_tokens;
-        self.cached_input_tokens += o.cached_input_tokens;
-        self.cache_write_tokens += o.cache_write_tokens;
-        self.output_tokens += o.output_tokens;
-        self.reasoning_tokens += o.reasoning_tokens;
+        self.input_tokens = self.input_tokens.saturating_add(o.input_tokens);
+        self.cached_input_tokens = self.cached_input_tokens.saturating_add(o.cached_input_tokens);
+        self.cache_write_tokens = self.cache_write_tokens.saturating_add(o.cache_write_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(o.output_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.saturating_add(o.reasoning_tokens);
     }
 }
 
@@ -82,6 +84,63 @@ pub struct UsageRecord {
     pub latency_ms: u64,
     /// `ok`, or the error class (`unavailable`, `network`, `quota`, ...).
     pub outcome: String,
+}
+
+/// Most tokens of one class one record may carry: 10 billion, a thousand times the largest
+/// context window a provider offers. A count above it is a corrupt or hostile record (it could
+/// also overflow a sum), not usage.
+pub const MAX_TOKENS_PER_RECORD: u64 = 10_000_000_000;
+
+/// Why a usage record is refused: the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}` {problem}")]
+pub struct RecordProblem {
+    /// The JSON field (`cost_usd`, `usage.input_tokens`, ...).
+    pub field: &'static str,
+    /// What is wrong, with the value (numbers only).
+    pub problem: String,
+}
+
+impl UsageRecord {
+    /// Checks what a budget adds up: `cost_usd` (USD) is finite and not negative (a negative
+    /// cost would turn a blocked budget into "ok"), and each token count is at most
+    /// [`MAX_TOKENS_PER_RECORD`] (token counts are unsigned, so a negative one never parses).
+    /// Every path into the ledger checks it: `cost import` (per line) and the store's inserts.
+    ///
+    /// Errors: the first [`RecordProblem`].
+    pub fn check(&self) -> Result<(), RecordProblem> {
+        if let Some(cost) = self.cost_usd {
+            if !cost.is_finite() || cost < 0.0 {
+                let what = if cost.is_nan() {
+                    "is not a number".to_string()
+                } else if cost.is_infinite() {
+                    "is infinite".to_string()
+                } else {
+                    format!("is negative ({cost})")
+                };
+                return Err(RecordProblem {
+                    field: "cost_usd",
+                    problem: format!("{what}; a cost is finite and ≥ 0 USD"),
+                });
+            }
+        }
+        let u = &self.usage;
+        for (field, n) in [
+            ("usage.input_tokens", u.input_tokens),
+            ("usage.cached_input_tokens", u.cached_input_tokens),
+            ("usage.cache_write_tokens", u.cache_write_tokens),
+            ("usage.output_tokens", u.output_tokens),
+            ("usage.reasoning_tokens", u.reasoning_tokens),
+        ] {
+            if n > MAX_TOKENS_PER_RECORD {
+                return Err(RecordProblem {
+                    field,
+                    problem: format!("is {n}, more than the {MAX_TOKENS_PER_RECORD} tokens one call can use"),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where a record's cost came from (SPEC §3.4: a provider-reported cost is the source of truth).

@@ -1104,3 +1104,81 @@ async fn import_from_artifacts_with_a_glob_name_takes_every_matching_artifact_an
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Regression: `cost_usd: -1e9` in an imported record turned a blocked budget into "ok". Now
+/// the import is exit 2 naming the line and the field, nothing from the file is imported, and
+/// the budget stays blocked. Negative and absurd token counts are refused the same way.
+#[test]
+fn an_imported_negative_cost_or_token_count_is_exit_2_and_a_blocked_budget_stays_blocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "budgets:\n  - {scope: repo, period: day, limit_usd: 10}\n";
+    let state = spent_today(10.5);
+    assert_eq!(check(&state, dir.path(), Some(cfg), &[]).0, Some(5), "blocked before the import");
+    let now = agentctl::store::now_ms();
+    let good = agentctl::usage::jsonl::to_line(
+        &format!("{:032x}", 1),
+        &record(now, "octo/r0", "wf0", "gpt-4o", Some(0.5), "ok"),
+    );
+    let negative = agentctl::usage::jsonl::to_line(
+        &format!("{:032x}", 2),
+        &record(now, "octo/r0", "wf0", "gpt-4o", Some(-1e9), "ok"),
+    );
+    let minus_tokens = good
+        .replace(&format!("{:032x}", 1), &format!("{:032x}", 3))
+        .replace("\"input_tokens\":1000", "\"input_tokens\":-1000");
+    let mut absurd = record(now, "octo/r0", "wf0", "gpt-4o", Some(0.5), "ok");
+    absurd.usage.output_tokens = 1 << 62;
+    let absurd = agentctl::usage::jsonl::to_line(&format!("{:032x}", 4), &absurd);
+    for (bad, field) in [
+        (&negative, "`cost_usd` is negative"),
+        (&minus_tokens, "`usage.input_tokens` is -1000"),
+        (&absurd, "`usage.output_tokens` is 4611686018427387904"),
+    ] {
+        let file = write(dir.path(), "usage.jsonl", format!("{good}{bad}"));
+        let (code, _, stderr) = import(&state, &[&file]);
+        assert_eq!(code, Some(2), "{field}: {stderr}");
+        assert!(stderr.contains(&format!("{}:2: ", file.display())) && stderr.contains(field), "{field}: {stderr}");
+        assert_eq!(rows(&state), 2, "{field}: nothing imported, not even the good line");
+    }
+    let (code, err, outputs) = check(&state, dir.path(), Some(cfg), &[]);
+    assert_eq!((code, outputs["budget-state"].as_str()), (Some(5), "hard"), "{err}");
+}
+
+/// The same refusal over `--from-artifacts`: an artifact holding a negative cost is exit 2
+/// naming the artifact, its line and the field; none of its records are imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_with_a_negative_cost_is_exit_2_and_nothing_of_it_is_imported() {
+    use wiremock::matchers::{method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let gh = crate::common::FakeGitHub::start("octo", "r0", 1, Vec::new(), None).await;
+    let storage = MockServer::start().await;
+    let now = agentctl::store::now_ms();
+    Mock::given(method("GET"))
+        .and(path(format!("{}/repos/octo/r0/actions/artifacts", crate::common::API_PREFIX)))
+        .and(query_param("name", "agentctl-usage"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"total_count": 1, "artifacts": [
+            {"id": 31, "name": "agentctl-usage", "size_in_bytes": 512, "expired": false, "created_at": "2026-11-30T06:00:00Z",
+             "workflow_run": {"id": 31, "repository_id": 1, "head_repository_id": 1}}]})))
+        .mount(&gh.server)
+        .await;
+    let records = vec![
+        (format!("{:032x}", 31), record(now, "octo/r0", "ci", "gpt-4o", Some(0.01), "ok")),
+        (format!("{:032x}", 32), record(now, "octo/r0", "ci", "gpt-4o", Some(-1e9), "ok")),
+    ];
+    mount_artifact_download(&gh.server, &storage, 31, "", &records).await;
+    let state = unique_state_path();
+    let out = agentctl()
+        .env("AGENTCTL_STATE", &state)
+        .env("GITHUB_TOKEN", "ghs_testtoken123")
+        .env("GITHUB_API_URL", gh.api_url())
+        .args(["cost", "import", "--from-artifacts", "--repo", "octo/r0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("artifact 31") && stderr.contains(":2: ") && stderr.contains("`cost_usd` is negative"),
+        "{stderr}"
+    );
+    assert_eq!(Store::open(&state).map(|s| s.usage_since(i64::MIN).unwrap().len()).unwrap_or(0), 0);
+}

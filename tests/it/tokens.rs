@@ -372,9 +372,12 @@ async fn revoke_deletes_the_token_and_its_files() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains(TOKEN));
 }
 
-/// Runner endpoints answer the corpus examples, recording bodies; auth is GITHUB_TOKEN.
-async fn runner_fake() -> (MockServer, Arc<Mutex<Vec<(String, Value)>>>) {
-    struct Record(Arc<Mutex<Vec<(String, Value)>>>, Value);
+/// A recorded request: path, JSON body (`Null` when empty), `Content-Type`.
+type Seen = (String, Value, Option<String>);
+
+/// Runner endpoints answer the corpus examples, recording requests; auth is GITHUB_TOKEN.
+async fn runner_fake() -> (MockServer, Arc<Mutex<Vec<Seen>>>) {
+    struct Record(Arc<Mutex<Vec<Seen>>>, Value);
     impl Respond for Record {
         fn respond(&self, req: &Request) -> ResponseTemplate {
             assert_eq!(
@@ -382,7 +385,8 @@ async fn runner_fake() -> (MockServer, Arc<Mutex<Vec<(String, Value)>>>) {
                 "Bearer ghs_workflowtoken000000000000000000000"
             );
             let body = if req.body.is_empty() { Value::Null } else { serde_json::from_slice(&req.body).unwrap() };
-            self.0.lock().unwrap().push((req.url.path().to_string(), body));
+            let content_type = req.headers.get("content-type").map(|v| v.to_str().unwrap().to_string());
+            self.0.lock().unwrap().push((req.url.path().to_string(), body, content_type));
             ResponseTemplate::new(201).set_body_json(self.1.clone())
         }
     }
@@ -448,7 +452,7 @@ async fn runner_register_remove_and_jit_at_repo_and_org_scope() {
 
     let seen = seen.lock().unwrap().clone();
     let p = |s: &str| format!("{API_PREFIX}/{s}");
-    let paths: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
+    let paths: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
     assert_eq!(
         paths,
         [
@@ -467,7 +471,75 @@ async fn runner_register_remove_and_jit_at_repo_and_org_scope() {
     org_body["labels"] = json!(["self-hosted", "X64", "macOS", "no-gpu"]);
     org_body["runner_group_id"] = json!(1);
     assert_eq!(seen[5].1, org_body);
+    // Regression: the four registration/remove-token POSTs sent `{}` as JSON where GitHub
+    // documents no body; now none, and no Content-Type.
+    for (p, body, content_type) in &seen[..4] {
+        assert!(body.is_null() && content_type.is_none(), "{p}: body {body}, content-type {content_type:?}");
+    }
+    // Every request has a body exactly when GitHub's OpenAPI description documents one.
+    if let Some(corpora) = crate::common::corpora() {
+        let spec: Value =
+            serde_json::from_slice(&std::fs::read(corpora.join("github-openapi/api.github.com.subset.json")).unwrap())
+                .unwrap();
+        for (p, body, _) in &seen {
+            let template = p
+                .strip_prefix(API_PREFIX)
+                .unwrap()
+                .replace("/repos/octo/hello/", "/repos/{owner}/{repo}/")
+                .replace("/orgs/acme/", "/orgs/{org}/");
+            let operation = &spec["paths"][&template]["post"];
+            assert!(operation.is_object(), "{template} is not in the OpenAPI description");
+            assert_eq!(operation.get("requestBody").is_some(), !body.is_null(), "{template}: body {body}");
+        }
+    }
     let _ = dir;
+}
+
+/// `--action jit` with more labels than GitHub's documented `maxItems` (100) is exit 2 before
+/// any request (it was forwarded); 100 are sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn jit_with_more_than_100_labels_is_exit_2_before_any_request() {
+    let (server, seen) = runner_fake().await;
+    let labels = |n: usize| (0..n).map(|i| format!("l{i}")).collect::<Vec<_>>().join(",");
+    let run = |n: usize| {
+        agentctl()
+            .env("GITHUB_API_URL", format!("{}{API_PREFIX}", server.uri()))
+            .env("GITHUB_TOKEN", "ghs_workflowtoken000000000000000000000")
+            .args(["token-refresh", "runner", "--print", "--owner", "acme", "--scope", "org", "--action", "jit"])
+            .args(["--labels", &labels(n)])
+            .output()
+            .unwrap()
+    };
+    let out = run(101);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("101 labels") && stderr.contains("at most 100"), "{stderr}");
+    assert!(seen.lock().unwrap().is_empty(), "a request was sent");
+    assert_eq!(run(100).status.code(), Some(0));
+    assert_eq!(seen.lock().unwrap()[0].1["labels"].as_array().unwrap().len(), 100);
+}
+
+/// `--permission NAME=LEVEL` is checked against GitHub's `app-permissions` schema: a level the
+/// permission does not take (`workflows` is write only, `contents` read or write) or an
+/// unknown name is exit 2 naming the allowed levels, before any request (any was accepted).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permission_level_github_does_not_document_is_exit_2_naming_the_allowed_levels() {
+    let fake = AppFake::start().await;
+    for (pair, says) in [
+        ("workflows=read", "`workflows` takes write"),
+        ("contents=admin", "`contents` takes read or write"),
+        ("content=read", "not a GitHub App permission"),
+    ] {
+        let out = app_cmd(&fake, &fixture("app-key.pem"))
+            .args(["--installation-id", "42", "--print", "--permission", pair])
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{pair}: {stderr}");
+    }
+    assert_eq!(fake.request_count().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -906,4 +978,152 @@ async fn ps_arguments_of_a_running_watch_hold_no_token_key_or_jwt() {
     assert!(samples > 50 && *count.lock().unwrap() >= 2, "the watch was refreshing while sampled");
     // Stopping promptly is the watch tests' business; here only a clean exit.
     stop(child, std::time::Duration::from_secs(10));
+}
+
+/// Regression: a token with a line break or a control byte panicked (exit 134) where octocrab
+/// built the `Authorization` header, in `cost import --from-artifacts`, `token-refresh revoke`
+/// and `token-refresh runner`. Now each is exit 2 before any request, naming the variable and
+/// never the value.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_github_token_with_a_line_break_or_control_byte_is_exit_2_naming_the_variable_in_every_command() {
+    let server = strict_server().await;
+    let api = format!("{}{API_PREFIX}", server.uri());
+    let commands: [&[&str]; 3] = [
+        &["token-refresh", "revoke"],
+        &[
+            "token-refresh",
+            "runner",
+            "--print",
+            "--owner",
+            "octo",
+            "--repo",
+            "hello",
+            "--scope",
+            "repo",
+            "--action",
+            "register",
+        ],
+        &["cost", "import", "--from-artifacts", "--repo", "octo/hello"],
+    ];
+    for var in ["GITHUB_TOKEN", "GH_TOKEN"] {
+        for value in ["ghs_SECRETPART\n::warning::x", "ghs_SECRETPART\x01", "ghs_SECRETPART\n\n", "ghs_SECRET PART"] {
+            for args in commands {
+                let state = crate::common::unique_state_path();
+                let out = agentctl()
+                    .env("GITHUB_API_URL", &api)
+                    .env("AGENTCTL_STATE", &state)
+                    .env(var, value)
+                    .args(args)
+                    .output()
+                    .unwrap();
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(out.status.code(), Some(2), "{args:?} {var}={value:?}: {stderr}");
+                assert!(stderr.contains(&format!("{var}: ")), "{args:?}: {stderr}");
+                assert!(!stderr.contains("SECRET") && !stderr.contains("panicked"), "{args:?}: {stderr}");
+                assert!(out.stdout.is_empty(), "{args:?}");
+            }
+        }
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+}
+
+/// `GH_TOKEN` wins over `GITHUB_TOKEN` (gh's precedence), and one trailing newline (`\n` or
+/// `\r\n`, as `echo` writes a file) is dropped from a variable or a token file; a token file
+/// with anything else is exit 2 naming the file.
+#[tokio::test(flavor = "multi_thread")]
+async fn gh_token_wins_over_github_token_and_one_trailing_newline_is_dropped() {
+    let server = strict_server().await;
+    Mock::given(method("DELETE"))
+        .and(path(format!("{API_PREFIX}/installation/token")))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let api = format!("{}{API_PREFIX}", server.uri());
+    agentctl()
+        .env("GITHUB_API_URL", &api)
+        .env("GH_TOKEN", format!("{TOKEN}\n"))
+        .env("GITHUB_TOKEN", "ghs_theworkflowtokenthatmustnotbeused")
+        .args(["token-refresh", "revoke"])
+        .assert()
+        .success();
+    agentctl()
+        .env("GITHUB_API_URL", &api)
+        .env("GITHUB_TOKEN", format!("{TOKEN}\r\n"))
+        .args(["token-refresh", "revoke"])
+        .assert()
+        .success();
+    let dir = private_dir();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{TOKEN}\r\n")).unwrap();
+    agentctl().env("GITHUB_API_URL", &api).args(["token-refresh", "revoke", "--file"]).arg(&file).assert().success();
+    std::fs::write(&file, format!("{TOKEN}\n\x1b[2J\n")).unwrap();
+    let out = agentctl()
+        .env("GITHUB_API_URL", &api)
+        .args(["token-refresh", "revoke", "--file"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("--file {}", file.display())) && !stderr.contains(TOKEN), "{stderr}");
+    assert!(file.exists(), "a refused file is left alone");
+}
+
+/// Regression: a minted credential with `\n::warning…` or `##[error]` was printed by `--print`
+/// in Actions, where the runner would run it as a workflow command. Minted tokens must be
+/// `[A-Za-z0-9_.-]`, JIT configs base64: anything else is exit 4, nothing printed or written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_minted_credential_that_could_be_a_workflow_command_is_refused_and_never_printed() {
+    for (kind, action, body) in [
+        (
+            "registration-token",
+            "register",
+            json!({"token": "AABB\n::warning::PWNED", "expires_at": rfc3339(now() + 3600)}),
+        ),
+        ("remove-token", "remove", json!({"token": "##[error]PWNED", "expires_at": rfc3339(now() + 3600)})),
+        (
+            "generate-jitconfig",
+            "jit",
+            json!({"runner": {"id": 1, "name": "r"}, "encoded_jit_config": "abc\n::error::PWNED"}),
+        ),
+    ] {
+        let server = strict_server().await;
+        Mock::given(method("POST"))
+            .and(path(format!("{API_PREFIX}/repos/octo/hello/actions/runners/{kind}")))
+            .respond_with(ResponseTemplate::new(201).set_body_json(body))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let dir = private_dir();
+        let file = dir.path().join("cred");
+        let out = agentctl()
+            .env("GITHUB_API_URL", format!("{}{API_PREFIX}", server.uri()))
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_TOKEN", "ghs_workflowtoken000000000000000000000")
+            .args([
+                "token-refresh",
+                "runner",
+                "--print",
+                "--owner",
+                "octo",
+                "--repo",
+                "hello",
+                "--scope",
+                "repo",
+                "--action",
+                action,
+            ])
+            .arg("--file")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{kind}: {stderr}");
+        assert!(out.stdout.is_empty(), "{kind}: printed {:?}", String::from_utf8_lossy(&out.stdout));
+        assert!(!stderr.contains("PWNED") && stderr.contains("refusing"), "{kind}: {stderr}");
+        assert!(!file.exists(), "{kind}: written to --file");
+    }
 }
