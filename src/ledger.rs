@@ -5,6 +5,11 @@
 //! names the store, never a silent loss; [`Ledger::lost`] counts them so a command run with
 //! `--require-state` (or `state_required: true`) can fail instead. The review itself is not
 //! undone: the tokens were spent, and they are also in the summary and the step outputs.
+//!
+//! Decision (issue #17): what a budget adds up is never trusted blindly. A provider-reported
+//! cost that is negative, NaN or infinite is replaced by the price table's; the store refuses
+//! any record failing [`crate::usage::UsageRecord::check`] (exit 2 for a direct caller, "usage
+//! not recorded" here), so no negative cost can lower a budget's total.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -14,6 +14,14 @@
 //! the backend is probed with the other sinks, before any request, and a machine without one
 //! is refused (exit 1), never served by an in-memory stand-in. Reuse and `--watch` are driven
 //! by `--file`'s metadata; the keyring entry is written on every delivery, reuse included.
+//!
+//! Every credential is checked once where it enters ([`crate::github::credential`]): the
+//! token in `GH_TOKEN`/`GITHUB_TOKEN` or a `--file` (one trailing newline dropped, otherwise
+//! visible ASCII only, else exit 2 naming the source), and each one GitHub mints (a plain
+//! `[A-Za-z0-9_.-]` token or base64 JIT config, else exit 4), so no sink, header or `--print`
+//! ever carries a line break or a workflow command. Inputs GitHub's OpenAPI description bounds
+//! are checked before any request: `--permission` against the `app-permissions` schema
+//! ([`crate::github::permissions`]), at most 100 `--labels` for a JIT runner.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
