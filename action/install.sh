@@ -14,12 +14,31 @@
 # otherwise (the action pinned by commit sha, as it should be) `v` + the package version in the
 # action checkout's Cargo.toml, i.e. the release that commit belongs to.
 #
+# The version is checked before anything touches the file system or the network: a release tag
+# matches `^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$` exactly (it is one segment of the download
+# URL and of the cache path, so `v..` or `v1/../x` must never get through); `source` and empty are
+# the only other values.
+#
 # Download: `${GITHUB_SERVER_URL}/${repo}/releases/download/${tag}/${asset}` and `SHA256SUMS`
-# beside it, with curl (https only, except loopback hosts for tests). The archive's sha256 must
-# equal its line in SHA256SUMS before anything is unpacked; a mismatch or a missing line fails the
-# step and nothing is executed or cached. The verified binary is cached in
-# `${RUNNER_TOOL_CACHE}/agentctl/<version>/<target>/` with a `<target>.complete` marker beside it
-# (the layout of @actions/tool-cache), so a later job on the same runner downloads nothing.
+# beside it, with curl. GITHUB_SERVER_URL is parsed (RFC 3986 `scheme://authority`), never
+# pattern-matched, and curl is given the URL rebuilt from the parsed parts: the scheme must be
+# https, or http when the host is exactly 127.0.0.1, [::1] or localhost (the tests' loopback
+# fakes); userinfo (`user:pass@`), a path, a query or a fragment is refused, and so is any other
+# scheme. Parsed in bash (`[[ =~ ]]`, bash 3.2 as on macOS): the script relies only on bash, curl,
+# tar, awk, sed and sha256sum/shasum, all on every hosted runner image; python3 is not guaranteed
+# on a self-hosted runner's PATH.
+#
+# The archive's sha256 must equal its line in SHA256SUMS before anything is unpacked; a mismatch
+# or a missing line fails the step and nothing is executed or cached. The verified binary is
+# cached in `${RUNNER_TOOL_CACHE}/agentctl/<version>/<target>/` with a `<target>.complete` marker
+# beside it (the layout of @actions/tool-cache) that records the binary's sha256
+# (`<64 hex>  <exe>`, sha256sum format), so a later job on the same runner downloads nothing.
+# A cached binary is re-hashed against that record before its path is handed out; a mismatch, a
+# marker without a record (an older install, a planted folder) or a missing binary removes that
+# cached copy with a warning and downloads and verifies the release again. NOTE: the record lives
+# beside the binary, so this catches a binary replaced, truncated or corrupted without its record,
+# not a writer who rewrites both: on a runner whose tool cache untrusted jobs can write, use
+# ephemeral runners (README, "In a workflow").
 set -euo pipefail
 
 # shellcheck source=action/lib.sh
@@ -27,6 +46,9 @@ set -euo pipefail
 
 # The reason as an annotation; exit 1.
 fail() { fail_with 1 "$@"; }
+
+# A release tag as the `version` input takes it (see the header).
+TAG_RE='^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$'
 
 out() {
   if [[ -n "${GITHUB_OUTPUT:-}" ]]; then
@@ -63,10 +85,12 @@ sha256_of() {
 resolve_version() {
   local v="${AGENTCTL_VERSION:-}" ref="${AGENTCTL_ACTION_REF:-}"
   if [[ -n "$v" ]]; then
+    [[ "$v" == source || "$v" =~ $TAG_RE ]] ||
+      fail "invalid version '${v}' in the \`version\` input: expected a release tag vMAJOR.MINOR.PATCH[-PRERELEASE] such as v0.1.0, \`source\`, or empty"
     echo "$v"
     return
   fi
-  if [[ "$ref" =~ ^v[0-9]+\.[0-9]+\.[0-9]+([.+-][0-9A-Za-z.+-]*)?$ ]]; then
+  if [[ "$ref" =~ $TAG_RE ]]; then
     echo "$ref"
     return
   fi
@@ -75,7 +99,56 @@ resolve_version() {
     pkg="$(sed -n 's/^version = "\([^"]*\)".*/\1/p' "$manifest" | sed -n 1p)"
   fi
   [[ -n "$pkg" ]] || fail "cannot tell which agentctl release to install: the action ref '${ref}' is not a release tag and ${manifest} has no version; set the \`version\` input"
+  [[ "v$pkg" =~ $TAG_RE ]] ||
+    fail "invalid version 'v${pkg}' from ${manifest}: not a release tag vMAJOR.MINOR.PATCH[-PRERELEASE]; set the \`version\` input"
   echo "v$pkg"
+}
+
+# Parses GITHUB_SERVER_URL (see the header) into SERVER_URL (`scheme://host[:port]`, rebuilt from
+# the parsed parts, lowercase) and SERVER_PROTO (curl's `--proto`), or fails naming the variable.
+# A value with `@` is never printed: its userinfo may be a password.
+resolve_server() {
+  local raw="${GITHUB_SERVER_URL:-https://github.com}" shown
+  shown="'${raw}'"
+  [[ "$raw" != *@* ]] || shown="(not shown: it has userinfo)"
+  local url_re='^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)/?$'
+  [[ "$raw" =~ $url_re ]] ||
+    fail "GITHUB_SERVER_URL must be scheme://host[:port] with no path, query or fragment, got ${shown}"
+  local scheme authority="${BASH_REMATCH[2]}"
+  scheme="$(printf '%s' "${BASH_REMATCH[1]}" | tr '[:upper:]' '[:lower:]')"
+  [[ "$authority" != *@* ]] ||
+    fail "GITHUB_SERVER_URL must not carry userinfo (user:password@host): refused, value not shown"
+  local host port="" ipv6_re='^(\[[0-9A-Fa-f:.]+\])(:([0-9]{1,5}))?$' name_re='^([A-Za-z0-9.-]+)(:([0-9]{1,5}))?$'
+  if [[ "$authority" =~ $ipv6_re || "$authority" =~ $name_re ]]; then
+    host="$(printf '%s' "${BASH_REMATCH[1]}" | tr '[:upper:]' '[:lower:]')"
+    port="${BASH_REMATCH[3]}"
+  else
+    fail "GITHUB_SERVER_URL has no valid host[:port] (a DNS name, an IPv4 address or a [bracketed] IPv6 address), got ${shown}"
+  fi
+  if [[ -n "$port" ]] && ((10#$port < 1 || 10#$port > 65535)); then
+    fail "GITHUB_SERVER_URL has port ${port}, outside 1-65535"
+  fi
+  case "$scheme" in
+    https) SERVER_PROTO='=https' ;;
+    http)
+      case "$host" in
+        127.0.0.1 | '[::1]' | localhost) SERVER_PROTO='=http' ;;
+        *) fail "GITHUB_SERVER_URL must be https (http only for 127.0.0.1, [::1] or localhost), got ${shown}" ;;
+      esac
+      ;;
+    *) fail "GITHUB_SERVER_URL must be an https URL, got scheme '${scheme}'" ;;
+  esac
+  SERVER_URL="${scheme}://${host}${port:+:$port}"
+}
+
+# Whether the binary $2 matches the sha256 recorded for it (as `<64 hex>  <exe>`) in marker $1.
+cached_binary_matches() {
+  local marker=$1 bin=$2 recorded actual
+  [[ -f "$bin" && -x "$bin" ]] || return 1
+  recorded="$(awk -v name="$(basename "$bin")" '$2 == name && $1 ~ /^[0-9a-f]+$/ && length($1) == 64 { print $1 }' "$marker" | sed -n 1p)"
+  [[ -n "$recorded" ]] || return 1
+  actual="$(sha256_of "$bin")"
+  [[ "$actual" == "$recorded" ]]
 }
 
 build_from_source() {
@@ -99,9 +172,10 @@ main() {
     build_from_source
     return
   fi
-  # A tag is one path segment of the URL and of the cache path: nothing else gets through.
-  [[ "$version" =~ ^v?[0-9A-Za-z][0-9A-Za-z._+-]*$ ]] || fail "invalid version '${version}': expected a release tag such as v0.1.0, or source"
-  [[ "$version" == v* ]] || version="v$version"
+  # resolve_version let through only a release tag; checked again here because the tag becomes a
+  # path segment that is removed with `rm -rf` below.
+  [[ "$version" =~ $TAG_RE ]] || fail "invalid version '${version}': expected a release tag such as v0.1.0"
+  resolve_server
 
   local target exe=agentctl
   target="$(resolve_target)"
@@ -111,35 +185,31 @@ main() {
   [[ -n "$cache_root" ]] || fail "RUNNER_TOOL_CACHE is not set: not on a GitHub Actions runner?"
   local dir="$cache_root/agentctl/${version#v}/$target"
   local bin="$dir/$exe"
-  if [[ -f "$dir.complete" && -x "$bin" ]]; then
-    echo "agentctl ${version} (${target}) from the tool cache: ${bin}" >&2
-    out path "$bin"
-    out version "$version"
-    echo "$bin"
-    return
+  if [[ -f "$dir.complete" ]]; then
+    if cached_binary_matches "$dir.complete" "$bin"; then
+      echo "agentctl ${version} (${target}) from the tool cache, sha256 as recorded: ${bin}" >&2
+      out path "$bin"
+      out version "$version"
+      echo "$bin"
+      return
+    fi
+    annotate warning "the cached agentctl ${version} in ${dir} does not match the sha256 recorded at install (or has no record): removed; downloading and verifying the release again"
+    rm -f "$dir.complete"
+    rm -rf "$dir"
   fi
 
   local repo="${AGENTCTL_ACTION_REPO:-}"
   [[ -n "$repo" ]] || repo=agentctl/agentctl
   [[ "$repo" =~ ^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$ ]] || fail "invalid action repository '${repo}'"
-  local server="${GITHUB_SERVER_URL:-https://github.com}"
-  server="${server%/}"
-  local proto='=https'
-  case "$server" in
-    https://*) ;;
-    http://127.0.0.1 | http://127.0.0.1:* | http://localhost | http://localhost:* | http://\[::1\] | http://\[::1\]:*)
-      proto='=http' ;;
-    *) fail "GITHUB_SERVER_URL must be an https URL, got '${server}'" ;;
-  esac
   local asset="agentctl-${target}.tar.gz"
-  local base="$server/$repo/releases/download/$version"
+  local base="$SERVER_URL/$repo/releases/download/$version"
 
   local tmp
   tmp="$(mktemp -d "${RUNNER_TEMP:-${TMPDIR:-/tmp}}/agentctl-download.XXXXXX")"
   # shellcheck disable=SC2064 # expand now: the path is fixed
   trap "rm -rf '$tmp'" EXIT
 
-  local curl_opts=(--fail --silent --show-error --location --proto "$proto" --proto-redir '=https'
+  local curl_opts=(--fail --silent --show-error --location --proto "$SERVER_PROTO" --proto-redir '=https'
     --retry 3 --connect-timeout 20 --max-time 300)
   echo "Downloading ${base}/${asset}" >&2
   curl "${curl_opts[@]}" --output "$tmp/$asset" "$base/$asset" ||
@@ -162,6 +232,8 @@ main() {
   tar -xzf "$tmp/$asset" -C "$tmp/unpacked" || fail "cannot unpack ${asset}"
   [[ -f "$tmp/unpacked/$exe" ]] || fail "${asset} holds no ${exe} at its top level"
   chmod 0755 "$tmp/unpacked/$exe"
+  local bin_sha
+  bin_sha="$(sha256_of "$tmp/unpacked/$exe")"
 
   # Into the cache: a fresh folder beside the final one, then a rename, then the marker, so a
   # concurrent or interrupted job never sees half a binary.
@@ -170,9 +242,11 @@ main() {
   rm -rf "$staging"
   mkdir -p "$staging"
   mv "$tmp/unpacked/$exe" "$staging/$exe"
+  rm -f "$dir.complete"
   rm -rf "$dir"
   mv "$staging" "$dir"
-  : >"$dir.complete"
+  printf '%s  %s\n' "$bin_sha" "$exe" >"$dir.complete.tmp.$$"
+  mv "$dir.complete.tmp.$$" "$dir.complete"
   echo "agentctl ${version} (${target}) installed in ${dir}" >&2
   out path "$bin"
   out version "$version"

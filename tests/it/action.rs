@@ -82,15 +82,20 @@ fn make_executable(p: &Path) {
 
 /// A release server for `asset` serving `archive` and `sums`; anything else fails the test.
 async fn release_server(asset: &str, archive: Vec<u8>, sums: String) -> MockServer {
+    release_server_for(TAG, asset, archive, sums).await
+}
+
+/// [`release_server`] for the release `tag`.
+async fn release_server_for(tag: &str, asset: &str, archive: Vec<u8>, sums: String) -> MockServer {
     let server = MockServer::builder().start().await;
     Mock::given(method("GET"))
-        .and(path(format!("/{REPO}/releases/download/{TAG}/{asset}")))
+        .and(path(format!("/{REPO}/releases/download/{tag}/{asset}")))
         .respond_with(ResponseTemplate::new(200).set_body_bytes(archive))
         .named("release asset")
         .mount(&server)
         .await;
     Mock::given(method("GET"))
-        .and(path(format!("/{REPO}/releases/download/{TAG}/SHA256SUMS")))
+        .and(path(format!("/{REPO}/releases/download/{tag}/SHA256SUMS")))
         .respond_with(ResponseTemplate::new(200).set_body_string(sums))
         .named("SHA256SUMS")
         .mount(&server)
@@ -351,15 +356,175 @@ async fn action_version_input_is_one_release_tag_and_nothing_else() {
         .respond_with(ResponseTemplate::new(404))
         .mount(&server)
         .await;
-    // A tag given explicitly (with or without `v`) is the one downloaded, whatever the action's ref.
+    // A tag given explicitly is the one downloaded, whatever the action's ref.
     let asset = format!("agentctl-{target}.tar.gz");
-    for given in ["v7.7.7", "7.7.7"] {
+    for given in ["v7.7.7", "v7.7.7-rc.1"] {
         let out = runner.script("install.sh").env("AGENTCTL_VERSION", given).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "no such release on the fake");
-        assert!(stderr(&out).contains(&format!("/{REPO}/releases/download/v7.7.7/{asset}")), "{}", stderr(&out));
+        assert!(stderr(&out).contains(&format!("/{REPO}/releases/download/{given}/{asset}")), "{}", stderr(&out));
     }
     // A release-tag ref is used as is; a non-tag ref falls back to the checkout's version (the
     // first test downloads that one).
     let out = runner.script("install.sh").env("AGENTCTL_ACTION_REF", "v3.2.1").output().unwrap();
     assert!(stderr(&out).contains("/releases/download/v3.2.1/"), "{}", stderr(&out));
+}
+
+/// The real agentctl packed as the release asset of this host, with its `SHA256SUMS`.
+fn real_release(work: &Path, asset: &str) -> (Vec<u8>, String) {
+    let archive = pack(work, &assert_cmd::cargo::cargo_bin("agentctl"));
+    let sums = format!("{}  {asset}\n", sha256_hex(&archive));
+    (archive, sums)
+}
+
+#[tokio::test]
+async fn action_version_dot_dot_is_refused_before_it_removes_a_folder_outside_the_agentctl_cache() {
+    let (Some((os, arch, target)), true) = (host_runner(), tools_present()) else { return };
+    let work = tempfile::tempdir().unwrap();
+    let asset = format!("agentctl-{target}.tar.gz");
+    let (archive, sums) = real_release(work.path(), &asset);
+    // A "release" at the tag `v..`, so that only the version check stands between the script and
+    // `$RUNNER_TOOL_CACHE/agentctl/../<target>`: another tool's folder.
+    let server = release_server_for("v..", &asset, archive, sums).await;
+    let runner = Runner::new(os, arch, server.uri());
+    let victim = runner.tool_cache().join(target).join("other-tool");
+    std::fs::create_dir_all(victim.parent().unwrap()).unwrap();
+    std::fs::write(&victim, "not agentctl's").unwrap();
+
+    let bad = [
+        "v..",
+        "v1.2",
+        "v1",
+        "7.7.7",
+        "V1.2.3",
+        "v1.2.3+build.5",
+        "v1.2.3-",
+        "v1.2.3-rc/1",
+        "v1.2.3-rc_1",
+        "v1.2.3 ",
+        " v1.2.3",
+        "v1.2.3\n",
+        "latest",
+    ];
+    for bad in bad {
+        let out = runner.script("install.sh").env("AGENTCTL_VERSION", bad).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}: {err}");
+        assert!(
+            err.contains("::error") && err.contains("invalid version") && err.contains("`version` input"),
+            "{bad:?}: the error names the input: {err}"
+        );
+        assert!(!err.contains("Downloading"), "{bad:?}: {err}");
+        assert!(victim.is_file(), "{bad:?}: a folder outside agentctl/ in the tool cache was removed");
+    }
+    assert!(server.received_requests().await.unwrap().is_empty(), "a bad version reached the network");
+    assert!(!runner.tool_cache().join("agentctl").exists(), "a bad version touched the tool cache");
+    assert!(!runner.outputs().contains_key("path"));
+}
+
+#[tokio::test]
+async fn action_server_url_with_userinfo_another_scheme_or_a_non_loopback_http_host_is_refused() {
+    let (Some((os, arch, target)), true) = (host_runner(), tools_present()) else { return };
+    let work = tempfile::tempdir().unwrap();
+    let asset = format!("agentctl-{target}.tar.gz");
+    let (archive, sums) = real_release(work.path(), &asset);
+    let server = release_server(&asset, archive, sums).await;
+    let addr = server.address().to_string();
+    let port = server.address().port();
+
+    // Each of these reaches the fake (over http) if the host is read from the wrong place.
+    let bad = [
+        format!("http://127.0.0.1:1@{addr}"),
+        format!("http://localhost:1@{addr}"),
+        format!("http://[::1]:1@{addr}"),
+        format!("http://user:hunter2@{addr}"),
+        format!("https://user:hunter2@{addr}"),
+        format!("http://{addr}/path"),
+        format!("http://{addr}?q"),
+        format!("http://{addr}#@example.com"),
+        format!("http://{addr}\\@example.com"),
+        format!("http://127.0.0.1.nip.io:{port}"),
+        format!("http://localhost.:{port}"),
+        format!("http://0x7f000001:{port}"),
+        format!("ftp://{addr}"),
+        format!("file:///{addr}"),
+        "http://127.0.0.1:99999".to_owned(),
+        format!(" http://{addr}"),
+        "github.com".to_owned(),
+        "https://".to_owned(),
+    ];
+    for url in &bad {
+        let runner = Runner::new(os, arch, url.clone());
+        let out = runner.script("install.sh").output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{url}: {err}");
+        assert!(err.contains("::error") && err.contains("GITHUB_SERVER_URL"), "{url}: {err}");
+        assert!(!err.contains("hunter2"), "{url}: the userinfo password was printed: {err}");
+        assert!(!err.contains("Downloading"), "{url}: {err}");
+        assert!(walk(&runner.tool_cache()).is_empty(), "{url}: something was cached");
+    }
+    assert!(server.received_requests().await.unwrap().is_empty(), "a refused server URL was downloaded from");
+
+    // Scheme and host are case-insensitive and a trailing slash is fine: curl gets the URL
+    // rebuilt from the parsed parts.
+    let runner = Runner::new(os, arch, format!("HTTP://127.0.0.1:{port}/"));
+    let out = runner.script("install.sh").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("Downloading http://127.0.0.1:{port}/{REPO}/releases/download/{TAG}/{asset}")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn action_rehashes_a_cached_binary_and_replaces_a_planted_one_before_it_runs() {
+    let (Some((os, arch, target)), true) = (host_runner(), tools_present()) else { return };
+    let asset = format!("agentctl-{target}.tar.gz");
+    let real = std::fs::read(assert_cmd::cargo::cargo_bin("agentctl")).unwrap();
+    let real_sha = sha256_hex(&real);
+    let packed = tempfile::tempdir().unwrap();
+    let (archive, sums) = real_release(packed.path(), &asset);
+    // The layout before records existed (an empty marker), a record of another binary, a record
+    // of another file name, and a marker with no binary.
+    for (case, record) in [
+        ("empty marker", String::new()),
+        ("other sha256", format!("{}  agentctl\n", "0".repeat(64))),
+        ("other name", format!("{real_sha}  agentctl.exe\n")),
+        ("no binary", format!("{real_sha}  agentctl\n")),
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        let server = release_server(&asset, archive.clone(), sums.clone()).await;
+        let runner = Runner::new(os, arch, server.uri());
+        let marker = work.path().join("planted-binary-ran");
+        let dir = runner.tool_cache().join("agentctl").join(env!("CARGO_PKG_VERSION")).join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        if case != "no binary" {
+            std::fs::copy(planted_binary(work.path(), &marker), dir.join("agentctl")).unwrap();
+        }
+        let complete = dir.with_file_name(format!("{target}.complete"));
+        std::fs::write(&complete, record).unwrap();
+
+        let out = runner.script("install.sh").output().unwrap();
+        let err = stderr(&out);
+        assert!(out.status.success(), "{case}: {err}");
+        assert!(
+            err.contains("::warning") && err.contains("does not match the sha256 recorded"),
+            "{case}: the planted copy is reported: {err}"
+        );
+        assert!(err.contains("sha256 verified"), "{case}: the release was downloaded again: {err}");
+        assert_eq!(server.received_requests().await.unwrap().len(), 2, "{case}");
+        let bin = PathBuf::from(&runner.outputs()["path"]);
+        assert_eq!(bin, dir.join("agentctl"), "{case}");
+        assert_eq!(sha256_hex(&std::fs::read(&bin).unwrap()), real_sha, "{case}: the cache holds the release");
+        assert_eq!(std::fs::read_to_string(&complete).unwrap(), format!("{real_sha}  agentctl\n"), "{case}");
+        let version = Command::new(&bin).arg("--version").output().unwrap();
+        assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")), "{case}");
+        assert!(!marker.exists(), "{case}: the planted binary ran");
+
+        // Now the cache is good: the next install re-hashes it and downloads nothing.
+        let out = runner.script("install.sh").output().unwrap();
+        assert!(out.status.success(), "{case}: {}", stderr(&out));
+        assert!(stderr(&out).contains("sha256 as recorded"), "{case}: {}", stderr(&out));
+        assert_eq!(server.received_requests().await.unwrap().len(), 2, "{case}: downloaded again");
+    }
 }

@@ -368,3 +368,35 @@ fn config_init_points_editors_at_the_schema_of_this_release() {
     let ok = agentctl().args(["config", "validate"]).arg(&path).output().unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
 }
+
+/// zizmor's `secrets-outside-env` (auditor persona), checked without zizmor: an example job that
+/// reads a secret names a dedicated environment, so the secret can be an environment secret
+/// behind its protection rules, and the README documents that environment.
+#[test]
+fn example_jobs_that_read_secrets_name_a_documented_environment() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut problems = vec![];
+    let mut gated = 0;
+    for e in std::fs::read_dir(root().join("examples/workflows")).unwrap() {
+        let p = e.unwrap().path();
+        let wf = yaml(&p);
+        let Some(jobs) = key(&wf, "jobs").and_then(Value::as_mapping) else { continue };
+        for (id, job) in jobs {
+            let mut text = String::new();
+            strings(job, &mut text);
+            if !text.contains("secrets.") {
+                continue;
+            }
+            let env = key(job, "environment").and_then(|v| v.as_str().or_else(|| key(v, "name")?.as_str()));
+            match env {
+                None => problems.push(format!("{}: job {id:?} reads secrets without `environment:`", p.display())),
+                Some(name) if !readme.contains(&format!("`environment: {name}`")) => {
+                    problems.push(format!("{}: environment {name:?} is not documented in the README", p.display()))
+                }
+                Some(_) => gated += 1,
+            }
+        }
+    }
+    assert!(gated >= 5, "the examples' secret-reading jobs: {gated}");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
