@@ -246,13 +246,22 @@ pub struct GitHubConfig {
     /// Seconds between two writes once a run passes the write burst
     /// ([`crate::github::client::WRITE_BURST`]); 0 to [`MAX_WRITE_DELAY_SECS`] (schema).
     pub write_delay: f64,
+    /// The login the token posts as (`github-actions[bot]`, `<app-slug>[bot]`, a user's login):
+    /// our hidden markers count only on bodies this account wrote (issue #17). Neither REST
+    /// (`GET /user` refuses installation tokens) nor the workflow token tells it reliably, so
+    /// it is configured, with the workflow token's bot as the default; a wrong value fails
+    /// closed (no earlier marker is trusted: a new summary, a new fix branch).
+    pub identity: String,
 }
 
 impl Default for GitHubConfig {
     fn default() -> Self {
-        Self { write_delay: 1.0 }
+        Self { write_delay: 1.0, identity: DEFAULT_IDENTITY.to_owned() }
     }
 }
+
+/// Default `github.identity`: the author of everything the workflow's `GITHUB_TOKEN` posts.
+pub const DEFAULT_IDENTITY: &str = "github-actions[bot]";
 
 impl GitHubConfig {
     /// `write_delay` as a duration. The schema bounds it; a value that escaped validation
@@ -1016,7 +1025,10 @@ mod tests {
         assert_eq!(c.github.write_delay(), Duration::from_millis(250));
         // Out-of-range values that bypass the schema are clamped, never a panic.
         for (v, d) in [(1e300, 60.0), (f64::NAN, 0.0), (-1.0, 0.0), (f64::INFINITY, 60.0)] {
-            assert_eq!(GitHubConfig { write_delay: v }.write_delay(), Duration::from_secs_f64(d));
+            assert_eq!(
+                GitHubConfig { write_delay: v, ..GitHubConfig::default() }.write_delay(),
+                Duration::from_secs_f64(d)
+            );
         }
     }
 

@@ -635,8 +635,10 @@ async fn publish(
             "a fix from --instructions alone has no issue to link: pass --dry-run, or --issue N"
         )));
     }
-    // What an earlier run left: its comment (bot-written, marker as the last line).
-    let earlier = gh.issue_comments(n).await?.into_iter().filter(|c| c.by_bot()).find_map(|c| {
+    // What an earlier run left: its comment (written by our own account, `github.identity`;
+    // a marker any other account typed is ignored), marker as the last line.
+    let identity = run.config.github.identity.as_str();
+    let earlier = gh.issue_comments(n).await?.into_iter().filter(|c| c.by(identity)).find_map(|c| {
         let m = Marker::find(c.body.as_deref()?, FIX_MARKER)?;
         Some((c.id, m))
     });

@@ -129,7 +129,7 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     // What earlier runs posted: the summary to update, and whether this head is done.
     let mut previous = Previous::default();
     if let (Some(gh), Some(pr)) = (&run.github, &run.pr) {
-        previous = publish::previous(gh, pr.number, &pr.head_sha, !run.dry_run).await?;
+        previous = publish::previous(gh, pr.number, &pr.head_sha, &run.config.github.identity, !run.dry_run).await?;
         // A re-run on a reviewed head (a re-run workflow, a second trigger) stops here: no
         // model call, no new review, the summary left as it is.
         if let Some(url) = &previous.reviewed_head {

@@ -135,6 +135,18 @@ impl IssueComment {
     pub fn by_bot(&self) -> bool {
         is_bot(self.user.as_ref())
     }
+
+    /// Whether the account `login` (config `github.identity`) wrote it: the only bodies whose
+    /// markers agentctl trusts (see [`is_by`]).
+    pub fn by(&self, login: &str) -> bool {
+        is_by(self.user.as_ref(), login)
+    }
+}
+
+/// Whether `author` is the account `login` (GitHub logins are case-insensitive). Any other
+/// account — a human, or another App's bot — may have typed a marker.
+pub fn is_by(author: Option<&Author>, login: &str) -> bool {
+    author.is_some_and(|a| !login.is_empty() && a.login.eq_ignore_ascii_case(login))
 }
 
 /// Whether `author` is a bot account: the workflow token's `github-actions[bot]` or a GitHub
@@ -162,6 +174,11 @@ impl Review {
     /// Whether a bot account wrote it (see [`is_bot`]).
     pub fn by_bot(&self) -> bool {
         is_bot(self.user.as_ref())
+    }
+
+    /// Whether the account `login` wrote it (see [`is_by`]).
+    pub fn by(&self, login: &str) -> bool {
+        is_by(self.user.as_ref(), login)
     }
 }
 

@@ -51,7 +51,8 @@ pub async fn resolve_pr(
 }
 
 /// What earlier runs left on a PR: the summary comment to update, and a review already posted
-/// for the current head. Markers count only on bodies a bot wrote: anyone can type a marker.
+/// for the current head. Markers count only on bodies our own account (config
+/// `github.identity`) wrote: anyone, another App's bot included, can type a marker.
 #[derive(Debug, Clone, Default)]
 pub struct Previous {
     /// The summary comment's id and its marker.
@@ -60,11 +61,17 @@ pub struct Previous {
     pub reviewed_head: Option<String>,
 }
 
-/// Looks up [`Previous`] on PR `number` at `head_sha`; `with_reviews` lists the reviews too
-/// (not needed in a dry run, which posts nothing).
-pub async fn previous(gh: &GitHub, number: u64, head_sha: &str, with_reviews: bool) -> Result<Previous, GitHubError> {
+/// Looks up [`Previous`] on PR `number` at `head_sha`, trusting only bodies `identity` wrote;
+/// `with_reviews` lists the reviews too (not needed in a dry run, which posts nothing).
+pub async fn previous(
+    gh: &GitHub,
+    number: u64,
+    head_sha: &str,
+    identity: &str,
+    with_reviews: bool,
+) -> Result<Previous, GitHubError> {
     let mut found = Previous::default();
-    for c in gh.issue_comments(number).await?.into_iter().filter(|c| c.by_bot()) {
+    for c in gh.issue_comments(number).await?.into_iter().filter(|c| c.by(identity)) {
         if let Some(m) = c.body.as_deref().and_then(|b| Marker::find(b, SUMMARY_MARKER)) {
             found.summary = Some((c.id, m));
         }
@@ -74,7 +81,7 @@ pub async fn previous(gh: &GitHub, number: u64, head_sha: &str, with_reviews: bo
             .reviews(number)
             .await?
             .into_iter()
-            .filter(|r| r.by_bot())
+            .filter(|r| r.by(identity))
             .find(|r| {
                 r.body
                     .as_deref()

@@ -864,3 +864,24 @@ async fn every_body_has_a_cap_streamed_or_declared_and_is_refused_without_retry(
     let err = gh.download_artifact(5).await.expect_err("over the artifact cap");
     assert!(err.to_string().contains(&format!("over {} bytes", super::super::artifacts::MAX_ARTIFACT_BYTES)), "{err}");
 }
+
+#[tokio::test]
+async fn markers_count_only_on_bodies_our_own_identity_wrote() {
+    // Issue #17: a marker written by any Bot was trusted. Three comments carry the summary
+    // marker: another App's bot, a human, and ours (logins compare case-insensitively).
+    const SHA: &str = "ecdd80bb57125d7ba9641ffaa4d7d2c19d3f3091";
+    let (server, gh) = setup(Duration::ZERO).await;
+    let marker = crate::github::markers::Marker::new(crate::github::publish::SUMMARY_MARKER, &[("sha", SHA)]).render();
+    let comment = |id: u64, login: &str, kind: &str| json!({"id": id, "body": format!("summary\n\n{marker}"), "html_url": "u", "user": {"login": login, "type": kind}});
+    let comments =
+        json!([comment(1, "evil-app[bot]", "Bot"), comment(2, "octocat", "User"), comment(3, "My-App[bot]", "Bot")]);
+    Mock::given(method("GET"))
+        .and(path(format!("{PREFIX}/issues/7/comments")))
+        .respond_with(json_response(200, &comments.to_string()))
+        .mount(&server)
+        .await;
+    let found = crate::github::publish::previous(&gh, 7, SHA, "my-app[bot]", false).await.expect("comments");
+    assert_eq!(found.summary.map(|(id, _)| id), Some(3));
+    let found = crate::github::publish::previous(&gh, 7, SHA, "github-actions[bot]", false).await.expect("comments");
+    assert!(found.summary.is_none(), "no comment of ours: nothing is trusted");
+}
