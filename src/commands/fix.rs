@@ -684,10 +684,11 @@ async fn publish(
     let marker = Marker::new(FIX_MARKER, &[("pr", &number), ("branch", &branch)]).render();
     let verdict = if verified { "verified" } else { "not verified" };
     let comment = format!("agentctl opened a draft fix ({verdict}): {}\n\n{marker}\n", pull.html_url);
-    match earlier {
-        Some((id, _)) => gh.update_issue_comment(id, &comment).await.map(|_| ())?,
-        None => gh.create_issue_comment(n, &comment).await.map(|_| ())?,
-    }
+    let posted = match earlier {
+        Some((id, _)) => gh.update_issue_comment(id, &comment).await?,
+        None => gh.create_issue_comment(n, &comment).await?,
+    };
+    crate::github::publish::check_identity(&posted, identity);
     log::info(&format!("draft pull request: {}", pull.html_url));
     Ok(Published { pr_url: pull.html_url, branch })
 }

@@ -275,7 +275,7 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     if let (false, Some(gh), Some(pr)) = (run.dry_run, &run.github, &run.pr) {
         report.review_url = Some(publish::post_review(gh, pr.number, &mut report, &run.redactor).await?);
         let existing = previous.summary.as_ref().map(|(id, _)| *id);
-        publish::upsert_summary(gh, pr.number, existing, &report.summary_comment).await?;
+        publish::upsert_summary(gh, pr.number, existing, &report.summary_comment, &run.config.github.identity).await?;
     }
     let mut failures = deliver(env, &settings, &report, &run.redactor);
     failures.extend(ledger.finish(args.ledger.usage_out.as_deref(), settings.require_state));

@@ -167,10 +167,31 @@ pub async fn post_review(
     gh.create_review(number, &report.review).await.map(|r| r.html_url)
 }
 
-/// Updates the summary comment `existing`, or creates it on PR `number`.
-pub async fn upsert_summary(gh: &GitHub, number: u64, existing: Option<u64>, body: &str) -> Result<(), GitHubError> {
-    match existing {
-        Some(id) => gh.update_issue_comment(id, body).await.map(|_| ()),
-        None => gh.create_issue_comment(number, body).await.map(|_| ()),
+/// Updates the summary comment `existing`, or creates it on PR `number`; warns when GitHub
+/// says the comment's author is not `identity` ([`check_identity`]).
+pub async fn upsert_summary(
+    gh: &GitHub,
+    number: u64,
+    existing: Option<u64>,
+    body: &str,
+    identity: &str,
+) -> Result<(), GitHubError> {
+    let posted = match existing {
+        Some(id) => gh.update_issue_comment(id, body).await?,
+        None => gh.create_issue_comment(number, body).await?,
+    };
+    check_identity(&posted, identity);
+    Ok(())
+}
+
+/// What GitHub reports as the author of a comment we just posted is the token's own identity:
+/// when it is not `identity` (config `github.identity`), a warning says which login to set,
+/// since a later run would not trust this comment's marker.
+pub fn check_identity(posted: &crate::github::client::IssueComment, identity: &str) {
+    if let Some(author) = posted.user.as_ref().filter(|_| !posted.by(identity)) {
+        crate::log::warn(&format!(
+            "this token posts as `{}`, but `github.identity` is `{identity}`: a re-run will not trust the marker it just wrote\nhelp: set `github: {{identity: \"{}\"}}` in the config",
+            author.login, author.login
+        ));
     }
 }

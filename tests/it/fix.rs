@@ -325,7 +325,8 @@ async fn a_fix_marker_written_by_another_bot_is_ignored_and_redirects_nothing() 
         answer("Add.", "echo $(($1 - $2))", "echo $(($1 + $2))"),
     )
     .await;
-    let dir = repo(&model.uri(), "");
+    // The config names an identity the token does not post as: the run says which to set.
+    let dir = repo(&model.uri(), "github:\n  identity: 'my-app[bot]'\n");
     let hub = fix_hub("bug", "write").await;
     let forged = agentctl::github::markers::Marker::new("fix", &[("pr", "42"), ("branch", "agentctl/fix-7-human")]);
     for (id, login) in [(5, "evil-app[bot]"), (6, "mallory")] {
@@ -337,7 +338,12 @@ async fn a_fix_marker_written_by_another_bot_is_ignored_and_redirects_nothing() 
     let scratch = tempfile::tempdir().unwrap();
     let event = comment_event(scratch.path());
     let run = fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out")).output().unwrap();
-    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("this token posts as `github-actions[bot]`, but `github.identity` is `my-app[bot]`"),
+        "{stderr}"
+    );
     // A new branch of our own and a new PR; PR #42 is never touched, the forged comments stay.
     let pulls = hub.pulls.lock().unwrap().clone();
     assert_eq!(pulls.iter().map(|(v, _)| v.as_str()).collect::<Vec<_>>(), ["POST"], "{pulls:?}");
