@@ -131,11 +131,6 @@ pub struct IssueComment {
 }
 
 impl IssueComment {
-    /// Whether a bot account wrote it (see [`is_bot`]).
-    pub fn by_bot(&self) -> bool {
-        is_bot(self.user.as_ref())
-    }
-
     /// Whether the account `login` (config `github.identity`) wrote it: the only bodies whose
     /// markers agentctl trusts (see [`is_by`]).
     pub fn by(&self, login: &str) -> bool {
@@ -147,13 +142,6 @@ impl IssueComment {
 /// account — a human, or another App's bot — may have typed a marker.
 pub fn is_by(author: Option<&Author>, login: &str) -> bool {
     author.is_some_and(|a| !login.is_empty() && a.login.eq_ignore_ascii_case(login))
-}
-
-/// Whether `author` is a bot account: the workflow token's `github-actions[bot]` or a GitHub
-/// App installation, which is who agentctl posts as. Our hidden markers are honoured only on
-/// bot-written bodies, so a PR author cannot post a fake marker to suppress or narrow a review.
-pub fn is_bot(author: Option<&Author>) -> bool {
-    author.is_some_and(|a| a.kind == "Bot")
 }
 
 /// A submitted review (only the fields we read).
@@ -171,11 +159,6 @@ pub struct Review {
 }
 
 impl Review {
-    /// Whether a bot account wrote it (see [`is_bot`]).
-    pub fn by_bot(&self) -> bool {
-        is_bot(self.user.as_ref())
-    }
-
     /// Whether the account `login` wrote it (see [`is_by`]).
     pub fn by(&self, login: &str) -> bool {
         is_by(self.user.as_ref(), login)
