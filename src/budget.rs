@@ -410,7 +410,7 @@ pub fn run_gate(
     let store = ledger(store)?;
     let run = RunScope::of(ctx, task);
     let estimate_usd = estimate.cost_usd.unwrap_or(0.0);
-    match gate(store, budgets, &run, crate::store::now_ms(), estimate_usd)? {
+    match gate(store, budgets, &run, crate::clock::now_ms(), estimate_usd)? {
         GateDecision::Proceed => Ok(GateOutcome::Proceed),
         GateDecision::Warn { evaluation, downgrade_to } => {
             log::warn(&format!("budget past its soft limit: {}", describe(&evaluation)));

@@ -397,6 +397,17 @@ pub enum ConfigError {
     Env { name: &'static str, value: String, expected: String, help: String },
 }
 
+impl ConfigError {
+    /// The exit code: a failed fetch through the API ends as the GitHub error it carries; every
+    /// other config error is `Usage` (2): nothing was sent anywhere.
+    pub fn exit(&self) -> crate::exit::Exit {
+        match self {
+            ConfigError::Fetch { source, .. } => source.exit(),
+            _ => crate::exit::Exit::Usage,
+        }
+    }
+}
+
 fn render_violations(v: &[Violation]) -> String {
     v.iter()
         .map(|v| {

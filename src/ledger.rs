@@ -135,7 +135,7 @@ impl Ledger {
             ),
         };
         let record = UsageRecord {
-            ts_ms: store::now_ms(),
+            ts_ms: crate::clock::now_ms(),
             provider: call.provider.to_owned(),
             model: call.model.to_owned(),
             usage: call.usage,

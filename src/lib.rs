@@ -10,6 +10,7 @@ pub mod actions;
 pub mod boundary;
 pub mod budget;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod context;

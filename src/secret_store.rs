@@ -38,6 +38,16 @@ pub enum StoreError {
     Failed { action: &'static str, entry: String, message: String },
 }
 
+impl StoreError {
+    /// The exit code: a bad name `Usage` (2); no backend and backend failures `Failure` (1).
+    pub fn exit(&self) -> crate::exit::Exit {
+        match self {
+            StoreError::BadName(_) => crate::exit::Exit::Usage,
+            StoreError::Unavailable(_) | StoreError::Failed { .. } => crate::exit::Exit::Failure,
+        }
+    }
+}
+
 /// `SERVICE/NAME` of one secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryName {

@@ -123,7 +123,7 @@ fn print_as(format: CostFormat, text: &str) -> Result<(), ExitError> {
 /// `cost report`: aggregate, render, print; with `--summary` also append the markdown to
 /// `GITHUB_STEP_SUMMARY`. An empty window prints "no usage recorded since …" and exits 0.
 fn report(a: &CostReportArgs, env: &Env) -> Result<Exit, ExitError> {
-    let query = report_query(a, store::now_ms())?;
+    let query = report_query(a, crate::clock::now_ms())?;
     let config = load_config(&a.common)?;
     let prices = a.reprice.then(|| estimate::price_table(&config));
     let rows = match (open_ledger(&a.common, &config, env)?, &prices) {
@@ -206,10 +206,10 @@ fn check(a: &CostCheckArgs, env: &Env) -> Result<Exit, ExitError> {
         task: None,
     };
     let evals = match open_ledger(&a.common, &config, env)? {
-        Some(store) => budget::evaluate(&store, &budgets, &run, false, store::now_ms(), 0.0)?,
+        Some(store) => budget::evaluate(&store, &budgets, &run, false, crate::clock::now_ms(), 0.0)?,
         None => {
             let empty = Store::open_in_memory()?;
-            budget::evaluate(&empty, &budgets, &run, false, store::now_ms(), 0.0)?
+            budget::evaluate(&empty, &budgets, &run, false, crate::clock::now_ms(), 0.0)?
         }
     };
     let text = match a.format {
@@ -329,9 +329,8 @@ async fn pr_diff(number: u64, env: &Env) -> Result<Vec<u8>, ExitError> {
 /// `cost export`: every record since `--since` (default: all) as JSON Lines on stdout, streamed.
 fn export(a: &CostExportArgs, env: &Env) -> Result<Exit, ExitError> {
     let since_ms = match &a.since {
-        Some(s) => {
-            report::parse_time(s, store::now_ms()).map_err(|e| exit::usage(anyhow::Error::new(e).context("--since")))?
-        }
+        Some(s) => report::parse_time(s, crate::clock::now_ms())
+            .map_err(|e| exit::usage(anyhow::Error::new(e).context("--since")))?,
         None => i64::MIN,
     };
     let config = load_config(&a.common)?;
@@ -409,7 +408,7 @@ fn import_text(
 async fn import_artifacts(a: &CostImportArgs, env: &Env, location: &Location) -> Result<Exit, ExitError> {
     let since_ms = match &a.since {
         Some(s) => Some(
-            report::parse_time(s, store::now_ms())
+            report::parse_time(s, crate::clock::now_ms())
                 .map_err(|e| exit::usage(anyhow::Error::new(e).context("--since")))?,
         ),
         None => None,

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod cost;
+mod errors;
 pub mod fix;
 pub mod review;
 pub mod route;

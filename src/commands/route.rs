@@ -369,7 +369,7 @@ async fn decide(
     if let Some(opened) = store.as_ref().filter(|_| !config.budgets.is_empty()) {
         let ledger = budget::ledger(opened)?;
         let run = RunScope::of(ctx, rule.task.as_str());
-        match budget::gate(ledger, &config.budgets, &run, store::now_ms(), 0.0)? {
+        match budget::gate(ledger, &config.budgets, &run, crate::clock::now_ms(), 0.0)? {
             GateDecision::Proceed => d.explain.push("budget: within every limit".into()),
             GateDecision::Refuse(e) => {
                 d.reason = format!("rule {name} matched, but the budget is exhausted: {}", budget::describe(&e));
@@ -445,7 +445,7 @@ fn healthy_entry(config: &Config, entry: &str, store: Option<&store::Store>) -> 
     let Some(p) = config.providers.get(entry) else {
         return Health::Usable { entry: entry.to_owned(), skipped: vec![] };
     };
-    let now = store::now_ms();
+    let now = crate::clock::now_ms();
     let mut skipped = Vec::new();
     for name in std::iter::once(entry).chain(p.fallback.iter().map(String::as_str)) {
         let Some(cfg) = config.providers.get(name) else { continue };

@@ -60,6 +60,13 @@ pub enum ContextError {
     Repository { value: String },
 }
 
+impl ContextError {
+    /// The exit code: an event payload or variable that cannot be read is `Usage` (2).
+    pub fn exit(&self) -> crate::exit::Exit {
+        crate::exit::Exit::Usage
+    }
+}
+
 /// `owner/name` of a repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repo {

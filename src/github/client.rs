@@ -89,6 +89,20 @@ impl GitHubError {
         )
     }
 
+    /// The exit code this error ends the process with: [`Exit::Auth`] (4) when GitHub refuses
+    /// the token or a permission, or minted a credential we cannot use; [`Exit::Usage`] (2) for a
+    /// user-given token that cannot be sent; else [`Exit::Failure`] (1).
+    pub fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        if self.is_auth() {
+            Exit::Auth
+        } else if self.is_usage() {
+            Exit::Usage
+        } else {
+            Exit::Failure
+        }
+    }
+
     /// Whether it is bad input (exit 2): a user-given token that cannot be sent.
     pub fn is_usage(&self) -> bool {
         matches!(self, GitHubError::Credential(super::credential::CredentialError::User { .. }))

@@ -11,8 +11,6 @@
 //! `base64`; the key is classified first so a wrong file gets a message that says what is
 //! wrong with it.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
@@ -121,11 +119,6 @@ impl AppKey {
         jwt.push_str(&URL_SAFE_NO_PAD.encode(&signature));
         Ok(SecretString::from(jwt))
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]

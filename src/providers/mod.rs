@@ -99,6 +99,17 @@ impl ProviderError {
         matches!(self, ProviderError::Auth { .. })
     }
 
+    /// The exit code: a provider refusing the key [`Exit::Auth`](crate::exit::Exit::Auth) (4), a
+    /// provider config error `Usage` (2), anything else `Failure` (1).
+    pub fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            e if e.is_auth() => Exit::Auth,
+            ProviderError::Config { .. } => Exit::Usage,
+            _ => Exit::Failure,
+        }
+    }
+
     /// Whether the error counts against the provider's health for its circuit breaker:
     /// `Unavailable` and `Network` only (`Quota`, `Auth`, `Rejected`, `BadAnswer` and `Config`
     /// point at our account or request, not at the provider being down).

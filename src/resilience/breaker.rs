@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::log;
-use crate::store::{self, BreakerRow, Store, StoreError};
+use crate::store::{BreakerRow, Store, StoreError};
 
 /// Breaker tuning, per chain (config: `breaker: {failure_threshold, open_for_secs, half_open_probes}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,7 +228,7 @@ impl Breaker {
             store,
             degraded: AtomicBool::new(false),
             memory: Mutex::new(HashMap::new()),
-            clock: Arc::new(store::now_ms),
+            clock: Arc::new(crate::clock::now_ms),
         }
     }
 

@@ -19,7 +19,7 @@ mod sqlite;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::context::Env;
 use crate::env_vars;
@@ -192,11 +192,6 @@ pub struct Store {
 enum Backend {
     Sqlite(sqlite::Sqlite),
     Postgres(postgres::Postgres),
-}
-
-/// Now as Unix milliseconds (0 if the clock is before 1970; saturates far in the future).
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
 /// A new stable id for a usage record: 128 random bits as 32 lowercase hex digits.
@@ -434,8 +429,8 @@ impl Store {
     /// Appends one event (`kind`: `breaker`, `fallback`, ...; `subject`: what it concerns).
     pub fn record_event(&self, kind: &str, subject: &str, detail: &str) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.record_event(now_ms(), kind, subject, detail),
-            Backend::Postgres(p) => p.record_event(now_ms(), kind, subject, detail),
+            Backend::Sqlite(s) => s.record_event(crate::clock::now_ms(), kind, subject, detail),
+            Backend::Postgres(p) => p.record_event(crate::clock::now_ms(), kind, subject, detail),
         }
     }
 
@@ -491,7 +486,7 @@ mod tests {
 
     fn record(task: &str, n: u64) -> UsageRecord {
         UsageRecord {
-            ts_ms: now_ms(),
+            ts_ms: crate::clock::now_ms(),
             repo: Some("octo/hello".into()),
             workflow: Some("review".into()),
             run_id: Some("42".into()),
@@ -795,7 +790,7 @@ mod tests {
     #[test]
     fn events_round_trip_in_order() {
         let store = Store::open_in_memory().unwrap();
-        let before = now_ms();
+        let before = crate::clock::now_ms();
         store.record_event("breaker", "main/gpt-4o", "closed -> open").unwrap();
         store.record_event("fallback", "main/gpt-4o", "using backup/llama3").unwrap();
         let events = store.events(before).unwrap();
@@ -805,7 +800,7 @@ mod tests {
             vec![("breaker", "main/gpt-4o", "closed -> open"), ("fallback", "main/gpt-4o", "using backup/llama3")]
         );
         assert!(events[0].id < events[1].id && events[0].ts_ms >= before);
-        assert!(store.events(now_ms() + 60_000).unwrap().is_empty());
+        assert!(store.events(crate::clock::now_ms() + 60_000).unwrap().is_empty());
     }
 
     #[test]

@@ -347,7 +347,7 @@ pub(crate) fn check(
 fn spent_today(usd: f64) -> PathBuf {
     let path = unique_state_path();
     let store = Store::open(&path).unwrap();
-    let now = agentctl::store::now_ms();
+    let now = agentctl::clock::now_ms();
     store.record_usage(&record(now, "octo/r0", "wf0", "gpt-4o", Some(usd), "ok")).unwrap();
     // Another repo's spend and an older day's do not count against the repo's daily budget.
     store.record_usage(&record(now, "octo/r1", "wf0", "gpt-4o", Some(100.0), "ok")).unwrap();
@@ -575,7 +575,7 @@ async fn review_usage_out_writes_this_runs_records_with_the_ledgers_ids() {
 fn spent_now(usd: f64) -> PathBuf {
     let path = unique_state_path();
     let store = Store::open(&path).unwrap();
-    store.record_usage(&record(agentctl::store::now_ms(), "octo/r0", "ci", "gpt-4o", Some(usd), "ok")).unwrap();
+    store.record_usage(&record(agentctl::clock::now_ms(), "octo/r0", "ci", "gpt-4o", Some(usd), "ok")).unwrap();
     path
 }
 
@@ -741,7 +741,7 @@ fn a_claude_json_agent_run_records_its_reported_cost_and_the_report_marks_it() {
     assert_eq!(rows[0].price_table, None, "no table priced it");
 
     // One computed row beside it: the report tells them apart in every format.
-    let mut other = record(agentctl::store::now_ms(), "octo/r0", "ci", "gpt-4o", Some(1.0), "ok");
+    let mut other = record(agentctl::clock::now_ms(), "octo/r0", "ci", "gpt-4o", Some(1.0), "ok");
     other.task = "fix".into();
     Store::open(&state).unwrap().record_usage(&other).unwrap();
     let run = |format: &str| {
@@ -773,7 +773,7 @@ fn a_claude_json_agent_run_records_its_reported_cost_and_the_report_marks_it() {
 fn report_reprice_uses_the_current_table_keeps_reported_costs_and_leaves_the_ledger_alone() {
     let state = unique_state_path();
     let store = Store::open(&state).unwrap();
-    let now = agentctl::store::now_ms();
+    let now = agentctl::clock::now_ms();
     // Two gpt-4o calls priced long ago at a made-up $100 each, one claude call whose CLI reported
     // $0.50, and a local model that had no price then.
     let mut stale = record(now - 1000, "octo/r0", "ci", "gpt-4o", Some(100.0), "ok");
@@ -965,7 +965,7 @@ async fn import_from_artifacts_adds_both_runs_rows_once_and_skips_expired_and_fo
     let gh = crate::common::FakeGitHub::start("octo", "r0", 1, Vec::new(), None).await;
     let storage = MockServer::start().await;
     let base = format!("{}/repos/octo/r0/actions", crate::common::API_PREFIX);
-    let now = agentctl::store::now_ms();
+    let now = agentctl::clock::now_ms();
     let run_records = |run: u64| -> Vec<(String, UsageRecord)> {
         (0..2)
             .map(|i| {
@@ -1060,7 +1060,7 @@ async fn import_from_artifacts_with_a_glob_name_takes_every_matching_artifact_an
     let gh = crate::common::FakeGitHub::start("octo", "r0", 1, Vec::new(), None).await;
     let storage = MockServer::start().await;
     let base = format!("{}/repos/octo/r0/actions", crate::common::API_PREFIX);
-    let now = agentctl::store::now_ms();
+    let now = agentctl::clock::now_ms();
     let artifact = |id: u64, name: &str| {
         serde_json::json!({"id": id, "name": name, "size_in_bytes": 512, "expired": false,
             "created_at": "2026-11-30T06:00:00Z", "workflow_run": {"id": id, "repository_id": 1, "head_repository_id": 1}})
@@ -1114,7 +1114,7 @@ fn an_imported_negative_cost_or_token_count_is_exit_2_and_a_blocked_budget_stays
     let cfg = "budgets:\n  - {scope: repo, period: day, limit_usd: 10}\n";
     let state = spent_today(10.5);
     assert_eq!(check(&state, dir.path(), Some(cfg), &[]).0, Some(5), "blocked before the import");
-    let now = agentctl::store::now_ms();
+    let now = agentctl::clock::now_ms();
     let good = agentctl::usage::jsonl::to_line(
         &format!("{:032x}", 1),
         &record(now, "octo/r0", "wf0", "gpt-4o", Some(0.5), "ok"),
@@ -1152,7 +1152,7 @@ async fn an_artifact_with_a_negative_cost_is_exit_2_and_nothing_of_it_is_importe
     use wiremock::{Mock, MockServer, ResponseTemplate};
     let gh = crate::common::FakeGitHub::start("octo", "r0", 1, Vec::new(), None).await;
     let storage = MockServer::start().await;
-    let now = agentctl::store::now_ms();
+    let now = agentctl::clock::now_ms();
     Mock::given(method("GET"))
         .and(path(format!("{}/repos/octo/r0/actions/artifacts", crate::common::API_PREFIX)))
         .and(query_param("name", "agentctl-usage"))

@@ -173,7 +173,7 @@ fn the_store_api_round_trips_on_postgres_and_reports_like_sqlite() {
     let err = pg.export_usage(i64::MIN, |_, _| Err(std::io::Error::other("disk full"))).unwrap_err();
     assert!(matches!(err, StoreError::Export { .. }), "{err:?}");
     // Events in order; breaker rows insert, update, and `None` keeps.
-    let before = agentctl::store::now_ms();
+    let before = agentctl::clock::now_ms();
     pg.record_event("breaker", "main/gpt-4o", "closed -> open").unwrap();
     pg.record_event("fallback", "main/gpt-4o", "using backup").unwrap();
     let events = pg.events(before).unwrap();
@@ -333,7 +333,7 @@ async fn review_records_its_usage_in_postgres_and_the_fleet_budget_stops_the_nex
     assert_eq!((rows[0].task.as_str(), rows[0].repo.as_deref()), ("review", Some("octo/r0")));
     // Another runner's spend, recorded in the same server, exhausts the day's budget: the next
     // review anywhere in the fleet calls no model and exits 5.
-    let spend = record(agentctl::store::now_ms(), "octo/r0", "ci", "gpt-4o", Some(0.099), "ok");
+    let spend = record(agentctl::clock::now_ms(), "octo/r0", "ci", "gpt-4o", Some(0.099), "ok");
     open(&url).unwrap().record_usage(&spend).unwrap();
     let strict = crate::common::strict_server().await;
     let config =

@@ -371,7 +371,7 @@ async fn paths_cost_one_files_call_only_when_a_rule_reaches_them() {
 fn store_with_open_breaker(dir: &Path) -> PathBuf {
     let state = dir.join("state.db");
     let store = Store::open(&state).unwrap();
-    let now = agentctl::store::now_ms();
+    let now = agentctl::clock::now_ms();
     let record = BreakerRecord {
         state: BreakerState::Open,
         consecutive_failures: 5,
@@ -403,7 +403,7 @@ fn spend(state: &Path, usd: f64) {
     let store = Store::open(state).unwrap();
     store
         .record_usage(&UsageRecord {
-            ts_ms: agentctl::store::now_ms(),
+            ts_ms: agentctl::clock::now_ms(),
             repo: Some("octo/hello".into()),
             workflow: Some("ci".into()),
             run_id: None,

@@ -1,0 +1,43 @@
+//! The `From` glue from each boundary error into [`ExitError`]: every error type says its own
+//! exit code (`fn exit(&self) -> Exit`, beside the type), and this module only wraps it, so
+//! `crate::exit` stays a leaf.
+
+use crate::exit::ExitError;
+
+/// `impl From<$t> for ExitError` through `$t::exit`, the error kept as the printed chain.
+macro_rules! through_exit {
+    ($($t:ty),* $(,)?) => {$(
+        impl From<$t> for ExitError {
+            fn from(e: $t) -> Self {
+                ExitError::new(e.exit(), e)
+            }
+        }
+    )*};
+}
+
+through_exit!(
+    crate::context::ContextError,
+    crate::github::GitHubError,
+    crate::providers::ProviderError,
+    crate::store::StoreError,
+    crate::secret_store::StoreError,
+);
+
+/// A credential refused where it entered: user-given exit 2, minted by GitHub exit 4; printed
+/// as the GitHub error it becomes.
+impl From<crate::github::credential::CredentialError> for ExitError {
+    fn from(e: crate::github::credential::CredentialError) -> Self {
+        crate::github::GitHubError::from(e).into()
+    }
+}
+
+/// Config errors exit 2 (nothing was sent anywhere), except a failed fetch of the config
+/// through the API, which ends as the GitHub error it carries.
+impl From<crate::config::ConfigError> for ExitError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        match e {
+            crate::config::ConfigError::Fetch { source, .. } => source.into(),
+            other => ExitError::new(other.exit(), other),
+        }
+    }
+}
