@@ -180,7 +180,7 @@ impl Ledger {
     ///
     /// Errors: the folder is missing or read-only, the disk is full.
     pub fn write_jsonl(&self, path: &std::path::Path) -> std::io::Result<()> {
-        crate::output::write_file_atomically(path, self.jsonl().as_bytes())
+        crate::files::write_atomically(path, self.jsonl().as_bytes())
     }
 
     /// How many records could not be written.

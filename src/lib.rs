@@ -19,6 +19,7 @@ pub mod edit;
 pub mod env_vars;
 pub mod estimate;
 pub mod exit;
+pub mod files;
 pub mod findings;
 pub mod github;
 pub mod ledger;

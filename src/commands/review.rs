@@ -597,7 +597,7 @@ fn deliver(env: &Env, settings: &ReviewSettings, report: &ReviewReport, redactor
     let mut sarif_file = String::new();
     if let Some(path) = &settings.sarif {
         let text = redactor.redact_json(&output::sarif::render(report));
-        match output::write_file_atomically(path, text.as_bytes()) {
+        match crate::files::write_atomically(path, text.as_bytes()) {
             Ok(()) => sarif_file = path.display().to_string(),
             Err(e) => failures.push(format!("cannot write SARIF to {}: {e}", path.display())),
         }

@@ -16,6 +16,7 @@ mod fix;
 mod hostile;
 mod hostile_output;
 mod hostile_review;
+mod module_graph;
 mod postgres;
 mod progress;
 mod providers_e2e;
