@@ -32,6 +32,7 @@ pub mod redact;
 pub mod report;
 pub mod resilience;
 pub mod secret_store;
+pub mod session;
 pub mod store;
 pub mod tls;
 pub mod usage;
