@@ -280,7 +280,31 @@ impl RetryObserver for LogRetries<'_> {
 /// logged and counted the same way.
 pub fn report_retry(observer: &dyn RetryObserver, notice: &RetryNotice) {
     RETRIES.fetch_add(1, Ordering::Relaxed);
+    // Inside `recording_retries` only; elsewhere there is no recorder and this does nothing.
+    let _ = RECORDED.try_with(|r| r.borrow_mut().push(*notice));
     observer.on_retry(notice);
+}
+
+tokio::task_local! {
+    /// The retries of the task running under [`recording_retries`].
+    static RECORDED: std::cell::RefCell<Vec<RetryNotice>>;
+}
+
+/// Runs `work` and returns its output with every retry decided while it ran on this task, in
+/// order: the waits the layer chose (the server's `retry-after`, or full jitter under the cap)
+/// rather than the wall-clock time they took. Retries of tasks `work` spawns are not seen.
+///
+/// ```ignore
+/// let (answer, retries) = recording_retries(provider.complete(&request)).await;
+/// assert_eq!(retries[0].wait, Duration::from_secs(2));
+/// ```
+pub async fn recording_retries<F: Future>(work: F) -> (F::Output, Vec<RetryNotice>) {
+    RECORDED
+        .scope(std::cell::RefCell::new(vec![]), async move {
+            let out = work.await;
+            (out, RECORDED.with(|r| r.take()))
+        })
+        .await
 }
 
 /// Runs `op` until it succeeds or `policy` says stop, sleeping between attempts (full jitter, or

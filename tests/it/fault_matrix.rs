@@ -14,7 +14,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use crate::common::*;
 use agentctl::providers::anthropic::{Anthropic, AnthropicSettings};
@@ -25,7 +25,9 @@ use agentctl::providers::http::EndpointSettings;
 use agentctl::providers::openai::{OpenAi, OpenAiSettings};
 use agentctl::providers::structured::complete_json;
 use agentctl::providers::{CompletionRequest, Provider, ProviderError};
-use agentctl::resilience::{Breaker, BreakerRecord, BreakerSettings, BreakerState, CallOutcome, RetryPolicy};
+use agentctl::resilience::{
+    recording_retries, Breaker, BreakerRecord, BreakerSettings, BreakerState, CallOutcome, RetryNotice, RetryPolicy,
+};
 use agentctl::store::Store;
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -71,6 +73,11 @@ fn openai_error(status: u16, kind: &str, code: &str, message: &str) -> ResponseT
 }
 
 /// Tiny backoff (1 ms base) with the default 30 s cap, so only server-asked waits take time.
+/// Each recorded retry's wait and whether the server asked for it.
+fn waits(retries: &[RetryNotice]) -> Vec<(Duration, bool)> {
+    retries.iter().map(|r| (r.wait, r.server_asked)).collect()
+}
+
 fn fast(max_retries: u32) -> RetryPolicy {
     RetryPolicy { max_retries, base: Duration::from_millis(1), ..RetryPolicy::default() }
 }
@@ -226,7 +233,6 @@ struct Run {
     code: i32,
     stdout: String,
     stderr: String,
-    elapsed: Duration,
 }
 
 /// `agentctl review --dry-run --diff - --format json --config CONFIG` on [`DIFF`], with the
@@ -239,13 +245,11 @@ fn review(config: &Path, state: &Path) -> Run {
         .arg(config)
         .write_stdin(DIFF)
         .timeout(Duration::from_secs(60));
-    let started = Instant::now();
     let out = cmd.output().unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: started.elapsed(),
     }
 }
 
@@ -273,13 +277,10 @@ async fn row01_429_retry_after_seconds_is_honoured_once() {
         .await;
     chat().respond_with(chat_ok("fine")).expect(1).mount(&server).await;
 
-    let started = Instant::now();
-    let answer = openai(&server, fast(3)).complete(&request()).await.unwrap();
-    let elapsed = started.elapsed();
-    assert_eq!(answer.text, "fine");
+    let (answer, retries) = recording_retries(openai(&server, fast(3)).complete(&request())).await;
+    assert_eq!(answer.unwrap().text, "fine");
     assert_eq!(received(&server).await.len(), 2);
-    assert!(elapsed >= Duration::from_secs(2), "retried before the asked 2 s: {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(6), "{elapsed:?}");
+    assert_eq!(waits(&retries), [(Duration::from_secs(2), true)], "one retry, after the asked 2 s");
 }
 
 /// Row 2: Azure's `retry-after-ms: 300` → honoured (not our 1 ms backoff).
@@ -314,13 +315,10 @@ async fn row02_azure_retry_after_ms_is_honoured() {
     })
     .unwrap();
 
-    let started = Instant::now();
-    let answer = azure.complete(&request()).await.unwrap();
-    let elapsed = started.elapsed();
-    assert_eq!(answer.text, "fine");
+    let (answer, retries) = recording_retries(azure.complete(&request())).await;
+    assert_eq!(answer.unwrap().text, "fine");
     assert_eq!(received(&server).await.len(), 2);
-    assert!(elapsed >= Duration::from_millis(300), "retried before the asked 300 ms: {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert_eq!(waits(&retries), [(Duration::from_millis(300), true)], "the asked 300 ms, not our 1 ms backoff");
 }
 
 /// Row 3: `retry-after` as an HTTP-date → honoured, relative to now (1 s resolution).
@@ -340,12 +338,12 @@ async fn row03_retry_after_http_date_is_honoured() {
         .await;
     chat().respond_with(chat_ok("fine")).expect(1).mount(&server).await;
 
-    let started = Instant::now();
-    openai(&server, fast(3)).complete(&request()).await.unwrap();
-    let elapsed = started.elapsed();
+    let (answer, retries) = recording_retries(openai(&server, fast(3)).complete(&request())).await;
+    answer.unwrap();
     assert_eq!(received(&server).await.len(), 2);
-    assert!(elapsed >= Duration::from_secs(1), "the date was not waited for: {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(6), "{elapsed:?}");
+    let [(wait, true)] = waits(&retries)[..] else { panic!("one retry as the server asked: {retries:?}") };
+    // The date is 2.5 s ahead, truncated to its second: 1.5–2.5 s when the answer came.
+    assert!(wait >= Duration::from_millis(1400) && wait <= Duration::from_millis(2500), "{wait:?}");
 }
 
 /// Row 4: `retry-after: 600` over the default 30 s cap → no retry, a quick error saying why.
@@ -361,12 +359,11 @@ async fn row04_retry_after_over_the_cap_fails_fast_without_retry() {
         .mount(&server)
         .await;
 
-    let started = Instant::now();
     let policy = RetryPolicy { max_retries: 3, base: Duration::from_millis(1), ..RetryPolicy::default() };
     assert_eq!(policy.cap, Duration::from_secs(30), "the row is about the default cap");
-    let err = openai(&server, policy).complete(&request()).await.unwrap_err();
-    let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    let (err, retries) = recording_retries(openai(&server, policy).complete(&request())).await;
+    let err = err.unwrap_err();
+    assert!(retries.is_empty(), "{retries:?}");
     assert_eq!(received(&server).await.len(), 1);
     match &err {
         ProviderError::Unavailable { status: 429, attempts: 1, .. } => {}
@@ -401,16 +398,16 @@ async fn row05_5xx_are_retried_with_capped_jitter() {
         .await;
 
     let policy = RetryPolicy { max_retries: 5, base: Duration::from_secs(1), cap: Duration::from_millis(50) };
-    let started = Instant::now();
-    let err = openai(&server, policy).complete(&request()).await.unwrap_err();
-    let elapsed = started.elapsed();
+    let (err, retries) = recording_retries(openai(&server, policy).complete(&request())).await;
+    let err = err.unwrap_err();
     assert_eq!(received(&server).await.len(), 6);
     match &err {
         ProviderError::Unavailable { status: 503, attempts: 6, .. } => {}
         other => panic!("unexpected {other:?}"),
     }
-    // Five sleeps of at most 50 ms each, plus six loopback requests.
-    assert!(elapsed < Duration::from_millis(1500), "sleeps were not capped: {elapsed:?}");
+    // Five sleeps, each under the 50 ms cap (uncapped, a 1 s base would average 15.5 s in all).
+    assert_eq!(retries.len(), 5, "{retries:?}");
+    assert!(retries.iter().all(|r| r.wait <= Duration::from_millis(50) && !r.server_asked), "{retries:?}");
 }
 
 /// Row 6: Anthropic `529 overloaded_error` → retried to success.
@@ -450,11 +447,10 @@ async fn row06_anthropic_529_overloaded_is_retried() {
     })
     .unwrap();
 
-    let started = Instant::now();
-    let answer = claude.complete(&request()).await.unwrap();
-    assert_eq!(answer.text, "fine");
+    let (answer, retries) = recording_retries(claude.complete(&request())).await;
+    assert_eq!(answer.unwrap().text, "fine");
     assert_eq!(received(&server).await.len(), 2);
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(retries.iter().map(|r| r.status).collect::<Vec<_>>(), [Some(529)]);
 }
 
 /// Row 7a: `401` → no retry; the error names the key's env var.
@@ -466,9 +462,9 @@ async fn row07_401_is_not_retried_and_names_the_key_variable() {
         .expect(1)
         .mount(&server)
         .await;
-    let started = Instant::now();
-    let err = openai(&server, fast(3)).complete(&request()).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(2));
+    let (err, retries) = recording_retries(openai(&server, fast(3)).complete(&request())).await;
+    let err = err.unwrap_err();
+    assert!(retries.is_empty(), "{retries:?}");
     assert_eq!(received(&server).await.len(), 1);
     assert!(err.is_auth(), "{err:?}");
     assert!(err.to_string().contains(KEY_ENV), "{err}");
@@ -490,7 +486,7 @@ async fn row07_401_exits_4_naming_the_key_variable() {
     assert!(run.stderr.contains(KEY_ENV), "{}", run.stderr);
     assert!(run.stdout.is_empty(), "{}", run.stdout);
     assert_eq!(received(&server).await.len(), 1);
-    assert!(run.elapsed < Duration::from_secs(10), "{:?}", run.elapsed);
+    assert!(!run.stderr.contains("retrying in"), "{}", run.stderr);
 }
 
 /// Row 8: `400` → no retry, `Rejected`.
@@ -502,11 +498,10 @@ async fn row08_400_is_rejected_without_retry() {
         .expect(1)
         .mount(&server)
         .await;
-    let started = Instant::now();
-    let err = openai(&server, fast(3)).complete(&request()).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(2));
+    let (err, retries) = recording_retries(openai(&server, fast(3)).complete(&request())).await;
+    assert!(retries.is_empty(), "{retries:?}");
     assert_eq!(received(&server).await.len(), 1);
-    match err {
+    match err.unwrap_err() {
         ProviderError::Rejected { status: 400, message, .. } => {
             assert!(message.contains("does not exist"), "{message}")
         }
@@ -531,9 +526,9 @@ async fn row09_insufficient_quota_is_not_retried_nor_called_rate_limited() {
         .expect(1)
         .mount(&server)
         .await;
-    let started = Instant::now();
-    let err = openai(&server, fast(3)).complete(&request()).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_millis(900), "{:?}", started.elapsed());
+    let (err, retries) = recording_retries(openai(&server, fast(3)).complete(&request())).await;
+    let err = err.unwrap_err();
+    assert!(retries.is_empty(), "the server's retry-after: 1 was not followed: {retries:?}");
     assert_eq!(received(&server).await.len(), 1);
     assert!(matches!(err, ProviderError::Quota { .. }), "{err:?}");
     let text = err.to_string();
@@ -549,11 +544,11 @@ async fn row09_insufficient_quota_is_not_retried_nor_called_rate_limited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row10_connection_reset_is_retried() {
     let (base, accepts) = raw_server(vec![Conn::Reset, Conn::Reset, Conn::Serve]);
-    let started = Instant::now();
-    let answer = openai_at(base, fast(3), Duration::from_secs(10)).complete(&request()).await.unwrap();
-    assert_eq!(answer.text, "fine");
+    let (answer, retries) =
+        recording_retries(openai_at(base, fast(3), Duration::from_secs(10)).complete(&request())).await;
+    assert_eq!(answer.unwrap().text, "fine");
     assert_eq!(accepts.load(Ordering::SeqCst), 3);
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(retries.iter().map(|r| (r.attempt, r.status)).collect::<Vec<_>>(), [(1, None), (2, None)]);
 
     // Resets only: a network error after max_retries + 1 connections.
     let (base, accepts) = raw_server(vec![Conn::Reset]);
@@ -568,16 +563,14 @@ async fn row11_per_attempt_timeout_fires_and_is_retried() {
     let server = strict_server().await;
     chat().respond_with(chat_ok("late").set_delay(Duration::from_secs(60))).expect(3).mount(&server).await;
     let provider = openai_at(format!("{}/v1", server.uri()), fast(2), Duration::from_millis(300));
-    let started = Instant::now();
-    let err = provider.complete(&request()).await.unwrap_err();
-    let elapsed = started.elapsed();
+    let (err, retries) = recording_retries(provider.complete(&request())).await;
     assert_eq!(received(&server).await.len(), 3);
-    match err {
+    match err.unwrap_err() {
         ProviderError::Network { attempts: 3, message, .. } => assert!(message.contains("timed out"), "{message}"),
         other => panic!("unexpected {other:?}"),
     }
-    assert!(elapsed >= Duration::from_millis(900), "three 300 ms timeouts took {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    // Each timed-out attempt was retried as a connection error (no status).
+    assert_eq!(retries.iter().map(|r| r.status).collect::<Vec<_>>(), [None, None]);
 }
 
 /// Row 11b: the chain's total deadline cuts retries short (library level).
@@ -592,15 +585,13 @@ async fn row11_total_deadline_cuts_retries_short() {
         Arc::new(Store::open_in_memory().unwrap()),
     ));
     let chain = Resilient::new(provider, vec![], breaker.clone()).with_total_timeout(Some(Duration::from_secs(1)));
-    let started = Instant::now();
-    let err = chain.complete(&request()).await.unwrap_err();
-    let elapsed = started.elapsed();
-    match &err {
+    let (err, retries) = recording_retries(chain.complete(&request())).await;
+    match &err.unwrap_err() {
         ProviderError::Network { message, .. } => assert!(message.contains("total deadline"), "{message}"),
         other => panic!("unexpected {other:?}"),
     }
-    assert!(elapsed >= Duration::from_millis(950), "{elapsed:?}");
-    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    // Cut short: the policy allowed 5 retries; 1 s of 300 ms attempts leaves room for 3 at most.
+    assert!((1..=3).contains(&retries.len()), "{retries:?}");
     let n = received(&server).await.len();
     assert!((3..=4).contains(&n), "1 s of 300 ms attempts with 1 ms backoff: {n} requests");
     // A short deadline is ours, not the provider's fault: the breaker counts nothing.
@@ -622,8 +613,9 @@ async fn row11_total_timeout_ends_the_process_early() {
     let run = review(&cfg, &dir.path().join("state.db"));
     assert_eq!(run.code, 1, "stderr: {}", run.stderr);
     assert!(run.stderr.contains("total deadline"), "{}", run.stderr);
-    assert!(run.elapsed >= Duration::from_millis(950), "{:?}", run.elapsed);
-    assert!(run.elapsed < Duration::from_secs(5), "{:?}", run.elapsed);
+    // Cut short of the 5 retries allowed.
+    let retried = run.stderr.matches("retrying in").count();
+    assert!((1..=3).contains(&retried), "{retried} retries: {}", run.stderr);
     // The per-attempt timeout fired at least once within the deadline (default 500 ms backoff).
     let n = received(&server).await.len();
     assert!((2..=4).contains(&n), "{n} requests");
@@ -634,11 +626,11 @@ async fn row11_total_timeout_ends_the_process_early() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row12_body_cut_short_is_retried_as_a_network_error() {
     let (base, accepts) = raw_server(vec![Conn::Cut, Conn::Cut, Conn::Serve]);
-    let started = Instant::now();
-    let answer = openai_at(base, fast(3), Duration::from_secs(10)).complete(&request()).await.unwrap();
-    assert_eq!(answer.text, "fine");
+    let (answer, retries) =
+        recording_retries(openai_at(base, fast(3), Duration::from_secs(10)).complete(&request())).await;
+    assert_eq!(answer.unwrap().text, "fine");
     assert_eq!(accepts.load(Ordering::SeqCst), 3);
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(retries.iter().map(|r| (r.attempt, r.status)).collect::<Vec<_>>(), [(1, None), (2, None)]);
 
     let (base, accepts) = raw_server(vec![Conn::Cut]);
     let err = openai_at(base, fast(1), Duration::from_secs(10)).complete(&request()).await.unwrap_err();
@@ -682,9 +674,9 @@ async fn row13_malformed_json_gets_one_repair_then_bad_answer() {
         .expect(2)
         .mount(&server)
         .await;
-    let started = Instant::now();
-    let err = complete_json(&openai(&server, fast(3)), &review_request()).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(3));
+    let (err, retries) = recording_retries(complete_json(&openai(&server, fast(3)), &review_request())).await;
+    let err = err.unwrap_err();
+    assert!(retries.is_empty(), "a repair is a new request, not a retry: {retries:?}");
     let requests = received(&server).await;
     assert_eq!(requests.len(), 2);
     assert!(user_prompt(&requests[1]).contains("not valid JSON"), "{}", user_prompt(&requests[1]));
@@ -754,7 +746,7 @@ async fn row15_five_failures_open_the_breaker_for_the_next_process() {
     assert_eq!(sixth.code, 1, "{}", sixth.stderr);
     assert_eq!(received(&server).await.len(), 5, "the sixth process sent a request past an open breaker");
     assert!(sixth.stderr.contains("circuit breaker for `main/gpt-4o-mini` is open"), "{}", sixth.stderr);
-    assert!(sixth.elapsed < Duration::from_secs(5), "{:?}", sixth.elapsed);
+    assert!(!sixth.stderr.contains("retrying in"), "{}", sixth.stderr);
 
     let store = Store::open(&state).unwrap();
     let r = BreakerRecord::load(&store, "main/gpt-4o-mini").unwrap().unwrap();
@@ -862,7 +854,7 @@ async fn row17_open_primary_falls_back_to_the_second_provider() {
     assert_eq!(report["models"], json!(["backup-model"]), "{report:#}");
     assert!(run.stderr.contains("circuit breaker for `a/primary-model` is open"), "{}", run.stderr);
     assert!(run.stderr.contains("falling back to `b/backup-model`"), "{}", run.stderr);
-    assert!(run.elapsed < Duration::from_secs(10), "{:?}", run.elapsed);
+    assert!(!run.stderr.contains("retrying in"), "the open breaker was skipped, not retried: {}", run.stderr);
 }
 
 /// Regression (found by row 17): a finding answered by the fallback was labelled with the
@@ -929,7 +921,6 @@ async fn all_chunks_failing_exits_1_and_posts_nothing() {
     let cfg = config_for(&provider.uri(), "  max_chunk_tokens: 1500\n");
     let gh = FakeGitHub::start("Codertocat", "Hello-World", 2, diff, Some(cfg)).await;
     let dir = tempfile::tempdir().unwrap();
-    let started = Instant::now();
     let out = agentctl()
         .args(["review", "--format", "json"])
         .env("GITHUB_ACTIONS", "true")
@@ -947,7 +938,7 @@ async fn all_chunks_failing_exits_1_and_posts_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("every model request failed"), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(!stderr.contains("retrying in"), "max_retries: 0 retried: {stderr}");
     // Several chunks, each tried once (max_retries: 0) until the breaker (threshold 5) opened.
     let chunks = stderr.lines().filter(|l| l.contains("chunk ") && l.contains(" failed:")).count();
     assert!(chunks >= 2, "the row needs several chunks: {stderr}");
