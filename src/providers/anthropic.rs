@@ -254,9 +254,9 @@ impl ApiUsage {
 mod tests {
     use super::*;
     use crate::providers::http::tests::strict_server;
-    use crate::resilience::RetryPolicy;
+    use crate::resilience::{recording_retries, RetryPolicy};
     use secrecy::SecretString;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     use wiremock::matchers::{body_partial_json, header, method, path};
     use wiremock::{Mock, MockBuilder, MockServer, Request, ResponseTemplate};
 
@@ -469,9 +469,13 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let started = Instant::now();
-        Anthropic::new(settings(&server)).unwrap().complete(&request(None)).await.unwrap();
-        assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
+        let provider = Anthropic::new(settings(&server)).unwrap();
+        let (answer, retries) = recording_retries(provider.complete(&request(None))).await;
+        answer.unwrap();
+        assert_eq!(
+            retries.iter().map(|r| (r.wait, r.server_asked)).collect::<Vec<_>>(),
+            [(Duration::from_secs(1), true)]
+        );
     }
 
     #[tokio::test]

@@ -100,10 +100,10 @@ mod tests {
     use super::*;
     use crate::providers::http::tests::strict_server;
     use crate::providers::Usage;
-    use crate::resilience::RetryPolicy;
+    use crate::resilience::{recording_retries, RetryPolicy};
     use secrecy::SecretString;
     use serde_json::{json, Value};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     use wiremock::matchers::{body_partial_json, header, method, path, query_param};
     use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 
@@ -219,9 +219,13 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let started = Instant::now();
-        let c = AzureOpenAi::new(settings(&server)).unwrap().complete(&request(false)).await.unwrap();
-        assert!(started.elapsed() >= Duration::from_millis(50), "{:?}", started.elapsed());
+        let provider = AzureOpenAi::new(settings(&server)).unwrap();
+        let (c, retries) = recording_retries(provider.complete(&request(false))).await;
+        let c = c.unwrap();
+        assert_eq!(
+            retries.iter().map(|r| (r.wait, r.server_asked)).collect::<Vec<_>>(),
+            [(Duration::from_millis(50), true)]
+        );
         assert_eq!(c.text, "ok");
     }
 

@@ -462,9 +462,9 @@ impl UsageMetadata {
 mod tests {
     use super::*;
     use crate::providers::http::tests::strict_server;
-    use crate::resilience::RetryPolicy;
+    use crate::resilience::{recording_retries, RetryPolicy};
     use secrecy::SecretString;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     use wiremock::matchers::{body_partial_json, header, method, path};
     use wiremock::{Mock, MockBuilder, MockServer, Request, ResponseTemplate};
 
@@ -746,10 +746,13 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let started = Instant::now();
-        let c = Gemini::new(settings(&server)).unwrap().complete(&request(None)).await.unwrap();
-        assert_eq!(c.text, "ok");
-        assert!(started.elapsed() >= Duration::from_millis(50), "{:?}", started.elapsed());
+        let provider = Gemini::new(settings(&server)).unwrap();
+        let (c, retries) = recording_retries(provider.complete(&request(None))).await;
+        assert_eq!(c.unwrap().text, "ok");
+        assert_eq!(
+            retries.iter().map(|r| (r.wait, r.server_asked)).collect::<Vec<_>>(),
+            [(Duration::from_millis(50), true)]
+        );
     }
 
     #[tokio::test]

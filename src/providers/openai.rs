@@ -455,9 +455,9 @@ impl ApiUsage {
 #[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
 mod tests {
     use super::*;
-    use crate::resilience::RetryPolicy;
+    use crate::resilience::{recording_retries, RetryPolicy};
     use secrecy::SecretString;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     use wiremock::matchers::{body_partial_json, header, method, path};
     use wiremock::{Mock, MockBuilder, MockServer, Request, ResponseTemplate};
 
@@ -731,9 +731,13 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let started = Instant::now();
-        OpenAi::new(settings(&server)).unwrap().complete(&request(false)).await.unwrap();
-        assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
+        let provider = OpenAi::new(settings(&server)).unwrap();
+        let (answer, retries) = recording_retries(provider.complete(&request(false))).await;
+        answer.unwrap();
+        assert_eq!(
+            retries.iter().map(|r| (r.wait, r.server_asked)).collect::<Vec<_>>(),
+            [(Duration::from_secs(1), true)]
+        );
     }
 
     #[tokio::test]
@@ -748,9 +752,10 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let started = Instant::now();
-        let err = OpenAi::new(settings(&server)).unwrap().complete(&request(false)).await.unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(5));
+        let provider = OpenAi::new(settings(&server)).unwrap();
+        let (err, retries) = recording_retries(provider.complete(&request(false))).await;
+        let err = err.unwrap_err();
+        assert!(retries.is_empty(), "{retries:?}");
         match &err {
             ProviderError::Unavailable { status: 429, attempts: 1, message, .. } => {
                 assert!(message.contains("600.0 s") && message.contains("30.0 s cap"), "{message}")
@@ -856,10 +861,9 @@ mod tests {
         let mut s = settings(&server);
         s.timeout = Duration::from_millis(150);
         s.retry.max_retries = 1;
-        let started = Instant::now();
-        let err = OpenAi::new(s).unwrap().complete(&request(false)).await.unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(2));
-        match err {
+        let (err, retries) = recording_retries(OpenAi::new(s).unwrap().complete(&request(false))).await;
+        assert_eq!(retries.iter().map(|r| r.status).collect::<Vec<_>>(), [None], "the timeout was retried once");
+        match err.unwrap_err() {
             ProviderError::Network { attempts: 2, message, .. } => assert!(message.contains("timed out"), "{message}"),
             other => panic!("unexpected {other:?}"),
         }
