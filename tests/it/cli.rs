@@ -17,6 +17,25 @@ fn help_lists_every_subcommand() {
     insta::assert_snapshot!("help", String::from_utf8_lossy(&out.stdout));
 }
 
+/// Every subcommand's `--help` as a user reads it: a flag renamed or dropped shows here.
+#[test]
+fn every_subcommand_help_is_stable() {
+    for sub in [
+        &["review"][..],
+        &["fix"],
+        &["route"],
+        &["cost"],
+        &["cost", "report"],
+        &["token-refresh"],
+        &["config"],
+        &["secrets"],
+    ] {
+        let out = agentctl().args(sub).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{sub:?}");
+        insta::assert_snapshot!(format!("help_{}", sub.join("_")), String::from_utf8_lossy(&out.stdout));
+    }
+}
+
 #[test]
 fn unknown_flags_are_usage_errors() {
     let out = agentctl().args(["review", "--no-such-flag"]).output().unwrap();

@@ -498,6 +498,10 @@ async fn dry_run_prints_the_diff_and_the_pr_body_and_writes_nothing() {
     assert!(text.starts_with("diff --git a/add.sh b/add.sh\n"), "{text}");
     assert!(text.contains("-echo $(($1 - $2))\n+echo $(($1 + $2))\n"), "{text}");
     assert!(text.contains("### Verification\n\n`sh check.sh` passed"), "{text}");
+    // The whole PR body as a reviewer reads it; the verify command's duration varies.
+    let (before, after) = text.split_once("passed in ").unwrap();
+    let stable = format!("{before}passed in [duration]{}", &after[after.find(" s.").unwrap() + 2..]);
+    insta::assert_snapshot!("fix_dry_run_diff_and_pr_body", stable);
     assert_eq!(std::fs::read_to_string(dir.path().join("add.sh")).unwrap(), BUGGY);
     assert_eq!(git(dir.path(), &["status", "--porcelain"]), "");
 }
