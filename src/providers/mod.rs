@@ -13,7 +13,6 @@ pub mod command;
 pub mod gemini;
 pub mod http;
 pub mod openai;
-pub mod process_group;
 pub mod select;
 pub mod structured;
 
