@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use agentctl::boundary::process_group;
 use agentctl::cli::Cli;
 use agentctl::context::Env;
 use agentctl::env_vars as ev;
 use agentctl::exit::Exit;
 use agentctl::log;
-use agentctl::providers::process_group;
 
 fn main() -> ExitCode {
     // `agentctl __confine … -- program`: the trampoline of a model-driven child (see

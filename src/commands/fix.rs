@@ -604,7 +604,7 @@ impl Drop for Workspace {
     fn drop(&mut self) {
         if !self.closed {
             // A signal or a panic: the verify command must not write after we restored.
-            crate::providers::process_group::kill_all();
+            crate::boundary::process_group::kill_all();
             if let Err(e) = self.close() {
                 log::error(&format!("cannot restore the checkout: {e}"));
             }

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 
+use crate::boundary::process_group::ProcessGroup;
 use crate::context::Env;
-use crate::providers::process_group::ProcessGroup;
 
 /// Variables passed to the verify command besides `fix.verify_env`: where programs and the
 /// home folder are, the locale and the temp folder, and `RUNNER_TRACKING_ID` (the Actions runner

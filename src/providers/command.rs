@@ -13,7 +13,7 @@
 //!
 //! Resource limits: every attempt has a timeout after which the child's whole process group
 //! (the agent and every tool it started) is killed and the child reaped (see
-//! [`super::process_group`]; `SIGINT`/`SIGTERM` to agentctl kill the groups too);
+//! [`crate::boundary::process_group`]; `SIGINT`/`SIGTERM` to agentctl kill the groups too);
 //! stdout is capped ([`CommandSettings::max_output_bytes`]) and only the tail of stderr is kept,
 //! so a runaway agent can neither hang the job nor eat its memory. stdin, stdout and stderr are
 //! serviced concurrently so a child that writes a lot before reading its input cannot deadlock
@@ -57,8 +57,8 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin};
 
+use crate::boundary::process_group::ProcessGroup;
 use crate::context::Env;
-use crate::providers::process_group::ProcessGroup;
 use crate::providers::{Completion, CompletionRequest, Provider, ProviderError, Usage};
 use crate::resilience::{retry_observed, Exhausted, Failure, LogRetries, RetryPolicy};
 

@@ -13,7 +13,6 @@ pub mod command;
 pub mod gemini;
 pub mod http;
 pub mod openai;
-pub mod process_group;
 pub mod select;
 pub mod structured;
 
@@ -151,4 +150,55 @@ pub trait Provider: Send + Sync {
     fn model(&self) -> &str;
     /// One completion, with retries per the provider's policy.
     fn complete<'a>(&'a self, req: &'a CompletionRequest) -> BoxFuture<'a, Result<Completion, ProviderError>>;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+
+    use crate::resilience::{Breaker, BreakerSettings, BreakerState};
+    use crate::store::Store;
+
+    const KEY: &str = "main/gpt-4o";
+
+    fn unavailable() -> ProviderError {
+        ProviderError::Unavailable { provider: "main".into(), status: 503, attempts: 4, message: "down".into() }
+    }
+
+    /// Which provider errors count against a circuit breaker (moved from the breaker's tests,
+    /// which know no provider).
+    #[test]
+    fn non_health_errors_do_not_count() {
+        let settings =
+            BreakerSettings { failure_threshold: 3, open_for: Duration::from_millis(1000), half_open_probes: 1 };
+        // A hand-driven clock, as in the breaker's own tests.
+        let now = Arc::new(AtomicI64::new(1_000_000));
+        let clock = Arc::clone(&now);
+        let b = Breaker::persistent(settings, Arc::new(Store::open_in_memory().unwrap()))
+            .with_clock(move || clock.load(Ordering::SeqCst));
+        let p = || "main".to_owned();
+        let neutral = || {
+            vec![
+                ProviderError::Auth { provider: p(), status: 401, env: "K".into(), message: String::new() },
+                ProviderError::Quota { provider: p(), message: String::new() },
+                ProviderError::Rejected { provider: p(), status: 400, message: String::new() },
+                ProviderError::BadAnswer { provider: p(), message: String::new() },
+                ProviderError::Config { provider: p(), message: String::new() },
+            ]
+        };
+        for _ in 0..5 {
+            for e in neutral() {
+                assert!(!e.is_health_failure(), "{e:?}");
+                b.admit(KEY).unwrap().finish(call_outcome::<()>(&Err(e)));
+            }
+        }
+        let r = b.state(KEY);
+        assert_eq!((r.state, r.consecutive_failures), (BreakerState::Closed, 0));
+        let network = ProviderError::Network { provider: p(), attempts: 1, message: String::new() };
+        assert!(network.is_health_failure() && unavailable().is_health_failure());
+        assert_eq!(call_outcome::<()>(&Err(unavailable())), CallOutcome::HealthFailure);
+    }
 }

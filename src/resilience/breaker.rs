@@ -502,8 +502,6 @@ use crate::log::error_chain;
 #[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
 mod tests {
     use super::*;
-    // Test-only: the provider errors that do and do not count against a breaker.
-    use crate::providers::ProviderError;
     use std::sync::atomic::AtomicI64;
 
     const KEY: &str = "main/gpt-4o";
@@ -524,10 +522,6 @@ mod tests {
         for _ in 0..n {
             b.admit(KEY).unwrap().finish(CallOutcome::HealthFailure);
         }
-    }
-
-    fn unavailable() -> ProviderError {
-        ProviderError::Unavailable { provider: "main".into(), status: 503, attempts: 4, message: "down".into() }
     }
 
     #[test]
@@ -632,32 +626,6 @@ mod tests {
         assert!(matches!(b.admit(KEY), Err(BreakerError::ProbeInFlight { .. })));
         now.fetch_add(1000, Ordering::SeqCst);
         assert!(b.admit(KEY).unwrap().is_probe());
-    }
-
-    #[test]
-    fn non_health_errors_do_not_count() {
-        let (b, _) = manual(Arc::new(Store::open_in_memory().unwrap()));
-        let p = || "main".to_owned();
-        let neutral = || {
-            vec![
-                ProviderError::Auth { provider: p(), status: 401, env: "K".into(), message: String::new() },
-                ProviderError::Quota { provider: p(), message: String::new() },
-                ProviderError::Rejected { provider: p(), status: 400, message: String::new() },
-                ProviderError::BadAnswer { provider: p(), message: String::new() },
-                ProviderError::Config { provider: p(), message: String::new() },
-            ]
-        };
-        for _ in 0..5 {
-            for e in neutral() {
-                assert!(!e.is_health_failure(), "{e:?}");
-                b.admit(KEY).unwrap().finish(crate::providers::call_outcome::<()>(&Err(e)));
-            }
-        }
-        let r = b.state(KEY);
-        assert_eq!((r.state, r.consecutive_failures), (BreakerState::Closed, 0));
-        let network = ProviderError::Network { provider: p(), attempts: 1, message: String::new() };
-        assert!(network.is_health_failure() && unavailable().is_health_failure());
-        assert_eq!(crate::providers::call_outcome::<()>(&Err(unavailable())), CallOutcome::HealthFailure);
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl Drop for ProcessGroup {
         live().remove(&self.pgid);
         // Whatever the group's members daemonised (`setsid`, a double fork) was adopted by us
         // as child subreaper: it dies now too.
-        crate::boundary::kill_adopted();
+        super::kill_adopted();
     }
 }
 

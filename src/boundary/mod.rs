@@ -45,6 +45,8 @@
 //!   (unix) their own process group, killed on timeout and at the end of the run, nothing more.
 //!   `fix.verify_network: none` is refused there.
 
+pub mod process_group;
+
 /// Whether [`harden_self`] made this process a child subreaper: only then are children of ours
 /// outside our process group adopted orphans (a library caller, such as the unit tests, spawns
 /// and groups children of its own that must be left alone).
@@ -389,7 +391,7 @@ fn kill_children_where(keep: impl Fn(&Proc) -> bool) -> usize {
 
 /// Kills every process this subreaper adopted: a child of ours that is neither in our own
 /// process group (the git processes we run) nor the leader of a registered model-driven
-/// process group ([`crate::providers::process_group`]). Called after a model-driven child ended
+/// process group ([`process_group`]). Called after a model-driven child ended
 /// and its group was killed. Returns how many were killed (0 off Linux).
 pub fn kill_adopted() -> usize {
     #[cfg(target_os = "linux")]
@@ -398,7 +400,7 @@ pub fn kill_adopted() -> usize {
             return 0;
         }
         let own = rustix::process::getpgrp().as_raw_nonzero().get();
-        let leaders = crate::providers::process_group::live_ids();
+        let leaders = process_group::live_ids();
         kill_children_where(|p| p.pgrp == own || u32::try_from(p.pid).is_ok_and(|pid| leaders.contains(&pid)))
     }
     #[cfg(not(target_os = "linux"))]
