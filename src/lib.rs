@@ -21,6 +21,7 @@ pub mod estimate;
 pub mod exit;
 pub mod files;
 pub mod findings;
+pub mod fix;
 pub mod github;
 pub mod ledger;
 pub mod log;

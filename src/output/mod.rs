@@ -4,6 +4,7 @@
 //! log is [`crate::log`]).
 
 pub mod cost;
+pub mod fix;
 pub mod json;
 pub mod markdown;
 pub mod sarif;
