@@ -14,6 +14,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod context;
+pub mod credentials;
 pub mod diff;
 pub mod edit;
 pub mod env_vars;

@@ -17,6 +17,7 @@ macro_rules! through_exit {
 
 through_exit!(
     crate::context::ContextError,
+    crate::credentials::TokenError,
     crate::github::GitHubError,
     crate::providers::ProviderError,
     crate::store::StoreError,
