@@ -66,7 +66,7 @@ fn register(redactor: &mut Redactor, secret: &SecretString) {
 /// token or `GH_TOKEN`/`GITHUB_TOKEN`) on `GITHUB_API_URL`, bound to no repository, with no
 /// write delay.
 fn authenticated_client(env: &Env, token: &SecretString) -> Result<GitHub, TokenError> {
-    Ok(GitHub::new(api_url(env), token, "", "", Duration::ZERO)?)
+    Ok(crate::session::client(api_url(env), token, None, Duration::ZERO)?)
 }
 
 fn api_url(env: &Env) -> &str {
