@@ -4,7 +4,7 @@
 //! backend silently keeps secrets in process memory (its mock store), so on any other OS, or
 //! where the backend cannot be reached (e.g. a container whose seccomp profile blocks the
 //! `keyctl`/`add_key` syscalls, as Docker's default does), [`SecretStore::open`] fails with
-//! [`StoreError::Unavailable`] before anything is read or written.
+//! [`KeyringError::Unavailable`] before anything is read or written.
 //!
 //! Entries are `SERVICE/NAME` (service `agentctl` unless given). On Linux the key description
 //! is `keyring-rs:NAME@SERVICE`, in the session keyring and linked into the user's persistent
@@ -26,7 +26,7 @@ const INDEX: &str = ".names";
 
 /// Errors of the secret store.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum KeyringError {
     /// No usable keyring backend on this machine (exit 1; README "Tokens").
     #[error("no usable keyring backend: {0}\nhelp: on Linux the kernel keyring (keyutils) is used; in a container allow the keyctl, add_key and request_key syscalls (Docker's default seccomp profile blocks them); token-refresh can write a 0600 --file instead")]
     Unavailable(String),
@@ -38,12 +38,12 @@ pub enum StoreError {
     Failed { action: &'static str, entry: String, message: String },
 }
 
-impl StoreError {
+impl KeyringError {
     /// The exit code: a bad name `Usage` (2); no backend and backend failures `Failure` (1).
     pub fn exit(&self) -> crate::exit::Exit {
         match self {
-            StoreError::BadName(_) => crate::exit::Exit::Usage,
-            StoreError::Unavailable(_) | StoreError::Failed { .. } => crate::exit::Exit::Failure,
+            KeyringError::BadName(_) => crate::exit::Exit::Usage,
+            KeyringError::Unavailable(_) | KeyringError::Failed { .. } => crate::exit::Exit::Failure,
         }
     }
 }
@@ -58,8 +58,8 @@ pub struct EntryName {
 }
 
 impl EntryName {
-    /// Parses `NAME` or `SERVICE/NAME`. Errors: [`StoreError::BadName`].
-    pub fn parse(text: &str) -> Result<Self, StoreError> {
+    /// Parses `NAME` or `SERVICE/NAME`. Errors: [`KeyringError::BadName`].
+    pub fn parse(text: &str) -> Result<Self, KeyringError> {
         let (service, name) = text.split_once('/').unwrap_or((DEFAULT_SERVICE, text));
         let ok = |s: &str| {
             !s.is_empty()
@@ -70,7 +70,7 @@ impl EntryName {
         if ok(service) && ok(name) {
             Ok(Self { service: service.to_string(), name: name.to_string() })
         } else {
-            Err(StoreError::BadName(text.to_string()))
+            Err(KeyringError::BadName(text.to_string()))
         }
     }
 }
@@ -89,18 +89,18 @@ pub struct SecretStore {
 
 impl SecretStore {
     /// Probes the backend: a lookup of an entry nobody writes must answer "no such entry".
-    /// Errors: [`StoreError::Unavailable`] with the backend's own words.
-    pub fn open() -> Result<Self, StoreError> {
+    /// Errors: [`KeyringError::Unavailable`] with the backend's own words.
+    pub fn open() -> Result<Self, KeyringError> {
         let probe = EntryName { service: DEFAULT_SERVICE.into(), name: ".probe".into() };
         match entry(&probe)?.get_secret() {
             Ok(_) | Err(keyring::Error::NoEntry) => Ok(Self { _probed: () }),
-            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+            Err(e) => Err(KeyringError::Unavailable(e.to_string())),
         }
     }
 
     /// Stores `value` under `name`, replacing any value. An empty value is refused (keyutils
     /// cannot hold one).
-    pub fn set(&self, name: &EntryName, value: &SecretString) -> Result<(), StoreError> {
+    pub fn set(&self, name: &EntryName, value: &SecretString) -> Result<(), KeyringError> {
         let e = entry(name)?;
         e.set_password(value.expose_secret()).map_err(|err| failed("store", name, &err))?;
         let mut names = self.index(&name.service)?;
@@ -113,7 +113,7 @@ impl SecretStore {
     }
 
     /// The value under `name`, `None` when there is none.
-    pub fn get(&self, name: &EntryName) -> Result<Option<SecretString>, StoreError> {
+    pub fn get(&self, name: &EntryName) -> Result<Option<SecretString>, KeyringError> {
         match entry(name)?.get_password() {
             Ok(v) => Ok(Some(SecretString::from(v))),
             Err(keyring::Error::NoEntry) => Ok(None),
@@ -122,7 +122,7 @@ impl SecretStore {
     }
 
     /// Deletes `name`; `false` when there was nothing to delete.
-    pub fn delete(&self, name: &EntryName) -> Result<bool, StoreError> {
+    pub fn delete(&self, name: &EntryName) -> Result<bool, KeyringError> {
         let existed = match entry(name)?.delete_credential() {
             Ok(()) => true,
             Err(keyring::Error::NoEntry) => false,
@@ -137,7 +137,7 @@ impl SecretStore {
     }
 
     /// Names (not values) stored in `service`, sorted; entries that expired are left out.
-    pub fn list(&self, service: &str) -> Result<Vec<String>, StoreError> {
+    pub fn list(&self, service: &str) -> Result<Vec<String>, KeyringError> {
         let mut out = Vec::new();
         for n in self.index(service)? {
             let name = EntryName { service: service.to_string(), name: n };
@@ -148,7 +148,7 @@ impl SecretStore {
         Ok(out)
     }
 
-    fn index(&self, service: &str) -> Result<Vec<String>, StoreError> {
+    fn index(&self, service: &str) -> Result<Vec<String>, KeyringError> {
         let name = EntryName { service: service.to_string(), name: INDEX.into() };
         Ok(self
             .get(&name)?
@@ -156,7 +156,7 @@ impl SecretStore {
             .unwrap_or_default())
     }
 
-    fn write_index(&self, service: &str, names: &[String]) -> Result<(), StoreError> {
+    fn write_index(&self, service: &str, names: &[String]) -> Result<(), KeyringError> {
         let name = EntryName { service: service.to_string(), name: INDEX.into() };
         let e = entry(&name)?;
         if names.is_empty() {
@@ -170,35 +170,35 @@ impl SecretStore {
     }
 }
 
-fn failed(action: &'static str, name: &EntryName, err: &keyring::Error) -> StoreError {
-    StoreError::Failed { action, entry: name.to_string(), message: err.to_string() }
+fn failed(action: &'static str, name: &EntryName, err: &keyring::Error) -> KeyringError {
+    KeyringError::Failed { action, entry: name.to_string(), message: err.to_string() }
 }
 
 /// One entry on this OS's backend; never the crate's default store (the mock on an OS without
 /// a backend feature).
-fn entry(name: &EntryName) -> Result<keyring::Entry, StoreError> {
+fn entry(name: &EntryName) -> Result<keyring::Entry, KeyringError> {
     #[cfg(target_os = "linux")]
     {
         let cred = keyring::keyutils::KeyutilsCredential::new_with_target(None, &name.service, &name.name)
-            .map_err(|e| StoreError::Unavailable(format!("the kernel keyring cannot be opened: {e}")))?;
+            .map_err(|e| KeyringError::Unavailable(format!("the kernel keyring cannot be opened: {e}")))?;
         Ok(keyring::Entry::new_with_credential(Box::new(cred)))
     }
     #[cfg(target_os = "macos")]
     {
         let cred = keyring::macos::MacCredential::new_with_target(None, &name.service, &name.name)
-            .map_err(|e| StoreError::Unavailable(format!("the keychain cannot be opened: {e}")))?;
+            .map_err(|e| KeyringError::Unavailable(format!("the keychain cannot be opened: {e}")))?;
         Ok(keyring::Entry::new_with_credential(Box::new(cred)))
     }
     #[cfg(windows)]
     {
         let cred = keyring::windows::WinCredential::new_with_target(None, &name.service, &name.name)
-            .map_err(|e| StoreError::Unavailable(format!("the credential manager cannot be opened: {e}")))?;
+            .map_err(|e| KeyringError::Unavailable(format!("the credential manager cannot be opened: {e}")))?;
         Ok(keyring::Entry::new_with_credential(Box::new(cred)))
     }
     #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
     {
         let _ = name;
-        Err(StoreError::Unavailable(format!("no keyring backend is built for {}", std::env::consts::OS)))
+        Err(KeyringError::Unavailable(format!("no keyring backend is built for {}", std::env::consts::OS)))
     }
 }
 

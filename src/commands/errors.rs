@@ -21,7 +21,7 @@ through_exit!(
     crate::github::GitHubError,
     crate::providers::ProviderError,
     crate::store::StoreError,
-    crate::secret_store::StoreError,
+    crate::secret_store::KeyringError,
 );
 
 /// A credential refused where it entered: user-given exit 2, minted by GitHub exit 4; printed

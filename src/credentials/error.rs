@@ -5,7 +5,7 @@ use crate::exit::Exit;
 use crate::github::credential::CredentialError;
 use crate::github::jwt::KeyError;
 use crate::github::GitHubError;
-use crate::secret_store::StoreError;
+use crate::secret_store::KeyringError;
 
 /// Errors of `token-refresh`, each mapped to one exit code by [`TokenError::exit`].
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +38,10 @@ pub enum TokenError {
     Output(#[from] actions::OutputError),
     /// `--keyring`: a bad name (exit 2), no usable backend or a failed write (exit 1).
     #[error("--keyring: {0}")]
-    Keyring(#[from] StoreError),
+    Keyring(#[from] KeyringError),
     /// `--private-key-keyring`: a bad name (exit 2), no usable backend or a failed read (exit 1).
     #[error("--private-key-keyring: {0}")]
-    KeyKeyring(StoreError),
+    KeyKeyring(KeyringError),
 }
 
 impl TokenError {
@@ -50,8 +50,8 @@ impl TokenError {
         match self {
             TokenError::Usage(_)
             | TokenError::Key(_)
-            | TokenError::Keyring(StoreError::BadName(_))
-            | TokenError::KeyKeyring(StoreError::BadName(_)) => Exit::Usage,
+            | TokenError::Keyring(KeyringError::BadName(_))
+            | TokenError::KeyKeyring(KeyringError::BadName(_)) => Exit::Usage,
             TokenError::JwtRefused { .. } | TokenError::Refused { .. } => Exit::Auth,
             TokenError::GitHub(g) if g.is_auth() => Exit::Auth,
             TokenError::GitHub(g) if g.is_usage() => Exit::Usage,
