@@ -11,7 +11,7 @@ use crate::cli::FixArgs;
 use crate::config::EditFormat;
 use crate::context::target::PrMeta;
 use crate::context::Env;
-use crate::edit::context::Budget;
+use crate::edit::context::TokenBudget;
 use crate::edit::verify::VerifyResult;
 use crate::env_vars as ev;
 use crate::exit::{self, Exit, ExitError};
@@ -128,7 +128,8 @@ async fn fix_with_ledger(session: &Session<'_>, run: &mut FixRun, ledger: &Ledge
         run.config.fix.edit_limits().whole_file_max_bytes,
         run.config.fix.instructions.as_deref(),
     );
-    let budget = Budget { max_tokens: run.config.fix.max_context_tokens, counting: run.config.review.token_counting };
+    let budget =
+        TokenBudget { max_tokens: run.config.fix.max_context_tokens, counting: run.config.review.token_counting };
 
     // The budget gate before the first model call, on the first round's prompt.
     let (name, model) = (session.args().provider.as_deref(), session.args().model.as_deref());

@@ -67,7 +67,7 @@ pub struct Feedback {
 /// The prompt's size limit: `max_tokens` (config `fix.max_context_tokens`) counted with
 /// `counting` (config `review.token_counting`, the review's counter).
 #[derive(Debug, Clone, Copy)]
-pub struct Budget {
+pub struct TokenBudget {
     pub max_tokens: usize,
     pub counting: TokenCounting,
 }
@@ -151,10 +151,10 @@ pub fn build(
     tracked: &[String],
     extra_files: &[String],
     feedback: Option<&Feedback>,
-    budget: Budget,
+    budget: TokenBudget,
     redactor: &Redactor,
 ) -> FixPrompt {
-    let Budget { max_tokens, counting } = budget;
+    let TokenBudget { max_tokens, counting } = budget;
     let mut p = FixPrompt::default();
     let mut text = if subject.number > 0 {
         format!("Fix {} #{}.\n\n", subject.kind, subject.number)
@@ -346,8 +346,15 @@ mod tests {
             ..Subject::default()
         };
         let counting = TokenCounting::Estimate;
-        let p =
-            build(dir.path(), &subject, &tracked, &[], None, Budget { max_tokens: 2_000, counting }, &Redactor::new());
+        let p = build(
+            dir.path(),
+            &subject,
+            &tracked,
+            &[],
+            None,
+            TokenBudget { max_tokens: 2_000, counting },
+            &Redactor::new(),
+        );
         assert_eq!(p.files, ["small.rs"]);
         assert!(p.left_out[0].starts_with("big.rs: does not fit"), "{:?}", p.left_out);
         assert!(p.tokens <= 2_000 + 50, "{} tokens", p.tokens);
@@ -358,7 +365,7 @@ mod tests {
             &tracked,
             &[],
             None,
-            Budget { max_tokens: 1_000_000, counting },
+            TokenBudget { max_tokens: 1_000_000, counting },
             &Redactor::new(),
         );
         assert_eq!(wide.files, ["small.rs", "big.rs"]);
@@ -388,7 +395,7 @@ mod tests {
             body: "see huge.rs:2, mid.py and notes.txt".into(),
             ..Subject::default()
         };
-        let budget = Budget { max_tokens: 3_000, counting: TokenCounting::Estimate };
+        let budget = TokenBudget { max_tokens: 3_000, counting: TokenCounting::Estimate };
         let p = build(dir.path(), &subject, &tracked, &[], None, budget, &Redactor::new());
         assert!(p.files.is_empty(), "{:?}", p.files);
         assert_eq!(p.outlined, ["huge.rs", "mid.py"]);

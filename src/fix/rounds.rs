@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::context::Env;
-use crate::edit::context::{Budget, Feedback};
+use crate::edit::context::{Feedback, TokenBudget};
 use crate::edit::verify::{self, VerifyResult, VerifySpec};
 use crate::edit::{self, EditSet, FileChange, Refused};
 use crate::exit::{Exit, ExitError};
@@ -50,7 +50,7 @@ pub(crate) async fn rounds(
     ws: &mut Workspace,
     chain: &Arc<Resilient>,
     system: &str,
-    budget: Budget,
+    budget: TokenBudget,
     verify: Option<(&VerifySpec, &Env)>,
     ledger: &Ledger,
 ) -> Result<Outcome, ExitError> {
