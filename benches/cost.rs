@@ -95,7 +95,7 @@ fn main() {
     let rows: u64 = std::env::var("AGENTCTL_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.db");
-    let now = store::now_ms();
+    let now = agentctl::clock::now_ms();
 
     let t = Instant::now();
     let store = Store::open(&state).unwrap();
