@@ -349,6 +349,15 @@ pub fn outputs(e: &Evaluation) -> Vec<(String, String)> {
 }
 
 impl RunScope {
+    /// The scope `cost check` evaluates in: `GITHUB_REPOSITORY` and `GITHUB_WORKFLOW`, no task.
+    pub fn from_env(env: &crate::context::Env) -> RunScope {
+        RunScope {
+            repo: env.get(crate::env_vars::GITHUB_REPOSITORY).map(str::to_owned),
+            workflow: env.get(crate::env_vars::GITHUB_WORKFLOW).map(str::to_owned),
+            task: None,
+        }
+    }
+
     /// The scope of a run of `task` (`review`, `fix`) in `ctx`: its repository and workflow.
     pub fn of(ctx: &crate::context::Context, task: &str) -> RunScope {
         RunScope {

@@ -120,6 +120,44 @@ pub fn review(
     for_review(config, parsed, selected, provider_flag, model_flag, overhead)
 }
 
+/// Why `cost estimate` has nothing to price: the input, or the config's file filters (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The bytes hold no file header.
+    #[error("the input is not a unified diff (no file header)\nhelp: pass the output of `git diff` or a PR's `.diff`")]
+    NotADiff,
+    /// `review.include`/`review.exclude` hold a pattern that is not a glob.
+    #[error("review.include/exclude: {error}")]
+    Filter { error: globset::Error },
+}
+
+impl InputError {
+    /// Always [`crate::exit::Exit::Usage`]: nothing was sent anywhere.
+    pub fn exit(&self) -> crate::exit::Exit {
+        crate::exit::Exit::Usage
+    }
+}
+
+/// `cost estimate`'s pipeline over a unified diff's `bytes`: parse, keep the files
+/// `review.include`/`exclude` keep, and [`review`] them.
+///
+/// Errors: [`InputError`].
+pub fn review_diff(
+    config: &crate::config::Config,
+    bytes: &[u8],
+    provider_flag: Option<&str>,
+    model_flag: Option<&str>,
+) -> Result<Estimate, InputError> {
+    let parsed = crate::diff::parse(bytes);
+    if parsed.files.is_empty() {
+        return Err(InputError::NotADiff);
+    }
+    let filter = crate::diff::FileFilter::new(&config.review.include, &config.review.exclude)
+        .map_err(|error| InputError::Filter { error })?;
+    let selected: Vec<usize> = (0..parsed.files.len()).filter(|&i| filter.check(&parsed.files[i]).is_none()).collect();
+    Ok(review(config, &parsed, &selected, provider_flag, model_flag))
+}
+
 /// The estimate of a `fix` with the config's provider: `prompt_tokens` (the first round's
 /// system prompt, schema and user prompt, counted by the caller) as input and
 /// `fix.max_output_tokens` as output, times `fix.max_rounds` — an upper bound, like the

@@ -169,6 +169,24 @@ pub fn workflow_command(line: &str) {
     }
 }
 
+/// `a` as a workflow command in Actions (`in_actions`); elsewhere an error or warning line
+/// `title: message` (a notice as a status line).
+pub fn annotation(a: &actions::Annotation, in_actions: bool) {
+    if in_actions {
+        workflow_command(&actions::annotation_command(a));
+        return;
+    }
+    let msg = match &a.title {
+        Some(title) => format!("{title}: {}", a.message),
+        None => a.message.clone(),
+    };
+    match a.level {
+        actions::AnnotationLevel::Error => error(&msg),
+        actions::AnnotationLevel::Warning => warn(&msg),
+        actions::AnnotationLevel::Notice => info(&msg),
+    }
+}
+
 /// Echoes untrusted text (a PR title, a model answer) with `-v`, fenced so the runner does not
 /// execute workflow commands inside it.
 pub fn untrusted(label: &str, text: &str) {

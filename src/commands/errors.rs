@@ -18,6 +18,7 @@ macro_rules! through_exit {
 through_exit!(
     crate::context::ContextError,
     crate::credentials::TokenError,
+    crate::estimate::InputError,
     crate::github::GitHubError,
     crate::providers::ProviderError,
     crate::store::StoreError,
@@ -39,6 +40,29 @@ impl From<crate::config::ConfigError> for ExitError {
         match e {
             crate::config::ConfigError::Fetch { source, .. } => source.into(),
             other => ExitError::new(other.exit(), other),
+        }
+    }
+}
+
+/// An import stopped: the store's and GitHub's errors end as themselves, the input's (a file,
+/// a line, a zip, `--name`) exit 2.
+impl From<crate::ledger::import::ImportError> for ExitError {
+    fn from(e: crate::ledger::import::ImportError) -> Self {
+        use crate::ledger::import::ImportError;
+        match e {
+            ImportError::Store(e) => e.into(),
+            ImportError::GitHub(e) => e.into(),
+            other => ExitError::new(other.exit(), other),
+        }
+    }
+}
+
+/// `cost export` stopped: a store error ends as itself, a failed flush of stdout exits 1.
+impl From<crate::output::cost::ExportError> for ExitError {
+    fn from(e: crate::output::cost::ExportError) -> Self {
+        match e {
+            crate::output::cost::ExportError::Store(e) => e.into(),
+            flush => ExitError::new(crate::exit::Exit::Failure, flush),
         }
     }
 }

@@ -11,8 +11,11 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use crate::budget::Evaluation;
+use crate::actions::{Annotation, AnnotationLevel};
+use crate::budget::{BudgetState, Evaluation};
 use crate::estimate::Estimate;
+use crate::ledger::import::{ArtifactCounts, ImportCounts};
+use crate::store::{Store, StoreError};
 use crate::usage::report::{format_time, Report, ReportRow};
 
 /// The CSV columns after the group's.
@@ -254,6 +257,34 @@ pub fn check_table(evals: &[Evaluation]) -> String {
     out
 }
 
+/// One line about a budget for `cost check`'s error and annotations: `all per day spent $9.90
+/// of $10.00 since 2026-11-30 00:00 UTC` (spent plus estimate, USD to the cent).
+pub fn budget_line(e: &Evaluation) -> String {
+    format!(
+        "{} spent ${:.2} of ${:.2} since {}",
+        e.label,
+        e.spent_usd + e.estimate_usd,
+        e.limit_usd,
+        format_time(e.period_start_ms)
+    )
+}
+
+/// The annotation of a budget past its soft (warning) or hard (error) limit: [`budget_line`],
+/// the share of the limit spent and the soft ratio, in percent.
+pub fn budget_annotation(e: &Evaluation) -> Annotation {
+    let (level, title) = match e.state {
+        BudgetState::Hard => (AnnotationLevel::Error, "budget exceeded"),
+        _ => (AnnotationLevel::Warning, "budget soft limit"),
+    };
+    let message = format!(
+        "{} ({:.0} % of the limit; soft ratio {:.0} %)",
+        budget_line(e),
+        if e.limit_usd > 0.0 { 100.0 * (e.spent_usd + e.estimate_usd) / e.limit_usd } else { 100.0 },
+        100.0 * e.budget.soft_ratio
+    );
+    Annotation { level, title: Some(title.into()), file: None, line: None, end_line: None, message }
+}
+
 /// Budget evaluations as a pretty JSON array (amounts in USD to a micro-dollar).
 pub fn check_json(evals: &[Evaluation]) -> String {
     let v: Vec<Value> = evals
@@ -277,6 +308,51 @@ pub fn check_json(evals: &[Evaluation]) -> String {
     let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
     s.push('\n');
     s
+}
+
+/// Why `cost export` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The ledger cannot be read, or a line cannot be written (the store reports it).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The last buffered lines cannot be written.
+    #[error("writing to stdout")]
+    Flush(#[source] std::io::Error),
+}
+
+/// `cost export`: every record of `store` since `since_ms` (Unix milliseconds) as JSON Lines
+/// ([`crate::usage::jsonl`]) on stdout, streamed, each line as [`super::stdout_json`] prints it.
+/// Returns the number of records.
+///
+/// Errors: [`ExportError`].
+pub fn export(store: &Store, since_ms: i64) -> Result<usize, ExportError> {
+    use std::io::Write as _;
+    let mut out = super::stdout_buffered();
+    let n = store.export_usage(since_ms, |id, r| {
+        out.write_all(super::inert_json(&crate::usage::jsonl::to_line(id, r)).as_bytes())
+    })?;
+    out.flush().map_err(ExportError::Flush)?;
+    Ok(n)
+}
+
+/// `cost import`'s result: records added, and those already in the ledger.
+pub fn imported(c: &ImportCounts) -> String {
+    format!("imported {} usage record(s); {} already present (skipped)", c.added, c.present)
+}
+
+/// `cost import --from-artifacts`' result: [`imported`], then the artifacts named `name` read,
+/// expired, older than `--since` and from fork runs (the last two only when there are any).
+pub fn imported_artifacts(c: &ArtifactCounts, name: &str) -> String {
+    let mut line =
+        format!("{}; from {} artifact(s) named {name}; {} expired (skipped)", imported(&c.records), c.read, c.expired);
+    if c.older > 0 {
+        let _ = write!(line, "; {} older than --since", c.older);
+    }
+    if c.forks > 0 {
+        let _ = write!(line, "; {} from fork runs (skipped)", c.forks);
+    }
+    line
 }
 
 fn usd_or_unpriced(c: Option<f64>) -> String {

@@ -238,6 +238,30 @@ pub fn open_configured(env: &Env, config: Option<&Path>) -> Result<Arc<Store>, S
     Store::open_location(&location).map(Arc::new)
 }
 
+/// The store of a command with a `--state` flag: the flag (where a URL may not hold a
+/// password, [`Origin::Flag`]) > [`resolve`].
+///
+/// Errors: [`StoreError::NoPath`] when nothing names a store, else those of [`Location::parse`].
+pub fn locate(flag: Option<&Path>, env: &Env, config: Option<&Path>) -> Result<Location, StoreError> {
+    match flag {
+        Some(flag) => Location::parse(flag, Origin::Flag, env),
+        None => resolve(env, config)?.ok_or(StoreError::NoPath),
+    }
+}
+
+/// The ledger at `location` for a read-only command (`cost report|check|export`), or `None`
+/// when its file does not exist yet: nothing was ever recorded, and reading does not create
+/// it. A PostgreSQL ledger is always connected to.
+///
+/// Errors: those of [`Store::open_location`].
+pub fn open_for_reading(location: &Location) -> Result<Option<Store>, StoreError> {
+    if !location.may_hold_state() {
+        crate::log::debug(&format!("state store {} does not exist: no usage recorded", location.name()));
+        return Ok(None);
+    }
+    Ok(Some(Store::open_location(location)?))
+}
+
 fn check_not_newer(store: &str, found: i64) -> Result<(), StoreError> {
     if found > SCHEMA_VERSION {
         return Err(StoreError::TooNew { store: store.to_owned(), found, supported: SCHEMA_VERSION });

@@ -276,6 +276,40 @@ pub fn parse_date(s: &str) -> Option<i64> {
     Some(days_from_civil(y, m, d) * DAY_MS)
 }
 
+/// A `--since`/`--until` pair that makes no report window ([`window`]). Displayed as the flag,
+/// with the [`TimeSpecError`] as its source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    /// `--since` is neither a duration nor a date.
+    #[error("--since")]
+    Since(#[source] TimeSpecError),
+    /// `--until` is neither a duration nor a date.
+    #[error("--until")]
+    Until(#[source] TimeSpecError),
+    /// `--until` is at or before `--since` (Unix milliseconds).
+    #[error("--until ({}) is not after --since ({})", format_time(*until_ms), format_time(*since_ms))]
+    Empty { since_ms: i64, until_ms: i64 },
+}
+
+/// The report window of `--since` and `--until` ([`parse_time`]) as Unix milliseconds, the end
+/// `None` when open. A date given to `--until` includes that day.
+///
+/// Errors: [`WindowError`] naming the flag that is not a time, or an empty window.
+pub fn window(since: &str, until: Option<&str>, now_ms: i64) -> Result<(i64, Option<i64>), WindowError> {
+    let since_ms = parse_time(since, now_ms).map_err(WindowError::Since)?;
+    let until_ms = match until {
+        None => None,
+        Some(u) => {
+            let t = parse_time(u, now_ms).map_err(WindowError::Until)?;
+            Some(if parse_date(u.trim()).is_some() { t + DAY_MS } else { t })
+        }
+    };
+    if let Some(until_ms) = until_ms.filter(|u| *u <= since_ms) {
+        return Err(WindowError::Empty { since_ms, until_ms });
+    }
+    Ok((since_ms, until_ms))
+}
+
 fn is_leap(y: i64) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }
@@ -328,6 +362,23 @@ pub fn format_time(ms: i64) -> String {
 #[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
 mod tests {
     use super::*;
+
+    #[test]
+    fn until_a_date_includes_that_day_and_must_come_after_since() {
+        let day = parse_date("2026-11-02").unwrap();
+        assert_eq!(window("2026-11-01", Some("2026-11-02"), day), Ok((day - DAY_MS, Some(day + DAY_MS))));
+        assert_eq!(window("2d", None, day), Ok((day - 2 * DAY_MS, None)));
+        assert_eq!(
+            window("1d", Some("2d"), day),
+            Err(WindowError::Empty { since_ms: day - DAY_MS, until_ms: day - 2 * DAY_MS })
+        );
+        assert!(matches!(window("soon", None, day), Err(WindowError::Since(_))));
+        assert!(matches!(window("1d", Some("later"), day), Err(WindowError::Until(_))));
+        assert_eq!(
+            WindowError::Empty { since_ms: day, until_ms: day }.to_string(),
+            format!("--until ({}) is not after --since ({})", format_time(day), format_time(day))
+        );
+    }
 
     #[test]
     fn dates_are_utc_midnights() {

@@ -11,6 +11,8 @@
 //! any record failing [`crate::usage::UsageRecord::check`] (exit 2 for a direct caller, "usage
 //! not recorded" here), so no negative cost can lower a budget's total.
 
+pub mod import;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
