@@ -31,6 +31,7 @@ pub mod providers;
 pub mod redact;
 pub mod report;
 pub mod resilience;
+pub mod route;
 pub mod secret_store;
 pub mod store;
 pub mod tls;
