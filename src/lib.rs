@@ -31,6 +31,7 @@ pub mod providers;
 pub mod redact;
 pub mod report;
 pub mod resilience;
+pub mod review;
 pub mod secret_store;
 pub mod session;
 pub mod store;
