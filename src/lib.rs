@@ -33,6 +33,7 @@ pub mod providers;
 pub mod redact;
 pub mod report;
 pub mod resilience;
+pub mod review;
 pub mod route;
 pub mod secret_store;
 pub mod session;
