@@ -302,6 +302,22 @@ pub enum CostGroupBy {
     Pr,
 }
 
+/// The report's grouping for a `--group-by` value.
+impl From<CostGroupBy> for crate::usage::report::GroupBy {
+    fn from(g: CostGroupBy) -> Self {
+        use crate::usage::report::GroupBy;
+        match g {
+            CostGroupBy::Day => GroupBy::Day,
+            CostGroupBy::Model => GroupBy::Model,
+            CostGroupBy::Provider => GroupBy::Provider,
+            CostGroupBy::Repo => GroupBy::Repo,
+            CostGroupBy::Workflow => GroupBy::Workflow,
+            CostGroupBy::Task => GroupBy::Task,
+            CostGroupBy::Pr => GroupBy::Pr,
+        }
+    }
+}
+
 /// `--format` of the `cost` actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CostFormat {

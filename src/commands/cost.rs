@@ -6,14 +6,13 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-
 use secrecy::SecretString;
 
 use crate::actions;
 use crate::budget::{self, BudgetConfig, BudgetState, Period, RunScope};
 use crate::cli::{
-    CostAction, CostArgs, CostCheckArgs, CostCommonArgs, CostEstimateArgs, CostExportArgs, CostFormat, CostGroupBy,
-    CostImportArgs, CostPeriod, CostReportArgs,
+    CostAction, CostArgs, CostCheckArgs, CostCommonArgs, CostEstimateArgs, CostExportArgs, CostFormat, CostImportArgs,
+    CostPeriod, CostReportArgs,
 };
 use crate::config::{Config, DEFAULT_PATH};
 use crate::context::{Context, Env, Repo};
@@ -21,12 +20,11 @@ use crate::diff;
 use crate::env_vars as ev;
 use crate::estimate;
 use crate::exit::{self, Exit, ExitError};
-use crate::github::GitHub;
 use crate::ledger::import;
 use crate::log;
 use crate::output;
 use crate::store::{self, Location, Store};
-use crate::usage::report::{self, GroupBy, Report, ReportQuery};
+use crate::usage::report::{self, Report, ReportQuery};
 
 /// Runs a `cost` action.
 pub async fn run(args: &CostArgs, env: &Env) -> Result<Exit, ExitError> {
@@ -61,25 +59,13 @@ fn open_ledger(common: &CostCommonArgs, config: &Config, env: &Env) -> Result<Op
     Ok(store::open_for_reading(&ledger_location(common, config, env)?)?)
 }
 
-fn group_by(g: CostGroupBy) -> GroupBy {
-    match g {
-        CostGroupBy::Day => GroupBy::Day,
-        CostGroupBy::Model => GroupBy::Model,
-        CostGroupBy::Provider => GroupBy::Provider,
-        CostGroupBy::Repo => GroupBy::Repo,
-        CostGroupBy::Workflow => GroupBy::Workflow,
-        CostGroupBy::Task => GroupBy::Task,
-        CostGroupBy::Pr => GroupBy::Pr,
-    }
-}
-
 /// `--since`/`--until` into the report window ([`report::window`]; exit 2 when they make none).
 fn report_query(a: &CostReportArgs, now_ms: i64) -> Result<ReportQuery, ExitError> {
     let (since_ms, until_ms) = report::window(&a.since, a.until.as_deref(), now_ms).map_err(exit::usage)?;
     Ok(ReportQuery {
         since_ms,
         until_ms,
-        group_by: group_by(a.group_by),
+        group_by: a.group_by.into(),
         repo: a.repo.clone(),
         workflow: a.workflow.clone(),
         task: None,
@@ -258,9 +244,8 @@ async fn pr_diff(number: u64, env: &Env) -> Result<Vec<u8>, ExitError> {
 
 /// The GitHub client of `cost estimate --pr` and `cost import --from-artifacts`: `repo` at the
 /// context's API URL, authenticated with `token`.
-// TODO(#18): route through the run session.
-fn github(ctx: &Context, token: &SecretString, repo: &Repo) -> Result<GitHub, ExitError> {
-    Ok(GitHub::new(&ctx.api_url, token, &repo.owner, &repo.name, std::time::Duration::from_secs(1))?)
+fn github(ctx: &Context, token: &SecretString, repo: &Repo) -> Result<crate::github::GitHub, ExitError> {
+    Ok(crate::session::client(&ctx.api_url, token, Some(repo), std::time::Duration::from_secs(1))?)
 }
 
 /// `cost export`: every record since `--since` (default: all) as JSON Lines on stdout, streamed.

@@ -22,18 +22,25 @@ use crate::env_vars as ev;
 use crate::exit::{Exit, ExitError};
 use crate::github::GitHub;
 use crate::route::{decide::decide, render::summary, Client, Decision, EventFacts};
+use crate::session::{RunArgs, Session};
 use crate::{actions, log, output};
 
 /// Runs `agentctl route`.
 pub async fn run(args: &RouteArgs, env: &Env) -> Result<Exit, ExitError> {
-    let ctx = Context::load(env, args.event.path.as_deref(), args.event.name.as_deref())?;
-    let (token, _redactor) = crate::github::token_and_redactor(env)?;
-    let github = LazyGitHub { ctx: &ctx, token, client: std::cell::OnceCell::new() };
+    let run_args = RunArgs {
+        event_path: args.event.path.clone(),
+        event_name: args.event.name.clone(),
+        config: args.config.clone(),
+        ..RunArgs::default()
+    };
+    let session = Session::start(env, run_args)?;
+    let ctx = &session.ctx;
+    let github = LazyGitHub { session: &session, client: std::cell::OnceCell::new() };
     let event = catalog::classify(ctx.event_name.as_deref().unwrap_or(""), &ctx.payload);
-    let facts = EventFacts::of(&ctx);
+    let facts = EventFacts::of(ctx);
     let gh_for_config = if args.config.is_some() { None } else { github.get()? };
-    let config = load_config(args.config.as_deref(), &ctx, gh_for_config).await?;
-    let decision = decide(&config, &ctx, env, &event, &facts, &github).await?;
+    let config = load_config(args.config.as_deref(), ctx, gh_for_config).await?;
+    let decision = decide(&config, ctx, env, &event, &facts, &github).await?;
     deliver(&decision, args, env)?;
     Ok(Exit::Ok)
 }
@@ -41,8 +48,7 @@ pub async fn run(args: &RouteArgs, env: &Env) -> Result<Exit, ExitError> {
 /// The GitHub client, built at its first use: most routes make no API call, and a run that
 /// needs none does not pay for the HTTP and TLS setup (it shows in peak memory).
 struct LazyGitHub<'a> {
-    ctx: &'a Context,
-    token: Option<secrecy::SecretString>,
+    session: &'a Session<'a>,
     client: std::cell::OnceCell<Option<GitHub>>,
 }
 
@@ -51,10 +57,9 @@ impl Client for LazyGitHub<'_> {
         if let Some(c) = self.client.get() {
             return Ok(c.as_ref());
         }
-        let built = match (&self.token, &self.ctx.repository) {
-            (Some(t), Some(repo)) => {
-                Some(GitHub::new(&self.ctx.api_url, t, &repo.owner, &repo.name, std::time::Duration::ZERO)?)
-            }
+        let (s, zero) = (self.session, std::time::Duration::ZERO);
+        let built = match (s.token(), &s.ctx.repository) {
+            (Some(t), Some(repo)) => Some(crate::session::client(&s.ctx.api_url, t, Some(repo), zero)?),
             _ => None,
         };
         Ok(self.client.get_or_init(|| built).as_ref())
