@@ -244,7 +244,7 @@ impl Default for ReviewConfig {
 #[serde(default)]
 pub struct GitHubConfig {
     /// Seconds between two writes once a run passes the write burst
-    /// ([`crate::github::client::WRITE_BURST`]); 0 to [`MAX_WRITE_DELAY_SECS`] (schema).
+    /// ([`crate::github::WRITE_BURST`]); 0 to [`MAX_WRITE_DELAY_SECS`] (schema).
     pub write_delay: f64,
     /// The login the token posts as (`github-actions[bot]`, `<app-slug>[bot]`, a user's login):
     /// our hidden markers count only on bodies this account wrote (issue #17). Neither REST

@@ -23,8 +23,10 @@ use std::collections::BTreeMap;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::client::{check, decode, GitHub, GitHubError, MEDIA_JSON};
 use super::credential::{check_minted, MintedKind};
+use super::error::check;
+use super::transport::{decode, MEDIA_JSON};
+use super::{GitHub, GitHubError};
 
 /// Where an installation is looked up, and where runner credentials apply.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::client::{GitHub, GitHubError, MEDIA_JSON, PER_PAGE};
+use super::transport::{MEDIA_JSON, PER_PAGE};
+use super::{GitHub, GitHubError};
 
 /// The largest artifact zip downloaded (bytes): usage JSONL of one run is kilobytes; this only
 /// stops a wrong or hostile artifact from filling memory.
@@ -91,7 +92,7 @@ impl GitHub {
     /// The zip of artifact `id`: `GET …/artifacts/{id}/zip` without following its redirect,
     /// then the `Location` fetched with no credentials, at most [`MAX_ARTIFACT_BYTES`].
     ///
-    /// Errors: a status other than 302/410 from GitHub ([`super::client::check`]'s mapping), a
+    /// Errors: a status other than 302/410 from GitHub ([`super::error::check`]'s mapping), a
     /// redirect without an absolute `Location`, a failing or oversized download
     /// ([`GitHubError::Network`] / [`GitHubError::Status`] naming the artifact, never the URL's
     /// signature).
@@ -105,7 +106,7 @@ impl GitHub {
             301 | 302 | 303 | 307 | 308 => {}
             200..=299 => return Ok(Download::Zip(reply.body)),
             status => {
-                return Err(match super::client::check(reply, &action) {
+                return Err(match super::error::check(reply, &action) {
                     Err(e) => e,
                     Ok(_) => GitHubError::Status { action, status, message: "unexpected status".into() },
                 })

@@ -15,7 +15,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::client::{check, decode, encode_path, GitHub, GitHubError, MEDIA_JSON};
+use super::error::check;
+use super::transport::{decode, encode_path, MEDIA_JSON};
+use super::{GitHub, GitHubError};
 
 /// An issue (or the issue side of a pull request).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -5,21 +5,30 @@
 //!
 //! Every URL is built from `GITHUB_API_URL` by appending, so a GHES path prefix
 //! (`https://host/api/v3`) is kept on every request.
+//!
+//! The client is split by concern: `transport` (sending, body caps, redirects, pagination),
+//! `rate_limit` (write spacing, rate-limit waits, retry bounds), `error` ([`GitHubError`] and
+//! the mapping of a reply to it), `endpoints` (the typed calls on pulls, contents, comments and
+//! reviews).
 
 pub mod apps;
 pub mod artifacts;
-pub mod client;
 pub mod credential;
+mod endpoints;
+mod error;
 pub mod git;
 pub mod jwt;
 pub mod markers;
 pub mod permissions;
 pub mod publish;
+mod rate_limit;
 pub mod runners;
+mod transport;
 
-pub use client::{
-    ClientPolicy, GitHub, GitHubError, IssueComment, PullRequest, Review, ReviewComment, ReviewEvent, ReviewRequest,
-};
+pub use endpoints::{is_by, Author, IssueComment, PullRequest, Review, ReviewComment, ReviewEvent, ReviewRequest};
+pub use error::GitHubError;
+pub use rate_limit::{write_wait, ClientPolicy, WRITE_BURST};
+pub use transport::{GitHub, API_VERSION, MAX_BODY_BYTES};
 
 pub use credential::token_from_env;
 
@@ -67,3 +76,6 @@ pub fn client_for_run(
         _ => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests;

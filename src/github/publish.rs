@@ -187,7 +187,7 @@ pub async fn upsert_summary(
 /// What GitHub reports as the author of a comment we just posted is the token's own identity:
 /// when it is not `identity` (config `github.identity`), a warning says which login to set,
 /// since a later run would not trust this comment's marker.
-pub fn check_identity(posted: &crate::github::client::IssueComment, identity: &str) {
+pub fn check_identity(posted: &crate::github::IssueComment, identity: &str) {
     if let Some(author) = posted.user.as_ref().filter(|_| !posted.by(identity)) {
         crate::log::warn(&format!(
             "this token posts as `{}`, but `github.identity` is `{identity}`: a re-run will not trust the marker it just wrote\nhelp: set `github: {{identity: \"{}\"}}` in the config",

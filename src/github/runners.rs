@@ -7,7 +7,8 @@
 
 use serde::Deserialize;
 
-use super::client::{GitHub, GitHubError, PER_PAGE};
+use super::transport::PER_PAGE;
+use super::{GitHub, GitHubError};
 
 /// One self-hosted runner (fields `route` reads).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

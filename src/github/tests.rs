@@ -2,8 +2,14 @@
 //! (copied into `tests/fixtures/github/`). Every server has a catch-all mock that answers 599
 //! and expects no call, so an unexpected request fails the test when the server drops.
 
-use super::*;
+use super::endpoints::*;
+use super::error::*;
+use super::rate_limit::*;
+use super::transport::*;
+use crate::findings::Side;
+use secrecy::SecretString;
 use serde_json::{json, Value};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wiremock::matchers::{any, body_json, header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -862,7 +868,7 @@ async fn every_body_has_a_cap_streamed_or_declared_and_is_refused_without_retry(
         .expect("client")
         .with_policy(fast_policy());
     let err = gh.download_artifact(5).await.expect_err("over the artifact cap");
-    assert!(err.to_string().contains(&format!("over {} bytes", super::super::artifacts::MAX_ARTIFACT_BYTES)), "{err}");
+    assert!(err.to_string().contains(&format!("over {} bytes", super::artifacts::MAX_ARTIFACT_BYTES)), "{err}");
 }
 
 #[tokio::test]
