@@ -742,9 +742,13 @@ fn next_link_finds_rel_next_among_others() {
             r#"<https://h/api/v3/x?page=1>; rel="prev", <https://h/api/v3/x?page=3>; rel="next", <https://h/api/v3/x?page=9>; rel="last""#,
         ),
     );
-    assert_eq!(next_link(&headers).as_deref(), Some("https://h/api/v3/x?page=3"));
+    assert_eq!(next_link(&headers, "https://h/api/v3/x?page=2").as_deref(), Some("https://h/api/v3/x?page=3"));
     headers.insert(http::header::LINK, http::HeaderValue::from_static(r#"<https://h/x?page=1>; rel="first""#));
-    assert_eq!(next_link(&headers), None);
+    assert_eq!(next_link(&headers, "https://h/x?page=2"), None);
+    // RFC 8288: several relation types in one `rel`, any case; a relative target resolves
+    // against the page's own URL, so it stays on the API host.
+    headers.insert(http::header::LINK, http::HeaderValue::from_static(r#"</api/v3/x?page=4>; REL="last next""#));
+    assert_eq!(next_link(&headers, "https://h/api/v3/x?page=3").as_deref(), Some("https://h/api/v3/x?page=4"));
 }
 
 #[test]

@@ -225,7 +225,7 @@ impl GitHub {
         for _ in 0..MAX_PAGES {
             let reply = check(self.get(&url, MEDIA_JSON, action).await?, action)?;
             items.extend(page(&reply.body)?);
-            match next_link(&reply.headers) {
+            match next_link(&reply.headers, &url) {
                 Some(next) => url = next,
                 None => return Ok(items),
             }
@@ -438,27 +438,20 @@ enum SendError {
 }
 
 /// The `rel="next"` target of a `Link` header (RFC 8288), e.g.
-/// `<https://api.github.com/repositories/1/issues?page=2>; rel="next", <...>; rel="last"`.
-pub(super) fn next_link(headers: &http::HeaderMap) -> Option<String> {
-    for value in headers.get_all(http::header::LINK) {
-        let Ok(value) = value.to_str() else { continue };
-        for link in value.split(',') {
-            let mut parts = link.split(';');
-            let target = parts.next()?.trim();
-            let Some(url) = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else { continue };
-            let is_next = parts.any(|param| {
-                let param = param.trim();
-                param
-                    .strip_prefix("rel=")
-                    .map(|rel| rel.trim_matches('"').split_whitespace().any(|r| r.eq_ignore_ascii_case("next")))
-                    .unwrap_or(false)
-            });
-            if is_next {
-                return Some(url.to_string());
-            }
-        }
-    }
-    None
+/// `<https://api.github.com/repositories/1/issues?page=2>; rel="next", <...>; rel="last"`,
+/// parsed by `http-link` (RFC 8288 appendix B: quoted parameters, several relation types in one
+/// `rel`, case-insensitive). A relative target is resolved against `current`, the page's own
+/// URL; a header that does not parse counts as no next page, like one without `rel="next"`.
+pub(super) fn next_link(headers: &http::HeaderMap, current: &str) -> Option<String> {
+    let base = url::Url::parse(current).ok()?;
+    headers
+        .get_all(http::header::LINK)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(|value| http_link::parse_link_header(value, &base).ok())
+        .flatten()
+        .find(|link| link.rel == "next")
+        .map(|link| link.target.to_string())
 }
 
 /// Decodes a JSON body into `T`.
