@@ -35,6 +35,25 @@ const LAYERS: &[&[&str]] = &[
     &["cli", "commands"],
 ];
 
+/// Arrows that still point up, each to be removed (issue #18 notes what is left). The test
+/// fails on any arrow not listed here, and on a listed arrow that no longer exists: the list
+/// only shrinks.
+const KNOWN_UPWARD: &[(&str, &str)] = &[
+    // Config loading from the base branch fetches through the GitHub client.
+    ("config", "github"),
+    // `fix.verify_network` names boundary's type; `fix.verify_spec()` builds edit's.
+    ("config", "boundary"),
+    ("config", "edit"),
+    // `budgets:` is `budget::BudgetConfig`.
+    ("config", "budget"),
+    // `state:` URLs checked by the store's parser; a parse test selects a provider.
+    ("config", "store"),
+    ("config", "providers"),
+    // `publish` renders the review (output::markdown) and posts a `ReviewReport`.
+    ("github", "output"),
+    ("github", "report"),
+];
+
 /// Files that stand outside the graph: the entry points and the test harness.
 const OUTSIDE: &[&str] = &["main", "lib", "test_support"];
 
@@ -119,6 +138,13 @@ fn every_import_points_down_and_no_modules_form_a_circle() {
             problems.push(format!("module `{m}` is in no layer of tests/it/module_graph.rs LAYERS"));
         }
     }
+    for (from, to) in KNOWN_UPWARD {
+        if !edges.contains_key(&(from.to_string(), to.to_string())) {
+            problems.push(format!("{from} → {to} is gone: remove it from KNOWN_UPWARD"));
+        }
+    }
+    let edges: BTreeMap<_, _> =
+        edges.into_iter().filter(|((f, t), _)| !KNOWN_UPWARD.contains(&(f.as_str(), t.as_str()))).collect();
     for ((from, to), at) in &edges {
         if let (Some(f), Some(t)) = (rank(from), rank(to)) {
             if t > f {
