@@ -322,7 +322,7 @@ fn action_outputs_mirror_what_agentctl_writes_and_documents() {
     assert_eq!(documented, review, "README's review outputs and what review writes differ");
 
     // Route and fix: the agreed names, checked against their source once it exists.
-    for (file, names) in [("src/commands/route.rs", ROUTE_OUTPUTS), ("src/commands/fix.rs", FIX_OUTPUTS)] {
+    for (file, names) in [("src/route/mod.rs", ROUTE_OUTPUTS), ("src/commands/fix.rs", FIX_OUTPUTS)] {
         let src = std::fs::read_to_string(root().join(file)).ok();
         for n in names {
             assert!(action.outputs.contains_key(*n), "action.yml lacks the {file} output `{n}`");
