@@ -21,12 +21,13 @@ use crate::fix::workspace::Workspace;
 use crate::fix::{rounds, FixRun};
 use crate::ledger::Ledger;
 use crate::redact::Redactor;
-use crate::session::{RunArgs, Session};
+use crate::session::Session;
 use crate::{actions, edit, log, output};
 
 /// Runs `agentctl fix`. Returns the exit code; stdout carries the dry-run rendering.
 pub async fn run(args: &FixArgs, env: &Env) -> Result<Exit, ExitError> {
-    let session = Session::start(env, run_args(args))?;
+    let session =
+        Session::start(env, super::model_run(&args.event, &args.config, &args.provider, args.dry_run, &args.ledger))?;
     let Some(mut run) = prepare(args, &session).await? else {
         return Ok(Exit::NothingToDo);
     };
@@ -43,20 +44,6 @@ pub async fn run(args: &FixArgs, env: &Env) -> Result<Exit, ExitError> {
         Ok(code) if failures.is_empty() => Ok(code),
         Ok(_) => Err(ExitError::new(Exit::Failure, anyhow::anyhow!("{}", failures.join("\n")))),
         Err(e) => Err(e),
-    }
-}
-
-/// The session's share of the command line.
-fn run_args(args: &FixArgs) -> RunArgs {
-    RunArgs {
-        event_path: args.event.path.clone(),
-        event_name: args.event.name.clone(),
-        config: args.config.clone(),
-        provider: args.provider.name.clone(),
-        model: args.provider.model.clone(),
-        dry_run: args.dry_run,
-        require_state: args.ledger.require_state,
-        usage_out: args.ledger.usage_out.clone(),
     }
 }
 

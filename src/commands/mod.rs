@@ -13,6 +13,26 @@ use crate::cli::{Cli, Command};
 use crate::context::Env;
 use crate::exit::{Exit, ExitError};
 
+/// The session's share of the flags of a command that calls a model (`review`, `fix`).
+fn model_run(
+    event: &crate::cli::EventArgs,
+    config: &Option<std::path::PathBuf>,
+    provider: &crate::cli::ProviderArgs,
+    dry_run: bool,
+    ledger: &crate::cli::LedgerArgs,
+) -> crate::session::RunArgs {
+    crate::session::RunArgs {
+        event_path: event.path.clone(),
+        event_name: event.name.clone(),
+        config: config.clone(),
+        provider: provider.name.clone(),
+        model: provider.model.clone(),
+        dry_run,
+        require_state: ledger.require_state,
+        usage_out: ledger.usage_out.clone(),
+    }
+}
+
 /// Runs the parsed command line.
 pub async fn run(cli: Cli, env: &Env) -> Result<Exit, ExitError> {
     match cli.command {

@@ -26,7 +26,7 @@ use crate::review::ask::{self, ModelPass};
 use crate::review::report::{self, Reviewed};
 use crate::review::settings::{DiffSource, Format, ReviewSettings};
 use crate::review::{self as domain, coverage, outputs, place, ReviewRun};
-use crate::session::{RunArgs, Session};
+use crate::session::Session;
 
 /// The review's inputs from its flags (flags > env, clap resolves both).
 fn settings(args: &ReviewArgs) -> ReviewSettings {
@@ -52,24 +52,11 @@ fn settings(args: &ReviewArgs) -> ReviewSettings {
     }
 }
 
-/// The session's share of the flags.
-fn run_args(args: &ReviewArgs) -> RunArgs {
-    RunArgs {
-        event_path: args.event.path.clone(),
-        event_name: args.event.name.clone(),
-        config: args.config.clone(),
-        provider: args.provider.name.clone(),
-        model: args.provider.model.clone(),
-        dry_run: args.dry_run,
-        require_state: args.ledger.require_state,
-        usage_out: args.ledger.usage_out.clone(),
-    }
-}
-
 /// Runs `agentctl review`. Returns the exit code; stdout carries the dry-run rendering.
 pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     let settings = settings(args);
-    let session = Session::start(env, run_args(args))?;
+    let session =
+        Session::start(env, super::model_run(&args.event, &args.config, &args.provider, args.dry_run, &args.ledger))?;
     let Some(mut run) = prepare(&settings, &session).await? else {
         return Ok(Exit::NothingToDo);
     };

@@ -1,7 +1,7 @@
 //! Short-lived GitHub credentials (`token-refresh`): GitHub App installation tokens, runner
 //! registration/remove tokens and just-in-time runner configs, delivered to sinks without
 //! ever showing in `ps`, a log or a world-readable file (SPEC §3.5). The command
-//! ([`crate::commands::token_refresh`]) only turns its flags into the settings here.
+//! (`agentctl token-refresh`) only turns its flags into the settings here.
 //!
 //! Order of work, so that nothing leaks and a bad input costs no request: inputs and sinks are
 //! checked first (a world-writable sink folder, `--print` to a terminal, a missing app id or a

@@ -8,7 +8,7 @@
 //!
 //! Parts: [`subject`] (the checkout, which issue or PR and who asked, the subject's texts),
 //! [`rounds`] (prompt → answer → apply → verify, fed back) in a [`workspace`], then
-//! [`publish`] (branch, commit, draft PR, comment). The command (`crate::commands::fix`) runs
+//! [`publish`] (branch, commit, draft PR, comment). The `fix` command runs
 //! them on the run's session.
 //!
 //! Decisions where the issue is silent:
