@@ -164,7 +164,8 @@ fn postgres(rows: u64, now: i64, dir: &Path) {
     url.set_path(&db);
     let state = url.to_string();
     let location =
-        store::Location::parse(Path::new(&state), store::Origin::Env, &agentctl::context::Env::from_pairs([])).unwrap();
+        store::Location::parse(Path::new(&state), store::StateSource::Env, &agentctl::context::Env::from_pairs([]))
+            .unwrap();
 
     let t = Instant::now();
     let pg = Store::open_location(&location).unwrap();

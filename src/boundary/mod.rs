@@ -67,16 +67,7 @@ pub const SETUP_FAILED: u8 = 125;
 /// How the trampoline's one line on stderr starts when it returns [`SETUP_FAILED`].
 pub const SETUP_FAILED_PREFIX: &str = "agentctl: process boundary: ";
 
-/// What network a model-driven child gets (config `fix.verify_network`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Network {
-    /// agentctl's own network.
-    #[default]
-    Inherit,
-    /// A new network namespace with only a loopback interface (Linux only).
-    None,
-}
+pub use crate::config::fix::Network;
 
 /// A command that runs `program` with `args` inside the boundary: through the trampoline when
 /// this process is the hardened agentctl binary on Linux, else directly (then `network` must

@@ -38,7 +38,9 @@ impl From<crate::github::credential::CredentialError> for ExitError {
 impl From<crate::config::ConfigError> for ExitError {
     fn from(e: crate::config::ConfigError) -> Self {
         match e {
-            crate::config::ConfigError::Fetch { source, .. } => source.into(),
+            crate::config::ConfigError::Fetch { exit, source, .. } => {
+                ExitError::new(exit, anyhow::Error::from_boxed(source))
+            }
             other => ExitError::new(other.exit(), other),
         }
     }

@@ -112,7 +112,7 @@ async fn fix_with_ledger(session: &Session<'_>, run: &mut FixRun, ledger: &Ledge
     let whole = run.config.fix.edit_format == EditFormat::Whole;
     let system = crate::prompt::fix_system_prompt(
         whole,
-        run.config.fix.edit_limits().whole_file_max_bytes,
+        edit::Limits::from_config(&run.config.fix).whole_file_max_bytes,
         run.config.fix.instructions.as_deref(),
     );
     let budget =
@@ -134,7 +134,7 @@ async fn fix_with_ledger(session: &Session<'_>, run: &mut FixRun, ledger: &Ledge
         ))
     })?;
 
-    let spec = run.config.fix.verify_spec();
+    let spec = edit::verify::VerifySpec::from_config(&run.config.fix);
     let mut ws = Workspace::open(&run.root, run.config.fix.workdir, env)?;
     let result = rounds::rounds(run, &mut ws, &chain, &system, budget, spec.as_ref().map(|s| (s, env)), ledger).await;
     // The checkout ends as it started, whatever happened.

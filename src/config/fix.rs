@@ -62,7 +62,7 @@ pub struct FixConfig {
     /// `inherit`, or `none`: verify runs in a network namespace of its own with only loopback
     /// (Linux; see [`crate::boundary`]). Issue #17 names it `fix.verify.network`; it is flat
     /// like the other `verify_*` keys, since `fix.verify` is the command itself.
-    pub verify_network: crate::boundary::Network,
+    pub verify_network: Network,
     /// Where the rounds edit and verify runs.
     pub workdir: Workdir,
     pub max_rounds: u32,
@@ -90,7 +90,7 @@ impl Default for FixConfig {
             verify_timeout: 600.0,
             verify_output_bytes: 65_536,
             verify_env: vec![],
-            verify_network: crate::boundary::Network::Inherit,
+            verify_network: Network::Inherit,
             workdir: Workdir::Scratch,
             max_rounds: 2,
             protected_paths: vec![],
@@ -105,29 +105,6 @@ impl Default for FixConfig {
     }
 }
 
-impl FixConfig {
-    /// The [`crate::edit::Limits`] of this config: no rewrite limit with `edit_format: whole`.
-    pub fn edit_limits(&self) -> crate::edit::Limits {
-        crate::edit::Limits {
-            whole_file_max_bytes: (self.edit_format != EditFormat::Whole).then_some(self.whole_file_max_bytes),
-        }
-    }
-
-    /// The verify command to run, or `None` when none is configured.
-    pub fn verify_spec(&self) -> Option<crate::edit::verify::VerifySpec> {
-        let (argv, display) = crate::edit::verify::argv(self.verify.as_ref()?, self.verify_shell)?;
-        Some(crate::edit::verify::VerifySpec {
-            argv,
-            display,
-            timeout: std::time::Duration::try_from_secs_f64(self.verify_timeout.clamp(0.001, 86_400.0))
-                .unwrap_or(std::time::Duration::from_secs(600)),
-            output_cap: self.verify_output_bytes.max(1),
-            env_allow: self.verify_env.clone(),
-            network: self.verify_network,
-        })
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
 mod tests {
@@ -136,18 +113,15 @@ mod tests {
     #[test]
     fn fix_settings_parse_with_defaults_and_the_schema_refuses_bad_ones() {
         let c = Config::from_text("fix:\n  verify: cargo test\n  verify_env: [DATABASE_URL]\n", "t").unwrap();
-        let spec = c.fix.verify_spec().unwrap();
-        assert_eq!(spec.argv, ["cargo", "test"]);
-        assert_eq!(spec.env_allow, ["DATABASE_URL"]);
-        assert_eq!((c.fix.max_rounds, spec.timeout.as_secs()), (2, 600));
+        assert_eq!(c.fix.verify, Some(super::VerifyCommand::Line("cargo test".into())));
+        assert_eq!(c.fix.verify_env, ["DATABASE_URL"]);
+        assert_eq!((c.fix.max_rounds, c.fix.verify_timeout), (2, 600.0));
         let c = Config::from_text("fix:\n  verify: [npm, test]\n  edit_format: whole\n  max_rounds: 3\n", "t").unwrap();
-        assert_eq!(c.fix.verify_spec().unwrap().argv, ["npm", "test"]);
+        assert_eq!(c.fix.verify, Some(super::VerifyCommand::Argv(vec!["npm".into(), "test".into()])));
         assert_eq!(c.fix.edit_format, super::EditFormat::Whole);
-        assert!(Config::default().fix.verify_spec().is_none());
-        assert_eq!(Config::default().fix.edit_limits().whole_file_max_bytes, Some(8192));
-        assert_eq!(c.fix.edit_limits().whole_file_max_bytes, None, "edit_format: whole lifts the limit");
+        assert!(Config::default().fix.verify.is_none());
         let c = Config::from_text("fix:\n  whole_file_max_bytes: 100\n", "t").unwrap();
-        assert_eq!(c.fix.edit_limits().whole_file_max_bytes, Some(100));
+        assert_eq!(c.fix.whole_file_max_bytes, 100);
         assert_eq!(c.fix.commit, super::CommitMethod::Api);
         let c = Config::from_text("fix:\n  commit: git\n", "t").unwrap();
         assert_eq!(c.fix.commit, super::CommitMethod::Git);
@@ -162,4 +136,16 @@ mod tests {
             assert!(Config::from_text(bad, "t").is_err(), "{bad}");
         }
     }
+}
+
+/// What network a model-driven child gets (`fix.verify_network`; the boundary applies it,
+/// [`crate::boundary`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Network {
+    /// agentctl's own network.
+    #[default]
+    Inherit,
+    /// A new network namespace with only a loopback interface (Linux only).
+    None,
 }

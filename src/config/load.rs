@@ -1,9 +1,33 @@
 //! Loading: a config from a path (a regular file inside the repository, read with a cap), and
 //! the rule of which file a run reads — on pull-request events the base branch's, never the PR's.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use super::{Config, ConfigError, DEFAULT_PATH, MAX_CONFIG_BYTES};
+use crate::exit::Exit;
+
+/// Where a run with a GitHub client reads a commit's files: the repository contents API
+/// (`GET /repos/{owner}/{repo}/contents/{path}?ref={sha}`; the adapter for the client is in
+/// `crate::github::config_source`). Config loading takes this, so `config` imports nothing
+/// above it.
+pub trait CommitFiles {
+    /// `path` at commit `sha` (read with the implementation's body cap); `Ok(None)` when the
+    /// commit has no such file.
+    ///
+    /// Errors: [`FetchError`], with the exit code the failure ends the run with.
+    fn read_at(&self, path: &str, sha: &str) -> impl Future<Output = Result<Option<Vec<u8>>, FetchError>> + Send;
+}
+
+/// A failed read of a commit's file: the transport's error, and the exit code it ends a run
+/// with (an auth failure 4, anything else that the transport says).
+#[derive(Debug)]
+pub struct FetchError {
+    /// The exit code of this failure.
+    pub exit: Exit,
+    /// The transport's error, printed as the cause.
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
 
 impl Config {
     /// Reads and validates the file at `path`.
@@ -80,7 +104,7 @@ pub enum ConfigOrigin {
 pub async fn load_for_pr(
     explicit: Option<&Path>,
     pr: Option<&crate::context::target::PrMeta>,
-    gh: Option<&crate::github::GitHub>,
+    gh: Option<&impl CommitFiles>,
     pr_event_in_actions: bool,
 ) -> Result<(Config, ConfigOrigin), ConfigError> {
     if let Some(path) = explicit {
@@ -126,7 +150,7 @@ pub async fn load_for_pr(
 /// Errors: as [`load_for_pr`].
 pub async fn load_for_ref(
     explicit: Option<&Path>,
-    gh: Option<&crate::github::GitHub>,
+    gh: Option<&impl CommitFiles>,
     sha: Option<&str>,
 ) -> Result<(Config, ConfigOrigin), ConfigError> {
     if let Some(path) = explicit {
@@ -149,9 +173,12 @@ pub async fn load_for_ref(
 /// `None` when the commit has no such file.
 ///
 /// Errors: [`ConfigError::Fetch`] when the API call fails; every [`Config::from_text`] error.
-async fn fetch_at(gh: &crate::github::GitHub, sha: &str, name: &str) -> Result<Option<Config>, ConfigError> {
-    let bytes =
-        gh.file_at(DEFAULT_PATH, sha).await.map_err(|source| ConfigError::Fetch { base: sha.to_owned(), source })?;
+async fn fetch_at(gh: &impl CommitFiles, sha: &str, name: &str) -> Result<Option<Config>, ConfigError> {
+    let bytes = gh.read_at(DEFAULT_PATH, sha).await.map_err(|FetchError { exit, source }| ConfigError::Fetch {
+        base: sha.to_owned(),
+        exit,
+        source,
+    })?;
     bytes.map(|b| Config::from_text(&String::from_utf8_lossy(&b), name)).transpose()
 }
 
@@ -227,6 +254,41 @@ mod tests {
     use std::path::Path;
 
     use crate::config::{Config, MAX_CONFIG_BYTES};
+
+    /// A commit's files from memory, or a failure with an exit code: loading needs no client.
+    struct Files(Result<Option<&'static str>, crate::exit::Exit>);
+
+    impl super::CommitFiles for Files {
+        async fn read_at(&self, path: &str, _sha: &str) -> Result<Option<Vec<u8>>, super::FetchError> {
+            assert_eq!(path, super::DEFAULT_PATH);
+            self.0
+                .map(|text| text.map(|t| t.as_bytes().to_vec()))
+                .map_err(|exit| super::FetchError { exit, source: "401 Bad credentials".into() })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_base_commit_file_is_read_through_the_given_source_and_its_failure_keeps_its_exit() {
+        let pr = crate::context::target::PrMeta {
+            number: 7,
+            title: String::new(),
+            body: None,
+            head_sha: "h".repeat(40),
+            base_sha: "b".repeat(40),
+            base_ref: "main".into(),
+        };
+        let base = Files(Ok(Some("review:\n  max_inline_comments: 3\n")));
+        let (config, origin) = super::load_for_pr(None, Some(&pr), Some(&base), true).await.unwrap();
+        assert_eq!((config.review.max_inline_comments, origin), (3, super::ConfigOrigin::BaseViaApi));
+        let (config, origin) = super::load_for_pr(None, Some(&pr), Some(&Files(Ok(None))), true).await.unwrap();
+        assert_eq!((config, origin), (Config::default(), super::ConfigOrigin::Defaults));
+        let err = super::load_for_ref(None, Some(&Files(Err(crate::exit::Exit::Auth))), Some(&pr.base_sha))
+            .await
+            .unwrap_err();
+        assert_eq!(err.exit(), crate::exit::Exit::Auth);
+        let chain = format!("{:#}", anyhow::Error::new(err));
+        assert!(chain.contains("at bbbbbbbbbbbb") && chain.contains("401 Bad credentials"), "{chain}");
+    }
 
     #[test]
     #[cfg(unix)]

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::usage::pricing::ModelPrice;
 
+pub mod budget;
 pub mod fix;
 mod load;
 mod model;
@@ -21,7 +22,7 @@ pub mod routes;
 mod starter;
 
 pub use fix::{CommitMethod, EditFormat, FixConfig, VerifyCommand, Workdir};
-pub use load::{load_for_pr, load_for_ref, ConfigOrigin};
+pub use load::{load_for_pr, load_for_ref, CommitFiles, ConfigOrigin, FetchError};
 pub use model::{
     write_delay_from_env, BreakerConfig, CommandOutput, GitHubConfig, ProviderConfig, ProviderKind, ReviewConfig,
     DEFAULT_IDENTITY, MAX_WRITE_DELAY_SECS,
@@ -59,7 +60,7 @@ pub struct Config {
     /// State store path.
     pub state: Option<PathBuf>,
     /// Spending limits (`cost check`, the budget gate in `review`); see [`crate::budget`].
-    pub budgets: Vec<crate::budget::BudgetConfig>,
+    pub budgets: Vec<budget::BudgetConfig>,
     /// `agentctl route` rules, first match wins; empty: [`routes::default_routes`].
     pub routes: Vec<routes::RouteRule>,
     /// Tier name → `providers:` entry, for `routes[].tier` and `budgets[].downgrade_to`.
@@ -97,8 +98,10 @@ pub enum ConfigError {
     #[error("cannot read {DEFAULT_PATH} at {base}")]
     Fetch {
         base: String,
+        /// The exit code the failure ends the run with (the transport's).
+        exit: crate::exit::Exit,
         #[source]
-        source: crate::github::GitHubError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// On a pull-request event in Actions with no token, the base commit is not in the checkout,
     /// so the config cannot be read from it; the PR's own copy is never used instead.
@@ -114,7 +117,7 @@ impl ConfigError {
     /// other config error is `Usage` (2): nothing was sent anywhere.
     pub fn exit(&self) -> crate::exit::Exit {
         match self {
-            ConfigError::Fetch { source, .. } => source.exit(),
+            ConfigError::Fetch { exit, .. } => *exit,
             _ => crate::exit::Exit::Usage,
         }
     }

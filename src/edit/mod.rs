@@ -125,6 +125,16 @@ pub struct Limits {
     pub whole_file_max_bytes: Option<u64>,
 }
 
+impl Limits {
+    /// The limits `fix` sets: no rewrite limit with `edit_format: whole`.
+    pub fn from_config(fix: &crate::config::FixConfig) -> Limits {
+        Limits {
+            whole_file_max_bytes: (fix.edit_format != crate::config::EditFormat::Whole)
+                .then_some(fix.whole_file_max_bytes),
+        }
+    }
+}
+
 /// Plans `set` against the checkout at `root` under `policy`: every change in memory, every
 /// refusal with its reason. Reads the file system, never writes it. No [`Limits`]; see
 /// [`plan_with`].

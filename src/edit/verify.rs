@@ -47,7 +47,26 @@ pub struct VerifySpec {
     /// Names of variables passed through besides [`BASE_ENV`].
     pub env_allow: Vec<String>,
     /// `fix.verify_network`: agentctl's network, or a namespace with only loopback.
-    pub network: crate::boundary::Network,
+    pub network: crate::config::fix::Network,
+}
+
+impl VerifySpec {
+    /// The verify command `fix` runs, or `None` when none is configured: `fix.verify` split
+    /// by [`argv`], `fix.verify_timeout` seconds clamped to (0.001, 86 400] (600 s when it
+    /// cannot be a duration), `fix.verify_output_bytes` (at least 1), `fix.verify_env` and
+    /// `fix.verify_network`.
+    pub fn from_config(fix: &crate::config::FixConfig) -> Option<VerifySpec> {
+        let (argv, display) = argv(fix.verify.as_ref()?, fix.verify_shell)?;
+        Some(VerifySpec {
+            argv,
+            display,
+            timeout: Duration::try_from_secs_f64(fix.verify_timeout.clamp(0.001, 86_400.0))
+                .unwrap_or(Duration::from_secs(600)),
+            output_cap: fix.verify_output_bytes.max(1),
+            env_allow: fix.verify_env.clone(),
+            network: fix.verify_network,
+        })
+    }
 }
 
 /// How a verify run ended.
@@ -207,6 +226,24 @@ async fn drain<R: tokio::io::AsyncRead + Unpin>(mut r: R, tail: std::sync::Arc<s
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_spec_and_limits_follow_the_fix_config() {
+        use crate::config::Config;
+        let c = Config::from_text("fix:\n  verify: cargo test\n  verify_env: [DATABASE_URL]\n", "t").unwrap();
+        let spec = VerifySpec::from_config(&c.fix).unwrap();
+        assert_eq!(spec.argv, ["cargo", "test"]);
+        assert_eq!(spec.env_allow, ["DATABASE_URL"]);
+        assert_eq!(spec.timeout.as_secs(), 600);
+        let c = Config::from_text("fix:\n  verify: [npm, test]\n  edit_format: whole\n", "t").unwrap();
+        assert_eq!(VerifySpec::from_config(&c.fix).unwrap().argv, ["npm", "test"]);
+        assert!(VerifySpec::from_config(&Config::default().fix).is_none());
+        let limits = |c: &Config| crate::edit::Limits::from_config(&c.fix).whole_file_max_bytes;
+        assert_eq!(limits(&Config::default()), Some(8192));
+        assert_eq!(limits(&c), None, "edit_format: whole lifts the limit");
+        let c = Config::from_text("fix:\n  whole_file_max_bytes: 100\n", "t").unwrap();
+        assert_eq!(limits(&c), Some(100));
+    }
+
     fn spec(shell_line: &str, timeout: Duration, cap: usize, allow: &[&str]) -> VerifySpec {
         VerifySpec {
             argv: vec!["sh".into(), "-c".into(), shell_line.into()],
@@ -214,7 +251,7 @@ mod tests {
             timeout,
             output_cap: cap,
             env_allow: allow.iter().map(|s| s.to_string()).collect(),
-            network: crate::boundary::Network::Inherit,
+            network: crate::config::fix::Network::Inherit,
         }
     }
 

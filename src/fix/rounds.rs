@@ -110,7 +110,7 @@ pub(crate) async fn rounds(
         let explanation =
             answer.value.get("explanation").and_then(|e| e.as_str()).unwrap_or_default().trim().to_string();
         let set: EditSet = serde_json::from_value(answer.value).unwrap_or_default();
-        let applied = edit::plan_with(&ws.root, &set, &run.policy, run.config.fix.edit_limits());
+        let applied = edit::plan_with(&ws.root, &set, &run.policy, edit::Limits::from_config(&run.config.fix));
         for c in &applied.changes {
             ws.originals.entry(c.path.clone()).or_insert_with(|| c.before.clone());
         }

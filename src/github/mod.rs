@@ -13,6 +13,7 @@
 
 pub mod apps;
 pub mod artifacts;
+mod config_source;
 pub mod credential;
 mod endpoints;
 mod error;

@@ -251,3 +251,99 @@ fn build_one(
     };
     Ok(adapter)
 }
+
+/// Every number the schema allows is one the provider chain can be built from: the walk over
+/// the config schema lives here, beside the conversions it exercises.
+#[cfg(test)]
+mod tests {
+    /// Every numeric field of the schema: (instance path, its schema), found by walking
+    /// `properties`, `additionalProperties` (a placeholder key `x`) and `$ref`s generically.
+    fn numeric_fields() -> Vec<(Vec<String>, serde_json::Value)> {
+        fn walk(
+            root: &serde_json::Value,
+            node: &serde_json::Value,
+            path: Vec<String>,
+            out: &mut Vec<(Vec<String>, serde_json::Value)>,
+        ) {
+            if let Some(r) = node.get("$ref").and_then(|r| r.as_str()) {
+                let target = root.pointer(r.trim_start_matches('#')).unwrap();
+                return walk(root, target, path, out);
+            }
+            if matches!(node.get("type").and_then(|t| t.as_str()), Some("number" | "integer")) {
+                out.push((path.clone(), node.clone()));
+            }
+            if let Some(props) = node.get("properties").and_then(|p| p.as_object()) {
+                for (k, v) in props {
+                    let mut p = path.clone();
+                    p.push(k.clone());
+                    walk(root, v, p, out);
+                }
+            }
+            if let Some(extra) = node.get("additionalProperties").filter(|a| a.is_object()) {
+                let mut p = path.clone();
+                p.push("x".into());
+                walk(root, extra, p, out);
+            }
+        }
+        let schema: serde_json::Value = serde_json::from_str(crate::config::SCHEMA).unwrap();
+        let mut out = vec![];
+        walk(&schema, &schema, vec![], &mut out);
+        out
+    }
+
+    /// A minimal valid config with `value` at `path`.
+    fn config_with(path: &[String], value: serde_json::Value) -> serde_json::Value {
+        let mut doc = serde_json::json!({});
+        if path.first().map(String::as_str) == Some("providers") {
+            doc = serde_json::json!({"provider": "x", "providers": {"x": {"kind": "openai", "model": "m"}}});
+        }
+        if path.first().map(String::as_str) == Some("pricing") {
+            doc = serde_json::json!({"pricing": {"x": {"input_cost_per_token": 0, "output_cost_per_token": 0}}});
+        }
+        let mut at = &mut doc;
+        for key in &path[..path.len() - 1] {
+            at = at.as_object_mut().unwrap().entry(key.clone()).or_insert(serde_json::json!({}));
+        }
+        at[path.last().unwrap()] = value;
+        doc
+    }
+
+    #[test]
+    fn numeric_config_values_validation_accepts_never_panic() {
+        // `timeout: 1e300` passed validation, then `Duration::from_secs_f64` aborted (exit 134).
+        let fields = numeric_fields();
+        assert!(fields.len() >= 15, "the walk found too few numeric fields: {fields:?}");
+        let state = tempfile::tempdir().unwrap();
+        let state_path = state.path().join("state.db");
+        let env = crate::context::Env::from_pairs([
+            ("OPENAI_API_KEY", "sk-test-walker"),
+            ("AGENTCTL_STATE", state_path.to_str().unwrap()),
+        ]);
+        for (path, spec) in fields {
+            let pointer = format!("/{}", path.join("/"));
+            let max = spec.get("maximum").unwrap_or_else(|| panic!("{pointer} has no maximum"));
+            let text = config_with(&path, max.clone()).to_string();
+            let config =
+                crate::config::Config::from_text(&text, "walk").unwrap_or_else(|e| panic!("{pointer} = {max}: {e}"));
+            // Building the provider chain and the settings converts every number.
+            let store = crate::store::open_configured(&env, None);
+            let redactor = crate::redact::Redactor::new();
+            crate::providers::select::select(&config, None, None, &env, &redactor, &store).unwrap();
+            let _ = config.github.write_delay();
+            let above = if spec["type"] == "integer" {
+                serde_json::json!(max.as_u64().unwrap() + 1)
+            } else {
+                serde_json::json!(max.as_f64().unwrap() * 2.0 + 1.0)
+            };
+            for bad in [above, serde_json::json!(1e300)] {
+                let text = config_with(&path, bad.clone()).to_string();
+                match crate::config::Config::from_text(&text, "walk") {
+                    Err(crate::config::ConfigError::Invalid { violations, .. }) => {
+                        assert!(violations.iter().any(|v| v.pointer == pointer), "{pointer} = {bad}: {violations:?}")
+                    }
+                    other => panic!("{pointer} = {bad} was not refused as invalid: {other:?}"),
+                }
+            }
+        }
+    }
+}

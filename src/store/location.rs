@@ -39,7 +39,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a state-store location was written, which decides whether it may hold a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub enum StateSource {
     /// The `AGENTCTL_STATE` environment variable: may hold a password.
     Env,
     /// The config file's `state` (committed to the repository): no password.
@@ -48,12 +48,12 @@ pub enum Origin {
     Flag,
 }
 
-impl Origin {
+impl StateSource {
     fn describe(self) -> &'static str {
         match self {
-            Origin::Env => "AGENTCTL_STATE",
-            Origin::Config => "the config's `state`",
-            Origin::Flag => "--state",
+            StateSource::Env => "AGENTCTL_STATE",
+            StateSource::Config => "the config's `state`",
+            StateSource::Flag => "--state",
         }
     }
 }
@@ -73,7 +73,7 @@ impl Location {
     ///
     /// Errors: [`StoreError::BadUrl`] for a URL that does not parse, has an unknown `sslmode` or
     /// parameter, or holds a password outside the environment.
-    pub fn parse(text: &Path, origin: Origin, env: &Env) -> Result<Self, StoreError> {
+    pub fn parse(text: &Path, origin: StateSource, env: &Env) -> Result<Self, StoreError> {
         match text.to_str() {
             Some(url) if is_postgres_url(url) => {
                 PgLocation::parse(url, origin, env).map(|pg| Location::Postgres(Box::new(pg)))
@@ -101,7 +101,7 @@ impl Location {
 
 /// Checks a PostgreSQL URL written in `origin` without using it (`config validate`): the
 /// errors of [`Location::parse`], nothing read from the environment, nothing registered.
-pub fn check_url(url: &str, origin: Origin) -> Result<(), StoreError> {
+pub fn check_url(url: &str, origin: StateSource) -> Result<(), StoreError> {
     PgLocation::read(url, origin).map(|_| ())
 }
 
@@ -148,7 +148,7 @@ impl std::fmt::Debug for PgLocation {
 impl PgLocation {
     /// [`PgLocation::read`], then: `PGPASSWORD` when the URL has no password, the password
     /// registered with the log's redactor, and a warning for a remote host without `sslmode`.
-    fn parse(url: &str, origin: Origin, env: &Env) -> Result<Self, StoreError> {
+    fn parse(url: &str, origin: StateSource, env: &Env) -> Result<Self, StoreError> {
         let (mut location, sslmode_given) = Self::read(url, origin)?;
         if location.config.get_password().is_none() {
             if let Some(password) = env.get(PGPASSWORD).filter(|p| !p.is_empty()) {
@@ -176,7 +176,7 @@ impl PgLocation {
     /// The URL as written, with no side effect: refused when it does not parse, has an unknown
     /// `sslmode` or parameter, names no host, or holds a password outside the environment.
     /// Also says whether `sslmode` was given.
-    fn read(url: &str, origin: Origin) -> Result<(Self, bool), StoreError> {
+    fn read(url: &str, origin: StateSource) -> Result<(Self, bool), StoreError> {
         let bad = |detail: String| StoreError::BadUrl { origin: origin.describe(), detail };
         let url = lowercase_scheme(url);
         let (base, query) = url.split_once('?').unwrap_or((&url, ""));
@@ -209,7 +209,7 @@ impl PgLocation {
         }
         // tokio-postgres's messages name the part at fault, never the password.
         let mut config = tokio_postgres::Config::from_str(&text).map_err(|e| bad(crate::log::error_chain(&e)))?;
-        if config.get_password().is_some() && origin != Origin::Env {
+        if config.get_password().is_some() && origin != StateSource::Env {
             return Err(bad(format!(
                 "the URL holds a password, and {} is no place for one (a config file is committed, a \
                  command line is seen by every process)\nhelp: put the password in PGPASSWORD, or the \
@@ -361,7 +361,7 @@ pub fn env_secrets(env: &Env) -> Vec<SecretString> {
 mod tests {
     use super::*;
 
-    fn pg(url: &str, origin: Origin, env: &[(&str, &str)]) -> Result<PgLocation, StoreError> {
+    fn pg(url: &str, origin: StateSource, env: &[(&str, &str)]) -> Result<PgLocation, StoreError> {
         match Location::parse(Path::new(url), origin, &Env::from_pairs(env.iter().copied()))? {
             Location::Postgres(pg) => Ok(*pg),
             Location::File(p) => panic!("{url} read as the file {}", p.display()),
@@ -373,13 +373,13 @@ mod tests {
         let env = Env::from_pairs([]);
         for path in ["state.db", "/var/agentctl/state.db", "postgres.db", "./postgres:/x"] {
             assert!(
-                matches!(Location::parse(Path::new(path), Origin::Config, &env).unwrap(), Location::File(_)),
+                matches!(Location::parse(Path::new(path), StateSource::Config, &env).unwrap(), Location::File(_)),
                 "{path}"
             );
         }
         for url in ["postgres://h/db", "postgresql://u@h:5433/db", "POSTGRES://h/db"] {
             assert!(
-                matches!(Location::parse(Path::new(url), Origin::Config, &env).unwrap(), Location::Postgres(_)),
+                matches!(Location::parse(Path::new(url), StateSource::Config, &env).unwrap(), Location::Postgres(_)),
                 "{url}"
             );
         }
@@ -387,42 +387,43 @@ mod tests {
 
     #[test]
     fn the_name_and_address_hold_no_password() {
-        let loc = pg("postgres://ci:s3cr%40t@db.internal:6432/ledger?sslmode=require", Origin::Env, &[]).unwrap();
+        let loc = pg("postgres://ci:s3cr%40t@db.internal:6432/ledger?sslmode=require", StateSource::Env, &[]).unwrap();
         assert_eq!(loc.name(), "postgres://ci@db.internal:6432/ledger");
         assert_eq!(loc.address(), "db.internal:6432");
         assert_eq!(loc.config().get_password(), Some(&b"s3cr@t"[..]));
         let debug = format!("{:?} {:?}", loc, Location::Postgres(Box::new(loc.clone())));
         assert!(!debug.contains("s3cr"), "{debug}");
-        let v6 = pg("postgres://ci@[::1]/ledger", Origin::Config, &[]).unwrap();
+        let v6 = pg("postgres://ci@[::1]/ledger", StateSource::Config, &[]).unwrap();
         assert_eq!(v6.address(), "[::1]:5432");
     }
 
     #[test]
     fn a_password_outside_the_environment_is_refused_without_echoing_it() {
-        for origin in [Origin::Config, Origin::Flag] {
+        for origin in [StateSource::Config, StateSource::Flag] {
             let err = pg("postgres://ci:hunter22@db/ledger", origin, &[]).unwrap_err();
             let text = err.to_string();
             assert!(matches!(err, StoreError::BadUrl { .. }), "{err:?}");
             assert!(text.contains("PGPASSWORD") && !text.contains("hunter22"), "{text}");
         }
-        assert!(pg("postgres://ci:hunter22@db/ledger", Origin::Env, &[]).is_ok());
+        assert!(pg("postgres://ci:hunter22@db/ledger", StateSource::Env, &[]).is_ok());
     }
 
     #[test]
     fn pgpassword_fills_a_url_without_one_and_defaults_are_set() {
-        let loc = pg("postgres://ci@127.0.0.1/ledger", Origin::Config, &[("PGPASSWORD", "pw-from-env")]).unwrap();
+        let loc = pg("postgres://ci@127.0.0.1/ledger", StateSource::Config, &[("PGPASSWORD", "pw-from-env")]).unwrap();
         assert_eq!(loc.config().get_password(), Some(&b"pw-from-env"[..]));
         assert_eq!(loc.config().get_connect_timeout(), Some(&DEFAULT_CONNECT_TIMEOUT));
         assert_eq!(loc.config().get_application_name(), Some("agentctl"));
-        let own = pg("postgres://ci:own@127.0.0.1/ledger?connect_timeout=3", Origin::Env, &[("PGPASSWORD", "other")])
-            .unwrap();
+        let own =
+            pg("postgres://ci:own@127.0.0.1/ledger?connect_timeout=3", StateSource::Env, &[("PGPASSWORD", "other")])
+                .unwrap();
         assert_eq!(own.config().get_password(), Some(&b"own"[..]));
         assert_eq!(own.config().get_connect_timeout(), Some(&Duration::from_secs(3)));
     }
 
     #[test]
     fn sslmode_picks_tls_and_unknown_values_or_parameters_are_refused() {
-        let mode = |q: &str| pg(&format!("postgres://ci@127.0.0.1/db{q}"), Origin::Config, &[]).map(|l| l.tls);
+        let mode = |q: &str| pg(&format!("postgres://ci@127.0.0.1/db{q}"), StateSource::Config, &[]).map(|l| l.tls);
         assert_eq!(mode("").unwrap(), Tls::Off);
         assert_eq!(mode("?sslmode=disable").unwrap(), Tls::Off);
         assert_eq!(mode("?sslmode=prefer").unwrap(), Tls::Prefer);
@@ -438,13 +439,15 @@ mod tests {
 
     #[test]
     fn a_missing_root_certificate_file_is_named() {
-        let loc = pg("postgres://ci@127.0.0.1/db?sslmode=require&sslrootcert=/nonexistent/ca.pem", Origin::Config, &[])
-            .unwrap();
+        let loc =
+            pg("postgres://ci@127.0.0.1/db?sslmode=require&sslrootcert=/nonexistent/ca.pem", StateSource::Config, &[])
+                .unwrap();
         let err = loc.tls_config().unwrap_err().to_string();
         assert!(err.contains("/nonexistent/ca.pem"), "{err}");
-        let system = pg("postgres://ci@127.0.0.1/db?sslmode=require&sslrootcert=system", Origin::Config, &[]).unwrap();
+        let system =
+            pg("postgres://ci@127.0.0.1/db?sslmode=require&sslrootcert=system", StateSource::Config, &[]).unwrap();
         assert_eq!(system.tls_config().unwrap().unwrap().alpn_protocols, vec![b"postgresql".to_vec()]);
-        assert!(pg("postgres://ci@127.0.0.1/db", Origin::Config, &[]).unwrap().tls_config().unwrap().is_none());
+        assert!(pg("postgres://ci@127.0.0.1/db", StateSource::Config, &[]).unwrap().tls_config().unwrap().is_none());
     }
 
     #[test]

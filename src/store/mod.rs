@@ -28,7 +28,9 @@ use crate::usage::UsageRecord;
 
 use crate::env_vars::{HOME, RUNNER_TOOL_CACHE, XDG_DATA_HOME};
 
-pub use location::{check_url, env_secrets, is_postgres_url, Location, Origin, PgLocation, DEFAULT_CONNECT_TIMEOUT};
+pub use location::{
+    check_url, env_secrets, is_postgres_url, Location, PgLocation, StateSource, DEFAULT_CONNECT_TIMEOUT,
+};
 
 /// How long a SQLite connection waits for another process's write lock before failing
 /// (SQLITE_BUSY). Generous: a usage record is tiny, so a wait this long means something is stuck.
@@ -220,10 +222,10 @@ pub fn default_path(env: &Env) -> Option<PathBuf> {
 /// Errors: [`StoreError::BadUrl`] for a URL that cannot be used as written.
 pub fn resolve(env: &Env, config: Option<&Path>) -> Result<Option<Location>, StoreError> {
     if let Some(text) = env.get(env_vars::AGENTCTL_STATE) {
-        return Location::parse(Path::new(text), Origin::Env, env).map(Some);
+        return Location::parse(Path::new(text), StateSource::Env, env).map(Some);
     }
     if let Some(text) = config {
-        return Location::parse(text, Origin::Config, env).map(Some);
+        return Location::parse(text, StateSource::Config, env).map(Some);
     }
     Ok(default_path(env).map(Location::File))
 }
@@ -239,12 +241,12 @@ pub fn open_configured(env: &Env, config: Option<&Path>) -> Result<Arc<Store>, S
 }
 
 /// The store of a command with a `--state` flag: the flag (where a URL may not hold a
-/// password, [`Origin::Flag`]) > [`resolve`].
+/// password, [`StateSource::Flag`]) > [`resolve`].
 ///
 /// Errors: [`StoreError::NoPath`] when nothing names a store, else those of [`Location::parse`].
 pub fn locate(flag: Option<&Path>, env: &Env, config: Option<&Path>) -> Result<Location, StoreError> {
     match flag {
-        Some(flag) => Location::parse(flag, Origin::Flag, env),
+        Some(flag) => Location::parse(flag, StateSource::Flag, env),
         None => resolve(env, config)?.ok_or(StoreError::NoPath),
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use agentctl::context::Env;
-use agentctl::store::{BreakerRow, Location, Origin, Store, StoreError};
+use agentctl::store::{BreakerRow, Location, StateSource, Store, StoreError};
 use agentctl::usage::report::{GroupBy, ReportQuery};
 
 use crate::common::{agentctl, unique_name, write};
@@ -91,7 +91,7 @@ fn query(url: &str, sql: &str) -> Vec<String> {
 }
 
 fn open(url: &str) -> Result<Store, StoreError> {
-    Store::open_location(&Location::parse(Path::new(url), Origin::Env, &Env::from_pairs([]))?)
+    Store::open_location(&Location::parse(Path::new(url), StateSource::Env, &Env::from_pairs([]))?)
 }
 
 /// The stdout and stderr of a run, for "the password never appears" checks, less the
