@@ -26,6 +26,7 @@ pub mod fix;
 pub mod github;
 pub mod ledger;
 pub mod log;
+pub mod markers;
 pub mod output;
 pub mod progress;
 pub mod prompt;

@@ -1,6 +1,7 @@
 //! The review's result as data: what was (or would be) posted and its accounting. Commands
-//! build a [`ReviewReport`]; the renderers in [`crate::output`] and the publisher in
-//! [`crate::github::publish`] read it. Nothing here renders or talks to GitHub.
+//! build a [`ReviewReport`]; the renderers in [`crate::output`] fill in its
+//! [`RenderedReview`] and read it. Nothing here renders or talks to GitHub: the review domain
+//! turns the rendered review into GitHub's request (`github::ReviewRequest`).
 
 use std::collections::BTreeMap;
 
@@ -8,8 +9,7 @@ use serde::Serialize;
 
 use crate::diff::Skipped;
 use crate::exit::Exit;
-use crate::findings::{Finding, Severity};
-use crate::github::ReviewRequest;
+use crate::findings::{Finding, Severity, Side};
 use crate::resilience::ResilienceCounts;
 use crate::usage::Usage;
 
@@ -100,7 +100,8 @@ pub struct ReviewReport {
     pub cost_usd: Option<f64>,
     /// Effective date of the price table used.
     pub price_table: String,
-    pub review: ReviewRequest,
+    /// The review as rendered (empty until `output::markdown::render_review`).
+    pub review: RenderedReview,
     pub summary_comment: String,
     pub review_url: Option<String>,
     pub status: PostStatus,
@@ -108,6 +109,42 @@ pub struct ReviewReport {
     pub fail_on: Option<Severity>,
     /// Retries, circuit breaker changes and fallbacks during this run.
     pub resilience: ResilienceCounts,
+}
+
+/// What the review posts as its event: comments only, or a request for changes
+/// (`fail_on` reached with `review.request_changes`). Serialized `COMMENT` / `REQUEST_CHANGES`,
+/// GitHub's names for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReviewAction {
+    Comment,
+    RequestChanges,
+}
+
+/// The review as it is (or would be) posted: the body with its marker, the inline comments, all
+/// redacted. In `--format json` under `review`, fields in this order (the v1 shape).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RenderedReview {
+    /// The head sha the review is for.
+    pub commit_id: String,
+    /// Markdown body, ending with the review marker.
+    pub body: String,
+    pub event: ReviewAction,
+    pub comments: Vec<RenderedComment>,
+}
+
+/// One inline comment: `line` (and `start_line` for a range) on `side` of `path`'s diff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RenderedComment {
+    pub path: String,
+    pub line: u32,
+    pub side: Side,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_line: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_side: Option<Side>,
+    /// Markdown body.
+    pub body: String,
 }
 
 /// A file that was not (fully) reviewed, and why.

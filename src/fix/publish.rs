@@ -9,8 +9,8 @@ use crate::edit::verify::VerifySpec;
 use crate::edit::{self, FileChange};
 use crate::exit::{self, Exit, ExitError};
 use crate::github::git::CommitFile;
-use crate::github::markers::Marker;
 use crate::github::{GitHub, GitHubError};
+use crate::markers::Marker;
 use crate::redact::Redactor;
 use crate::{log, output};
 

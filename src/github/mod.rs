@@ -19,7 +19,6 @@ mod endpoints;
 mod error;
 pub mod git;
 pub mod jwt;
-pub mod markers;
 pub mod permissions;
 pub mod publish;
 mod rate_limit;

@@ -1,6 +1,6 @@
-//! Publishing a review: rendering the report into GitHub bodies with their hidden markers,
-//! posting the review once (moving comments GitHub refuses into the body), upserting the one
-//! summary comment, and finding what an earlier run already posted.
+//! Publishing a review rendered above this module: posting it once (the caller moves the
+//! comments GitHub refuses into the body), upserting the one summary comment, and finding what
+//! an earlier run already posted by its hidden markers.
 //!
 //! Sources: "Create a review for a pull request"
 //! (<https://docs.github.com/en/rest/pulls/reviews#create-a-review-for-a-pull-request>), "Update
@@ -9,17 +9,9 @@
 use crate::context::target::PrMeta;
 use crate::diff::{self, AnchorIndex};
 use crate::log;
-use crate::output::markdown;
-use crate::redact::Redactor;
-use crate::report::{Placement, ReviewReport};
+use crate::markers::{Marker, REVIEW_MARKER, SUMMARY_MARKER};
 
-use super::markers::Marker;
-use super::{GitHub, GitHubError, PullRequest, ReviewComment};
-
-/// Marker kind of the summary comment (`sha`, `base` fields).
-pub const SUMMARY_MARKER: &str = "summary";
-/// Marker kind of a posted review (`sha` field).
-pub const REVIEW_MARKER: &str = "review";
+use super::{GitHub, GitHubError, PullRequest, ReviewRequest};
 
 impl From<PullRequest> for PrMeta {
     fn from(pr: PullRequest) -> Self {
@@ -93,45 +85,31 @@ pub async fn previous(
     Ok(found)
 }
 
-/// Renders the review body, inline comments and summary comment into `report`, redacted, each
-/// with its marker as the last line.
-pub fn render_review(report: &mut ReviewReport, redactor: &Redactor) {
-    let head = report.head_sha.as_deref().unwrap_or("none");
-    let review_marker = Marker::new(REVIEW_MARKER, &[("sha", head)]);
-    report.review.body = redactor.redact(&markdown::review_body(report, &review_marker.render()));
-    report.review.comments = report
-        .findings
-        .iter()
-        .filter(|p| p.placement == Placement::Inline)
-        .map(|p| ReviewComment {
-            path: p.finding.path.clone(),
-            line: p.finding.line,
-            side: p.finding.side,
-            start_line: p.finding.start_line,
-            start_side: p.finding.start_line.map(|_| p.finding.side),
-            body: redactor.redact(&markdown::comment_body(&p.finding)),
-        })
-        .collect();
-    let mut fields: Vec<(&str, &str)> = vec![("sha", head)];
-    if let Some(b) = report.base_sha.as_deref() {
-        fields.push(("base", b));
-    }
-    let summary_marker = Marker::new(SUMMARY_MARKER, &fields);
-    report.summary_comment = redactor.redact(&markdown::summary_comment(report, &summary_marker.render()));
+/// Which inline comments the caller moves into the review body before [`post_review`] tries
+/// again.
+#[derive(Debug, Clone, Copy)]
+pub enum Refused<'a> {
+    /// The ones that do not anchor on GitHub's own diff of the head (what GitHub anchors
+    /// against); the caller returns `None` when every comment still anchors.
+    Unanchored(&'a AnchorIndex),
+    /// Every inline comment: GitHub cannot refuse the body for anchoring.
+    All,
 }
 
-/// Posts the review once and returns its URL. On a 422 for the batch, the comments GitHub
-/// refused are moved into the body and the review is posted again: a refused POST creates
-/// nothing, so nothing is posted twice. Isolation: each comment is re-checked against GitHub's
-/// own diff for the head (`pull_diff`, which GitHub anchors against); if the refusal persists,
-/// every inline comment moves to the body, which GitHub cannot refuse for anchoring.
+/// Posts `review` once and returns its URL. On a 422 for the batch, the comments GitHub refused
+/// are moved into the body by `again` (which re-renders and returns the next request) and the
+/// review is posted again: a refused POST creates nothing, so nothing is posted twice.
+/// Isolation: first [`Refused::Unanchored`] against `pull_diff`; if GitHub still refuses (or
+/// nothing was moved), [`Refused::All`].
+///
+/// Errors: any [`GitHubError`] but the handled 422s; the last attempt's 422 too.
 pub async fn post_review(
     gh: &GitHub,
     number: u64,
-    report: &mut ReviewReport,
-    redactor: &Redactor,
+    review: &ReviewRequest,
+    mut again: impl FnMut(Refused<'_>) -> Option<ReviewRequest>,
 ) -> Result<String, GitHubError> {
-    match gh.create_review(number, &report.review).await {
+    match gh.create_review(number, review).await {
         Ok(r) => return Ok(r.html_url),
         Err(GitHubError::Unprocessable { message, .. }) => {
             log::warn(&format!("GitHub refused the review's comments ({message}); isolating the bad ones"));
@@ -140,31 +118,16 @@ pub async fn post_review(
     }
     let fresh = gh.pull_diff(number).await?;
     let fresh_index = AnchorIndex::new(&diff::parse(&fresh));
-    let mut refused = 0;
-    for p in report.findings.iter_mut().filter(|p| p.placement == Placement::Inline) {
-        let f = &p.finding;
-        let still = matches!(fresh_index.place(f), diff::Placement::Inline { line, start_line, side, .. }
-            if line == f.line && start_line == f.start_line && side == f.side);
-        if !still {
-            p.placement = Placement::File;
-            refused += 1;
-        }
-    }
-    if refused > 0 {
-        log::warn(&format!("{refused} comment(s) do not anchor on GitHub's diff; moved to the review body"));
-        render_review(report, redactor);
-        match gh.create_review(number, &report.review).await {
+    if let Some(retry) = again(Refused::Unanchored(&fresh_index)) {
+        match gh.create_review(number, &retry).await {
             Ok(r) => return Ok(r.html_url),
             Err(GitHubError::Unprocessable { .. }) => {}
             Err(e) => return Err(e),
         }
     }
     log::warn("GitHub still refused the comments; posting every finding in the review body");
-    for p in report.findings.iter_mut().filter(|p| p.placement == Placement::Inline) {
-        p.placement = Placement::File;
-    }
-    render_review(report, redactor);
-    gh.create_review(number, &report.review).await.map(|r| r.html_url)
+    let last = again(Refused::All).unwrap_or_else(|| review.clone());
+    gh.create_review(number, &last).await.map(|r| r.html_url)
 }
 
 /// Updates the summary comment `existing`, or creates it on PR `number`; warns when GitHub

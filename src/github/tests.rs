@@ -881,7 +881,7 @@ async fn markers_count_only_on_bodies_our_own_identity_wrote() {
     // marker: another App's bot, a human, and ours (logins compare case-insensitively).
     const SHA: &str = "ecdd80bb57125d7ba9641ffaa4d7d2c19d3f3091";
     let (server, gh) = setup(Duration::ZERO).await;
-    let marker = crate::github::markers::Marker::new(crate::github::publish::SUMMARY_MARKER, &[("sha", SHA)]).render();
+    let marker = crate::markers::Marker::new(crate::markers::SUMMARY_MARKER, &[("sha", SHA)]).render();
     let comment = |id: u64, login: &str, kind: &str| json!({"id": id, "body": format!("summary\n\n{marker}"), "html_url": "u", "user": {"login": login, "type": kind}});
     let comments =
         json!([comment(1, "evil-app[bot]", "Bot"), comment(2, "octocat", "User"), comment(3, "My-App[bot]", "Bot")]);

@@ -6,7 +6,9 @@
 use std::fmt::Write as _;
 
 use crate::findings::{Finding, Origin, Severity};
-use crate::report::{NotReviewed, Placement, ReviewReport};
+use crate::markers::{Marker, REVIEW_MARKER, SUMMARY_MARKER};
+use crate::redact::Redactor;
+use crate::report::{NotReviewed, Placement, RenderedComment, ReviewReport};
 
 /// Longest list of not-reviewed files shown in a comment (GitHub caps comment bodies at 65,536
 /// characters); the full list is in `--format json` and SARIF-independent outputs.
@@ -268,6 +270,33 @@ pub fn short(sha: &str) -> &str {
     sha.char_indices().nth(7).map_or(sha, |(i, _)| &sha[..i])
 }
 
+/// Renders the review body, inline comments and summary comment into `report`, redacted, each
+/// with its marker as the last line. Run again after findings move from inline to the body.
+pub fn render_review(report: &mut ReviewReport, redactor: &Redactor) {
+    let head = report.head_sha.as_deref().unwrap_or("none");
+    let review_marker = Marker::new(REVIEW_MARKER, &[("sha", head)]);
+    report.review.body = redactor.redact(&review_body(report, &review_marker.render()));
+    report.review.comments = report
+        .findings
+        .iter()
+        .filter(|p| p.placement == Placement::Inline)
+        .map(|p| RenderedComment {
+            path: p.finding.path.clone(),
+            line: p.finding.line,
+            side: p.finding.side,
+            start_line: p.finding.start_line,
+            start_side: p.finding.start_line.map(|_| p.finding.side),
+            body: redactor.redact(&comment_body(&p.finding)),
+        })
+        .collect();
+    let mut fields: Vec<(&str, &str)> = vec![("sha", head)];
+    if let Some(b) = report.base_sha.as_deref() {
+        fields.push(("base", b));
+    }
+    let summary_marker = Marker::new(SUMMARY_MARKER, &fields);
+    report.summary_comment = redactor.redact(&summary_comment(report, &summary_marker.render()));
+}
+
 /// What `--dry-run` prints: the review exactly as it would be posted, then the summary comment.
 pub fn dry_run(report: &ReviewReport) -> String {
     let mut s = String::new();
@@ -309,9 +338,9 @@ mod tests {
         assert_eq!(short, "ok\n<!-- m -->\n");
         // The cut body still ends with a marker that `Marker::find` accepts (its last line).
         let sha = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
-        let marker = crate::github::markers::Marker::new("review", &[("sha", sha)]);
+        let marker = crate::markers::Marker::new("review", &[("sha", sha)]);
         let out = with_marker("x\n".repeat(40_000), &marker.render());
-        assert_eq!(crate::github::markers::Marker::find(&out, "review"), Some(marker));
+        assert_eq!(crate::markers::Marker::find(&out, "review"), Some(marker));
         // Multibyte text is cut on a character boundary.
         let wide = with_marker("é".repeat(70_000), "");
         assert!(wide.chars().count() <= MAX_BODY_CHARS);

@@ -26,11 +26,13 @@ use crate::config::Config;
 use crate::context::target::PrMeta;
 use crate::exit::ExitError;
 use crate::findings::Severity;
-use crate::github::publish::{self, Previous};
-use crate::github::GitHub;
+use crate::github::publish::{self, Previous, Refused};
+use crate::github::{GitHub, ReviewComment, ReviewEvent, ReviewRequest};
+use crate::log;
+use crate::output::markdown;
 use crate::providers::select::SelectedProvider;
 use crate::redact::Redactor;
-use crate::report::ReviewReport;
+use crate::report::{Placement, RenderedReview, ReviewAction, ReviewReport};
 
 /// One review run, resolved before the diff is read: the GitHub client (`None`: a dry run
 /// without a repository or token), the PR, its base-branch config, the severity that fails the
@@ -55,13 +57,72 @@ pub(crate) async fn post(
     dry_run: bool,
     redactor: &Redactor,
 ) -> Result<(), ExitError> {
-    publish::render_review(report, redactor);
+    markdown::render_review(report, redactor);
     if let (false, Some(gh), Some(pr)) = (dry_run, &run.github, &run.pr) {
-        report.review_url = Some(publish::post_review(gh, pr.number, report, redactor).await?);
+        let first = request(&report.review);
+        let url = publish::post_review(gh, pr.number, &first, |refused| {
+            let moved = move_refused(report, refused);
+            (moved > 0 || matches!(refused, Refused::All)).then(|| {
+                markdown::render_review(report, redactor);
+                request(&report.review)
+            })
+        })
+        .await?;
+        report.review_url = Some(url);
         let existing = previous.summary.as_ref().map(|(id, _)| *id);
         publish::upsert_summary(gh, pr.number, existing, &report.summary_comment, &run.config.github.identity).await?;
     }
     Ok(())
+}
+
+/// Moves the inline findings GitHub refused (`refused`) into the review body; returns how many
+/// moved. Against GitHub's own diff, a finding stays inline only where it anchors on the same
+/// lines and side it was rendered on.
+fn move_refused(report: &mut ReviewReport, refused: Refused<'_>) -> usize {
+    let mut moved = 0;
+    for p in report.findings.iter_mut().filter(|p| p.placement == Placement::Inline) {
+        let f = &p.finding;
+        let anchors = match refused {
+            Refused::Unanchored(index) => {
+                matches!(index.place(f), crate::diff::Placement::Inline { line, start_line, side, .. }
+                if line == f.line && start_line == f.start_line && side == f.side)
+            }
+            Refused::All => false,
+        };
+        if !anchors {
+            p.placement = Placement::File;
+            moved += 1;
+        }
+    }
+    if moved > 0 && matches!(refused, Refused::Unanchored(_)) {
+        log::warn(&format!("{moved} comment(s) do not anchor on GitHub's diff; moved to the review body"));
+    }
+    moved
+}
+
+/// GitHub's request body for the rendered review
+/// (<https://docs.github.com/en/rest/pulls/reviews#create-a-review-for-a-pull-request>).
+fn request(review: &RenderedReview) -> ReviewRequest {
+    ReviewRequest {
+        commit_id: review.commit_id.clone(),
+        body: review.body.clone(),
+        event: match review.event {
+            ReviewAction::Comment => ReviewEvent::Comment,
+            ReviewAction::RequestChanges => ReviewEvent::RequestChanges,
+        },
+        comments: review
+            .comments
+            .iter()
+            .map(|c| ReviewComment {
+                path: c.path.clone(),
+                line: c.line,
+                side: c.side,
+                start_line: c.start_line,
+                start_side: c.start_side,
+                body: c.body.clone(),
+            })
+            .collect(),
+    }
 }
 
 #[cfg(test)]

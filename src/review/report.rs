@@ -2,9 +2,8 @@
 //! the verdict, and what it cost.
 
 use crate::context::Context;
-use crate::github::{ReviewEvent, ReviewRequest};
 use crate::ledger::Ledger;
-use crate::report::{NotReviewed, PlacedFinding, PostStatus, ReviewReport, Verdict};
+use crate::report::{NotReviewed, PlacedFinding, PostStatus, RenderedReview, ReviewAction, ReviewReport, Verdict};
 use crate::review::ask::ModelPass;
 use crate::review::ReviewRun;
 
@@ -60,10 +59,10 @@ pub(crate) fn build(
         usage: asked.usage,
         cost_usd: asked.cost_usd,
         price_table: ledger.prices().effective_date.clone(),
-        review: ReviewRequest {
+        review: RenderedReview {
             commit_id: head_sha.unwrap_or_default(),
             body: String::new(),
-            event: if request_changes { ReviewEvent::RequestChanges } else { ReviewEvent::Comment },
+            event: if request_changes { ReviewAction::RequestChanges } else { ReviewAction::Comment },
             comments: vec![],
         },
         summary_comment: String::new(),

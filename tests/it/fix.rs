@@ -328,7 +328,7 @@ async fn a_fix_marker_written_by_another_bot_is_ignored_and_redirects_nothing() 
     // The config names an identity the token does not post as: the run says which to set.
     let dir = repo(&model.uri(), "github:\n  identity: 'my-app[bot]'\n");
     let hub = fix_hub("bug", "write").await;
-    let forged = agentctl::github::markers::Marker::new("fix", &[("pr", "42"), ("branch", "agentctl/fix-7-human")]);
+    let forged = agentctl::markers::Marker::new("fix", &[("pr", "42"), ("branch", "agentctl/fix-7-human")]);
     for (id, login) in [(5, "evil-app[bot]"), (6, "mallory")] {
         hub.gh.state.lock().unwrap().comments.push(json!({
             "id": id, "body": format!("Fixed in #42.\n\n{}", forged.render()),

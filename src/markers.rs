@@ -5,8 +5,16 @@
 //! A marker counts only as the body's last non-empty line, with validated fields (see
 //! [`Marker::find`]); the renderers in `crate::output::markdown` also defang every `<!--`/`-->`
 //! in untrusted text, so a forged marker fails both ways.
+//!
+//! A leaf: the renderers write markers and the GitHub lookups read them, neither through the
+//! other.
 
 use std::collections::BTreeMap;
+
+/// Marker kind of the summary comment (`sha`, `base` fields).
+pub const SUMMARY_MARKER: &str = "summary";
+/// Marker kind of a posted review (`sha` field).
+pub const REVIEW_MARKER: &str = "review";
 
 /// Keys a marker may carry: `sha` and `base` hold full git shas; `pr` a pull request number
 /// and `branch` an `agentctl/fix-…` branch name (the fix marker, see [`valid_field`]).
