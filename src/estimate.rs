@@ -75,8 +75,7 @@ pub struct EstimateSettings<'a> {
     pub overhead_tokens: usize,
 }
 
-/// The provider entry and model a review would use, by the rule of
-/// [`crate::providers::select::select`]: `provider_flag` > config `provider` > the only entry;
+/// The provider entry and model a review would use, by [`crate::config::Config::provider_entry`];
 /// `None` for `builtin` (no model call, nothing to pay). The model: `model_flag` > the entry's
 /// `model` > `unknown` (unpriced).
 pub fn review_model(
@@ -84,10 +83,7 @@ pub fn review_model(
     provider_flag: Option<&str>,
     model_flag: Option<&str>,
 ) -> Option<(String, String)> {
-    let name = provider_flag
-        .map(str::to_owned)
-        .or_else(|| config.provider.clone())
-        .or_else(|| (config.providers.len() == 1).then(|| config.providers.keys().next().cloned()).flatten())?;
+    let name = config.provider_entry(provider_flag);
     let entry = config.providers.get(&name)?;
     if name == "builtin" || entry.kind == crate::config::ProviderKind::Builtin {
         return None;

@@ -112,6 +112,18 @@ pub enum ConfigError {
     Env { name: &'static str, value: String, expected: String, help: String },
 }
 
+impl Config {
+    /// The `providers:` entry a run uses (SPEC §2, "Providers"): `flag` (`--provider`), else
+    /// the config's `provider`, else the only entry when there is exactly one, else `builtin`
+    /// (no model call). The one rule behind provider selection, cost estimates and `route`.
+    pub fn provider_entry(&self, flag: Option<&str>) -> String {
+        flag.map(str::to_owned)
+            .or_else(|| self.provider.clone())
+            .or_else(|| (self.providers.len() == 1).then(|| self.providers.keys().next().cloned()).flatten())
+            .unwrap_or_else(|| "builtin".into())
+    }
+}
+
 impl ConfigError {
     /// The exit code: a failed fetch through the API ends as the GitHub error it carries; every
     /// other config error is `Usage` (2): nothing was sent anywhere.
@@ -120,5 +132,29 @@ impl ConfigError {
             ConfigError::Fetch { exit, .. } => *exit,
             _ => crate::exit::Exit::Usage,
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
+mod tests {
+    use super::Config;
+
+    #[test]
+    fn the_provider_entry_is_the_flag_then_provider_then_the_only_entry_then_builtin() {
+        let one = Config::from_text("providers:\n  fast: {kind: openai, model: m}\n", "t").unwrap();
+        assert_eq!(one.provider_entry(None), "fast");
+        assert_eq!(one.provider_entry(Some("other")), "other");
+        let two =
+            Config::from_text("providers:\n  a: {kind: openai, model: m}\n  b: {kind: anthropic, model: m}\n", "t")
+                .unwrap();
+        assert_eq!(two.provider_entry(None), "builtin", "two entries and no `provider`: no guess");
+        let chosen = Config::from_text(
+            "provider: b\nproviders:\n  a: {kind: openai, model: m}\n  b: {kind: anthropic, model: m}\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!((chosen.provider_entry(None), chosen.provider_entry(Some("a"))), ("b".into(), "a".into()));
+        assert_eq!(Config::default().provider_entry(None), "builtin");
     }
 }

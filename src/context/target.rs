@@ -174,18 +174,32 @@ pub fn needs_trigger_user(ctx: &Context) -> bool {
 }
 
 /// Why the comment that triggered this run may not trigger it, or `None` when it may (or the
-/// event is not a comment): its author is a bot, or their `author_association` is not in
-/// `allowed` (case-insensitive). The sentence names the login and the association.
+/// event is not a comment): as [`command_refusal`] with the comment's author and association.
 pub fn trigger_refusal(ctx: &Context, task: &str, allowed: &[String]) -> Option<String> {
     let Event::IssueComment(e) = &ctx.event else { return None };
+    let author = e.comment.user.as_ref().map(|u| (u.login.as_str(), u.kind.eq_ignore_ascii_case("Bot")));
+    command_refusal(task, author, e.comment.author_association.as_deref(), allowed)
+}
+
+/// Why `/agentctl {task}` in a comment or review by `author` (login, whether a bot; `None`
+/// when the payload names none) with `association` (`author_association`; absent counts as
+/// `NONE`) may not be obeyed, or `None` when it may: no author (fails closed), a bot, or an
+/// association not in `allowed` (case-insensitive). The one rule behind `review`, `fix`'s
+/// comment trigger and `route`; the sentence names the login and the association.
+pub fn command_refusal(
+    task: &str,
+    author: Option<(&str, bool)>,
+    association: Option<&str>,
+    allowed: &[String],
+) -> Option<String> {
     // No author is no permission: a payload without `comment.user` fails closed.
-    let Some(login) = e.comment.user.as_ref().map(|u| u.login.as_str()).filter(|l| !l.trim().is_empty()) else {
+    let Some((login, bot)) = author.filter(|(l, _)| !l.trim().is_empty()) else {
         return Some(format!("`/agentctl {task}` in a comment with no author (`comment.user`) is ignored"));
     };
-    if e.comment.user.as_ref().is_some_and(|u| u.kind.eq_ignore_ascii_case("Bot")) {
+    if bot {
         return Some(format!("`/agentctl {task}` by the bot {login} is ignored: bots never trigger runs"));
     }
-    let association = e.comment.author_association.as_deref().unwrap_or("NONE");
+    let association = association.unwrap_or("NONE");
     (!allowed.iter().any(|a| a.eq_ignore_ascii_case(association))).then(|| {
         format!("`/agentctl {task}` by {login} ({association}) is ignored: only {} may trigger it", allowed.join(", "))
     })

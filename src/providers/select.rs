@@ -73,13 +73,10 @@ pub fn select(
     redactor: &Redactor,
     store: &Result<Arc<Store>, StoreError>,
 ) -> Result<SelectedProvider, ProviderError> {
-    let name = flag
-        .map(str::to_string)
-        .or_else(|| config.provider.clone())
-        .or_else(|| (config.providers.len() == 1).then(|| config.providers.keys().next().cloned()).flatten());
-    let Some(name) = name.filter(|n| n != "builtin") else {
-        return Ok(SelectedProvider { name: "builtin".into(), chain: None });
-    };
+    let name = config.provider_entry(flag);
+    if name == "builtin" {
+        return Ok(SelectedProvider { name, chain: None });
+    }
     let entry = config.providers.get(&name).ok_or_else(|| ProviderError::Config {
         provider: name.clone(),
         message: format!(

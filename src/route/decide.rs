@@ -48,9 +48,13 @@ pub(crate) async fn decide(
     let is_comment = matches!(event.name, "pr.commented" | "issue.commented" | "pr.review_commented" | "pr.reviewed");
     let mut command = None;
     if is_comment {
-        let (login, kind) = facts.commenter.clone().unwrap_or_default();
+        let author = facts
+            .commenter
+            .as_ref()
+            .map(|(login, kind)| (login.as_str(), kind.eq_ignore_ascii_case("Bot")))
+            .filter(|(login, _)| !login.trim().is_empty());
         let body = facts.body.as_deref().unwrap_or("");
-        if kind.eq_ignore_ascii_case("Bot") {
+        if let Some((login, true)) = author {
             d.reason = format!("written by the bot {login}: bots never trigger a run (loop guard)");
             return Ok(d);
         }
@@ -61,15 +65,12 @@ pub(crate) async fn decide(
         if let Some(cmd) = target::parse_slash_command(body) {
             d.command = cmd.task.to_owned();
             let allowed = &config.slash_commands.allowed_associations;
-            let association = facts.author_association.as_deref().unwrap_or("NONE");
-            if !allowed.iter().any(|a| a.eq_ignore_ascii_case(association)) {
-                d.reason = format!(
-                    "`/agentctl {}` by {login} ({association}) is ignored: only {} may give commands",
-                    cmd.task,
-                    allowed.join(", ")
-                );
+            let association = facts.commenter_association.as_deref();
+            if let Some(why) = target::command_refusal(cmd.task, author, association, allowed) {
+                d.reason = why;
                 return Ok(d);
             }
+            let (login, association) = (author.map_or("", |a| a.0), association.unwrap_or("NONE"));
             if !COMMANDS.contains(&cmd.task) {
                 d.reason = format!("`/agentctl {}` is not a command (known: {})", cmd.task, COMMANDS.join(", "));
                 return Ok(d);
@@ -119,7 +120,7 @@ pub(crate) async fn decide(
             d.tier = tier.clone();
             routes::resolve_tier(config, tier).unwrap_or("builtin").to_owned()
         }
-        None => default_provider(config),
+        None => config.provider_entry(None),
     };
     let mut notes = Vec::new();
     // The state store holds budgets' spend and breakers' state. Without budgets and without a
@@ -177,16 +178,6 @@ pub(crate) async fn decide(
         + &if d.provider == "builtin" { String::new() } else { format!(" with {} ({})", d.provider, d.model) }
         + &if notes.is_empty() { String::new() } else { format!("; {}", notes.join("; ")) };
     Ok(d)
-}
-
-/// The provider a run uses without a tier: config `provider`, else the only entry, else builtin
-/// (as [`crate::providers::select`] chooses).
-fn default_provider(config: &Config) -> String {
-    config
-        .provider
-        .clone()
-        .or_else(|| (config.providers.len() == 1).then(|| config.providers.keys().next().cloned()).flatten())
-        .unwrap_or_else(|| "builtin".into())
 }
 
 /// The model an entry asks for (Azure: the deployment when no model is named).

@@ -90,6 +90,9 @@ pub struct EventFacts {
     /// `login` and `type` (`User`, `Bot`) of the comment's or review's author, for comment
     /// and review events.
     pub commenter: Option<(String, String)>,
+    /// `author_association` of the comment or review itself (never the PR's or the issue's): a
+    /// slash command is obeyed by this one only.
+    pub commenter_association: Option<String>,
     /// The comment's or review's body, for comment and review events.
     pub body: Option<String>,
 }
@@ -144,10 +147,11 @@ impl EventFacts {
                 (f("login"), f("type"))
             })
         };
-        let (commenter, body) = match ["comment", "review"].iter().find(|o| p.get(**o).is_some_and(Value::is_object)) {
-            Some(o) => (author_of(o), s(&format!("/{o}/body"))),
-            None => (None, None),
-        };
+        let (commenter, commenter_association, body) =
+            match ["comment", "review"].iter().find(|o| p.get(**o).is_some_and(Value::is_object)) {
+                Some(o) => (author_of(o), s(&format!("/{o}/author_association")), s(&format!("/{o}/body"))),
+                None => (None, None, None),
+            };
         EventFacts {
             pr,
             issue,
@@ -158,6 +162,7 @@ impl EventFacts {
             changed_lines,
             author_association,
             commenter,
+            commenter_association,
             body,
         }
     }
@@ -194,7 +199,7 @@ mod tests {
         assert_eq!((f.draft, f.changed_lines), (Some(true), Some(7)));
         assert_eq!((f.base_branch.as_deref(), f.head_branch.as_deref()), (Some("main"), Some("feat")));
         assert_eq!(f.author_association.as_deref(), Some("CONTRIBUTOR"));
-        assert_eq!(f.commenter, None);
+        assert_eq!((f.commenter, f.commenter_association), (None, None));
     }
 
     #[test]

@@ -257,6 +257,38 @@ fn slash_commands_count_only_from_allowed_humans_at_the_start() {
 }
 
 #[test]
+fn a_slash_command_needs_its_own_author_and_association_or_is_refused() {
+    let refused = |payload: Value, event_name: &str| {
+        let r = route(event_name, &payload, "", &[]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.json["task"], "none", "{}", r.json);
+        r.json["reason"].as_str().unwrap().to_owned()
+    };
+    // No `comment.user`: no permission, even though the association says OWNER.
+    let mut no_user = comment_event("/agentctl fix it", "OWNER", "User", true);
+    no_user["comment"].as_object_mut().unwrap().remove("user");
+    assert!(refused(no_user, "issue_comment").contains("no author"));
+    let mut empty_login = comment_event("/agentctl fix it", "OWNER", "User", true);
+    empty_login["comment"]["user"]["login"] = json!(" ");
+    assert!(refused(empty_login, "issue_comment").contains("no author"));
+    // No `comment.author_association`: the issue's OWNER is not the commenter's.
+    let mut borrowed = comment_event("/agentctl fix it", "OWNER", "User", true);
+    borrowed["comment"].as_object_mut().unwrap().remove("author_association");
+    borrowed["issue"]["author_association"] = json!("OWNER");
+    let reason = refused(borrowed, "issue_comment");
+    assert!(reason.contains("(NONE)") && reason.contains("only OWNER"), "{reason}");
+    // A review by a bot is the loop guard; a review by an outsider is refused.
+    let review = |assoc: &str, kind: &str| {
+        let mut p = pr_event("submitted");
+        p["review"] =
+            json!({"body": "/agentctl fix it", "author_association": assoc, "user": {"login": "r", "type": kind}});
+        p
+    };
+    assert!(refused(review("OWNER", "Bot"), "pull_request_review").contains("loop guard"));
+    assert!(refused(review("NONE", "User"), "pull_request_review").contains("(NONE)"));
+}
+
+#[test]
 fn first_matching_rule_wins_and_each_matcher_decides() {
     let rules = |rule: &str| {
         format!("{PROVIDERS}routes:\n  - {{{rule}, task: fix, name: probe}}\n  - {{task: review, name: catch-all}}\n")
