@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::usage::report::{civil_from_days, days_from_civil, DAY_MS};
+use chrono::Datelike as _;
+
+use crate::usage::report::{midnight_ms, utc_date};
 
 /// The soft ratio when a budget names none: warn at 80 % of the limit.
 pub const DEFAULT_SOFT_RATIO: f64 = 0.8;
@@ -45,19 +47,18 @@ impl Period {
         }
     }
 
-    /// Start of the period that contains `now_ms`, Unix milliseconds.
+    /// Start of the period that contains `now_ms`, Unix milliseconds: today's UTC midnight,
+    /// this ISO week's Monday, or the first of this month (`now_ms` itself past chrono's range).
     pub fn start_ms(self, now_ms: i64) -> i64 {
-        let day = now_ms.div_euclid(DAY_MS);
-        let first_day = match self {
-            Period::Day => day,
-            // 1970-01-01 was a Thursday: (day + 3) mod 7 is 0 on Mondays.
-            Period::Week => day - (day + 3).rem_euclid(7),
-            Period::Month => {
-                let (y, m, _) = civil_from_days(day);
-                days_from_civil(y, m, 1)
+        let Some(today) = utc_date(now_ms) else { return now_ms };
+        let first = match self {
+            Period::Day => Some(today),
+            Period::Week => {
+                today.checked_sub_days(chrono::Days::new(u64::from(today.weekday().num_days_from_monday())))
             }
+            Period::Month => today.with_day(1),
         };
-        first_day * DAY_MS
+        first.map_or(now_ms, midnight_ms)
     }
 }
 

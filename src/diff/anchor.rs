@@ -12,9 +12,10 @@ use std::collections::HashMap;
 use crate::diff::Diff;
 use crate::findings::{Finding, Side};
 
-/// Where a finding will be shown.
+/// Where a finding can be shown, by the diff alone (the review then caps inline comments:
+/// `report::Placement`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Placement {
+pub enum Anchor {
     /// An inline review comment GitHub will accept: `start_line` (if any) and `line` are
     /// commentable on `side`, in one hunk, with `start_line < line`.
     Inline { path: String, line: u32, start_line: Option<u32>, side: Side },
@@ -33,7 +34,7 @@ pub enum Placement {
 ///
 /// Paths: a renamed file is found by its new path on both sides and also by its old path on
 /// LEFT (the old path names the base version, which is what LEFT line numbers refer to); its
-/// old path on RIGHT is not commentable, since the head has no such file. Placements always
+/// old path on RIGHT is not commentable, since the head has no such file. Anchors always
 /// carry the file's current path ([`crate::diff::FileDiff::path`]), which is what GitHub's
 /// review comment API expects as `path`.
 #[derive(Debug, Clone, Default)]
@@ -126,23 +127,23 @@ impl AnchorIndex {
 
     /// Places a finding: inline when GitHub will accept it (a `start_line` in another hunk, or
     /// not commentable, is dropped to a single-line comment on `line` when `line` itself is
-    /// commentable), else [`Placement::File`] or [`Placement::Body`].
+    /// commentable), else [`Anchor::File`] or [`Anchor::Body`].
     ///
     /// The placement's `path` is the file's current path even when the finding named the old
     /// path of a renamed file. A `start_line` equal to `line` becomes a single-line comment.
-    pub fn place(&self, finding: &Finding) -> Placement {
+    pub fn place(&self, finding: &Finding) -> Anchor {
         let side = finding.side;
         let Some(file) = self.file(&finding.path, side) else {
             return match self.canonical_path(&finding.path) {
-                Some(path) => Placement::File { path },
-                None => Placement::Body,
+                Some(path) => Anchor::File { path },
+                None => Anchor::Body,
             };
         };
         let Some(hunk) = file.hunk_of(side, finding.line) else {
-            return Placement::File { path: file.path.clone() };
+            return Anchor::File { path: file.path.clone() };
         };
         let start_line = finding.start_line.filter(|&s| s < finding.line && file.hunk_of(side, s) == Some(hunk));
-        Placement::Inline { path: file.path.clone(), line: finding.line, start_line, side }
+        Anchor::Inline { path: file.path.clone(), line: finding.line, start_line, side }
     }
 
     /// The current path of the file known as `path` (new or old name).
@@ -227,25 +228,25 @@ Binary files a/img.png and b/img.png differ
         let idx = AnchorIndex::new(&parse(DIFF));
         let p = |s, l| idx.place(&finding("src/lib.rs", Side::Right, s, l));
         let inline =
-            |start_line, line| Placement::Inline { path: "src/lib.rs".into(), line, start_line, side: Side::Right };
+            |start_line, line| Anchor::Inline { path: "src/lib.rs".into(), line, start_line, side: Side::Right };
         assert_eq!(p(Some(10), 14), inline(Some(10), 14));
         assert_eq!(p(Some(12), 41), inline(None, 41));
         assert_eq!(p(Some(5), 12), inline(None, 12));
         assert_eq!(p(Some(14), 14), inline(None, 14));
         assert_eq!(p(Some(13), 11), inline(None, 11));
-        assert_eq!(p(None, 30), Placement::File { path: "src/lib.rs".into() });
+        assert_eq!(p(None, 30), Anchor::File { path: "src/lib.rs".into() });
         let left = idx.place(&finding("src/lib.rs", Side::Left, Some(40), 42));
         assert_eq!(
             left,
-            Placement::Inline { path: "src/lib.rs".into(), line: 42, start_line: Some(40), side: Side::Left }
+            Anchor::Inline { path: "src/lib.rs".into(), line: 42, start_line: Some(40), side: Side::Left }
         );
     }
 
     #[test]
     fn unknown_path_goes_to_body() {
         let idx = AnchorIndex::new(&parse(DIFF));
-        assert_eq!(idx.place(&finding("src/other.rs", Side::Right, None, 1)), Placement::Body);
-        assert_eq!(idx.place(&finding("img.png", Side::Right, None, 1)), Placement::File { path: "img.png".into() });
+        assert_eq!(idx.place(&finding("src/other.rs", Side::Right, None, 1)), Anchor::Body);
+        assert_eq!(idx.place(&finding("img.png", Side::Right, None, 1)), Anchor::File { path: "img.png".into() });
     }
 
     #[test]
@@ -254,17 +255,17 @@ Binary files a/img.png and b/img.png differ
         let new = "new name.rs".to_owned();
         assert_eq!(
             idx.place(&finding("new name.rs", Side::Right, None, 1)),
-            Placement::Inline { path: new.clone(), line: 1, start_line: None, side: Side::Right }
+            Anchor::Inline { path: new.clone(), line: 1, start_line: None, side: Side::Right }
         );
         assert_eq!(
             idx.place(&finding("old name.rs", Side::Left, None, 1)),
-            Placement::Inline { path: new.clone(), line: 1, start_line: None, side: Side::Left }
+            Anchor::Inline { path: new.clone(), line: 1, start_line: None, side: Side::Left }
         );
         assert_eq!(
             idx.place(&finding("new name.rs", Side::Left, None, 2)),
-            Placement::Inline { path: new.clone(), line: 2, start_line: None, side: Side::Left }
+            Anchor::Inline { path: new.clone(), line: 2, start_line: None, side: Side::Left }
         );
-        assert_eq!(idx.place(&finding("old name.rs", Side::Right, None, 1)), Placement::File { path: new });
+        assert_eq!(idx.place(&finding("old name.rs", Side::Right, None, 1)), Anchor::File { path: new });
     }
 
     #[test]

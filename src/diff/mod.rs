@@ -12,7 +12,7 @@ pub mod limit;
 pub mod parse;
 pub mod source;
 
-pub use anchor::{AnchorIndex, Placement};
+pub use anchor::{Anchor, AnchorIndex};
 pub use chunk::{Chunk, ChunkPlan, Chunker, TokenCounting};
 pub use filter::{FileFilter, SkipReason, Skipped};
 pub use limit::{check_size, read_file_limited, read_limited, DiffError, DEFAULT_MAX_DIFF_BYTES};
@@ -112,7 +112,7 @@ mod proptests {
                     suggestion: None,
                     origin: None,
                 };
-                if let Placement::Inline { start_line: Some(s), line, .. } = index.place(&finding) {
+                if let Anchor::Inline { start_line: Some(s), line, .. } = index.place(&finding) {
                     assert!(s < line);
                 }
             }

@@ -84,7 +84,7 @@ fn move_refused(report: &mut ReviewReport, refused: Refused<'_>) -> usize {
         let f = &p.finding;
         let anchors = match refused {
             Refused::Unanchored(index) => {
-                matches!(index.place(f), crate::diff::Placement::Inline { line, start_line, side, .. }
+                matches!(index.place(f), crate::diff::Anchor::Inline { line, start_line, side, .. }
                 if line == f.line && start_line == f.start_line && side == f.side)
             }
             Refused::All => false,

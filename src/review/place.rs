@@ -35,7 +35,7 @@ pub(crate) fn place_findings(mut findings: Vec<Finding>, anchors: &AnchorIndex, 
         .into_iter()
         .map(|mut f| {
             let placement = match anchors.place(&f) {
-                diff::Placement::Inline { path, line, start_line, side } if inline < cap => {
+                diff::Anchor::Inline { path, line, start_line, side } if inline < cap => {
                     inline += 1;
                     // A suggestion replaces exactly the commented range: keep it only when the
                     // range survived placement unchanged and is on the new side.
@@ -50,8 +50,8 @@ pub(crate) fn place_findings(mut findings: Vec<Finding>, anchors: &AnchorIndex, 
                     f.side = side;
                     Placement::Inline
                 }
-                diff::Placement::Inline { .. } | diff::Placement::File { .. } => Placement::File,
-                diff::Placement::Body => Placement::Body,
+                diff::Anchor::Inline { .. } | diff::Anchor::File { .. } => Placement::File,
+                diff::Anchor::Body => Placement::Body,
             };
             PlacedFinding { finding: f, placement }
         })

@@ -67,8 +67,10 @@ impl GroupBy {
 
 /// `YYYY-MM-DD` of a day number since 1970-01-01 (the [`GroupBy::Day`] key).
 pub fn day_label(day: i64) -> String {
-    let (y, m, d) = civil_from_days(day);
-    format!("{y:04}-{m:02}-{d:02}")
+    match day.checked_mul(DAY_MS).and_then(utc_date) {
+        Some(date) => date.format("%Y-%m-%d").to_string(),
+        None => format!("day {day}"),
+    }
 }
 
 /// Which ledger rows a report (or a budget) reads. `since_ms` inclusive, `until_ms` exclusive.
@@ -270,10 +272,8 @@ pub fn parse_date(s: &str) -> Option<i64> {
         part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
     };
     let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
-        return None;
-    }
-    Some(days_from_civil(y, m, d) * DAY_MS)
+    let date = chrono::NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, u32::try_from(m).ok()?, u32::try_from(d).ok()?)?;
+    Some(midnight_ms(date))
 }
 
 /// A `--since`/`--until` pair that makes no report window ([`window`]). Displayed as the flag,
@@ -310,52 +310,23 @@ pub fn window(since: &str, until: Option<&str>, now_ms: i64) -> Result<(i64, Opt
     Ok((since_ms, until_ms))
 }
 
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+/// The UTC date of the instant `ms` (Unix milliseconds); `None` past chrono's range
+/// (±262,000 years).
+pub fn utc_date(ms: i64) -> Option<chrono::NaiveDate> {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.date_naive())
 }
 
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`,
-/// <https://howardhinnant.github.io/date_algorithms.html>).
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The civil date `(year, month, day)` of a day count since 1970-01-01 (Hinnant's
-/// `civil_from_days`).
-pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// Unix milliseconds of `date`'s UTC midnight.
+pub fn midnight_ms(date: chrono::NaiveDate) -> i64 {
+    date.and_time(chrono::NaiveTime::MIN).and_utc().timestamp_millis()
 }
 
 /// Unix milliseconds as `YYYY-MM-DD HH:MM UTC` (for "since …" lines).
 pub fn format_time(ms: i64) -> String {
-    let days = ms.div_euclid(DAY_MS);
-    let rest = ms.rem_euclid(DAY_MS) / 60_000;
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rest / 60, rest % 60)
+    match chrono::DateTime::from_timestamp_millis(ms) {
+        Some(t) => t.format("%Y-%m-%d %H:%M UTC").to_string(),
+        None => format!("{ms} ms after 1970-01-01 UTC"),
+    }
 }
 
 #[cfg(test)]
@@ -384,19 +355,20 @@ mod tests {
     fn dates_are_utc_midnights() {
         assert_eq!(parse_date("1970-01-01"), Some(0));
         assert_eq!(parse_date("2026-11-01"), Some(1_793_491_200_000));
-        assert_eq!(parse_date("2024-02-29"), Some(days_from_civil(2024, 2, 29) * DAY_MS));
+        assert_eq!(parse_date("2024-02-29"), Some(1_709_164_800_000));
+        assert_eq!(parse_date("1969-12-31"), Some(-DAY_MS));
         for bad in ["2026-02-30", "2025-02-29", "2026-13-01", "2026-1-01", "2026/11/01", "+026-11-01", ""] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
     }
 
     #[test]
-    fn civil_round_trips() {
-        for z in [-1000, 0, 1, 59, 60, 365, 11_016, 20_758, 100_000] {
-            let (y, m, d) = civil_from_days(z);
-            assert_eq!(days_from_civil(y, m, d), z);
-        }
+    fn instants_print_as_utc_dates_and_days_as_labels() {
         assert_eq!(format_time(1_793_491_200_000 + 3_600_000 * 13 + 60_000 * 5), "2026-11-01 13:05 UTC");
+        assert_eq!(format_time(-1), "1969-12-31 23:59 UTC");
+        assert_eq!(day_label(20_758), "2026-11-01");
+        assert_eq!(day_label(-1), "1969-12-31");
+        assert_eq!(utc_date(1_709_164_800_000 + DAY_MS - 1).map(midnight_ms), Some(1_709_164_800_000));
     }
 
     #[test]
