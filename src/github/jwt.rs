@@ -11,7 +11,7 @@
 //! `base64`; the key is classified first so a wrong file gets a message that says what is
 //! wrong with it.
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -71,23 +71,18 @@ impl AppKey {
             return Err(KeyError::NotRsa { source_name: source(), kind: label.trim().to_string() });
         }
         let corrupt = |detail: &str| KeyError::Corrupt { source_name: source(), detail: detail.to_string() };
-        let body_start =
-            text[begin..].find('\n').map(|i| begin + i + 1).ok_or_else(|| corrupt("no `-----END` line"))?;
-        let end = text[body_start..]
-            .find("-----END ")
-            .map(|i| body_start + i)
-            .ok_or_else(|| corrupt("no `-----END` line"))?;
-        // Base64 lines only (RFC 7468 §3; RFC 1421 headers such as `Proc-Type:` are skipped).
-        let b64: String = text[body_start..end]
-            .lines()
-            .filter(|l| !l.contains(':'))
-            .flat_map(|l| l.chars().filter(|c| !c.is_ascii_whitespace()))
-            .collect();
-        let der = STANDARD.decode(b64.as_bytes()).map_err(|e| corrupt(&format!("bad base64: {e}")))?;
+        // The PEM section (RFC 7468) decoded by rustls-pki-types; its error says what is wrong
+        // (no END line, bad base64) without quoting the key.
+        use rustls_pki_types::pem::PemObject as _;
+        let section = &text.as_bytes()[begin..];
         let key = if label == "RSA PRIVATE KEY" {
-            ring::signature::RsaKeyPair::from_der(&der)
+            rustls_pki_types::PrivatePkcs1KeyDer::from_pem_slice(section)
+                .map_err(|e| corrupt(&pem_problem(&e)))
+                .map(|der| ring::signature::RsaKeyPair::from_der(der.secret_pkcs1_der()))?
         } else {
-            ring::signature::RsaKeyPair::from_pkcs8(&der)
+            rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(section)
+                .map_err(|e| corrupt(&pem_problem(&e)))
+                .map(|der| ring::signature::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()))?
         };
         let key = key.map_err(|e| match e.to_string().as_str() {
             "WrongAlgorithm" => KeyError::NotRsa { source_name: source(), kind: "PKCS#8, not RSA".into() },
@@ -118,6 +113,17 @@ impl AppKey {
         jwt.push('.');
         jwt.push_str(&URL_SAFE_NO_PAD.encode(&signature));
         Ok(SecretString::from(jwt))
+    }
+}
+
+/// What is wrong with a PEM section, never quoting it (the text is a private key).
+fn pem_problem(e: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { .. } => "no `-----END` line".into(),
+        Error::Base64Decode(detail) => format!("bad base64: {detail}"),
+        Error::NoItemsFound => "no key section of that kind".into(),
+        _ => "not a well-formed PEM section".into(),
     }
 }
 
