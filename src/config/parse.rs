@@ -79,6 +79,19 @@ impl Config {
                 });
             }
         }
+        // A string `fix.verify` is split by POSIX quoting (`edit::verify::argv`): one whose quotes
+        // do not close has no words to run. Not quoted back (config values never are).
+        if let (Some(super::VerifyCommand::Line(line)), false) = (&config.fix.verify, config.fix.verify_shell) {
+            if shlex::split(line).is_none() {
+                violations.push(Violation {
+                    pointer: "/fix/verify".into(),
+                    value: format!("a string of {} characters", line.chars().count()),
+                    rule:
+                        "its quotes do not close (it is split into words like a POSIX shell would, without running one)"
+                            .into(),
+                });
+            }
+        }
         if !violations.is_empty() {
             return Err(ConfigError::Invalid { source_name: source_name.into(), violations });
         }

@@ -109,13 +109,15 @@ impl VerifyResult {
     }
 }
 
-/// The argv of `command` (config `fix.verify`): a list as is; a string split on whitespace,
-/// or `sh -c STRING` when `shell`. `None` when empty.
+/// The argv of `command` (config `fix.verify`): a list as is; a string split into words by
+/// POSIX shell quoting rules (`shlex`: quotes and backslashes group and escape, nothing is
+/// expanded, no shell runs), or `sh -c STRING` when `shell`. `None` when empty, or when the
+/// string's quotes do not close (config validation refuses that first).
 pub fn argv(command: &crate::config::VerifyCommand, shell: bool) -> Option<(Vec<String>, String)> {
     use crate::config::VerifyCommand as V;
     let (argv, display) = match command {
         V::Line(s) if shell => (vec!["sh".into(), "-c".into(), s.clone()], s.clone()),
-        V::Line(s) => (s.split_whitespace().map(String::from).collect(), s.clone()),
+        V::Line(s) => (shlex::split(s).unwrap_or_default(), s.clone()),
         V::Argv(a) => (a.clone(), a.join(" ")),
     };
     (!argv.is_empty() && !argv[0].is_empty()).then_some((argv, display))
@@ -242,6 +244,25 @@ mod tests {
         assert_eq!(limits(&c), None, "edit_format: whole lifts the limit");
         let c = Config::from_text("fix:\n  whole_file_max_bytes: 100\n", "t").unwrap();
         assert_eq!(limits(&c), Some(100));
+    }
+
+    #[test]
+    fn a_verify_string_is_split_by_posix_quoting_and_never_expanded() {
+        use crate::config::{Config, ConfigError, VerifyCommand};
+        let words = |line: &str| argv(&VerifyCommand::Line(line.into()), false).map(|(a, _)| a);
+        assert_eq!(
+            words(r#"cargo test -- --exact 'a b' "c d" e\ f $HOME"#).unwrap(),
+            ["cargo", "test", "--", "--exact", "a b", "c d", "e f", "$HOME"]
+        );
+        assert_eq!(words("   "), None);
+        assert_eq!(words("'unclosed"), None);
+        let shell = argv(&VerifyCommand::Line("make 'x".into()), true).unwrap().0;
+        assert_eq!(shell, ["sh", "-c", "make 'x"], "with a shell the string goes to sh as is");
+        let err = Config::from_text("fix:\n  verify: \"npm test -- 'x\"\n", "t").unwrap_err();
+        let ConfigError::Invalid { violations, .. } = &err else { panic!("{err}") };
+        assert_eq!(violations[0].pointer, "/fix/verify");
+        assert!(!err.to_string().contains("npm"), "the value is not quoted back: {err}");
+        Config::from_text("fix:\n  verify: \"npm test -- 'x\"\n  verify_shell: true\n", "t").unwrap();
     }
 
     fn spec(shell_line: &str, timeout: Duration, cap: usize, allow: &[&str]) -> VerifySpec {
