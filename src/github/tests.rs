@@ -381,9 +381,10 @@ async fn secondary_rate_limit_on_post_waits_retry_after_then_retries_once() {
         .with_priority(2)
         .mount(&server)
         .await;
-    let started = Instant::now();
-    let review = gh.create_review(12, &sample_review()).await.expect("review after the wait");
-    assert!(started.elapsed() >= Duration::from_secs(1), "waited only {:?}", started.elapsed());
+    let (review, retries) = crate::resilience::recording_retries(gh.create_review(12, &sample_review())).await;
+    let review = review.expect("review after the wait");
+    let waits: Vec<(Duration, bool)> = retries.iter().map(|r| (r.wait, r.server_asked)).collect();
+    assert_eq!(waits, [(Duration::from_secs(1), true)], "one wait, the server's retry-after");
     assert_eq!(review.id, 80);
     assert_eq!(gh.request_count(), 2);
 }
@@ -422,9 +423,9 @@ async fn secondary_rate_limit_longer_than_the_cap_fails_fast() {
         .expect(1)
         .mount(&server)
         .await;
-    let started = Instant::now();
-    let err = gh.create_issue_comment(12, "hi").await.expect_err("rate limited");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    let (err, retries) = crate::resilience::recording_retries(gh.create_issue_comment(12, "hi")).await;
+    let err = err.expect_err("rate limited");
+    assert!(retries.is_empty(), "a wait over the cap is not waited: {retries:?}");
     match err {
         GitHubError::Status { status: 429, message, .. } => assert!(message.contains("3600 s"), "{message}"),
         other => panic!("expected Status 429, got {other:?}"),
