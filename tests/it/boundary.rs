@@ -103,7 +103,6 @@ async fn probe(unprivileged: bool) -> Option<String> {
         std::process::Command::new("chmod").arg("4755").arg(&suid).status().unwrap();
         cmd.env("SUID_CAT", &suid);
     }
-    let started = Instant::now();
     let result = cmd
         .current_dir(dir.path())
         .args(["fix", "--dry-run", "--instructions", "add.sh subtracts; make it add"])
@@ -128,7 +127,6 @@ async fn probe(unprivileged: bool) -> Option<String> {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!alive(pid), "the daemonised sleep {pid} outlived the run");
-    assert!(started.elapsed() < Duration::from_secs(120));
     // The checkout is as it was: the edits and verify's by-product went to the scratch tree,
     // which is gone.
     assert_eq!(std::fs::read_to_string(dir.path().join("add.sh")).unwrap(), BUGGY);
