@@ -39,6 +39,7 @@ pub mod route;
 pub mod secret_store;
 pub mod session;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 pub mod usage;
 

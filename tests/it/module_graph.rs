@@ -15,6 +15,8 @@ const LAYERS: &[&[&str]] = &[
     &["clock", "exit", "env_vars", "files", "findings", "markers", "redact", "secret_store", "tls", "usage"],
     &["actions", "context", "diff"],
     &["progress", "log"],
+    // Traces and metrics of the run (OTLP), used by every service above.
+    &["telemetry"],
     // The state store: the ledger's tables, the response cache, the `state` URL rules.
     &["store"],
     // Config: the model, parsing and loading from given bytes.

@@ -1,0 +1,455 @@
+//! Telemetry (issue #19): OpenTelemetry traces and metrics of a run, exported over OTLP/HTTP —
+//! only when configured; nothing is recorded or sent otherwise.
+//!
+//! Configuration ([`Settings::read`]) by the standard variables of the OpenTelemetry
+//! specification ("Environment Variable Specification" and "OTLP Exporter Configuration"):
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (and the `_TRACES_`/`_METRICS_` variants, used as given),
+//! `OTEL_EXPORTER_OTLP_HEADERS` (a secret: [`secrets`] hands the values to the redactor),
+//! `OTEL_EXPORTER_OTLP_PROTOCOL` (`http/protobuf`, the default, or `http/json`),
+//! `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SDK_DISABLED`; the config's
+//! `telemetry:` gives the same (the variables win) plus `capture_content` and `flush_timeout`.
+//!
+//! What a run records ([`start`] .. [`finish`]):
+//! - one task-run span per command, in the CI/CD conventions (`cicd.pipeline.task.*`), on a
+//!   resource with the CI/CD and VCS attributes of the workflow run ([`resource`]);
+//! - under it, one CLIENT span per provider request in the GenAI conventions ([`model_span`]:
+//!   `chat {model}`, or `invoke_agent {name}` for an agent CLI), one `execute_tool verify` span
+//!   per verify run, and one HTTP CLIENT span per GitHub request (method and route template,
+//!   never the token, never query values; [`http_span`]);
+//! - metrics: `gen_ai.client.token.usage`, `gen_ai.client.operation.duration` and
+//!   `agentctl.findings` ([`record_tokens`], [`count_findings`]).
+//!
+//! Context: a run joins its workflow's trace. With `TRACEPARENT` (W3C Trace Context) the
+//! task-run span is its child; without, the trace id is derived from (repository, run id, run
+//! attempt) ([`ids::run_trace_id`]), so every step and job of one run lands in one trace.
+//! Children that agentctl starts (verify, agent CLIs) get `TRACEPARENT` ([`traceparent`]).
+//!
+//! Export never fails or slows a run: spans and metrics are kept in memory while the run works
+//! and sent once at the end, bounded by the flush deadline (default 2 s); a dead or slow
+//! collector costs at most that, gives one warning, and leaves the exit code as it was.
+//! Decision: one export at the end instead of a background batch exporter, because agentctl's
+//! runs are short and a background thread would add work (and a runtime) to every run; the
+//! long-lived `token-refresh --watch` exports when it stops.
+
+pub mod ids;
+mod settings;
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _};
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanProcessor};
+
+use crate::context::Env;
+use crate::log;
+
+pub use settings::{Protocol, Settings, TelemetryConfig};
+
+/// The instrumentation scope of every span and instrument.
+const SCOPE: &str = "agentctl";
+
+/// One active run's telemetry.
+struct Active {
+    settings: Settings,
+    tracer: opentelemetry_sdk::trace::SdkTracer,
+    tracer_provider: SdkTracerProvider,
+    spans: Arc<Mutex<Vec<SpanData>>>,
+    run: Mutex<Option<Context>>,
+    meter_provider: SdkMeterProvider,
+    reader: Arc<ManualReader>,
+    resource: opentelemetry_sdk::Resource,
+    tokens: Histogram<u64>,
+    duration: Histogram<f64>,
+    findings: Counter<u64>,
+}
+
+static ACTIVE: OnceLock<Active> = OnceLock::new();
+static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+
+/// Whether this run records telemetry (an endpoint is configured and the SDK not disabled).
+pub fn enabled() -> bool {
+    ACTIVE.get().is_some()
+}
+
+/// Starts the run's telemetry for `task` (`review`, `fix`, …) when `env` configures it (the
+/// config's `telemetry:` may still do so later, [`configure`]). Safe to call once per
+/// process; later calls do nothing. `started` is when the run began (the span's start).
+pub fn start(task: &str, env: &Env, client: reqwest::Client) {
+    let _ = CLIENT.set(client);
+    if let Some(settings) = Settings::read(env, None) {
+        activate(task, env, settings, SystemTime::now());
+    }
+}
+
+/// Applies the config's `telemetry:` once the config is loaded: starts telemetry when the
+/// variables did not but the config names an endpoint; `started` backdates the task-run span
+/// to the run's start. Does nothing when already active or disabled.
+pub fn configure(task: &str, env: &Env, config: &TelemetryConfig, started: SystemTime) {
+    if enabled() || CLIENT.get().is_none() {
+        return;
+    }
+    if let Some(settings) = Settings::read(env, Some(config)) {
+        activate(task, env, settings, started);
+    }
+}
+
+/// The values of the exporter headers (`OTEL_EXPORTER_OTLP_HEADERS`): secrets, registered with
+/// the redactor by the session, never printed.
+pub fn secrets(env: &Env) -> Vec<String> {
+    settings::header_secrets(env)
+}
+
+fn activate(task: &str, env: &Env, settings: Settings, started: SystemTime) {
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let resource = resource(env, &settings);
+    let tracer_provider = SdkTracerProvider::builder()
+        .with_span_processor(Keep(spans.clone()))
+        .with_id_generator(ids::RunIds::new(env))
+        .with_resource(resource.clone())
+        .build();
+    let tracer = tracer_provider.tracer(SCOPE);
+    let reader = Arc::new(ManualReader::builder().build());
+    let meter_provider =
+        SdkMeterProvider::builder().with_reader(SharedReader(reader.clone())).with_resource(resource.clone()).build();
+    let meter = meter_provider.meter(SCOPE);
+    let tokens = meter
+        .u64_histogram("gen_ai.client.token.usage")
+        .with_unit("{token}")
+        .with_description("Number of input and output tokens used")
+        .build();
+    let duration = meter
+        .f64_histogram("gen_ai.client.operation.duration")
+        .with_unit("s")
+        .with_description("GenAI operation duration")
+        .build();
+    let findings =
+        meter.u64_counter("agentctl.findings").with_unit("{finding}").with_description("Findings by severity").build();
+    let parent = ids::parent_context(env);
+    let attributes = task_attributes(task, env);
+    let span = tracer
+        .span_builder(format!("agentctl {task}"))
+        .with_kind(SpanKind::Internal)
+        .with_start_time(started)
+        .with_attributes(attributes)
+        .start_with_context(&tracer, &parent);
+    let run = Context::new().with_span(span);
+    let active = Active {
+        settings,
+        tracer,
+        tracer_provider,
+        spans,
+        run: Mutex::new(Some(run)),
+        meter_provider,
+        reader,
+        resource,
+        tokens,
+        duration,
+        findings,
+    };
+    let _ = ACTIVE.set(active);
+}
+
+/// `cicd.pipeline.task.*` of the task-run span (the result is added by [`finish`]).
+fn task_attributes(task: &str, env: &Env) -> Vec<KeyValue> {
+    let mut attributes = vec![KeyValue::new("cicd.pipeline.task.name", task.to_owned())];
+    if let Some(url) = ids::run_url(env) {
+        attributes.push(KeyValue::new("cicd.pipeline.task.run.url.full", url));
+    }
+    let run = [env.get("GITHUB_RUN_ID"), env.get("GITHUB_RUN_ATTEMPT"), env.get("GITHUB_JOB")];
+    if run.iter().all(Option::is_some) {
+        let id = run.iter().flatten().copied().collect::<Vec<_>>().join("/");
+        attributes.push(KeyValue::new("cicd.pipeline.task.run.id", format!("{id}/{task}")));
+    }
+    attributes
+}
+
+/// The resource of every span and metric: `service.name` (`OTEL_SERVICE_NAME`, the config's
+/// `service_name`, else `agentctl`), `service.version`, `OTEL_RESOURCE_ATTRIBUTES` and the
+/// config's `resource_attributes`, and the CI/CD and VCS attributes of the workflow run
+/// (OpenTelemetry semantic conventions, "CICD" and "VCS" registries): `cicd.pipeline.name`,
+/// `cicd.pipeline.run.id`, `cicd.pipeline.run.url.full`, `cicd.worker.name`,
+/// `vcs.repository.url.full`, `vcs.ref.head.revision`, `vcs.ref.head.name`.
+fn resource(env: &Env, settings: &Settings) -> opentelemetry_sdk::Resource {
+    let mut attributes = vec![KeyValue::new("service.version", env!("CARGO_PKG_VERSION"))];
+    let mut add = |key: &'static str, value: Option<String>| {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            attributes.push(KeyValue::new(key, v));
+        }
+    };
+    let get = |name: &str| env.get(name).map(str::to_owned);
+    add("cicd.pipeline.name", get("GITHUB_WORKFLOW"));
+    add("cicd.pipeline.run.id", get("GITHUB_RUN_ID"));
+    add("cicd.pipeline.run.url.full", ids::run_url(env));
+    add("cicd.worker.name", get("RUNNER_NAME"));
+    add("vcs.repository.url.full", ids::repository_url(env));
+    add("vcs.ref.head.revision", get("GITHUB_SHA"));
+    let head = get("GITHUB_HEAD_REF").filter(|h| !h.is_empty()).or_else(|| get("GITHUB_REF_NAME"));
+    add("vcs.ref.head.name", head);
+    attributes.extend(settings.resource_attributes.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())));
+    opentelemetry_sdk::Resource::builder_empty()
+        .with_attributes(settings::env_resource_attributes(env))
+        .with_attributes(attributes)
+        .with_service_name(settings.service_name.clone())
+        .build()
+}
+
+/// A span of the run (a no-op when telemetry is off): ends when dropped, or with a status by
+/// [`Span::end_with`].
+pub struct Span(Option<opentelemetry_sdk::trace::Span>);
+
+impl Span {
+    /// Adds attributes.
+    pub fn set(&mut self, attributes: impl IntoIterator<Item = KeyValue>) {
+        if let Some(span) = &mut self.0 {
+            span.set_attributes(attributes);
+        }
+    }
+
+    /// Adds an event (a retry, a fallback) with its attributes.
+    pub fn event(&mut self, name: &'static str, attributes: Vec<KeyValue>) {
+        if let Some(span) = &mut self.0 {
+            span.add_event(name, attributes);
+        }
+    }
+
+    /// Ends the span, as an error with `error.type` when `error` is given.
+    pub fn end_with(mut self, error: Option<&str>) {
+        if let Some(mut span) = self.0.take() {
+            if let Some(kind) = error {
+                span.set_attribute(KeyValue::new("error.type", kind.to_owned()));
+                span.set_status(Status::error(kind.to_owned()));
+            }
+            span.end();
+        }
+    }
+}
+
+/// A child span of the task-run span: `name`, `kind`, `attributes`.
+pub fn child_span(name: String, kind: SpanKind, attributes: Vec<KeyValue>) -> Span {
+    let Some(active) = ACTIVE.get() else { return Span(None) };
+    let parent = active.run.lock().ok().and_then(|r| r.clone()).unwrap_or_default();
+    Span(Some(
+        active
+            .tracer
+            .span_builder(name)
+            .with_kind(kind)
+            .with_attributes(attributes)
+            .start_with_context(&active.tracer, &parent),
+    ))
+}
+
+/// The CLIENT span of one provider request in the GenAI conventions ("Semantic conventions for
+/// generative client AI spans"): `{operation} {model}` with `gen_ai.operation.name`
+/// (`chat`, or `invoke_agent` for an agent CLI), `gen_ai.provider.name` and
+/// `gen_ai.request.model`; the answer's attributes are added by [`answered`].
+pub fn model_span(operation: &'static str, provider: &'static str, model: &str) -> Span {
+    if !enabled() {
+        return Span(None);
+    }
+    child_span(
+        format!("{operation} {model}"),
+        SpanKind::Client,
+        vec![
+            KeyValue::new("gen_ai.operation.name", operation),
+            KeyValue::new("gen_ai.provider.name", provider),
+            KeyValue::new("gen_ai.request.model", model.to_owned()),
+        ],
+    )
+}
+
+/// What a provider answered, on its span and in the metrics: the response model and id, the
+/// tokens (`gen_ai.usage.input_tokens` counts cached and cache-write input too, as the
+/// conventions say), the priced cost in USD (`agentctl.cost.usd`, when known) and the duration.
+pub struct Answer<'a> {
+    pub operation: &'static str,
+    pub provider: &'static str,
+    pub request_model: &'a str,
+    pub response_model: &'a str,
+    pub response_id: Option<&'a str>,
+    pub usage: &'a crate::usage::Usage,
+    pub cost_usd: Option<f64>,
+    pub duration: Duration,
+}
+
+/// Records `answer` on `span` and in the token and duration metrics.
+pub fn answered(span: &mut Span, answer: &Answer<'_>) {
+    let Some(active) = ACTIVE.get() else { return };
+    let u = answer.usage;
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let mut attributes = vec![
+        KeyValue::new("gen_ai.response.model", answer.response_model.to_owned()),
+        KeyValue::new("gen_ai.usage.input_tokens", as_i64(u.total_input())),
+        KeyValue::new("gen_ai.usage.output_tokens", as_i64(u.output_tokens)),
+        KeyValue::new("gen_ai.usage.cache_read.input_tokens", as_i64(u.cached_input_tokens)),
+        KeyValue::new("gen_ai.usage.cache_creation.input_tokens", as_i64(u.cache_write_tokens)),
+    ];
+    if let Some(id) = answer.response_id {
+        attributes.push(KeyValue::new("gen_ai.response.id", id.to_owned()));
+    }
+    if let Some(usd) = answer.cost_usd {
+        attributes.push(KeyValue::new("agentctl.cost.usd", usd));
+    }
+    span.set(attributes);
+    let common = [
+        KeyValue::new("gen_ai.operation.name", answer.operation),
+        KeyValue::new("gen_ai.provider.name", answer.provider),
+        KeyValue::new("gen_ai.request.model", answer.request_model.to_owned()),
+        KeyValue::new("gen_ai.response.model", answer.response_model.to_owned()),
+    ];
+    let with = |kind: &'static str| {
+        let mut a = common.to_vec();
+        a.push(KeyValue::new("gen_ai.token.type", kind));
+        a
+    };
+    active.tokens.record(u.total_input(), &with("input"));
+    active.tokens.record(u.output_tokens, &with("output"));
+    active.duration.record(answer.duration.as_secs_f64(), &common);
+}
+
+/// Counts findings of `severity` (`agentctl.findings`).
+pub fn count_findings(severity: &str, n: u64) {
+    if let Some(active) = ACTIVE.get() {
+        active.findings.add(n, &[KeyValue::new("agentctl.finding.severity", severity.to_owned())]);
+    }
+}
+
+/// The HTTP CLIENT span of one GitHub request (HTTP client semantic conventions): named
+/// `{METHOD} {route}`, with `http.request.method`, `url.template` (the route with every value
+/// replaced, [`ids::route_template`]), `server.address`; no header, no query, no path value.
+pub fn http_span(method: &str, url: &str) -> Span {
+    if !enabled() {
+        return Span(None);
+    }
+    let (server, template) = ids::route_template(url);
+    child_span(
+        format!("{method} {template}"),
+        SpanKind::Client,
+        vec![
+            KeyValue::new("http.request.method", method.to_owned()),
+            KeyValue::new("url.template", template),
+            KeyValue::new("server.address", server),
+        ],
+    )
+}
+
+/// `TRACEPARENT` for a child agentctl starts: the task-run span's context, W3C Trace Context
+/// (`00-{trace id}-{span id}-{flags}`); `None` when telemetry is off.
+pub fn traceparent() -> Option<String> {
+    let active = ACTIVE.get()?;
+    let run = active.run.lock().ok()?.clone()?;
+    let sc = run.span().span_context().clone();
+    sc.is_valid().then(|| format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
+}
+
+/// Whether prompts and answers may go on spans (`telemetry.capture_content: true`); they are
+/// redacted like every other output when they do.
+pub fn capture_content() -> bool {
+    ACTIVE.get().is_some_and(|a| a.settings.capture_content)
+}
+
+/// Ends the task-run span with `cicd.pipeline.task.run.result` (`success`, `failure` for
+/// findings at `--fail-on`, `skip` for nothing to do, `error` otherwise) and exports everything,
+/// bounded by the flush deadline. A failed or late export is one warning; the run's result is
+/// never changed by it.
+pub async fn finish(result: &'static str) {
+    let Some(active) = ACTIVE.get() else { return };
+    if let Some(run) = active.run.lock().ok().and_then(|mut r| r.take()) {
+        let span = run.span();
+        span.set_attribute(KeyValue::new("cicd.pipeline.task.run.result", result));
+        if result == "error" {
+            span.set_status(Status::error("the run failed"));
+        }
+        span.end();
+    }
+    let deadline = active.settings.flush_timeout;
+    match tokio::time::timeout(deadline, export(active)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::warn(&format!(
+            "telemetry: the export to {} failed ({}); the run's result is unchanged",
+            active.settings.collector(),
+            active.settings.scrub(&e)
+        )),
+        Err(_) => log::warn(&format!(
+            "telemetry: the collector at {} did not answer within {:.1} s; the run's result is unchanged",
+            active.settings.collector(),
+            deadline.as_secs_f64()
+        )),
+    }
+}
+
+/// Sends the kept spans and the collected metrics.
+async fn export(active: &Active) -> Result<(), String> {
+    use opentelemetry_sdk::metrics::exporter::PushMetricExporter as _;
+    use opentelemetry_sdk::trace::SpanExporter as _;
+    let _ = active.tracer_provider.force_flush();
+    let spans = active.spans.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default();
+    let Some(client) = CLIENT.get() else { return Ok(()) };
+    if !spans.is_empty() {
+        let mut exporter = active.settings.span_exporter(client.clone())?;
+        exporter.set_resource(&active.resource);
+        exporter.export(spans).await.map_err(|e| e.to_string())?;
+    }
+    let mut metrics = opentelemetry_sdk::metrics::data::ResourceMetrics::default();
+    active.reader.collect(&mut metrics).map_err(|e| e.to_string())?;
+    if metrics.scope_metrics().next().is_some() {
+        let exporter = active.settings.metric_exporter(client.clone())?;
+        exporter.export(&metrics).await.map_err(|e| e.to_string())?;
+    }
+    let _ = &active.meter_provider;
+    Ok(())
+}
+
+/// Keeps every ended span in memory for the one export at the end of the run.
+#[derive(Debug)]
+struct Keep(Arc<Mutex<Vec<SpanData>>>);
+
+impl SpanProcessor for Keep {
+    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        if let Ok(mut spans) = self.0.lock() {
+            spans.push(span);
+        }
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// The manual reader, shared between the meter provider and [`export`].
+#[derive(Debug)]
+struct SharedReader(Arc<ManualReader>);
+
+impl opentelemetry_sdk::metrics::reader::MetricReader for SharedReader {
+    fn register_pipeline(&self, pipeline: std::sync::Weak<opentelemetry_sdk::metrics::Pipeline>) {
+        self.0.register_pipeline(pipeline)
+    }
+
+    fn collect(
+        &self,
+        rm: &mut opentelemetry_sdk::metrics::data::ResourceMetrics,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.collect(rm)
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self, kind: opentelemetry_sdk::metrics::InstrumentKind) -> opentelemetry_sdk::metrics::Temporality {
+        self.0.temporality(kind)
+    }
+}
