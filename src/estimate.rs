@@ -92,13 +92,6 @@ pub fn review_model(
     Some((name, model))
 }
 
-/// The price table a run uses: the bundled one with the config's `pricing:` entries on top.
-pub fn price_table(config: &crate::config::Config) -> PriceTable {
-    let mut prices = PriceTable::bundled();
-    prices.models.extend(config.pricing.iter().map(|(k, v)| (k.clone(), *v)));
-    prices
-}
-
 /// The estimate of a `review` of `selected` files of `parsed`: [`for_review`] with the prompt
 /// overhead `review` really sends with every chunk — its system prompt and output schema,
 /// counted the way `review.token_counting` says (the default estimate is conservative and never
@@ -170,7 +163,7 @@ pub fn fix(
     let input_tokens = prompt_tokens as u64 * rounds;
     let output_tokens = u64::from(config.fix.max_output_tokens) * rounds;
     let usage = Usage { input_tokens, output_tokens, ..Usage::default() };
-    let cost_usd = if provider == "builtin" { Some(0.0) } else { price_table(config).cost_usd(&model, &usage) };
+    let cost_usd = if provider == "builtin" { Some(0.0) } else { config.price_table().cost_usd(&model, &usage) };
     Estimate { provider, model, chunks: vec![], input_tokens, output_tokens, cost_usd, over_budget: vec![] }
 }
 
@@ -205,7 +198,7 @@ pub fn for_review(
         max_output_tokens: review.max_output_tokens,
         overhead_tokens,
     };
-    estimate(diff, selected, &settings, &price_table(config))
+    estimate(diff, selected, &settings, &config.price_table())
 }
 
 /// Estimates the review of the files at `selected` (indices into `diff.files`, already

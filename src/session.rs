@@ -25,7 +25,7 @@ use crate::config::{self, Config};
 use crate::context::target::PrMeta;
 use crate::context::{Context, Env, Repo};
 use crate::env_vars as ev;
-use crate::estimate::{self, Estimate};
+use crate::estimate::Estimate;
 use crate::exit::ExitError;
 use crate::github::{GitHub, GitHubError};
 use crate::ledger::{self, Ledger};
@@ -168,6 +168,7 @@ impl<'e> Session<'e> {
         let (config, origin) = config::load_for_pr(explicit, pr, gh.as_deref(), pr_event_in_actions).await?;
         log::debug(&format!("config: {origin:?}"));
         self.apply_write_delay(gh, &config)?;
+        crate::telemetry::configure(&config.telemetry);
         Ok(config)
     }
 
@@ -179,6 +180,7 @@ impl<'e> Session<'e> {
         let (config, origin) = config::load_for_ref(self.args.config.as_deref(), gh.as_deref(), sha).await?;
         log::debug(&format!("config: {origin:?}"));
         self.apply_write_delay(gh, &config)?;
+        crate::telemetry::configure(&config.telemetry);
         Ok(config)
     }
 
@@ -251,7 +253,7 @@ impl<'e> Session<'e> {
     /// Errors: as [`Session::store`].
     pub fn ledger(&self, config: &Config, number: Option<u64>, task: &str) -> Result<Ledger, ExitError> {
         let store = self.store(config)?;
-        Ok(Ledger::new(store, &self.ctx, number, task, estimate::price_table(config)))
+        Ok(Ledger::new(store, &self.ctx, number, task, config.price_table()))
     }
 
     /// Ends the ledger: `--usage-out` written, lost records with `--require-state`. Each

@@ -41,11 +41,10 @@ pub async fn run(args: &CostArgs, env: &Env) -> Result<Exit, ExitError> {
 /// the defaults. `cost` reads the ledger, not a PR, so the base-branch rule of `review` has
 /// nothing to protect here.
 fn load_config(common: &CostCommonArgs) -> Result<Config, ExitError> {
-    match &common.config {
-        Some(path) => Ok(Config::from_path(path)?),
-        None if Path::new(DEFAULT_PATH).is_file() => Ok(Config::from_path(Path::new(DEFAULT_PATH))?),
-        None => Ok(Config::default()),
-    }
+    let path = common.config.clone().or_else(|| Path::new(DEFAULT_PATH).is_file().then(|| DEFAULT_PATH.into()));
+    let config = path.map_or_else(|| Ok(Config::default()), |p| Config::from_path(&p))?;
+    crate::telemetry::configure(&config.telemetry);
+    Ok(config)
 }
 
 /// The ledger's location ([`store::locate`]): `--state` > `AGENTCTL_STATE` > config `state` >
@@ -90,7 +89,7 @@ fn print(text: &str, json: bool) -> Result<(), ExitError> {
 fn report(a: &CostReportArgs, env: &Env) -> Result<Exit, ExitError> {
     let query = report_query(a, crate::clock::now_ms())?;
     let config = load_config(&a.common)?;
-    let prices = a.reprice.then(|| estimate::price_table(&config));
+    let prices = a.reprice.then(|| config.price_table());
     let rows = match (open_ledger(&a.common, &config, env)?, &prices) {
         (Some(store), None) => store.usage_report(&query)?,
         (Some(store), Some(prices)) => report::reprice(store.usage_report_per_model(&query)?, prices),

@@ -35,6 +35,31 @@ fn model_run(
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli, env: &Env) -> Result<Exit, ExitError> {
+    let task = match &cli.command {
+        Command::Review(_) => Some("review"),
+        Command::Fix(_) => Some("fix"),
+        Command::Route(_) => Some("route"),
+        Command::Cost(_) => Some("cost"),
+        Command::TokenRefresh(_) => Some("token-refresh"),
+        Command::Config(_) | Command::Secrets(_) => None,
+    };
+    let Some(task) = task else { return dispatch(cli, env).await };
+    crate::telemetry::start(task, env);
+    let result = dispatch(cli, env).await;
+    // `cicd.pipeline.task.run.result`: findings at `--fail-on` fail the task, nothing to do
+    // skips it, any other error is an error.
+    let outcome = match &result {
+        Ok(Exit::Ok) => "success",
+        Ok(Exit::NothingToDo) => "skip",
+        Ok(Exit::Findings(_)) => "failure",
+        Ok(_) | Err(_) => "error",
+    };
+    crate::telemetry::finish(outcome).await;
+    result
+}
+
+/// Runs the subcommand.
+async fn dispatch(cli: Cli, env: &Env) -> Result<Exit, ExitError> {
     match cli.command {
         Command::Review(args) => review::run(&args, env).await,
         Command::Config(args) => config::run(&args),

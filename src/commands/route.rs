@@ -87,6 +87,7 @@ async fn load_config(explicit: Option<&Path>, ctx: &Context, gh: Option<&GitHub>
         None => config::load_for_ref(explicit, gh, ctx.sha.as_deref()).await?,
     };
     log::debug(&format!("config: {origin:?}"));
+    crate::telemetry::configure(&config.telemetry);
     Ok(config)
 }
 

@@ -69,6 +69,8 @@ pub struct Config {
     pub slash_commands: routes::SlashCommandsConfig,
     /// `agentctl fix` settings.
     pub fix: FixConfig,
+    /// OpenTelemetry export (`crate::telemetry`); the `OTEL_*` variables win.
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 /// Config errors; all exit with the usage/config code (2).
@@ -113,6 +115,13 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The price table a run uses: the bundled one with the config's `pricing:` entries on top.
+    pub fn price_table(&self) -> crate::usage::pricing::PriceTable {
+        let mut prices = crate::usage::pricing::PriceTable::bundled();
+        prices.models.extend(self.pricing.iter().map(|(k, v)| (k.clone(), *v)));
+        prices
+    }
+
     /// The `providers:` entry a run uses (SPEC §2, "Providers"): `flag` (`--provider`), else
     /// the config's `provider`, else the only entry when there is exactly one, else `builtin`
     /// (no model call). The one rule behind provider selection, cost estimates and `route`.

@@ -123,8 +123,32 @@ pub fn argv(command: &crate::config::VerifyCommand, shell: bool) -> Option<(Vec<
     (!argv.is_empty() && !argv[0].is_empty()).then_some((argv, display))
 }
 
-/// Runs `spec` in `root` with the allowed part of `env`, and waits for it (at most the timeout).
+/// Runs `spec` in `root` with the allowed part of `env` (and `TRACEPARENT` when telemetry is
+/// on), and waits for it (at most the timeout); traced as an `execute_tool verify` span.
 pub async fn run(spec: &VerifySpec, root: &Path, env: &Env) -> VerifyResult {
+    use opentelemetry::KeyValue;
+    let mut span = crate::telemetry::child_span(
+        "execute_tool verify".into(),
+        opentelemetry::trace::SpanKind::Internal,
+        vec![
+            KeyValue::new("gen_ai.operation.name", "execute_tool"),
+            KeyValue::new("gen_ai.tool.name", "verify"),
+            KeyValue::new("gen_ai.tool.type", "extension"),
+        ],
+    );
+    let result = run_unobserved(spec, root, env).await;
+    span.set([KeyValue::new("agentctl.verify.duration_s", result.duration.as_secs_f64())]);
+    let error = match &result.status {
+        VerifyStatus::Passed => None,
+        VerifyStatus::Failed(_) => Some("failed"),
+        VerifyStatus::TimedOut => Some("timeout"),
+        VerifyStatus::NotStarted(_) => Some("not_started"),
+    };
+    span.end_with(error);
+    result
+}
+
+async fn run_unobserved(spec: &VerifySpec, root: &Path, env: &Env) -> VerifyResult {
     let started = Instant::now();
     let not_started = |why: String| VerifyResult {
         status: VerifyStatus::NotStarted(why),
@@ -148,6 +172,9 @@ pub async fn run(spec: &VerifySpec, root: &Path, env: &Env) -> VerifyResult {
         if let Some(v) = env.get(name) {
             cmd.env(name, v);
         }
+    }
+    if let Some(traceparent) = crate::telemetry::traceparent() {
+        cmd.env("TRACEPARENT", traceparent);
     }
     #[cfg(unix)]
     cmd.process_group(0);

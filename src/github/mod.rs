@@ -51,6 +51,10 @@ pub fn token_and_redactor(
     for secret in crate::store::env_secrets(env) {
         redactor.add_secret(&secret);
     }
+    // The telemetry exporter's headers (`OTEL_EXPORTER_OTLP_HEADERS`: collector credentials).
+    for secret in crate::telemetry::secrets(env) {
+        redactor.add_secret(&secret);
+    }
     crate::log::publish_masks(&redactor);
     Ok((token, redactor))
 }

@@ -314,7 +314,15 @@ impl GitHub {
         let mut rate_limit_waits = 0u32;
         let mut redirects = 0u32;
         loop {
+            let mut span = crate::telemetry::http_span(method.as_str(), &url);
             let outcome = self.send_once(method.clone(), &url, accept, body.clone(), limit).await;
+            match &outcome {
+                Ok(reply) => {
+                    span.set([opentelemetry::KeyValue::new("http.response.status_code", i64::from(reply.status))]);
+                    span.end_with((reply.status >= 400).then(|| status_class(reply.status)));
+                }
+                Err(_) => span.end_with(Some("transport")),
+            }
             let reply = match outcome {
                 Ok(reply) => reply,
                 Err(SendError::TooLarge) => {
@@ -467,3 +475,18 @@ pub(super) fn encode_path(path: &str) -> String {
 // octocrab's top-level text alone is often just "Service error": errors are shown with their
 // sources through `crate::log::error_chain`.
 use crate::log::error_chain;
+
+/// `error.type` of an HTTP status, per the HTTP semantic conventions: the status code itself.
+fn status_class(status: u16) -> &'static str {
+    match status {
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        409 => "409",
+        422 => "422",
+        429 => "429",
+        500..=599 => "5xx",
+        _ => "4xx",
+    }
+}

@@ -170,6 +170,10 @@ impl Anthropic {
 }
 
 impl Provider for Anthropic {
+    fn gen_ai_provider(&self) -> &'static str {
+        "anthropic"
+    }
+
     fn name(&self) -> &str {
         &self.settings.endpoint.name
     }

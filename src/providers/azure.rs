@@ -83,6 +83,10 @@ impl AzureOpenAi {
 }
 
 impl Provider for AzureOpenAi {
+    fn gen_ai_provider(&self) -> &'static str {
+        "azure.ai.openai"
+    }
+
     fn name(&self) -> &str {
         self.inner.name()
     }

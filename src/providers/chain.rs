@@ -21,6 +21,9 @@ use crate::log;
 use crate::providers::{call_outcome, Completion, CompletionRequest, Provider, ProviderError};
 use crate::redact::Redactor;
 use crate::resilience::{self, Breaker};
+use crate::telemetry;
+use crate::usage::pricing::PriceTable;
+use opentelemetry::KeyValue;
 
 /// Which link of the chain answered a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +53,8 @@ pub struct Resilient {
     last: Mutex<Option<AnsweredBy>>,
     /// Scrubs every request before it leaves: the one door all model traffic goes through.
     redactor: Redactor,
+    /// Prices the cost on each request's telemetry span.
+    prices: PriceTable,
 }
 
 impl fmt::Debug for Resilient {
@@ -79,7 +84,21 @@ impl Resilient {
         let mut chain = Vec::with_capacity(1 + fallbacks.len());
         chain.push(primary);
         chain.extend(fallbacks);
-        Self { chain, breaker, total_timeout: None, last: Mutex::new(None), redactor: Redactor::new() }
+        Self {
+            chain,
+            breaker,
+            total_timeout: None,
+            last: Mutex::new(None),
+            redactor: Redactor::new(),
+            prices: PriceTable::bundled(),
+        }
+    }
+
+    /// Sets the price table the cost on each request's span is priced by (the run's, with the
+    /// config's `pricing:`); the bundled table without it.
+    pub fn with_prices(mut self, prices: PriceTable) -> Self {
+        self.prices = prices;
+        self
     }
 
     /// Sets the redactor every request passes through (system and user prompt, including a
@@ -160,8 +179,42 @@ impl Resilient {
             if let Ok(mut slot) = in_flight.lock() {
                 *slot = Some(key.clone());
             }
-            let result = provider.complete(req).await;
+            let mut span =
+                telemetry::model_span(provider.gen_ai_operation(), provider.gen_ai_provider(), provider.model());
+            let started = std::time::Instant::now();
+            let (result, retries) = telemetry::observe_retries(provider.complete(req)).await;
+            for (attempt, status, wait) in retries {
+                let mut attributes = vec![
+                    KeyValue::new("agentctl.retry.attempt", i64::from(attempt)),
+                    KeyValue::new("agentctl.retry.wait_s", wait.as_secs_f64()),
+                ];
+                attributes.extend(status.map(|s| KeyValue::new("http.response.status_code", i64::from(s))));
+                span.event("retry", attributes);
+            }
             permit.finish(call_outcome(&result));
+            match &result {
+                Ok(c) => telemetry::answered(
+                    &mut span,
+                    &telemetry::Answer {
+                        operation: provider.gen_ai_operation(),
+                        provider: provider.gen_ai_provider(),
+                        request_model: provider.model(),
+                        response_model: &c.model,
+                        response_id: c.request_id.as_deref(),
+                        usage: &c.usage,
+                        cost_usd: c.reported_cost_usd.or_else(|| self.prices.cost_usd(&c.model, &c.usage)),
+                        duration: started.elapsed(),
+                    },
+                ),
+                Err(e) if moves_on(e) && next.is_some() => {
+                    span.event(
+                        "fallback",
+                        vec![KeyValue::new("agentctl.fallback.to", next.clone().unwrap_or_default())],
+                    );
+                }
+                Err(_) => {}
+            }
+            span.end_with(result.as_ref().err().map(|e| e.class()));
             match result {
                 Ok(completion) => {
                     if position > 0 {

@@ -183,6 +183,10 @@ impl Gemini {
 }
 
 impl Provider for Gemini {
+    fn gen_ai_provider(&self) -> &'static str {
+        "gcp.gemini"
+    }
+
     fn name(&self) -> &str {
         &self.settings.name
     }

@@ -150,6 +150,15 @@ pub trait Provider: Send + Sync {
     fn model(&self) -> &str;
     /// One completion, with retries per the provider's policy.
     fn complete<'a>(&'a self, req: &'a CompletionRequest) -> BoxFuture<'a, Result<Completion, ProviderError>>;
+    /// `gen_ai.provider.name` of the OpenTelemetry GenAI conventions (`openai`, `anthropic`,
+    /// `azure.ai.openai`, `gcp.gemini`); `_OTHER` when none fits.
+    fn gen_ai_provider(&self) -> &'static str {
+        "_OTHER"
+    }
+    /// `gen_ai.operation.name` of one request: `chat`, or `invoke_agent` for an agent CLI.
+    fn gen_ai_operation(&self) -> &'static str {
+        "chat"
+    }
 }
 
 #[cfg(test)]

@@ -322,6 +322,10 @@ impl OpenAi {
 }
 
 impl Provider for OpenAi {
+    fn gen_ai_provider(&self) -> &'static str {
+        "openai"
+    }
+
     fn name(&self) -> &str {
         &self.settings.name
     }

@@ -114,6 +114,7 @@ pub fn select(
         registry.add_secret(secret);
     }
     let chain = Resilient::new(primary, fallbacks, Arc::new(breaker))
+        .with_prices(config.price_table())
         .with_total_timeout(entry.total_deadline())
         .with_redactor(redactor.clone());
     Ok(SelectedProvider { name, chain: Some(Arc::new(chain)) })

@@ -282,6 +282,7 @@ pub fn report_retry(observer: &dyn RetryObserver, notice: &RetryNotice) {
     RETRIES.fetch_add(1, Ordering::Relaxed);
     // Inside `recording_retries` only; elsewhere there is no recorder and this does nothing.
     let _ = RECORDED.try_with(|r| r.borrow_mut().push(*notice));
+    crate::telemetry::note_retry(notice.attempt, notice.status, notice.wait);
     observer.on_retry(notice);
 }
 

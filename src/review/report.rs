@@ -42,6 +42,12 @@ pub(crate) fn build(
         .severity()
         .is_some_and(|t| placed.iter().any(|p| p.finding.severity.at_least(t)));
     let head_sha = run.pr.as_ref().map(|p| p.head_sha.clone()).or_else(|| ctx.sha.clone());
+    for severity in crate::findings::Severity::ALL {
+        let n = placed.iter().filter(|p| p.finding.severity == severity).count() as u64;
+        if n > 0 {
+            crate::telemetry::count_findings(severity.as_str(), n);
+        }
+    }
     ReviewReport {
         repository: ctx.repository.as_ref().map(|r| r.to_string()),
         pr: run.pr.as_ref().map(|p| p.number),

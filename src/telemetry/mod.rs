@@ -68,7 +68,6 @@ struct Active {
 }
 
 static ACTIVE: OnceLock<Active> = OnceLock::new();
-static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
 
 /// Whether this run records telemetry (an endpoint is configured and the SDK not disabled).
 pub fn enabled() -> bool {
@@ -76,31 +75,61 @@ pub fn enabled() -> bool {
 }
 
 /// Starts the run's telemetry for `task` (`review`, `fix`, …) when `env` configures it (the
-/// config's `telemetry:` may still do so later, [`configure`]). Safe to call once per
-/// process; later calls do nothing. `started` is when the run began (the span's start).
-pub fn start(task: &str, env: &Env, client: reqwest::Client) {
-    let _ = CLIENT.set(client);
+/// config's `telemetry:` may still do so later, [`configure`]). Call once per process, before
+/// any work; later calls do nothing.
+pub fn start(task: &'static str, env: &Env) {
+    let _ = RUN.set(Run { task, started: SystemTime::now(), env: env.clone() });
     if let Some(settings) = Settings::read(env, None) {
         activate(task, env, settings, SystemTime::now());
     }
 }
 
 /// Applies the config's `telemetry:` once the config is loaded: starts telemetry when the
-/// variables did not but the config names an endpoint; `started` backdates the task-run span
-/// to the run's start. Does nothing when already active or disabled.
-pub fn configure(task: &str, env: &Env, config: &TelemetryConfig, started: SystemTime) {
-    if enabled() || CLIENT.get().is_none() {
+/// variables did not but the config names an endpoint (the task-run span backdated to the
+/// run's start), and takes its `flush_timeout` and `capture_content` when the variables
+/// already started it. Does nothing before [`start`].
+pub fn configure(config: &TelemetryConfig) {
+    let Some(run) = RUN.get() else { return };
+    if enabled() {
+        let _ = FROM_CONFIG.set((settings::flush_timeout(config), config.capture_content));
         return;
     }
-    if let Some(settings) = Settings::read(env, Some(config)) {
-        activate(task, env, settings, started);
+    if let Some(settings) = Settings::read(&run.env, Some(config)) {
+        activate(run.task, &run.env, settings, run.started);
     }
+}
+
+/// This process's run ([`start`]): its task, when it began, and its environment.
+struct Run {
+    task: &'static str,
+    started: SystemTime,
+    env: Env,
+}
+
+static RUN: OnceLock<Run> = OnceLock::new();
+
+/// The config's flush deadline and `capture_content`, when the variables started telemetry
+/// before the config was read.
+static FROM_CONFIG: OnceLock<(Duration, bool)> = OnceLock::new();
+
+/// The HTTP client of the export: our rustls configuration, built on first use (never when
+/// telemetry is off). Errors: reqwest's builder message.
+fn http_client() -> Result<reqwest::Client, String> {
+    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .tls_backend_preconfigured(crate::tls::client_config())
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .clone()
 }
 
 /// The values of the exporter headers (`OTEL_EXPORTER_OTLP_HEADERS`): secrets, registered with
 /// the redactor by the session, never printed.
-pub fn secrets(env: &Env) -> Vec<String> {
-    settings::header_secrets(env)
+pub fn secrets(env: &Env) -> Vec<secrecy::SecretString> {
+    settings::header_secrets(env).into_iter().map(secrecy::SecretString::from).collect()
 }
 
 fn activate(task: &str, env: &Env, settings: Settings, started: SystemTime) {
@@ -310,6 +339,31 @@ pub fn answered(span: &mut Span, answer: &Answer<'_>) {
     active.duration.record(answer.duration.as_secs_f64(), &common);
 }
 
+tokio::task_local! {
+    /// The retries of the provider request running under [`observe_retries`].
+    static RETRIES: std::cell::RefCell<Vec<(u32, Option<u16>, Duration)>>;
+}
+
+/// Runs `work` (one provider request) and returns its output with the retries it decided:
+/// `(failed attempt, HTTP status, wait)`, for span events. Nested concurrent requests each see
+/// their own. Nothing is kept when telemetry is off.
+pub async fn observe_retries<F: std::future::Future>(work: F) -> (F::Output, Vec<(u32, Option<u16>, Duration)>) {
+    if !enabled() {
+        return (work.await, vec![]);
+    }
+    RETRIES
+        .scope(std::cell::RefCell::new(vec![]), async move {
+            let out = work.await;
+            (out, RETRIES.with(|r| r.take()))
+        })
+        .await
+}
+
+/// Notes one retry of the request in flight (called by `resilience` for every retry).
+pub fn note_retry(attempt: u32, status: Option<u16>, wait: Duration) {
+    let _ = RETRIES.try_with(|r| r.borrow_mut().push((attempt, status, wait)));
+}
+
 /// Counts findings of `severity` (`agentctl.findings`).
 pub fn count_findings(severity: &str, n: u64) {
     if let Some(active) = ACTIVE.get() {
@@ -348,7 +402,7 @@ pub fn traceparent() -> Option<String> {
 /// Whether prompts and answers may go on spans (`telemetry.capture_content: true`); they are
 /// redacted like every other output when they do.
 pub fn capture_content() -> bool {
-    ACTIVE.get().is_some_and(|a| a.settings.capture_content)
+    ACTIVE.get().is_some_and(|a| FROM_CONFIG.get().map_or(a.settings.capture_content, |c| c.1))
 }
 
 /// Ends the task-run span with `cicd.pipeline.task.run.result` (`success`, `failure` for
@@ -365,7 +419,7 @@ pub async fn finish(result: &'static str) {
         }
         span.end();
     }
-    let deadline = active.settings.flush_timeout;
+    let deadline = FROM_CONFIG.get().map_or(active.settings.flush_timeout, |c| c.0);
     match tokio::time::timeout(deadline, export(active)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => log::warn(&format!(
@@ -387,7 +441,7 @@ async fn export(active: &Active) -> Result<(), String> {
     use opentelemetry_sdk::trace::SpanExporter as _;
     let _ = active.tracer_provider.force_flush();
     let spans = active.spans.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default();
-    let Some(client) = CLIENT.get() else { return Ok(()) };
+    let client = http_client()?;
     if !spans.is_empty() {
         let mut exporter = active.settings.span_exporter(client.clone())?;
         exporter.set_resource(&active.resource);

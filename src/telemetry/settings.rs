@@ -124,11 +124,6 @@ impl Settings {
             .map(str::to_owned)
             .or_else(|| config.service_name.clone())
             .unwrap_or_else(|| "agentctl".into());
-        let flush = if config.flush_timeout.is_finite() && config.flush_timeout > 0.0 {
-            config.flush_timeout.min(60.0)
-        } else {
-            DEFAULT_FLUSH_SECS
-        };
         Some(Settings {
             traces_endpoint,
             metrics_endpoint,
@@ -137,7 +132,7 @@ impl Settings {
             service_name,
             resource_attributes: config.resource_attributes.clone(),
             capture_content: config.capture_content,
-            flush_timeout: Duration::from_secs_f64(flush),
+            flush_timeout: flush_timeout(config),
         })
     }
 
@@ -203,6 +198,12 @@ impl Settings {
             .build()
             .map_err(|e| e.to_string())
     }
+}
+
+/// The config's flush deadline: `flush_timeout` seconds in (0, 60], else the default.
+pub(super) fn flush_timeout(config: &TelemetryConfig) -> Duration {
+    let secs = config.flush_timeout;
+    Duration::from_secs_f64(if secs.is_finite() && secs > 0.0 { secs.min(60.0) } else { DEFAULT_FLUSH_SECS })
 }
 
 /// `text` without control characters (a message line is never two).

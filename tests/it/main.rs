@@ -24,6 +24,7 @@ mod redaction;
 mod review_e2e;
 mod route;
 mod secrets;
+mod telemetry;
 mod tls;
 mod tokens;
 mod workflows;

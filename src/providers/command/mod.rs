@@ -307,6 +307,10 @@ impl CommandProvider {
 }
 
 impl Provider for CommandProvider {
+    fn gen_ai_operation(&self) -> &'static str {
+        "invoke_agent"
+    }
+
     fn name(&self) -> &str {
         &self.settings.name
     }

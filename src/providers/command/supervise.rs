@@ -56,6 +56,10 @@ impl CommandProvider {
             .kill_on_drop(true);
         // Its own process group, so that a kill reaches the agent's tools too (see
         // `process_group`); the group is killed when `group` drops, however we leave.
+        // The agent joins the run's trace (W3C Trace Context), when telemetry is on.
+        if let Some(traceparent) = crate::telemetry::traceparent() {
+            command.env("TRACEPARENT", traceparent);
+        }
         #[cfg(unix)]
         command.process_group(0);
         let started = Instant::now();

@@ -1,0 +1,303 @@
+//! Telemetry end to end: the real binary exports to a loopback OTLP/HTTP receiver, which decodes
+//! what it got with the OpenTelemetry project's own protobuf definitions (`opentelemetry-proto`)
+//! and its JSON mapping.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value::Value as Any, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message as _;
+use serde_json::json;
+use sha2::Digest as _;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::common::*;
+
+const OWNER: &str = "Codertocat";
+const REPO: &str = "Hello-World";
+const PR: u64 = 2;
+const GITHUB_TOKEN: &str = "ghs_fakeinstallationtoken0123456789abcdefABCD";
+const OPENAI_KEY: &str = "sk-test-FAKEkey0123456789abcdefXYZ";
+const OTLP_SECRET: &str = "otlp-collector-secret-4f9d2c";
+
+fn repo_path(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A receiver taking `/v1/traces` and `/v1/metrics`; anything else fails the test.
+async fn collector() -> MockServer {
+    let server = MockServer::builder().start().await;
+    for signal in ["/v1/traces", "/v1/metrics"] {
+        Mock::given(method("POST")).and(path(signal)).respond_with(ResponseTemplate::new(200)).mount(&server).await;
+    }
+    mount_catch_all(&server, "collector").await;
+    server
+}
+
+/// Every span the receiver got, decoded from protobuf, with the resource attributes.
+async fn received_spans(server: &MockServer) -> (Vec<Span>, Vec<BTreeMap<String, String>>) {
+    let mut spans = vec![];
+    let mut resources = vec![];
+    for r in server.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/v1/traces") {
+        assert_eq!(r.headers.get("content-type").unwrap(), "application/x-protobuf");
+        let req = ExportTraceServiceRequest::decode(r.body.as_slice()).expect("OTLP protobuf");
+        for rs in req.resource_spans {
+            resources.push(attrs(&rs.resource.unwrap_or_default().attributes));
+            spans.extend(rs.scope_spans.into_iter().flat_map(|s| s.spans));
+        }
+    }
+    (spans, resources)
+}
+
+fn attrs(kvs: &[KeyValue]) -> BTreeMap<String, String> {
+    kvs.iter()
+        .map(|kv| {
+            let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Any::StringValue(s)) => s.clone(),
+                Some(Any::IntValue(i)) => i.to_string(),
+                Some(Any::DoubleValue(d)) => d.to_string(),
+                Some(Any::BoolValue(b)) => b.to_string(),
+                other => format!("{other:?}"),
+            };
+            (kv.key.clone(), v)
+        })
+        .collect()
+}
+
+/// The trace id of a workflow run, computed independently of agentctl (SHA-256 over the
+/// length-prefixed repository, run id and attempt, first 16 bytes).
+fn expected_trace_id(repo: &str, run_id: &str, attempt: &str) -> Vec<u8> {
+    let mut h = sha2::Sha256::new();
+    h.update(b"agentctl-trace-v1");
+    for part in [repo, run_id, attempt] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize()[..16].to_vec()
+}
+
+fn run_env(collector: &MockServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.uri()),
+        ("OTEL_EXPORTER_OTLP_HEADERS", format!("authorization=Bearer%20{OTLP_SECRET}")),
+        ("GITHUB_RUN_ID", "9876543210".into()),
+        ("GITHUB_RUN_ATTEMPT", "2".into()),
+        ("GITHUB_WORKFLOW", "agentctl review".into()),
+        ("GITHUB_JOB", "review".into()),
+        ("RUNNER_NAME", "runner-7".into()),
+        ("GITHUB_SHA", "ec26c3e57ca3a959ca5aad62de7213c562f8c821".into()),
+        ("GITHUB_SERVER_URL", "https://github.com".into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_exports_one_task_span_with_its_model_and_github_spans_and_no_secret() {
+    let otlp = collector().await;
+    let answer = json!({"summary": "ok", "findings": [
+        {"path": "README.md", "line": 226, "severity": "medium", "category": "docs", "title": "t", "body": "b"}]});
+    let openai = fake_openai(answer, Duration::ZERO).await;
+    let diff = std::fs::read(repo_path("examples/diffs/agentctl-findings.diff")).unwrap();
+    let gh = FakeGitHub::start(OWNER, REPO, PR, diff, Some(config_for(&openai.uri(), ""))).await;
+    let mut cmd = agentctl();
+    cmd.arg("review")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_TOKEN", GITHUB_TOKEN)
+        .env("GITHUB_API_URL", gh.api_url())
+        .env("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}"))
+        .env("GITHUB_EVENT_NAME", "pull_request")
+        .env("GITHUB_EVENT_PATH", repo_path("examples/events/pull_request.opened.json"))
+        .env("OPENAI_API_KEY", OPENAI_KEY);
+    for (k, v) in run_env(&otlp) {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("::add-mask::Bearer {OTLP_SECRET}")), "the header is masked: {stderr}");
+
+    let (spans, resources) = received_spans(&otlp).await;
+    let run = spans.iter().find(|s| s.name == "agentctl review").expect("the task-run span");
+    assert!(run.parent_span_id.is_empty(), "no TRACEPARENT: the task span is a root");
+    assert_eq!(run.trace_id, expected_trace_id(&format!("{OWNER}/{REPO}"), "9876543210", "2"));
+    let run_attrs = attrs(&run.attributes);
+    assert_eq!(run_attrs["cicd.pipeline.task.name"], "review");
+    assert_eq!(run_attrs["cicd.pipeline.task.run.result"], "success");
+    assert_eq!(run_attrs["cicd.pipeline.task.run.id"], "9876543210/2/review/review");
+    assert_eq!(
+        run_attrs["cicd.pipeline.task.run.url.full"],
+        format!("https://github.com/{OWNER}/{REPO}/actions/runs/9876543210/attempts/2")
+    );
+    for s in &spans {
+        assert_eq!(s.trace_id, run.trace_id, "{} is in another trace", s.name);
+        if s.span_id != run.span_id {
+            assert_eq!(s.parent_span_id, run.span_id, "{} is not a child of the task span", s.name);
+        }
+    }
+    let chats: Vec<&Span> = spans.iter().filter(|s| s.name == "chat gpt-4o-mini").collect();
+    assert!(!chats.is_empty(), "no chat span: {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>());
+    assert_eq!(chats.len(), openai.received_requests().await.unwrap().len(), "one chat span per provider request");
+    let chat = attrs(&chats[0].attributes);
+    assert_eq!(chats[0].kind, 3, "CLIENT");
+    assert_eq!(chat["gen_ai.operation.name"], "chat");
+    assert_eq!(chat["gen_ai.provider.name"], "openai");
+    assert_eq!(chat["gen_ai.request.model"], "gpt-4o-mini");
+    assert_eq!(chat["gen_ai.response.model"], "gpt-4o-mini-2024-07-18");
+    assert_eq!(chat["gen_ai.usage.input_tokens"], "1200", "cached input counted in");
+    assert_eq!(chat["gen_ai.usage.output_tokens"], "150");
+    assert_eq!(chat["gen_ai.usage.cache_read.input_tokens"], "200");
+    assert!(chat["agentctl.cost.usd"].parse::<f64>().unwrap() > 0.0, "{chat:?}");
+    let http: Vec<BTreeMap<String, String>> = spans
+        .iter()
+        .filter(|s| s.name.starts_with("GET ") || s.name.starts_with("POST "))
+        .map(|s| attrs(&s.attributes))
+        .collect();
+    assert!(
+        http.iter().any(|a| a["url.template"]
+            == format!("{API_PREFIX}/repos/{{owner}}/{{repo}}/pulls/{{pull_number}}/reviews")
+            && a["http.request.method"] == "POST"
+            && a["http.response.status_code"] == "200"),
+        "{http:#?}"
+    );
+    for a in &http {
+        assert!(!a["url.template"].contains(OWNER) && !a["url.template"].contains('?'), "a value in a route: {a:?}");
+    }
+    let resource = &resources[0];
+    assert_eq!(resource["service.name"], "agentctl");
+    assert_eq!(resource["cicd.pipeline.run.id"], "9876543210");
+    assert_eq!(resource["cicd.pipeline.name"], "agentctl review");
+    assert_eq!(resource["cicd.worker.name"], "runner-7");
+    assert_eq!(resource["vcs.repository.url.full"], format!("https://github.com/{OWNER}/{REPO}"));
+    assert_eq!(resource["vcs.ref.head.revision"], "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
+
+    // Metrics: tokens by type, and the finding counted by severity.
+    let metrics: Vec<ExportMetricsServiceRequest> = otlp
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/v1/metrics")
+        .map(|r| ExportMetricsServiceRequest::decode(r.body.as_slice()).unwrap())
+        .collect();
+    let names: Vec<String> = metrics
+        .iter()
+        .flat_map(|m| &m.resource_metrics)
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .map(|m| m.name.clone())
+        .collect();
+    for name in ["gen_ai.client.token.usage", "gen_ai.client.operation.duration", "agentctl.findings"] {
+        assert!(names.iter().any(|n| n == name), "{name} missing: {names:?}");
+    }
+
+    // The collector got its header; no secret is in any body, and none is printed.
+    for r in otlp.received_requests().await.unwrap() {
+        assert_eq!(r.headers.get("authorization").unwrap(), &format!("Bearer {OTLP_SECRET}"));
+        let body = String::from_utf8_lossy(&r.body);
+        for secret in [GITHUB_TOKEN, OPENAI_KEY, OTLP_SECRET] {
+            assert!(!body.contains(secret), "{secret} in an export to {}", r.url.path());
+        }
+    }
+    let stderr_without_masks: String = stderr.lines().filter(|l| !l.starts_with("::add-mask::")).collect();
+    for secret in [GITHUB_TOKEN, OPENAI_KEY, OTLP_SECRET] {
+        assert!(!stdout.contains(secret) && !stderr_without_masks.contains(secret), "{secret} printed");
+    }
+}
+
+/// `agentctl route` on a pull-request event, with `env` and the config text.
+fn route(env: &[(&str, String)], config: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("agentctl.yml");
+    std::fs::write(&config_path, config).unwrap();
+    let mut cmd = agentctl();
+    cmd.current_dir(dir.path())
+        .args(["route", "--event-name", "pull_request", "--event"])
+        .arg(repo_path("examples/events/pull_request.opened.json"))
+        .arg("--config")
+        .arg(&config_path)
+        .env("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_of_one_run_share_a_trace_and_traceparent_is_the_parent() {
+    let otlp = collector().await;
+    let env = run_env(&otlp);
+    for _ in 0..2 {
+        let out = route(&env, "");
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (spans, _) = received_spans(&otlp).await;
+    let runs: Vec<&Span> = spans.iter().filter(|s| s.name == "agentctl route").collect();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].trace_id, runs[1].trace_id, "one run, one trace");
+    assert_ne!(runs[0].span_id, runs[1].span_id);
+    assert_eq!(runs[0].trace_id, expected_trace_id(&format!("{OWNER}/{REPO}"), "9876543210", "2"));
+
+    let traced = collector().await;
+    let mut env = run_env(&traced);
+    env.push(("TRACEPARENT", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()));
+    assert_eq!(route(&env, "").status.code(), Some(0));
+    let (spans, _) = received_spans(&traced).await;
+    let run = spans.iter().find(|s| s.name == "agentctl route").unwrap();
+    assert_eq!(hex::encode(&run.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(hex::encode(&run.parent_span_id), "00f067aa0ba902b7");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_json_is_the_otlp_json_mapping_and_the_config_alone_can_turn_telemetry_on() {
+    let otlp = collector().await;
+    let config = format!("telemetry:\n  endpoint: {}\n  protocol: http/json\n  service_name: ci-agent\n", otlp.uri());
+    let out = route(&[("GITHUB_RUN_ID", "5".into())], &config);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let requests = otlp.received_requests().await.unwrap();
+    let traces = requests.iter().find(|r| r.url.path() == "/v1/traces").expect("spans sent");
+    assert_eq!(traces.headers.get("content-type").unwrap(), "application/json");
+    let req: ExportTraceServiceRequest = serde_json::from_slice(&traces.body).expect("OTLP JSON");
+    let rs = &req.resource_spans[0];
+    assert_eq!(attrs(&rs.resource.as_ref().unwrap().attributes)["service.name"], "ci-agent");
+    assert_eq!(rs.scope_spans[0].spans[0].name, "agentctl route");
+
+    // Off: OTEL_SDK_DISABLED wins over the config; nothing is sent.
+    let off = collector().await;
+    let config = format!("telemetry:\n  endpoint: {}\n", off.uri());
+    assert_eq!(route(&[("OTEL_SDK_DISABLED", "true".into())], &config).status.code(), Some(0));
+    assert!(off.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_or_hanging_collector_costs_one_warning_and_leaves_the_exit_code() {
+    // Refused: a port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", refused),
+        ("OTEL_EXPORTER_OTLP_HEADERS", format!("x-api-key={OTLP_SECRET}")),
+    ];
+    let out = route(&env, "telemetry:\n  flush_timeout: 1\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr.matches("telemetry:").count(), 1, "one warning: {stderr}");
+    assert!(!stderr.lines().filter(|l| !l.starts_with("::add-mask::")).any(|l| l.contains(OTLP_SECRET)), "{stderr}");
+
+    // Hanging: the collector answers after 30 s; the run gives up at its 1 s deadline.
+    let hanging = MockServer::builder().start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+        .mount(&hanging)
+        .await;
+    let started = std::time::Instant::now();
+    let out = route(&[("OTEL_EXPORTER_OTLP_ENDPOINT", hanging.uri())], "telemetry:\n  flush_timeout: 1\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("did not answer within 1.0 s"), "{stderr}");
+    // Not the collector's 30 s: the deadline bounded the wait (generous margin for a busy CI).
+    assert!(started.elapsed() < Duration::from_secs(20), "waited {:?}", started.elapsed());
+}
