@@ -181,6 +181,13 @@ impl Resilient {
             }
             let mut span =
                 telemetry::model_span(provider.gen_ai_operation(), provider.gen_ai_provider(), provider.model());
+            if telemetry::capture_content() {
+                // `req` is already redacted; only with `telemetry.capture_content: true`.
+                span.set([
+                    KeyValue::new("gen_ai.system_instructions", req.system.clone()),
+                    KeyValue::new("gen_ai.input.messages", req.prompt.clone()),
+                ]);
+            }
             let started = std::time::Instant::now();
             let (result, retries) = telemetry::observe_retries(provider.complete(req)).await;
             for (attempt, status, wait) in retries {
@@ -193,19 +200,12 @@ impl Resilient {
             }
             permit.finish(call_outcome(&result));
             match &result {
-                Ok(c) => telemetry::answered(
-                    &mut span,
-                    &telemetry::Answer {
-                        operation: provider.gen_ai_operation(),
-                        provider: provider.gen_ai_provider(),
-                        request_model: provider.model(),
-                        response_model: &c.model,
-                        response_id: c.request_id.as_deref(),
-                        usage: &c.usage,
-                        cost_usd: c.reported_cost_usd.or_else(|| self.prices.cost_usd(&c.model, &c.usage)),
-                        duration: started.elapsed(),
-                    },
-                ),
+                Ok(c) => {
+                    if telemetry::capture_content() {
+                        span.set([KeyValue::new("gen_ai.output.messages", self.redactor.redact(&c.text))]);
+                    }
+                    self.record_answer(&mut span, provider.as_ref(), c, started.elapsed());
+                }
                 Err(e) if moves_on(e) && next.is_some() => {
                     span.event(
                         "fallback",
@@ -238,6 +238,24 @@ impl Resilient {
             let primary = self.chain.first().map(|p| p.name().to_owned()).unwrap_or_default();
             ProviderError::CircuitOpen { provider: primary, message: refusals.join("; ") }
         }))
+    }
+
+    /// Records a provider's answer on its telemetry span and in the metrics, priced by the
+    /// run's table (or the cost the provider reported).
+    fn record_answer(&self, span: &mut telemetry::Span, provider: &dyn Provider, c: &Completion, took: Duration) {
+        telemetry::answered(
+            span,
+            &telemetry::Answer {
+                operation: provider.gen_ai_operation(),
+                provider: provider.gen_ai_provider(),
+                request_model: provider.model(),
+                response_model: &c.model,
+                response_id: c.request_id.as_deref(),
+                usage: &c.usage,
+                cost_usd: c.reported_cost_usd.or_else(|| self.prices.cost_usd(&c.model, &c.usage)),
+                duration: took,
+            },
+        );
     }
 
     /// Reports leaving `key` (skipped or failed with `why`) for `next`, if any. Only the first

@@ -150,6 +150,10 @@ async fn a_review_exports_one_task_span_with_its_model_and_github_spans_and_no_s
     assert_eq!(chat["gen_ai.usage.output_tokens"], "150");
     assert_eq!(chat["gen_ai.usage.cache_read.input_tokens"], "200");
     assert!(chat["agentctl.cost.usd"].parse::<f64>().unwrap() > 0.0, "{chat:?}");
+    assert!(
+        !chat.contains_key("gen_ai.input.messages") && !chat.contains_key("gen_ai.output.messages"),
+        "content is not exported unless telemetry.capture_content: true"
+    );
     let http: Vec<BTreeMap<String, String>> = spans
         .iter()
         .filter(|s| s.name.starts_with("GET ") || s.name.starts_with("POST "))
@@ -300,4 +304,52 @@ async fn a_dead_or_hanging_collector_costs_one_warning_and_leaves_the_exit_code(
     assert!(stderr.contains("did not answer within 1.0 s"), "{stderr}");
     // Not the collector's 30 s: the deadline bounded the wait (generous margin for a busy CI).
     assert!(started.elapsed() < Duration::from_secs(20), "waited {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fix_exports_its_rounds_and_verify_runs_under_one_task_span_and_verify_joins_the_trace() {
+    use crate::fix::{answer, comment_event, fake_model, fix_cmd, fix_hub, git, repo};
+    let otlp = collector().await;
+    let (model, _) = fake_model(
+        answer("Add instead of subtract.", "echo $(($1 - $2))", "echo $(($1 + $3))"),
+        answer("Use the second argument.", "echo $(($1 + $3))", "echo $(($1 + $2))"),
+    )
+    .await;
+    let dir = repo(&model.uri(), "");
+    // verify writes the TRACEPARENT it was given next to the checkout.
+    let seen = tempfile::tempdir().unwrap();
+    let log = seen.path().join("traceparent");
+    let check = std::fs::read_to_string(dir.path().join("check.sh")).unwrap();
+    let check = check.replacen("#!/bin/sh\n", &format!("#!/bin/sh\necho \"$TRACEPARENT\" >> {}\n", log.display()), 1);
+    std::fs::write(dir.path().join("check.sh"), check).unwrap();
+    git(dir.path(), &["commit", "-q", "-am", "log the trace context"]);
+    let hub = fix_hub("`add.sh 2 3` prints -1; it should print 5.", "write").await;
+    let scratch = tempfile::tempdir().unwrap();
+    let event = comment_event(scratch.path());
+    let mut cmd = fix_cmd(dir.path(), &hub, &event, &scratch.path().join("out"));
+    for (k, v) in run_env(&otlp) {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let (spans, _) = received_spans(&otlp).await;
+    let run = spans.iter().find(|s| s.name == "agentctl fix").expect("the task-run span");
+    assert_eq!(attrs(&run.attributes)["cicd.pipeline.task.run.result"], "success");
+    let named = |name: &str| spans.iter().filter(|s| s.name == name).collect::<Vec<_>>();
+    let (chats, verifies) = (named("chat gpt-4o-mini"), named("execute_tool verify"));
+    assert_eq!((chats.len(), verifies.len()), (2, 2), "two rounds, each asked and verified");
+    for s in chats.iter().chain(&verifies) {
+        assert_eq!((&s.trace_id, &s.parent_span_id), (&run.trace_id, &run.span_id), "{}", s.name);
+    }
+    let first = attrs(&verifies[0].attributes);
+    assert_eq!(
+        (first["gen_ai.operation.name"].as_str(), first["gen_ai.tool.name"].as_str()),
+        ("execute_tool", "verify")
+    );
+    let statuses: Vec<i32> = verifies.iter().map(|s| s.status.as_ref().map_or(0, |st| st.code)).collect();
+    assert_eq!(statuses, [2, 0], "round 1's verify failed (ERROR), round 2's passed (UNSET)");
+    let given = std::fs::read_to_string(&log).unwrap();
+    let expected = format!("00-{}-{}-01", hex::encode(&run.trace_id), hex::encode(&run.span_id));
+    assert_eq!(given.lines().collect::<Vec<_>>(), [expected.as_str(), expected.as_str()], "verify joined the trace");
 }
