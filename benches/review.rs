@@ -5,6 +5,8 @@
 //!   that answer at once, with the default write spacing (1 s past a burst of 10 writes): wall
 //!   time (target < 50 ms) and peak RSS (target < 15 MB, via `/usr/bin/time`);
 //! - GitHub requests per review (target ≤ 6);
+//! - telemetry: the same review exporting to a live loopback OTLP receiver, wall and peak RSS
+//!   against the run without (targets ≤ 5 % and ≤ 2 MB more; off costs nothing: no span is made);
 //! - concurrency: 8 chunks, 2 s model latency, `max_concurrency: 4` → wall ≈ 4 s, not 16 s.
 //!
 //! Run with `cargo bench --bench review` (or `scripts/bench`).
@@ -95,6 +97,52 @@ async fn main() {
         None => println!("review peak RSS               n/a (no /usr/bin/time)"),
     }
     println!("GitHub requests per review    {requests:10}      (target <= 6)");
+
+    // Telemetry on: the same review, exporting spans and metrics to a live receiver.
+    let otlp = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&otlp)
+        .await;
+    let with_otel = |cmd: &mut Command| {
+        cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.uri()).env("GITHUB_RUN_ID", "1");
+    };
+    reset();
+    let mut cmd = review_cmd(&gh, dir.path());
+    with_otel(&mut cmd);
+    let rss_otel = peak_rss_mb(&cmd);
+    let mut otel_walls = vec![];
+    let mut plain_walls = vec![];
+    for _ in 0..7 {
+        for on in [false, true] {
+            reset();
+            let mut cmd = review_cmd(&gh, dir.path());
+            if on {
+                with_otel(&mut cmd);
+            }
+            let t = Instant::now();
+            let out = cmd.output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            if on {
+                otel_walls.push(ms)
+            } else {
+                plain_walls.push(ms)
+            }
+        }
+    }
+    let (plain, otel) = (median(plain_walls), median(otel_walls));
+    let exports = otlp.received_requests().await.unwrap().len();
+    println!(
+        "review with telemetry         median {otel:7.2} ms   ({:+.1} % vs {plain:.2} ms off; {exports} exports; target <= 5 %)",
+        (otel / plain - 1.0) * 100.0
+    );
+    match (rss, rss_otel) {
+        (Some(off), Some(on)) => {
+            println!("review peak RSS, telemetry on {on:10.1} MB   ({:+.1} MB; target <= 2 MB)", on - off)
+        }
+        _ => println!("review peak RSS, telemetry on n/a (no /usr/bin/time)"),
+    }
 
     // Concurrency: 2 s latency, max_concurrency 4, chunk size set so the PR splits into ~8 chunks.
     let latency = Duration::from_secs(2);

@@ -302,7 +302,14 @@ pub fn run_gate(
     let store = ledger(store)?;
     let run = RunScope::of(ctx, task);
     let estimate_usd = estimate.cost_usd.unwrap_or(0.0);
-    match gate(store, budgets, &run, crate::clock::now_ms(), estimate_usd)? {
+    let decision = gate(store, budgets, &run, crate::clock::now_ms(), estimate_usd)?;
+    let state = match &decision {
+        GateDecision::Proceed => "ok",
+        GateDecision::Warn { .. } => "soft",
+        GateDecision::Refuse(_) => "exceeded",
+    };
+    crate::telemetry::count("agentctl.budget.checks", "agentctl.budget.state", state);
+    match decision {
         GateDecision::Proceed => Ok(GateOutcome::Proceed),
         GateDecision::Warn { evaluation, downgrade_to } => {
             log::warn(&format!("budget past its soft limit: {}", describe(&evaluation)));

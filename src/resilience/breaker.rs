@@ -352,6 +352,17 @@ impl Breaker {
         log::warn(&format!("circuit breaker `{key}`: {detail}"));
         self.record_event("breaker", key, &detail);
         super::count_breaker_change();
+        crate::telemetry::run_event(
+            "breaker",
+            vec![
+                opentelemetry::KeyValue::new("agentctl.breaker.key", key.to_owned()),
+                opentelemetry::KeyValue::new("agentctl.breaker.from", change.from.to_string()),
+                opentelemetry::KeyValue::new("agentctl.breaker.to", change.to.to_string()),
+            ],
+        );
+        if change.to == BreakerState::Open {
+            crate::telemetry::count("agentctl.breaker.opens", "agentctl.breaker.key", key);
+        }
     }
 }
 

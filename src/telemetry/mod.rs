@@ -17,7 +17,8 @@
 //!   per verify run, and one HTTP CLIENT span per GitHub request (method and route template,
 //!   never the token, never query values; [`http_span`]);
 //! - metrics: `gen_ai.client.token.usage`, `gen_ai.client.operation.duration` and
-//!   `agentctl.findings` ([`record_tokens`], [`count_findings`]).
+//!   `agentctl.findings`, `agentctl.breaker.opens`, `agentctl.budget.checks` ([`answered`],
+//!   [`count_findings`], [`count`]); breaker state changes are events on the task-run span.
 //!
 //! Context: a run joins its workflow's trace. With `TRACEPARENT` (W3C Trace Context) the
 //! task-run span is its child; without, the trace id is derived from (repository, run id, run
@@ -364,6 +365,23 @@ pub fn note_retry(attempt: u32, status: Option<u16>, wait: Duration) {
     let _ = RETRIES.try_with(|r| r.borrow_mut().push((attempt, status, wait)));
 }
 
+/// Adds 1 to the counter `name` with one attribute `key=value` (breaker opens, budget checks by
+/// state); nothing when telemetry is off.
+pub fn count(name: &'static str, key: &'static str, value: &str) {
+    if let Some(active) = ACTIVE.get() {
+        let counter = active.meter_provider.meter(SCOPE).u64_counter(name).build();
+        counter.add(1, &[KeyValue::new(key, value.to_owned())]);
+    }
+}
+
+/// Adds an event to the task-run span (a circuit breaker's state change).
+pub fn run_event(name: &'static str, attributes: Vec<KeyValue>) {
+    let Some(active) = ACTIVE.get() else { return };
+    if let Some(run) = active.run.lock().ok().and_then(|r| r.clone()) {
+        run.span().add_event(name, attributes);
+    }
+}
+
 /// Counts findings of `severity` (`agentctl.findings`).
 pub fn count_findings(severity: &str, n: u64) {
     if let Some(active) = ACTIVE.get() {
@@ -453,7 +471,6 @@ async fn export(active: &Active) -> Result<(), String> {
         let exporter = active.settings.metric_exporter(client.clone())?;
         exporter.export(&metrics).await.map_err(|e| e.to_string())?;
     }
-    let _ = &active.meter_provider;
     Ok(())
 }
 

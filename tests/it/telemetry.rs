@@ -101,7 +101,8 @@ async fn a_review_exports_one_task_span_with_its_model_and_github_spans_and_no_s
         {"path": "README.md", "line": 226, "severity": "medium", "category": "docs", "title": "t", "body": "b"}]});
     let openai = fake_openai(answer, Duration::ZERO).await;
     let diff = std::fs::read(repo_path("examples/diffs/agentctl-findings.diff")).unwrap();
-    let gh = FakeGitHub::start(OWNER, REPO, PR, diff, Some(config_for(&openai.uri(), ""))).await;
+    let budget = "budgets:\n  - {scope: all, period: day, limit_usd: 100}\n";
+    let gh = FakeGitHub::start(OWNER, REPO, PR, diff, Some(config_for(&openai.uri(), budget))).await;
     let mut cmd = agentctl();
     cmd.arg("review")
         .env("GITHUB_ACTIONS", "true")
@@ -193,7 +194,9 @@ async fn a_review_exports_one_task_span_with_its_model_and_github_spans_and_no_s
         .flat_map(|s| &s.metrics)
         .map(|m| m.name.clone())
         .collect();
-    for name in ["gen_ai.client.token.usage", "gen_ai.client.operation.duration", "agentctl.findings"] {
+    for name in
+        ["gen_ai.client.token.usage", "gen_ai.client.operation.duration", "agentctl.findings", "agentctl.budget.checks"]
+    {
         assert!(names.iter().any(|n| n == name), "{name} missing: {names:?}");
     }
 
