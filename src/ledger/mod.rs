@@ -99,6 +99,7 @@ impl Ledger {
             price_table: Some(prices.effective_date.clone()),
             latency_ms: 0,
             outcome: String::new(),
+            cached: false,
         };
         let store = store.as_ref().map(Arc::clone).map_err(|e| log::error_chain(e));
         Self { store, prices, template, lost: AtomicUsize::new(0), written: Mutex::new(Vec::new()) }
