@@ -202,11 +202,15 @@ pub fn summary_comment(report: &ReviewReport, marker: &str) -> String {
     };
     let _ = writeln!(
         s,
-        "- **Reviewed:** {range} · {} file(s) · {} partly · {} not reviewed · {} model request(s)",
+        "- **Reviewed:** {range} · {} file(s) · {} partly · {} not reviewed · {} model request(s){}",
         report.files_reviewed.len(),
         report.partly_reviewed.len(),
         report.not_reviewed.len(),
-        report.chunks
+        report.chunks - report.chunks_from_cache.min(report.chunks),
+        match report.chunks_from_cache {
+            0 => String::new(),
+            n => format!(" · {n} of {} chunks from cache", report.chunks),
+        }
     );
     let models = if report.models.is_empty() {
         String::new()

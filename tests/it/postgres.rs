@@ -500,3 +500,15 @@ fn the_response_cache_expires_and_evicts_on_postgres_like_on_sqlite() {
     store.record_usage(&record(agentctl::clock::now_ms(), "octo/r0", "ci", "gpt-4o", Some(0.1), "ok")).unwrap();
     assert_eq!(store.cache_share(0).unwrap(), (2, 1));
 }
+
+/// Issue #20 on a fleet's store: a re-run of the same review makes no model call and costs $0,
+/// and the ledger rows of the hits say `cached`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_of_the_same_review_makes_no_model_call_and_costs_nothing_on_postgres() {
+    let Some(server) = server() else { return };
+    let url = server.fresh_database();
+    crate::cache::a_rerun_makes_no_model_call_and_costs_nothing(Path::new(&url)).await;
+    let rows = open(&url).unwrap().usage_since(i64::MIN).unwrap();
+    assert_eq!(rows.iter().filter(|r| r.cached && r.cost_usd == Some(0.0)).count(), 3, "{rows:?}");
+    assert_eq!(rows.len(), 6);
+}

@@ -1,0 +1,149 @@
+//! Issue #20 "Pay once": the response cache in the state store, and provider prompt caching,
+//! through the real binary against loopback provider fakes with a catch-all that fails the
+//! test on any unexpected call.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use wiremock::MockServer;
+
+use crate::common::*;
+
+/// A diff of `files` files, each one hunk of one long added line (a line is never split, so
+/// each file is one chunk at `max_chunk_tokens: 500`); `salt` changes the content of the files
+/// whose index is in `changed`, `sha` the `index` line of every file (what a rebase changes
+/// without changing content).
+pub(crate) fn diff(files: usize, changed: &[usize], salt: &str, sha: &str) -> String {
+    let mut out = String::new();
+    for f in 0..files {
+        let tag = if changed.contains(&f) { salt } else { "" };
+        out.push_str(&format!(
+            "diff --git a/src/f{f}.rs b/src/f{f}.rs\nindex {sha}..{sha}f 100644\n--- a/src/f{f}.rs\n+++ b/src/f{f}.rs\n@@ -1,0 +2,1 @@\n"
+        ));
+        let terms: Vec<String> = (0..50).map(|i| format!("a{f}_{i}{tag}")).collect();
+        out.push_str(&format!("+let v = {};\n", terms.join(" + ")));
+    }
+    out
+}
+
+fn answer() -> Value {
+    json!({"summary": "Looks fine.", "findings": []})
+}
+
+/// The config for [`fake_openai`] with small chunks (one file per chunk for [`diff`]) and
+/// `extra` appended at the top level.
+fn config(uri: &str, extra: &str) -> String {
+    config_for(uri, "  max_chunk_tokens: 500\n") + extra
+}
+
+/// Runs `review` of `diff` (no token: nothing is posted) with `config` on the store `state`,
+/// plus `args`; returns the JSON report and stderr.
+pub(crate) fn run(config: &str, state: &Path, diff: &str, args: &[&str]) -> (Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "agentctl.yml", config);
+    let mut cmd = agentctl();
+    cmd.env("AGENTCTL_STATE", state).env("OPENAI_API_KEY", "sk-test-key-openai-0123456789");
+    cmd.args(["review", "--diff", "-", "--format", "json", "--config", cfg.to_str().unwrap()]);
+    cmd.args(args);
+    let out = cmd.write_stdin(diff.to_owned()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    (serde_json::from_slice(&out.stdout).unwrap(), stderr)
+}
+
+async fn calls(server: &MockServer) -> usize {
+    server.received_requests().await.unwrap().len()
+}
+
+/// The re-run half of "a re-run makes 0 model calls and costs $0", on the store at `state`
+/// (a SQLite file or a PostgreSQL URL).
+pub(crate) async fn a_rerun_makes_no_model_call_and_costs_nothing(state: &Path) {
+    let server = fake_openai(answer(), std::time::Duration::ZERO).await;
+    let diff = diff(3, &[], "", "1111111");
+    let (cold, _) = run(&config(&server.uri(), ""), state, &diff, &[]);
+    assert_eq!(cold["chunks"], 3, "{cold}");
+    assert_eq!((cold["chunks_from_cache"].as_u64(), calls(&server).await), (Some(0), 3));
+    assert!(cold["cost_usd"].as_f64().unwrap() > 0.0);
+    let (warm, stderr) = run(&config(&server.uri(), ""), state, &diff, &[]);
+    assert_eq!(calls(&server).await, 3, "no new model call: {stderr}");
+    assert_eq!((warm["chunks"].as_u64(), warm["chunks_from_cache"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(warm["cost_usd"].as_f64(), Some(0.0), "{warm}");
+    assert_eq!(warm["usage"]["input_tokens"], 0);
+    assert_eq!(warm["overview"], cold["overview"], "the same answers");
+    assert!(stderr.contains("3 from cache"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_of_the_same_review_makes_no_model_call_and_costs_nothing_on_sqlite() {
+    let state = unique_state_path();
+    a_rerun_makes_no_model_call_and_costs_nothing(&state).await;
+    let rows = agentctl::store::Store::open(&state).unwrap().usage_since(0).unwrap();
+    let flags: Vec<(bool, Option<f64>)> = rows.iter().map(|r| (r.cached, r.cost_usd.filter(|c| *c == 0.0))).collect();
+    assert_eq!(flags[3..], [(true, Some(0.0)); 3], "three cached $0 rows after three priced ones: {rows:?}");
+    assert!(rows[..3].iter().all(|r| !r.cached && r.cost_usd.unwrap() > 0.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_rebase_that_keeps_the_content_only_changed_chunks_are_sent() {
+    let server = fake_openai(answer(), std::time::Duration::ZERO).await;
+    let state = unique_state_path();
+    run(&config(&server.uri(), ""), &state, &diff(3, &[], "", "1111111"), &[]);
+    assert_eq!(calls(&server).await, 3);
+    // New SHAs everywhere, new content in file 1 only.
+    let (report, _) = run(&config(&server.uri(), ""), &state, &diff(3, &[1], "_v2", "2222222"), &[]);
+    assert_eq!(calls(&server).await, 4, "only the changed chunk is sent");
+    assert_eq!(report["chunks_from_cache"], 2);
+    let sent = server.received_requests().await.unwrap();
+    let last: Value = serde_json::from_slice(&sent[3].body).unwrap();
+    assert!(last.to_string().contains("a1_0_v2"), "the changed file was sent");
+    // The chunk numbering is gone from the prompt: every chunk shares its prefix.
+    assert!(!last.to_string().contains(" of 3)"), "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_cache_row_is_dropped_with_a_warning_and_the_chunk_asked_again() {
+    let server = fake_openai(answer(), std::time::Duration::ZERO).await;
+    let state = unique_state_path();
+    let diff = diff(2, &[], "", "1111111");
+    run(&config(&server.uri(), ""), &state, &diff, &[]);
+    let conn = rusqlite::Connection::open(&state).unwrap();
+    let rows = conn.execute("UPDATE response_cache SET value = '{\"summary\": 7' WHERE rowid = 1", []).unwrap();
+    let rows2 = conn.execute("UPDATE response_cache SET value = '{\"summary\": 7}' WHERE rowid = 2", []).unwrap();
+    assert_eq!((rows, rows2), (1, 1));
+    drop(conn);
+    let (report, stderr) = run(&config(&server.uri(), ""), &state, &diff, &[]);
+    assert_eq!(calls(&server).await, 4, "both chunks asked again");
+    assert_eq!(report["chunks_from_cache"], 0);
+    assert_eq!(stderr.matches("dropping a corrupt response-cache row").count(), 1, "one warning: {stderr}");
+    // The answers asked again replaced the corrupt rows: a third run asks nothing.
+    let (report, _) = run(&config(&server.uri(), ""), &state, &diff, &[]);
+    assert_eq!((calls(&server).await, report["chunks_from_cache"].as_u64()), (4, Some(2)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_cache_and_cache_off_make_the_calls_and_a_dry_run_never_touches_the_cache() {
+    let server = fake_openai(answer(), std::time::Duration::ZERO).await;
+    let state = unique_state_path();
+    let diff = diff(1, &[], "", "1111111");
+    // A dry run neither writes nor reads the cache.
+    run(&config(&server.uri(), ""), &state, &diff, &["--dry-run"]);
+    let count = |state: &Path| -> i64 {
+        let conn = rusqlite::Connection::open(state).unwrap();
+        conn.query_row("SELECT COUNT(*) FROM response_cache", [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!((calls(&server).await, count(&state)), (1, 0));
+    run(&config(&server.uri(), ""), &state, &diff, &[]);
+    assert_eq!((calls(&server).await, count(&state)), (2, 1));
+    let (report, _) = run(&config(&server.uri(), ""), &state, &diff, &["--dry-run"]);
+    assert_eq!((calls(&server).await, report["chunks_from_cache"].as_u64()), (3, Some(0)));
+    let (report, _) = run(&config(&server.uri(), ""), &state, &diff, &["--no-cache"]);
+    assert_eq!((calls(&server).await, report["chunks_from_cache"].as_u64()), (4, Some(0)));
+    for off in ["cache: off\n", "cache: {enabled: false}\n"] {
+        let (report, _) = run(&config(&server.uri(), off), &state, &diff, &[]);
+        assert_eq!(report["chunks_from_cache"], 0, "{off}");
+    }
+    assert_eq!(calls(&server).await, 6);
+    // The cache is still there for a run that uses it.
+    let (report, _) = run(&config(&server.uri(), ""), &state, &diff, &[]);
+    assert_eq!((calls(&server).await, report["chunks_from_cache"].as_u64()), (6, Some(1)));
+}
