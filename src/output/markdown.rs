@@ -221,9 +221,13 @@ pub fn summary_comment(report: &ReviewReport, marker: &str) -> String {
     let u = &report.usage;
     let _ = writeln!(
         s,
-        "- **Tokens:** {} in ({} cached) · {} out",
+        "- **Tokens:** {} in ({} cached{}) · {} out",
         u.total_input(),
         u.cached_input_tokens,
+        match u.cache_write_tokens {
+            0 => String::new(),
+            n => format!(", {n} written to the prompt cache"),
+        },
         u.output_tokens
     );
     let cost = match report.cost_usd {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use futures::StreamExt;
 
+use crate::config::{PromptCacheMode, PromptCacheTtl};
 use crate::context::target::PrMeta;
 use crate::diff::Diff;
 use crate::exit::ExitError;
@@ -18,7 +19,7 @@ use crate::progress::Progress;
 use crate::prompt;
 use crate::providers::chain::{Resilient, Traced, TracedCall};
 use crate::providers::structured::{complete_json, StructuredAnswer};
-use crate::providers::{CompletionRequest, Provider};
+use crate::providers::{CompletionRequest, PromptCache, Provider};
 use crate::review::cache::{CacheKey, ResponseCache};
 use crate::review::ReviewRun;
 use crate::usage::Usage;
@@ -108,6 +109,11 @@ pub(crate) async fn ask_model(
     // The shared prefix first, byte-identical across the chunks of a run (no "chunk i of n"):
     // the provider's prompt cache and the response cache's key both rely on it.
     let prefix = format!("{header}{CHUNK_INSTRUCTION}\n\n");
+    let prompt_cache = (review.prompt_cache == PromptCacheMode::Auto).then(|| PromptCache {
+        prefix: prefix.clone(),
+        one_hour: review.prompt_cache_ttl == PromptCacheTtl::OneHour,
+        key: crate::review::cache::prefix_key(&system, &prefix),
+    });
     let total = plan.chunks.len();
     let rendered: Vec<String> = plan.chunks.iter().map(|chunk| chunk.render(diff)).collect();
     let provider_kind = run
@@ -154,6 +160,7 @@ pub(crate) async fn ask_model(
                 json_schema: Some((SCHEMA_NAME.to_string(), schema.clone())),
                 max_output_tokens: review.max_output_tokens,
                 temperature: TEMPERATURE,
+                prompt_cache: prompt_cache.clone(),
             };
             (i, req)
         })

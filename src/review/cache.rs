@@ -160,6 +160,20 @@ impl ResponseCache {
     }
 }
 
+/// A stable key of the prefix every request of a run shares (`system` and the user prompt's
+/// `prefix`): 32 hex digits of their SHA-256, for OpenAI's `prompt_cache_key`. It routes
+/// requests with the same prefix to the same cache and says nothing readable about them.
+pub(crate) fn prefix_key(system: &str, prefix: &str) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [system, prefix] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part.as_bytes());
+    }
+    let mut key = hex::encode(ctx.finish().as_ref());
+    key.truncate(32);
+    key
+}
+
 /// `text` as JSON that validates against the schema and reads as a review output.
 fn replayable(text: &str, schema_name: &str, schema: &serde_json::Value) -> Result<serde_json::Value, String> {
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;

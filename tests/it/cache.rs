@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
-use wiremock::MockServer;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::common::*;
 
@@ -146,4 +147,87 @@ async fn no_cache_and_cache_off_make_the_calls_and_a_dry_run_never_touches_the_c
     // The cache is still there for a run that uses it.
     let (report, _) = run(&config(&server.uri(), ""), &state, &diff, &[]);
     assert_eq!((calls(&server).await, report["chunks_from_cache"].as_u64()), (6, Some(1)));
+}
+
+/// An Anthropic fake answering every review request with no finding and `usage`.
+async fn fake_anthropic(usage: Value) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+            "content": [{"type": "tool_use", "id": "toolu_01", "name": "review_output", "input": answer()}],
+            "stop_reason": "tool_use", "usage": usage
+        })))
+        .mount(&server)
+        .await;
+    mount_catch_all(&server, "provider").await;
+    server
+}
+
+fn anthropic_config(uri: &str, model: &str, extra_review: &str) -> String {
+    // Guidance long enough that tools + system prompt pass Sonnet's 1024-token minimum.
+    let guidance = "Check error handling and bounds on every public function. ".repeat(30);
+    format!(
+        "provider: claude\nproviders:\n  claude:\n    kind: anthropic\n    model: {model}\n    base_url: {uri}/v1\n    max_retries: 0\nreview:\n  max_chunk_tokens: 500\n  instructions: \"{guidance}\"\n{extra_review}"
+    )
+}
+
+fn run_anthropic(config: &str, diff: &str) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "agentctl.yml", config);
+    let out = agentctl()
+        .env("ANTHROPIC_API_KEY", "test-anthropic-key-0123456789")
+        .args(["review", "--no-cache", "--diff", "-", "--format", "json", "--config", cfg.to_str().unwrap()])
+        .write_stdin(diff.to_owned())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_requests_carry_breakpoints_on_the_shared_prefix_and_cache_reads_are_priced_at_the_read_price() {
+    let usage = json!({"input_tokens": 100, "output_tokens": 10, "cache_read_input_tokens": 10000,
+                       "cache_creation_input_tokens": 0});
+    let server = fake_anthropic(usage).await;
+    let report = run_anthropic(&anthropic_config(&server.uri(), "claude-sonnet-4-5", ""), &diff(2, &[], "", "1111111"));
+    let sent: Vec<Value> =
+        server.received_requests().await.unwrap().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect();
+    assert_eq!(sent.len(), 2);
+    for body in &sent {
+        assert_eq!(body["system"][0]["cache_control"], json!({"type": "ephemeral"}), "{body}");
+        let content = &body["messages"][0]["content"];
+        assert_eq!(content[0]["cache_control"], json!({"type": "ephemeral"}), "{content}");
+        assert!(content[1].get("cache_control").is_none() && content[1]["text"].as_str().unwrap().contains("<diff>"));
+    }
+    // Byte-identical prefix (system, tools and the user prompt's first block) in every chunk.
+    let prefix = |b: &Value| (b["system"].clone(), b["tools"].clone(), b["messages"][0]["content"][0].clone());
+    assert_eq!(prefix(&sent[0]), prefix(&sent[1]));
+    assert_ne!(sent[0]["messages"][0]["content"][1], sent[1]["messages"][0]["content"][1]);
+    // claude-sonnet-4-5: $3 input, $0.30 cache read, $15 output per million tokens.
+    let per_call = 100.0 * 3e-6 + 10_000.0 * 0.3e-6 + 10.0 * 15e-6;
+    let cost = report["cost_usd"].as_f64().unwrap();
+    assert!((cost - 2.0 * per_call).abs() < 1e-9, "{cost} vs {}", 2.0 * per_call);
+    assert!(report["summary_comment"].as_str().unwrap().contains("(20000 cached)"), "{}", report["summary_comment"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_breakpoints_below_the_models_minimum_or_with_prompt_cache_off_and_1h_when_asked() {
+    let usage = json!({"input_tokens": 100, "output_tokens": 10, "cache_creation_input_tokens": 2000});
+    let server = fake_anthropic(usage).await;
+    let diff = diff(1, &[], "", "1111111");
+    // Haiku needs 2048 tokens; the prefix here is about 1300.
+    run_anthropic(&anthropic_config(&server.uri(), "claude-haiku-4-5", ""), &diff);
+    run_anthropic(&anthropic_config(&server.uri(), "claude-sonnet-4-5", "  prompt_cache: off\n"), &diff);
+    let report =
+        run_anthropic(&anthropic_config(&server.uri(), "claude-sonnet-4-5", "  prompt_cache_ttl: 1h\n"), &diff);
+    let sent: Vec<Value> =
+        server.received_requests().await.unwrap().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect();
+    for body in &sent[..2] {
+        assert!(body["system"].is_string() && body["messages"][0]["content"].is_string(), "{body}");
+    }
+    assert_eq!(sent[2]["system"][0]["cache_control"], json!({"type": "ephemeral", "ttl": "1h"}));
+    let summary = report["summary_comment"].as_str().unwrap();
+    assert!(summary.contains("2000 written to the prompt cache"), "{summary}");
 }
