@@ -82,6 +82,26 @@ async fn a_rerun_of_the_same_review_makes_no_model_call_and_costs_nothing_on_sql
     let flags: Vec<(bool, Option<f64>)> = rows.iter().map(|r| (r.cached, r.cost_usd.filter(|c| *c == 0.0))).collect();
     assert_eq!(flags[3..], [(true, Some(0.0)); 3], "three cached $0 rows after three priced ones: {rows:?}");
     assert!(rows[..3].iter().all(|r| !r.cached && r.cost_usd.unwrap() > 0.0));
+    // `cost estimate` reports the share of recent review chunks the cache answered: 3 of 6.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "agentctl.yml", config("http://127.0.0.1:9", ""));
+    let out = agentctl()
+        .env("AGENTCTL_STATE", &state)
+        .env("OPENAI_API_KEY", "sk-test-key-openai-0123456789")
+        .args(["cost", "estimate", "--diff", "-", "--config", cfg.to_str().unwrap()])
+        .write_stdin(diff(3, &[], "", "1111111"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("expected response-cache hit rate: 50 %"), "{text}");
+    let out = agentctl()
+        .args(["cost", "estimate", "--diff", "-", "--format", "json", "--config", cfg.to_str().unwrap()])
+        .env("AGENTCTL_STATE", &state)
+        .write_stdin(diff(3, &[], "", "1111111"))
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["expected_cache_hit_rate"], 0.5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
