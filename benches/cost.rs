@@ -63,6 +63,7 @@ fn record(i: u64, now: i64) -> UsageRecord {
         price_table: Some("2026-11-01".into()),
         latency_ms: 900,
         outcome: if i % 50 == 0 { "unavailable" } else { "ok" }.into(),
+        cached: false,
     }
 }
 

@@ -374,6 +374,7 @@ mod tests {
             price_table: None,
             latency_ms: 1,
             outcome: "ok".into(),
+            cached: false,
         }
     }
 

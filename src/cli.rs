@@ -217,6 +217,10 @@ pub struct ReviewArgs {
     #[arg(long)]
     pub full: bool,
 
+    /// Ask the model for every chunk: do not read or write the response cache (config `cache`).
+    #[arg(long)]
+    pub no_cache: bool,
+
     /// Write SARIF 2.1.0 to PATH.
     #[arg(long, value_name = "PATH")]
     pub sarif: Option<PathBuf>,

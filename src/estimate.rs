@@ -58,7 +58,16 @@ pub struct Estimate {
     pub cost_usd: Option<f64>,
     /// Files (paths) that would not be reviewed because they do not fit `max_total_tokens`.
     pub over_budget: Vec<String>,
+    /// `cost estimate`: the share (0–1) of recent review chunks the response cache answered
+    /// (the ledger's last [`HIT_RATE_WINDOW_DAYS`] days), what a re-run may expect; `None`
+    /// when the ledger has no review call in that window or the cache is off. The costs above
+    /// are before any hit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_cache_hit_rate: Option<f64>,
 }
+
+/// How far back `cost estimate` reads the ledger for the response cache's hit rate, days.
+pub const HIT_RATE_WINDOW_DAYS: i64 = 30;
 
 /// Inputs of [`estimate`] besides the diff.
 #[derive(Debug, Clone)]
@@ -164,7 +173,16 @@ pub fn fix(
     let output_tokens = u64::from(config.fix.max_output_tokens) * rounds;
     let usage = Usage { input_tokens, output_tokens, ..Usage::default() };
     let cost_usd = if provider == "builtin" { Some(0.0) } else { config.price_table().cost_usd(&model, &usage) };
-    Estimate { provider, model, chunks: vec![], input_tokens, output_tokens, cost_usd, over_budget: vec![] }
+    Estimate {
+        provider,
+        model,
+        chunks: vec![],
+        input_tokens,
+        output_tokens,
+        cost_usd,
+        over_budget: vec![],
+        expected_cache_hit_rate: None,
+    }
 }
 
 /// The estimate of a `review` of `selected` files with the config's provider (`provider_flag`,
@@ -189,6 +207,7 @@ pub fn for_review(
             output_tokens: 0,
             cost_usd: Some(0.0),
             over_budget: vec![],
+            expected_cache_hit_rate: None,
         };
     };
     let settings = EstimateSettings {
@@ -236,6 +255,7 @@ pub fn estimate(diff: &Diff, selected: &[usize], settings: &EstimateSettings<'_>
         cost_usd,
         chunks,
         over_budget: plan.over_budget.iter().map(|s| s.path.clone()).collect(),
+        expected_cache_hit_rate: None,
     }
 }
 

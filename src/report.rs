@@ -95,6 +95,8 @@ pub struct ReviewReport {
     /// Files not reviewed at all (skipped, over budget, failed), with why.
     pub not_reviewed: Vec<NotReviewed>,
     pub chunks: usize,
+    /// Chunks of `chunks` answered from the response cache: no provider call, $0.
+    pub chunks_from_cache: usize,
     pub usage: Usage,
     /// USD; `None` when a model's price is unknown.
     pub cost_usd: Option<f64>,

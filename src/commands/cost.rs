@@ -220,13 +220,35 @@ async fn estimate(a: &CostEstimateArgs, env: &Env) -> Result<Exit, ExitError> {
     if let Some(what) = in_memory {
         diff::check_size(bytes.len() as u64, limit, &what).map_err(exit::usage)?;
     }
-    let e = estimate::review_diff(&config, &bytes, a.provider.as_deref(), a.model.as_deref())?;
+    let mut e = estimate::review_diff(&config, &bytes, a.provider.as_deref(), a.model.as_deref())?;
+    if config.cache.enabled && e.provider != "builtin" {
+        e.expected_cache_hit_rate = cache_hit_rate(&a.common, &config, env);
+    }
     let text = match a.format {
         CostFormat::Json => output::cost::estimate_json(&e),
         _ => output::cost::estimate_table(&e),
     };
     print(&text, a.format == CostFormat::Json)?;
     Ok(Exit::Ok)
+}
+
+/// The response cache's share of the review chunks of the ledger's last
+/// [`estimate::HIT_RATE_WINDOW_DAYS`] days; `None` when there were none. A ledger that cannot
+/// be read is a debug note, not a failure: the estimate stands without it.
+fn cache_hit_rate(common: &CostCommonArgs, config: &Config, env: &Env) -> Option<f64> {
+    let since = crate::clock::now_ms() - estimate::HIT_RATE_WINDOW_DAYS * 86_400_000;
+    let share = open_ledger(common, config, env).map_err(|e| e.to_string()).and_then(|store| match store {
+        Some(store) => store.cache_share(since).map(Some).map_err(|e| crate::log::error_chain(&e)),
+        None => Ok(None),
+    });
+    match share {
+        Ok(Some((calls, hits))) if calls > 0 => Some(hits as f64 / calls as f64),
+        Ok(_) => None,
+        Err(why) => {
+            crate::log::debug(&format!("no response-cache hit rate: {why}"));
+            None
+        }
+    }
 }
 
 /// A PR's diff through the GitHub API (`GH_TOKEN`, else `GITHUB_TOKEN`; `GITHUB_REPOSITORY`).

@@ -12,6 +12,7 @@
 //!    ([`crate::review::outputs`]).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::cli::{self, ReviewArgs};
 use crate::context::target::{self, Target};
@@ -23,6 +24,7 @@ use crate::log;
 use crate::output::markdown::short;
 use crate::providers::builtin::{self, RuleOptions};
 use crate::review::ask::{self, ModelPass};
+use crate::review::cache::ResponseCache;
 use crate::review::report::{self, Reviewed};
 use crate::review::settings::{DiffSource, Format, ReviewSettings};
 use crate::review::{self as domain, coverage, outputs, place, ReviewRun};
@@ -47,6 +49,7 @@ fn settings(args: &ReviewArgs) -> ReviewSettings {
         diff_source,
         fail_on: args.fail_on,
         full: args.full,
+        no_cache: args.no_cache,
         sarif: args.sarif.clone(),
         format,
     }
@@ -120,9 +123,10 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
             return Ok(Exit::Budget);
         }
     }
+    let cache = response_cache(&settings, &session, &run)?;
     let asked = match run.provider.chain() {
         Some(chain) => {
-            let asked = ask::ask_model(&chain, &run, &review_diff, &selected_files, &ledger).await?;
+            let asked = ask::ask_model(&chain, &run, &review_diff, &selected_files, &ledger, cache.as_ref()).await?;
             findings.extend(asked.findings.iter().cloned());
             asked
         }
@@ -155,6 +159,24 @@ pub async fn run(args: &ReviewArgs, env: &Env) -> Result<Exit, ExitError> {
     failures.extend(session.finish(&ledger));
     run.github.take();
     finish(failures, report.exit())
+}
+
+/// The run's response cache ([`crate::review::cache`]), or `None`: `--no-cache`, config
+/// `cache: off`, `--dry-run`, or no usable state store.
+fn response_cache(
+    settings: &ReviewSettings,
+    session: &Session<'_>,
+    run: &ReviewRun,
+) -> Result<Option<ResponseCache>, ExitError> {
+    let config = &run.config;
+    if settings.no_cache || !config.cache.enabled || settings.dry_run {
+        return Ok(None);
+    }
+    Ok(session
+        .store(config)?
+        .as_ref()
+        .ok()
+        .map(|store| ResponseCache::new(Arc::clone(store), &config.cache, session.ctx.repository.as_ref())))
 }
 
 /// Ends the run: `exit` when every sink was written, else exit 1 naming each failed sink.

@@ -24,8 +24,9 @@ mod starter;
 pub use fix::{CommitMethod, EditFormat, FixConfig, VerifyCommand, Workdir};
 pub use load::{load_for_pr, load_for_ref, CommitFiles, ConfigOrigin, FetchError};
 pub use model::{
-    write_delay_from_env, BreakerConfig, CommandOutput, GitHubConfig, ProviderConfig, ProviderKind, ReviewConfig,
-    DEFAULT_IDENTITY, MAX_WRITE_DELAY_SECS,
+    write_delay_from_env, BreakerConfig, CacheConfig, CacheScope, CommandOutput, GitHubConfig, PromptCacheMode,
+    PromptCacheTtl, ProviderConfig, ProviderKind, ReviewConfig, DEFAULT_CACHE_MAX_BYTES, DEFAULT_IDENTITY,
+    MAX_WRITE_DELAY_SECS,
 };
 use parse::{render_violations, scrub};
 pub use parse::{validate, Violation};
@@ -71,6 +72,8 @@ pub struct Config {
     pub fix: FixConfig,
     /// OpenTelemetry export (`crate::telemetry`); the `OTEL_*` variables win.
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// The response cache of `review` (issue #20).
+    pub cache: CacheConfig,
 }
 
 /// Config errors; all exit with the usage/config code (2).

@@ -121,6 +121,115 @@ pub struct ReviewConfig {
     /// How diff tokens are counted for packing chunks: a fast conservative estimate
     /// (default) or the exact `o200k_base` count (see [`crate::diff::TokenCounting`]).
     pub token_counting: crate::diff::TokenCounting,
+    /// Provider prompt caching of the prefix every chunk shares (issue #20).
+    pub prompt_cache: PromptCacheMode,
+    /// Anthropic's prompt-cache lifetime.
+    pub prompt_cache_ttl: PromptCacheTtl,
+}
+
+/// `review.prompt_cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptCacheMode {
+    /// Mark the shared prefix for the provider's prompt cache where the provider has one.
+    #[default]
+    Auto,
+    /// No markers.
+    Off,
+}
+
+/// `review.prompt_cache_ttl`: Anthropic's `cache_control.ttl`
+/// (<https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum PromptCacheTtl {
+    /// Five minutes, the API's default: writes cost 1.25× the input price.
+    #[default]
+    #[serde(rename = "5m")]
+    FiveMinutes,
+    /// One hour: writes cost 2× the input price.
+    #[serde(rename = "1h")]
+    OneHour,
+}
+
+/// `cache.scope`: who shares cached review answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheScope {
+    /// Each repository its own answers (the key holds `owner/name`).
+    #[default]
+    Repository,
+    /// Every repository of one owner shares them (the key holds the owner only).
+    Owner,
+}
+
+/// `cache:` — the response cache in the state store (issue #20). Written as an object, or as
+/// `off` / `false` for `{enabled: false}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, try_from = "CacheSetting")]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// How long an answer is replayed, seconds (default 7 days).
+    pub ttl: f64,
+    /// Size cap, bytes (key + answer text of every row; default 50 MiB): past it the oldest
+    /// rows are evicted first.
+    pub max_bytes: u64,
+    pub scope: CacheScope,
+}
+
+/// Default `cache.max_bytes`: 50 MiB, tens of thousands of answers (a chunk's answer is a few
+/// kilobytes), small next to a runner's tool cache.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 50 * 1024 * 1024;
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { enabled: true, ttl: 7.0 * 86_400.0, max_bytes: DEFAULT_CACHE_MAX_BYTES, scope: CacheScope::Repository }
+    }
+}
+
+impl CacheConfig {
+    /// `ttl` as a duration (clamped like every config duration).
+    pub fn ttl_duration(&self) -> Duration {
+        seconds(self.ttl)
+    }
+}
+
+/// The forms `cache:` may take in the file (the schema allows exactly these).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CacheSetting {
+    Switch(bool),
+    Word(String),
+    Table(CacheTable),
+}
+
+#[derive(Deserialize)]
+#[serde(default)]
+struct CacheTable {
+    enabled: bool,
+    ttl: f64,
+    max_bytes: u64,
+    scope: CacheScope,
+}
+
+impl Default for CacheTable {
+    fn default() -> Self {
+        let d = CacheConfig::default();
+        Self { enabled: d.enabled, ttl: d.ttl, max_bytes: d.max_bytes, scope: d.scope }
+    }
+}
+
+impl TryFrom<CacheSetting> for CacheConfig {
+    type Error = String;
+    fn try_from(setting: CacheSetting) -> Result<Self, String> {
+        match setting {
+            CacheSetting::Switch(enabled) => Ok(Self { enabled, ..Self::default() }),
+            CacheSetting::Word(w) if w == "off" => Ok(Self { enabled: false, ..Self::default() }),
+            CacheSetting::Word(w) => Err(format!("`cache: {w}` is not a setting; use `off` or a table")),
+            CacheSetting::Table(t) => {
+                Ok(Self { enabled: t.enabled, ttl: t.ttl, max_bytes: t.max_bytes, scope: t.scope })
+            }
+        }
+    }
 }
 
 impl ReviewConfig {
@@ -152,6 +261,8 @@ impl Default for ReviewConfig {
             instructions: None,
             incremental: true,
             token_counting: crate::diff::TokenCounting::Estimate,
+            prompt_cache: PromptCacheMode::Auto,
+            prompt_cache_ttl: PromptCacheTtl::FiveMinutes,
         }
     }
 }
@@ -243,6 +354,25 @@ impl BreakerConfig {
 mod tests {
     use super::*;
     use crate::config::{Config, SCHEMA};
+
+    #[test]
+    fn cache_is_a_table_or_off_and_its_defaults_match_the_schema() {
+        let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+        let props = &schema["$defs"]["cache"]["oneOf"][1]["properties"];
+        let defaults = serde_json::to_value(CacheConfig::default()).unwrap();
+        for (key, spec) in props.as_object().unwrap() {
+            let (ours, schema) = (&defaults[key], &spec["default"]);
+            assert!(ours == schema || ours.as_f64().is_some_and(|n| Some(n) == schema.as_f64()), "cache.{key}");
+        }
+        for (text, enabled) in [("cache: off\n", false), ("cache: false\n", false), ("cache: {}\n", true)] {
+            assert_eq!(Config::from_text(text, "t").unwrap().cache.enabled, enabled, "{text}");
+        }
+        let c = Config::from_text("cache: {ttl: 60, scope: owner, max_bytes: 1000}\n", "t").unwrap().cache;
+        assert_eq!((c.ttl_duration(), c.scope, c.max_bytes), (Duration::from_secs(60), CacheScope::Owner, 1000));
+        assert!(Config::from_text("cache: on\n", "t").is_err());
+        let r = Config::from_text("review: {prompt_cache: off, prompt_cache_ttl: 1h}\n", "t").unwrap().review;
+        assert_eq!((r.prompt_cache, r.prompt_cache_ttl), (PromptCacheMode::Off, PromptCacheTtl::OneHour));
+    }
 
     #[test]
     fn schema_defaults_match_the_rust_defaults() {

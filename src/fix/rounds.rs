@@ -80,6 +80,7 @@ pub(crate) async fn rounds(
             json_schema: Some(("fix_output".to_string(), schema.clone())),
             max_output_tokens: run.config.fix.max_output_tokens,
             temperature: Some(0.0),
+            prompt_cache: None,
         };
         log::info(&format!("fix round {round} of {max_rounds} with {} ({})", chain.name(), chain.model()));
         let traced = Traced::new(chain.as_ref());

@@ -99,6 +99,7 @@ impl Ledger {
             price_table: Some(prices.effective_date.clone()),
             latency_ms: 0,
             outcome: String::new(),
+            cached: false,
         };
         let store = store.as_ref().map(Arc::clone).map_err(|e| log::error_chain(e));
         Self { store, prices, template, lost: AtomicUsize::new(0), written: Mutex::new(Vec::new()) }
@@ -149,6 +150,27 @@ impl Ledger {
             outcome: call.outcome.to_owned(),
             ..self.template.clone()
         };
+        self.append(record);
+        cost
+    }
+
+    /// Records a chunk answered from the response cache (issue #20) for `provider`'s `model`:
+    /// no provider call, so no tokens, no latency and $0, flagged `cached: true`.
+    pub fn record_cache_hit(&self, provider: &str, model: &str) {
+        self.append(UsageRecord {
+            ts_ms: crate::clock::now_ms(),
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            cost_usd: Some(0.0),
+            outcome: "ok".to_owned(),
+            cached: true,
+            ..self.template.clone()
+        });
+    }
+
+    /// Appends `record` under a new id, keeps it for `--usage-out`, and counts it lost (with
+    /// a warning) when the store does not take it.
+    fn append(&self, record: UsageRecord) {
         let uid = store::new_usage_id();
         let written = match &self.store {
             Ok(store) => store.record_usage_with_id(&uid, &record).map_err(|e| log::error_chain(&e)),
@@ -161,12 +183,11 @@ impl Ledger {
             self.lost.fetch_add(1, Ordering::Relaxed);
             log::warn(&format!(
                 "usage not recorded in the ledger ({} {} tokens in, {} out): {why}",
-                call.model,
-                call.usage.total_input(),
-                call.usage.output_tokens
+                record.model,
+                record.usage.total_input(),
+                record.usage.output_tokens
             ));
         }
-        cost
     }
 
     /// This run's records as JSON Lines ([`crate::usage::jsonl`]), with the ids the store has

@@ -389,6 +389,14 @@ pub fn estimate_table(e: &Estimate) -> String {
     if !e.over_budget.is_empty() {
         let _ = writeln!(out, "  not reviewed (over review.max_total_tokens): {}", e.over_budget.join(", "));
     }
+    if let Some(rate) = e.expected_cache_hit_rate {
+        let _ = writeln!(
+            out,
+            "  expected response-cache hit rate: {:.0} % (review chunks answered from the cache in the last {} days; the cost above is before any hit)",
+            rate * 100.0,
+            crate::estimate::HIT_RATE_WINDOW_DAYS
+        );
+    }
     out
 }
 

@@ -204,11 +204,15 @@ pub fn summary_comment(report: &ReviewReport, marker: &str) -> String {
     };
     let _ = writeln!(
         s,
-        "- **Reviewed:** {range} · {} file(s) · {} partly · {} not reviewed · {} model request(s)",
+        "- **Reviewed:** {range} · {} file(s) · {} partly · {} not reviewed · {} model request(s){}",
         report.files_reviewed.len(),
         report.partly_reviewed.len(),
         report.not_reviewed.len(),
-        report.chunks
+        report.chunks - report.chunks_from_cache.min(report.chunks),
+        match report.chunks_from_cache {
+            0 => String::new(),
+            n => format!(" · {n} of {} chunks from cache", report.chunks),
+        }
     );
     let models = if report.models.is_empty() {
         String::new()
@@ -219,9 +223,13 @@ pub fn summary_comment(report: &ReviewReport, marker: &str) -> String {
     let u = &report.usage;
     let _ = writeln!(
         s,
-        "- **Tokens:** {} in ({} cached) · {} out",
+        "- **Tokens:** {} in ({} cached{}) · {} out",
         u.total_input(),
         u.cached_input_tokens,
+        match u.cache_write_tokens {
+            0 => String::new(),
+            n => format!(", {n} written to the prompt cache"),
+        },
         u.output_tokens
     );
     let cost = match report.cost_usd {

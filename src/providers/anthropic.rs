@@ -91,31 +91,50 @@ impl Anthropic {
     }
 
     /// The request body: `system`, one user message, `max_tokens` (required by the API), and
-    /// for structured output the one forced tool.
+    /// for structured output the one forced tool. With [`CompletionRequest::prompt_cache`],
+    /// prompt-cache breakpoints ([`cache_breakpoints`]).
     fn body(&self, req: &CompletionRequest) -> Value {
+        let tools = req.json_schema.as_ref().map(|(name, schema)| {
+            json!([{
+                "name": api_name(name),
+                "description": "Record the answer. Call this tool exactly once with the complete answer as its input.",
+                "input_schema": schema,
+            }])
+        });
+        let marks = req
+            .prompt_cache
+            .as_ref()
+            .map(|c| cache_breakpoints(&self.settings.endpoint.model, tools.as_ref(), &req.system, &req.prompt, c))
+            .unwrap_or_default();
+        let content = match (&marks.prefix, &req.prompt_cache) {
+            (Some(control), Some(cache)) => {
+                let rest = &req.prompt[cache.prefix.len()..];
+                json!([
+                    { "type": "text", "text": cache.prefix, "cache_control": control },
+                    { "type": "text", "text": rest },
+                ])
+            }
+            _ => json!(req.prompt),
+        };
         let mut body = json!({
             "model": self.settings.endpoint.model,
             "max_tokens": req.max_output_tokens,
-            "messages": [{ "role": "user", "content": req.prompt }],
+            "messages": [{ "role": "user", "content": content }],
         });
         if let Some(obj) = body.as_object_mut() {
             if !req.system.is_empty() {
-                obj.insert("system".to_owned(), json!(req.system));
+                let system = match &marks.system {
+                    Some(control) => json!([{ "type": "text", "text": req.system, "cache_control": control }]),
+                    None => json!(req.system),
+                };
+                obj.insert("system".to_owned(), system);
             }
             if let Some(t) = req.temperature {
                 obj.insert("temperature".to_owned(), json!(t));
             }
-            if let Some((name, schema)) = &req.json_schema {
-                let name = api_name(name);
-                obj.insert(
-                    "tools".to_owned(),
-                    json!([{
-                        "name": name,
-                        "description": "Record the answer. Call this tool exactly once with the complete answer as its input.",
-                        "input_schema": schema,
-                    }]),
-                );
-                obj.insert("tool_choice".to_owned(), json!({ "type": "tool", "name": name }));
+            if let (Some(tools), Some((name, _))) = (tools, &req.json_schema) {
+                obj.insert("tools".to_owned(), tools);
+                obj.insert("tool_choice".to_owned(), json!({ "type": "tool", "name": api_name(name) }));
             }
         }
         body
@@ -253,6 +272,56 @@ impl ApiUsage {
     }
 }
 
+/// Where a request carries `cache_control` breakpoints: on the system block, and on the user
+/// prompt's shared prefix; `None` for no mark there. At most two of the API's four.
+#[derive(Debug, Default)]
+struct Breakpoints {
+    system: Option<Value>,
+    prefix: Option<Value>,
+}
+
+/// The smallest prefix Anthropic caches for `model`, tokens: 2048 for Haiku, 1024 for Sonnet
+/// and Opus (<https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching>, "Cache
+/// limitations").
+///
+/// Decision: some newer models need more (4096 for Haiku 4.5 and Opus 4.5 per later docs). A
+/// breakpoint below a model's minimum is ignored by the API at no cost, while one left out
+/// above it loses the cache, so the lower figures are used.
+pub(crate) fn min_cacheable_tokens(model: &str) -> usize {
+    if model.to_ascii_lowercase().contains("haiku") {
+        2048
+    } else {
+        1024
+    }
+}
+
+/// The breakpoints of a request: the API caches in the order tools, system, messages, and a
+/// breakpoint caches everything up to it. So one goes on the system block once the tools and
+/// the system prompt reach [`min_cacheable_tokens`] (they are shared by every request of
+/// every PR), and one on the user prompt's shared prefix (the PR header) once everything up to
+/// its end does, when the prompt starts with it. Tokens are estimated the way the chunker
+/// does ([`crate::diff::chunk::estimate_tokens`]).
+fn cache_breakpoints(
+    model: &str,
+    tools: Option<&Value>,
+    system: &str,
+    prompt: &str,
+    cache: &crate::providers::PromptCache,
+) -> Breakpoints {
+    use crate::diff::chunk::estimate_tokens;
+    let control =
+        if cache.one_hour { json!({ "type": "ephemeral", "ttl": "1h" }) } else { json!({ "type": "ephemeral" }) };
+    let min = min_cacheable_tokens(model);
+    let upto_system = tools.map_or(0, |t| estimate_tokens(&t.to_string())) + estimate_tokens(system);
+    let prefix_usable =
+        !cache.prefix.is_empty() && prompt.starts_with(&cache.prefix) && cache.prefix.len() < prompt.len();
+    let upto_prefix = upto_system + if prefix_usable { estimate_tokens(&cache.prefix) } else { 0 };
+    Breakpoints {
+        system: (!system.is_empty() && upto_system >= min).then(|| control.clone()),
+        prefix: (prefix_usable && upto_prefix >= min).then_some(control),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
 mod tests {
@@ -292,6 +361,7 @@ mod tests {
             json_schema: schema.map(|s| ("order details".to_owned(), s)),
             max_output_tokens: 1024,
             temperature: None,
+            prompt_cache: None,
         }
     }
 
@@ -326,6 +396,32 @@ mod tests {
     }
 
     const RETRY_SEQUENCE: &str = "_parse__test_messages__TestAsyncParse__d743d628-16aa-4c9f-ae78-51deb578f746.json";
+
+    /// Issue #20: the shared prefix carries `cache_control` once it is long enough for the
+    /// model, and the chunk after it does not.
+    #[test]
+    fn breakpoints_mark_the_shared_prefix_once_it_reaches_the_models_minimum() {
+        let long = "word ".repeat(1500);
+        let prefix = format!("Pull request #7: t\n{long}\n");
+        let cache = crate::providers::PromptCache { prefix: prefix.clone(), one_hour: false, key: "k".into() };
+        let req = CompletionRequest {
+            prompt: format!("{prefix}<diff>x</diff>"),
+            prompt_cache: Some(cache.clone()),
+            ..request(Some(json!({"type": "object"})))
+        };
+        let marks = cache_breakpoints("claude-sonnet-4-5", None, &req.system, &req.prompt, &cache);
+        assert_eq!(marks.prefix, Some(json!({"type": "ephemeral"})));
+        assert_eq!(marks.system, None, "a short system prompt alone is below the minimum");
+        let marks = cache_breakpoints("claude-haiku-4-5", None, &req.system, &req.prompt, &cache);
+        assert_eq!(marks.prefix, None, "Haiku needs 2048 tokens");
+        let one_hour = crate::providers::PromptCache { one_hour: true, ..cache.clone() };
+        let long_system = "rule ".repeat(1500);
+        let marks = cache_breakpoints("claude-opus-4-1", None, &long_system, &req.prompt, &one_hour);
+        assert_eq!(marks.system, Some(json!({"type": "ephemeral", "ttl": "1h"})));
+        // A prompt that does not start with the prefix (changed in between) marks none of it.
+        let marks = cache_breakpoints("claude-sonnet-4-5", None, &req.system, "other", &cache);
+        assert_eq!(marks.prefix, None);
+    }
 
     #[tokio::test]
     async fn recorded_429_429_200_sequence_is_retried_to_success() {

@@ -142,6 +142,7 @@ mod tests {
             json_schema: schema.then(|| ("review".to_owned(), json!({"type": "object", "required": ["summary"]}))),
             max_output_tokens: 512,
             temperature: None,
+            prompt_cache: None,
         }
     }
 

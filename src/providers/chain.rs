@@ -138,6 +138,11 @@ impl Resilient {
         let req = &CompletionRequest {
             system: self.redactor.redact(&req.system),
             prompt: self.redactor.redact(&req.prompt),
+            // The same text redacted the same way, so it stays the prompt's prefix.
+            prompt_cache: req
+                .prompt_cache
+                .as_ref()
+                .map(|c| crate::providers::PromptCache { prefix: self.redactor.redact(&c.prefix), ..c.clone() }),
             ..req.clone()
         };
         // The key of the call in flight, so a deadline error can name it.
@@ -481,6 +486,7 @@ mod tests {
             json_schema: None,
             max_output_tokens: 10,
             temperature: None,
+            prompt_cache: None,
         }
     }
 

@@ -497,6 +497,7 @@ mod tests {
             json_schema: schema.map(|s| ("answer".to_owned(), s)),
             max_output_tokens: 256,
             temperature: Some(0.5),
+            prompt_cache: None,
         }
     }
 

@@ -38,6 +38,26 @@ pub struct CompletionRequest {
     pub max_output_tokens: u32,
     /// Sampling temperature; `None` leaves the provider default.
     pub temperature: Option<f32>,
+    /// Provider prompt caching of what every request of the run shares (`review.prompt_cache:
+    /// auto`); `None` sends no markers.
+    pub prompt_cache: Option<PromptCache>,
+}
+
+/// What an adapter needs to mark the shared prefix of a request for the provider's prompt
+/// cache (issue #20): Anthropic `cache_control` breakpoints
+/// (<https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching>), OpenAI's
+/// `prompt_cache_key` (<https://platform.openai.com/docs/guides/prompt-caching>). Adapters
+/// without either ignore it; their providers cache a byte-identical prefix on their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptCache {
+    /// The leading part of [`CompletionRequest::prompt`] that every request of the run shares
+    /// (the PR header and the instruction line); redacted with the prompt. An adapter that
+    /// finds the prompt not starting with it marks the system prompt only.
+    pub prefix: String,
+    /// Anthropic `cache_control.ttl: "1h"` instead of the default five minutes.
+    pub one_hour: bool,
+    /// A stable key of the shared prefix (hex), sent as OpenAI's `prompt_cache_key`.
+    pub key: String,
 }
 
 /// One model answer.

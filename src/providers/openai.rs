@@ -256,8 +256,26 @@ impl OpenAi {
             if let Some(rf) = response_format {
                 obj.insert("response_format".to_owned(), rf);
             }
+            // OpenAI caches a repeated prefix by itself; the key routes the requests of one
+            // run to the same cache. Sent to OpenAI's own API only: an OpenAI-compatible
+            // server or an older Azure API version may refuse a field it does not know.
+            if let (Some(cache), true) = (&req.prompt_cache, self.sends_prompt_cache_key()) {
+                obj.insert("prompt_cache_key".to_owned(), json!(cache.key));
+            }
         }
         body
+    }
+
+    /// Whether requests carry `prompt_cache_key`
+    /// (<https://platform.openai.com/docs/api-reference/chat/create>): OpenAI's own API
+    /// (`api.openai.com`) only. Decision: Azure documents the field for its newest models only,
+    /// and caches a byte-identical prefix of 1024 tokens or more without it.
+    fn sends_prompt_cache_key(&self) -> bool {
+        self.flavour == Flavour::OpenAi
+            && reqwest::Url::parse(&self.settings.base_url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                .is_some_and(|h| h == "api.openai.com")
     }
 
     async fn complete_inner(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
@@ -489,7 +507,34 @@ mod tests {
             json_schema: schema.then(|| ("review".to_owned(), json!({"type": "object", "required": ["summary"]}))),
             max_output_tokens: 256,
             temperature: None,
+            prompt_cache: None,
         }
+    }
+
+    #[test]
+    fn prompt_cache_key_goes_to_openai_itself_only() {
+        let cache = crate::providers::PromptCache { prefix: String::new(), one_hour: false, key: "abc123".into() };
+        let req = CompletionRequest { prompt_cache: Some(cache), ..request(false) };
+        let with_base = |base_url: &str, flavour| {
+            let s = OpenAiSettings {
+                name: "main".into(),
+                model: "gpt-4o".into(),
+                base_url: base_url.into(),
+                api_key: None,
+                api_key_env: "OPENAI_API_KEY".into(),
+                timeout: Duration::from_secs(5),
+                retry: RetryPolicy { max_retries: 0, base: Duration::from_millis(2), cap: Duration::from_secs(1) },
+            };
+            let url = reqwest::Url::parse(&format!("{base_url}/chat/completions")).unwrap();
+            OpenAi::with_endpoint(s, url, flavour).unwrap()
+        };
+        let openai = with_base("https://api.openai.com/v1", Flavour::OpenAi);
+        assert_eq!(openai.body(&req, None, MaxTokensParam::MaxTokens)["prompt_cache_key"], "abc123");
+        let ollama = with_base("http://localhost:11434/v1", Flavour::OpenAi);
+        assert!(ollama.body(&req, None, MaxTokensParam::MaxTokens).get("prompt_cache_key").is_none());
+        let azure = with_base("https://r.openai.azure.com", Flavour::Azure);
+        assert!(azure.body(&req, None, MaxTokensParam::MaxTokens).get("prompt_cache_key").is_none());
+        assert!(openai.body(&request(false), None, MaxTokensParam::MaxTokens).get("prompt_cache_key").is_none());
     }
 
     fn chat(content: &str, usage: Value) -> Value {

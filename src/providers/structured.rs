@@ -282,6 +282,7 @@ mod tests {
             json_schema: Some(("review-output".to_owned(), review_schema())),
             max_output_tokens: 1024,
             temperature: None,
+            prompt_cache: None,
         }
     }
 

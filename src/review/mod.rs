@@ -15,6 +15,7 @@
 //! Decisions where the spec is silent are written next to the code that makes them.
 
 pub(crate) mod ask;
+pub(crate) mod cache;
 pub(crate) mod coverage;
 pub(crate) mod diff;
 pub(crate) mod outputs;

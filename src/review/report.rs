@@ -62,6 +62,7 @@ pub(crate) fn build(
         partly_reviewed,
         not_reviewed,
         chunks: asked.chunks,
+        chunks_from_cache: asked.from_cache,
         usage: asked.usage,
         cost_usd: asked.cost_usd,
         price_table: ledger.prices().effective_date.clone(),

@@ -35,6 +35,8 @@ pub(crate) struct ReviewSettings {
     /// `--fail-on` (or `AGENTCTL_FAIL_ON`); `None` when not given (the config decides).
     pub(crate) fail_on: Option<Threshold>,
     pub(crate) full: bool,
+    /// `--no-cache`: the response cache is neither read nor written.
+    pub(crate) no_cache: bool,
     pub(crate) sarif: Option<PathBuf>,
     pub(crate) format: Format,
 }

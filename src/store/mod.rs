@@ -179,6 +179,18 @@ pub struct BreakerRow {
     pub updated_at_ms: i64,
 }
 
+/// One row of the response cache (`review`'s answers, issue #20), as stored: the store keeps
+/// it without knowing what it means ([`crate::review::cache`] builds keys and checks values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedAnswer {
+    /// The validated structured answer, JSON text.
+    pub value: String,
+    /// The tokens the answer cost when it was asked (kept to say what a hit saved).
+    pub usage: crate::usage::Usage,
+    /// When it was stored, Unix **seconds**.
+    pub created_at_s: i64,
+}
+
 /// One aggregated report row and, per model, its `(model, reported)` key.
 type Aggregated = (ReportRow, Option<(String, bool)>);
 
@@ -493,6 +505,51 @@ impl Store {
         }
     }
 
+    /// The response-cache row under `key` (a hex SHA-256) stored at or after `not_before_s`
+    /// (Unix seconds: now minus the TTL); `None` when absent or older.
+    pub fn cache_get(&self, key: &str, not_before_s: i64) -> Result<Option<CachedAnswer>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.cache_get(key, not_before_s),
+            Backend::Postgres(p) => p.cache_get(key, not_before_s),
+        }
+    }
+
+    /// Stores `value` (JSON text) and its `usage` under `key` at `now_s` (Unix seconds),
+    /// replacing an older row, then evicts in the same transaction: rows stored before
+    /// `expired_before_s`, then the oldest until the rows' sizes (key + value bytes) add up to
+    /// at most `max_bytes`.
+    pub fn cache_put(
+        &self,
+        key: &str,
+        value: &str,
+        usage: &crate::usage::Usage,
+        now_s: i64,
+        expired_before_s: i64,
+        max_bytes: u64,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.cache_put(key, value, usage, now_s, expired_before_s, max_bytes),
+            Backend::Postgres(p) => p.cache_put(key, value, usage, now_s, expired_before_s, max_bytes),
+        }
+    }
+
+    /// Deletes the response-cache row under `key` (one that cannot be replayed).
+    pub fn cache_delete(&self, key: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.cache_delete(key),
+            Backend::Postgres(p) => p.cache_delete(key),
+        }
+    }
+
+    /// `(calls, from cache)`: the successful `review` calls in the ledger since `since_ms` (Unix
+    /// ms) and how many of them the response cache answered (`cost estimate`'s hit rate).
+    pub fn cache_share(&self, since_ms: i64) -> Result<(u64, u64), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.cache_share(since_ms),
+            Backend::Postgres(p) => p.cache_share(since_ms),
+        }
+    }
+
     /// A [`StoreError::Corrupt`] naming this store, for a row a caller cannot read.
     pub fn corrupt(&self, detail: String) -> StoreError {
         StoreError::Corrupt { store: self.name().to_owned(), detail }
@@ -533,6 +590,7 @@ mod tests {
             price_table: Some("2025-01-01".into()),
             latency_ms: 1234,
             outcome: "ok".into(),
+            cached: false,
         }
     }
 
@@ -765,6 +823,48 @@ mod tests {
         let per_model: Vec<String> =
             store.usage_report_per_model(&q).unwrap().into_iter().map(|s| s.row.group).collect();
         assert_eq!(per_model, groups);
+    }
+
+    #[test]
+    fn the_response_cache_expires_by_age_and_evicts_the_oldest_past_its_cap() {
+        let store = Store::open_in_memory().unwrap();
+        let usage = Usage { input_tokens: 10, output_tokens: 3, ..Usage::default() };
+        let key = |n: u8| format!("{n:064x}");
+        let value = "x".repeat(100);
+        // Each row is 64 + 100 bytes; a cap of 400 keeps the two newest.
+        for n in 0..4u8 {
+            store.cache_put(&key(n), &value, &usage, 1_000 + i64::from(n), 0, 400).unwrap();
+        }
+        let got: Vec<bool> = (0..4u8).map(|n| store.cache_get(&key(n), 0).unwrap().is_some()).collect();
+        assert_eq!(got, [false, false, true, true]);
+        let hit = store.cache_get(&key(3), 0).unwrap().unwrap();
+        assert_eq!((hit.value.as_str(), hit.usage, hit.created_at_s), (value.as_str(), usage, 1_003));
+        // Older than the TTL: not read, and dropped by the next write.
+        assert!(store.cache_get(&key(2), 1_003).unwrap().is_none());
+        store.cache_put(&key(9), "{}", &usage, 2_000, 1_003, 400).unwrap();
+        assert!(store.cache_get(&key(2), 0).unwrap().is_none());
+        assert!(store.cache_get(&key(3), 0).unwrap().is_some());
+        store.cache_delete(&key(3)).unwrap();
+        assert!(store.cache_get(&key(3), 0).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_cache_share_counts_successful_review_calls_answered_from_the_cache() {
+        let store = Store::open_in_memory().unwrap();
+        for (task, outcome, cached) in [
+            ("review", "ok", true),
+            ("review", "ok", false),
+            ("review", "ok", false),
+            ("review", "network", false),
+            ("fix", "ok", false),
+        ] {
+            let mut r = record(task, 1);
+            r.outcome = outcome.into();
+            r.cached = cached;
+            store.record_usage(&r).unwrap();
+        }
+        assert_eq!(store.cache_share(0).unwrap(), (3, 1));
+        assert_eq!(store.usage_since(0).unwrap().iter().filter(|r| r.cached).count(), 1, "the flag round-trips");
     }
 
     #[test]

@@ -22,9 +22,9 @@ use tokio_postgres::{Client, NoTls, Row};
 
 use super::location::PgLocation;
 use super::sql::{self, Dialect, Param, USAGE_COLUMNS};
-use super::{check_not_newer, Aggregated, BreakerRow, DbError, Event, StoreError, SCHEMA_VERSION};
+use super::{check_not_newer, Aggregated, BreakerRow, CachedAnswer, DbError, Event, StoreError, SCHEMA_VERSION};
 use crate::usage::report::{GroupBy, ReportQuery};
-use crate::usage::UsageRecord;
+use crate::usage::{Usage, UsageRecord};
 
 /// The schema that holds agentctl's tables.
 pub(super) const SCHEMA: &str = "agentctl";
@@ -88,6 +88,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 5: a covering index for reports over a time window.
     "CREATE INDEX usage_report_cover ON usage (ts) INCLUDE (input_tokens, cached_input_tokens,
         cache_write_tokens, output_tokens, reasoning_tokens, cost_usd, outcome, cost_source);",
+    // 6: the response cache, and which ledger rows it answered.
+    "CREATE TABLE response_cache (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        input_tokens BIGINT NOT NULL,
+        cached_input_tokens BIGINT NOT NULL,
+        cache_write_tokens BIGINT NOT NULL,
+        output_tokens BIGINT NOT NULL,
+        reasoning_tokens BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        size BIGINT NOT NULL
+    );
+    CREATE INDEX response_cache_created ON response_cache (created_at);
+    ALTER TABLE usage ADD COLUMN cached BIGINT NOT NULL DEFAULT 0;",
 ];
 
 /// The connection thread's side: its runtime and the client.
@@ -437,6 +451,76 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// The cached answer under `key` stored at or after `not_before_s` (Unix seconds).
+    pub(super) fn cache_get(&self, key: &str, not_before_s: i64) -> Result<Option<CachedAnswer>, StoreError> {
+        let key = key.to_owned();
+        self.query("read the response cache", move |c| {
+            let text = format!("SELECT {} FROM response_cache WHERE key = $1 AND created_at >= $2", sql::CACHE_COLUMNS);
+            c.rt.block_on(c.client.query_opt(&text, &[&key, &not_before_s]))?
+                .map(|row| sql::cached_answer_from(&row))
+                .transpose()
+        })
+    }
+
+    /// Stores (or replaces) `key`, then in the same transaction drops the rows stored before
+    /// `expired_before_s` and the oldest past `max_bytes`. Concurrent writers serialize on an
+    /// advisory lock, so two evictions never both keep what the other removed.
+    pub(super) fn cache_put(
+        &self,
+        key: &str,
+        value: &str,
+        usage: &Usage,
+        now_s: i64,
+        expired_before_s: i64,
+        max_bytes: u64,
+    ) -> Result<(), StoreError> {
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let (key, value) = (key.to_owned(), value.to_owned());
+        let size = int((key.len() + value.len()) as u64);
+        let tokens = [
+            int(usage.input_tokens),
+            int(usage.cached_input_tokens),
+            int(usage.cache_write_tokens),
+            int(usage.output_tokens),
+            int(usage.reasoning_tokens),
+        ];
+        let max_bytes = int(max_bytes);
+        self.query("write the response cache", move |c| {
+            let tx = c.rt.block_on(c.client.transaction())?;
+            c.rt.block_on(tx.execute("SELECT pg_advisory_xact_lock(hashtextextended('agentctl.response_cache', 0))", &[]))?;
+            c.rt.block_on(tx.execute("DELETE FROM response_cache WHERE created_at < $1", &[&expired_before_s]))?;
+            c.rt.block_on(tx.execute(
+                "INSERT INTO response_cache (key, value, input_tokens, cached_input_tokens, cache_write_tokens,
+                    output_tokens, reasoning_tokens, created_at, size) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, input_tokens = EXCLUDED.input_tokens,
+                    cached_input_tokens = EXCLUDED.cached_input_tokens, cache_write_tokens = EXCLUDED.cache_write_tokens,
+                    output_tokens = EXCLUDED.output_tokens, reasoning_tokens = EXCLUDED.reasoning_tokens,
+                    created_at = EXCLUDED.created_at, size = EXCLUDED.size",
+                &[&key, &value, &tokens[0], &tokens[1], &tokens[2], &tokens[3], &tokens[4], &now_s, &size],
+            ))?;
+            c.rt.block_on(tx.execute(&sql::cache_evict_sql(Dialect::Postgres), &[&max_bytes]))?;
+            c.rt.block_on(tx.commit())
+        })
+    }
+
+    /// Deletes the row under `key` (a corrupt one).
+    pub(super) fn cache_delete(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.query("delete from the response cache", move |c| {
+            c.rt.block_on(c.client.execute("DELETE FROM response_cache WHERE key = $1", &[&key])).map(|_| ())
+        })
+    }
+
+    /// (review calls, of which answered from the cache) since `since_ms`.
+    pub(super) fn cache_share(&self, since_ms: i64) -> Result<(u64, u64), StoreError> {
+        self.query("read the response cache's hit rate", move |c| {
+            let row = c.rt.block_on(c.client.query_one(&sql::cache_share_sql(Dialect::Postgres), &[&since_ms]))?;
+            Ok((row.try_get::<_, f64>(0)? as u64, row.try_get::<_, f64>(1)? as u64))
+        })
+    }
+}
+
 /// Connects with `tls` and spawns the connection object, which does the I/O, as a task of the
 /// current runtime: it makes progress while a job waits on the client.
 async fn connect_and_drive<T>(config: &tokio_postgres::Config, tls: T) -> Result<Client, tokio_postgres::Error>
@@ -463,16 +547,16 @@ const READ_BREAKER: &str =
     "SELECT state, consecutive_failures, opened_at, half_open_probes, updated_at FROM breaker WHERE key = $1";
 
 /// The usage insert; with `ignore_duplicate` an id already present is skipped (no row returned).
-/// Records per `INSERT` of an import: 500 × 20 bound values, well under the protocol's 65,535.
+/// Records per `INSERT` of an import: 500 × 21 bound values, well under the protocol's 65,535.
 const IMPORT_BATCH: usize = 500;
 
-/// The usage `INSERT` of `rows` records (20 bound values each, in [`usage_values`] order),
+/// The usage `INSERT` of `rows` records (21 bound values each, in [`usage_values`] order),
 /// returning the new rows' ids. With `skip_duplicates` an id already present (in the ledger or
 /// earlier in the same statement) is skipped and returns no id.
 fn insert_sql(rows: usize, skip_duplicates: bool) -> String {
     let tuples: Vec<String> = (0..rows)
         .map(|row| {
-            let params: Vec<String> = (1..=20).map(|col| format!("${}", row * 20 + col)).collect();
+            let params: Vec<String> = (1..=21).map(|col| format!("${}", row * 21 + col)).collect();
             format!("({})", params.join(", "))
         })
         .collect();
@@ -523,6 +607,7 @@ fn usage_values(uid: &str, r: &UsageRecord) -> Vec<Value> {
         Box::new(int(r.latency_ms)),
         Box::new(r.outcome.clone()),
         Box::new(r.cost_source.as_str().to_owned()),
+        Box::new(i64::from(r.cached)),
     ]
 }
 

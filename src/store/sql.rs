@@ -9,7 +9,7 @@ use crate::usage::{Usage, UsageRecord};
 /// The columns of a usage record, in the order both backends read them.
 pub(super) const USAGE_COLUMNS: &str = "ts, repo, workflow, run_id, job, pr, task, provider, model,
     input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-    cost_usd, price_table, latency_ms, outcome, cost_source";
+    cost_usd, price_table, latency_ms, outcome, cost_source, cached";
 
 /// Which database the text is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +136,58 @@ pub(super) fn usage_from<C: Columns>(row: &C, at: usize) -> Result<UsageRecord, 
         latency_ms: count(16)?,
         outcome: row.text(at + 17)?,
         cost_source: crate::usage::CostSource::from_column(&row.text(at + 18)?),
+        cached: row.int(at + 19)? != 0,
     })
+}
+
+/// The response cache's columns, in the order both backends read them: the answer (JSON text),
+/// its five token classes, when it was stored (Unix **seconds**) and its size (bytes).
+pub(super) const CACHE_COLUMNS: &str = "value, input_tokens, cached_input_tokens, cache_write_tokens,
+    output_tokens, reasoning_tokens, created_at";
+
+/// Reads a cached answer from the [`CACHE_COLUMNS`] of `row`.
+pub(super) fn cached_answer_from<C: Columns>(row: &C) -> Result<super::CachedAnswer, C::Error> {
+    let count = |i: usize| -> Result<u64, C::Error> { Ok(u64::try_from(row.int(i)?).unwrap_or(0)) };
+    Ok(super::CachedAnswer {
+        value: row.text(0)?,
+        usage: Usage {
+            input_tokens: count(1)?,
+            cached_input_tokens: count(2)?,
+            cache_write_tokens: count(3)?,
+            output_tokens: count(4)?,
+            reasoning_tokens: count(5)?,
+        },
+        created_at_s: row.int(6)?,
+    })
+}
+
+/// The response cache's eviction past its size cap (one bound value, the cap in bytes): every
+/// row beyond the newest ones whose sizes add up to the cap, so the oldest go first. One
+/// statement (a window function) in both dialects.
+pub(super) fn cache_evict_sql(dialect: Dialect) -> String {
+    format!(
+        "DELETE FROM response_cache WHERE key IN (
+            SELECT key FROM (
+                SELECT key, SUM(size) OVER (ORDER BY created_at DESC, key DESC) AS running FROM response_cache
+            ) AS newest_first WHERE running > {}
+        )",
+        // PostgreSQL sums `bigint` as `numeric`, and would read the cap as one too.
+        match dialect {
+            Dialect::Sqlite => dialect.placeholder(1),
+            Dialect::Postgres => format!("{}::bigint", dialect.placeholder(1)),
+        }
+    )
+}
+
+/// The review calls of the ledger since a time (one bound value, Unix ms) and how many of them
+/// were answered from the response cache: columns 0 all (float), 1 cached (float).
+pub(super) fn cache_share_sql(dialect: Dialect) -> String {
+    format!(
+        "SELECT {}, {} FROM usage WHERE task = 'review' AND outcome = 'ok' AND ts >= {}",
+        dialect.count_where("1 = 1"),
+        dialect.count_where("cached != 0"),
+        dialect.placeholder(1)
+    )
 }
 
 /// Columns 1–10 of a [`report_sql`] row as a report row for `group`. Token sums and counts

@@ -16,8 +16,11 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::sql::{self, Dialect, Param, USAGE_COLUMNS};
-use super::{check_not_newer, Aggregated, BreakerRow, DbError, Event, StoreError, BUSY_TIMEOUT, SCHEMA_VERSION};
+use super::{
+    check_not_newer, Aggregated, BreakerRow, CachedAnswer, DbError, Event, StoreError, BUSY_TIMEOUT, SCHEMA_VERSION,
+};
 use crate::usage::report::ReportQuery;
+use crate::usage::Usage;
 use crate::usage::UsageRecord;
 
 /// Schema steps; `MIGRATIONS[i]` brings the file from `user_version = i` to `i + 1`.
@@ -81,6 +84,22 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 1,000,000-row ledger about a third faster than `usage_ts` plus the table (benches/cost).
     "CREATE INDEX usage_report_cover ON usage (ts, input_tokens, cached_input_tokens, cache_write_tokens,
         output_tokens, reasoning_tokens, cost_usd, outcome, cost_source);",
+    // 6 (issue #20): the response cache (a validated answer per hex SHA-256 key, its usage,
+    // when it was stored in Unix seconds, its size in bytes), and which ledger rows were
+    // answered from it (no provider call, $0).
+    "CREATE TABLE response_cache (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        cached_input_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        reasoning_tokens INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        size INTEGER NOT NULL
+    );
+    CREATE INDEX response_cache_created ON response_cache (created_at);
+    ALTER TABLE usage ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// An open SQLite database: the connection sits in a mutex, and every operation is a short
@@ -352,6 +371,75 @@ impl Sqlite {
         Ok(out)
     }
 
+    /// The cached answer under `key` stored at or after `not_before_s` (Unix seconds).
+    pub(super) fn cache_get(&self, key: &str, not_before_s: i64) -> Result<Option<CachedAnswer>, StoreError> {
+        let conn = self.conn()?;
+        conn.query_row(
+            &format!("SELECT {} FROM response_cache WHERE key = ?1 AND created_at >= ?2", sql::CACHE_COLUMNS),
+            params![key, not_before_s],
+            |row| sql::cached_answer_from(row),
+        )
+        .optional()
+        .map_err(self.query_err("read the response cache"))
+    }
+
+    /// Stores (or replaces) `key`, then in the same write transaction drops the rows stored
+    /// before `expired_before_s` and the oldest past `max_bytes`.
+    pub(super) fn cache_put(
+        &self,
+        key: &str,
+        value: &str,
+        usage: &Usage,
+        now_s: i64,
+        expired_before_s: i64,
+        max_bytes: u64,
+    ) -> Result<(), StoreError> {
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let mut conn = self.conn()?;
+        let err = self.query_err("write the response cache");
+        let write = |conn: &mut Connection| -> rusqlite::Result<()> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM response_cache WHERE created_at < ?1", [expired_before_s])?;
+            tx.execute(
+                "INSERT INTO response_cache (key, value, input_tokens, cached_input_tokens, cache_write_tokens,
+                    output_tokens, reasoning_tokens, created_at, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (key) DO UPDATE SET value = ?2, input_tokens = ?3, cached_input_tokens = ?4,
+                    cache_write_tokens = ?5, output_tokens = ?6, reasoning_tokens = ?7, created_at = ?8, size = ?9",
+                params![
+                    key,
+                    value,
+                    int(usage.input_tokens),
+                    int(usage.cached_input_tokens),
+                    int(usage.cache_write_tokens),
+                    int(usage.output_tokens),
+                    int(usage.reasoning_tokens),
+                    now_s,
+                    int((key.len() + value.len()) as u64),
+                ],
+            )?;
+            tx.execute(&sql::cache_evict_sql(Dialect::Sqlite), [int(max_bytes)])?;
+            tx.commit()
+        };
+        write(&mut conn).map_err(err)
+    }
+
+    /// Deletes the row under `key` (a corrupt one).
+    pub(super) fn cache_delete(&self, key: &str) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.execute("DELETE FROM response_cache WHERE key = ?1", [key])
+            .map(|_| ())
+            .map_err(self.query_err("delete from the response cache"))
+    }
+
+    /// (review calls, of which answered from the cache) since `since_ms`.
+    pub(super) fn cache_share(&self, since_ms: i64) -> Result<(u64, u64), StoreError> {
+        let conn = self.conn()?;
+        conn.query_row(&sql::cache_share_sql(Dialect::Sqlite), [since_ms], |row| {
+            Ok((row.get::<_, f64>(0)? as u64, row.get::<_, f64>(1)? as u64))
+        })
+        .map_err(self.query_err("read the response cache's hit rate"))
+    }
+
     /// The connection, for tests that look at query plans.
     #[cfg(test)]
     pub(super) fn connection(&self) -> MutexGuard<'_, Connection> {
@@ -377,7 +465,7 @@ fn insert_usage(conn: &Connection, uid: &str, r: &UsageRecord, ignore_duplicate:
     let n = conn
         .prepare_cached(&format!(
             "{verb} INTO usage (uid, {USAGE_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
         ))?
         .execute(params![
             uid,
@@ -400,6 +488,7 @@ fn insert_usage(conn: &Connection, uid: &str, r: &UsageRecord, ignore_duplicate:
             int(r.latency_ms),
             r.outcome,
             r.cost_source.as_str(),
+            i64::from(r.cached),
         ])?;
     Ok(n > 0)
 }

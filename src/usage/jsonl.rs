@@ -152,6 +152,7 @@ mod tests {
             price_table: None,
             latency_ms: 2,
             outcome: "ok".into(),
+            cached: false,
         }
     }
 

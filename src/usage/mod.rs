@@ -84,6 +84,10 @@ pub struct UsageRecord {
     pub latency_ms: u64,
     /// `ok`, or the error class (`unavailable`, `network`, `quota`, ...).
     pub outcome: String,
+    /// The answer came from agentctl's response cache (`review`): no provider call was made,
+    /// and the record costs $0 (its `usage` is zero too). Absent (false) in JSON Lines unless set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
 }
 
 /// Most tokens of one class one record may carry: 10 billion, a thousand times the largest

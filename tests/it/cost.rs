@@ -47,6 +47,7 @@ pub(crate) fn record(
         price_table: Some("2025-01-01".into()),
         latency_ms: 10,
         outcome: outcome.into(),
+        cached: false,
     }
 }
 

@@ -107,6 +107,7 @@ fn request() -> CompletionRequest {
         json_schema: None,
         max_output_tokens: 256,
         temperature: Some(0.0),
+        prompt_cache: None,
     }
 }
 

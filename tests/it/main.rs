@@ -7,6 +7,7 @@ mod common;
 
 mod action;
 mod boundary;
+mod cache;
 mod cli;
 mod cost;
 mod diff_limit;

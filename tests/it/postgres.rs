@@ -206,7 +206,7 @@ fn migrations_build_the_same_tables_as_sqlite_reopen_idempotently_and_refuse_a_n
     let pg: BTreeSet<String> = query(
         &url,
         "SELECT table_name || '.' || column_name FROM information_schema.columns
-         WHERE table_schema = 'agentctl' AND table_name IN ('usage', 'breaker', 'events')",
+         WHERE table_schema = 'agentctl' AND table_name IN ('usage', 'breaker', 'events', 'response_cache')",
     )
     .into_iter()
     .collect();
@@ -215,7 +215,7 @@ fn migrations_build_the_same_tables_as_sqlite_reopen_idempotently_and_refuse_a_n
     drop(Store::open(&file).unwrap());
     let conn = rusqlite::Connection::open(&file).unwrap();
     let mut sqlite = BTreeSet::new();
-    for table in ["usage", "breaker", "events"] {
+    for table in ["usage", "breaker", "events", "response_cache"] {
         let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})")).unwrap();
         for name in stmt.query_map([], |r| r.get::<_, String>(1)).unwrap() {
             sqlite.insert(format!("{table}.{}", name.unwrap()));
@@ -471,4 +471,44 @@ fn a_password_in_the_config_file_or_on_the_command_line_is_refused_with_exit_2()
         assert!(text.contains("PGPASSWORD"), "{what}: {text}");
         assert!(!text.contains(secret), "{what}: {text}");
     }
+}
+
+/// The response cache on PostgreSQL: the same TTL, eviction and hit-rate rules as SQLite's
+/// (`store::tests::the_response_cache_expires_by_age_and_evicts_the_oldest_past_its_cap`).
+#[test]
+fn the_response_cache_expires_and_evicts_on_postgres_like_on_sqlite() {
+    let Some(server) = server() else { return };
+    let store = open(&server.fresh_database()).unwrap();
+    let usage = agentctl::usage::Usage { input_tokens: 10, output_tokens: 3, ..Default::default() };
+    let key = |n: u8| format!("{n:064x}");
+    let value = "x".repeat(100);
+    for n in 0..4u8 {
+        store.cache_put(&key(n), &value, &usage, 1_000 + i64::from(n), 0, 400).unwrap();
+    }
+    let got: Vec<bool> = (0..4u8).map(|n| store.cache_get(&key(n), 0).unwrap().is_some()).collect();
+    assert_eq!(got, [false, false, true, true]);
+    let hit = store.cache_get(&key(3), 0).unwrap().unwrap();
+    assert_eq!((hit.value.as_str(), hit.usage, hit.created_at_s), (value.as_str(), usage, 1_003));
+    assert!(store.cache_get(&key(2), 1_003).unwrap().is_none());
+    store.cache_put(&key(9), "{}", &usage, 2_000, 1_003, 400).unwrap();
+    assert!(store.cache_get(&key(2), 0).unwrap().is_none());
+    store.cache_delete(&key(3)).unwrap();
+    assert!(store.cache_get(&key(3), 0).unwrap().is_none());
+    let mut hit = record(agentctl::clock::now_ms(), "octo/r0", "ci", "gpt-4o", Some(0.0), "ok");
+    hit.cached = true;
+    store.record_usage(&hit).unwrap();
+    store.record_usage(&record(agentctl::clock::now_ms(), "octo/r0", "ci", "gpt-4o", Some(0.1), "ok")).unwrap();
+    assert_eq!(store.cache_share(0).unwrap(), (2, 1));
+}
+
+/// Issue #20 on a fleet's store: a re-run of the same review makes no model call and costs $0,
+/// and the ledger rows of the hits say `cached`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_of_the_same_review_makes_no_model_call_and_costs_nothing_on_postgres() {
+    let Some(server) = server() else { return };
+    let url = server.fresh_database();
+    crate::cache::a_rerun_makes_no_model_call_and_costs_nothing(Path::new(&url)).await;
+    let rows = open(&url).unwrap().usage_since(i64::MIN).unwrap();
+    assert_eq!(rows.iter().filter(|r| r.cached && r.cost_usd == Some(0.0)).count(), 3, "{rows:?}");
+    assert_eq!(rows.len(), 6);
 }

@@ -450,6 +450,7 @@ fn spend(state: &Path, usd: f64) {
             price_table: None,
             latency_ms: 5,
             outcome: "ok".into(),
+            cached: false,
         })
         .unwrap();
 }

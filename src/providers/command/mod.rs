@@ -387,6 +387,7 @@ mod tests {
             json_schema: None,
             max_output_tokens: 1000,
             temperature: None,
+            prompt_cache: None,
         }
     }
 
