@@ -113,3 +113,22 @@ fn quick_start_never_prints_the_planted_aws_keys() {
     let diff = std::fs::read_to_string(repo_file("examples/diffs/agentctl-findings.diff")).unwrap();
     assert!(diff.contains(EXAMPLE_KEY_ID) && diff.contains(EXAMPLE_SECRET_KEY));
 }
+
+/// The whole `--format json` stdout byte for byte (the v1 wire shape: field names, order,
+/// formatting), the price table's date replaced by a placeholder.
+#[test]
+fn quick_start_json_stdout_is_the_v1_shape_byte_for_byte() {
+    let run = quick_start(&["--format", "json"]);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let date = report["price_table"].as_str().unwrap().to_owned();
+    insta::assert_snapshot!("quick_start_json_stdout", run.stdout.replace(&date, "[price-table-date]"));
+}
+
+/// The SARIF file byte for byte (key order and formatting), the version replaced.
+#[test]
+fn quick_start_sarif_file_is_unchanged_byte_for_byte() {
+    let run = quick_start(&[]);
+    let version = format!("\"version\": \"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(run.sarif.contains(&version), "{}", run.sarif);
+    insta::assert_snapshot!("quick_start_sarif_file", run.sarif.replace(&version, "\"version\": \"[version]\""));
+}
