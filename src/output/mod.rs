@@ -1,15 +1,19 @@
 //! Renderers. Commands return data; this module turns it into text: markdown for GitHub (review
 //! body, inline comments, summary comment, job summary), JSON and SARIF. Each renderer writes to
 //! a `String` or `impl io::Write`; only `main.rs` and this module print to stdout (the stderr
-//! log is [`crate::log`]).
+//! log is [`crate::log`]). [`deliver`] is the one writer of a command's sinks (stdout, SARIF,
+//! step outputs, job summary).
 
 pub mod cost;
+mod deliver;
 pub mod fix;
 pub mod json;
 pub mod markdown;
 pub mod sarif;
 
 use std::io::{self, Write};
+
+pub(crate) use deliver::{deliver, Delivery, SarifFile, Sink, SinkFailure, Stdout, SARIF_FILE_OUTPUT};
 
 /// Whether stdout is read by an Actions runner (`GITHUB_ACTIONS=true`), set once by `main`.
 static IN_ACTIONS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
