@@ -21,6 +21,7 @@ use crate::context::{Context, Env};
 use crate::exit::{Exit, ExitError};
 use crate::github::GitHub;
 use crate::log;
+use crate::output::json::v1;
 use crate::output::{self, Delivery, Sink, Stdout};
 use crate::route::{decide::decide, render::summary, Client, Decision, EventFacts};
 use crate::session::{RunArgs, Session};
@@ -99,7 +100,7 @@ fn deliver(d: &Decision, args: &RouteArgs, env: &Env) -> Result<(), ExitError> {
         shown.explain.clear();
     }
     let stdout = match args.format {
-        RouteFormat::Json => Stdout::Json(serde_json::to_string_pretty(&shown).unwrap_or_default()),
+        RouteFormat::Json => Stdout::Json(serde_json::to_string_pretty(&wire(&shown)).unwrap_or_default()),
         RouteFormat::Text => {
             let mut t: String = shown.outputs().iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
             if args.explain {
@@ -117,4 +118,24 @@ fn deliver(d: &Decision, args: &RouteArgs, env: &Env) -> Result<(), ExitError> {
         log::warn(&format!("cannot write the job summary ({}): {}", f.target, f.error));
     }
     super::delivered(failed)
+}
+
+/// The decision in `--format json`'s frozen shape ([`v1::RouteDecision`]).
+fn wire(d: &Decision) -> v1::RouteDecision<'_> {
+    v1::RouteDecision {
+        task: d.task,
+        provider: &d.provider,
+        model: &d.model,
+        tier: &d.tier,
+        runs_on: &d.runs_on,
+        reason: &d.reason,
+        event: d.event,
+        event_raw: &d.event_raw,
+        command: &d.command,
+        args: &d.args,
+        pr: d.pr,
+        issue: d.issue,
+        rule: &d.rule,
+        explain: &d.explain,
+    }
 }
