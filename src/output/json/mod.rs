@@ -11,7 +11,7 @@ pub fn report(report: &ReviewReport) -> String {
 }
 
 /// `value` as pretty JSON with a trailing newline.
-pub fn pretty(value: &impl serde::Serialize) -> String {
+fn pretty(value: &impl serde::Serialize) -> String {
     // Serializing plain data (strings, numbers, maps with string keys) cannot fail.
     let mut s = serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');
