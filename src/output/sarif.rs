@@ -274,3 +274,176 @@ pub(crate) fn log(report: &ReviewReport) -> Log {
         version: "2.1.0",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{PlacedFinding, Placement, PostStatus, RenderedReview, ReviewAction, Verdict};
+
+    fn report(findings: Vec<Finding>) -> ReviewReport {
+        ReviewReport {
+            repository: None,
+            pr: None,
+            head_sha: None,
+            base_sha: None,
+            incremental_from: None,
+            provider: "main".into(),
+            models: vec![],
+            overview: String::new(),
+            findings: findings
+                .into_iter()
+                .map(|finding| PlacedFinding { finding, placement: Placement::File })
+                .collect(),
+            files_reviewed: vec![],
+            partly_reviewed: vec![],
+            not_reviewed: vec![],
+            chunks: 1,
+            usage: Default::default(),
+            cost_usd: None,
+            price_table: String::new(),
+            review: RenderedReview {
+                commit_id: String::new(),
+                body: String::new(),
+                event: ReviewAction::Comment,
+                comments: vec![],
+            },
+            summary_comment: String::new(),
+            review_url: None,
+            status: PostStatus::DryRun,
+            verdict: Verdict::Pass,
+            fail_on: None,
+            resilience: Default::default(),
+        }
+    }
+
+    /// A model finding on a removed line (no region, said in the message), a range on the new
+    /// side, a category that is not a rule id: the bytes the `json!` builder wrote.
+    #[test]
+    fn left_side_and_model_findings_render_as_before() {
+        let finding = |line, start_line, side, category: &str| Finding {
+            path: "src/a.rs".into(),
+            line,
+            start_line,
+            side,
+            severity: Severity::Medium,
+            category: category.into(),
+            title: " Old bug ".into(),
+            body: "Body.".into(),
+            suggestion: None,
+            origin: Some(Origin::Model { provider: "main".into(), model: "big".into() }),
+        };
+        let sarif = render(&report(vec![
+            finding(4, None, Side::Left, "Error handling"),
+            finding(9, Some(7), Side::Right, "security"),
+        ]))
+        .replace(env!("CARGO_PKG_VERSION"), "[version]");
+        assert_eq!(sarif, EXPECTED);
+    }
+
+    const EXPECTED: &str = r#"{
+  "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+  "runs": [
+    {
+      "automationDetails": {
+        "id": "agentctl/review/local"
+      },
+      "results": [
+        {
+          "level": "warning",
+          "locations": [
+            {
+              "physicalLocation": {
+                "artifactLocation": {
+                  "uri": "src/a.rs",
+                  "uriBaseId": "%SRCROOT%"
+                }
+              }
+            }
+          ],
+          "message": {
+            "text": "Old bug\n\nBody.\n\n(On line 4 of the previous version of the file.)"
+          },
+          "partialFingerprints": {
+            "agentctlFinding/v1": "75fb4e44da864e6a"
+          },
+          "properties": {
+            "category": "Error handling",
+            "severity": "medium"
+          },
+          "ruleId": "agentctl/error-handling"
+        },
+        {
+          "level": "warning",
+          "locations": [
+            {
+              "physicalLocation": {
+                "artifactLocation": {
+                  "uri": "src/a.rs",
+                  "uriBaseId": "%SRCROOT%"
+                },
+                "region": {
+                  "endLine": 9,
+                  "startLine": 7
+                }
+              }
+            }
+          ],
+          "message": {
+            "text": "Old bug\n\nBody."
+          },
+          "partialFingerprints": {
+            "agentctlFinding/v1": "205e71e7a8532e5c"
+          },
+          "properties": {
+            "category": "security",
+            "severity": "medium"
+          },
+          "ruleId": "agentctl/security"
+        }
+      ],
+      "tool": {
+        "driver": {
+          "informationUri": "https://github.com/agentctl/agentctl",
+          "name": "agentctl",
+          "rules": [
+            {
+              "defaultConfiguration": {
+                "level": "warning"
+              },
+              "id": "agentctl/error-handling",
+              "name": "agentctl-error-handling",
+              "properties": {
+                "tags": [
+                  "error handling"
+                ]
+              },
+              "shortDescription": {
+                "text": "agentctl Error handling"
+              }
+            },
+            {
+              "defaultConfiguration": {
+                "level": "warning"
+              },
+              "id": "agentctl/security",
+              "name": "agentctl-security",
+              "properties": {
+                "security-severity": "5.5",
+                "tags": [
+                  "security"
+                ]
+              },
+              "shortDescription": {
+                "text": "agentctl security"
+              }
+            }
+          ],
+          "version": "[version]"
+        }
+      }
+    }
+  ],
+  "version": "2.1.0"
+}
+"#;
+}
