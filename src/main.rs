@@ -36,6 +36,8 @@ fn main() -> ExitCode {
         log::Level::Normal
     };
     log::init(level, env.get(ev::GITHUB_ACTIONS) == Some("true"));
+    // NOTE: Rust ignores SIGPIPE, so a reader that closed stdout shows as EPIPE on a write;
+    // `output` takes it as the reader gone, not a failure (exit 0).
     agentctl::output::init(env.get(ev::GITHUB_ACTIONS) == Some("true"));
     agentctl::progress::init(&env, cli.quiet);
     // Before any secret is used and any child runs: non-dumpable, no-new-privs, subreaper.

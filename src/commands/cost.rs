@@ -5,10 +5,8 @@
 
 use std::path::Path;
 
-use anyhow::Context as _;
 use secrecy::SecretString;
 
-use crate::actions;
 use crate::budget::{self, BudgetConfig, BudgetState, Period, RunScope};
 use crate::cli::{
     CostAction, CostArgs, CostCheckArgs, CostCommonArgs, CostEstimateArgs, CostExportArgs, CostFormat, CostImportArgs,
@@ -22,7 +20,7 @@ use crate::estimate;
 use crate::exit::{self, Exit, ExitError};
 use crate::ledger::import;
 use crate::log;
-use crate::output;
+use crate::output::{self, Delivery, Stdout};
 use crate::store::{self, Location, Store};
 use crate::usage::report::{self, Report, ReportQuery};
 
@@ -80,8 +78,8 @@ fn since(value: &str) -> Result<i64, ExitError> {
 /// rest fenced in Actions when it could hold a workflow command ([`output::stdout`]: model
 /// names come from imports and providers).
 fn print(text: &str, json: bool) -> Result<(), ExitError> {
-    let written = if json { output::stdout_json(text) } else { output::stdout(text) };
-    written.context("writing to stdout").map_err(ExitError::from)
+    let stdout = if json { Stdout::Json(text.into()) } else { Stdout::Text(text.into()) };
+    super::delivered(output::deliver(&Env::default(), Delivery { stdout: Some(stdout), ..Delivery::default() }))
 }
 
 /// `cost report`: aggregate, render, print; with `--summary` also append the markdown to
@@ -126,9 +124,9 @@ fn report(a: &CostReportArgs, env: &Env) -> Result<Exit, ExitError> {
 
 fn write_summary(env: &Env, markdown: &str) -> Result<(), ExitError> {
     match env.get(ev::GITHUB_STEP_SUMMARY) {
-        Some(path) => actions::write_step_summary(Path::new(path), markdown)
-            .with_context(|| format!("cannot write the job summary to GITHUB_STEP_SUMMARY ({path})"))
-            .map_err(ExitError::from),
+        Some(_) => {
+            super::delivered(output::deliver(env, Delivery { summary: Some(markdown.into()), ..Delivery::default() }))
+        }
         None => {
             log::warn("--summary: GITHUB_STEP_SUMMARY is not set (not in GitHub Actions?); nothing appended");
             Ok(())
@@ -183,10 +181,7 @@ fn check(a: &CostCheckArgs, env: &Env) -> Result<Exit, ExitError> {
     for e in evals.iter().filter(|e| e.state != BudgetState::Ok) {
         log::annotation(&output::cost::budget_annotation(e), in_actions);
     }
-    if let Some(path) = env.get(ev::GITHUB_OUTPUT) {
-        actions::write_outputs(Path::new(path), &budget::outputs(worst))
-            .with_context(|| format!("cannot write step outputs to GITHUB_OUTPUT ({path})"))?;
-    }
+    super::delivered(output::deliver(env, Delivery { outputs: Some(budget::outputs(worst)), ..Delivery::default() }))?;
     if worst.state == BudgetState::Hard {
         return Err(ExitError::new(
             Exit::Budget,

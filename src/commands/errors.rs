@@ -2,7 +2,18 @@
 //! exit code (`fn exit(&self) -> Exit`, beside the type), and this module only wraps it, so
 //! `crate::exit` stays a leaf.
 
-use crate::exit::ExitError;
+use crate::exit::{Exit, ExitError};
+use crate::output::SinkFailure;
+
+/// The end of an [`crate::output::deliver`]: `Ok` when every sink was written, else exit 1
+/// naming each failed sink, one per line.
+pub(super) fn delivered(failures: Vec<SinkFailure>) -> Result<(), ExitError> {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    Err(ExitError::new(Exit::Failure, anyhow::anyhow!("{}", lines.join("\n"))))
+}
 
 /// `impl From<$t> for ExitError` through `$t::exit`, the error kept as the printed chain.
 macro_rules! through_exit {

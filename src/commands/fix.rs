@@ -3,9 +3,8 @@
 //!
 //! Stages: [`prepare`] (checkout, target, trigger checks, subject, config, provider), the budget
 //! gate, the rounds (prompt → answer → apply → verify, fed back), then the checkout is restored
-//! and the draft published (or the dry-run print), then outputs and the job summary.
-
-use std::path::Path;
+//! and the draft published, then the dry-run print, the outputs and the job summary (through
+//! [`output::deliver`]).
 
 use crate::cli::FixArgs;
 use crate::config::EditFormat;
@@ -13,16 +12,15 @@ use crate::context::target::PrMeta;
 use crate::context::Env;
 use crate::edit::context::TokenBudget;
 use crate::edit::verify::VerifyResult;
-use crate::env_vars as ev;
 use crate::exit::{self, Exit, ExitError};
 use crate::fix::publish::{self, Published};
 use crate::fix::subject::{self, Request};
 use crate::fix::workspace::Workspace;
 use crate::fix::{rounds, FixRun};
 use crate::ledger::Ledger;
-use crate::redact::Redactor;
+use crate::output::{self, Delivery, Stdout};
 use crate::session::Session;
-use crate::{actions, edit, log, output};
+use crate::{edit, log};
 
 /// Runs `agentctl fix`. Returns the exit code; stdout carries the dry-run rendering.
 pub async fn run(args: &FixArgs, env: &Env) -> Result<Exit, ExitError> {
@@ -156,10 +154,10 @@ async fn fix_with_ledger(session: &Session<'_>, run: &mut FixRun, ledger: &Ledge
     let verified = spec.as_ref().map(|_| outcome.verify.as_ref().is_some_and(VerifyResult::passed));
     let (title, body) = publish::title_and_body(run, &outcome, spec.as_ref());
     let mut published = Published::default();
+    let mut stdout = None;
     if run.dry_run {
         let diff = edit::unified_diff(&outcome.changes);
-        let text = run.redactor.redact(&format!("{diff}\n---\n{title}\n\n{body}\n"));
-        output::stdout(&text).map_err(|e| anyhow::anyhow!("cannot write to stdout: {e}"))?;
+        stdout = Some(Stdout::Text(run.redactor.redact(&format!("{diff}\n---\n{title}\n\n{body}\n"))));
     } else if let Some(gh) = &run.github {
         published = publish::publish(gh, run, &outcome, &title, &body, verified == Some(true)).await?;
     }
@@ -173,7 +171,14 @@ async fn fix_with_ledger(session: &Session<'_>, run: &mut FixRun, ledger: &Ledge
         ("cost-usd".to_string(), outcome.cost_usd.map_or("unknown".into(), |c| format!("{c:.6}"))),
     ];
     let summary = format!("## {}\n\n{body}\n", output::markdown::defang(&title));
-    let failures = deliver(env, &run.redactor, outputs, &summary);
+    let outputs = outputs.into_iter().map(|(k, v)| (k, run.redactor.redact(&v))).collect();
+    let delivery = Delivery {
+        stdout,
+        outputs: Some(outputs),
+        summary: Some(run.redactor.redact(&summary)),
+        ..Delivery::default()
+    };
+    let failures: Vec<String> = output::deliver(env, delivery).iter().map(ToString::to_string).collect();
     for f in &failures {
         log::error(f);
     }
@@ -182,23 +187,4 @@ async fn fix_with_ledger(session: &Session<'_>, run: &mut FixRun, ledger: &Ledge
     } else {
         Err(ExitError::new(Exit::Failure, anyhow::anyhow!("{}", failures.join("\n"))))
     }
-}
-
-/// Writes the step outputs to `GITHUB_OUTPUT` and `summary` to `GITHUB_STEP_SUMMARY` (each when
-/// set), both redacted. Returns one line per sink that failed.
-fn deliver(env: &Env, redactor: &Redactor, outputs: Vec<(String, String)>, summary: &str) -> Vec<String> {
-    let mut failures = vec![];
-    if let Some(path) = env.get(ev::GITHUB_OUTPUT) {
-        let outputs: Vec<(String, String)> = outputs.into_iter().map(|(k, v)| (k, redactor.redact(&v))).collect();
-        if let Err(e) = actions::write_outputs(Path::new(path), &outputs) {
-            failures.push(format!("cannot write step outputs to GITHUB_OUTPUT ({path}): {}", log::error_chain(&e)));
-        }
-    }
-    if let Some(path) = env.get(ev::GITHUB_STEP_SUMMARY) {
-        let summary = redactor.redact(summary);
-        if let Err(e) = actions::write_step_summary(Path::new(path), &summary) {
-            failures.push(format!("cannot write the job summary to GITHUB_STEP_SUMMARY ({path}): {e}"));
-        }
-    }
-    failures
 }

@@ -3,6 +3,8 @@
 pub mod config;
 pub mod cost;
 mod errors;
+
+use errors::delivered;
 pub mod fix;
 pub mod review;
 pub mod route;

@@ -18,12 +18,13 @@ use crate::config::{self, Config};
 use crate::context::catalog;
 use crate::context::target::PrMeta;
 use crate::context::{Context, Env};
-use crate::env_vars as ev;
 use crate::exit::{Exit, ExitError};
 use crate::github::GitHub;
+use crate::log;
+use crate::output::json::v1;
+use crate::output::{self, Delivery, Sink, Stdout};
 use crate::route::{decide::decide, render::summary, Client, Decision, EventFacts};
 use crate::session::{RunArgs, Session};
-use crate::{actions, log, output};
 
 /// Runs `agentctl route`.
 pub async fn run(args: &RouteArgs, env: &Env) -> Result<Exit, ExitError> {
@@ -91,37 +92,51 @@ async fn load_config(explicit: Option<&Path>, ctx: &Context, gh: Option<&GitHub>
     Ok(config)
 }
 
-/// Writes the outputs, the job summary and stdout.
+/// Prints the decision, writes the outputs and the job summary ([`output::deliver`]): a failed
+/// job summary is a warning, any other failed sink exit 1.
 fn deliver(d: &Decision, args: &RouteArgs, env: &Env) -> Result<(), ExitError> {
     log::info(&format!("route: {} — {}", d.task, d.reason));
-    if let Some(path) = env.get(ev::GITHUB_OUTPUT) {
-        actions::write_outputs(Path::new(path), &d.outputs()).map_err(|e| {
-            ExitError::new(Exit::Failure, anyhow::anyhow!("cannot write step outputs to GITHUB_OUTPUT ({path}): {e}"))
-        })?;
-    }
-    if let Some(path) = env.get(ev::GITHUB_STEP_SUMMARY) {
-        if let Err(e) = actions::write_step_summary(Path::new(path), &summary(d)) {
-            log::warn(&format!("cannot write the job summary ({path}): {e}"));
-        }
-    }
     let mut shown = d.clone();
     if !args.explain {
         shown.explain.clear();
     }
-    let text = match args.format {
-        RouteFormat::Json => {
-            let json = serde_json::to_string_pretty(&shown).unwrap_or_default();
-            return output::stdout_json(&json)
-                .map_err(|e| ExitError::new(Exit::Failure, anyhow::anyhow!("cannot write to stdout: {e}")));
-        }
+    let stdout = match args.format {
+        RouteFormat::Json => Stdout::Json(serde_json::to_string_pretty(&wire(&shown)).unwrap_or_default()),
         RouteFormat::Text => {
             let mut t: String = shown.outputs().iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
             if args.explain {
                 t.push_str("\nhow:\n");
                 t.extend(shown.explain.iter().map(|l| format!("  {l}\n")));
             }
-            t
+            Stdout::Text(t)
         }
     };
-    output::stdout(&text).map_err(|e| ExitError::new(Exit::Failure, anyhow::anyhow!("cannot write to stdout: {e}")))
+    let delivery =
+        Delivery { stdout: Some(stdout), outputs: Some(d.outputs()), summary: Some(summary(d)), ..Delivery::default() };
+    let (summary, failed): (Vec<_>, Vec<_>) =
+        output::deliver(env, delivery).into_iter().partition(|f| f.sink == Sink::JobSummary);
+    for f in summary {
+        log::warn(&format!("cannot write the job summary ({}): {}", f.target, f.error));
+    }
+    super::delivered(failed)
+}
+
+/// The decision in `--format json`'s frozen shape ([`v1::RouteDecision`]).
+fn wire(d: &Decision) -> v1::RouteDecision<'_> {
+    v1::RouteDecision {
+        task: d.task,
+        provider: &d.provider,
+        model: &d.model,
+        tier: &d.tier,
+        runs_on: &d.runs_on,
+        reason: &d.reason,
+        event: d.event,
+        event_raw: &d.event_raw,
+        command: &d.command,
+        args: &d.args,
+        pr: d.pr,
+        issue: d.issue,
+        rule: &d.rule,
+        explain: &d.explain,
+    }
 }

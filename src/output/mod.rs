@@ -1,15 +1,19 @@
 //! Renderers. Commands return data; this module turns it into text: markdown for GitHub (review
 //! body, inline comments, summary comment, job summary), JSON and SARIF. Each renderer writes to
 //! a `String` or `impl io::Write`; only `main.rs` and this module print to stdout (the stderr
-//! log is [`crate::log`]).
+//! log is [`crate::log`]). [`deliver`] is the one writer of a command's sinks (stdout, SARIF,
+//! step outputs, job summary).
 
 pub mod cost;
+mod deliver;
 pub mod fix;
 pub mod json;
 pub mod markdown;
 pub mod sarif;
 
 use std::io::{self, Write};
+
+pub(crate) use deliver::{deliver, Delivery, SarifFile, Sink, SinkFailure, Stdout, SARIF_FILE_OUTPUT};
 
 /// Whether stdout is read by an Actions runner (`GITHUB_ACTIONS=true`), set once by `main`.
 static IN_ACTIONS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -60,7 +64,7 @@ pub fn stdout_value(value: &str) -> io::Result<()> {
 }
 
 fn write_stdout(text: &str) -> io::Result<()> {
-    let mut out = io::stdout().lock();
+    let mut out = StdoutWriter::new();
     out.write_all(text.as_bytes())?;
     if !text.ends_with('\n') {
         out.write_all(b"\n")?;
@@ -69,6 +73,51 @@ fn write_stdout(text: &str) -> io::Result<()> {
 }
 
 /// A buffered writer on stdout for data streamed line by line (`cost export`); flush it at the end.
-pub fn stdout_buffered() -> io::BufWriter<io::StdoutLock<'static>> {
-    io::BufWriter::new(io::stdout().lock())
+pub fn stdout_buffered() -> io::BufWriter<StdoutWriter> {
+    io::BufWriter::new(StdoutWriter::new())
+}
+
+/// Stdout for data, where a reader that went away (`agentctl … | head -1`: a broken pipe) is
+/// not a failure: the write succeeds and what is left is dropped. Rust ignores `SIGPIPE`, so a
+/// closed pipe shows as `EPIPE` on a write; every other write error is returned as is.
+/// It holds stdout's lock while it lives.
+#[derive(Debug)]
+pub struct StdoutWriter {
+    out: io::StdoutLock<'static>,
+    /// The reader closed its end: later writes are dropped without a system call.
+    reader_gone: bool,
+}
+
+impl StdoutWriter {
+    fn new() -> Self {
+        Self { out: io::stdout().lock(), reader_gone: false }
+    }
+
+    fn closed_is_ok<T>(&mut self, result: io::Result<T>, done: T) -> io::Result<T> {
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.reader_gone = true;
+                Ok(done)
+            }
+            other => other,
+        }
+    }
+}
+
+impl Write for StdoutWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.reader_gone {
+            return Ok(buf.len());
+        }
+        let written = self.out.write(buf);
+        self.closed_is_ok(written, buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.reader_gone {
+            return Ok(());
+        }
+        let flushed = self.out.flush();
+        self.closed_is_ok(flushed, ())
+    }
 }

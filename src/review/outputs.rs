@@ -1,56 +1,44 @@
 //! Stage 6 of a review: the sinks after it is posted — stdout, SARIF, the step outputs and the
-//! job summary (README, "Outputs").
+//! job summary (README, "Outputs"), rendered here and written by [`output::deliver`].
 
-use std::path::Path;
-
-use crate::actions;
 use crate::context::Env;
-use crate::env_vars as ev;
 use crate::findings::Severity;
 use crate::log;
-use crate::output;
+use crate::output::{self, Delivery, SarifFile, Sink, Stdout};
 use crate::redact::Redactor;
 use crate::report::{PostStatus, ReviewReport, Verdict};
 use crate::review::settings::{Format, ReviewSettings};
 
 /// The sinks after the review is posted: stdout (the dry-run rendering or the chosen format),
-/// SARIF, `GITHUB_OUTPUT`, the job summary. Each is tried even when one before it failed; the
-/// failures come back named, so the run exits 1 only after all were tried.
+/// SARIF, `GITHUB_OUTPUT`, the job summary, through [`output::deliver`]. Each is tried even when
+/// one before it failed; the failures are logged and come back as lines, so the run exits 1 only
+/// after all were tried.
 pub(crate) fn deliver(env: &Env, settings: &ReviewSettings, report: &ReviewReport, redactor: &Redactor) -> Vec<String> {
-    let mut failures = vec![];
+    let mut stdout = None;
     if settings.dry_run || report.status == PostStatus::DryRun || settings.format != Format::Markdown {
         // The runner reads stdout for workflow commands too, and the report holds untrusted
         // text (PR, diff, model answer): in Actions, JSON is made inert without changing its
         // value, and Markdown that could hold a command is fenced with `::stop-commands::`.
-        let printed = match settings.format {
-            Format::Json => output::stdout_json(&redactor.redact_json(&output::json::report(report))),
-            Format::Sarif => output::stdout_json(&redactor.redact_json(&output::sarif::render(report))),
-            Format::Markdown | Format::Text => output::stdout(&redactor.redact(&output::markdown::dry_run(report))),
-        };
-        if let Err(e) = printed {
-            failures.push(format!("cannot write the review to stdout: {e}"));
-        }
+        stdout = Some(match settings.format {
+            Format::Json => Stdout::Json(redactor.redact_json(&output::json::report(report))),
+            Format::Sarif => Stdout::Json(redactor.redact_json(&output::sarif::render(report))),
+            Format::Markdown | Format::Text => Stdout::Text(redactor.redact(&output::markdown::dry_run(report))),
+        });
     }
-    let mut sarif_file = String::new();
-    if let Some(path) = &settings.sarif {
-        let text = redactor.redact_json(&output::sarif::render(report));
-        match crate::files::write_atomically(path, text.as_bytes()) {
-            Ok(()) => sarif_file = path.display().to_string(),
-            Err(e) => failures.push(format!("cannot write SARIF to {}: {e}", path.display())),
-        }
-    }
-    if let Some(path) = env.get(ev::GITHUB_OUTPUT) {
-        let outputs: Vec<(String, String)> =
-            step_outputs(report, &sarif_file).into_iter().map(|(k, v)| (k, redactor.redact(&v))).collect();
-        if let Err(e) = actions::write_outputs(Path::new(path), &outputs) {
-            failures.push(format!("cannot write step outputs to GITHUB_OUTPUT ({path}): {}", log::error_chain(&e)));
-        }
-    }
-    if let Some(path) = env.get(ev::GITHUB_STEP_SUMMARY) {
-        if let Err(e) = actions::write_step_summary(Path::new(path), &report.summary_comment) {
-            failures.push(format!("cannot write the job summary to GITHUB_STEP_SUMMARY ({path}): {e}"));
-        }
-    }
+    let sarif = settings
+        .sarif
+        .as_ref()
+        .map(|path| SarifFile { path: path.clone(), content: redactor.redact_json(&output::sarif::render(report)) });
+    let sarif_file = settings.sarif.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let outputs = step_outputs(report, &sarif_file).into_iter().map(|(k, v)| (k, redactor.redact(&v))).collect();
+    let delivery = Delivery { stdout, sarif, outputs: Some(outputs), summary: Some(report.summary_comment.clone()) };
+    let failures: Vec<String> = output::deliver(env, delivery)
+        .into_iter()
+        .map(|f| match f.sink {
+            Sink::Stdout => format!("cannot write the review to stdout: {}", f.error),
+            _ => f.to_string(),
+        })
+        .collect();
     for f in &failures {
         log::error(f);
     }
@@ -70,7 +58,7 @@ fn step_outputs(report: &ReviewReport, sarif_file: &str) -> Vec<(String, String)
         ("tokens-out".to_string(), report.usage.output_tokens.to_string()),
         ("cost-usd".to_string(), report.cost_usd.map(|c| format!("{c:.6}")).unwrap_or_else(|| "unknown".into())),
         ("review-url".to_string(), report.review_url.clone().unwrap_or_default()),
-        ("sarif-file".to_string(), sarif_file.to_string()),
+        (output::SARIF_FILE_OUTPUT.to_string(), sarif_file.to_string()),
     ]);
     outputs
 }
@@ -78,7 +66,6 @@ fn step_outputs(report: &ReviewReport, sarif_file: &str) -> Vec<(String, String)
 /// Step outputs of a run that stopped because the head was reviewed already: `verdict` is
 /// `skipped`, `review-url` the existing review; the counts are empty (nothing was reviewed now).
 pub(crate) fn write_skipped_outputs(env: &Env, review_url: &str, redactor: &Redactor) -> Vec<String> {
-    let Some(path) = env.get(ev::GITHUB_OUTPUT) else { return vec![] };
     let mut outputs: Vec<(String, String)> = ["findings", "tokens-in", "tokens-out", "cost-usd", "sarif-file"]
         .into_iter()
         .chain(Severity::ALL.iter().map(|s| s.as_str()))
@@ -86,8 +73,6 @@ pub(crate) fn write_skipped_outputs(env: &Env, review_url: &str, redactor: &Reda
         .collect();
     outputs.push(("verdict".into(), Verdict::Skipped.as_str().into()));
     outputs.push(("review-url".into(), redactor.redact(review_url)));
-    match actions::write_outputs(Path::new(path), &outputs) {
-        Ok(()) => vec![],
-        Err(e) => vec![format!("cannot write step outputs to GITHUB_OUTPUT ({path}): {}", log::error_chain(&e))],
-    }
+    let delivery = Delivery { outputs: Some(outputs), ..Delivery::default() };
+    output::deliver(env, delivery).iter().map(ToString::to_string).collect()
 }

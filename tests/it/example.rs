@@ -113,3 +113,50 @@ fn quick_start_never_prints_the_planted_aws_keys() {
     let diff = std::fs::read_to_string(repo_file("examples/diffs/agentctl-findings.diff")).unwrap();
     assert!(diff.contains(EXAMPLE_KEY_ID) && diff.contains(EXAMPLE_SECRET_KEY));
 }
+
+/// The whole `--format json` stdout byte for byte (the v1 wire shape: field names, order,
+/// formatting), the price table's date replaced by a placeholder.
+#[test]
+fn quick_start_json_stdout_is_the_v1_shape_byte_for_byte() {
+    let run = quick_start(&["--format", "json"]);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let date = report["price_table"].as_str().unwrap().to_owned();
+    insta::assert_snapshot!("quick_start_json_stdout", run.stdout.replace(&date, "[price-table-date]"));
+}
+
+/// The SARIF file byte for byte (key order and formatting), the version replaced.
+#[test]
+fn quick_start_sarif_file_is_unchanged_byte_for_byte() {
+    let run = quick_start(&[]);
+    let version = format!("\"version\": \"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(run.sarif.contains(&version), "{}", run.sarif);
+    insta::assert_snapshot!("quick_start_sarif_file", run.sarif.replace(&version, "\"version\": \"[version]\""));
+}
+
+/// `agentctl review --dry-run … | head -1`: a reader that goes away (broken pipe) is not the
+/// run's failure. The read end is closed before the child writes, so every write gets EPIPE.
+#[test]
+fn a_closed_stdout_exits_0_without_an_error() {
+    use std::process::{Command, Stdio};
+    for format in ["markdown", "json", "sarif"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("agentctl"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AGENTCTL_STATE", dir.path().join("state.db"))
+            .current_dir(dir.path())
+            .args(["review", "--dry-run", "--format", format, "--event"])
+            .arg(repo_file("examples/events/pull_request.opened.json"))
+            .arg("--diff")
+            .arg(repo_file("examples/diffs/agentctl-findings.diff"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{format}: {stderr}");
+        assert!(!stderr.contains("stdout") && !stderr.to_lowercase().contains("broken pipe"), "{format}: {stderr}");
+    }
+}

@@ -17,6 +17,8 @@ use crate::common::{agentctl, corpora, mount_catch_all, parse_github_output, wri
 /// A route run: `--format json` parsed, the outputs file parsed, stderr, exit code.
 struct Routed {
     json: Value,
+    /// Stdout as printed.
+    stdout: String,
     outputs: BTreeMap<String, String>,
     stderr: String,
     code: i32,
@@ -48,6 +50,7 @@ fn route_file(dir: &Path, event_name: &str, event: &Path, config: &str, env: &[(
     let out = cmd.output().unwrap();
     Routed {
         json: serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         outputs: parse_github_output(&std::fs::read_to_string(&out_path).unwrap()),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         code: out.status.code().unwrap_or(-1),
@@ -199,6 +202,14 @@ fn agentctl_name(name: &str) -> &'static str {
         .copied()
         .find(|n| *n == name)
         .unwrap_or_else(|| panic!("not a catalog name: {name}"))
+}
+
+/// `--format json --explain` byte for byte (the v1 wire shape: field names, order, formatting).
+#[test]
+fn route_json_stdout_is_the_v1_shape_byte_for_byte() {
+    let r = route("pull_request", &pr_event("opened"), PROVIDERS, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    insta::assert_snapshot!("route_json_stdout", r.stdout);
 }
 
 #[test]
