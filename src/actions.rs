@@ -13,15 +13,10 @@ use std::path::Path;
 use rand::Rng as _;
 
 /// Largest job summary GitHub accepts per step (bytes).
-pub const STEP_SUMMARY_LIMIT: usize = 1024 * 1024;
+pub(crate) const STEP_SUMMARY_LIMIT: usize = 1024 * 1024;
 
 /// The line [`write_step_summary`] ends a cut summary with.
-pub const SUMMARY_TRUNCATED_NOTE: &str = "\n\n> Summary truncated to fit GitHub's 1 MiB limit.";
-
-/// Most annotations of one level (error or warning) GitHub shows per step; the rest are
-/// dropped silently by GitHub, so callers should cap and summarize instead. Source: "Workflow
-/// commands for GitHub Actions" and the check-runs API limit of 50 annotations per request.
-pub const MAX_ANNOTATIONS_PER_STEP: usize = 10;
+pub(crate) const SUMMARY_TRUNCATED_NOTE: &str = "\n\n> Summary truncated to fit GitHub's 1 MiB limit.";
 
 /// Prefix of heredoc delimiters in `GITHUB_OUTPUT`, as `@actions/core` writes them.
 const DELIMITER_PREFIX: &str = "ghadelimiter_";
@@ -32,13 +27,13 @@ const DELIMITER_PREFIX: &str = "ghadelimiter_";
 const DELIMITER_ATTEMPTS: usize = 3;
 
 /// Escapes a workflow-command message (data): `%` → `%25`, `\r` → `%0D`, `\n` → `%0A`.
-pub fn escape_data(s: &str) -> String {
+pub(crate) fn escape_data(s: &str) -> String {
     // `%` first, so the escapes we add are not escaped again.
     s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
 }
 
 /// Escapes a workflow-command property value: as [`escape_data`] plus `:` → `%3A`, `,` → `%2C`.
-pub fn escape_property(s: &str) -> String {
+pub(crate) fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
@@ -77,7 +72,7 @@ impl AnnotationLevel {
 /// Properties come in the order `file`, `line`, `endLine`, `title`, each only when set; property
 /// values go through [`escape_property`], the message through [`escape_data`], e.g.
 /// `::warning file=a%2Cb,line=3,endLine=4,title=x%3Ay::msg%0Aline2`.
-pub fn annotation_command(a: &Annotation) -> String {
+pub(crate) fn annotation_command(a: &Annotation) -> String {
     let mut props: Vec<String> = Vec::new();
     if let Some(file) = &a.file {
         props.push(format!("file={}", escape_property(file)));
@@ -106,14 +101,14 @@ pub fn annotation_command(a: &Annotation) -> String {
 /// The runner unescapes command data before masking, so the original value is what gets
 /// masked. A multi-line value must be masked line by line (see
 /// [`crate::redact::Redactor::mask_lines`]).
-pub fn add_mask_command(value: &str) -> String {
+pub(crate) fn add_mask_command(value: &str) -> String {
     format!("::add-mask::{}", escape_data(value))
 }
 
 /// A random token for `::stop-commands::` and heredoc delimiters (32 hex chars).
 ///
 /// 128 bits from the thread-local CSPRNG (`rand::rng()`), hex-encoded lower case.
-pub fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let bytes: [u8; 16] = rand::rng().random();
     hex::encode(bytes)
 }
@@ -123,7 +118,7 @@ pub fn random_token() -> String {
 ///
 /// The token is fresh for every call and never occurs in `text`, so text cannot end the
 /// wrapper early by guessing or repeating it.
-pub fn stop_commands(text: &str) -> String {
+pub(crate) fn stop_commands(text: &str) -> String {
     let token = loop {
         let token = random_token();
         if !text.contains(&token) {
@@ -138,20 +133,20 @@ pub fn stop_commands(text: &str) -> String {
 /// holds the legacy `##[` prefix anywhere (the runner's `ActionCommand.TryParseV2` and
 /// `TryParse`). Plain log lines that hold untrusted text and pass this check must be fenced
 /// with [`stop_commands`].
-pub fn could_be_command(text: &str) -> bool {
+pub(crate) fn could_be_command(text: &str) -> bool {
     text.split(['\n', '\r']).any(|line| line.trim_start().starts_with("::") || line.contains("##["))
 }
 
 /// Makes JSON text inert for the runner without changing its value: `##[` can only occur
 /// inside JSON strings, where `#\u0023[` decodes to the same characters; and pretty or compact
 /// JSON never starts a line with `::` (raw line breaks cannot occur inside JSON strings).
-pub fn neutralize_json(json: &str) -> String {
+pub(crate) fn neutralize_json(json: &str) -> String {
     json.replace("##[", "#\\u0023[")
 }
 
 /// Text for a log the runner reads: unchanged unless it [`could_be_command`], else fenced
 /// with [`stop_commands`].
-pub fn inert(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn inert(text: &str) -> std::borrow::Cow<'_, str> {
     if could_be_command(text) {
         stop_commands(text).into()
     } else {
@@ -182,7 +177,7 @@ pub enum OutputError {
 /// a fresh one, up to 3 attempts, then [`OutputError::DelimiterInValue`]; a name that is not
 /// letters, digits, `-` and `_` is [`OutputError::BadName`]. The file is opened in append mode
 /// (created if missing, for local runs) and written with a single `write_all`.
-pub fn write_outputs(path: &Path, outputs: &[(String, String)]) -> Result<(), OutputError> {
+pub(crate) fn write_outputs(path: &Path, outputs: &[(String, String)]) -> Result<(), OutputError> {
     write_outputs_with(path, outputs, &mut || format!("{DELIMITER_PREFIX}{}", random_token()))
 }
 
@@ -229,7 +224,7 @@ fn render_outputs(
 /// the budget is [`STEP_SUMMARY_LIMIT`] minus the file's current size. A cut summary ends with
 /// [`SUMMARY_TRUNCATED_NOTE`] and the total stays within the limit; when not even the note
 /// fits, nothing is written.
-pub fn write_step_summary(path: &Path, markdown: &str) -> io::Result<()> {
+pub(crate) fn write_step_summary(path: &Path, markdown: &str) -> io::Result<()> {
     let existing = match std::fs::metadata(path) {
         Ok(meta) => usize::try_from(meta.len()).unwrap_or(usize::MAX),
         Err(e) if e.kind() == io::ErrorKind::NotFound => 0,

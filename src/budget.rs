@@ -13,13 +13,13 @@
 
 use serde::Serialize;
 
-pub use crate::config::budget::{BudgetConfig, BudgetError, Period, Scope, DEFAULT_SOFT_RATIO};
+pub(crate) use crate::config::budget::{BudgetConfig, Period, Scope};
 use crate::store::{Store, StoreError};
 use crate::usage::report::{GroupBy, ReportQuery};
 
 /// Which run a budget is evaluated for: the values a `scope` without `match` stands for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunScope {
+pub(crate) struct RunScope {
     /// `owner/name` of the run's repository.
     pub repo: Option<String>,
     /// The run's workflow name.
@@ -73,7 +73,7 @@ pub struct Evaluation {
 }
 
 /// The state of `spent + estimate` against `limit` with `soft_ratio` (see the module doc).
-pub fn classify(spent_usd: f64, estimate_usd: f64, limit_usd: f64, soft_ratio: f64) -> BudgetState {
+pub(crate) fn classify(spent_usd: f64, estimate_usd: f64, limit_usd: f64, soft_ratio: f64) -> BudgetState {
     let total = spent_usd + estimate_usd;
     if total > limit_usd || (total >= limit_usd && total > 0.0) {
         BudgetState::Hard
@@ -91,7 +91,7 @@ pub fn classify(spent_usd: f64, estimate_usd: f64, limit_usd: f64, soft_ratio: f
 /// is skipped.
 ///
 /// Errors: [`StoreError`] when the ledger cannot be read.
-pub fn evaluate(
+pub(crate) fn evaluate(
     store: &Store,
     budgets: &[BudgetConfig],
     run: &RunScope,
@@ -155,7 +155,7 @@ pub fn evaluate(
 }
 
 /// The evaluation to act on: the worst state, and among equals the least remaining.
-pub fn worst(evaluations: &[Evaluation]) -> Option<&Evaluation> {
+pub(crate) fn worst(evaluations: &[Evaluation]) -> Option<&Evaluation> {
     evaluations.iter().max_by(|a, b| {
         a.state
             .cmp(&b.state)
@@ -165,7 +165,7 @@ pub fn worst(evaluations: &[Evaluation]) -> Option<&Evaluation> {
 
 /// What the budget gate of `review` (and later `fix`) decides before the first model call.
 #[derive(Debug, Clone, PartialEq)]
-pub enum GateDecision {
+pub(crate) enum GateDecision {
     /// No budget applies, or every one is below its soft ratio.
     Proceed,
     /// Past a soft ratio: go on with a warning, on `downgrade_to` when a soft budget names one.
@@ -185,7 +185,7 @@ pub enum GateDecision {
 ///
 /// Errors: [`StoreError`] when the ledger cannot be read (callers fail closed: a budget that
 /// cannot be checked does not let a run through).
-pub fn gate(
+pub(crate) fn gate(
     store: &Store,
     budgets: &[BudgetConfig],
     run: &RunScope,
@@ -209,7 +209,7 @@ pub fn gate(
 
 /// One line about `e` for logs, annotations and summaries: `repo o/r per day: $9.90 spent +
 /// $0.20 estimated of $10.00 since 2026-11-30 00:00 UTC`.
-pub fn describe(e: &Evaluation) -> String {
+pub(crate) fn describe(e: &Evaluation) -> String {
     format!(
         "{}: ${:.2} spent{} of ${:.2} since {}",
         e.label,
@@ -222,7 +222,7 @@ pub fn describe(e: &Evaluation) -> String {
 
 /// The step outputs of a budget evaluation: `budget-state`, `spent-usd`, `limit-usd`,
 /// `remaining-usd` (USD to the cent).
-pub fn outputs(e: &Evaluation) -> Vec<(String, String)> {
+pub(crate) fn outputs(e: &Evaluation) -> Vec<(String, String)> {
     vec![
         ("budget-state".into(), e.state.as_str().into()),
         ("spent-usd".into(), format!("{:.2}", e.spent_usd)),
@@ -233,7 +233,7 @@ pub fn outputs(e: &Evaluation) -> Vec<(String, String)> {
 
 impl RunScope {
     /// The scope `cost check` evaluates in: `GITHUB_REPOSITORY` and `GITHUB_WORKFLOW`, no task.
-    pub fn from_env(env: &crate::context::Env) -> RunScope {
+    pub(crate) fn from_env(env: &crate::context::Env) -> RunScope {
         RunScope {
             repo: env.get(crate::env_vars::GITHUB_REPOSITORY).map(str::to_owned),
             workflow: env.get(crate::env_vars::GITHUB_WORKFLOW).map(str::to_owned),
@@ -242,7 +242,7 @@ impl RunScope {
     }
 
     /// The scope of a run of `task` (`review`, `fix`) in `ctx`: its repository and workflow.
-    pub fn of(ctx: &crate::context::Context, task: &str) -> RunScope {
+    pub(crate) fn of(ctx: &crate::context::Context, task: &str) -> RunScope {
         RunScope {
             repo: ctx.repository.as_ref().map(|r| r.to_string()),
             workflow: ctx.workflow.clone(),
@@ -256,7 +256,7 @@ impl RunScope {
 /// skips its budgets.
 ///
 /// Errors: [`crate::exit::ExitError`] with exit 1 when `store` is an error.
-pub fn ledger(store: &Result<std::sync::Arc<Store>, StoreError>) -> Result<&Store, crate::exit::ExitError> {
+pub(crate) fn ledger(store: &Result<std::sync::Arc<Store>, StoreError>) -> Result<&Store, crate::exit::ExitError> {
     store.as_deref().map_err(|e| {
         crate::exit::ExitError::new(
             e.exit(),
@@ -270,7 +270,7 @@ pub fn ledger(store: &Result<std::sync::Arc<Store>, StoreError>) -> Result<&Stor
 
 /// What a command does after [`run_gate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GateOutcome {
+pub(crate) enum GateOutcome {
     /// Go on with the configured provider.
     Proceed,
     /// Go on with this `providers:` entry instead (a soft budget's `downgrade_to`).
@@ -287,7 +287,7 @@ pub enum GateOutcome {
 /// command (`review`).
 ///
 /// Errors: [`crate::exit::ExitError`] with exit 1 when the ledger cannot be read.
-pub fn run_gate(
+pub(crate) fn run_gate(
     budgets: &[BudgetConfig],
     store: &Result<std::sync::Arc<Store>, StoreError>,
     ctx: &crate::context::Context,
@@ -354,6 +354,7 @@ pub fn run_gate(
 #[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)
 mod tests {
     use super::*;
+    use crate::config::budget::{BudgetError, DEFAULT_SOFT_RATIO};
     use crate::usage::report::parse_date;
     use crate::usage::{Usage, UsageRecord};
 

@@ -22,7 +22,7 @@ use crate::usage::Usage;
 /// Tokens per request beyond the system prompt, schema and diff: the "Review this diff chunk
 /// (i of n) …" instruction, the `<diff>` tags and the chat format's per-message framing.
 /// Measured at about 35 with o200k; rounded up.
-pub const FRAMING_TOKENS: usize = 64;
+pub(crate) const FRAMING_TOKENS: usize = 64;
 
 /// One chunk's estimate. Tokens are tokens, USD US dollars.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -67,11 +67,11 @@ pub struct Estimate {
 }
 
 /// How far back `cost estimate` reads the ledger for the response cache's hit rate, days.
-pub const HIT_RATE_WINDOW_DAYS: i64 = 30;
+pub(crate) const HIT_RATE_WINDOW_DAYS: i64 = 30;
 
 /// Inputs of [`estimate`] besides the diff.
 #[derive(Debug, Clone)]
-pub struct EstimateSettings<'a> {
+pub(crate) struct EstimateSettings<'a> {
     /// Provider config entry name.
     pub provider: &'a str,
     /// Model that would be asked; priced with `prices`.
@@ -87,7 +87,7 @@ pub struct EstimateSettings<'a> {
 /// The provider entry and model a review would use, by [`crate::config::Config::provider_entry`];
 /// `None` for `builtin` (no model call, nothing to pay). The model: `model_flag` > the entry's
 /// `model` > `unknown` (unpriced).
-pub fn review_model(
+pub(crate) fn review_model(
     config: &crate::config::Config,
     provider_flag: Option<&str>,
     model_flag: Option<&str>,
@@ -105,7 +105,7 @@ pub fn review_model(
 /// overhead `review` really sends with every chunk — its system prompt and output schema,
 /// counted the way `review.token_counting` says (the default estimate is conservative and never
 /// builds the ~45 MB, ~0.2 s exact encoder, which a budget gate before every review must not pay).
-pub fn review(
+pub(crate) fn review(
     config: &crate::config::Config,
     parsed: &Diff,
     selected: &[usize],
@@ -140,7 +140,7 @@ impl InputError {
 /// `review.include`/`exclude` keep, and [`review`] them.
 ///
 /// Errors: [`InputError`].
-pub fn review_diff(
+pub(crate) fn review_diff(
     config: &crate::config::Config,
     bytes: &[u8],
     provider_flag: Option<&str>,
@@ -160,7 +160,7 @@ pub fn review_diff(
 /// system prompt, schema and user prompt, counted by the caller) as input and
 /// `fix.max_output_tokens` as output, times `fix.max_rounds` — an upper bound, like the
 /// review's. `builtin` (no model) costs 0.
-pub fn fix(
+pub(crate) fn fix(
     config: &crate::config::Config,
     prompt_tokens: usize,
     provider_flag: Option<&str>,
@@ -189,7 +189,7 @@ pub fn fix(
 /// `model_flag` as `--provider`/`--model`), its chunker limits and `max_output_tokens`, priced
 /// with [`price_table`]; `overhead_tokens` is what every request carries besides the diff.
 /// `builtin` (no model) costs 0 and has no chunks.
-pub fn for_review(
+pub(crate) fn for_review(
     config: &crate::config::Config,
     diff: &Diff,
     selected: &[usize],
@@ -222,7 +222,12 @@ pub fn for_review(
 
 /// Estimates the review of the files at `selected` (indices into `diff.files`, already
 /// filtered by include/exclude) with `settings`, priced with `prices`.
-pub fn estimate(diff: &Diff, selected: &[usize], settings: &EstimateSettings<'_>, prices: &PriceTable) -> Estimate {
+pub(crate) fn estimate(
+    diff: &Diff,
+    selected: &[usize],
+    settings: &EstimateSettings<'_>,
+    prices: &PriceTable,
+) -> Estimate {
     let plan = settings.chunker.plan(diff, selected);
     let mut chunks = Vec::with_capacity(plan.chunks.len());
     for (i, c) in plan.chunks.iter().enumerate() {

@@ -7,7 +7,7 @@ use std::io::{self, Write as _};
 /// symlink at `path` is replaced rather than followed, and nothing is left behind on failure.
 ///
 /// Errors: the folder is missing or read-only, `path` is a directory, the disk is full.
-pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(bytes)?;

@@ -151,7 +151,7 @@ pub struct Finding {
 
 /// The model output contract (`schemas/review-output.schema.json`): a summary and findings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct ReviewOutput {
+pub(crate) struct ReviewOutput {
     pub summary: String,
     pub findings: Vec<Finding>,
 }

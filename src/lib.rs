@@ -6,41 +6,41 @@
 //! [`redact`] applied to every text that leaves the process.
 #![forbid(unsafe_code)]
 
-pub mod actions;
+pub(crate) mod actions;
 pub mod boundary;
-pub mod budget;
+pub(crate) mod budget;
 pub mod cli;
 pub mod clock;
 pub mod commands;
-pub mod config;
+pub(crate) mod config;
 pub mod context;
-pub mod credentials;
+pub(crate) mod credentials;
 pub mod diff;
 pub mod edit;
 pub mod env_vars;
-pub mod estimate;
+pub(crate) mod estimate;
 pub mod exit;
-pub mod files;
-pub mod findings;
-pub mod fix;
-pub mod github;
-pub mod ledger;
+pub(crate) mod files;
+pub(crate) mod findings;
+pub(crate) mod fix;
+pub(crate) mod github;
+pub(crate) mod ledger;
 pub mod log;
 pub mod markers;
 pub mod output;
 pub mod progress;
-pub mod prompt;
+pub(crate) mod prompt;
 pub mod providers;
 pub mod redact;
-pub mod report;
+pub(crate) mod report;
 pub mod resilience;
-pub mod review;
-pub mod route;
-pub mod secret_store;
-pub mod session;
+pub(crate) mod review;
+pub(crate) mod route;
+pub(crate) mod secret_store;
+pub(crate) mod session;
 pub mod store;
 pub mod telemetry;
-pub mod tls;
+pub(crate) mod tls;
 pub mod usage;
 
 #[cfg(test)]

@@ -2,12 +2,12 @@
 //! tokens for `cost estimate` and the budget gate): one text, so the two never disagree.
 
 /// The review output contract the model must answer with (`schemas/review-output.schema.json`).
-pub const REVIEW_SCHEMA: &str = include_str!("../schemas/review-output.schema.json");
+pub(crate) const REVIEW_SCHEMA: &str = include_str!("../schemas/review-output.schema.json");
 
 /// The review's system prompt: the task, how to read the annotated diff (OLD and NEW line
 /// numbers, sides), the answer contract, and `extra` (config `review.instructions`) appended as
 /// the repository owners' guidance.
-pub fn system_prompt(extra: Option<&str>) -> String {
+pub(crate) fn system_prompt(extra: Option<&str>) -> String {
     let mut s = String::from(
         "You are a meticulous senior software engineer reviewing a pull request diff.\n\
          Report only real problems a careful reviewer would raise: bugs, security issues, data loss, \
@@ -33,7 +33,7 @@ pub fn system_prompt(extra: Option<&str>) -> String {
 
 /// The fix output contract (`schemas/fix-output.schema.json`): `explanation`, `edits`
 /// (`{path, search, replace}`), `rewrites` and `new_files` (`{path, content}`), `deletions`.
-pub const FIX_SCHEMA: &str = include_str!("../schemas/fix-output.schema.json");
+pub(crate) const FIX_SCHEMA: &str = include_str!("../schemas/fix-output.schema.json");
 
 /// The fix's system prompt: the task, the edit contract (SEARCH/REPLACE, or whole files when
 /// `whole_files` — config `fix.edit_format: whole`, for weak or local models), what agentctl
@@ -41,7 +41,7 @@ pub const FIX_SCHEMA: &str = include_str!("../schemas/fix-output.schema.json");
 ///
 /// `rewrite_max_bytes` (config `fix.whole_file_max_bytes`, with SEARCH/REPLACE) is said as the
 /// largest file `rewrites` may replace.
-pub fn fix_system_prompt(whole_files: bool, rewrite_max_bytes: Option<u64>, extra: Option<&str>) -> String {
+pub(crate) fn fix_system_prompt(whole_files: bool, rewrite_max_bytes: Option<u64>, extra: Option<&str>) -> String {
     let mut s = String::from(
         "You are a careful senior software engineer fixing a problem reported in a GitHub issue or pull request.\n\
          Make the smallest change that fixes it, in the style of the surrounding code. Add or adjust a test when the \

@@ -19,7 +19,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 /// The service entries belong to when none is named.
-pub const DEFAULT_SERVICE: &str = "agentctl";
+pub(crate) const DEFAULT_SERVICE: &str = "agentctl";
 
 /// The entry holding a service's list of names.
 const INDEX: &str = ".names";
@@ -50,7 +50,7 @@ impl KeyringError {
 
 /// `SERVICE/NAME` of one secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntryName {
+pub(crate) struct EntryName {
     /// The keyring service (default [`DEFAULT_SERVICE`]).
     pub service: String,
     /// The secret's name within the service.
@@ -59,7 +59,7 @@ pub struct EntryName {
 
 impl EntryName {
     /// Parses `NAME` or `SERVICE/NAME`. Errors: [`KeyringError::BadName`].
-    pub fn parse(text: &str) -> Result<Self, KeyringError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, KeyringError> {
         let (service, name) = text.split_once('/').unwrap_or((DEFAULT_SERVICE, text));
         let ok = |s: &str| {
             !s.is_empty()
@@ -83,14 +83,14 @@ impl std::fmt::Display for EntryName {
 
 /// The OS keyring, checked usable.
 #[derive(Debug)]
-pub struct SecretStore {
+pub(crate) struct SecretStore {
     _probed: (),
 }
 
 impl SecretStore {
     /// Probes the backend: a lookup of an entry nobody writes must answer "no such entry".
     /// Errors: [`KeyringError::Unavailable`] with the backend's own words.
-    pub fn open() -> Result<Self, KeyringError> {
+    pub(crate) fn open() -> Result<Self, KeyringError> {
         let probe = EntryName { service: DEFAULT_SERVICE.into(), name: ".probe".into() };
         match entry(&probe)?.get_secret() {
             Ok(_) | Err(keyring::Error::NoEntry) => Ok(Self { _probed: () }),
@@ -100,7 +100,7 @@ impl SecretStore {
 
     /// Stores `value` under `name`, replacing any value. An empty value is refused (keyutils
     /// cannot hold one).
-    pub fn set(&self, name: &EntryName, value: &SecretString) -> Result<(), KeyringError> {
+    pub(crate) fn set(&self, name: &EntryName, value: &SecretString) -> Result<(), KeyringError> {
         let e = entry(name)?;
         e.set_password(value.expose_secret()).map_err(|err| failed("store", name, &err))?;
         let mut names = self.index(&name.service)?;
@@ -113,7 +113,7 @@ impl SecretStore {
     }
 
     /// The value under `name`, `None` when there is none.
-    pub fn get(&self, name: &EntryName) -> Result<Option<SecretString>, KeyringError> {
+    pub(crate) fn get(&self, name: &EntryName) -> Result<Option<SecretString>, KeyringError> {
         match entry(name)?.get_password() {
             Ok(v) => Ok(Some(SecretString::from(v))),
             Err(keyring::Error::NoEntry) => Ok(None),
@@ -122,7 +122,7 @@ impl SecretStore {
     }
 
     /// Deletes `name`; `false` when there was nothing to delete.
-    pub fn delete(&self, name: &EntryName) -> Result<bool, KeyringError> {
+    pub(crate) fn delete(&self, name: &EntryName) -> Result<bool, KeyringError> {
         let existed = match entry(name)?.delete_credential() {
             Ok(()) => true,
             Err(keyring::Error::NoEntry) => false,
@@ -137,7 +137,7 @@ impl SecretStore {
     }
 
     /// Names (not values) stored in `service`, sorted; entries that expired are left out.
-    pub fn list(&self, service: &str) -> Result<Vec<String>, KeyringError> {
+    pub(crate) fn list(&self, service: &str) -> Result<Vec<String>, KeyringError> {
         let mut out = Vec::new();
         for n in self.index(service)? {
             let name = EntryName { service: service.to_string(), name: n };

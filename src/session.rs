@@ -6,7 +6,7 @@
 //! that holds it with its `::add-mask::` already published. On top of it, each in one place:
 //! - the GitHub client factory ([`Session::github`], [`Session::graphql`], [`client`]): no
 //!   command builds a client itself;
-//! - the config by the base-branch rule ([`Session::config_for_pr`], [`Session::config_for_ref`]);
+//! - the config by the base-branch rule ([`Session::config_for_pr`]);
 //! - the state store, opened lazily once ([`Session::store`]);
 //! - provider selection with keys registered and masked ([`Session::provider`]);
 //! - the budget gate with its downgrade ([`Session::gate`]);
@@ -36,7 +36,7 @@ use crate::store::{self, Store, StoreError};
 
 /// The command-line values a run may carry; each command fills the ones it has.
 #[derive(Debug, Default, Clone)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// `--event`: the event payload file (else `GITHUB_EVENT_PATH`).
     pub event_path: Option<PathBuf>,
     /// `--event-name` (else `GITHUB_EVENT_NAME`).
@@ -56,7 +56,7 @@ pub struct RunArgs {
 }
 
 /// One run of a command. See the module documentation.
-pub struct Session<'e> {
+pub(crate) struct Session<'e> {
     env: &'e Env,
     args: RunArgs,
     /// The event, repository and API root of the run.
@@ -84,34 +84,34 @@ impl<'e> Session<'e> {
     ///
     /// Errors: an event payload that cannot be read (exit 2); a token that is not one line of
     /// visible ASCII (exit 2, naming the variable).
-    pub fn start(env: &'e Env, args: RunArgs) -> Result<Self, ExitError> {
+    pub(crate) fn start(env: &'e Env, args: RunArgs) -> Result<Self, ExitError> {
         let ctx = Context::load(env, args.event_path.as_deref(), args.event_name.as_deref())?;
         let (token, redactor) = crate::github::token_and_redactor(env)?;
         Ok(Self { env, args, ctx, redactor, token, store: OnceLock::new() })
     }
 
     /// The process environment of the run.
-    pub fn env(&self) -> &'e Env {
+    pub(crate) fn env(&self) -> &'e Env {
         self.env
     }
 
     /// The command-line values the run started with.
-    pub fn args(&self) -> &RunArgs {
+    pub(crate) fn args(&self) -> &RunArgs {
         &self.args
     }
 
     /// The run's GitHub token, if any.
-    pub fn token(&self) -> Option<&SecretString> {
+    pub(crate) fn token(&self) -> Option<&SecretString> {
         self.token.as_ref()
     }
 
     /// Whether nothing is written to GitHub: `--dry-run`, or no token.
-    pub fn dry_run(&self) -> bool {
+    pub(crate) fn dry_run(&self) -> bool {
         self.args.dry_run || self.token.is_none()
     }
 
     /// Says once why a run without `--dry-run` is one anyway (no token).
-    pub fn note_dry_run(&self) {
+    pub(crate) fn note_dry_run(&self) {
         if self.token.is_none() && !self.args.dry_run {
             log::info("no GITHUB_TOKEN: dry run, nothing is written to GitHub");
         }
@@ -129,27 +129,15 @@ impl<'e> Session<'e> {
     /// config's `github.write_delay` is applied ([`Session::config_for_pr`]).
     ///
     /// Errors: a bad `AGENTCTL_WRITE_DELAY` (exit 2); a malformed API URL or TLS setup (exit 1).
-    pub fn github(&self) -> Result<Option<GitHub>, ExitError> {
+    pub(crate) fn github(&self) -> Result<Option<GitHub>, ExitError> {
         Ok(crate::github::client_for_run(&self.ctx, self.token.as_ref(), self.env_write_delay()?)?)
     }
 
     /// The GraphQL client of the run's repository (same rules as [`Session::github`]).
-    pub fn graphql(&self) -> Result<Option<GitHub>, ExitError> {
+    pub(crate) fn graphql(&self) -> Result<Option<GitHub>, ExitError> {
         let mut ctx = self.ctx.clone();
         ctx.api_url = GitHub::graphql_root(&self.ctx.api_url);
         Ok(crate::github::client_for_run(&ctx, self.token.as_ref(), self.env_write_delay()?)?)
-    }
-
-    /// A client with the run's token on `repo` (or no repository), writes spaced by
-    /// `write_delay`.
-    ///
-    /// Errors: no token (exit 2, saying what needs it: `purpose`); a malformed API URL (exit 1).
-    pub fn github_on(&self, repo: Option<&Repo>, write_delay: Duration, purpose: &str) -> Result<GitHub, ExitError> {
-        let token = self
-            .token
-            .as_ref()
-            .ok_or_else(|| crate::exit::usage(anyhow::anyhow!("{purpose} needs GITHUB_TOKEN (or GH_TOKEN)")))?;
-        Ok(client(&self.ctx.api_url, token, repo, write_delay)?)
     }
 
     /// The config of a run on pull request `pr` by the base-branch rule
@@ -158,7 +146,7 @@ impl<'e> Session<'e> {
     /// config's `github.write_delay` unless `AGENTCTL_WRITE_DELAY` is set.
     ///
     /// Errors: every config error (exit 2), a failed fetch (the GitHub error's exit).
-    pub async fn config_for_pr(
+    pub(crate) async fn config_for_pr(
         &self,
         pr: Option<&PrMeta>,
         gh: Option<&mut GitHub>,
@@ -166,18 +154,6 @@ impl<'e> Session<'e> {
     ) -> Result<Config, ExitError> {
         let explicit = self.args.config.as_deref();
         let (config, origin) = config::load_for_pr(explicit, pr, gh.as_deref(), pr_event_in_actions).await?;
-        log::debug(&format!("config: {origin:?}"));
-        self.apply_write_delay(gh, &config)?;
-        crate::telemetry::configure(&config.telemetry);
-        Ok(config)
-    }
-
-    /// The config of a run on an event that is not a pull request's, at `sha`
-    /// ([`config::load_for_ref`]), logged with its origin.
-    ///
-    /// Errors: as [`Session::config_for_pr`].
-    pub async fn config_for_ref(&self, gh: Option<&mut GitHub>, sha: Option<&str>) -> Result<Config, ExitError> {
-        let (config, origin) = config::load_for_ref(self.args.config.as_deref(), gh.as_deref(), sha).await?;
         log::debug(&format!("config: {origin:?}"));
         self.apply_write_delay(gh, &config)?;
         crate::telemetry::configure(&config.telemetry);
@@ -196,7 +172,7 @@ impl<'e> Session<'e> {
     ///
     /// Errors: with `--require-state`, or a store that ends the run whatever the flag (a URL
     /// that cannot be used as written, refused credentials), the store error's exit.
-    pub fn store(&self, config: &Config) -> Result<&Result<Arc<Store>, StoreError>, ExitError> {
+    pub(crate) fn store(&self, config: &Config) -> Result<&Result<Arc<Store>, StoreError>, ExitError> {
         let store = self.store.get_or_init(|| store::open_configured(self.env, config.state.as_deref()));
         ledger::require_store(store, self.args.require_state)?;
         Ok(store)
@@ -207,7 +183,7 @@ impl<'e> Session<'e> {
     /// redactor and masked before any request.
     ///
     /// Errors: a provider that cannot be built (missing key variable: exit 2), the store's.
-    pub fn provider(&self, config: &Config, entry: Option<&str>) -> Result<SelectedProvider, ExitError> {
+    pub(crate) fn provider(&self, config: &Config, entry: Option<&str>) -> Result<SelectedProvider, ExitError> {
         let store = self.store(config)?;
         let (name, model) = match entry {
             Some(e) => (Some(e), None),
@@ -224,7 +200,7 @@ impl<'e> Session<'e> {
     /// was written where a workflow sees it).
     ///
     /// Errors: the ledger cannot be read (exit 1: fail closed); the downgraded provider's.
-    pub fn gate(
+    pub(crate) fn gate(
         &self,
         config: &Config,
         task: &str,
@@ -251,14 +227,14 @@ impl<'e> Session<'e> {
     /// config's `pricing` over it.
     ///
     /// Errors: as [`Session::store`].
-    pub fn ledger(&self, config: &Config, number: Option<u64>, task: &str) -> Result<Ledger, ExitError> {
+    pub(crate) fn ledger(&self, config: &Config, number: Option<u64>, task: &str) -> Result<Ledger, ExitError> {
         let store = self.store(config)?;
         Ok(Ledger::new(store, &self.ctx, number, task, config.price_table()))
     }
 
     /// Ends the ledger: `--usage-out` written, lost records with `--require-state`. Each
     /// failure is one line naming its sink.
-    pub fn finish(&self, ledger: &Ledger) -> Vec<String> {
+    pub(crate) fn finish(&self, ledger: &Ledger) -> Vec<String> {
         ledger.finish(self.args.usage_out.as_deref(), self.args.require_state)
     }
 }
@@ -268,7 +244,7 @@ impl<'e> Session<'e> {
 /// `write_delay`: the one constructor every command's GitHub client comes from.
 ///
 /// Errors: [`GitHubError::Network`] for a malformed API URL or a TLS setup failure.
-pub fn client(
+pub(crate) fn client(
     api_url: &str,
     token: &SecretString,
     repo: Option<&Repo>,

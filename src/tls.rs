@@ -27,7 +27,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 /// clone shares the one root store). Errors: none here; a trust store that cannot be read
 /// fails the first handshake with the verifier's message (e.g. "No CA certificates were
 /// loaded from the system").
-pub fn client_config() -> ClientConfig {
+pub(crate) fn client_config() -> ClientConfig {
     static CONFIG: OnceLock<ClientConfig> = OnceLock::new();
     CONFIG
         .get_or_init(|| {

@@ -9,7 +9,7 @@ use chrono::Datelike as _;
 use crate::usage::report::{midnight_ms, utc_date};
 
 /// The soft ratio when a budget names none: warn at 80 % of the limit.
-pub const DEFAULT_SOFT_RATIO: f64 = 0.8;
+pub(crate) const DEFAULT_SOFT_RATIO: f64 = 0.8;
 
 /// What a budget counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

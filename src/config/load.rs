@@ -11,7 +11,7 @@ use crate::exit::Exit;
 /// (`GET /repos/{owner}/{repo}/contents/{path}?ref={sha}`; the adapter for the client is in
 /// `crate::github::config_source`). Config loading takes this, so `config` imports nothing
 /// above it.
-pub trait CommitFiles {
+pub(crate) trait CommitFiles {
     /// `path` at commit `sha` (read with the implementation's body cap); `Ok(None)` when the
     /// commit has no such file.
     ///
@@ -22,7 +22,7 @@ pub trait CommitFiles {
 /// A failed read of a commit's file: the transport's error, and the exit code it ends a run
 /// with (an auth failure 4, anything else that the transport says).
 #[derive(Debug)]
-pub struct FetchError {
+pub(crate) struct FetchError {
     /// The exit code of this failure.
     pub exit: Exit,
     /// The transport's error, printed as the cause.
@@ -71,7 +71,7 @@ impl Config {
 
 /// Where a pull-request run reads its config from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigOrigin {
+pub(crate) enum ConfigOrigin {
     /// `--config` / `AGENTCTL_CONFIG`: the workflow's own choice.
     Explicit,
     /// The PR's base commit, through the API.
@@ -101,7 +101,7 @@ pub enum ConfigOrigin {
 /// and the defaults when the chosen place has no file.
 ///
 /// Errors: every [`Config::from_text`] error; [`ConfigError::Fetch`] when the API call fails.
-pub async fn load_for_pr(
+pub(crate) async fn load_for_pr(
     explicit: Option<&Path>,
     pr: Option<&crate::context::target::PrMeta>,
     gh: Option<&impl CommitFiles>,
@@ -148,7 +148,7 @@ pub async fn load_for_pr(
 /// 4. the defaults.
 ///
 /// Errors: as [`load_for_pr`].
-pub async fn load_for_ref(
+pub(crate) async fn load_for_ref(
     explicit: Option<&Path>,
     gh: Option<&impl CommitFiles>,
     sha: Option<&str>,

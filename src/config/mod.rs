@@ -13,41 +13,40 @@ use serde::{Deserialize, Serialize};
 
 use crate::usage::pricing::ModelPrice;
 
-pub mod budget;
-pub mod fix;
+pub(crate) mod budget;
+pub(crate) mod fix;
 mod load;
 mod model;
 mod parse;
-pub mod routes;
+pub(crate) mod routes;
 mod starter;
 
-pub use fix::{CommitMethod, EditFormat, FixConfig, VerifyCommand, Workdir};
-pub use load::{load_for_pr, load_for_ref, CommitFiles, ConfigOrigin, FetchError};
-pub use model::{
-    write_delay_from_env, BreakerConfig, CacheConfig, CacheScope, CommandOutput, GitHubConfig, PromptCacheMode,
-    PromptCacheTtl, ProviderConfig, ProviderKind, ReviewConfig, DEFAULT_CACHE_MAX_BYTES, DEFAULT_IDENTITY,
-    MAX_WRITE_DELAY_SECS,
+pub(crate) use fix::{CommitMethod, EditFormat, FixConfig, VerifyCommand, Workdir};
+pub(crate) use load::{load_for_pr, load_for_ref, CommitFiles, FetchError};
+pub(crate) use model::{
+    write_delay_from_env, CacheConfig, CacheScope, CommandOutput, GitHubConfig, PromptCacheMode, PromptCacheTtl,
+    ProviderConfig, ProviderKind, ReviewConfig,
 };
+pub(crate) use parse::Violation;
 use parse::{render_violations, scrub};
-pub use parse::{validate, Violation};
-pub use starter::{SCHEMA_URL, STARTER};
+pub(crate) use starter::STARTER;
 
 /// The JSON Schema every config is validated against.
-pub const SCHEMA: &str = include_str!("../../schemas/config.schema.json");
+pub(crate) const SCHEMA: &str = include_str!("../../schemas/config.schema.json");
 
 /// Default config path, relative to the repository root.
-pub const DEFAULT_PATH: &str = ".github/agentctl.yml";
+pub(crate) const DEFAULT_PATH: &str = ".github/agentctl.yml";
 
 /// Largest config accepted, in bytes (1 MiB): read with a cap, never whole first.
-pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+pub(crate) const MAX_CONFIG_BYTES: usize = 1 << 20;
 
 /// Deepest nesting accepted in a config: block levels plus flow levels (`[`, `{`). The YAML
 /// parser spends time quadratic in the nesting (100k levels in 200 KB cost 17 s of CPU), so
 /// deeper input is refused by a pre-scan before it is parsed; real configs nest 4 levels.
-pub const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// Longest excerpt of a value quoted in an error message, in characters.
-pub const MAX_QUOTED_CHARS: usize = 80;
+pub(crate) const MAX_QUOTED_CHARS: usize = 80;
 
 /// The whole config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -178,7 +178,7 @@ pub struct CacheConfig {
 
 /// Default `cache.max_bytes`: 50 MiB, tens of thousands of answers (a chunk's answer is a few
 /// kilobytes), small next to a runner's tool cache.
-pub const DEFAULT_CACHE_MAX_BYTES: u64 = 50 * 1024 * 1024;
+pub(crate) const DEFAULT_CACHE_MAX_BYTES: u64 = 50 * 1024 * 1024;
 
 impl Default for CacheConfig {
     fn default() -> Self {
@@ -289,7 +289,7 @@ impl Default for GitHubConfig {
 }
 
 /// Default `github.identity`: the author of everything the workflow's `GITHUB_TOKEN` posts.
-pub const DEFAULT_IDENTITY: &str = "github-actions[bot]";
+pub(crate) const DEFAULT_IDENTITY: &str = "github-actions[bot]";
 
 impl GitHubConfig {
     /// `write_delay` as a duration. The schema bounds it; a value that escaped validation
@@ -304,14 +304,14 @@ impl GitHubConfig {
 /// Largest write spacing accepted, seconds (config `github.write_delay` maximum in the schema,
 /// and `AGENTCTL_WRITE_DELAY`): beyond a minute a run would look hung, and GitHub's own
 /// secondary-limit advice is "at least one second".
-pub const MAX_WRITE_DELAY_SECS: f64 = 60.0;
+pub(crate) const MAX_WRITE_DELAY_SECS: f64 = 60.0;
 
 /// Parses `AGENTCTL_WRITE_DELAY`: seconds, a finite decimal from 0 to
 /// [`MAX_WRITE_DELAY_SECS`] (e.g. `0.5`).
 ///
 /// Errors: [`ConfigError::Env`] naming the variable for anything else (`nan`, `-1`, `1e300`,
 /// `100000`, text), which the commands exit with as a usage error (2).
-pub fn write_delay_from_env(value: &str) -> Result<Duration, ConfigError> {
+pub(crate) fn write_delay_from_env(value: &str) -> Result<Duration, ConfigError> {
     let secs = value.trim().parse::<f64>().ok().filter(|s| s.is_finite() && (0.0..=MAX_WRITE_DELAY_SECS).contains(s));
     secs.map(Duration::from_secs_f64).ok_or_else(|| ConfigError::Env {
         name: crate::env_vars::AGENTCTL_WRITE_DELAY,

@@ -124,7 +124,7 @@ impl Config {
 /// Every violation of the schema in `value`, and every `review.include`/`exclude` entry that is
 /// not a valid glob, in document order. Values quoted in `value` and
 /// `rule` are redacted and cut at [`MAX_QUOTED_CHARS`].
-pub fn validate(value: &serde_json::Value) -> Vec<Violation> {
+pub(crate) fn validate(value: &serde_json::Value) -> Vec<Violation> {
     let mut out: Vec<Violation> = validator()
         .iter_errors(value)
         .map(|e| {

@@ -148,12 +148,12 @@ impl Default for SlashCommandsConfig {
 }
 
 /// Labels a job runs on when nothing else is said.
-pub const DEFAULT_RUNS_ON: &str = "ubuntu-latest";
+pub(crate) const DEFAULT_RUNS_ON: &str = "ubuntu-latest";
 
 /// The rules in force when the config has no `routes:` (decision, README "Routing"): a pull
 /// request opened, updated or reopened (not a draft) or marked ready → review; `/agentctl
 /// review` on a pull request → review; `/agentctl fix` → fix; anything else → none.
-pub fn default_routes() -> Vec<RouteRule> {
+pub(crate) fn default_routes() -> Vec<RouteRule> {
     let rule = |name: &str, task: Task| RouteRule {
         name: Some(name.to_owned()),
         event: None,
@@ -191,7 +191,7 @@ pub fn default_routes() -> Vec<RouteRule> {
 
 /// The provider entry a tier or provider name stands for: `tiers[name]`, else `name` itself
 /// when it is a `providers:` entry or `builtin`.
-pub fn resolve_tier<'a>(config: &'a Config, name: &'a str) -> Option<&'a str> {
+pub(crate) fn resolve_tier<'a>(config: &'a Config, name: &'a str) -> Option<&'a str> {
     match config.tiers.get(name) {
         Some(provider) => Some(provider.as_str()),
         None => (config.providers.contains_key(name) || name == "builtin").then_some(name),
@@ -201,7 +201,7 @@ pub fn resolve_tier<'a>(config: &'a Config, name: &'a str) -> Option<&'a str> {
 /// What the schema cannot check in `routes:`, `tiers:` and `budgets[].downgrade_to`: every
 /// tier names a provider entry, every rule's `tier` and every `downgrade_to` names a tier or a
 /// provider entry, every glob compiles. Violations carry the JSON pointer of the value.
-pub fn check_references(config: &Config) -> Vec<Violation> {
+pub(crate) fn check_references(config: &Config) -> Vec<Violation> {
     let mut out = Vec::new();
     let known = || {
         let mut k: Vec<&str> = config.tiers.keys().map(String::as_str).collect();
@@ -273,7 +273,7 @@ fn pointer_escape(s: &str) -> String {
 }
 
 /// The tiers map type, for the config struct.
-pub type Tiers = BTreeMap<String, String>;
+pub(crate) type Tiers = BTreeMap<String, String>;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // unwrap() is fine in tests (STYLE.md habit 7)

@@ -1,14 +1,12 @@
 //! The starter config `agentctl config init` writes, and the schema URL its first line
 //! points editors at.
 
-/// Where editors fetch the config schema from: the raw `schemas/config.schema.json` of this
-/// version's release tag, so the schema matches the binary that wrote the file (a newer
-/// agentctl's `config init` points at its own). `agentctl config schema` prints the same file;
-/// it stays the source. Read by yaml-language-server (VS Code's YAML extension, Neovim, Helix)
-/// from the first line of the config: `# yaml-language-server: $schema=<url>`.
-pub const SCHEMA_URL: &str = schema_url!();
-
-/// [`SCHEMA_URL`] as a literal, so [`STARTER`] can be built with `concat!`.
+/// Where editors fetch the config schema from, as a literal (so [`STARTER`] can be built with
+/// `concat!`): the raw `schemas/config.schema.json` of this version's release tag, so the
+/// schema matches the binary that wrote the file (a newer agentctl's `config init` points at
+/// its own). `agentctl config schema` prints the same file; it stays the source. Read by
+/// yaml-language-server (VS Code's YAML extension, Neovim, Helix) from the first line of the
+/// config: `# yaml-language-server: $schema=<url>`.
 macro_rules! schema_url {
     () => {
         concat!(
@@ -18,11 +16,9 @@ macro_rules! schema_url {
         )
     };
 }
-use schema_url;
-
-/// A starter config written by `agentctl config init`; its first line points editors at
-/// [`SCHEMA_URL`].
-pub const STARTER: &str = concat!(
+/// A starter config written by `agentctl config init`; its first line points editors at the
+/// schema URL (`schema_url!`).
+pub(crate) const STARTER: &str = concat!(
     "# yaml-language-server: $schema=",
     schema_url!(),
     "\n",

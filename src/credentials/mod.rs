@@ -48,11 +48,10 @@ use crate::log;
 use crate::redact::Redactor;
 
 pub(crate) use app::{app, AppAuthSettings, AppTokenSettings};
-pub use error::TokenError;
+pub(crate) use error::TokenError;
 pub(crate) use revoke::revoke;
 pub(crate) use runner::{runner, RunnerAction, RunnerScope, RunnerSettings};
 pub(crate) use sinks::SinkSettings;
-pub use sinks::TokenMeta;
 
 /// Default REST root when `GITHUB_API_URL` is unset.
 const DEFAULT_API_URL: &str = "https://api.github.com";

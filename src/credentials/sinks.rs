@@ -123,7 +123,7 @@ pub(crate) fn meta_path(file: &Path) -> PathBuf {
 
 /// What `PATH.meta.json` records about the credential in `PATH` (never the credential).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenMeta {
+pub(crate) struct TokenMeta {
     /// `installation`, `runner-registration`, `runner-remove` or `runner-jit`.
     pub kind: String,
     /// What was asked for (app, owner, repositories, permissions...); a reuse needs the same.

@@ -60,7 +60,7 @@ use crate::providers::select::SelectedProvider;
 use crate::redact::Redactor;
 
 /// Marker kind of the comment agentctl leaves on the issue (`pr`, `branch` fields).
-pub const FIX_MARKER: &str = "fix";
+pub(crate) const FIX_MARKER: &str = "fix";
 
 /// One fix run, everything resolved before the first model call.
 pub(crate) struct FixRun {

@@ -30,7 +30,7 @@ use super::{GitHub, GitHubError};
 
 /// Where an installation is looked up, and where runner credentials apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owner {
+pub(crate) enum Owner {
     /// A repository: `/repos/{owner}/{repo}/...`.
     Repo { owner: String, repo: String },
     /// An organization: `/orgs/{org}/...`.
@@ -51,7 +51,7 @@ impl Owner {
     }
 
     /// `owner/repo`, `org o` or `user u`, for messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Owner::Repo { owner, repo } => format!("{owner}/{repo}"),
             Owner::Org(org) => format!("organization {org}"),
@@ -62,7 +62,7 @@ impl Owner {
 
 /// The installation of the app on an account (only what we read).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Installation {
+pub(crate) struct Installation {
     /// Installation id, used in `POST /app/installations/{id}/access_tokens`.
     pub id: u64,
 }
@@ -70,7 +70,7 @@ pub struct Installation {
 /// Body of `POST /app/installations/{id}/access_tokens`: both fields optional; absent means
 /// every repository of the installation and every permission the app was granted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct AccessTokenRequest {
+pub(crate) struct AccessTokenRequest {
     /// Repository names (without owner), at most 500.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repositories: Option<Vec<String>>,
@@ -81,7 +81,7 @@ pub struct AccessTokenRequest {
 
 /// A minted installation access token (`201` of the access-token endpoint).
 #[derive(Debug, Clone, Deserialize)]
-pub struct InstallationToken {
+pub(crate) struct InstallationToken {
     /// `ghs_...`; never in `Debug` (secrecy).
     #[serde(deserialize_with = "secret")]
     pub token: SecretString,
@@ -97,14 +97,14 @@ pub struct InstallationToken {
 
 /// A repository as listed in a token response (only its name).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RepoName {
+pub(crate) struct RepoName {
     /// The repository name without its owner.
     pub name: String,
 }
 
 /// A runner registration or remove token (`201` of the runner token endpoints; one hour).
 #[derive(Debug, Clone, Deserialize)]
-pub struct RunnerToken {
+pub(crate) struct RunnerToken {
     /// The token for `config.sh --token`; never in `Debug`.
     #[serde(deserialize_with = "secret")]
     pub token: SecretString,
@@ -114,7 +114,7 @@ pub struct RunnerToken {
 
 /// Body of `POST .../actions/runners/generate-jitconfig`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct JitConfigRequest {
+pub(crate) struct JitConfigRequest {
     /// The new runner's name.
     pub name: String,
     /// Runner group id (1 is the default group).
@@ -127,7 +127,7 @@ pub struct JitConfigRequest {
 
 /// `201` of `generate-jitconfig`: the runner record and its one-use configuration.
 #[derive(Debug, Clone, Deserialize)]
-pub struct JitConfig {
+pub(crate) struct JitConfig {
     /// The registered runner.
     pub runner: JitRunner,
     /// Base64 configuration for `run.sh --jitconfig`; a credential, never in `Debug`.
@@ -137,7 +137,7 @@ pub struct JitConfig {
 
 /// The runner a JIT configuration registered.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct JitRunner {
+pub(crate) struct JitRunner {
     /// Runner id.
     pub id: u64,
     /// Runner name.
@@ -153,7 +153,7 @@ impl GitHub {
     /// `GET /{repos/o/r|orgs/o|users/u}/installation`, authenticated as the app (JWT).
     /// `Ok(None)` on 404 (the app is not installed there). Errors as for every call of
     /// [`GitHub`]; a refused JWT is [`GitHubError::Auth`].
-    pub async fn installation(&self, owner: &Owner) -> Result<Option<Installation>, GitHubError> {
+    pub(crate) async fn installation(&self, owner: &Owner) -> Result<Option<Installation>, GitHubError> {
         let action = format!("find the app installation on {}", owner.describe());
         let url = format!("{}/{}/installation", self.api_base, owner.path());
         let reply = self.get(&url, MEDIA_JSON, &action).await?;
@@ -166,7 +166,7 @@ impl GitHub {
     /// `POST /app/installations/{id}/access_tokens` with `request`, authenticated as the app.
     /// A permission the app was not granted is refused by GitHub with 422
     /// ([`GitHubError::Unprocessable`], GitHub's message kept).
-    pub async fn create_installation_token(
+    pub(crate) async fn create_installation_token(
         &self,
         installation_id: u64,
         request: &AccessTokenRequest,
@@ -185,7 +185,7 @@ impl GitHub {
     ///
     /// NOTE: sent without a body through the client's send path (the write path always sends
     /// JSON); one revoke per run needs no write spacing.
-    pub async fn revoke_installation_token(&self) -> Result<(), GitHubError> {
+    pub(crate) async fn revoke_installation_token(&self) -> Result<(), GitHubError> {
         let action = "revoke the installation token";
         let url = format!("{}/installation/token", self.api_base);
         let reply = self.send(http::Method::DELETE, &url, MEDIA_JSON, None, action).await?;
@@ -196,7 +196,7 @@ impl GitHub {
     /// `.../remove-token` (`remove` true). Needs `administration: write` (repository) or
     /// `organization_self_hosted_runners: write` (organization). Sent without a body (and
     /// without `Content-Type`): GitHub documents none for these four operations.
-    pub async fn runner_token(&self, scope: &Owner, remove: bool) -> Result<RunnerToken, GitHubError> {
+    pub(crate) async fn runner_token(&self, scope: &Owner, remove: bool) -> Result<RunnerToken, GitHubError> {
         let kind = if remove { "remove-token" } else { "registration-token" };
         let action = format!("create a runner {kind} for {}", scope.describe());
         let url = format!("{}/{}/actions/runners/{kind}", self.api_base, scope.path());
@@ -207,7 +207,11 @@ impl GitHub {
     }
 
     /// `POST /{repos/o/r|orgs/o}/actions/runners/generate-jitconfig` with `request`.
-    pub async fn runner_jitconfig(&self, scope: &Owner, request: &JitConfigRequest) -> Result<JitConfig, GitHubError> {
+    pub(crate) async fn runner_jitconfig(
+        &self,
+        scope: &Owner,
+        request: &JitConfigRequest,
+    ) -> Result<JitConfig, GitHubError> {
         let action = format!("generate a just-in-time runner config for {}", scope.describe());
         let url = format!("{}/{}/actions/runners/generate-jitconfig", self.api_base, scope.path());
         let reply = self.write(http::Method::POST, &url, request, &action).await?;

@@ -21,14 +21,14 @@ use super::{GitHub, GitHubError};
 
 /// The largest artifact zip downloaded (bytes): usage JSONL of one run is kilobytes; this only
 /// stops a wrong or hostile artifact from filling memory.
-pub const MAX_ARTIFACT_BYTES: u64 = 256 * 1024 * 1024;
+pub(crate) const MAX_ARTIFACT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Redirects followed on the storage host after GitHub's own 302.
 const STORAGE_REDIRECTS: usize = 3;
 
 /// One artifact of the list (the fields `cost import` reads).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Artifact {
+pub(crate) struct Artifact {
     pub id: u64,
     pub name: String,
     /// Zip size in bytes, as GitHub reports it.
@@ -47,7 +47,7 @@ pub struct Artifact {
 
 /// `workflow_run` of an [`Artifact`].
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ArtifactRun {
+pub(crate) struct ArtifactRun {
     pub id: u64,
     /// The repository the run belongs to.
     #[serde(default)]
@@ -60,14 +60,14 @@ pub struct ArtifactRun {
 impl ArtifactRun {
     /// Whether the run built a fork's code (its head repository is not the run's repository):
     /// such a run's artifacts were written by whoever controls the fork.
-    pub fn is_from_fork(&self) -> bool {
+    pub(crate) fn is_from_fork(&self) -> bool {
         matches!((self.repository_id, self.head_repository_id), (Some(r), Some(h)) if r != h)
     }
 }
 
 /// What downloading an artifact gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Download {
+pub(crate) enum Download {
     /// The zip's bytes.
     Zip(Vec<u8>),
     /// `410 Gone`: expired (or deleted) between the list and the download.
@@ -80,7 +80,7 @@ impl GitHub {
     /// <https://docs.github.com/en/rest/actions/artifacts#list-artifacts-for-a-repository>
     ///
     /// Errors: as any GET ([`GitHubError`]); 403/401 when the token lacks `actions: read`.
-    pub async fn artifacts(&self, name: Option<&str>) -> Result<Vec<Artifact>, GitHubError> {
+    pub(crate) async fn artifacts(&self, name: Option<&str>) -> Result<Vec<Artifact>, GitHubError> {
         let (query, action) = match name {
             Some(n) => (format!("name={}&", urlencoding::encode(n)), format!("list artifacts named {n}")),
             None => (String::new(), "list artifacts".to_owned()),
@@ -96,7 +96,7 @@ impl GitHub {
     /// redirect without an absolute `Location`, a failing or oversized download
     /// ([`GitHubError::Network`] / [`GitHubError::Status`] naming the artifact, never the URL's
     /// signature).
-    pub async fn download_artifact(&self, id: u64) -> Result<Download, GitHubError> {
+    pub(crate) async fn download_artifact(&self, id: u64) -> Result<Download, GitHubError> {
         let action = format!("download artifact {id}");
         let url = self.repo_url(&format!("actions/artifacts/{id}/zip"));
         // Served directly (no redirect), the zip is capped like a download.

@@ -36,7 +36,7 @@ pub enum CredentialError {
 
 /// The alphabet a minted credential must use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MintedKind {
+pub(crate) enum MintedKind {
     /// An installation, registration or remove token: `[A-Za-z0-9_.-]+`.
     Token,
     /// An `encoded_jit_config`: standard base64, `[A-Za-z0-9+/=]+`.
@@ -68,7 +68,7 @@ fn visible_ascii_problem(value: &str) -> Option<String> {
 /// NAME`): one trailing newline dropped, the rest plain visible ASCII.
 ///
 /// Errors: [`CredentialError::User`] naming `source_name`.
-pub fn user_credential(value: &str, source_name: &str) -> Result<SecretString, CredentialError> {
+pub(crate) fn user_credential(value: &str, source_name: &str) -> Result<SecretString, CredentialError> {
     let value = trim_one_newline(value);
     match visible_ascii_problem(value) {
         Some(problem) => Err(CredentialError::User { source_name: source_name.to_string(), problem }),
@@ -80,7 +80,7 @@ pub fn user_credential(value: &str, source_name: &str) -> Result<SecretString, C
 /// header is built, for a token that did not pass [`user_credential`] or [`check_minted`].
 ///
 /// Errors: [`CredentialError::User`] naming `source_name`.
-pub fn check_sendable(value: &str, source_name: &str) -> Result<(), CredentialError> {
+pub(crate) fn check_sendable(value: &str, source_name: &str) -> Result<(), CredentialError> {
     match visible_ascii_problem(value) {
         Some(problem) => Err(CredentialError::User { source_name: source_name.to_string(), problem }),
         None => Ok(()),
@@ -90,7 +90,7 @@ pub fn check_sendable(value: &str, source_name: &str) -> Result<(), CredentialEr
 /// Checks a credential GitHub minted in answer to `action` against `kind`'s alphabet.
 ///
 /// Errors: [`CredentialError::Minted`] naming `action`.
-pub fn check_minted(value: &str, kind: MintedKind, action: &str) -> Result<(), CredentialError> {
+pub(crate) fn check_minted(value: &str, kind: MintedKind, action: &str) -> Result<(), CredentialError> {
     let allowed = |b: u8| match kind {
         MintedKind::Token => b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'),
         MintedKind::Base64 => b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='),
@@ -117,7 +117,7 @@ pub fn check_minted(value: &str, kind: MintedKind, action: &str) -> Result<(), C
 ///
 /// Errors: [`CredentialError::User`] naming the variable that holds a bad value (the other is
 /// not tried: a bad token is a mistake to fix, not to work around).
-pub fn token_from_env(env: &Env) -> Result<Option<SecretString>, CredentialError> {
+pub(crate) fn token_from_env(env: &Env) -> Result<Option<SecretString>, CredentialError> {
     for name in [ev::GH_TOKEN, ev::GITHUB_TOKEN] {
         if let Some(value) = env.get(name) {
             return user_credential(value, name).map(Some);

@@ -30,7 +30,7 @@ pub struct PullRequest {
 
 /// The author of a comment or review.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Author {
+pub(crate) struct Author {
     pub login: String,
     /// `User`, `Bot` or `Organization`.
     #[serde(rename = "type", default)]
@@ -39,7 +39,7 @@ pub struct Author {
 
 /// An issue (or PR conversation) comment.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct IssueComment {
+pub(crate) struct IssueComment {
     pub id: u64,
     #[serde(default)]
     pub body: Option<String>,
@@ -52,20 +52,20 @@ pub struct IssueComment {
 impl IssueComment {
     /// Whether the account `login` (config `github.identity`) wrote it: the only bodies whose
     /// markers agentctl trusts (see [`is_by`]).
-    pub fn by(&self, login: &str) -> bool {
+    pub(crate) fn by(&self, login: &str) -> bool {
         is_by(self.user.as_ref(), login)
     }
 }
 
 /// Whether `author` is the account `login` (GitHub logins are case-insensitive). Any other
 /// account — a human, or another App's bot — may have typed a marker.
-pub fn is_by(author: Option<&Author>, login: &str) -> bool {
+pub(crate) fn is_by(author: Option<&Author>, login: &str) -> bool {
     author.is_some_and(|a| !login.is_empty() && a.login.eq_ignore_ascii_case(login))
 }
 
 /// A submitted review (only the fields we read).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Review {
+pub(crate) struct Review {
     pub id: u64,
     #[serde(default)]
     pub body: Option<String>,
@@ -79,7 +79,7 @@ pub struct Review {
 
 impl Review {
     /// Whether the account `login` wrote it (see [`is_by`]).
-    pub fn by(&self, login: &str) -> bool {
+    pub(crate) fn by(&self, login: &str) -> bool {
         is_by(self.user.as_ref(), login)
     }
 }
@@ -87,15 +87,14 @@ impl Review {
 /// Review event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ReviewEvent {
+pub(crate) enum ReviewEvent {
     Comment,
     RequestChanges,
-    Approve,
 }
 
 /// One inline comment of a review, in the `line`/`side` form (not the deprecated `position`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ReviewComment {
+pub(crate) struct ReviewComment {
     pub path: String,
     pub line: u32,
     pub side: Side,
@@ -108,7 +107,7 @@ pub struct ReviewComment {
 
 /// Body of `POST /repos/{owner}/{repo}/pulls/{pull_number}/reviews`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ReviewRequest {
+pub(crate) struct ReviewRequest {
     pub commit_id: String,
     pub body: String,
     pub event: ReviewEvent,
@@ -117,7 +116,7 @@ pub struct ReviewRequest {
 
 impl GitHub {
     /// `GET /repos/{o}/{r}/pulls/{n}`.
-    pub async fn pull(&self, number: u64) -> Result<PullRequest, GitHubError> {
+    pub(crate) async fn pull(&self, number: u64) -> Result<PullRequest, GitHubError> {
         let action = format!("get pull request #{number}");
         let reply = self.get(&self.repo_url(&format!("pulls/{number}")), MEDIA_JSON, &action).await?;
         let raw: RawPull = decode(&check(reply, &action)?.body, &action)?;
@@ -140,7 +139,7 @@ impl GitHub {
     ///
     /// NOTE: the files endpoint lists at most 3000 files and omits the patch of very large
     /// files; those appear as binary in the rebuilt diff.
-    pub async fn pull_diff(&self, number: u64) -> Result<Vec<u8>, GitHubError> {
+    pub(crate) async fn pull_diff(&self, number: u64) -> Result<Vec<u8>, GitHubError> {
         let action = format!("get diff of #{number}");
         let reply = self.get(&self.repo_url(&format!("pulls/{number}")), MEDIA_DIFF, &action).await?;
         if diff_too_large(&reply) {
@@ -154,7 +153,7 @@ impl GitHub {
 
     /// Unified diff between two commits (`GET /compare/{base}...{head}` with the diff media
     /// type). `Ok(None)` on 404 (e.g. the base was force-pushed away).
-    pub async fn compare_diff(&self, base: &str, head: &str) -> Result<Option<Vec<u8>>, GitHubError> {
+    pub(crate) async fn compare_diff(&self, base: &str, head: &str) -> Result<Option<Vec<u8>>, GitHubError> {
         let action = format!("compare {base}...{head}");
         let url = self.repo_url(&format!("compare/{}...{}", encode_path(base), encode_path(head)));
         let reply = self.get(&url, MEDIA_DIFF, &action).await?;
@@ -166,7 +165,7 @@ impl GitHub {
 
     /// A file's raw bytes at `git_ref` (`GET /contents/{path}?ref=...`, raw media type);
     /// `Ok(None)` on 404.
-    pub async fn file_at(&self, path: &str, git_ref: &str) -> Result<Option<Vec<u8>>, GitHubError> {
+    pub(crate) async fn file_at(&self, path: &str, git_ref: &str) -> Result<Option<Vec<u8>>, GitHubError> {
         let action = format!("get {path} at {git_ref}");
         let url = self.repo_url(&format!(
             "contents/{}?ref={}",
@@ -181,19 +180,19 @@ impl GitHub {
     }
 
     /// All comments on the PR's conversation (paginated, 100 per page).
-    pub async fn issue_comments(&self, number: u64) -> Result<Vec<IssueComment>, GitHubError> {
+    pub(crate) async fn issue_comments(&self, number: u64) -> Result<Vec<IssueComment>, GitHubError> {
         let action = format!("list comments on #{number}");
         self.get_all(self.repo_url(&format!("issues/{number}/comments?per_page={PER_PAGE}")), &action).await
     }
 
     /// All reviews on the PR (paginated, 100 per page).
-    pub async fn reviews(&self, number: u64) -> Result<Vec<Review>, GitHubError> {
+    pub(crate) async fn reviews(&self, number: u64) -> Result<Vec<Review>, GitHubError> {
         let action = format!("list reviews on #{number}");
         self.get_all(self.repo_url(&format!("pulls/{number}/reviews?per_page={PER_PAGE}")), &action).await
     }
 
     /// `POST /issues/{n}/comments`.
-    pub async fn create_issue_comment(&self, number: u64, body: &str) -> Result<IssueComment, GitHubError> {
+    pub(crate) async fn create_issue_comment(&self, number: u64, body: &str) -> Result<IssueComment, GitHubError> {
         let action = format!("create comment on #{number}");
         let url = self.repo_url(&format!("issues/{number}/comments"));
         let reply = self.write(http::Method::POST, &url, &CommentBody { body }, &action).await?;
@@ -201,7 +200,7 @@ impl GitHub {
     }
 
     /// `PATCH /issues/comments/{id}`.
-    pub async fn update_issue_comment(&self, id: u64, body: &str) -> Result<IssueComment, GitHubError> {
+    pub(crate) async fn update_issue_comment(&self, id: u64, body: &str) -> Result<IssueComment, GitHubError> {
         let action = format!("update comment {id}");
         let url = self.repo_url(&format!("issues/comments/{id}"));
         let reply = self.write(http::Method::PATCH, &url, &CommentBody { body }, &action).await?;
@@ -211,7 +210,7 @@ impl GitHub {
     /// `POST /pulls/{n}/reviews`. A 422 comes back as [`GitHubError::Unprocessable`] so the
     /// caller can isolate the bad comment; writes are never retried automatically except on
     /// a rate limit that GitHub says was not applied.
-    pub async fn create_review(&self, number: u64, review: &ReviewRequest) -> Result<Review, GitHubError> {
+    pub(crate) async fn create_review(&self, number: u64, review: &ReviewRequest) -> Result<Review, GitHubError> {
         let action = format!("create review on #{number}");
         let url = self.repo_url(&format!("pulls/{number}/reviews"));
         let reply = self.write(http::Method::POST, &url, review, &action).await?;

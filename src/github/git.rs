@@ -21,7 +21,7 @@ use super::{GitHub, GitHubError};
 
 /// An issue (or the issue side of a pull request).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Issue {
+pub(crate) struct Issue {
     pub number: u64,
     #[serde(default)]
     pub title: String,
@@ -36,7 +36,7 @@ pub struct Issue {
 
 /// A pull request's head and base, with the head's repository (a fork or this one).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PullHeads {
+pub(crate) struct PullHeads {
     pub number: u64,
     pub title: String,
     pub body: Option<String>,
@@ -50,14 +50,14 @@ pub struct PullHeads {
 
 /// A created or updated pull request.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct CreatedPull {
+pub(crate) struct CreatedPull {
     pub number: u64,
     pub html_url: String,
 }
 
 /// One file of a commit made with [`GitHub::create_commit_on_branch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommitFile {
+pub(crate) struct CommitFile {
     /// Repository-relative path.
     pub path: String,
     /// New content; `None` deletes the file.
@@ -118,13 +118,13 @@ struct NewPull<'a> {
 
 /// The repository fields a fix reads.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Repository {
+pub(crate) struct Repository {
     pub default_branch: String,
 }
 
 impl GitHub {
     /// `GET /repos/{o}/{r}`.
-    pub async fn repository(&self) -> Result<Repository, GitHubError> {
+    pub(crate) async fn repository(&self) -> Result<Repository, GitHubError> {
         let action = "get the repository".to_string();
         let url = self.repo_url("");
         let reply = self.get(url.trim_end_matches('/'), MEDIA_JSON, &action).await?;
@@ -132,14 +132,14 @@ impl GitHub {
     }
 
     /// `GET /issues/{n}`.
-    pub async fn issue(&self, number: u64) -> Result<Issue, GitHubError> {
+    pub(crate) async fn issue(&self, number: u64) -> Result<Issue, GitHubError> {
         let action = format!("get issue #{number}");
         let reply = self.get(&self.repo_url(&format!("issues/{number}")), MEDIA_JSON, &action).await?;
         decode(&check(reply, &action)?.body, &action)
     }
 
     /// `GET /pulls/{n}` with the head repository (to tell a fork).
-    pub async fn pull_heads(&self, number: u64) -> Result<PullHeads, GitHubError> {
+    pub(crate) async fn pull_heads(&self, number: u64) -> Result<PullHeads, GitHubError> {
         let action = format!("get pull request #{number}");
         let reply = self.get(&self.repo_url(&format!("pulls/{number}")), MEDIA_JSON, &action).await?;
         let raw: RawPullHeads = decode(&check(reply, &action)?.body, &action)?;
@@ -158,7 +158,7 @@ impl GitHub {
     /// `GET /collaborators/{user}/permission`: the user's role (`admin`, `maintain`, `write`,
     /// `triage`, `read`, or `none`). The role name is preferred over the legacy `permission`
     /// field, which reports `maintain` as `write` and `triage` as `read`.
-    pub async fn permission(&self, user: &str) -> Result<String, GitHubError> {
+    pub(crate) async fn permission(&self, user: &str) -> Result<String, GitHubError> {
         let action = format!("get the permission of {user}");
         let url = self.repo_url(&format!("collaborators/{}/permission", urlencoding::encode(user)));
         let reply = self.get(&url, MEDIA_JSON, &action).await?;
@@ -167,7 +167,7 @@ impl GitHub {
     }
 
     /// The sha `refs/heads/{branch}` points at; `Ok(None)` on 404.
-    pub async fn branch_head(&self, branch: &str) -> Result<Option<String>, GitHubError> {
+    pub(crate) async fn branch_head(&self, branch: &str) -> Result<Option<String>, GitHubError> {
         let action = format!("get branch {branch}");
         let reply =
             self.get(&self.repo_url(&format!("git/ref/heads/{}", encode_path(branch))), MEDIA_JSON, &action).await?;
@@ -182,7 +182,7 @@ impl GitHub {
     /// commit object", <https://docs.github.com/en/rest/git/commits#get-a-commit-object>). A
     /// fork's pull-request head is readable in the base repository through `refs/pull/{n}/head`
     /// as long as GitHub keeps that ref. `Ok(false)` on 404 and 422.
-    pub async fn commit_exists(&self, sha: &str) -> Result<bool, GitHubError> {
+    pub(crate) async fn commit_exists(&self, sha: &str) -> Result<bool, GitHubError> {
         let action = format!("get commit {sha}");
         let reply = self.get(&self.repo_url(&format!("git/commits/{}", encode_path(sha))), MEDIA_JSON, &action).await?;
         if reply.status == 404 || reply.status == 422 {
@@ -193,7 +193,7 @@ impl GitHub {
 
     /// `POST /git/refs`: creates `refs/heads/{branch}` at `sha` (never moves an existing one:
     /// GitHub answers 422 when it exists).
-    pub async fn create_branch(&self, branch: &str, sha: &str) -> Result<(), GitHubError> {
+    pub(crate) async fn create_branch(&self, branch: &str, sha: &str) -> Result<(), GitHubError> {
         let action = format!("create branch {branch}");
         let body = serde_json::json!({"ref": format!("refs/heads/{branch}"), "sha": sha});
         let reply = self.write(http::Method::POST, &self.repo_url("git/refs"), &body, &action).await?;
@@ -201,7 +201,7 @@ impl GitHub {
     }
 
     /// `POST /pulls` as a draft.
-    pub async fn create_draft_pull(
+    pub(crate) async fn create_draft_pull(
         &self,
         title: &str,
         head: &str,
@@ -215,7 +215,7 @@ impl GitHub {
     }
 
     /// `PATCH /pulls/{n}`: new title and body.
-    pub async fn update_pull(&self, number: u64, title: &str, body: &str) -> Result<CreatedPull, GitHubError> {
+    pub(crate) async fn update_pull(&self, number: u64, title: &str, body: &str) -> Result<CreatedPull, GitHubError> {
         let action = format!("update pull request #{number}");
         let req = serde_json::json!({"title": title, "body": body});
         let reply = self.write(http::Method::PATCH, &self.repo_url(&format!("pulls/{number}")), &req, &action).await?;
@@ -227,7 +227,7 @@ impl GitHub {
     /// `https://HOST/api` for GHES, whose REST root is `https://HOST/api/v3` and GraphQL
     /// endpoint `https://HOST/api/graphql`. A separate client is needed because the transport
     /// keeps the REST root's path prefix on every request.
-    pub fn graphql_root(api_url: &str) -> String {
+    pub(crate) fn graphql_root(api_url: &str) -> String {
         let api = api_url.trim_end_matches('/');
         match api.strip_suffix("/v3") {
             Some(root) if root.ends_with("/api") => root.to_string(),
@@ -243,7 +243,7 @@ impl GitHub {
     ///
     /// Errors: GraphQL `errors` in the answer → [`GitHubError::Unprocessable`] with their
     /// messages; HTTP errors as every call.
-    pub async fn create_commit_on_branch(
+    pub(crate) async fn create_commit_on_branch(
         &self,
         repo_of: (&str, &str),
         branch: &str,

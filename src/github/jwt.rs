@@ -16,9 +16,9 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 
 /// Seconds `iat` is set in the past, against clock drift (GitHub's recommendation).
-pub const IAT_SKEW_SECS: u64 = 60;
+pub(crate) const IAT_SKEW_SECS: u64 = 60;
 /// Seconds from now to `exp`; GitHub refuses more than 600.
-pub const LIFETIME_SECS: u64 = 540;
+pub(crate) const LIFETIME_SECS: u64 = 540;
 
 /// The JOSE header of every app JWT.
 const HEADER: &str = r#"{"alg":"RS256","typ":"JWT"}"#;
@@ -38,7 +38,7 @@ pub enum KeyError {
 }
 
 /// An RSA key ready to sign app JWTs.
-pub struct AppKey {
+pub(crate) struct AppKey {
     key: ring::signature::RsaKeyPair,
     /// Where the key came from, for messages (`file PATH`, `keyring entry SERVICE/NAME` or
     /// `environment variable NAME`).
@@ -57,7 +57,7 @@ impl AppKey {
     /// Errors: [`KeyError::NotPem`], [`KeyError::Encrypted`], [`KeyError::NotRsa`] (EC, Ed25519,
     /// OpenSSH, DSA keys), [`KeyError::Corrupt`] (cut short, bad base64, bad DER, inconsistent
     /// key, a modulus outside 2048–4096 bits; `ring`'s limits).
-    pub fn from_pem(pem: &SecretString, source_name: &str) -> Result<Self, KeyError> {
+    pub(crate) fn from_pem(pem: &SecretString, source_name: &str) -> Result<Self, KeyError> {
         let text = pem.expose_secret();
         let source = || source_name.to_string();
         let Some(begin) = text.find("-----BEGIN ") else {
@@ -93,7 +93,7 @@ impl AppKey {
 
     /// A JWT for app `iss` (client id, or numeric app id sent as a number) issued at `now`
     /// (Unix seconds): `iat = now - 60`, `exp = now + 540`. Errors: the signer's message.
-    pub fn sign(&self, iss: &str, now: u64) -> Result<SecretString, String> {
+    pub(crate) fn sign(&self, iss: &str, now: u64) -> Result<SecretString, String> {
         let iss = match iss.parse::<u64>() {
             Ok(n) => serde_json::Value::from(n),
             Err(_) => serde_json::Value::from(iss),

@@ -11,26 +11,25 @@
 //! the mapping of a reply to it), `endpoints` (the typed calls on pulls, contents, comments and
 //! reviews).
 
-pub mod apps;
-pub mod artifacts;
+pub(crate) mod apps;
+pub(crate) mod artifacts;
 mod config_source;
-pub mod credential;
+pub(crate) mod credential;
 mod endpoints;
 mod error;
-pub mod git;
-pub mod jwt;
-pub mod permissions;
-pub mod publish;
+pub(crate) mod git;
+pub(crate) mod jwt;
+pub(crate) mod permissions;
+pub(crate) mod publish;
 mod rate_limit;
-pub mod runners;
+pub(crate) mod runners;
 mod transport;
 
-pub use endpoints::{is_by, Author, IssueComment, PullRequest, Review, ReviewComment, ReviewEvent, ReviewRequest};
-pub use error::GitHubError;
-pub use rate_limit::{write_wait, ClientPolicy, WRITE_BURST};
-pub use transport::{GitHub, API_VERSION, MAX_BODY_BYTES};
+pub(crate) use endpoints::{IssueComment, PullRequest, ReviewComment, ReviewEvent, ReviewRequest};
+pub(crate) use error::GitHubError;
+pub(crate) use transport::GitHub;
 
-pub use credential::token_from_env;
+pub(crate) use credential::token_from_env;
 
 /// The run's token ([`token_from_env`]) and a redactor that holds it, with its
 /// `::add-mask::` published and the log redacting it ([`crate::log::publish_masks`]): the first
@@ -38,7 +37,7 @@ pub use credential::token_from_env;
 ///
 /// Errors: [`credential::CredentialError::User`] (exit 2) for a token that is not one line of
 /// visible ASCII, naming the variable.
-pub fn token_and_redactor(
+pub(crate) fn token_and_redactor(
     env: &crate::context::Env,
 ) -> Result<(Option<secrecy::SecretString>, crate::redact::Redactor), credential::CredentialError> {
     let token = token_from_env(env)?;
@@ -64,7 +63,7 @@ pub fn token_and_redactor(
 /// writes past the burst; without it, 1 s until the config's `github.write_delay` is applied.
 ///
 /// Errors: [`GitHubError::Network`] for a malformed API URL or a TLS setup failure.
-pub fn client_for_run(
+pub(crate) fn client_for_run(
     ctx: &crate::context::Context,
     token: Option<&secrecy::SecretString>,
     env_write_delay: Option<std::time::Duration>,

@@ -13,7 +13,7 @@
 
 /// `(name, levels)` of every permission in GitHub's `app-permissions` schema, sorted by name;
 /// each level list is in the schema's order.
-pub const APP_PERMISSIONS: &[(&str, &[&str])] = &[
+pub(crate) const APP_PERMISSIONS: &[(&str, &[&str])] = &[
     ("actions", &["read", "write"]),
     ("administration", &["read", "write"]),
     ("artifact_metadata", &["read", "write"]),
@@ -72,7 +72,7 @@ pub const APP_PERMISSIONS: &[(&str, &[&str])] = &[
 ];
 
 /// The levels `name` takes (`None`: not a permission GitHub documents).
-pub fn levels(name: &str) -> Option<&'static [&'static str]> {
+pub(crate) fn levels(name: &str) -> Option<&'static [&'static str]> {
     APP_PERMISSIONS.binary_search_by(|(n, _)| (*n).cmp(name)).ok().map(|i| APP_PERMISSIONS[i].1)
 }
 

@@ -28,7 +28,7 @@ impl From<PullRequest> for PrMeta {
 
 /// PR `number`'s metadata: from the event payload when it carries that PR, else one
 /// `GET /pulls/{n}` (`None` without a client).
-pub async fn resolve_pr(
+pub(crate) async fn resolve_pr(
     ctx: &crate::context::Context,
     number: u64,
     gh: Option<&GitHub>,
@@ -46,7 +46,7 @@ pub async fn resolve_pr(
 /// for the current head. Markers count only on bodies our own account (config
 /// `github.identity`) wrote: anyone, another App's bot included, can type a marker.
 #[derive(Debug, Clone, Default)]
-pub struct Previous {
+pub(crate) struct Previous {
     /// The summary comment's id and its marker.
     pub summary: Option<(u64, Marker)>,
     /// URL of a review whose marker names `head_sha`.
@@ -55,7 +55,7 @@ pub struct Previous {
 
 /// Looks up [`Previous`] on PR `number` at `head_sha`, trusting only bodies `identity` wrote;
 /// `with_reviews` lists the reviews too (not needed in a dry run, which posts nothing).
-pub async fn previous(
+pub(crate) async fn previous(
     gh: &GitHub,
     number: u64,
     head_sha: &str,
@@ -88,7 +88,7 @@ pub async fn previous(
 /// Which inline comments the caller moves into the review body before [`post_review`] tries
 /// again.
 #[derive(Debug, Clone, Copy)]
-pub enum Refused<'a> {
+pub(crate) enum Refused<'a> {
     /// The ones that do not anchor on GitHub's own diff of the head (what GitHub anchors
     /// against); the caller returns `None` when every comment still anchors.
     Unanchored(&'a AnchorIndex),
@@ -103,7 +103,7 @@ pub enum Refused<'a> {
 /// nothing was moved), [`Refused::All`].
 ///
 /// Errors: any [`GitHubError`] but the handled 422s; the last attempt's 422 too.
-pub async fn post_review(
+pub(crate) async fn post_review(
     gh: &GitHub,
     number: u64,
     review: &ReviewRequest,
@@ -132,7 +132,7 @@ pub async fn post_review(
 
 /// Updates the summary comment `existing`, or creates it on PR `number`; warns when GitHub
 /// says the comment's author is not `identity` ([`check_identity`]).
-pub async fn upsert_summary(
+pub(crate) async fn upsert_summary(
     gh: &GitHub,
     number: u64,
     existing: Option<u64>,
@@ -150,7 +150,7 @@ pub async fn upsert_summary(
 /// What GitHub reports as the author of a comment we just posted is the token's own identity:
 /// when it is not `identity` (config `github.identity`), a warning says which login to set,
 /// since a later run would not trust this comment's marker.
-pub fn check_identity(posted: &crate::github::IssueComment, identity: &str) {
+pub(crate) fn check_identity(posted: &crate::github::IssueComment, identity: &str) {
     if let Some(author) = posted.user.as_ref().filter(|_| !posted.by(identity)) {
         crate::log::warn(&format!(
             "this token posts as `{}`, but `github.identity` is `{identity}`: a re-run will not trust the marker it just wrote\nhelp: set `github: {{identity: \"{}\"}}` in the config",

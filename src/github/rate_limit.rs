@@ -22,12 +22,12 @@ use super::GitHub;
 /// no more than 80 content-generating requests per minute. A review run makes two or three
 /// writes; ten unspaced serial writes stay far below 80 a minute, and every later write keeps
 /// the documented one-second spacing. Writes are always serialized.
-pub const WRITE_BURST: u64 = 10;
+pub(crate) const WRITE_BURST: u64 = 10;
 
 /// How long the next write must wait before it starts: nothing while fewer than
 /// [`WRITE_BURST`] writes were made (`writes_done`), else whatever remains of `write_delay`
 /// since the previous write finished (`since_last`; `None` before any write).
-pub fn write_wait(writes_done: u64, since_last: Option<Duration>, write_delay: Duration) -> Duration {
+pub(crate) fn write_wait(writes_done: u64, since_last: Option<Duration>, write_delay: Duration) -> Duration {
     match since_last {
         Some(elapsed) if writes_done >= WRITE_BURST => write_delay.saturating_sub(elapsed),
         _ => Duration::ZERO,
@@ -50,7 +50,7 @@ pub(super) struct WriteState {
 /// "Best practices for using the REST API" (wait for `retry-after`, else until
 /// `x-ratelimit-reset` when `x-ratelimit-remaining` is 0, else at least one minute).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientPolicy {
+pub(crate) struct ClientPolicy {
     /// Retries of a GET after a 5xx or a transport error (so `get_retries + 1` attempts).
     pub get_retries: u32,
     /// Full-jitter backoff base: retry `n` sleeps `uniform(0, min(backoff_cap, backoff_base·2^n))`.
@@ -115,12 +115,13 @@ impl GitHub {
 
     /// Changes the spacing between consecutive writes past the burst (config
     /// `github.write_delay`).
-    pub fn set_write_delay(&mut self, write_delay: Duration) {
+    pub(crate) fn set_write_delay(&mut self, write_delay: Duration) {
         self.write_delay = write_delay;
     }
 
     /// How many writes waited for the `write_delay` spacing (see [`write_wait`]).
-    pub async fn spaced_write_count(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) async fn spaced_write_count(&self) -> u64 {
         self.write_lock.lock().await.spaced
     }
 

@@ -12,7 +12,7 @@ use super::{GitHub, GitHubError};
 
 /// One self-hosted runner (fields `route` reads).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Runner {
+pub(crate) struct Runner {
     pub id: u64,
     pub name: String,
     /// `online` or `offline`.
@@ -24,14 +24,14 @@ pub struct Runner {
 
 /// A runner label (`self-hosted`, `linux`, `gpu`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct RunnerLabel {
+pub(crate) struct RunnerLabel {
     pub name: String,
 }
 
 impl Runner {
     /// Online, not busy, and carrying every label of `set` (case-insensitive, as Actions
     /// matches `runs-on` labels).
-    pub fn can_take(&self, set: &[String]) -> bool {
+    pub(crate) fn can_take(&self, set: &[String]) -> bool {
         self.status == "online"
             && !self.busy
             && set.iter().all(|want| self.labels.iter().any(|l| l.name.eq_ignore_ascii_case(want)))
@@ -40,7 +40,7 @@ impl Runner {
 
 /// Whose runners to list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunnerOwner {
+pub(crate) enum RunnerOwner {
     /// The client's repository.
     Repo,
     /// The repository owner's organization.
@@ -59,7 +59,7 @@ impl GitHub {
     ///
     /// Errors: [`GitHubError::Status`] with 403/404 when the token cannot read them (callers
     /// fall back), else as any GET.
-    pub async fn runners(&self, owner: RunnerOwner) -> Result<Vec<Runner>, GitHubError> {
+    pub(crate) async fn runners(&self, owner: RunnerOwner) -> Result<Vec<Runner>, GitHubError> {
         let (url, action) = match owner {
             RunnerOwner::Repo => {
                 (self.repo_url(&format!("actions/runners?per_page={PER_PAGE}")), "list runners".to_owned())
@@ -77,7 +77,7 @@ impl GitHub {
     }
 
     /// The paths a pull request changes (renamed files: old and new path), paginated.
-    pub async fn pull_file_names(&self, number: u64) -> Result<Vec<String>, GitHubError> {
+    pub(crate) async fn pull_file_names(&self, number: u64) -> Result<Vec<String>, GitHubError> {
         let action = format!("list files of #{number}");
         let files: Vec<FileName> =
             self.get_all(self.repo_url(&format!("pulls/{number}/files?per_page={PER_PAGE}")), &action).await?;

@@ -19,7 +19,7 @@ use super::error::{check, github_message, GitHubError};
 use super::rate_limit::{rate_limit, ClientPolicy, WriteState};
 
 /// `X-GitHub-Api-Version` sent with every request.
-pub const API_VERSION: &str = "2022-11-28";
+pub(crate) const API_VERSION: &str = "2022-11-28";
 
 /// `Accept` for JSON resources.
 pub(super) const MEDIA_JSON: &str = "application/vnd.github+json";
@@ -41,7 +41,7 @@ const MAX_REDIRECTS: u32 = 3;
 /// has a cap). Far above any JSON page or PR diff GitHub serves (diffs past 20,000 lines are
 /// refused by GitHub itself); an artifact served directly is capped at
 /// [`super::artifacts::MAX_ARTIFACT_BYTES`] instead. Past it the request fails, not retried.
-pub const MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 /// Transport timeouts: connecting, and each read of the response.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -63,7 +63,7 @@ pub(super) struct Reply {
 /// `Ok(None)`); 422 → [`GitHubError::Unprocessable`]; other statuses, and rate limits we will
 /// not wait out → [`GitHubError::Status`]; transport failures → [`GitHubError::Network`];
 /// undecodable bodies → [`GitHubError::Decode`].
-pub struct GitHub {
+pub(crate) struct GitHub {
     /// Transport and auth (the `Authorization` header is attached by octocrab only to the API
     /// host, so a `Link` pointing elsewhere would never receive the token).
     pub(super) crab: octocrab::Octocrab,
@@ -100,7 +100,7 @@ impl GitHub {
     /// TLS setup fails; [`GitHubError::Credential`] when `token` cannot be sent as a header
     /// (callers check every token where it enters; this keeps octocrab, which unwraps the
     /// header it builds, from ever panicking on one that slipped through).
-    pub fn new(
+    pub(crate) fn new(
         api_url: &str,
         token: &SecretString,
         owner: &str,
@@ -150,28 +150,24 @@ impl GitHub {
 
     /// Replaces the retry and rate-limit bounds (tests use tiny ones).
     #[must_use]
-    pub fn with_policy(mut self, policy: ClientPolicy) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_policy(mut self, policy: ClientPolicy) -> Self {
         self.policy = policy;
         self
     }
 
     /// The repository owner (user or organization) this client acts for.
-    pub fn owner(&self) -> &str {
+    pub(crate) fn owner(&self) -> &str {
         &self.owner
     }
 
     /// The repository name this client acts on.
-    pub fn repo(&self) -> &str {
+    pub(crate) fn repo(&self) -> &str {
         &self.repo
     }
 
-    /// The bounds in force.
-    pub fn policy(&self) -> ClientPolicy {
-        self.policy
-    }
-
     /// How many HTTP requests this client has sent (for the benchmark and tests).
-    pub fn request_count(&self) -> u64 {
+    pub(crate) fn request_count(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
 

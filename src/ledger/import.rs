@@ -67,7 +67,7 @@ pub struct ImportCounts {
 ///
 /// Errors: [`ImportError::Read`], [`ImportError::NotUtf8`], [`ImportError::Parse`] (exit 2),
 /// [`ImportError::Store`]; the files before the failing one stay imported.
-pub fn from_files(store: &Store, files: &[String]) -> Result<ImportCounts, ImportError> {
+pub(crate) fn from_files(store: &Store, files: &[String]) -> Result<ImportCounts, ImportError> {
     let mut counts = ImportCounts::default();
     let progress = Progress::bar(0, "importing", "records");
     for file in files {
@@ -121,7 +121,7 @@ pub struct ArtifactCounts {
 ///
 /// Errors: [`ImportError::Glob`], [`ImportError::Zip`], [`ImportError::Parse`] (exit 2),
 /// [`ImportError::GitHub`], [`ImportError::Store`].
-pub async fn from_artifacts(
+pub(crate) async fn from_artifacts(
     gh: &GitHub,
     store: &Store,
     name: &str,

@@ -11,7 +11,7 @@
 //! any record failing [`crate::usage::UsageRecord::check`] (exit 2 for a direct caller, "usage
 //! not recorded" here), so no negative cost can lower a budget's total.
 
-pub mod import;
+pub(crate) mod import;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -63,7 +63,7 @@ impl<'a> Call<'a> {
 
 /// Appends usage records for one command run: the run's repository, workflow, run, job, PR or
 /// issue and task are filled in from the [`Context`].
-pub struct Ledger {
+pub(crate) struct Ledger {
     store: Result<Arc<Store>, String>,
     prices: PriceTable,
     template: UsageRecord,
@@ -76,7 +76,7 @@ pub struct Ledger {
 impl Ledger {
     /// A ledger over `store` (or the reason there is none) for `task` (`review`, `fix`, ...)
     /// on PR or issue `number`, pricing with `prices`.
-    pub fn new(
+    pub(crate) fn new(
         store: &Result<Arc<Store>, StoreError>,
         ctx: &Context,
         number: Option<u64>,
@@ -106,7 +106,7 @@ impl Ledger {
     }
 
     /// The price table records are priced with.
-    pub fn prices(&self) -> &PriceTable {
+    pub(crate) fn prices(&self) -> &PriceTable {
         &self.prices
     }
 
@@ -117,7 +117,7 @@ impl Ledger {
     /// budget's total): the call is priced by the table instead, with a warning. A record the
     /// store refuses ([`UsageRecord::check`](crate::usage::UsageRecord::check): absurd token
     /// counts) is "usage not recorded", counted in [`Ledger::lost`].
-    pub fn record(&self, call: &Call<'_>) -> Option<f64> {
+    pub(crate) fn record(&self, call: &Call<'_>) -> Option<f64> {
         let reported = call.reported_cost_usd.filter(|c| {
             let usable = c.is_finite() && *c >= 0.0;
             if !usable {
@@ -156,7 +156,7 @@ impl Ledger {
 
     /// Records a chunk answered from the response cache (issue #20) for `provider`'s `model`:
     /// no provider call, so no tokens, no latency and $0, flagged `cached: true`.
-    pub fn record_cache_hit(&self, provider: &str, model: &str) {
+    pub(crate) fn record_cache_hit(&self, provider: &str, model: &str) {
         self.append(UsageRecord {
             ts_ms: crate::clock::now_ms(),
             provider: provider.to_owned(),
@@ -192,7 +192,7 @@ impl Ledger {
 
     /// This run's records as JSON Lines ([`crate::usage::jsonl`]), with the ids the store has
     /// them under, in call order.
-    pub fn jsonl(&self) -> String {
+    pub(crate) fn jsonl(&self) -> String {
         match self.written.lock() {
             Ok(kept) => kept.iter().map(|(id, r)| crate::usage::jsonl::to_line(id, r)).collect(),
             Err(_) => String::new(),
@@ -202,12 +202,12 @@ impl Ledger {
     /// Writes [`Ledger::jsonl`] to `path` (atomically; an empty file when no call was made).
     ///
     /// Errors: the folder is missing or read-only, the disk is full.
-    pub fn write_jsonl(&self, path: &std::path::Path) -> std::io::Result<()> {
+    pub(crate) fn write_jsonl(&self, path: &std::path::Path) -> std::io::Result<()> {
         crate::files::write_atomically(path, self.jsonl().as_bytes())
     }
 
     /// How many records could not be written.
-    pub fn lost(&self) -> usize {
+    pub(crate) fn lost(&self) -> usize {
         self.lost.load(Ordering::Relaxed)
     }
 
@@ -215,7 +215,7 @@ impl Ledger {
     /// JSON Lines at `usage_out`) and `--require-state` (records the store did not take fail
     /// the run). Returns one sentence per failure, empty when all went well; the caller names
     /// them and exits 1 after its other sinks were tried.
-    pub fn finish(&self, usage_out: Option<&std::path::Path>, require_state: bool) -> Vec<String> {
+    pub(crate) fn finish(&self, usage_out: Option<&std::path::Path>, require_state: bool) -> Vec<String> {
         let mut failures = vec![];
         if let Some(path) = usage_out {
             if let Err(e) = self.write_jsonl(path) {
@@ -237,7 +237,10 @@ impl Ledger {
 ///
 /// Errors: [`Exit::Failure`](crate::exit::Exit::Failure) when `required` and `store` is an error;
 /// [`StoreError::exit`] for an error that ends the run.
-pub fn require_store(store: &Result<Arc<Store>, StoreError>, required: bool) -> Result<(), crate::exit::ExitError> {
+pub(crate) fn require_store(
+    store: &Result<Arc<Store>, StoreError>,
+    required: bool,
+) -> Result<(), crate::exit::ExitError> {
     match (store, required) {
         (Err(e), _) if e.ends_the_run() => Err(crate::exit::ExitError::new(
             e.exit(),

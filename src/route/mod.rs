@@ -22,7 +22,7 @@ pub(crate) trait Client {
 
 /// The decision, as written to the outputs and `--format json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// `review`, `fix` or `none`.
     pub task: &'static str,
     /// The `providers:` entry (`builtin` for the offline rules; empty for `none`).
@@ -55,7 +55,7 @@ pub struct Decision {
 impl Decision {
     /// The step outputs: `task`, `provider`, `model`, `tier`, `runs-on` (a JSON array of
     /// strings), `reason`, `event`, `command`, `args`, `pr`, `issue` (empty when none).
-    pub fn outputs(&self) -> Vec<(String, String)> {
+    pub(crate) fn outputs(&self) -> Vec<(String, String)> {
         let num = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
         vec![
             ("task".into(), self.task.into()),
@@ -76,7 +76,7 @@ impl Decision {
 /// What the payload says about the event, read once. Missing fields are `None`: a matcher
 /// that needs one does not match, and says so.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct EventFacts {
+pub(crate) struct EventFacts {
     pub pr: Option<u64>,
     pub issue: Option<u64>,
     pub labels: Option<Vec<String>>,
@@ -99,7 +99,7 @@ pub struct EventFacts {
 
 impl EventFacts {
     /// Reads the facts of `ctx`'s payload.
-    pub fn of(ctx: &Context) -> EventFacts {
+    pub(crate) fn of(ctx: &Context) -> EventFacts {
         let p = &ctx.payload;
         let s = |ptr: &str| p.pointer(ptr).and_then(Value::as_str).map(str::to_owned);
         let n = |ptr: &str| p.pointer(ptr).and_then(Value::as_u64);
