@@ -69,6 +69,18 @@ pub struct Estimate {
 /// How far back `cost estimate` reads the ledger for the response cache's hit rate, days.
 pub(crate) const HIT_RATE_WINDOW_DAYS: i64 = 30;
 
+/// The response cache's share of the review chunks the ledger in `store` recorded in the last
+/// [`HIT_RATE_WINDOW_DAYS`] days before `now_ms`; `None` when there were none.
+///
+/// Errors: the store's, when the ledger cannot be read.
+pub(crate) fn expected_hit_rate(
+    store: &crate::store::Store,
+    now_ms: i64,
+) -> Result<Option<f64>, crate::store::StoreError> {
+    let (calls, hits) = store.cache_share(now_ms - HIT_RATE_WINDOW_DAYS * 86_400_000)?;
+    Ok((calls > 0).then(|| hits as f64 / calls as f64))
+}
+
 /// Inputs of [`estimate`] besides the diff.
 #[derive(Debug, Clone)]
 pub(crate) struct EstimateSettings<'a> {

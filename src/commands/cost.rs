@@ -5,8 +5,6 @@
 
 use std::path::Path;
 
-use secrecy::SecretString;
-
 use crate::budget::{self, BudgetConfig, BudgetState, Period, RunScope};
 use crate::cli::{
     CostAction, CostArgs, CostCheckArgs, CostCommonArgs, CostEstimateArgs, CostExportArgs, CostFormat, CostImportArgs,
@@ -21,8 +19,12 @@ use crate::exit::{self, Exit, ExitError};
 use crate::ledger::import;
 use crate::log;
 use crate::output::{self, Delivery, Stdout};
+use crate::session::client;
 use crate::store::{self, Location, Store};
 use crate::usage::report::{self, Report, ReportQuery};
+
+/// Write spacing of `cost`'s GitHub clients, which only read (`--pr`, `--from-artifacts`).
+const READS: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs a `cost` action.
 pub async fn run(args: &CostArgs, env: &Env) -> Result<Exit, ExitError> {
@@ -101,37 +103,26 @@ fn report(a: &CostReportArgs, env: &Env) -> Result<Exit, ExitError> {
         ));
         report.repriced_with = Some(prices.effective_date);
     }
-    if report.is_empty() {
-        let line = output::cost::empty(&report);
-        print(&line, false)?;
-        if a.summary {
-            write_summary(env, &line)?;
-        }
-        return Ok(Exit::Ok);
-    }
-    let text = match a.format {
-        CostFormat::Table => output::cost::table(&report),
-        CostFormat::Json => output::cost::json(&report),
-        CostFormat::Csv => output::cost::csv(&report),
-        CostFormat::Markdown => output::cost::markdown(&report),
+    let (text, summary) = match a.format {
+        _ if report.is_empty() => (output::cost::empty(&report), output::cost::empty(&report)),
+        CostFormat::Table => (output::cost::table(&report), output::cost::markdown(&report)),
+        CostFormat::Json => (output::cost::json(&report), output::cost::markdown(&report)),
+        CostFormat::Csv => (output::cost::csv(&report), output::cost::markdown(&report)),
+        CostFormat::Markdown => (output::cost::markdown(&report), output::cost::markdown(&report)),
     };
-    print(&text, a.format == CostFormat::Json)?;
+    print(&text, a.format == CostFormat::Json && !report.is_empty())?;
     if a.summary {
-        write_summary(env, &output::cost::markdown(&report))?;
+        write_summary(env, &summary)?;
     }
     Ok(Exit::Ok)
 }
 
 fn write_summary(env: &Env, markdown: &str) -> Result<(), ExitError> {
-    match env.get(ev::GITHUB_STEP_SUMMARY) {
-        Some(_) => {
-            super::delivered(output::deliver(env, Delivery { summary: Some(markdown.into()), ..Delivery::default() }))
-        }
-        None => {
-            log::warn("--summary: GITHUB_STEP_SUMMARY is not set (not in GitHub Actions?); nothing appended");
-            Ok(())
-        }
+    if env.get(ev::GITHUB_STEP_SUMMARY).is_none() {
+        log::warn("--summary: GITHUB_STEP_SUMMARY is not set (not in GitHub Actions?); nothing appended");
+        return Ok(());
     }
+    super::delivered(output::deliver(env, Delivery { summary: Some(markdown.into()), ..Delivery::default() }))
 }
 
 /// `cost check`: evaluate `--budget-usd` (over all usage) or the config's `budgets:`, print the
@@ -227,23 +218,17 @@ async fn estimate(a: &CostEstimateArgs, env: &Env) -> Result<Exit, ExitError> {
     Ok(Exit::Ok)
 }
 
-/// The response cache's share of the review chunks of the ledger's last
-/// [`estimate::HIT_RATE_WINDOW_DAYS`] days; `None` when there were none. A ledger that cannot
-/// be read is a debug note, not a failure: the estimate stands without it.
+/// [`estimate::expected_hit_rate`] of the ledger; a ledger that cannot be read is a debug note,
+/// not a failure: the estimate stands without it.
 fn cache_hit_rate(common: &CostCommonArgs, config: &Config, env: &Env) -> Option<f64> {
-    let since = crate::clock::now_ms() - estimate::HIT_RATE_WINDOW_DAYS * 86_400_000;
-    let share = open_ledger(common, config, env).map_err(|e| e.to_string()).and_then(|store| match store {
-        Some(store) => store.cache_share(since).map(Some).map_err(|e| crate::log::error_chain(&e)),
-        None => Ok(None),
+    let now = crate::clock::now_ms();
+    let rate = open_ledger(common, config, env).map_err(|e| e.to_string()).and_then(|store| {
+        store.map_or(Ok(None), |s| estimate::expected_hit_rate(&s, now).map_err(|e| crate::log::error_chain(&e)))
     });
-    match share {
-        Ok(Some((calls, hits))) if calls > 0 => Some(hits as f64 / calls as f64),
-        Ok(_) => None,
-        Err(why) => {
-            crate::log::debug(&format!("no response-cache hit rate: {why}"));
-            None
-        }
-    }
+    rate.unwrap_or_else(|why| {
+        crate::log::debug(&format!("no response-cache hit rate: {why}"));
+        None
+    })
 }
 
 /// A PR's diff through the GitHub API (`GH_TOKEN`, else `GITHUB_TOKEN`; `GITHUB_REPOSITORY`).
@@ -255,13 +240,7 @@ async fn pr_diff(number: u64, env: &Env) -> Result<Vec<u8>, ExitError> {
             "--pr needs GITHUB_TOKEN and GITHUB_REPOSITORY\nhelp: or pass --diff FILE / --base REF"
         )));
     };
-    Ok(github(&ctx, &token, repo)?.pull_diff(number).await?)
-}
-
-/// The GitHub client of `cost estimate --pr` and `cost import --from-artifacts`: `repo` at the
-/// context's API URL, authenticated with `token`.
-fn github(ctx: &Context, token: &SecretString, repo: &Repo) -> Result<crate::github::GitHub, ExitError> {
-    Ok(crate::session::client(&ctx.api_url, token, Some(repo), std::time::Duration::from_secs(1))?)
+    Ok(client(&ctx.api_url, &token, Some(repo), READS)?.pull_diff(number).await?)
 }
 
 /// `cost export`: every record since `--since` (default: all) as JSON Lines on stdout, streamed.
@@ -308,7 +287,7 @@ async fn import_artifacts(a: &CostImportArgs, env: &Env, location: &Location) ->
     let Some(repo) = Repo::parse(&repo) else {
         return Err(exit::usage(anyhow::anyhow!("--repo `{repo}` is not OWNER/NAME")));
     };
-    let gh = github(&ctx, &token, &repo)?;
+    let gh = client(&ctx.api_url, &token, Some(&repo), READS)?;
     let store = Store::open_location(location)?;
     let counts = import::from_artifacts(&gh, &store, &a.name, since_ms).await?;
     print(&output::cost::imported_artifacts(&counts, &a.name), false)?;
