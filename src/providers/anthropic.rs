@@ -183,6 +183,7 @@ impl Anthropic {
             model: parsed.model.filter(|m| !m.is_empty()).unwrap_or_else(|| self.settings.endpoint.model.clone()),
             latency: answer.latency,
             request_id,
+            finish_reason: parsed.stop_reason.clone(),
             reported_cost_usd: None,
         })
     }

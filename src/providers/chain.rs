@@ -256,6 +256,7 @@ impl Resilient {
                 request_model: provider.model(),
                 response_model: &c.model,
                 response_id: c.request_id.as_deref(),
+                finish_reason: c.finish_reason.as_deref(),
                 usage: &c.usage,
                 cost_usd: c.reported_cost_usd.or_else(|| self.prices.cost_usd(&c.model, &c.usage)),
                 duration: took,
@@ -444,6 +445,7 @@ mod tests {
                         model: self.model.clone(),
                         latency: Duration::from_millis(1),
                         request_id: None,
+                        finish_reason: None,
                         reported_cost_usd: None,
                     }),
                     Step::Fail(make) => Err(make(&self.name)),
@@ -455,6 +457,7 @@ mod tests {
                             model: self.model.clone(),
                             latency: d,
                             request_id: None,
+                            finish_reason: None,
                             reported_cost_usd: None,
                         })
                     }

@@ -156,6 +156,7 @@ impl Gemini {
         let candidate =
             parsed.candidates.first().ok_or_else(|| self.http.bad_answer("the response has no candidates"))?;
         let finish = candidate.finish_reason.as_deref().unwrap_or("none");
+        let finish_reason = candidate.finish_reason.clone();
         if BLOCKING_FINISH_REASONS.contains(&finish) {
             let message = note(candidate.finish_message.as_deref());
             return Err(blocked(format!("the answer was stopped (finishReason: {finish}){message}")));
@@ -177,6 +178,7 @@ impl Gemini {
             model: parsed.model_version.filter(|m| !m.is_empty()).unwrap_or_else(|| self.settings.model.clone()),
             latency: answer.latency,
             request_id: parsed.response_id.filter(|id| !id.is_empty()),
+            finish_reason,
             reported_cost_usd: None,
         })
     }

@@ -72,6 +72,9 @@ pub struct Completion {
     pub latency: Duration,
     /// The provider's request id (`x-request-id`, `request-id`, response `id`), for support.
     pub request_id: Option<String>,
+    /// Why the model stopped, as the provider words it (OpenAI `finish_reason`, Anthropic
+    /// `stop_reason`, Gemini `finishReason`); `None` when it says nothing (agent CLIs).
+    pub finish_reason: Option<String>,
     /// Cost in USD as the provider itself reported it (`claude -p --output-format json`'s
     /// `total_cost_usd`); `None` when it reports none (every HTTP API). When set, the ledger
     /// records it instead of tokens × the price table.

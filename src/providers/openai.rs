@@ -323,6 +323,7 @@ impl OpenAi {
             ));
         }
         let text = message.and_then(|m| m.content.clone()).unwrap_or_default();
+        let finish_reason = choice.finish_reason.clone();
         if text.trim().is_empty() {
             let reason = choice.finish_reason.as_deref().unwrap_or("none");
             return Err(self.http.bad_answer(format!("empty answer (finish_reason: {reason})")));
@@ -334,6 +335,7 @@ impl OpenAi {
             model: parsed.model.filter(|m| !m.is_empty()).unwrap_or_else(|| self.settings.model.clone()),
             latency: answer.latency,
             request_id,
+            finish_reason,
             reported_cost_usd: None,
         })
     }

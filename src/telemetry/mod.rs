@@ -300,6 +300,8 @@ pub struct Answer<'a> {
     pub request_model: &'a str,
     pub response_model: &'a str,
     pub response_id: Option<&'a str>,
+    /// Why the model stopped (`gen_ai.response.finish_reasons`, one entry: one choice asked).
+    pub finish_reason: Option<&'a str>,
     pub usage: &'a crate::usage::Usage,
     pub cost_usd: Option<f64>,
     pub duration: Duration,
@@ -319,6 +321,10 @@ pub fn answered(span: &mut Span, answer: &Answer<'_>) {
     ];
     if let Some(id) = answer.response_id {
         attributes.push(KeyValue::new("gen_ai.response.id", id.to_owned()));
+    }
+    if let Some(reason) = answer.finish_reason {
+        let reasons = opentelemetry::Array::String(vec![reason.to_owned().into()]);
+        attributes.push(KeyValue::new("gen_ai.response.finish_reasons", opentelemetry::Value::Array(reasons)));
     }
     if let Some(usd) = answer.cost_usd {
         attributes.push(KeyValue::new("agentctl.cost.usd", usd));

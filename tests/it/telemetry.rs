@@ -61,6 +61,15 @@ fn attrs(kvs: &[KeyValue]) -> BTreeMap<String, String> {
                 Some(Any::IntValue(i)) => i.to_string(),
                 Some(Any::DoubleValue(d)) => d.to_string(),
                 Some(Any::BoolValue(b)) => b.to_string(),
+                Some(Any::ArrayValue(a)) => a
+                    .values
+                    .iter()
+                    .filter_map(|v| match &v.value {
+                        Some(Any::StringValue(s)) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
                 other => format!("{other:?}"),
             };
             (kv.key.clone(), v)
@@ -147,6 +156,8 @@ async fn a_review_exports_one_task_span_with_its_model_and_github_spans_and_no_s
     assert_eq!(chat["gen_ai.provider.name"], "openai");
     assert_eq!(chat["gen_ai.request.model"], "gpt-4o-mini");
     assert_eq!(chat["gen_ai.response.model"], "gpt-4o-mini-2024-07-18");
+    assert_eq!(chat["gen_ai.response.id"], "chatcmpl-test");
+    assert_eq!(chat["gen_ai.response.finish_reasons"], "stop");
     assert_eq!(chat["gen_ai.usage.input_tokens"], "1200", "cached input counted in");
     assert_eq!(chat["gen_ai.usage.output_tokens"], "150");
     assert_eq!(chat["gen_ai.usage.cache_read.input_tokens"], "200");

@@ -210,7 +210,15 @@ impl CommandProvider {
             .unwrap_or_else(|| program_name(&self.settings.program));
         // A reported cost must be a real amount; anything else falls back to the price table.
         let reported_cost_usd = answer.total_cost_usd.filter(|c| c.is_finite() && *c >= 0.0);
-        Ok(Completion { text: answer.text, usage: answer.usage, model, latency, request_id: None, reported_cost_usd })
+        Ok(Completion {
+            text: answer.text,
+            usage: answer.usage,
+            model,
+            latency,
+            request_id: None,
+            finish_reason: None,
+            reported_cost_usd,
+        })
     }
 
     /// One run of the program: the parsed answer and the wall time of the run.
