@@ -103,15 +103,16 @@ fn report(a: &CostReportArgs, env: &Env) -> Result<Exit, ExitError> {
         ));
         report.repriced_with = Some(prices.effective_date);
     }
-    let (text, summary) = match a.format {
-        _ if report.is_empty() => (output::cost::empty(&report), output::cost::empty(&report)),
-        CostFormat::Table => (output::cost::table(&report), output::cost::markdown(&report)),
-        CostFormat::Json => (output::cost::json(&report), output::cost::markdown(&report)),
-        CostFormat::Csv => (output::cost::csv(&report), output::cost::markdown(&report)),
-        CostFormat::Markdown => (output::cost::markdown(&report), output::cost::markdown(&report)),
+    let text = match a.format {
+        _ if report.is_empty() => output::cost::empty(&report),
+        CostFormat::Table => output::cost::table(&report),
+        CostFormat::Json => output::cost::json(&report),
+        CostFormat::Csv => output::cost::csv(&report),
+        CostFormat::Markdown => output::cost::markdown(&report),
     };
     print(&text, a.format == CostFormat::Json && !report.is_empty())?;
     if a.summary {
+        let summary = if report.is_empty() { text } else { output::cost::markdown(&report) };
         write_summary(env, &summary)?;
     }
     Ok(Exit::Ok)

@@ -315,7 +315,9 @@ impl GitHub {
             match &outcome {
                 Ok(reply) => {
                     span.set([opentelemetry::KeyValue::new("http.response.status_code", i64::from(reply.status))]);
-                    span.end_with((reply.status >= 400).then(|| status_class(reply.status)));
+                    // `error.type` of an HTTP failure is its status code (HTTP semantic conventions).
+                    let status = reply.status.to_string();
+                    span.end_with((reply.status >= 400).then_some(status.as_str()));
                 }
                 Err(_) => span.end_with(Some("transport")),
             }
@@ -471,18 +473,3 @@ pub(super) fn encode_path(path: &str) -> String {
 // octocrab's top-level text alone is often just "Service error": errors are shown with their
 // sources through `crate::log::error_chain`.
 use crate::log::error_chain;
-
-/// `error.type` of an HTTP status, per the HTTP semantic conventions: the status code itself.
-fn status_class(status: u16) -> &'static str {
-    match status {
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        409 => "409",
-        422 => "422",
-        429 => "429",
-        500..=599 => "5xx",
-        _ => "4xx",
-    }
-}

@@ -79,9 +79,10 @@ pub fn enabled() -> bool {
 /// config's `telemetry:` may still do so later, [`configure`]). Call once per process, before
 /// any work; later calls do nothing.
 pub fn start(task: &'static str, env: &Env) {
-    let _ = RUN.set(Run { task, started: SystemTime::now(), env: env.clone() });
+    let started = SystemTime::now();
+    let _ = RUN.set(Run { task, started, env: env.clone() });
     if let Some(settings) = Settings::read(env, None) {
-        activate(task, env, settings, SystemTime::now());
+        activate(task, env, settings, started);
     }
 }
 
