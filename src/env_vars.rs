@@ -83,3 +83,35 @@ pub const AGENTCTL_APP_PRIVATE_KEY_KEYRING: &str = "AGENTCTL_APP_PRIVATE_KEY_KEY
 pub const NO_COLOR: &str = "NO_COLOR";
 /// The terminal type; `dumb` hides progress bars (no cursor movement).
 pub const TERM: &str = "TERM";
+
+// Keyless cloud providers (issue #21).
+/// Job OIDC token request URL (set by the runner with `permissions: id-token: write`).
+pub const ACTIONS_ID_TOKEN_REQUEST_URL: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
+/// Bearer token of the OIDC token request (a secret).
+pub const ACTIONS_ID_TOKEN_REQUEST_TOKEN: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
+/// AWS access key id (`aws-actions/configure-aws-credentials` exports it).
+pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+/// AWS secret access key (a secret).
+pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+/// AWS session token of temporary credentials (a secret).
+pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+/// AWS region (`kind: bedrock` without `region:`).
+pub const AWS_REGION: &str = "AWS_REGION";
+/// AWS region, the older name.
+pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+/// Endpoint of every AWS service (the SDKs' variable), under the service-specific ones.
+pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+/// Endpoint of AWS STS (`AssumeRoleWithWebIdentity`).
+pub const AWS_ENDPOINT_URL_STS: &str = "AWS_ENDPOINT_URL_STS";
+/// Endpoint of Bedrock Runtime (under the entry's `base_url`).
+pub const AWS_ENDPOINT_URL_BEDROCK_RUNTIME: &str = "AWS_ENDPOINT_URL_BEDROCK_RUNTIME";
+/// Path of Google Application Default Credentials (`google-github-actions/auth` writes it).
+pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+/// A Google OAuth 2.0 access token (a secret), used as is.
+pub const GOOGLE_OAUTH_ACCESS_TOKEN: &str = "GOOGLE_OAUTH_ACCESS_TOKEN";
+/// Google Cloud project (`kind: vertex` without `project:`).
+pub const GOOGLE_CLOUD_PROJECT: &str = "GOOGLE_CLOUD_PROJECT";
+/// Google Cloud project, gcloud's name for it.
+pub const CLOUDSDK_CORE_PROJECT: &str = "CLOUDSDK_CORE_PROJECT";
+/// Vertex AI location (`kind: vertex` without `location:`; default `global`).
+pub const GOOGLE_CLOUD_LOCATION: &str = "GOOGLE_CLOUD_LOCATION";

@@ -11,6 +11,7 @@ pub mod boundary;
 pub(crate) mod budget;
 pub mod cli;
 pub mod clock;
+pub(crate) mod cloud;
 pub mod commands;
 pub(crate) mod config;
 pub mod context;

@@ -17,6 +17,10 @@ pub enum ProviderKind {
     Anthropic,
     AzureOpenai,
     Gemini,
+    /// Amazon Bedrock (Converse API, SigV4).
+    Bedrock,
+    /// Google Vertex AI (Gemini and Anthropic models, OAuth).
+    Vertex,
     Command,
     Builtin,
 }
@@ -45,6 +49,18 @@ pub struct ProviderConfig {
     /// `anthropic`: `anthropic-version` header.
     #[serde(default)]
     pub anthropic_version: Option<String>,
+    /// `bedrock`: AWS region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// `bedrock`: IAM role assumed with the job's OIDC token.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// `vertex`: Google Cloud project id.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// `vertex`: Vertex AI location.
+    #[serde(default)]
+    pub location: Option<String>,
     /// `command`: program and arguments.
     #[serde(default)]
     pub command: Vec<String>,

@@ -276,9 +276,9 @@ impl ApiUsage {
 /// Where a request carries `cache_control` breakpoints: on the system block, and on the user
 /// prompt's shared prefix; `None` for no mark there. At most two of the API's four.
 #[derive(Debug, Default)]
-struct Breakpoints {
-    system: Option<Value>,
-    prefix: Option<Value>,
+pub(crate) struct Breakpoints {
+    pub(crate) system: Option<Value>,
+    pub(crate) prefix: Option<Value>,
 }
 
 /// The smallest prefix Anthropic caches for `model`, tokens: 2048 for Haiku, 1024 for Sonnet
@@ -302,7 +302,7 @@ pub(crate) fn min_cacheable_tokens(model: &str) -> usize {
 /// every PR), and one on the user prompt's shared prefix (the PR header) once everything up to
 /// its end does, when the prompt starts with it. Tokens are estimated the way the chunker
 /// does ([`crate::diff::chunk::estimate_tokens`]).
-fn cache_breakpoints(
+pub(crate) fn cache_breakpoints(
     model: &str,
     tools: Option<&Value>,
     system: &str,

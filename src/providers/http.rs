@@ -46,6 +46,21 @@ pub enum KeyHeader {
 /// add a `retry-after` header to [`StatusError::headers`] so [`RetryPolicy::decide`] sees it.
 pub type Classifier = fn(&mut StatusError);
 
+/// Credentials an adapter adds to each attempt when a fixed header cannot carry them: an AWS
+/// Signature Version 4 over the request (Bedrock), a short-lived OAuth token (Vertex AI). Called
+/// once per attempt with the request built (URL, headers, JSON body), just before it is sent.
+pub trait RequestAuth: Send + Sync {
+    /// Adds the credentials to `request`, marking their headers sensitive. A
+    /// [`crate::cloud::CredentialError`] that is `transient` is retried like a network error;
+    /// any other ends the call as [`ProviderError::Denied`].
+    fn authorize<'a>(
+        &'a self,
+        request: &'a mut reqwest::Request,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::cloud::CredentialError>>;
+    /// What to check when the provider refuses the credentials: the `help:` line of exit 4.
+    fn help(&self) -> String;
+}
+
 /// A classifier that leaves every error to its status.
 pub fn by_status(_: &mut StatusError) {}
 
@@ -64,6 +79,12 @@ pub enum ErrorClass {
     /// The request was understood but no usable answer can come of it (a content filter);
     /// never retried. The string is the message for [`ProviderError::BadAnswer`].
     BadAnswer(String),
+    /// Retried whatever the status (Bedrock's `ThrottlingException`, which older endpoints send
+    /// as 400); exhausted it is [`ProviderError::Unavailable`].
+    Transient,
+    /// The request is wrong for this model or account in a way the config decides (Bedrock's
+    /// `ValidationException`): never retried, [`ProviderError::Config`] (exit 2).
+    Config,
 }
 
 /// What every HTTP adapter's settings hold (issue #6): the entry's name, the model, where the
@@ -146,6 +167,8 @@ pub struct HttpClient {
     /// Sent with every request; the key header in here is marked sensitive.
     headers: HeaderMap,
     classify: Classifier,
+    /// Per-attempt credentials ([`HttpClient::with_auth`]).
+    auth: Option<std::sync::Arc<dyn RequestAuth>>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -204,7 +227,15 @@ impl HttpClient {
             client,
             headers,
             classify: config.classify,
+            auth: None,
         })
+    }
+
+    /// The client with per-attempt credentials: `auth` signs or authorizes every request, and
+    /// a refusal of them is [`ProviderError::Denied`] with its [`RequestAuth::help`].
+    pub fn with_auth(mut self, auth: std::sync::Arc<dyn RequestAuth>) -> Self {
+        self.auth = Some(auth);
+        self
     }
 
     /// The config entry name.
@@ -222,9 +253,19 @@ impl HttpClient {
         body: &Value,
         max_output_tokens: u32,
     ) -> Result<RawAnswer, AttemptError> {
-        let request = self.client.post(url.clone()).headers(self.headers.clone()).json(body);
+        let mut request = self
+            .client
+            .post(url.clone())
+            .headers(self.headers.clone())
+            .json(body)
+            .build()
+            .map_err(|e| AttemptError::transport(&e, self.timeout, Some("building the request")))?;
+        if let Some(auth) = &self.auth {
+            auth.authorize(&mut request).await.map_err(AttemptError::Credentials)?;
+        }
         let started = Instant::now();
-        let response = request.send().await.map_err(|e| AttemptError::transport(&e, self.timeout, None))?;
+        let response =
+            self.client.execute(request).await.map_err(|e| AttemptError::transport(&e, self.timeout, None))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         // A body cut short fails here (hyper checks `content-length` and chunk framing): a
@@ -297,6 +338,13 @@ impl HttpClient {
         };
         let err = match error {
             AttemptError::Transport { message } => return ProviderError::Network { provider, attempts, message },
+            AttemptError::Credentials(e) if e.transient => {
+                return ProviderError::Network { provider, attempts, message: format!("getting credentials: {e}") }
+            }
+            AttemptError::Credentials(e) => {
+                let help = self.auth.as_ref().map(|a| a.help()).unwrap_or_default();
+                return ProviderError::Denied { provider, status: 0, message: e.message, help };
+            }
             AttemptError::TooLarge { limit } => {
                 return ProviderError::BadAnswer {
                     provider,
@@ -315,10 +363,17 @@ impl HttpClient {
             _ => false,
         };
         if is_auth {
+            if let Some(auth) = &self.auth {
+                return ProviderError::Denied { provider, status, message, help: auth.help() };
+            }
             return ProviderError::Auth { provider, status, env: self.api_key_env.clone(), message };
         }
         match err.class {
             ErrorClass::Quota => ProviderError::Quota { provider, message },
+            ErrorClass::Config => ProviderError::Config { provider, message: format!("refused ({status}): {message}") },
+            ErrorClass::Transient => {
+                ProviderError::Unavailable { provider, status, attempts, message: format!("{message}{wait_note}") }
+            }
             ErrorClass::BadAnswer(message) => ProviderError::BadAnswer { provider, message },
             ErrorClass::ByStatus if matches!(status, 408 | 409 | 429 | 500..=599) => {
                 ProviderError::Unavailable { provider, status, attempts, message: format!("{message}{wait_note}") }
@@ -368,6 +423,8 @@ pub enum AttemptError {
     Status(Box<StatusError>),
     /// The body grew past [`response_cap`] bytes (`limit`); the rest was not read.
     TooLarge { limit: usize },
+    /// The adapter's [`RequestAuth`] could not get credentials; nothing was sent.
+    Credentials(crate::cloud::CredentialError),
 }
 
 /// The most bytes a provider's response body may have, for a request that allows
@@ -408,12 +465,14 @@ impl AttemptError {
     pub fn failure(&self) -> Failure<'_> {
         match self {
             AttemptError::Transport { .. } => Failure::Transient { status: None, headers: None },
+            AttemptError::Credentials(e) if e.transient => Failure::Transient { status: None, headers: None },
             AttemptError::Status(err)
-                if err.class == ErrorClass::ByStatus && !matches!(err.status, 400 | 401 | 403 | 404 | 422) =>
+                if (err.class == ErrorClass::ByStatus && !matches!(err.status, 400 | 401 | 403 | 404 | 422))
+                    || err.class == ErrorClass::Transient =>
             {
                 Failure::Transient { status: Some(err.status), headers: Some(&err.headers) }
             }
-            AttemptError::Status(_) | AttemptError::TooLarge { .. } => Failure::Fatal,
+            AttemptError::Status(_) | AttemptError::TooLarge { .. } | AttemptError::Credentials(_) => Failure::Fatal,
         }
     }
 }

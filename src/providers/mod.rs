@@ -7,6 +7,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub(crate) mod bedrock;
 pub mod builtin;
 pub mod chain;
 pub mod command;
@@ -87,6 +88,12 @@ pub enum ProviderError {
     /// 401/403: the key was missing or refused. `env` names the variable that was read.
     #[error("{provider}: authentication failed ({status}) using the key from `{env}`: {message}\nhelp: check that `{env}` holds a valid key for this provider")]
     Auth { provider: String, status: u16, env: String, message: String },
+    /// A cloud provider refused the credentials, or they could not be obtained (`status` 0): an
+    /// AWS identity without access to the model, a GitHub OIDC token the role's trust policy
+    /// does not accept, a Google token exchange refused. `help` says what to check (the role,
+    /// its trust policy, the credentials file), never a credential.
+    #[error("{provider}: access denied{}: {message}\nhelp: {help}", status_note(*status))]
+    Denied { provider: String, status: u16, message: String, help: String },
     /// Billing or quota exhausted (OpenAI `insufficient_quota`): never retried.
     #[error("{provider}: quota or billing limit reached: {message}\nhelp: check the account's plan and billing; retrying will not help")]
     Quota { provider: String, message: String },
@@ -118,7 +125,14 @@ pub enum ProviderError {
 impl ProviderError {
     /// Whether the process should exit with the auth code (4).
     pub fn is_auth(&self) -> bool {
-        matches!(self, ProviderError::Auth { .. })
+        matches!(self, ProviderError::Auth { .. } | ProviderError::Denied { .. })
+    }
+
+    /// Whether the error ends the whole run rather than one request: refused credentials and
+    /// config errors (a Bedrock `ValidationException`, a missing setting) fail every request
+    /// alike, so the run stops at the first with the error's own exit code.
+    pub fn ends_run(&self) -> bool {
+        self.is_auth() || matches!(self, ProviderError::Config { .. })
     }
 
     /// The exit code: a provider refusing the key [`Exit::Auth`](crate::exit::Exit::Auth) (4), a
@@ -143,7 +157,7 @@ impl ProviderError {
     /// `network`, `bad-answer`, `config` or `blocked`.
     pub fn class(&self) -> &'static str {
         match self {
-            ProviderError::Auth { .. } => "auth",
+            ProviderError::Auth { .. } | ProviderError::Denied { .. } => "auth",
             ProviderError::Quota { .. } => "quota",
             ProviderError::Unavailable { .. } => "unavailable",
             ProviderError::CircuitOpen { .. } => "circuit-open",
@@ -153,6 +167,15 @@ impl ProviderError {
             ProviderError::Config { .. } => "config",
             ProviderError::Blocked { .. } => "blocked",
         }
+    }
+}
+
+/// ` (403)` after "access denied", or nothing when no request got an answer (status 0).
+fn status_note(status: u16) -> String {
+    if status == 0 {
+        String::new()
+    } else {
+        format!(" ({status})")
     }
 }
 

@@ -11,12 +11,14 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::cloud::aws::AwsCredentialProvider;
 use crate::config::{CommandOutput, Config, ProviderConfig, ProviderKind};
 use crate::context::Env;
 use crate::env_vars as ev;
 use crate::log;
 use crate::providers::anthropic::{self, Anthropic, AnthropicSettings};
 use crate::providers::azure::{self, AzureOpenAi, AzureOpenAiSettings};
+use crate::providers::bedrock::{self, Bedrock};
 use crate::providers::chain::Resilient;
 use crate::providers::command::{CommandProvider, CommandSettings, OutputFormat};
 use crate::providers::gemini::{self, Gemini};
@@ -88,14 +90,14 @@ pub fn select(
         return Ok(SelectedProvider { name, chain: None });
     }
     let mut secrets = vec![];
-    let primary = build_one(&name, entry, model_flag, env, &mut secrets)?;
+    let primary = build_one(&name, entry, model_flag, env, redactor, &mut secrets)?;
     let mut fallbacks = vec![];
     for fb in &entry.fallback {
         let Some(fb_entry) = config.providers.get(fb).filter(|e| e.kind != ProviderKind::Builtin) else {
             log::warn(&format!("providers.{name}.fallback: `{fb}` is not a model provider; skipped"));
             continue;
         };
-        match build_one(fb, fb_entry, None, env, &mut secrets) {
+        match build_one(fb, fb_entry, None, env, redactor, &mut secrets) {
             Ok(p) => fallbacks.push(p),
             Err(e) => log::warn(&format!("fallback `{fb}` is unusable and skipped: {e}")),
         }
@@ -149,6 +151,49 @@ fn missing_key(name: &str, var: String) -> ProviderError {
     ProviderError::Auth { provider: name.to_string(), status: 0, env: var, message: "the variable is not set".into() }
 }
 
+/// A variable's value, trimmed; `None` when unset or empty.
+fn env_value(env: &Env, name: &str) -> Option<String> {
+    env.get(name).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
+}
+
+/// A cloud setting (`region`, `project`, `location`) from the entry, else the first of `vars`
+/// set. The value goes into a host name or URL path, so it must be lowercase letters, digits
+/// and `-` (the config's schema says so; a variable is checked here). Errors
+/// ([`ProviderError::Config`]): unset, or other characters.
+fn cloud_setting(
+    name: &str,
+    key: &str,
+    configured: Option<&str>,
+    vars: &[&str],
+    env: &Env,
+) -> Result<String, ProviderError> {
+    let config_error = |message: String| ProviderError::Config { provider: name.to_string(), message };
+    let (value, source) = match configured {
+        Some(v) => (v.to_string(), format!("`providers.{name}.{key}`")),
+        None => vars
+            .iter()
+            .find_map(|var| env_value(env, var).map(|v| (v, format!("`{var}`"))))
+            .ok_or_else(|| config_error(format!("no `{key}`: set `providers.{name}.{key}` or {}", vars.join(" / "))))?,
+    };
+    if value.is_empty()
+        || value.len() > 64
+        || !value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(config_error(format!("{source} is not a valid {key} (lowercase letters, digits and `-`)")));
+    }
+    Ok(value)
+}
+
+/// A credential that could not be read or minted while building the chain, as exit 4; the
+/// `help:` line the message carries becomes the error's own.
+fn denied(name: &str, e: crate::cloud::CredentialError) -> ProviderError {
+    let (message, help) = match e.message.split_once("\nhelp: ") {
+        Some((m, h)) => (m.to_string(), h.to_string()),
+        None => (e.message, "check the credentials the entry uses".to_string()),
+    };
+    ProviderError::Denied { provider: name.to_string(), status: 0, message, help }
+}
+
 fn model_of(name: &str, entry: &ProviderConfig, model_flag: Option<&str>) -> Result<String, ProviderError> {
     model_flag.map(str::to_string).or_else(|| entry.model.clone()).ok_or_else(|| ProviderError::Config {
         provider: name.to_string(),
@@ -156,12 +201,14 @@ fn model_of(name: &str, entry: &ProviderConfig, model_flag: Option<&str>) -> Res
     })
 }
 
-/// Builds one adapter; its secrets are appended to `secrets`.
+/// Builds one adapter; its secrets are appended to `secrets`. Cloud adapters register the
+/// credentials they read or mint with `redactor` themselves (some are minted mid-run).
 fn build_one(
     name: &str,
     entry: &ProviderConfig,
     model_flag: Option<&str>,
     env: &Env,
+    redactor: &Redactor,
     secrets: &mut Vec<SecretString>,
 ) -> Result<Arc<dyn Provider>, ProviderError> {
     let retry = RetryPolicy { max_retries: entry.max_retries.unwrap_or(3), ..RetryPolicy::default() };
@@ -216,6 +263,34 @@ fn build_one(
         }
         ProviderKind::Gemini => {
             Arc::new(Gemini::new(endpoint(gemini::DEFAULT_BASE_URL, gemini::DEFAULT_API_KEY_ENV, secrets)?)?)
+        }
+        ProviderKind::Bedrock => {
+            let region =
+                cloud_setting(name, "region", entry.region.as_deref(), &[ev::AWS_REGION, ev::AWS_DEFAULT_REGION], env)?;
+            let credentials = AwsCredentialProvider::resolve(env, entry.role_arn.as_deref(), &region, redactor)
+                .map_err(|e| denied(name, e))?;
+            let base_url = entry
+                .base_url
+                .clone()
+                .or_else(|| env_value(env, ev::AWS_ENDPOINT_URL_BEDROCK_RUNTIME))
+                .or_else(|| env_value(env, ev::AWS_ENDPOINT_URL))
+                .unwrap_or_else(|| bedrock::default_base_url(&region));
+            let endpoint = EndpointSettings {
+                name: name_s,
+                model: model_of(name, entry, model_flag)?,
+                base_url: base_url.trim_end_matches('/').to_string(),
+                api_key: None,
+                api_key_env: String::new(),
+                timeout,
+                retry,
+            };
+            Arc::new(Bedrock::new(endpoint, region, Arc::new(credentials))?)
+        }
+        ProviderKind::Vertex => {
+            return Err(ProviderError::Config {
+                provider: name.to_string(),
+                message: "`kind: vertex` is not built yet".into(),
+            })
         }
         ProviderKind::Command => {
             let (program, args) = entry.command.split_first().ok_or_else(|| ProviderError::Config {

@@ -250,7 +250,7 @@ pub(crate) async fn ask_model(
                 }
                 Err(e) => Some(format!("unusable model answer: {e}")),
             },
-            Err(e) if e.is_auth() => return Err(e.into()),
+            Err(e) if e.ends_run() => return Err(e.into()),
             Err(e) => {
                 if calls.is_empty() {
                     ledger.record(&Call::failed(chain.name(), chain.model(), e.class()));

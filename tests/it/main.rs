@@ -6,6 +6,7 @@
 mod common;
 
 mod action;
+mod bedrock;
 mod boundary;
 mod cache;
 mod cli;

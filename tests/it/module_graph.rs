@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["resilience"],
     // Core services.
-    &["github", "boundary", "prompt", "ledger"],
+    &["github", "boundary", "prompt", "ledger", "cloud"],
     &["providers", "edit"],
     &["estimate"],
     &["budget"],

@@ -1,0 +1,335 @@
+//! AWS credentials for `kind: bedrock`, in the order the issue fixes: the environment's
+//! `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN` (what
+//! `aws-actions/configure-aws-credentials` exports), else `role_arn:` with the job's GitHub
+//! OIDC token (audience `sts.amazonaws.com`) exchanged by STS `AssumeRoleWithWebIdentity` for
+//! temporary credentials, kept until five minutes before they expire and then asked again.
+//!
+//! Source: the STS API reference, "AssumeRoleWithWebIdentity"
+//! (<https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRoleWithWebIdentity.html>):
+//! an unsigned Query API call (`Action`, `Version=2011-06-15`, `RoleArn`, `RoleSessionName`,
+//! `WebIdentityToken`, `DurationSeconds`) answered in XML (parsed with `quick-xml`). The
+//! endpoint is the regional `https://sts.{region}.amazonaws.com/`, or `AWS_ENDPOINT_URL_STS` /
+//! `AWS_ENDPOINT_URL` as the AWS SDKs read them.
+
+use std::time::{Duration, SystemTime};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::oidc::OidcSource;
+use super::{client, endpoint, send, CredentialError};
+use crate::context::Env;
+use crate::env_vars as ev;
+use crate::redact::Redactor;
+
+/// The audience AWS expects of a GitHub OIDC token.
+pub(crate) const STS_AUDIENCE: &str = "sts.amazonaws.com";
+/// Lifetime asked of STS, seconds (the role's maximum session duration must allow it; one hour
+/// is every role's minimum maximum).
+const SESSION_SECS: u64 = 3600;
+/// Credentials are asked again this long before they expire.
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+
+/// One set of AWS credentials. `Debug` shows the access key id only.
+#[derive(Clone)]
+pub(crate) struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    pub session_token: Option<SecretString>,
+    /// `None` for long-lived keys.
+    pub expires_at: Option<SystemTime>,
+}
+
+impl std::fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsCredentials")
+            .field("access_key_id", &"[REDACTED]")
+            .field("has_session_token", &self.session_token.is_some())
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where credentials come from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// The environment's keys, used as they are.
+    Static(AwsCredentials),
+    /// `role_arn:` assumed with the job's OIDC token.
+    WebIdentity { role_arn: String, session_name: String, oidc: OidcSource, sts_url: String },
+}
+
+/// Credentials of one provider entry, cached and refreshed before expiry.
+#[derive(Debug)]
+pub(crate) struct AwsCredentialProvider {
+    source: Source,
+    redactor: Redactor,
+    cache: tokio::sync::Mutex<Option<AwsCredentials>>,
+}
+
+impl AwsCredentialProvider {
+    /// Picks the source: the environment's keys when `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY` are set (registered with `redactor` now), else `role_arn` with
+    /// the job's OIDC token. Errors (a fatal [`CredentialError`]): neither is available, or
+    /// `role_arn` is set outside a job with `id-token: write`.
+    pub(crate) fn resolve(
+        env: &Env,
+        role_arn: Option<&str>,
+        region: &str,
+        redactor: &Redactor,
+    ) -> Result<Self, CredentialError> {
+        let value = |name: &str| env.get(name).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+        let source = match (value(ev::AWS_ACCESS_KEY_ID), value(ev::AWS_SECRET_ACCESS_KEY), role_arn) {
+            (Some(access_key_id), Some(secret), _) => {
+                let creds = AwsCredentials {
+                    access_key_id,
+                    secret_access_key: SecretString::from(secret),
+                    session_token: value(ev::AWS_SESSION_TOKEN).map(SecretString::from),
+                    expires_at: None,
+                };
+                register(redactor, &creds);
+                Source::Static(creds)
+            }
+            (_, _, Some(role_arn)) => {
+                let oidc = OidcSource::from_env(env, redactor).ok_or_else(|| {
+                    CredentialError::fatal(format!(
+                        "`role_arn` needs the job's OIDC token, and {} / {} are not set\nhelp: give the job `permissions: id-token: write`",
+                        ev::ACTIONS_ID_TOKEN_REQUEST_URL,
+                        ev::ACTIONS_ID_TOKEN_REQUEST_TOKEN
+                    ))
+                })?;
+                let sts_url = value(ev::AWS_ENDPOINT_URL_STS)
+                    .or_else(|| value(ev::AWS_ENDPOINT_URL))
+                    .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com/"));
+                endpoint(&sts_url, "the STS endpoint")?;
+                Source::WebIdentity { role_arn: role_arn.to_string(), session_name: session_name(env), oidc, sts_url }
+            }
+            _ => {
+                return Err(CredentialError::fatal(format!(
+                    "no AWS credentials: {} and {} are not set and the entry has no `role_arn`\nhelp: use aws-actions/configure-aws-credentials, or set `role_arn:` and `permissions: id-token: write`",
+                    ev::AWS_ACCESS_KEY_ID,
+                    ev::AWS_SECRET_ACCESS_KEY
+                )))
+            }
+        };
+        Ok(Self { source, redactor: redactor.clone(), cache: tokio::sync::Mutex::new(None) })
+    }
+
+    /// What to check when AWS refuses these credentials, for the `help:` line.
+    pub(crate) fn help(&self) -> String {
+        match &self.source {
+            Source::Static(_) => format!(
+                "the credentials come from {} / {}: check that the identity is allowed `bedrock:InvokeModel` on this model in this region, and that the model's access is granted in the Bedrock console",
+                ev::AWS_ACCESS_KEY_ID,
+                ev::AWS_SECRET_ACCESS_KEY
+            ),
+            Source::WebIdentity { role_arn, .. } => format!(
+                "the credentials come from assuming `{role_arn}` with the job's GitHub OIDC token: check the role's trust policy (principal `token.actions.githubusercontent.com`, `aud` = `{STS_AUDIENCE}`, the `sub` of this repository and ref) and that the role is allowed `bedrock:InvokeModel` on this model"
+            ),
+        }
+    }
+
+    /// Current credentials: the static ones, or the cached temporary ones while they have more
+    /// than five minutes left, else a new `AssumeRoleWithWebIdentity`.
+    pub(crate) async fn credentials(&self) -> Result<AwsCredentials, CredentialError> {
+        let (role_arn, session_name, oidc, sts_url) = match &self.source {
+            Source::Static(creds) => return Ok(creds.clone()),
+            Source::WebIdentity { role_arn, session_name, oidc, sts_url } => (role_arn, session_name, oidc, sts_url),
+        };
+        let mut cache = self.cache.lock().await;
+        if let Some(creds) = cache.as_ref().filter(|c| fresh(c.expires_at)) {
+            return Ok(creds.clone());
+        }
+        let token = oidc.token(STS_AUDIENCE, &self.redactor).await?;
+        let creds = assume_role_with_web_identity(sts_url, role_arn, session_name, &token).await?;
+        register(&self.redactor, &creds);
+        *cache = Some(creds.clone());
+        Ok(creds)
+    }
+}
+
+/// Whether credentials expiring at `at` are still good for more than [`REFRESH_MARGIN`].
+fn fresh(at: Option<SystemTime>) -> bool {
+    at.is_none_or(|at| at.duration_since(SystemTime::now()).is_ok_and(|left| left > REFRESH_MARGIN))
+}
+
+/// Registers every part of `creds` with the redactor and the runner's masks.
+fn register(redactor: &Redactor, creds: &AwsCredentials) {
+    let mut r = redactor.clone();
+    crate::log::register_secret(&mut r, &SecretString::from(creds.access_key_id.clone()));
+    crate::log::register_secret(&mut r, &creds.secret_access_key);
+    if let Some(token) = &creds.session_token {
+        crate::log::register_secret(&mut r, token);
+    }
+}
+
+/// `RoleSessionName`: `agentctl-{GITHUB_RUN_ID}` (only the characters STS allows,
+/// `[\w+=,.@-]`, at most 64), so CloudTrail ties a call to its workflow run.
+fn session_name(env: &Env) -> String {
+    let run: String = env
+        .get(ev::GITHUB_RUN_ID)
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(*c))
+        .take(55)
+        .collect();
+    if run.is_empty() {
+        "agentctl".into()
+    } else {
+        format!("agentctl-{run}")
+    }
+}
+
+/// STS's answer: `AssumeRoleWithWebIdentityResponse/AssumeRoleWithWebIdentityResult/Credentials`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AssumeResponse {
+    assume_role_with_web_identity_result: AssumeResult,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AssumeResult {
+    credentials: StsCredentials,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StsCredentials {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+    /// ISO 8601 UTC, e.g. `2026-12-07T13:00:00Z`.
+    expiration: String,
+}
+
+/// STS's error document: `ErrorResponse/Error/{Type, Code, Message}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ErrorResponse {
+    error: StsError,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StsError {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// One `AssumeRoleWithWebIdentity` call. Errors: STS's code and message
+/// (`AccessDenied`, `InvalidIdentityToken`, `ExpiredTokenException` are fatal; 5xx and
+/// `IDPCommunicationError` transient).
+async fn assume_role_with_web_identity(
+    sts_url: &str,
+    role_arn: &str,
+    session_name: &str,
+    token: &SecretString,
+) -> Result<AwsCredentials, CredentialError> {
+    use secrecy::ExposeSecret;
+    let what = "STS AssumeRoleWithWebIdentity";
+    let url = endpoint(sts_url, "the STS endpoint")?;
+    let duration = SESSION_SECS.to_string();
+    let form = [
+        ("Action", "AssumeRoleWithWebIdentity"),
+        ("Version", "2011-06-15"),
+        ("RoleArn", role_arn),
+        ("RoleSessionName", session_name),
+        ("WebIdentityToken", token.expose_secret()),
+        ("DurationSeconds", duration.as_str()),
+    ];
+    let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    let request = client()?
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
+        .header("accept", "text/xml")
+        .body(body);
+    let (status, text) = send(request, what).await?;
+    if !(200..300).contains(&status) {
+        let (code, message) = match quick_xml::de::from_str::<ErrorResponse>(&text) {
+            Ok(e) => (e.error.code, e.error.message),
+            Err(_) => ("(no STS error document)".to_string(), String::new()),
+        };
+        let mut err = super::refused(what, status, &format!("{code}: {message}"));
+        err.transient |= code == "IDPCommunicationError" || code == "Throttling";
+        return Err(err);
+    }
+    let answer: AssumeResponse = quick_xml::de::from_str(&text).map_err(|e| {
+        CredentialError::fatal(format!("{what}: the answer is not an AssumeRoleWithWebIdentityResponse: {e}"))
+    })?;
+    let c = answer.assume_role_with_web_identity_result.credentials;
+    let expires_at = chrono::DateTime::parse_from_rfc3339(c.expiration.trim())
+        .map_err(|_| CredentialError::fatal(format!("{what}: `Expiration` is not an ISO 8601 time")))?;
+    let expires_at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(expires_at.timestamp()).unwrap_or(0));
+    if c.access_key_id.trim().is_empty() || c.secret_access_key.is_empty() {
+        return Err(CredentialError::fatal(format!("{what}: the answer has empty credentials")));
+    }
+    Ok(AwsCredentials {
+        access_key_id: c.access_key_id.trim().to_string(),
+        secret_access_key: SecretString::from(c.secret_access_key),
+        session_token: Some(SecretString::from(c.session_token)),
+        expires_at: Some(expires_at),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sts_answers_parse() {
+        let ok = r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleWithWebIdentityResult>
+    <SubjectFromWebIdentityToken>repo:o/r:ref:refs/heads/main</SubjectFromWebIdentityToken>
+    <Credentials>
+      <SessionToken>FQoGZXIvYXdzEXAMPLE</SessionToken>
+      <SecretAccessKey>wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY</SecretAccessKey>
+      <Expiration>2026-12-07T13:00:00Z</Expiration>
+      <AccessKeyId>ASIAEXAMPLE123</AccessKeyId>
+    </Credentials>
+  </AssumeRoleWithWebIdentityResult>
+  <ResponseMetadata><RequestId>ad4156e9</RequestId></ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>"#;
+        let r: AssumeResponse = quick_xml::de::from_str(ok).unwrap();
+        assert_eq!(r.assume_role_with_web_identity_result.credentials.access_key_id, "ASIAEXAMPLE123");
+        let err = r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>Not authorized to perform sts:AssumeRoleWithWebIdentity</Message></Error><RequestId>x</RequestId></ErrorResponse>"#;
+        let e: ErrorResponse = quick_xml::de::from_str(err).unwrap();
+        assert_eq!(e.error.code, "AccessDenied");
+    }
+
+    #[test]
+    fn session_names_keep_to_the_allowed_characters() {
+        assert_eq!(session_name(&Env::from_pairs([("GITHUB_RUN_ID", "123")])), "agentctl-123");
+        assert_eq!(session_name(&Env::from_pairs([("GITHUB_RUN_ID", "1;rm -rf/")])), "agentctl-1rm-rf");
+        assert_eq!(session_name(&Env::from_pairs([])), "agentctl");
+        assert!(session_name(&Env::from_pairs([("GITHUB_RUN_ID", "9".repeat(200).as_str())])).len() <= 64);
+    }
+
+    #[test]
+    fn freshness_has_a_margin() {
+        assert!(fresh(None));
+        assert!(fresh(Some(SystemTime::now() + Duration::from_secs(3600))));
+        assert!(!fresh(Some(SystemTime::now() + Duration::from_secs(60))));
+        assert!(!fresh(Some(SystemTime::now() - Duration::from_secs(60))));
+    }
+
+    #[test]
+    fn env_keys_come_first_and_are_redacted() {
+        let env = Env::from_pairs([
+            ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+        ]);
+        let redactor = Redactor::new();
+        let p = AwsCredentialProvider::resolve(&env, Some("arn:aws:iam::1:role/r"), "us-east-1", &redactor).unwrap();
+        assert!(matches!(p.source, Source::Static(_)));
+        assert!(!redactor.redact("k=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY").contains("EXAMPLEKEY"));
+        assert!(!format!("{p:?}").contains("EXAMPLEKEY"));
+        let none = AwsCredentialProvider::resolve(&Env::from_pairs([]), None, "us-east-1", &redactor).unwrap_err();
+        assert!(none.message.contains("no AWS credentials"), "{none}");
+        let no_oidc =
+            AwsCredentialProvider::resolve(&Env::from_pairs([]), Some("arn:aws:iam::1:role/r"), "us-east-1", &redactor)
+                .unwrap_err();
+        assert!(no_oidc.message.contains("id-token: write"), "{no_oidc}");
+    }
+}

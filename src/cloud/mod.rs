@@ -1,0 +1,154 @@
+//! Short-lived cloud credentials for the keyless providers (issue #21): GitHub Actions' OIDC
+//! token ([`oidc`]), AWS credentials from the environment or from STS
+//! `AssumeRoleWithWebIdentity` ([`aws`]), and Google access tokens from Application Default
+//! Credentials ([`google`]).
+//!
+//! Every credential is registered with the run's redactor (and `::add-mask::`ed in Actions) the
+//! moment it is read or minted, is held as a [`secrecy::SecretString`], and never appears in a
+//! message: errors name the endpoint and what to check, never a token. Every credential
+//! endpoint must be `https`, except on loopback (tests, a local metadata proxy), so no token
+//! travels in clear text; every response body is read to at most [`MAX_BODY_BYTES`].
+
+pub(crate) mod aws;
+
+pub(crate) mod oidc;
+
+use std::time::Duration;
+
+/// Largest response body read from a credential endpoint, bytes (an STS answer is ~2 KB).
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Per-request timeout of credential endpoints, seconds.
+const TIMEOUT_SECS: u64 = 30;
+
+/// Credentials could not be obtained. `message` names the endpoint or file and the reason,
+/// never a credential; `transient` when a retry may help (a network error, 429, 5xx).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct CredentialError {
+    pub message: String,
+    pub transient: bool,
+}
+
+impl CredentialError {
+    /// An error a retry will not fix (refused, missing, malformed).
+    pub(crate) fn fatal(message: impl Into<String>) -> Self {
+        Self { message: message.into(), transient: false }
+    }
+
+    /// An error a retry may fix.
+    pub(crate) fn transient(message: impl Into<String>) -> Self {
+        Self { message: message.into(), transient: true }
+    }
+}
+
+/// The HTTP client of credential endpoints: our rustls config, a 30 s timeout, no redirects
+/// (a redirect would carry the request's bearer token to wherever it points).
+pub(crate) fn client() -> Result<reqwest::Client, CredentialError> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(crate::tls::client_config())
+        .timeout(Duration::from_secs(TIMEOUT_SECS))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("agentctl/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| CredentialError::fatal(format!("cannot build the HTTP client: {e}")))
+}
+
+/// Parses a credential endpoint's URL (`what` names it in errors): `https`, or `http` to a
+/// loopback host only. The URL is printed without its query (which may hold values).
+pub(crate) fn endpoint(url: &str, what: &str) -> Result<reqwest::Url, CredentialError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| CredentialError::fatal(format!("{what}: `{}` is not a URL: {e}", without_query(url))))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" if loopback => Ok(parsed),
+        _ => Err(CredentialError::fatal(format!(
+            "{what}: `{}` must be an https URL (plain http only to loopback), so no credential travels in clear text",
+            without_query(url)
+        ))),
+    }
+}
+
+/// `url` up to its `?`, for messages.
+pub(crate) fn without_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
+/// Sends `request` and reads the answer: `(status, body)`, the body capped at
+/// [`MAX_BODY_BYTES`]. A transport error is transient; `what` names the endpoint in errors.
+pub(crate) async fn send(request: reqwest::RequestBuilder, what: &str) -> Result<(u16, String), CredentialError> {
+    let mut response =
+        request.send().await.map_err(|e| CredentialError::transient(format!("{what}: {}", transport_message(e))))?;
+    let status = response.status().as_u16();
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| CredentialError::transient(format!("{what}: reading the answer: {}", transport_message(e))))?
+    {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(CredentialError::fatal(format!("{what}: the answer is over {MAX_BODY_BYTES} bytes; refused")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// A refused answer as an error: 408/429/5xx transient, anything else fatal. `detail` is the
+/// endpoint's own error text (already free of credentials: the caller picks the fields).
+pub(crate) fn refused(what: &str, status: u16, detail: &str) -> CredentialError {
+    let detail: String = detail.chars().take(300).collect();
+    let message = format!("{what} answered {status}: {detail}");
+    if matches!(status, 408 | 429 | 500..=599) {
+        CredentialError::transient(message)
+    } else {
+        CredentialError::fatal(message)
+    }
+}
+
+/// reqwest's error with its causes, without the URL (whose query may hold values).
+fn transport_message(e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        return format!("timed out after {TIMEOUT_SECS} s");
+    }
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_https_or_loopback() {
+        assert!(endpoint("https://sts.us-east-1.amazonaws.com/", "STS").is_ok());
+        assert!(endpoint("http://127.0.0.1:9000/x", "STS").is_ok());
+        assert!(endpoint("http://[::1]:9000/x", "STS").is_ok());
+        assert!(endpoint("http://localhost:9000/x", "STS").is_ok());
+        let err = endpoint("http://sts.example.com/?token=abc", "STS").unwrap_err();
+        assert!(err.message.contains("must be an https URL") && !err.message.contains("abc"), "{err}");
+        assert!(endpoint("file:///etc/passwd", "STS").is_err());
+        assert!(endpoint("not a url", "STS").is_err());
+    }
+
+    #[test]
+    fn refusals_are_transient_only_for_retryable_statuses() {
+        assert!(refused("STS", 503, "x").transient);
+        assert!(refused("STS", 429, "x").transient);
+        assert!(!refused("STS", 403, "x").transient);
+        assert!(!refused("STS", 400, "x").transient);
+    }
+}

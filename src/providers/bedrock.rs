@@ -1,0 +1,407 @@
+//! Amazon Bedrock adapter: the Converse API (`POST {base_url}/model/{modelId}/converse`), every
+//! request signed with AWS Signature Version 4 by the `aws-sigv4` crate (the AWS SDK for Rust's
+//! own signer), with credentials from [`crate::cloud::aws`] (environment keys or `role_arn:` +
+//! the job's GitHub OIDC token).
+//!
+//! Source: the Bedrock API reference, "Converse"
+//! (<https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html>) and
+//! "Common errors"; SigV4: "Signature Version 4 for API requests"
+//! (<https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv.html>), service `bedrock`.
+//!
+//! - **Endpoint**: `https://bedrock-runtime.{region}.amazonaws.com`, or `base_url` (a VPC
+//!   endpoint), or `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` / `AWS_ENDPOINT_URL`. The model id (a
+//!   model id, an inference profile such as `us.anthropic.claude-…`, or an ARN) is
+//!   percent-encoded as one path segment, as the SDK does.
+//! - **Structured output** through tool use, as for Anthropic: one tool whose
+//!   `inputSchema.json` is the schema, forced with `toolChoice.tool`; the answer is its
+//!   `toolUse.input`.
+//! - **Prompt caching**: `cachePoint` blocks after the system prompt and the shared prefix for
+//!   Claude models, where the Anthropic minimums are reached (Bedrock's cache has one 5-minute
+//!   lifetime here; `prompt_cache_ttl: 1h` does not apply).
+//! - **Usage**: `inputTokens` (without the cache), `outputTokens`, `cacheReadInputTokens`,
+//!   `cacheWriteInputTokens`.
+//! - **Errors** by the error type (`x-amzn-ErrorType`, or the body's `__type`):
+//!   `ThrottlingException`, `ServiceUnavailableException`, `ModelNotReadyException`,
+//!   `InternalServerException` and `ModelTimeoutException` are retried; `AccessDeniedException`
+//!   and `UnrecognizedClientException` are [`ProviderError::Denied`] (exit 4) naming what to
+//!   check; `ValidationException` (and `ResourceNotFoundException`) are config errors (exit 2);
+//!   `ServiceQuotaExceededException` is a quota error. A `stopReason` of
+//!   `guardrail_intervened` or `content_filtered` is [`ProviderError::Blocked`].
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures::future::BoxFuture;
+use http::{HeaderName, HeaderValue};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::cloud::aws::AwsCredentialProvider;
+use crate::cloud::CredentialError;
+use crate::providers::http::{
+    api_name, join_url, EndpointSettings, ErrorClass, HttpClient, KeyHeader, RawAnswer, RequestAuth, StatusError,
+};
+use crate::providers::{Completion, CompletionRequest, Provider, ProviderError, Usage};
+
+/// The SigV4 service name of Bedrock Runtime.
+const SIGNING_NAME: &str = "bedrock";
+
+/// The default endpoint of `region`.
+pub(crate) fn default_base_url(region: &str) -> String {
+    format!("https://bedrock-runtime.{region}.amazonaws.com")
+}
+
+/// The adapter.
+pub(crate) struct Bedrock {
+    endpoint: EndpointSettings,
+    http: HttpClient,
+    /// `{base_url}/model/{modelId}/converse`.
+    url: reqwest::Url,
+}
+
+impl std::fmt::Debug for Bedrock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bedrock")
+            .field("name", &self.endpoint.name)
+            .field("model", &self.endpoint.model)
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bedrock {
+    /// Builds the adapter for `endpoint` (its `api_key` is unused: requests are signed with
+    /// `credentials` for `region`). Errors ([`ProviderError::Config`]): a bad `base_url`.
+    pub(crate) fn new(
+        endpoint: EndpointSettings,
+        region: String,
+        credentials: Arc<AwsCredentialProvider>,
+    ) -> Result<Self, ProviderError> {
+        let model = urlencoding::encode(&endpoint.model).into_owned();
+        let url = join_url(&endpoint.name, "base_url", &endpoint.base_url, &format!("/model/{model}/converse"))?;
+        let http = HttpClient::new(endpoint.http_config(KeyHeader::Bearer, vec![], classify_bedrock))?
+            .with_auth(Arc::new(SigV4 { credentials, region }));
+        Ok(Self { endpoint, http, url })
+    }
+
+    /// The Converse request body.
+    fn body(&self, req: &CompletionRequest) -> Value {
+        let marks = self.cache_points(req);
+        let cache_point = json!({ "cachePoint": { "type": "default" } });
+        let content = match (&req.prompt_cache, marks.1) {
+            (Some(cache), true) => json!([
+                { "text": cache.prefix },
+                cache_point,
+                { "text": &req.prompt[cache.prefix.len()..] },
+            ]),
+            _ => json!([{ "text": req.prompt }]),
+        };
+        let mut inference = json!({ "maxTokens": req.max_output_tokens });
+        if let Some(t) = req.temperature {
+            inference["temperature"] = json!(t);
+        }
+        let mut body = json!({
+            "messages": [{ "role": "user", "content": content }],
+            "inferenceConfig": inference,
+        });
+        if !req.system.is_empty() {
+            body["system"] =
+                if marks.0 { json!([{ "text": req.system }, cache_point]) } else { json!([{ "text": req.system }]) };
+        }
+        if let Some((name, schema)) = &req.json_schema {
+            let name = api_name(name);
+            body["toolConfig"] = json!({
+                "tools": [{ "toolSpec": {
+                    "name": name,
+                    "description": "Record the answer. Call this tool exactly once with the complete answer as its input.",
+                    "inputSchema": { "json": schema },
+                }}],
+                "toolChoice": { "tool": { "name": name } },
+            });
+        }
+        body
+    }
+
+    /// Whether to put a cache point after the system prompt and after the shared prefix: Claude
+    /// models only (Bedrock refuses cache points on models without prompt caching), at the
+    /// Anthropic minimums ([`crate::providers::anthropic::cache_breakpoints`]).
+    fn cache_points(&self, req: &CompletionRequest) -> (bool, bool) {
+        let model = self.endpoint.model.to_ascii_lowercase();
+        let Some(cache) = req.prompt_cache.as_ref().filter(|_| model.contains("anthropic.claude")) else {
+            return (false, false);
+        };
+        let tools = req.json_schema.as_ref().map(|(_, schema)| json!([{ "input_schema": schema }]));
+        let marks =
+            crate::providers::anthropic::cache_breakpoints(&model, tools.as_ref(), &req.system, &req.prompt, cache);
+        (marks.system.is_some(), marks.prefix.is_some())
+    }
+
+    async fn complete_inner(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
+        let body = self.body(req);
+        let answer = self.http.post_json(&self.url, &body, req.max_output_tokens).await?;
+        let tool = req.json_schema.as_ref().map(|(name, _)| api_name(name));
+        self.parse_answer(answer, tool.as_deref())
+    }
+
+    fn parse_answer(&self, answer: RawAnswer, tool: Option<&str>) -> Result<Completion, ProviderError> {
+        let parsed: ConverseResponse = self.http.parse(&answer, "a Bedrock Converse answer")?;
+        let stop = parsed.stop_reason.as_deref().unwrap_or("none");
+        if matches!(stop, "guardrail_intervened" | "content_filtered") {
+            return Err(ProviderError::Blocked { provider: self.endpoint.name.clone(), reason: stop.to_string() });
+        }
+        let blocks = parsed.output.and_then(|o| o.message).map(|m| m.content).unwrap_or_default();
+        let tool_input = tool.and_then(|name| {
+            let uses = || blocks.iter().filter_map(|b| b.tool_use.as_ref());
+            uses().find(|u| u.name.as_deref() == Some(name)).or_else(|| uses().next()).and_then(|u| u.input.as_ref())
+        });
+        let text = match tool_input {
+            Some(input) => serde_json::to_string(input)
+                .map_err(|e| self.http.bad_answer(format!("cannot serialize the tool input: {e}")))?,
+            None => blocks.iter().filter_map(|b| b.text.as_deref()).collect::<Vec<_>>().join(""),
+        };
+        if text.trim().is_empty() {
+            return Err(self.http.bad_answer(format!("empty answer (stopReason: {stop})")));
+        }
+        let u = parsed.usage.unwrap_or_default();
+        Ok(Completion {
+            text,
+            usage: Usage {
+                input_tokens: u.input_tokens,
+                cached_input_tokens: u.cache_read_input_tokens,
+                cache_write_tokens: u.cache_write_input_tokens,
+                output_tokens: u.output_tokens,
+                ..Usage::default()
+            },
+            // Converse does not name the model that answered.
+            model: self.endpoint.model.clone(),
+            latency: answer.latency,
+            request_id: answer.header(&["x-amzn-requestid"]),
+            finish_reason: parsed.stop_reason,
+            reported_cost_usd: None,
+        })
+    }
+}
+
+impl Provider for Bedrock {
+    fn name(&self) -> &str {
+        &self.endpoint.name
+    }
+    fn model(&self) -> &str {
+        &self.endpoint.model
+    }
+    fn complete<'a>(&'a self, req: &'a CompletionRequest) -> BoxFuture<'a, Result<Completion, ProviderError>> {
+        Box::pin(self.complete_inner(req))
+    }
+    fn gen_ai_provider(&self) -> &'static str {
+        "aws.bedrock"
+    }
+}
+
+/// Signs each attempt with SigV4 (`Authorization`, `X-Amz-Date`, `X-Amz-Security-Token` for
+/// temporary credentials), over the method, URL, the request's headers and its body.
+struct SigV4 {
+    credentials: Arc<AwsCredentialProvider>,
+    region: String,
+}
+
+impl RequestAuth for SigV4 {
+    fn authorize<'a>(&'a self, request: &'a mut reqwest::Request) -> BoxFuture<'a, Result<(), CredentialError>> {
+        Box::pin(async move {
+            let creds = self.credentials.credentials().await?;
+            sign(request, &creds, &self.region, SystemTime::now())
+        })
+    }
+
+    fn help(&self) -> String {
+        self.credentials.help()
+    }
+}
+
+/// Signs `request` at `time`. Errors: the signer refused the request (a header it cannot
+/// read), fatal.
+pub(crate) fn sign(
+    request: &mut reqwest::Request,
+    creds: &crate::cloud::aws::AwsCredentials,
+    region: &str,
+    time: SystemTime,
+) -> Result<(), CredentialError> {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    let failed = |e: &dyn std::fmt::Display| CredentialError::fatal(format!("cannot sign the request (SigV4): {e}"));
+    let identity = aws_credential_types::Credentials::new(
+        creds.access_key_id.clone(),
+        creds.secret_access_key.expose_secret().to_string(),
+        creds.session_token.as_ref().map(|t| t.expose_secret().to_string()),
+        creds.expires_at,
+        "agentctl",
+    )
+    .into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(SIGNING_NAME)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| failed(&e))?
+        .into();
+    let headers: Vec<(&str, &str)> =
+        request.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))).collect();
+    let body = request.body().and_then(reqwest::Body::as_bytes).unwrap_or_default();
+    let signable = SignableRequest::new(
+        request.method().as_str(),
+        request.url().as_str(),
+        headers.into_iter(),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|e| failed(&e))?;
+    let (instructions, _signature) = sign(signable, &params).map_err(|e| failed(&e))?.into_parts();
+    let (new_headers, _params) = instructions.into_parts();
+    for header in new_headers {
+        let name = HeaderName::from_bytes(header.name().as_bytes()).map_err(|e| failed(&e))?;
+        let mut value = HeaderValue::from_str(header.value()).map_err(|e| failed(&e))?;
+        value.set_sensitive(header.sensitive() || name == http::header::AUTHORIZATION);
+        request.headers_mut().insert(name, value);
+    }
+    Ok(())
+}
+
+/// Classifies by the Bedrock error type (see the module docs).
+fn classify_bedrock(err: &mut StatusError) {
+    let kind = crate::providers::http::header_str(&err.headers, "x-amzn-errortype")
+        .or_else(|| err.json.as_ref().and_then(|j| j.get("__type")).and_then(Value::as_str).map(str::to_string))
+        .map(|t| {
+            // `ThrottlingException:http://internal.amazon.com/…` or `com.amazon…#ThrottlingException`.
+            let t = t.split(':').next().unwrap_or(&t);
+            t.rsplit('#').next().unwrap_or(t).to_string()
+        });
+    if let Some(message) =
+        err.json.as_ref().and_then(|j| j.get("message").or_else(|| j.get("Message"))).and_then(Value::as_str)
+    {
+        err.raw_message = message.to_string();
+    }
+    err.class = match kind.as_deref() {
+        Some(
+            "ThrottlingException"
+            | "ServiceUnavailableException"
+            | "ModelNotReadyException"
+            | "InternalServerException"
+            | "ModelTimeoutException",
+        ) => ErrorClass::Transient,
+        Some("AccessDeniedException" | "UnrecognizedClientException" | "ExpiredTokenException") => ErrorClass::Auth,
+        Some("ValidationException" | "ResourceNotFoundException") => ErrorClass::Config,
+        Some("ServiceQuotaExceededException") => ErrorClass::Quota,
+        _ => ErrorClass::ByStatus,
+    };
+    if let Some(kind) = kind {
+        err.raw_message = format!("{kind}: {}", err.raw_message);
+        err.kind = Some(kind);
+    }
+}
+
+/// The parts of a Converse answer we read.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConverseResponse {
+    #[serde(default)]
+    output: Option<ConverseOutput>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+    #[serde(default)]
+    usage: Option<ConverseUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ConverseOutput {
+    #[serde(default)]
+    message: Option<ConverseMessage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ConverseMessage {
+    #[serde(default)]
+    content: Vec<ContentBlock>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContentBlock {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    tool_use: Option<ToolUse>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ToolUse {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    input: Option<Value>,
+}
+
+/// Converse's `usage`, tokens (absent counts are 0).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct ConverseUsage {
+    input_tokens: u64,
+    output_tokens: u64,
+    cache_read_input_tokens: u64,
+    cache_write_input_tokens: u64,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn status_error(status: u16, kind: &str, message: &str) -> StatusError {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "x-amzn-errortype",
+            HeaderValue::from_str(&format!("{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/")).unwrap(),
+        );
+        let mut err = StatusError::new(status, headers, &json!({ "message": message }).to_string());
+        classify_bedrock(&mut err);
+        err
+    }
+
+    #[test]
+    fn errors_are_classified_by_type() {
+        assert_eq!(status_error(429, "ThrottlingException", "slow down").class, ErrorClass::Transient);
+        assert_eq!(status_error(400, "ThrottlingException", "slow down").class, ErrorClass::Transient);
+        assert_eq!(status_error(503, "ServiceUnavailableException", "x").class, ErrorClass::Transient);
+        assert_eq!(status_error(403, "AccessDeniedException", "no").class, ErrorClass::Auth);
+        assert_eq!(status_error(403, "UnrecognizedClientException", "no").class, ErrorClass::Auth);
+        let v = status_error(400, "ValidationException", "The provided model identifier is invalid.");
+        assert_eq!(v.class, ErrorClass::Config);
+        assert_eq!(v.message(), "ValidationException: The provided model identifier is invalid.");
+        assert_eq!(status_error(418, "Teapot", "x").class, ErrorClass::ByStatus);
+    }
+
+    #[test]
+    fn signing_adds_the_sigv4_headers_and_hides_them() {
+        let creds = crate::cloud::aws::AwsCredentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".to_string().into(),
+            session_token: Some("session-token-example".to_string().into()),
+            expires_at: None,
+        };
+        let url = "https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude%3A0/converse";
+        let mut request = reqwest::Request::new(reqwest::Method::POST, url.parse().unwrap());
+        request.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+        *request.body_mut() = Some(reqwest::Body::from(r#"{"a":1}"#));
+        sign(&mut request, &creds, "us-east-1", SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160))
+            .unwrap();
+        let auth = request.headers()["authorization"].to_str().unwrap();
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/bedrock/aws4_request"),
+            "{auth}"
+        );
+        assert!(auth.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-security-token"), "{auth}");
+        assert_eq!(request.headers()["x-amz-date"], "20150830T123600Z");
+        assert!(request.headers()["authorization"].is_sensitive());
+        assert!(request.headers()["x-amz-security-token"].is_sensitive());
+        assert!(!format!("{request:?}").contains("session-token-example"));
+    }
+}

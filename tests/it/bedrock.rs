@@ -1,0 +1,410 @@
+//! `kind: bedrock` end to end: the real binary against a loopback Bedrock Runtime fake whose
+//! every request's AWS Signature Version 4 is recomputed by botocore's signer (an independent
+//! implementation, `tests/support/sigv4_verify.py`, installed by `.ci/run` into its venv), a
+//! fake GitHub OIDC token endpoint and a fake STS for `role_arn:`, and the error rows of the
+//! fault matrix for this kind (429/5xx retried, 403 exit 4, ValidationException exit 2).
+//!
+//! Without a Python that has botocore (`AGENTCTL_TEST_PYTHON`, else `target/ci-venv/bin/python`)
+//! these tests skip with a message; under `CI=true` that is a failure.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::common::*;
+use base64::Engine as _;
+use serde_json::{json, Value};
+use wiremock::matchers::{body_string_contains, header, method, path, query_param};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const MODEL: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
+const CONVERSE: &str = "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse";
+const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY";
+const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLEsessionTOKENfromCONFIGUREaws";
+const DIFF: &str = "diff --git a/src/lib.rs b/src/lib.rs\nindex 1111111..2222222 100644\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,2 +1,5 @@\n fn a() {}\n+fn b(x: u32) -> u32 {\n+    x / 0\n+}\n fn c() {}\n";
+
+/// The Python with botocore, or `None` (skip) on a machine without one; panics under `CI=true`.
+fn botocore_python() -> Option<PathBuf> {
+    let candidates = std::env::var_os("AGENTCTL_TEST_PYTHON")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ci-venv/bin/python")]);
+    for python in candidates {
+        let ok = std::process::Command::new(&python)
+            .args(["-c", "import botocore.auth"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(python);
+        }
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("no Python with botocore (AGENTCTL_TEST_PYTHON or target/ci-venv): required under CI=true");
+    }
+    eprintln!("skipped: no Python with botocore (set AGENTCTL_TEST_PYTHON or run .ci/run once)");
+    None
+}
+
+/// What botocore said of one request.
+#[derive(Debug, Clone)]
+struct Verdict {
+    ok: bool,
+    detail: Value,
+}
+
+/// A Bedrock Converse fake: checks each request's signature with botocore for the expected
+/// credentials, then plays `script` (one response per request, the last repeated). A request
+/// whose signature does not verify gets AWS's 403 `InvalidSignatureException`.
+struct Converse {
+    python: PathBuf,
+    access_key: String,
+    secret_key: String,
+    script: Vec<ResponseTemplate>,
+    seen: Arc<Mutex<Vec<Verdict>>>,
+}
+
+impl Respond for Converse {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let headers: Vec<(String, String)> = request
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect();
+        let input = json!({
+            "method": request.method.as_str(),
+            "url": request.url.as_str(),
+            "headers": headers,
+            "body_b64": base64::engine::general_purpose::STANDARD.encode(&request.body),
+            "access_key": self.access_key,
+            "secret_key": self.secret_key,
+        });
+        let mut child = std::process::Command::new(&self.python)
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/sigv4_verify.py"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let detail: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| json!({"error": String::from_utf8_lossy(&out.stderr)}));
+        let ok = detail["ok"] == true;
+        let n = {
+            let mut seen = self.seen.lock().unwrap();
+            seen.push(Verdict { ok, detail });
+            seen.len()
+        };
+        if !ok {
+            return ResponseTemplate::new(403)
+                .insert_header("x-amzn-ErrorType", "InvalidSignatureException:http://internal.amazon.com/coral/")
+                .set_body_json(json!({"message": "The request signature we calculated does not match the signature you provided."}));
+        }
+        self.script.get(n - 1).or(self.script.last()).cloned().unwrap()
+    }
+}
+
+fn answer() -> Value {
+    json!({"summary": "Adds b().", "findings": [
+        {"path": "src/lib.rs", "line": 3, "side": "RIGHT", "severity": "high", "category": "bug",
+         "title": "Division by zero", "body": "`x / 0` always panics."}
+    ]})
+}
+
+/// A Converse answer calling the forced tool with the review answer.
+fn converse_ok() -> ResponseTemplate {
+    ResponseTemplate::new(200).insert_header("x-amzn-RequestId", "b7e0f0a4-bedrock-fake").set_body_json(json!({
+        "output": {"message": {"role": "assistant", "content": [
+            {"toolUse": {"toolUseId": "tooluse_1", "name": "review_output", "input": answer()}}
+        ]}},
+        "stopReason": "tool_use",
+        "usage": {"inputTokens": 1200, "outputTokens": 150, "totalTokens": 1650,
+                  "cacheReadInputTokens": 300, "cacheWriteInputTokens": 0},
+        "metrics": {"latencyMs": 812}
+    }))
+}
+
+fn bedrock_error(status: u16, kind: &str, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .insert_header(
+            "x-amzn-ErrorType",
+            format!("{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/").as_str(),
+        )
+        .set_body_json(json!({"message": message}))
+}
+
+struct Fake {
+    server: MockServer,
+    seen: Arc<Mutex<Vec<Verdict>>>,
+}
+
+async fn fake_bedrock(python: PathBuf, access_key: &str, secret_key: &str, script: Vec<ResponseTemplate>) -> Fake {
+    let server = MockServer::start().await;
+    let seen = Arc::new(Mutex::new(vec![]));
+    Mock::given(method("POST"))
+        .and(path(CONVERSE))
+        .and(header("content-type", "application/json"))
+        .respond_with(Converse {
+            python,
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+            script,
+            seen: seen.clone(),
+        })
+        .mount(&server)
+        .await;
+    mount_catch_all(&server, "Bedrock").await;
+    Fake { server, seen }
+}
+
+fn config(base_url: &str, extra: &str) -> String {
+    format!(
+        "provider: bedrock\nproviders:\n  bedrock:\n    kind: bedrock\n    model: {MODEL}\n    region: us-east-1\n    base_url: {base_url}\n    max_retries: 2\n{extra}"
+    )
+}
+
+/// Runs a dry-run review of [`DIFF`]; returns (exit code, stdout, stderr).
+fn review(config: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "agentctl.yml", config);
+    let mut cmd = agentctl();
+    cmd.args(["review", "--dry-run", "--diff", "-", "--format", "json", "--config", cfg.to_str().unwrap()]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.write_stdin(DIFF).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const ENV_KEYS: [(&str, &str); 3] =
+    [("AWS_ACCESS_KEY_ID", ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", SECRET_KEY), ("AWS_SESSION_TOKEN", SESSION_TOKEN)];
+
+fn assert_no_secret(texts: &[&str], secrets: &[&str]) {
+    for text in texts {
+        for secret in secrets {
+            assert!(!text.contains(secret), "a credential leaked: {secret} in\n{text}");
+        }
+    }
+}
+
+fn verdicts(fake: &Fake) -> Vec<Verdict> {
+    fake.seen.lock().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_with_environment_keys_is_signed_as_botocore_signs() {
+    let Some(python) = botocore_python() else { return };
+    let fake = fake_bedrock(python, ACCESS_KEY, SECRET_KEY, vec![converse_ok()]).await;
+    let (code, stdout, stderr) = review(&config(&fake.server.uri(), ""), &ENV_KEYS);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let seen = verdicts(&fake);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].ok, "botocore disagrees with our signature: {}", seen[0].detail);
+    assert_eq!(
+        seen[0].detail["scope"],
+        json!(format!("{}/us-east-1/bedrock", &seen[0].detail["scope"].as_str().unwrap()[..8]))
+    );
+    assert!(seen[0].detail["signed_headers"].as_str().unwrap().contains("x-amz-security-token"));
+    // The Converse request: structured output through the forced tool.
+    let body: Value = serde_json::from_slice(&fake.server.received_requests().await.unwrap()[0].body).unwrap();
+    assert_eq!(body["toolConfig"]["toolChoice"]["tool"]["name"], "review_output");
+    assert!(body["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"]["properties"]["findings"].is_object());
+    assert_eq!(body["messages"][0]["role"], "user");
+    assert!(body["inferenceConfig"]["maxTokens"].as_u64().unwrap() > 0);
+    // The finding lands; usage and a priced cost from the Bedrock price table.
+    assert_eq!(report["models"], json!([MODEL]), "{report}");
+    assert!(report["findings"].as_array().unwrap().iter().any(|f| f["title"] == "Division by zero" && f["line"] == 3));
+    assert_eq!(report["usage"]["input_tokens"], 1200);
+    assert_eq!(report["usage"]["cached_input_tokens"], 300);
+    let cost = report["cost_usd"].as_f64().unwrap_or_else(|| panic!("no cost: {report}"));
+    let want = 1200.0 * 3e-6 + 300.0 * 3e-7 + 150.0 * 15e-6;
+    assert!((cost - want).abs() < 1e-9, "{cost} vs {want}");
+    assert_no_secret(&[&stdout, &stderr], &[SECRET_KEY, SESSION_TOKEN]);
+}
+
+/// The OIDC path: the job's token from a fake `ACTIONS_ID_TOKEN_REQUEST_URL`, exchanged at a fake
+/// STS for temporary credentials, with which every Bedrock request is signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_arn_assumes_the_role_with_the_jobs_oidc_token() {
+    let Some(python) = botocore_python() else { return };
+    const REQUEST_TOKEN: &str = "ghs-oidc-request-token-0123456789abcdef";
+    const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJyZXBvOm8vcjpyZWY6cmVmcy9oZWFkcy9tYWluIn0.c2lnbmF0dXJlLWZha2U";
+    const STS_KEY: &str = "ASIAQEXAMPLESTSKEY01";
+    const STS_SECRET: &str = "stsSecretKeyFromAssumeRoleWithWebIdentityEXAMPLE";
+    const STS_TOKEN: &str = "FwoGZXIvYXdzEXAMPLEstsSESSIONtokenFROMassumeROLE";
+    let github = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/_apis/token"))
+        .and(query_param("api-version", "2.0"))
+        .and(query_param("audience", "sts.amazonaws.com"))
+        .and(header("authorization", format!("Bearer {REQUEST_TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": JWT})))
+        .expect(1)
+        .mount(&github)
+        .await;
+    mount_catch_all(&github, "OIDC").await;
+    let sts = MockServer::start().await;
+    let expiration = chrono::Utc::now() + chrono::Duration::hours(1);
+    Mock::given(method("POST"))
+        .and(path("/"))
+        .and(header("content-type", "application/x-www-form-urlencoded; charset=utf-8"))
+        .and(body_string_contains("Action=AssumeRoleWithWebIdentity"))
+        .and(body_string_contains("Version=2011-06-15"))
+        .and(body_string_contains("RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fagentctl-review"))
+        .and(body_string_contains("RoleSessionName=agentctl-4242"))
+        .and(body_string_contains(format!("WebIdentityToken={JWT}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_string(format!(
+            r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleWithWebIdentityResult>
+    <Credentials>
+      <AccessKeyId>{STS_KEY}</AccessKeyId>
+      <SecretAccessKey>{STS_SECRET}</SecretAccessKey>
+      <SessionToken>{STS_TOKEN}</SessionToken>
+      <Expiration>{}</Expiration>
+    </Credentials>
+    <AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/agentctl-review/agentctl-4242</Arn></AssumedRoleUser>
+  </AssumeRoleWithWebIdentityResult>
+  <ResponseMetadata><RequestId>sts-fake</RequestId></ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>"#,
+            expiration.format("%Y-%m-%dT%H:%M:%SZ")
+        )))
+        .expect(1)
+        .mount(&sts)
+        .await;
+    mount_catch_all(&sts, "STS").await;
+    let fake = fake_bedrock(python, STS_KEY, STS_SECRET, vec![converse_ok()]).await;
+    let request_url = format!("{}/_apis/token?api-version=2.0", github.uri());
+    let sts_url = format!("{}/", sts.uri());
+    let (code, stdout, stderr) = review(
+        &config(&fake.server.uri(), "    role_arn: arn:aws:iam::123456789012:role/agentctl-review\n"),
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_RUN_ID", "4242"),
+            ("ACTIONS_ID_TOKEN_REQUEST_URL", &request_url),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", REQUEST_TOKEN),
+            ("AWS_ENDPOINT_URL_STS", &sts_url),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let seen = verdicts(&fake);
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].ok, "botocore disagrees with our signature: {}", seen[0].detail);
+    // In Actions, `::add-mask::` lines come first on stdout; the report is the rest.
+    let json: String = stdout.lines().filter(|l| !l.starts_with("::")).collect::<Vec<_>>().join("\n");
+    let report: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(report["findings"].as_array().unwrap().iter().filter(|f| f["title"] == "Division by zero").count(), 1);
+    // Every credential is masked for the runner before anything could print it, and none is
+    // printed in clear.
+    for secret in [REQUEST_TOKEN, JWT, STS_SECRET, STS_TOKEN] {
+        assert!(
+            stdout.contains(&format!("::add-mask::{secret}")) || stderr.contains(&format!("::add-mask::{secret}")),
+            "{secret} not masked"
+        );
+    }
+    let clear = |text: &str| text.lines().filter(|l| !l.starts_with("::add-mask::")).collect::<Vec<_>>().join("\n");
+    assert_no_secret(&[&clear(&stdout), &clear(&stderr)], &[REQUEST_TOKEN, JWT, STS_SECRET, STS_TOKEN]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sts_refusal_is_exit_4_naming_the_trust_policy() {
+    let github = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/_apis/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": "eyJ.header.sig-refused-jwt-value"})))
+        .mount(&github)
+        .await;
+    let sts = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/"))
+        .respond_with(ResponseTemplate::new(403).set_body_string(
+            r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>Not authorized to perform sts:AssumeRoleWithWebIdentity</Message></Error><RequestId>x</RequestId></ErrorResponse>"#,
+        ))
+        .expect(1)
+        .mount(&sts)
+        .await;
+    mount_catch_all(&sts, "STS").await;
+    let bedrock = MockServer::start().await;
+    mount_catch_all(&bedrock, "Bedrock (no request may be sent without credentials)").await;
+    let request_url = format!("{}/_apis/token?api-version=2.0", github.uri());
+    let sts_url = format!("{}/", sts.uri());
+    let (code, _, stderr) = review(
+        &config(&bedrock.uri(), "    role_arn: arn:aws:iam::123456789012:role/agentctl-review\n"),
+        &[
+            ("ACTIONS_ID_TOKEN_REQUEST_URL", &request_url),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "ghs-request-token-refused-0123"),
+            ("AWS_ENDPOINT_URL_STS", &sts_url),
+        ],
+    );
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("AccessDenied") && stderr.contains("trust policy"), "{stderr}");
+    assert!(
+        !stderr.contains("ghs-request-token-refused-0123") && !stderr.contains("sig-refused-jwt-value"),
+        "{stderr}"
+    );
+    assert!(bedrock.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credentials_is_exit_4_before_any_request() {
+    let bedrock = MockServer::start().await;
+    mount_catch_all(&bedrock, "Bedrock").await;
+    let (code, _, stderr) = review(&config(&bedrock.uri(), ""), &[]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("no AWS credentials") && stderr.contains("id-token: write"), "{stderr}");
+    assert!(bedrock.received_requests().await.unwrap().is_empty());
+}
+
+// --- The fault matrix for this kind -----------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_retried_then_succeeds() {
+    let Some(python) = botocore_python() else { return };
+    let throttled = bedrock_error(429, "ThrottlingException", "Too many requests, please wait before trying again.");
+    let fake = fake_bedrock(python, ACCESS_KEY, SECRET_KEY, vec![throttled, converse_ok()]).await;
+    let (code, _, stderr) = review(&config(&fake.server.uri(), ""), &ENV_KEYS);
+    assert_eq!(code, Some(0), "{stderr}");
+    let seen = verdicts(&fake);
+    assert_eq!(seen.len(), 2, "one retry: {seen:?}");
+    // Each attempt is signed afresh (its own X-Amz-Date), and each verifies.
+    assert!(seen.iter().all(|v| v.ok), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_is_retried_then_fails_with_exit_1() {
+    let Some(python) = botocore_python() else { return };
+    let down = bedrock_error(503, "ServiceUnavailableException", "Bedrock is unable to process your request.");
+    let fake = fake_bedrock(python, ACCESS_KEY, SECRET_KEY, vec![down]).await;
+    let (code, _, stderr) = review(&config(&fake.server.uri(), "    fallback: []\n"), &ENV_KEYS);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(verdicts(&fake).len(), 3, "max_retries 2 → 3 attempts");
+    assert!(stderr.contains("ServiceUnavailableException"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_is_exit_4_naming_what_to_check() {
+    let Some(python) = botocore_python() else { return };
+    let denied =
+        bedrock_error(403, "AccessDeniedException", "You don't have access to the model with the specified model ID.");
+    let fake = fake_bedrock(python, ACCESS_KEY, SECRET_KEY, vec![denied]).await;
+    let (code, stdout, stderr) = review(&config(&fake.server.uri(), ""), &ENV_KEYS);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert_eq!(verdicts(&fake).len(), 1, "never retried");
+    assert!(stderr.contains("AccessDeniedException") && stderr.contains("bedrock:InvokeModel"), "{stderr}");
+    assert_no_secret(&[&stdout, &stderr], &[SECRET_KEY, SESSION_TOKEN]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_error_is_a_config_error_exit_2() {
+    let Some(python) = botocore_python() else { return };
+    let invalid = bedrock_error(400, "ValidationException", "The provided model identifier is invalid.");
+    let fake = fake_bedrock(python, ACCESS_KEY, SECRET_KEY, vec![invalid]).await;
+    let (code, _, stderr) = review(&config(&fake.server.uri(), ""), &ENV_KEYS);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(verdicts(&fake).len(), 1, "never retried");
+    assert!(stderr.contains("ValidationException: The provided model identifier is invalid."), "{stderr}");
+}
