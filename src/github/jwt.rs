@@ -103,17 +103,28 @@ impl AppKey {
             "exp": now + LIFETIME_SECS,
             "iss": iss,
         });
-        let mut jwt = URL_SAFE_NO_PAD.encode(HEADER);
-        jwt.push('.');
-        jwt.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let mut signature = vec![0u8; self.key.public().modulus_len()];
-        self.key
-            .sign(&ring::signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), jwt.as_bytes(), &mut signature)
-            .map_err(|_| "RSA signing failed".to_string())?;
-        jwt.push('.');
-        jwt.push_str(&URL_SAFE_NO_PAD.encode(&signature));
-        Ok(SecretString::from(jwt))
+        sign_rs256(&self.key, HEADER, &claims)
     }
+}
+
+/// A JWS compact serialization (RFC 7515 §7.1) of `claims` under the JOSE `header` (JSON
+/// text), signed RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 §3.3, `RS256`) by `ring`. Shared by
+/// GitHub App JWTs and Google service-account grants ([`crate::cloud::google`]). Errors: the
+/// signer's message.
+pub(crate) fn sign_rs256(
+    key: &ring::signature::RsaKeyPair,
+    header: &str,
+    claims: &serde_json::Value,
+) -> Result<SecretString, String> {
+    let mut jwt = URL_SAFE_NO_PAD.encode(header);
+    jwt.push('.');
+    jwt.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let mut signature = vec![0u8; key.public().modulus_len()];
+    key.sign(&ring::signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), jwt.as_bytes(), &mut signature)
+        .map_err(|_| "RSA signing failed".to_string())?;
+    jwt.push('.');
+    jwt.push_str(&URL_SAFE_NO_PAD.encode(&signature));
+    Ok(SecretString::from(jwt))
 }
 
 /// What is wrong with a PEM section, never quoting it (the text is a private key).

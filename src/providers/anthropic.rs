@@ -34,6 +34,8 @@ use crate::providers::{Completion, CompletionRequest, Provider, ProviderError, U
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com/v1";
 /// The `anthropic-version` header value: the one stable version of the Messages API.
 pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+/// The `anthropic_version` body field of Claude on Vertex AI.
+pub const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
 /// The env var the key is read from unless the config names another.
 /// NOTE: belongs in `crate::env_vars` once the config wiring lands.
 pub const DEFAULT_API_KEY_ENV: &str = crate::env_vars::ANTHROPIC_API_KEY;
@@ -59,6 +61,8 @@ pub struct AnthropicSettings {
 pub struct Anthropic {
     settings: AnthropicSettings,
     http: HttpClient,
+    /// On Vertex AI ([`Anthropic::on_vertex`]): the version goes in the body, not the model.
+    vertex: bool,
     /// `{base_url}/messages`, validated at construction.
     url: reqwest::Url,
 }
@@ -87,7 +91,22 @@ impl Anthropic {
             vec![("anthropic-version", settings.anthropic_version.clone())],
             classify_anthropic,
         ))?;
-        Ok(Self { settings, http, url })
+        Ok(Self { settings, http, url, vertex: false })
+    }
+
+    /// The Messages API on Vertex AI (`kind: vertex`, [`crate::providers::vertex`]): posted to
+    /// the `…/publishers/anthropic/models/{model}:rawPredict` `url` with an OAuth token from
+    /// `auth`; the body names no `model` and carries `anthropic_version: vertex-2023-10-16`
+    /// (<https://docs.anthropic.com/en/api/claude-on-vertex-ai>). Errors: no HTTP client.
+    pub(crate) fn on_vertex(
+        endpoint: EndpointSettings,
+        url: reqwest::Url,
+        auth: std::sync::Arc<dyn crate::providers::http::RequestAuth>,
+    ) -> Result<Self, ProviderError> {
+        let http =
+            HttpClient::new(endpoint.http_config(KeyHeader::Bearer, vec![], classify_anthropic))?.with_auth(auth);
+        let settings = AnthropicSettings { endpoint, anthropic_version: VERTEX_ANTHROPIC_VERSION.to_string() };
+        Ok(Self { settings, http, url, vertex: true })
     }
 
     /// The request body: `system`, one user message, `max_tokens` (required by the API), and
@@ -135,6 +154,10 @@ impl Anthropic {
             if let (Some(tools), Some((name, _))) = (tools, &req.json_schema) {
                 obj.insert("tools".to_owned(), tools);
                 obj.insert("tool_choice".to_owned(), json!({ "type": "tool", "name": api_name(name) }));
+            }
+            if self.vertex {
+                obj.remove("model");
+                obj.insert("anthropic_version".to_owned(), json!(self.settings.anthropic_version));
             }
         }
         body
@@ -191,7 +214,11 @@ impl Anthropic {
 
 impl Provider for Anthropic {
     fn gen_ai_provider(&self) -> &'static str {
-        "anthropic"
+        if self.vertex {
+            "gcp.vertex_ai"
+        } else {
+            "anthropic"
+        }
     }
 
     fn name(&self) -> &str {

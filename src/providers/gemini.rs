@@ -77,6 +77,8 @@ pub type GeminiSettings = EndpointSettings;
 pub struct Gemini {
     settings: GeminiSettings,
     http: HttpClient,
+    /// `gen_ai.provider.name`: `gcp.gemini`, or `gcp.vertex_ai` ([`Gemini::on_vertex`]).
+    gen_ai_provider: &'static str,
     /// `{base_url}/models/{model}:generateContent`, validated at construction; holds no key.
     url: reqwest::Url,
 }
@@ -109,7 +111,20 @@ impl Gemini {
         let url = join_url(&settings.name, "base_url", &settings.base_url, &path)?;
         let http =
             HttpClient::new(settings.http_config(KeyHeader::Named("x-goog-api-key"), Vec::new(), classify_gemini))?;
-        Ok(Self { settings, http, url })
+        Ok(Self { settings, http, url, gen_ai_provider: "gcp.gemini" })
+    }
+
+    /// The same API on Vertex AI (`kind: vertex`, [`crate::providers::vertex`]): the
+    /// `…/publishers/google/models/{model}:generateContent` `url`, an OAuth token from `auth`
+    /// instead of a key. Errors: no HTTP client.
+    pub(crate) fn on_vertex(
+        settings: GeminiSettings,
+        url: reqwest::Url,
+        auth: std::sync::Arc<dyn crate::providers::http::RequestAuth>,
+    ) -> Result<Self, ProviderError> {
+        let http =
+            HttpClient::new(settings.http_config(KeyHeader::Bearer, Vec::new(), classify_gemini))?.with_auth(auth);
+        Ok(Self { settings, http, url, gen_ai_provider: "gcp.vertex_ai" })
     }
 
     /// The `generateContent` body: `systemInstruction`, one user turn, `generationConfig`.
@@ -186,7 +201,7 @@ impl Gemini {
 
 impl Provider for Gemini {
     fn gen_ai_provider(&self) -> &'static str {
-        "gcp.gemini"
+        self.gen_ai_provider
     }
 
     fn name(&self) -> &str {

@@ -16,6 +16,7 @@ pub mod http;
 pub mod openai;
 pub mod select;
 pub mod structured;
+pub(crate) mod vertex;
 
 use std::time::Duration;
 

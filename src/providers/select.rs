@@ -12,6 +12,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::cloud::aws::AwsCredentialProvider;
+use crate::cloud::google::GoogleTokenProvider;
 use crate::config::{CommandOutput, Config, ProviderConfig, ProviderKind};
 use crate::context::Env;
 use crate::env_vars as ev;
@@ -24,6 +25,7 @@ use crate::providers::command::{CommandProvider, CommandSettings, OutputFormat};
 use crate::providers::gemini::{self, Gemini};
 use crate::providers::http::EndpointSettings;
 use crate::providers::openai::OpenAi;
+use crate::providers::vertex;
 use crate::providers::{Provider, ProviderError};
 use crate::redact::Redactor;
 use crate::resilience::{Breaker, BreakerSettings, RetryPolicy};
@@ -287,10 +289,35 @@ fn build_one(
             Arc::new(Bedrock::new(endpoint, region, Arc::new(credentials))?)
         }
         ProviderKind::Vertex => {
-            return Err(ProviderError::Config {
-                provider: name.to_string(),
-                message: "`kind: vertex` is not built yet".into(),
-            })
+            let project = cloud_setting(
+                name,
+                "project",
+                entry.project.as_deref(),
+                &[ev::GOOGLE_CLOUD_PROJECT, ev::CLOUDSDK_CORE_PROJECT],
+                env,
+            )?;
+            let location = match (&entry.location, env_value(env, ev::GOOGLE_CLOUD_LOCATION)) {
+                (None, None) => "global".to_string(),
+                (configured, _) => {
+                    cloud_setting(name, "location", configured.as_deref(), &[ev::GOOGLE_CLOUD_LOCATION], env)?
+                }
+            };
+            let tokens = GoogleTokenProvider::resolve(env, redactor).map_err(|e| denied(name, e))?;
+            let endpoint = EndpointSettings {
+                name: name_s,
+                model: model_of(name, entry, model_flag)?,
+                base_url: entry
+                    .base_url
+                    .clone()
+                    .unwrap_or_else(|| vertex::default_base_url(&location))
+                    .trim_end_matches('/')
+                    .to_string(),
+                api_key: None,
+                api_key_env: String::new(),
+                timeout,
+                retry,
+            };
+            vertex::build(endpoint, &project, &location, Arc::new(tokens))?
         }
         ProviderKind::Command => {
             let (program, args) = entry.command.split_first().ok_or_else(|| ProviderError::Config {

@@ -29,4 +29,5 @@ mod secrets;
 mod telemetry;
 mod tls;
 mod tokens;
+mod vertex;
 mod workflows;
