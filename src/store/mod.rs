@@ -582,6 +582,7 @@ mod tests {
                 input_tokens: n,
                 cached_input_tokens: 2,
                 cache_write_tokens: 3,
+                cache_write_1h_tokens: 5,
                 output_tokens: 4,
                 reasoning_tokens: 1,
             },

@@ -318,7 +318,7 @@ pub fn answered(span: &mut Span, answer: &Answer<'_>) {
         KeyValue::new("gen_ai.usage.input_tokens", as_i64(u.total_input())),
         KeyValue::new("gen_ai.usage.output_tokens", as_i64(u.output_tokens)),
         KeyValue::new("gen_ai.usage.cache_read.input_tokens", as_i64(u.cached_input_tokens)),
-        KeyValue::new("gen_ai.usage.cache_creation.input_tokens", as_i64(u.cache_write_tokens)),
+        KeyValue::new("gen_ai.usage.cache_creation.input_tokens", as_i64(u.cache_writes())),
     ];
     if let Some(id) = answer.response_id {
         attributes.push(KeyValue::new("gen_ai.response.id", id.to_owned()));
