@@ -32,6 +32,7 @@
 //! runs are short and a background thread would add work (and a runtime) to every run; the
 //! long-lived `token-refresh --watch` exports when it stops.
 
+pub mod backfill;
 pub mod ids;
 mod settings;
 
