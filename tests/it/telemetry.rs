@@ -526,3 +526,42 @@ async fn cost_export_otlp_refused_by_the_collector_exits_1_naming_it_and_the_bat
     let printed = format!("{stderr}{}", String::from_utf8_lossy(&out.stdout));
     assert!(!printed.lines().filter(|l| !l.starts_with("::add-mask::")).any(|l| l.contains(OTLP_SECRET)), "{printed}");
 }
+
+/// The GenAI agent-span convention: an agent CLI's span is named after the agent (the provider
+/// entry), not the model, and carries `gen_ai.agent.name`; the configured model stays as
+/// `gen_ai.request.model`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_cli_span_is_named_invoke_agent_and_the_agent_with_its_model_kept() {
+    let otlp = collector().await;
+    let dir = tempfile::tempdir().unwrap();
+    let answer = json!({"summary": "ok", "findings": []});
+    let script = write(dir.path(), "agent.sh", format!("#!/bin/sh\ncat >/dev/null\ncat <<'EOF'\n{answer}\nEOF\n"));
+    let config = write(
+        dir.path(),
+        "agentctl.yml",
+        format!(
+            "provider: reviewer\nproviders:\n  reviewer:\n    kind: command\n    model: fake-agent-1\n    command: [/bin/sh, {}]\n",
+            script.display()
+        ),
+    );
+    let mut cmd = agentctl();
+    cmd.args(["review", "--no-cache", "--format", "json", "--diff"])
+        .arg(repo_path("examples/diffs/agentctl-findings.diff"))
+        .arg("--config")
+        .arg(&config)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.uri());
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let (spans, _) = received_spans(&otlp).await;
+    let agents: Vec<&Span> = spans
+        .iter()
+        .filter(|s| attrs(&s.attributes).get("gen_ai.operation.name").map(String::as_str) == Some("invoke_agent"))
+        .collect();
+    assert!(!agents.is_empty(), "{:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>());
+    for span in agents {
+        assert_eq!(span.name, "invoke_agent reviewer");
+        let a = attrs(&span.attributes);
+        assert_eq!(a["gen_ai.agent.name"], "reviewer");
+        assert_eq!(a["gen_ai.request.model"], "fake-agent-1");
+    }
+}
