@@ -55,6 +55,7 @@ fn record(i: u64, now: i64) -> UsageRecord {
             input_tokens: 1000 + i % 1000,
             cached_input_tokens: 200,
             cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
             output_tokens: 150,
             reasoning_tokens: 0,
         },

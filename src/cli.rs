@@ -331,6 +331,17 @@ pub enum CostFormat {
     Markdown,
 }
 
+/// `--format` of `cost export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CostExportFormat {
+    /// JSON Lines on stdout, one record a line (what `cost import` reads).
+    Jsonl,
+    /// OTLP/HTTP metrics to the telemetry endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`, …), each
+    /// data point at its record's time, for backfilling a collector. Exit 2 without an endpoint,
+    /// 1 when the collector refuses or cannot be reached (batches sent before are named).
+    Otlp,
+}
+
 #[derive(Debug, Args)]
 pub struct CostReportArgs {
     #[command(flatten)]
@@ -438,6 +449,10 @@ pub struct CostExportArgs {
     /// Default: everything.
     #[arg(long)]
     pub since: Option<String>,
+
+    /// `jsonl` prints the records; `otlp` sends them as OTLP metrics (1000 records a request).
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: CostExportFormat,
 }
 
 #[derive(Debug, Args)]

@@ -1,14 +1,13 @@
 //! `agentctl cost report|check|estimate|export|import` (SPEC §3.4). The arguments are resolved first (bad
-//! dates, budgets: exit 2 before the store is opened); the domain logic is
-//! [`crate::usage::report`], [`crate::budget`] and [`crate::estimate`], rendering is
-//! [`crate::output::cost`].
+//! dates, budgets: exit 2 before the store is opened); the domain logic is [`crate::usage::report`],
+//! [`crate::budget`], [`crate::estimate`] and [`crate::telemetry::backfill`]; rendering [`crate::output::cost`].
 
 use std::path::Path;
 
 use crate::budget::{self, BudgetConfig, BudgetState, Period, RunScope};
 use crate::cli::{
-    CostAction, CostArgs, CostCheckArgs, CostCommonArgs, CostEstimateArgs, CostExportArgs, CostFormat, CostImportArgs,
-    CostPeriod, CostReportArgs,
+    CostAction, CostArgs, CostCheckArgs, CostCommonArgs, CostEstimateArgs, CostExportArgs, CostExportFormat,
+    CostFormat, CostImportArgs, CostPeriod, CostReportArgs,
 };
 use crate::config::{Config, DEFAULT_PATH};
 use crate::context::{Context, Env, Repo};
@@ -21,6 +20,7 @@ use crate::log;
 use crate::output::{self, Delivery, Stdout};
 use crate::session::client;
 use crate::store::{self, Location, Store};
+use crate::telemetry::backfill;
 use crate::usage::report::{self, Report, ReportQuery};
 
 /// Write spacing of `cost`'s GitHub clients, which only read (`--pr`, `--from-artifacts`).
@@ -32,7 +32,7 @@ pub async fn run(args: &CostArgs, env: &Env) -> Result<Exit, ExitError> {
         CostAction::Report(a) => report(a, env),
         CostAction::Check(a) => check(a, env),
         CostAction::Estimate(a) => estimate(a, env).await,
-        CostAction::Export(a) => export(a, env),
+        CostAction::Export(a) => export(a, env).await,
         CostAction::Import(a) => import(a, env).await,
     }
 }
@@ -244,16 +244,20 @@ async fn pr_diff(number: u64, env: &Env) -> Result<Vec<u8>, ExitError> {
     Ok(client(&ctx.api_url, &token, Some(repo), READS)?.pull_diff(number).await?)
 }
 
-/// `cost export`: every record since `--since` (default: all) as JSON Lines on stdout, streamed.
-fn export(a: &CostExportArgs, env: &Env) -> Result<Exit, ExitError> {
+/// `cost export`: records since `--since` as JSON Lines on stdout (streamed), or OTLP ([`backfill`]).
+async fn export(a: &CostExportArgs, env: &Env) -> Result<Exit, ExitError> {
     let since_ms = a.since.as_deref().map(since).transpose()?.unwrap_or(i64::MIN);
     let config = load_config(&a.common)?;
+    let otlp = (a.format == CostExportFormat::Otlp).then(|| backfill::settings(env, &config.telemetry)).transpose()?;
     let Some(store) = open_ledger(&a.common, &config, env)? else {
         log::info("no usage recorded yet: nothing to export");
         return Ok(Exit::Ok);
     };
-    let n = output::cost::export(&store, since_ms)?;
-    log::info(&format!("exported {n} usage record(s)"));
+    let done = match otlp {
+        Some(s) => backfill::send(&s, env, &store.usage_since(since_ms)?).await?.to_string(),
+        None => format!("exported {} usage record(s)", output::cost::export(&store, since_ms)?),
+    };
+    log::info(&done);
     Ok(Exit::Ok)
 }
 

@@ -20,7 +20,7 @@ use crate::usage::report::{format_time, Report, ReportRow};
 
 /// The CSV columns after the group's.
 const CSV_COLUMNS: &str =
-    "calls,input_tokens,cache_read_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd,unpriced_calls,failures,reported_calls";
+    "calls,input_tokens,cache_read_tokens,cache_write_tokens,cache_write_1h_tokens,output_tokens,reasoning_tokens,cost_usd,unpriced_calls,failures,reported_calls";
 
 /// USD rounded to a micro-dollar, for JSON.
 fn micro(usd: f64) -> f64 {
@@ -51,6 +51,7 @@ fn cells(r: &ReportRow) -> Vec<String> {
         r.input_tokens.to_string(),
         r.cache_read_tokens.to_string(),
         r.cache_write_tokens.to_string(),
+        r.cache_write_1h_tokens.to_string(),
         r.output_tokens.to_string(),
         r.reasoning_tokens.to_string(),
         r.cost_cell(),
@@ -60,7 +61,7 @@ fn cells(r: &ReportRow) -> Vec<String> {
 }
 
 /// Columns of the table and markdown forms.
-const COLUMNS: usize = 10;
+const COLUMNS: usize = 11;
 
 fn headers(report: &Report) -> [String; COLUMNS] {
     [
@@ -69,6 +70,7 @@ fn headers(report: &Report) -> [String; COLUMNS] {
         "input".into(),
         "cache read".into(),
         "cache write".into(),
+        "cache write 1h".into(),
         "output".into(),
         "reasoning".into(),
         "USD".into(),
@@ -110,6 +112,7 @@ fn json_row(r: &ReportRow) -> Value {
         "input_tokens": r.input_tokens,
         "cache_read_tokens": r.cache_read_tokens,
         "cache_write_tokens": r.cache_write_tokens,
+        "cache_write_1h_tokens": r.cache_write_1h_tokens,
         "output_tokens": r.output_tokens,
         "reasoning_tokens": r.reasoning_tokens,
         "cost_usd": r.cost_usd.map(micro),
@@ -153,12 +156,13 @@ pub fn csv(report: &Report) -> String {
         let cost = r.cost_usd.map(|c| format!("{c:.6}")).unwrap_or_default();
         let _ = write!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{}\r\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{}\r\n",
             csv_field(&r.group),
             r.calls,
             r.input_tokens,
             r.cache_read_tokens,
             r.cache_write_tokens,
+            r.cache_write_1h_tokens,
             r.output_tokens,
             r.reasoning_tokens,
             cost,
@@ -446,8 +450,8 @@ mod tests {
         assert_eq!(j["total"]["unpriced_calls"], json!(2));
         let c = csv(&r);
         let lines: Vec<&str> = c.split("\r\n").collect();
-        assert_eq!(lines[0], "model,calls,input_tokens,cache_read_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd,unpriced_calls,failures,reported_calls");
-        assert_eq!(lines[2], "\"my-local \"\"x\"\"|y\",2,100,0,0,0,0,,2,0,0");
+        assert_eq!(lines[0], "model,calls,input_tokens,cache_read_tokens,cache_write_tokens,cache_write_1h_tokens,output_tokens,reasoning_tokens,cost_usd,unpriced_calls,failures,reported_calls");
+        assert_eq!(lines[2], "\"my-local \"\"x\"\"|y\",2,100,0,0,0,0,0,,2,0,0");
         let md = markdown(&r);
         assert!(md.contains("| my-local \"x\"\\|y | 2 |"), "{md}");
         assert!(md.contains("x-axis [\"gpt-4o\", \"my-local 'x'|y\"]"), "{md}");

@@ -226,9 +226,10 @@ pub fn summary_comment(report: &ReviewReport, marker: &str) -> String {
         "- **Tokens:** {} in ({} cached{}) · {} out",
         u.total_input(),
         u.cached_input_tokens,
-        match u.cache_write_tokens {
-            0 => String::new(),
-            n => format!(", {n} written to the prompt cache"),
+        match (u.cache_write_tokens, u.cache_write_1h_tokens) {
+            (0, 0) => String::new(),
+            (n, 0) => format!(", {n} written to the prompt cache"),
+            (n, h) => format!(", {} written to the prompt cache ({h} for 1 h)", n.saturating_add(h)),
         },
         u.output_tokens
     );

@@ -283,17 +283,40 @@ struct ApiUsage {
     cache_read_input_tokens: Option<u64>,
     #[serde(default)]
     cache_creation_input_tokens: Option<u64>,
+    /// The cache writes by lifetime (newer answers): 5-minute and 1-hour writes are priced
+    /// differently (1.25× and 2× input).
+    #[serde(default)]
+    cache_creation: Option<ApiCacheCreation>,
     #[serde(default)]
     output_tokens: Option<u64>,
 }
 
+/// Anthropic's `usage.cache_creation`: the tokens written to the prompt cache per lifetime
+/// (Messages API reference, `CacheCreation`).
+#[derive(Debug, Default, Deserialize)]
+struct ApiCacheCreation {
+    #[serde(default)]
+    ephemeral_5m_input_tokens: Option<u64>,
+    #[serde(default)]
+    ephemeral_1h_input_tokens: Option<u64>,
+}
+
 impl ApiUsage {
     /// `input_tokens` excludes cache reads and writes already: the classes add up to the bill.
+    /// Cache writes are split by lifetime from `cache_creation` when the answer has it (the
+    /// split is what is billed); otherwise all of `cache_creation_input_tokens` is 5-minute,
+    /// the API's default. Counts are not trusted here: the ledger refuses a record with a class
+    /// above [`crate::usage::MAX_TOKENS_PER_RECORD`] ([`crate::usage::UsageRecord::check`]).
     fn normalize(self) -> Usage {
+        let (cache_write_tokens, cache_write_1h_tokens) = match self.cache_creation {
+            Some(split) => (split.ephemeral_5m_input_tokens.unwrap_or(0), split.ephemeral_1h_input_tokens.unwrap_or(0)),
+            None => (self.cache_creation_input_tokens.unwrap_or(0), 0),
+        };
         Usage {
             input_tokens: self.input_tokens.unwrap_or(0),
             cached_input_tokens: self.cache_read_input_tokens.unwrap_or(0),
-            cache_write_tokens: self.cache_creation_input_tokens.unwrap_or(0),
+            cache_write_tokens,
+            cache_write_1h_tokens,
             output_tokens: self.output_tokens.unwrap_or(0),
             reasoning_tokens: 0,
         }
@@ -548,7 +571,7 @@ mod tests {
                 cached_input_tokens: 2000,
                 cache_write_tokens: 300,
                 output_tokens: 40,
-                reasoning_tokens: 0
+                ..Usage::default()
             }
         );
         assert_eq!(c.usage.total_input(), 2312);

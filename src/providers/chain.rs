@@ -184,8 +184,8 @@ impl Resilient {
             if let Ok(mut slot) = in_flight.lock() {
                 *slot = Some(key.clone());
             }
-            let mut span =
-                telemetry::model_span(provider.gen_ai_operation(), provider.gen_ai_provider(), provider.model());
+            let (operation, gen_ai_provider) = (provider.gen_ai_operation(), provider.gen_ai_provider());
+            let mut span = telemetry::model_span(operation, gen_ai_provider, provider.name(), provider.model());
             if telemetry::capture_content() {
                 // `req` is already redacted; only with `telemetry.capture_content: true`.
                 span.set([

@@ -472,6 +472,7 @@ impl UsageMetadata {
             input_tokens: prompt.saturating_sub(cached),
             cached_input_tokens: cached,
             cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
             output_tokens: self.candidates_token_count.unwrap_or(0) + thoughts,
             reasoning_tokens: thoughts,
         }
@@ -670,6 +671,7 @@ mod tests {
                 input_tokens: 770,
                 cached_input_tokens: 11243,
                 cache_write_tokens: 0,
+                cache_write_1h_tokens: 0,
                 output_tokens: 88,
                 reasoning_tokens: 73
             }

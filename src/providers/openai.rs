@@ -469,6 +469,7 @@ impl ApiUsage {
             input_tokens: prompt.saturating_sub(cached),
             cached_input_tokens: cached,
             cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
             output_tokens: self.completion_tokens.unwrap_or(0),
             reasoning_tokens: self.completion_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
         }
@@ -598,6 +599,7 @@ mod tests {
                 input_tokens: 19,
                 cached_input_tokens: 0,
                 cache_write_tokens: 0,
+                cache_write_1h_tokens: 0,
                 output_tokens: 10,
                 reasoning_tokens: 0
             }
@@ -670,6 +672,7 @@ mod tests {
                 input_tokens: 464,
                 cached_input_tokens: 1536,
                 cache_write_tokens: 0,
+                cache_write_1h_tokens: 0,
                 output_tokens: 300,
                 reasoning_tokens: 128
             }

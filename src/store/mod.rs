@@ -582,6 +582,7 @@ mod tests {
                 input_tokens: n,
                 cached_input_tokens: 2,
                 cache_write_tokens: 3,
+                cache_write_1h_tokens: 5,
                 output_tokens: 4,
                 reasoning_tokens: 1,
             },
@@ -768,6 +769,53 @@ mod tests {
         };
         let report = store.usage_report(&q).unwrap();
         assert_eq!((report[0].calls, report[0].reported_calls), (2, 1));
+    }
+
+    #[test]
+    fn a_version_6_file_reads_its_old_rows_with_no_1h_cache_writes_and_keeps_new_ones() {
+        use crate::usage::report::{GroupBy, ReportQuery};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v6.db");
+        let conn = Connection::open(&path).unwrap();
+        for step in &MIGRATIONS[..6] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 6).unwrap();
+        conn.execute(
+            "INSERT INTO usage (uid, ts, task, provider, model, input_tokens, cached_input_tokens, cache_write_tokens,
+                output_tokens, reasoning_tokens, cost_usd, latency_ms, outcome)
+                VALUES ('old', 5, 'review', 'main', 'm', 1, 0, 4, 1, 0, 0.5, 1, 'ok')",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO response_cache (key, value, input_tokens, cached_input_tokens, cache_write_tokens,
+                output_tokens, reasoning_tokens, created_at, size) VALUES ('k', '{}', 1, 0, 0, 1, 0, 9, 3)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let old = &store.usage_since(0).unwrap()[0];
+        assert_eq!((old.usage.cache_write_tokens, old.usage.cache_write_1h_tokens), (4, 0));
+        assert_eq!(store.cache_get("k", 0).unwrap().unwrap().usage.cache_write_1h_tokens, 0);
+        let mut new = record("review", 1);
+        new.ts_ms = 6;
+        store.record_usage(&new).unwrap();
+        assert_eq!(store.usage_since(0).unwrap()[1], new, "both cache-write classes survive a round trip");
+        let q = ReportQuery {
+            since_ms: 0,
+            until_ms: None,
+            group_by: GroupBy::Task,
+            repo: None,
+            workflow: None,
+            task: None,
+        };
+        let report = store.usage_report(&q).unwrap();
+        assert_eq!((report[0].cache_write_tokens, report[0].cache_write_1h_tokens), (4 + 3, 5));
+        store.cache_put("k2", "{}", &new.usage, 10, 0, 1 << 20).unwrap();
+        assert_eq!(store.cache_get("k2", 0).unwrap().unwrap().usage, new.usage);
     }
 
     #[test]

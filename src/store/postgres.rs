@@ -102,6 +102,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX response_cache_created ON response_cache (created_at);
     ALTER TABLE usage ADD COLUMN cached BIGINT NOT NULL DEFAULT 0;",
+    // 7: 1-hour prompt-cache writes, and the covering index rebuilt to cover them.
+    "ALTER TABLE usage ADD COLUMN cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE response_cache ADD COLUMN cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0;
+    DROP INDEX usage_report_cover;
+    CREATE INDEX usage_report_cover ON usage (ts) INCLUDE (input_tokens, cached_input_tokens,
+        cache_write_tokens, cache_write_1h_tokens, output_tokens, reasoning_tokens, cost_usd, outcome, cost_source);",
 ];
 
 /// The connection thread's side: its runtime and the client.
@@ -484,6 +490,7 @@ impl Postgres {
             int(usage.cache_write_tokens),
             int(usage.output_tokens),
             int(usage.reasoning_tokens),
+            int(usage.cache_write_1h_tokens),
         ];
         let max_bytes = int(max_bytes);
         self.query("write the response cache", move |c| {
@@ -492,12 +499,14 @@ impl Postgres {
             c.rt.block_on(tx.execute("DELETE FROM response_cache WHERE created_at < $1", &[&expired_before_s]))?;
             c.rt.block_on(tx.execute(
                 "INSERT INTO response_cache (key, value, input_tokens, cached_input_tokens, cache_write_tokens,
-                    output_tokens, reasoning_tokens, created_at, size) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                    output_tokens, reasoning_tokens, created_at, size, cache_write_1h_tokens)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, input_tokens = EXCLUDED.input_tokens,
                     cached_input_tokens = EXCLUDED.cached_input_tokens, cache_write_tokens = EXCLUDED.cache_write_tokens,
                     output_tokens = EXCLUDED.output_tokens, reasoning_tokens = EXCLUDED.reasoning_tokens,
-                    created_at = EXCLUDED.created_at, size = EXCLUDED.size",
-                &[&key, &value, &tokens[0], &tokens[1], &tokens[2], &tokens[3], &tokens[4], &now_s, &size],
+                    created_at = EXCLUDED.created_at, size = EXCLUDED.size,
+                    cache_write_1h_tokens = EXCLUDED.cache_write_1h_tokens",
+                &[&key, &value, &tokens[0], &tokens[1], &tokens[2], &tokens[3], &tokens[4], &now_s, &size, &tokens[5]],
             ))?;
             c.rt.block_on(tx.execute(&sql::cache_evict_sql(Dialect::Postgres), &[&max_bytes]))?;
             c.rt.block_on(tx.commit())
@@ -547,16 +556,16 @@ const READ_BREAKER: &str =
     "SELECT state, consecutive_failures, opened_at, half_open_probes, updated_at FROM breaker WHERE key = $1";
 
 /// The usage insert; with `ignore_duplicate` an id already present is skipped (no row returned).
-/// Records per `INSERT` of an import: 500 × 21 bound values, well under the protocol's 65,535.
+/// Records per `INSERT` of an import: 500 × 22 bound values, well under the protocol's 65,535.
 const IMPORT_BATCH: usize = 500;
 
-/// The usage `INSERT` of `rows` records (21 bound values each, in [`usage_values`] order),
+/// The usage `INSERT` of `rows` records (22 bound values each, in [`usage_values`] order),
 /// returning the new rows' ids. With `skip_duplicates` an id already present (in the ledger or
 /// earlier in the same statement) is skipped and returns no id.
 fn insert_sql(rows: usize, skip_duplicates: bool) -> String {
     let tuples: Vec<String> = (0..rows)
         .map(|row| {
-            let params: Vec<String> = (1..=21).map(|col| format!("${}", row * 21 + col)).collect();
+            let params: Vec<String> = (1..=22).map(|col| format!("${}", row * 22 + col)).collect();
             format!("({})", params.join(", "))
         })
         .collect();
@@ -608,6 +617,7 @@ fn usage_values(uid: &str, r: &UsageRecord) -> Vec<Value> {
         Box::new(r.outcome.clone()),
         Box::new(r.cost_source.as_str().to_owned()),
         Box::new(i64::from(r.cached)),
+        Box::new(int(r.usage.cache_write_1h_tokens)),
     ]
 }
 
@@ -641,7 +651,7 @@ fn aggregated(row: &Row, day: bool, per_model: bool) -> Result<Aggregated, tokio
         row.try_get::<_, Option<String>>(0)?.unwrap_or_else(|| "(none)".to_owned())
     };
     let report_row = sql::report_row_from(row, group)?;
-    let by = if per_model { Some((row.try_get(11)?, row.try_get::<_, bool>(12)?)) } else { None };
+    let by = if per_model { Some((row.try_get(12)?, row.try_get::<_, bool>(13)?)) } else { None };
     Ok((report_row, by))
 }
 

@@ -9,7 +9,7 @@ use crate::usage::{Usage, UsageRecord};
 /// The columns of a usage record, in the order both backends read them.
 pub(super) const USAGE_COLUMNS: &str = "ts, repo, workflow, run_id, job, pr, task, provider, model,
     input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-    cost_usd, price_table, latency_ms, outcome, cost_source, cached";
+    cost_usd, price_table, latency_ms, outcome, cost_source, cached, cache_write_1h_tokens";
 
 /// Which database the text is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,18 +72,26 @@ pub(super) fn window_filter(q: &ReportQuery, dialect: Dialect) -> (String, Vec<P
 }
 
 /// The report's query and bound values. Columns: 0 the group key (an integer day number for
-/// `--group-by day`, else text), 1 the call count (integer), 2–6 token sums, 7 the priced cost
-/// (NULL when no call of the group has a price), 8 unpriced calls, 9 failures, 10 calls with a
-/// reported cost (floats); with `per_model` also 11 the model and 12 whether the cost source is
-/// `reported`. Ordered by the key (and model, source).
+/// `--group-by day`, else text), 1 the call count (integer), 2–7 token sums (input, cache read,
+/// 5-minute and 1-hour cache writes, output, reasoning), 8 the priced cost (NULL when no call of
+/// the group has a price), 9 unpriced calls, 10 failures, 11 calls with a reported cost
+/// (floats); with `per_model` also 12 the model and 13 whether the cost source is `reported`.
+/// Ordered by the key (and model, source).
 pub(super) fn report_sql(query: &ReportQuery, per_model: bool, dialect: Dialect) -> (String, Vec<Param>) {
     let key = query.group_by.sql_key();
     let (filter, values) = window_filter(query, dialect);
     let (extra_columns, extra_group) =
-        if per_model { (", model, cost_source = 'reported'", ", 12, 13") } else { ("", "") };
-    let sums = ["input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens"]
-        .map(|c| dialect.total(c))
-        .join(", ");
+        if per_model { (", model, cost_source = 'reported'", ", 13, 14") } else { ("", "") };
+    let sums = [
+        "input_tokens",
+        "cached_input_tokens",
+        "cache_write_tokens",
+        "cache_write_1h_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+    ]
+    .map(|c| dialect.total(c))
+    .join(", ");
     let unpriced = match dialect {
         Dialect::Sqlite => "COUNT(*) - COUNT(cost_usd)".to_owned(),
         Dialect::Postgres => "(COUNT(*) - COUNT(cost_usd))::float8".to_owned(),
@@ -128,6 +136,7 @@ pub(super) fn usage_from<C: Columns>(row: &C, at: usize) -> Result<UsageRecord, 
             input_tokens: count(9)?,
             cached_input_tokens: count(10)?,
             cache_write_tokens: count(11)?,
+            cache_write_1h_tokens: count(20)?,
             output_tokens: count(12)?,
             reasoning_tokens: count(13)?,
         },
@@ -141,9 +150,10 @@ pub(super) fn usage_from<C: Columns>(row: &C, at: usize) -> Result<UsageRecord, 
 }
 
 /// The response cache's columns, in the order both backends read them: the answer (JSON text),
-/// its five token classes, when it was stored (Unix **seconds**) and its size (bytes).
+/// five of its token classes, when it was stored (Unix **seconds**), then its 1-hour cache
+/// writes (added later).
 pub(super) const CACHE_COLUMNS: &str = "value, input_tokens, cached_input_tokens, cache_write_tokens,
-    output_tokens, reasoning_tokens, created_at";
+    output_tokens, reasoning_tokens, created_at, cache_write_1h_tokens";
 
 /// Reads a cached answer from the [`CACHE_COLUMNS`] of `row`.
 pub(super) fn cached_answer_from<C: Columns>(row: &C) -> Result<super::CachedAnswer, C::Error> {
@@ -154,6 +164,7 @@ pub(super) fn cached_answer_from<C: Columns>(row: &C) -> Result<super::CachedAns
             input_tokens: count(1)?,
             cached_input_tokens: count(2)?,
             cache_write_tokens: count(3)?,
+            cache_write_1h_tokens: count(7)?,
             output_tokens: count(4)?,
             reasoning_tokens: count(5)?,
         },
@@ -190,7 +201,7 @@ pub(super) fn cache_share_sql(dialect: Dialect) -> String {
     )
 }
 
-/// Columns 1–10 of a [`report_sql`] row as a report row for `group`. Token sums and counts
+/// Columns 1–11 of a [`report_sql`] row as a report row for `group`. Token sums and counts
 /// are floats (exact below 2^53); the call count is an integer.
 pub(super) fn report_row_from<C: Columns>(row: &C, group: String) -> Result<ReportRow, C::Error> {
     let n = |i: usize| -> Result<u64, C::Error> { Ok(row.real(i)?.max(0.0) as u64) };
@@ -200,12 +211,13 @@ pub(super) fn report_row_from<C: Columns>(row: &C, group: String) -> Result<Repo
         input_tokens: n(2)?,
         cache_read_tokens: n(3)?,
         cache_write_tokens: n(4)?,
-        output_tokens: n(5)?,
-        reasoning_tokens: n(6)?,
-        cost_usd: row.opt_real(7)?,
-        unpriced_calls: n(8)?,
-        failures: n(9)?,
-        reported_calls: n(10)?,
+        cache_write_1h_tokens: n(5)?,
+        output_tokens: n(6)?,
+        reasoning_tokens: n(7)?,
+        cost_usd: row.opt_real(8)?,
+        unpriced_calls: n(9)?,
+        failures: n(10)?,
+        reported_calls: n(11)?,
     })
 }
 

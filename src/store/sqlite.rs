@@ -100,6 +100,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX response_cache_created ON response_cache (created_at);
     ALTER TABLE usage ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;",
+    // 7 (issue #20): 1-hour prompt-cache writes, priced apart from 5-minute ones (2× input, not
+    // 1.25×); rows from before wrote only 5-minute entries. The report's covering index is
+    // rebuilt to cover the new column.
+    "ALTER TABLE usage ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE response_cache ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0;
+    DROP INDEX usage_report_cover;
+    CREATE INDEX usage_report_cover ON usage (ts, input_tokens, cached_input_tokens, cache_write_tokens,
+        cache_write_1h_tokens, output_tokens, reasoning_tokens, cost_usd, outcome, cost_source);",
 ];
 
 /// An open SQLite database: the connection sits in a mutex, and every operation is a short
@@ -284,7 +292,7 @@ impl Sqlite {
                     _ => "(none)".to_owned(),
                 };
                 let report_row = sql::report_row_from(row, group)?;
-                let by = if per_model { Some((row.get(11)?, row.get::<_, i64>(12)? != 0)) } else { None };
+                let by = if per_model { Some((row.get(12)?, row.get::<_, i64>(13)? != 0)) } else { None };
                 Ok((report_row, by))
             })?;
             rows.collect()
@@ -402,9 +410,11 @@ impl Sqlite {
             tx.execute("DELETE FROM response_cache WHERE created_at < ?1", [expired_before_s])?;
             tx.execute(
                 "INSERT INTO response_cache (key, value, input_tokens, cached_input_tokens, cache_write_tokens,
-                    output_tokens, reasoning_tokens, created_at, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                    output_tokens, reasoning_tokens, created_at, size, cache_write_1h_tokens)
+                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (key) DO UPDATE SET value = ?2, input_tokens = ?3, cached_input_tokens = ?4,
-                    cache_write_tokens = ?5, output_tokens = ?6, reasoning_tokens = ?7, created_at = ?8, size = ?9",
+                    cache_write_tokens = ?5, output_tokens = ?6, reasoning_tokens = ?7, created_at = ?8, size = ?9,
+                    cache_write_1h_tokens = ?10",
                 params![
                     key,
                     value,
@@ -415,6 +425,7 @@ impl Sqlite {
                     int(usage.reasoning_tokens),
                     now_s,
                     int((key.len() + value.len()) as u64),
+                    int(usage.cache_write_1h_tokens),
                 ],
             )?;
             tx.execute(&sql::cache_evict_sql(Dialect::Sqlite), [int(max_bytes)])?;
@@ -465,7 +476,7 @@ fn insert_usage(conn: &Connection, uid: &str, r: &UsageRecord, ignore_duplicate:
     let n = conn
         .prepare_cached(&format!(
             "{verb} INTO usage (uid, {USAGE_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
         ))?
         .execute(params![
             uid,
@@ -489,6 +500,7 @@ fn insert_usage(conn: &Connection, uid: &str, r: &UsageRecord, ignore_duplicate:
             r.outcome,
             r.cost_source.as_str(),
             i64::from(r.cached),
+            int(r.usage.cache_write_1h_tokens),
         ])?;
     Ok(n > 0)
 }

@@ -32,6 +32,7 @@
 //! runs are short and a background thread would add work (and a runtime) to every run; the
 //! long-lived `token-refresh --watch` exports when it stops.
 
+pub mod backfill;
 pub mod ids;
 mod settings;
 
@@ -274,22 +275,27 @@ pub fn child_span(name: String, kind: SpanKind, attributes: Vec<KeyValue>) -> Sp
 }
 
 /// The CLIENT span of one provider request in the GenAI conventions ("Semantic conventions for
-/// generative client AI spans"): `{operation} {model}` with `gen_ai.operation.name`
-/// (`chat`, or `invoke_agent` for an agent CLI), `gen_ai.provider.name` and
-/// `gen_ai.request.model`; the answer's attributes are added by [`answered`].
-pub fn model_span(operation: &'static str, provider: &'static str, model: &str) -> Span {
+/// generative client AI spans" and "… for GenAI agent spans"): `chat {model}` with
+/// `gen_ai.operation.name`, `gen_ai.provider.name` and `gen_ai.request.model`; for an agent CLI
+/// (`operation` `invoke_agent`) `invoke_agent {agent}` with `gen_ai.agent.name` = `agent` (the
+/// provider entry's name) and `gen_ai.request.model` only when a model is configured. The
+/// answer's attributes are added by [`answered`].
+pub fn model_span(operation: &'static str, provider: &'static str, agent: &str, model: &str) -> Span {
     if !enabled() {
         return Span(None);
     }
-    child_span(
-        format!("{operation} {model}"),
-        SpanKind::Client,
-        vec![
-            KeyValue::new("gen_ai.operation.name", operation),
-            KeyValue::new("gen_ai.provider.name", provider),
-            KeyValue::new("gen_ai.request.model", model.to_owned()),
-        ],
-    )
+    let mut attributes =
+        vec![KeyValue::new("gen_ai.operation.name", operation), KeyValue::new("gen_ai.provider.name", provider)];
+    let name = if operation == "invoke_agent" {
+        attributes.push(KeyValue::new("gen_ai.agent.name", agent.to_owned()));
+        format!("{operation} {agent}")
+    } else {
+        format!("{operation} {model}")
+    };
+    if !model.is_empty() {
+        attributes.push(KeyValue::new("gen_ai.request.model", model.to_owned()));
+    }
+    child_span(name, SpanKind::Client, attributes)
 }
 
 /// What a provider answered, on its span and in the metrics: the response model and id, the
@@ -318,7 +324,7 @@ pub fn answered(span: &mut Span, answer: &Answer<'_>) {
         KeyValue::new("gen_ai.usage.input_tokens", as_i64(u.total_input())),
         KeyValue::new("gen_ai.usage.output_tokens", as_i64(u.output_tokens)),
         KeyValue::new("gen_ai.usage.cache_read.input_tokens", as_i64(u.cached_input_tokens)),
-        KeyValue::new("gen_ai.usage.cache_creation.input_tokens", as_i64(u.cache_write_tokens)),
+        KeyValue::new("gen_ai.usage.cache_creation.input_tokens", as_i64(u.cache_writes())),
     ];
     if let Some(id) = answer.response_id {
         attributes.push(KeyValue::new("gen_ai.response.id", id.to_owned()));

@@ -91,6 +91,17 @@ impl Settings {
     /// endpoint, `OTEL_SDK_DISABLED=true`, `telemetry.disabled`, or a protocol agentctl does
     /// not send (`grpc`: a warning says so).
     pub fn read(env: &Env, config: Option<&TelemetryConfig>) -> Option<Settings> {
+        Self::read_signals(env, config, true)
+    }
+
+    /// Like [`Settings::read`], for a metrics-only export (`cost export --format otlp`): a
+    /// metrics endpoint (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, or the base endpoint's
+    /// `/v1/metrics`) is enough.
+    pub fn read_for_metrics(env: &Env, config: Option<&TelemetryConfig>) -> Option<Settings> {
+        Self::read_signals(env, config, false)
+    }
+
+    fn read_signals(env: &Env, config: Option<&TelemetryConfig>, traces: bool) -> Option<Settings> {
         let default = TelemetryConfig::default();
         let config = config.unwrap_or(&default);
         if env.get("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) || config.disabled {
@@ -104,8 +115,13 @@ impl Settings {
                 .map(|v| v.trim().to_owned())
                 .or_else(|| base.as_deref().map(|b| format!("{}/{path}", b.trim().trim_end_matches('/'))))
         };
-        let traces_endpoint = signal("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "v1/traces")?;
-        let metrics_endpoint = signal("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "v1/metrics")?;
+        let metrics_endpoint = signal("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "v1/metrics");
+        let traces_endpoint = match signal("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "v1/traces") {
+            Some(t) => t,
+            None if !traces => metrics_endpoint.clone()?,
+            None => return None,
+        };
+        let metrics_endpoint = metrics_endpoint?;
         let protocol = match env.get("OTEL_EXPORTER_OTLP_PROTOCOL").map(str::trim) {
             Some("http/protobuf") => Protocol::HttpProtobuf,
             Some("http/json") => Protocol::HttpJson,
@@ -139,15 +155,17 @@ impl Settings {
     /// The collector for messages: scheme, host and port of the traces endpoint (no path, no
     /// query, no userinfo).
     pub fn collector(&self) -> String {
-        match reqwest::Url::parse(&self.traces_endpoint) {
-            Ok(u) => format!(
-                "{}://{}{}",
-                u.scheme(),
-                u.host_str().unwrap_or(""),
-                u.port().map(|p| format!(":{p}")).unwrap_or_default()
-            ),
-            Err(_) => "(an unparsable endpoint)".into(),
-        }
+        origin(&self.traces_endpoint)
+    }
+
+    /// Scheme, host and port of the metrics endpoint, as [`Settings::collector`].
+    pub fn metrics_collector(&self) -> String {
+        origin(&self.metrics_endpoint)
+    }
+
+    /// The exporter headers (name, value); the values are secrets, sent and never printed.
+    pub(super) fn headers(&self) -> &[(String, String)] {
+        &self.headers
     }
 
     /// `message` cut to one line of at most 200 characters, with every header value replaced.
@@ -247,6 +265,19 @@ pub(super) fn env_resource_attributes(env: &Env) -> Vec<KeyValue> {
             KeyValue::new(k.trim().to_owned(), v)
         })
         .collect()
+}
+
+/// Scheme, host and port of `url` (no path, no query, no userinfo).
+fn origin(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "(an unparsable endpoint)".into(),
+    }
 }
 
 #[cfg(test)]

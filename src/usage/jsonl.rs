@@ -58,7 +58,7 @@ pub fn parse(text: &str, source_name: &str) -> Result<Vec<(String, UsageRecord)>
 
 /// The numeric fields of a line (`usage.` ones nested), for a parse error that names the
 /// field (serde's message does not, through the flattened record).
-const NUMBER_FIELDS: [&str; 9] = [
+const NUMBER_FIELDS: [&str; 10] = [
     "ts_ms",
     "pr",
     "latency_ms",
@@ -66,6 +66,7 @@ const NUMBER_FIELDS: [&str; 9] = [
     "usage.input_tokens",
     "usage.cached_input_tokens",
     "usage.cache_write_tokens",
+    "usage.cache_write_1h_tokens",
     "usage.output_tokens",
     "usage.reasoning_tokens",
 ];

@@ -20,8 +20,16 @@ pub struct Usage {
     pub input_tokens: u64,
     /// Input tokens read from the provider's prompt cache.
     pub cached_input_tokens: u64,
-    /// Input tokens written to the prompt cache (Anthropic `cache_creation_input_tokens`).
+    /// Input tokens written to the prompt cache with the default (5-minute) lifetime: Anthropic's
+    /// `cache_creation.ephemeral_5m_input_tokens`, or all of `cache_creation_input_tokens` when
+    /// the answer does not split them. Priced at `cache_creation_input_token_cost` (1.25× input).
     pub cache_write_tokens: u64,
+    /// Input tokens written to the prompt cache with a 1-hour lifetime (Anthropic
+    /// `cache_creation.ephemeral_1h_input_tokens`, `review.prompt_cache_ttl: 1h`). Priced at
+    /// `cache_creation_input_token_cost_above_1hr`, else 2× input. Absent (0) in JSON Lines
+    /// written before it existed.
+    #[serde(default)]
+    pub cache_write_1h_tokens: u64,
     /// Output tokens, including reasoning tokens.
     pub output_tokens: u64,
     /// Reasoning tokens (a subset of `output_tokens` where the provider reports them).
@@ -33,7 +41,17 @@ impl Usage {
     /// Saturating: a hostile count cannot overflow it ([`MAX_TOKENS_PER_RECORD`] keeps such
     /// records out of the ledger).
     pub fn total_input(&self) -> u64 {
-        self.input_tokens.saturating_add(self.cached_input_tokens).saturating_add(self.cache_write_tokens)
+        self.input_tokens
+            .saturating_add(self.cached_input_tokens)
+            .saturating_add(self.cache_write_tokens)
+            .saturating_add(self.cache_write_1h_tokens)
+    }
+
+    /// Both cache-write classes together (tokens): what OpenTelemetry's
+    /// `gen_ai.usage.cache_creation.input_tokens` and Anthropic's `cache_creation_input_tokens` count.
+    /// Saturating, like [`Usage::total_input`].
+    pub fn cache_writes(&self) -> u64 {
+        self.cache_write_tokens.saturating_add(self.cache_write_1h_tokens)
     }
 }
 
@@ -42,6 +60,7 @@ impl std::ops::AddAssign for Usage {
         self.input_tokens = self.input_tokens.saturating_add(o.input_tokens);
         self.cached_input_tokens = self.cached_input_tokens.saturating_add(o.cached_input_tokens);
         self.cache_write_tokens = self.cache_write_tokens.saturating_add(o.cache_write_tokens);
+        self.cache_write_1h_tokens = self.cache_write_1h_tokens.saturating_add(o.cache_write_1h_tokens);
         self.output_tokens = self.output_tokens.saturating_add(o.output_tokens);
         self.reasoning_tokens = self.reasoning_tokens.saturating_add(o.reasoning_tokens);
     }
@@ -133,6 +152,7 @@ impl UsageRecord {
             ("usage.input_tokens", u.input_tokens),
             ("usage.cached_input_tokens", u.cached_input_tokens),
             ("usage.cache_write_tokens", u.cache_write_tokens),
+            ("usage.cache_write_1h_tokens", u.cache_write_1h_tokens),
             ("usage.output_tokens", u.output_tokens),
             ("usage.reasoning_tokens", u.reasoning_tokens),
         ] {

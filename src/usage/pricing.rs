@@ -1,7 +1,7 @@
 //! Prices per token for known models, from a bundled table (`data/prices.json`, validated by
 //! `schemas/pricing.schema.json`) that uses litellm's field names (`input_cost_per_token`,
-//! `output_cost_per_token`, `cache_read_input_token_cost`, `cache_creation_input_token_cost`)
-//! and carries an effective date. Config may override or add entries; local models cost 0.
+//! `output_cost_per_token`, `cache_read_input_token_cost`, `cache_creation_input_token_cost`,
+//! `cache_creation_input_token_cost_above_1hr`) and carries an effective date. Config may override or add entries; local models cost 0.
 //!
 //! The bundled prices are litellm's list prices (standard tier, prompts up to 200k tokens) as of
 //! the table's `effective_date`; the file's `source` field names the exact litellm commit.
@@ -22,9 +22,18 @@ pub struct ModelPrice {
     pub output_cost_per_token: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_read_input_token_cost: Option<f64>,
+    /// USD per token written to the prompt cache with the default (5-minute) lifetime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_creation_input_token_cost: Option<f64>,
+    /// USD per token written with Anthropic's 1-hour lifetime (litellm's name for it); absent:
+    /// [`ONE_HOUR_WRITE_FACTOR`] × the input price, Anthropic's list ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_creation_input_token_cost_above_1hr: Option<f64>,
 }
+
+/// A 1-hour cache write costs twice the base input price (Anthropic, "Prompt caching" →
+/// Pricing: 5-minute writes 1.25×, 1-hour writes 2×, reads 0.1×).
+pub const ONE_HOUR_WRITE_FACTOR: f64 = 2.0;
 
 /// The price table: model name → price, plus the table's version (its effective date).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -70,8 +79,10 @@ impl PriceTable {
     /// has no cache price.
     ///
     /// `input_tokens × input + cached_input_tokens × cache_read + cache_write_tokens ×
-    /// cache_creation + output_tokens × output`; reasoning tokens are part of `output_tokens`
-    /// and not charged twice. Cache writes without a cache-write price cost the input price.
+    /// cache_creation + cache_write_1h_tokens × cache_creation_above_1hr + output_tokens ×
+    /// output`; reasoning tokens are part of `output_tokens` and not charged twice. 5-minute
+    /// cache writes without a cache-write price cost the input price; 1-hour writes without
+    /// their own price cost [`ONE_HOUR_WRITE_FACTOR`] × input.
     pub fn cost_usd(&self, model: &str, usage: &Usage) -> Option<f64> {
         let p = self.price(model)?;
         let input = p.input_cost_per_token;
@@ -80,6 +91,8 @@ impl PriceTable {
             usage.input_tokens as f64 * input
                 + usage.cached_input_tokens as f64 * p.cache_read_input_token_cost.unwrap_or(input)
                 + usage.cache_write_tokens as f64 * p.cache_creation_input_token_cost.unwrap_or(input)
+                + usage.cache_write_1h_tokens as f64
+                    * p.cache_creation_input_token_cost_above_1hr.unwrap_or(ONE_HOUR_WRITE_FACTOR * input)
                 + usage.output_tokens as f64 * p.output_cost_per_token,
         )
     }
@@ -187,7 +200,7 @@ mod tests {
             cached_input_tokens: 10_000,
             cache_write_tokens: 2000,
             output_tokens: 500,
-            reasoning_tokens: 0,
+            ..Usage::default()
         };
         let expected = 1000.0 * 3e-6 + 10_000.0 * 3e-7 + 2000.0 * 3.75e-6 + 500.0 * 1.5e-5;
         assert!(close(t.cost_usd("claude-sonnet-4-5", &usage).unwrap(), expected));
@@ -202,6 +215,35 @@ mod tests {
         // Local models priced at 0 cost 0, not "unknown".
         custom.models.insert("llama3.2".into(), ModelPrice::default());
         assert_eq!(custom.cost_usd("llama3.2", &usage), Some(0.0));
+    }
+
+    #[test]
+    fn one_hour_cache_writes_cost_twice_the_input_unless_the_table_prices_them() {
+        let usage = Usage { cache_write_tokens: 1000, cache_write_1h_tokens: 4000, ..Usage::default() };
+        let mut custom = PriceTable::default();
+        let base = ModelPrice {
+            input_cost_per_token: 3e-6,
+            output_cost_per_token: 1.5e-5,
+            cache_creation_input_token_cost: Some(3.75e-6),
+            ..ModelPrice::default()
+        };
+        custom.models.insert("claude".into(), base);
+        // 5-minute writes at their price (1.25×), 1-hour writes at 2× input.
+        assert!(close(custom.cost_usd("claude", &usage).unwrap(), 1000.0 * 3.75e-6 + 4000.0 * 6e-6));
+        // The explicit litellm field wins over the 2× rule.
+        custom
+            .models
+            .insert("claude".into(), ModelPrice { cache_creation_input_token_cost_above_1hr: Some(5e-6), ..base });
+        assert!(close(custom.cost_usd("claude", &usage).unwrap(), 1000.0 * 3.75e-6 + 4000.0 * 5e-6));
+        // Without any cache price: 5-minute writes at input, 1-hour writes still at 2× input.
+        custom.models.insert("plain".into(), ModelPrice { input_cost_per_token: 1e-6, ..ModelPrice::default() });
+        assert!(close(custom.cost_usd("plain", &usage).unwrap(), 1000.0 * 1e-6 + 4000.0 * 2e-6));
+        // The field parses under litellm's name.
+        let p: ModelPrice = serde_json::from_str(
+            r#"{"input_cost_per_token": 1e-6, "output_cost_per_token": 0, "cache_creation_input_token_cost_above_1hr": 3e-6}"#,
+        )
+        .unwrap();
+        assert_eq!(p.cache_creation_input_token_cost_above_1hr, Some(3e-6));
     }
 
     #[test]

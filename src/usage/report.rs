@@ -101,8 +101,10 @@ pub struct ReportRow {
     pub input_tokens: u64,
     /// Input tokens read from the prompt cache.
     pub cache_read_tokens: u64,
-    /// Input tokens written to the prompt cache.
+    /// Input tokens written to the prompt cache with the 5-minute lifetime.
     pub cache_write_tokens: u64,
+    /// Input tokens written to the prompt cache with the 1-hour lifetime.
+    pub cache_write_1h_tokens: u64,
     /// Output tokens (reasoning included).
     pub output_tokens: u64,
     /// Reasoning tokens (a subset of output).
@@ -126,6 +128,7 @@ impl ReportRow {
         self.input_tokens += o.input_tokens;
         self.cache_read_tokens += o.cache_read_tokens;
         self.cache_write_tokens += o.cache_write_tokens;
+        self.cache_write_1h_tokens += o.cache_write_1h_tokens;
         self.output_tokens += o.output_tokens;
         self.reasoning_tokens += o.reasoning_tokens;
         self.cost_usd = match (self.cost_usd, o.cost_usd) {
@@ -214,6 +217,7 @@ pub fn reprice(slices: Vec<ModelSlice>, prices: &PriceTable) -> Vec<ReportRow> {
                 input_tokens: row.input_tokens,
                 cached_input_tokens: row.cache_read_tokens,
                 cache_write_tokens: row.cache_write_tokens,
+                cache_write_1h_tokens: row.cache_write_1h_tokens,
                 output_tokens: row.output_tokens,
                 reasoning_tokens: row.reasoning_tokens,
             };

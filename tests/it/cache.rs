@@ -251,3 +251,63 @@ async fn no_breakpoints_below_the_models_minimum_or_with_prompt_cache_off_and_1h
     let summary = report["summary_comment"].as_str().unwrap();
     assert!(summary.contains("2000 written to the prompt cache"), "{summary}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hour_cache_writes_are_priced_at_twice_the_input_in_the_report_and_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    one_hour_cache_writes_are_priced_at_twice_the_input(&dir.path().join("state.db")).await;
+}
+
+/// A review whose Anthropic answers split their cache writes by lifetime: the 1-hour ones cost
+/// 2× input in the report, the ledger row (`cost export`) and `cost report`, on the store at
+/// `state` (a SQLite file or a PostgreSQL URL).
+pub(crate) async fn one_hour_cache_writes_are_priced_at_twice_the_input(state: &Path) {
+    // The answer splits its cache writes by lifetime, as the Messages API does.
+    let usage = json!({"input_tokens": 100, "output_tokens": 10, "cache_creation_input_tokens": 3000,
+                       "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 2000}});
+    let server = fake_anthropic(usage).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "agentctl.yml",
+        anthropic_config(&server.uri(), "claude-sonnet-4-5", "  prompt_cache_ttl: 1h\n"),
+    );
+    let out = agentctl()
+        .env("ANTHROPIC_API_KEY", "test-anthropic-key-0123456789")
+        .env("AGENTCTL_STATE", state)
+        .args(["review", "--no-cache", "--diff", "-", "--format", "json", "--config", cfg.to_str().unwrap()])
+        .write_stdin(diff(1, &[], "", "1111111"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // claude-sonnet-4-5: $3 input, $3.75 5-minute write, 2 × $3 = $6 1-hour write, $15 output per million.
+    let expected = 100.0 * 3e-6 + 1000.0 * 3.75e-6 + 2000.0 * 6e-6 + 10.0 * 15e-6;
+    let cost = report["cost_usd"].as_f64().unwrap();
+    assert!((cost - expected).abs() < 1e-9, "{cost} vs {expected}");
+    assert_eq!(report["usage"]["cache_write_tokens"], 1000);
+    assert_eq!(report["usage"]["cache_write_1h_tokens"], 2000);
+    let summary = report["summary_comment"].as_str().unwrap();
+    assert!(summary.contains("3000 written to the prompt cache (2000 for 1 h)"), "{summary}");
+
+    // The ledger row carries both classes and the same cost, through `cost export`.
+    let out = agentctl().env("AGENTCTL_STATE", state).args(["cost", "export"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["usage"]["cache_write_tokens"], 1000);
+    assert_eq!(rows[0]["usage"]["cache_write_1h_tokens"], 2000);
+    assert!((rows[0]["cost_usd"].as_f64().unwrap() - expected).abs() < 1e-9, "{}", rows[0]);
+
+    // And `cost report` shows the 1-hour writes in their own column.
+    let out = agentctl()
+        .env("AGENTCTL_STATE", state)
+        .args(["cost", "report", "--since", "2000-01-01", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["total"]["cache_write_tokens"], 1000, "{report}");
+    assert_eq!(report["total"]["cache_write_1h_tokens"], 2000, "{report}");
+}

@@ -39,6 +39,7 @@ pub(crate) fn record(
             input_tokens: 1000,
             cached_input_tokens: 10,
             cache_write_tokens: 5,
+            cache_write_1h_tokens: 0,
             output_tokens: 100,
             reasoning_tokens: 3,
         },
@@ -135,14 +136,15 @@ fn report_per_day_and_per_workflow_matches_the_hand_computed_table_in_table_form
         let day = format!("2026-10-{:02}", d + 1);
         let cells = &lines[&day];
         let calls = if d == 0 { "15" } else { "12" };
-        // day, calls, input, cache read, cache write, output, reasoning, USD [+ n unpriced], failures, reported
+        // day, calls, input, cache read, cache write, cache write 1h, output, reasoning, USD [+ n unpriced],
+        // failures, reported
         assert_eq!(cells[1], calls, "{day}: {t}");
         assert_eq!(cells[2], (1000 * calls.parse::<u64>().unwrap()).to_string(), "{day}");
-        assert_eq!(cells[7], dollars(day_cents(d)), "{day}: {t}");
+        assert_eq!(cells[8], dollars(day_cents(d)), "{day}: {t}");
         if d == 0 {
-            assert_eq!(&cells[8..], ["+", "3", "unpriced", "3", "0"], "{t}");
+            assert_eq!(&cells[9..], ["+", "3", "unpriced", "3", "0"], "{t}");
         } else {
-            assert_eq!(cells[8], "0");
+            assert_eq!(cells[9], "0");
         }
     }
     assert!(t.lines().last().unwrap().starts_with("total"), "{t}");
@@ -244,7 +246,7 @@ fn report_markdown_has_the_table_and_a_valid_xychart() {
     let state = ledger();
     let md = report(&state, "day", "markdown");
     assert!(
-        md.contains(&format!("| 2026-10-02 | 12 | 12000 | 120 | 60 | 1200 | 36 | {} | 0 |", dollars(day_cents(1)))),
+        md.contains(&format!("| 2026-10-02 | 12 | 12000 | 120 | 60 | 0 | 1200 | 36 | {} | 0 |", dollars(day_cents(1)))),
         "{md}"
     );
     assert!(md.contains("| **total** | **363** |"), "{md}");

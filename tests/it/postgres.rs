@@ -512,3 +512,14 @@ async fn a_rerun_of_the_same_review_makes_no_model_call_and_costs_nothing_on_pos
     assert_eq!(rows.iter().filter(|r| r.cached && r.cost_usd == Some(0.0)).count(), 3, "{rows:?}");
     assert_eq!(rows.len(), 6);
 }
+
+/// Issue #20: 1-hour prompt-cache writes reach a fleet's ledger in their own column, at 2× input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hour_cache_writes_are_priced_at_twice_the_input_on_postgres() {
+    let Some(server) = server() else { return };
+    let url = server.fresh_database();
+    crate::cache::one_hour_cache_writes_are_priced_at_twice_the_input(Path::new(&url)).await;
+    let rows = open(&url).unwrap().usage_since(i64::MIN).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].usage.cache_write_tokens, rows[0].usage.cache_write_1h_tokens), (1000, 2000));
+}

@@ -367,3 +367,201 @@ async fn a_fix_exports_its_rounds_and_verify_runs_under_one_task_span_and_verify
     let expected = format!("00-{}-{}-01", hex::encode(&run.trace_id), hex::encode(&run.span_id));
     assert_eq!(given.lines().collect::<Vec<_>>(), [expected.as_str(), expected.as_str()], "verify joined the trace");
 }
+
+/// A ledger of `n` records a minute apart from a known time (one in three without a price),
+/// and the records.
+fn backfill_ledger(n: usize) -> (std::path::PathBuf, Vec<agentctl::usage::UsageRecord>) {
+    let state = unique_state_path();
+    let records: Vec<agentctl::usage::UsageRecord> = (0..n)
+        .map(|i| {
+            let cost = (i % 3 != 2).then_some(0.25 * (i + 1) as f64);
+            let mut r =
+                crate::cost::record(1_764_000_000_000 + 60_000 * i as i64, "octo/r", "ci", "gpt-4o", cost, "ok");
+            r.usage.cache_write_1h_tokens = 7;
+            r
+        })
+        .collect();
+    let store = agentctl::store::Store::open(&state).unwrap();
+    let with_ids: Vec<(String, _)> = records.iter().enumerate().map(|(i, r)| (format!("id-{i}"), r.clone())).collect();
+    assert_eq!(store.import_usage(&with_ids).unwrap(), (n, 0));
+    (state, records)
+}
+
+/// `cost export --format otlp` of `state` with `env` added to the telemetry variables.
+fn backfill(state: &std::path::Path, env: &[(&str, String)]) -> std::process::Output {
+    let mut cmd = agentctl();
+    cmd.env("AGENTCTL_STATE", state).args(["cost", "export", "--format", "otlp"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// The data points of the delta Sums `name` in every metrics request the receiver got.
+fn sum_points(
+    requests: &[ExportMetricsServiceRequest],
+    name: &str,
+) -> Vec<opentelemetry_proto::tonic::metrics::v1::NumberDataPoint> {
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, AggregationTemporality};
+    let mut out = vec![];
+    for m in requests.iter().flat_map(|r| &r.resource_metrics).flat_map(|rm| &rm.scope_metrics).flat_map(|s| &s.metrics)
+    {
+        if let (true, Some(Data::Sum(sum))) = (m.name == name, &m.data) {
+            assert_eq!(sum.aggregation_temporality, AggregationTemporality::Delta as i32);
+            assert!(sum.is_monotonic);
+            out.extend(sum.data_points.iter().cloned());
+        }
+    }
+    out
+}
+
+fn point_value(p: &opentelemetry_proto::tonic::metrics::v1::NumberDataPoint) -> f64 {
+    use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
+    match p.value {
+        Some(Value::AsInt(i)) => i as f64,
+        Some(Value::AsDouble(d)) => d,
+        None => f64::NAN,
+    }
+}
+
+/// Issue #19: the ledger's history as OTLP metrics, each point at its record's own time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_export_otlp_sends_every_record_at_its_own_time_and_the_sums_match_the_ledger() {
+    let (state, records) = backfill_ledger(1001);
+    let otlp = collector().await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.uri()),
+        ("OTEL_EXPORTER_OTLP_HEADERS", format!("authorization=Bearer%20{OTLP_SECRET}")),
+        ("OTEL_SERVICE_NAME", "backfill-test".to_owned()),
+    ];
+    let out = backfill(&state, &env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("sent 1001 usage record(s)") && stderr.contains("in 2 batch(es)"), "{stderr}");
+    assert!(stderr.contains("333 record(s) without a known cost"), "{stderr}");
+    let printed = format!("{stderr}{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!printed.lines().filter(|l| !l.starts_with("::add-mask::")).any(|l| l.contains(OTLP_SECRET)), "{printed}");
+
+    let received = otlp.received_requests().await.unwrap();
+    let metrics: Vec<_> = received.iter().filter(|r| r.url.path() == "/v1/metrics").collect();
+    for r in &metrics {
+        assert_eq!(r.headers.get("authorization").unwrap(), &format!("Bearer {OTLP_SECRET}"), "the header arrived");
+        assert_eq!(r.headers.get("content-type").unwrap(), "application/x-protobuf");
+    }
+    let decoded: Vec<ExportMetricsServiceRequest> =
+        metrics.iter().map(|r| ExportMetricsServiceRequest::decode(r.body.as_slice()).unwrap()).collect();
+    let resource = attrs(&decoded[0].resource_metrics[0].resource.clone().unwrap_or_default().attributes);
+    assert_eq!(resource["service.name"], "backfill-test");
+    let tokens = sum_points(&decoded, "gen_ai.client.token.usage");
+    assert_eq!(tokens.len(), 4 * records.len());
+    let times: std::collections::BTreeSet<u64> = records.iter().map(|r| r.ts_ms as u64 * 1_000_000).collect();
+    for p in &tokens {
+        assert!(times.contains(&p.time_unix_nano), "{}", p.time_unix_nano);
+        assert_eq!(p.start_time_unix_nano, p.time_unix_nano);
+        let a = attrs(&p.attributes);
+        assert_eq!((a["gen_ai.response.model"].as_str(), a["vcs.repository.name"].as_str()), ("gpt-4o", "octo/r"));
+    }
+    let by_type = |kind: &str| -> f64 {
+        tokens.iter().filter(|p| attrs(&p.attributes)["gen_ai.token.type"] == kind).map(point_value).sum()
+    };
+    let ledger = |f: &dyn Fn(&agentctl::usage::Usage) -> u64| records.iter().map(|r| f(&r.usage) as f64).sum::<f64>();
+    assert_eq!(by_type("input"), ledger(&|u| u.total_input()));
+    assert_eq!(by_type("output"), ledger(&|u| u.output_tokens));
+    assert_eq!(by_type("cache_read"), ledger(&|u| u.cached_input_tokens));
+    assert_eq!(by_type("cache_creation"), ledger(&|u| u.cache_write_tokens + u.cache_write_1h_tokens));
+    let cost = sum_points(&decoded, "agentctl.cost.usd");
+    assert_eq!(cost.len(), 668, "unpriced records are left out");
+    let spent: f64 = records.iter().filter_map(|r| r.cost_usd).sum();
+    assert!((cost.iter().map(point_value).sum::<f64>() - spent).abs() < 1e-6);
+    // The first point of the cost metric is the first record's, at its time.
+    assert_eq!(cost[0].time_unix_nano, records[0].ts_ms as u64 * 1_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_export_otlp_speaks_http_json_and_needs_an_endpoint() {
+    let (state, records) = backfill_ledger(3);
+    let otlp = collector().await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", format!("{}/v1/metrics", otlp.uri())),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json".to_owned()),
+    ];
+    let out = backfill(&state, &env);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let received = otlp.received_requests().await.unwrap();
+    let metrics: Vec<_> = received.iter().filter(|r| r.url.path() == "/v1/metrics").collect();
+    assert_eq!(metrics[0].headers.get("content-type").unwrap(), "application/json");
+    let decoded: Vec<ExportMetricsServiceRequest> =
+        metrics.iter().map(|r| serde_json::from_slice(&r.body).expect("OTLP JSON")).collect();
+    let tokens = sum_points(&decoded, "gen_ai.client.token.usage");
+    assert_eq!(tokens.len(), 4 * records.len());
+    assert_eq!(tokens[0].time_unix_nano, records[0].ts_ms as u64 * 1_000_000);
+
+    // No endpoint anywhere: a usage error, nothing sent.
+    let out = backfill(&state, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no OTLP endpoint configured"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_export_otlp_refused_by_the_collector_exits_1_naming_it_and_the_batches_sent_and_no_secret() {
+    let (state, _) = backfill_ledger(2500);
+    let otlp = MockServer::builder().start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/metrics"))
+        .respond_with(ResponseTemplate::new(200))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&otlp)
+        .await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(503)).mount(&otlp).await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.uri()),
+        ("OTEL_EXPORTER_OTLP_HEADERS", format!("x-api-key={OTLP_SECRET}")),
+    ];
+    let out = backfill(&state, &env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&otlp.uri()) && stderr.contains("HTTP 503"), "{stderr}");
+    assert!(stderr.contains("sent 1 of 3 batches"), "{stderr}");
+    let printed = format!("{stderr}{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!printed.lines().filter(|l| !l.starts_with("::add-mask::")).any(|l| l.contains(OTLP_SECRET)), "{printed}");
+}
+
+/// The GenAI agent-span convention: an agent CLI's span is named after the agent (the provider
+/// entry), not the model, and carries `gen_ai.agent.name`; the configured model stays as
+/// `gen_ai.request.model`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_cli_span_is_named_invoke_agent_and_the_agent_with_its_model_kept() {
+    let otlp = collector().await;
+    let dir = tempfile::tempdir().unwrap();
+    let answer = json!({"summary": "ok", "findings": []});
+    let script = write(dir.path(), "agent.sh", format!("#!/bin/sh\ncat >/dev/null\ncat <<'EOF'\n{answer}\nEOF\n"));
+    let config = write(
+        dir.path(),
+        "agentctl.yml",
+        format!(
+            "provider: reviewer\nproviders:\n  reviewer:\n    kind: command\n    model: fake-agent-1\n    command: [/bin/sh, {}]\n",
+            script.display()
+        ),
+    );
+    let mut cmd = agentctl();
+    cmd.args(["review", "--no-cache", "--format", "json", "--diff"])
+        .arg(repo_path("examples/diffs/agentctl-findings.diff"))
+        .arg("--config")
+        .arg(&config)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.uri());
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let (spans, _) = received_spans(&otlp).await;
+    let agents: Vec<&Span> = spans
+        .iter()
+        .filter(|s| attrs(&s.attributes).get("gen_ai.operation.name").map(String::as_str) == Some("invoke_agent"))
+        .collect();
+    assert!(!agents.is_empty(), "{:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>());
+    for span in agents {
+        assert_eq!(span.name, "invoke_agent reviewer");
+        let a = attrs(&span.attributes);
+        assert_eq!(a["gen_ai.agent.name"], "reviewer");
+        assert_eq!(a["gen_ai.request.model"], "fake-agent-1");
+    }
+}

@@ -105,9 +105,12 @@ pub struct NotReviewed<'a> {
 pub struct Usage {
     pub input_tokens: u64,
     pub cached_input_tokens: u64,
+    /// Cache writes with the 5-minute lifetime.
     pub cache_write_tokens: u64,
     pub output_tokens: u64,
     pub reasoning_tokens: u64,
+    /// Cache writes with the 1-hour lifetime (added after the others, so it prints last).
+    pub cache_write_1h_tokens: u64,
 }
 
 /// The review as it is (or would be) posted.
@@ -271,9 +274,22 @@ impl<'a> From<&'a report::NotReviewed> for NotReviewed<'a> {
 
 impl From<&usage::Usage> for Usage {
     fn from(u: &usage::Usage) -> Self {
-        let usage::Usage { input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens } =
-            *u;
-        Usage { input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens }
+        let usage::Usage {
+            input_tokens,
+            cached_input_tokens,
+            cache_write_tokens,
+            cache_write_1h_tokens,
+            output_tokens,
+            reasoning_tokens,
+        } = *u;
+        Usage {
+            input_tokens,
+            cached_input_tokens,
+            cache_write_tokens,
+            output_tokens,
+            reasoning_tokens,
+            cache_write_1h_tokens,
+        }
     }
 }
 

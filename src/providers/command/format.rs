@@ -284,6 +284,7 @@ pub fn parse_claude_json(stdout: &str) -> Result<AgentAnswer, AgentOutputError> 
             input_tokens: u.input_tokens.unwrap_or(0),
             cached_input_tokens: u.cache_read_input_tokens.unwrap_or(0),
             cache_write_tokens: u.cache_creation_input_tokens.unwrap_or(0),
+            cache_write_1h_tokens: 0,
             output_tokens: u.output_tokens.unwrap_or(0),
             reasoning_tokens: 0,
         })
@@ -406,6 +407,7 @@ mod tests {
                 input_tokens: 12,
                 cached_input_tokens: 15635,
                 cache_write_tokens: 1850,
+                cache_write_1h_tokens: 0,
                 output_tokens: 245,
                 reasoning_tokens: 0
             }
