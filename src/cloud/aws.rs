@@ -332,4 +332,52 @@ mod tests {
                 .unwrap_err();
         assert!(no_oidc.message.contains("id-token: write"), "{no_oidc}");
     }
+
+    /// Temporary credentials are kept while they have more than five minutes left, and asked
+    /// for again (a new OIDC token, a new `AssumeRoleWithWebIdentity`) when they have less.
+    #[tokio::test]
+    async fn temporary_credentials_are_asked_again_near_expiry() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        for (lifetime_secs, want_calls) in [(3600, 1), (120, 2)] {
+            let server = MockServer::start().await;
+            Mock::given(method("GET"))
+                .and(path("/token"))
+                .respond_with(
+                    ResponseTemplate::new(200).set_body_json(serde_json::json!({"value": "jwt-value-0123456"})),
+                )
+                .mount(&server)
+                .await;
+            let expiration = chrono::Utc::now() + chrono::Duration::seconds(lifetime_secs);
+            Mock::given(method("POST"))
+                .and(path("/"))
+                .respond_with(ResponseTemplate::new(200).set_body_string(format!(
+                    "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>\
+                     <AccessKeyId>ASIATEST</AccessKeyId><SecretAccessKey>secret-access-key-0123</SecretAccessKey>\
+                     <SessionToken>session-token-0123</SessionToken><Expiration>{}</Expiration>\
+                     </Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>",
+                    expiration.format("%Y-%m-%dT%H:%M:%SZ")
+                )))
+                .mount(&server)
+                .await;
+            let token_url = format!("{}/token?api-version=2.0", server.uri());
+            let sts_url = format!("{}/", server.uri());
+            let env = Env::from_pairs([
+                ("ACTIONS_ID_TOKEN_REQUEST_URL", token_url.as_str()),
+                ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token-0123"),
+                ("AWS_ENDPOINT_URL_STS", sts_url.as_str()),
+            ]);
+            let redactor = Redactor::new();
+            let p =
+                AwsCredentialProvider::resolve(&env, Some("arn:aws:iam::123456789012:role/r"), "us-east-1", &redactor)
+                    .unwrap();
+            let first = p.credentials().await.unwrap();
+            let second = p.credentials().await.unwrap();
+            assert_eq!((first.access_key_id.as_str(), second.access_key_id.as_str()), ("ASIATEST", "ASIATEST"));
+            let sts_calls =
+                server.received_requests().await.unwrap().iter().filter(|r| r.method.as_str() == "POST").count();
+            assert_eq!(sts_calls, want_calls, "credentials living {lifetime_secs} s");
+            assert!(!redactor.redact("secret-access-key-0123 session-token-0123").contains("0123"));
+        }
+    }
 }

@@ -118,15 +118,7 @@ fn transport_message(e: reqwest::Error) -> String {
     if e.is_timeout() {
         return format!("timed out after {TIMEOUT_SECS} s");
     }
-    let e = e.without_url();
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
+    crate::log::error_chain(&e.without_url())
 }
 
 #[cfg(test)]

@@ -21,7 +21,6 @@ const CONVERSE: &str = "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/conve
 const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY";
 const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLEsessionTOKENfromCONFIGUREaws";
-const DIFF: &str = "diff --git a/src/lib.rs b/src/lib.rs\nindex 1111111..2222222 100644\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,2 +1,5 @@\n fn a() {}\n+fn b(x: u32) -> u32 {\n+    x / 0\n+}\n fn c() {}\n";
 
 /// The Python with botocore, or `None` (skip) on a machine without one; panics under `CI=true`.
 fn botocore_python() -> Option<PathBuf> {
@@ -105,18 +104,11 @@ impl Respond for Converse {
     }
 }
 
-fn answer() -> Value {
-    json!({"summary": "Adds b().", "findings": [
-        {"path": "src/lib.rs", "line": 3, "side": "RIGHT", "severity": "high", "category": "bug",
-         "title": "Division by zero", "body": "`x / 0` always panics."}
-    ]})
-}
-
 /// A Converse answer calling the forced tool with the review answer.
 fn converse_ok() -> ResponseTemplate {
     ResponseTemplate::new(200).insert_header("x-amzn-RequestId", "b7e0f0a4-bedrock-fake").set_body_json(json!({
         "output": {"message": {"role": "assistant", "content": [
-            {"toolUse": {"toolUseId": "tooluse_1", "name": "review_output", "input": answer()}}
+            {"toolUse": {"toolUseId": "tooluse_1", "name": "review_output", "input": division_answer()}}
         ]}},
         "stopReason": "tool_use",
         "usage": {"inputTokens": 1200, "outputTokens": 150, "totalTokens": 1650,
@@ -164,23 +156,6 @@ fn config(base_url: &str, extra: &str) -> String {
     )
 }
 
-/// Runs a dry-run review of [`DIFF`]; returns (exit code, stdout, stderr).
-fn review(config: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "agentctl.yml", config);
-    let mut cmd = agentctl();
-    cmd.args(["review", "--dry-run", "--diff", "-", "--format", "json", "--config", cfg.to_str().unwrap()]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.write_stdin(DIFF).output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 const ENV_KEYS: [(&str, &str); 3] =
     [("AWS_ACCESS_KEY_ID", ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", SECRET_KEY), ("AWS_SESSION_TOKEN", SESSION_TOKEN)];
 
@@ -200,7 +175,7 @@ fn verdicts(fake: &Fake) -> Vec<Verdict> {
 async fn review_with_environment_keys_is_signed_as_botocore_signs() {
     let Some(python) = botocore_python() else { return };
     let fake = fake_bedrock(python, ACCESS_KEY, SECRET_KEY, vec![converse_ok()]).await;
-    let (code, stdout, stderr) = review(&config(&fake.server.uri(), ""), &ENV_KEYS);
+    let (code, stdout, stderr) = dry_run_review(&config(&fake.server.uri(), ""), &ENV_KEYS);
     assert_eq!(code, Some(0), "{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
     let seen = verdicts(&fake);
@@ -281,7 +256,7 @@ async fn role_arn_assumes_the_role_with_the_jobs_oidc_token() {
     let fake = fake_bedrock(python, STS_KEY, STS_SECRET, vec![converse_ok()]).await;
     let request_url = format!("{}/_apis/token?api-version=2.0", github.uri());
     let sts_url = format!("{}/", sts.uri());
-    let (code, stdout, stderr) = review(
+    let (code, stdout, stderr) = dry_run_review(
         &config(&fake.server.uri(), "    role_arn: arn:aws:iam::123456789012:role/agentctl-review\n"),
         &[
             ("GITHUB_ACTIONS", "true"),
@@ -332,7 +307,7 @@ async fn sts_refusal_is_exit_4_naming_the_trust_policy() {
     mount_catch_all(&bedrock, "Bedrock (no request may be sent without credentials)").await;
     let request_url = format!("{}/_apis/token?api-version=2.0", github.uri());
     let sts_url = format!("{}/", sts.uri());
-    let (code, _, stderr) = review(
+    let (code, _, stderr) = dry_run_review(
         &config(&bedrock.uri(), "    role_arn: arn:aws:iam::123456789012:role/agentctl-review\n"),
         &[
             ("ACTIONS_ID_TOKEN_REQUEST_URL", &request_url),
@@ -353,7 +328,7 @@ async fn sts_refusal_is_exit_4_naming_the_trust_policy() {
 async fn no_credentials_is_exit_4_before_any_request() {
     let bedrock = MockServer::start().await;
     mount_catch_all(&bedrock, "Bedrock").await;
-    let (code, _, stderr) = review(&config(&bedrock.uri(), ""), &[]);
+    let (code, _, stderr) = dry_run_review(&config(&bedrock.uri(), ""), &[]);
     assert_eq!(code, Some(4), "{stderr}");
     assert!(stderr.contains("no AWS credentials") && stderr.contains("id-token: write"), "{stderr}");
     assert!(bedrock.received_requests().await.unwrap().is_empty());
@@ -366,7 +341,7 @@ async fn throttling_is_retried_then_succeeds() {
     let Some(python) = botocore_python() else { return };
     let throttled = bedrock_error(429, "ThrottlingException", "Too many requests, please wait before trying again.");
     let fake = fake_bedrock(python, ACCESS_KEY, SECRET_KEY, vec![throttled, converse_ok()]).await;
-    let (code, _, stderr) = review(&config(&fake.server.uri(), ""), &ENV_KEYS);
+    let (code, _, stderr) = dry_run_review(&config(&fake.server.uri(), ""), &ENV_KEYS);
     assert_eq!(code, Some(0), "{stderr}");
     let seen = verdicts(&fake);
     assert_eq!(seen.len(), 2, "one retry: {seen:?}");
@@ -379,7 +354,7 @@ async fn unavailable_is_retried_then_fails_with_exit_1() {
     let Some(python) = botocore_python() else { return };
     let down = bedrock_error(503, "ServiceUnavailableException", "Bedrock is unable to process your request.");
     let fake = fake_bedrock(python, ACCESS_KEY, SECRET_KEY, vec![down]).await;
-    let (code, _, stderr) = review(&config(&fake.server.uri(), "    fallback: []\n"), &ENV_KEYS);
+    let (code, _, stderr) = dry_run_review(&config(&fake.server.uri(), "    fallback: []\n"), &ENV_KEYS);
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(verdicts(&fake).len(), 3, "max_retries 2 → 3 attempts");
     assert!(stderr.contains("ServiceUnavailableException"), "{stderr}");
@@ -391,7 +366,7 @@ async fn access_denied_is_exit_4_naming_what_to_check() {
     let denied =
         bedrock_error(403, "AccessDeniedException", "You don't have access to the model with the specified model ID.");
     let fake = fake_bedrock(python, ACCESS_KEY, SECRET_KEY, vec![denied]).await;
-    let (code, stdout, stderr) = review(&config(&fake.server.uri(), ""), &ENV_KEYS);
+    let (code, stdout, stderr) = dry_run_review(&config(&fake.server.uri(), ""), &ENV_KEYS);
     assert_eq!(code, Some(4), "{stderr}");
     assert_eq!(verdicts(&fake).len(), 1, "never retried");
     assert!(stderr.contains("AccessDeniedException") && stderr.contains("bedrock:InvokeModel"), "{stderr}");
@@ -403,7 +378,7 @@ async fn validation_error_is_a_config_error_exit_2() {
     let Some(python) = botocore_python() else { return };
     let invalid = bedrock_error(400, "ValidationException", "The provided model identifier is invalid.");
     let fake = fake_bedrock(python, ACCESS_KEY, SECRET_KEY, vec![invalid]).await;
-    let (code, _, stderr) = review(&config(&fake.server.uri(), ""), &ENV_KEYS);
+    let (code, _, stderr) = dry_run_review(&config(&fake.server.uri(), ""), &ENV_KEYS);
     assert_eq!(code, Some(2), "{stderr}");
     assert_eq!(verdicts(&fake).len(), 1, "never retried");
     assert!(stderr.contains("ValidationException: The provided model identifier is invalid."), "{stderr}");

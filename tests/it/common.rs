@@ -438,3 +438,32 @@ pub(crate) fn in_terminal(args: &[&str], envs: &[(&str, &str)]) -> std::process:
     cmd.args(["-qec", &line, "/dev/null"]).stdin(std::process::Stdio::null());
     cmd.output().expect("`script` (util-linux) runs")
 }
+
+/// A one-file diff adding three lines, the second dividing by zero (line 3 of the new file).
+pub(crate) const ONE_FILE_DIFF: &str = "diff --git a/src/lib.rs b/src/lib.rs\nindex 1111111..2222222 100644\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,2 +1,5 @@\n fn a() {}\n+fn b(x: u32) -> u32 {\n+    x / 0\n+}\n fn c() {}\n";
+
+/// A review answer (the `review-output` schema) with one finding on [`ONE_FILE_DIFF`]'s line 3.
+pub(crate) fn division_answer() -> Value {
+    serde_json::json!({"summary": "Adds b().", "findings": [
+        {"path": "src/lib.rs", "line": 3, "side": "RIGHT", "severity": "high", "category": "bug",
+         "title": "Division by zero", "body": "`x / 0` always panics."}
+    ]})
+}
+
+/// Runs `review --dry-run --diff - --format json --config FILE` over [`ONE_FILE_DIFF`] with
+/// `config` and `env`: (exit code, stdout, stderr).
+pub(crate) fn dry_run_review(config: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "agentctl.yml", config);
+    let mut cmd = agentctl();
+    cmd.args(["review", "--dry-run", "--diff", "-", "--format", "json", "--config", cfg.to_str().unwrap()]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.write_stdin(ONE_FILE_DIFF).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

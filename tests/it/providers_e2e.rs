@@ -6,21 +6,11 @@ use serde_json::{json, Value};
 use wiremock::matchers::{header, header_exists, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-/// A one-file diff adding three lines.
-const DIFF: &str = "diff --git a/src/lib.rs b/src/lib.rs\nindex 1111111..2222222 100644\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,2 +1,5 @@\n fn a() {}\n+fn b(x: u32) -> u32 {\n+    x / 0\n+}\n fn c() {}\n";
-
-fn answer() -> Value {
-    json!({"summary": "Adds b().", "findings": [
-        {"path": "src/lib.rs", "line": 3, "side": "RIGHT", "severity": "high", "category": "bug",
-         "title": "Division by zero", "body": "`x / 0` always panics."}
-    ]})
-}
-
 async fn catch_all(server: &MockServer) {
     mount_catch_all(server, "provider").await;
 }
 
-/// Runs a dry-run review of [`DIFF`] with `config`, returning the JSON report.
+/// Runs a dry-run review of [`ONE_FILE_DIFF`] with `config`, returning the JSON report.
 fn review(config: &str, env: &[(&str, &str)]) -> Value {
     review_with_state(config, env, &unique_state_path())
 }
@@ -34,7 +24,7 @@ fn review_with_state(config: &str, env: &[(&str, &str)], state: &std::path::Path
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.write_stdin(DIFF).output().unwrap();
+    let out = cmd.write_stdin(ONE_FILE_DIFF).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -53,7 +43,7 @@ fn assert_model_finding(report: &Value, model: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn review_with_openai() {
-    let server = fake_openai(answer(), std::time::Duration::ZERO).await;
+    let server = fake_openai(division_answer(), std::time::Duration::ZERO).await;
     let state = unique_state_path();
     let report = review_with_state(
         &config_for(&server.uri(), ""),
@@ -84,7 +74,7 @@ async fn review_with_anthropic() {
         .and(header_exists("anthropic-version"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
-            "content": [{"type": "tool_use", "id": "toolu_01", "name": "review_output", "input": answer()}],
+            "content": [{"type": "tool_use", "id": "toolu_01", "name": "review_output", "input": division_answer()}],
             "stop_reason": "tool_use",
             "usage": {"input_tokens": 900, "output_tokens": 120, "cache_read_input_tokens": 300, "cache_creation_input_tokens": 50}
         })))
@@ -112,7 +102,7 @@ async fn review_with_azure_openai() {
         .and(header("api-key", "azure-test-key-0123456789"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "id": "chatcmpl-az", "object": "chat.completion", "created": 1, "model": "gpt-4o-2024-08-06",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer().to_string()}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": division_answer().to_string()}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 500, "completion_tokens": 80, "total_tokens": 580}
         })))
         .expect(1)
@@ -135,7 +125,7 @@ async fn review_with_gemini() {
         .and(path("/v1beta/models/gemini-2.5-flash:generateContent"))
         .and(header("x-goog-api-key", "gemini-test-key-0123456789"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "candidates": [{"content": {"role": "model", "parts": [{"text": answer().to_string()}]}, "finishReason": "STOP"}],
+            "candidates": [{"content": {"role": "model", "parts": [{"text": division_answer().to_string()}]}, "finishReason": "STOP"}],
             "usageMetadata": {"promptTokenCount": 700, "cachedContentTokenCount": 100, "candidatesTokenCount": 60, "totalTokenCount": 760},
             "modelVersion": "gemini-2.5-flash"
         })))
@@ -164,7 +154,7 @@ fn review_with_an_agent_cli() {
         "fake-agent.sh",
         format!(
             "#!/bin/sh\nprompt=$(cat)\ncase \"$prompt\" in *src/lib.rs*) ;; *) echo 'no diff on stdin' >&2; exit 9;; esac\ncat <<'EOF'\n{}\nEOF\n",
-            answer()
+            division_answer()
         ),
     );
     let config = format!(
@@ -228,7 +218,7 @@ fn signal_to_agentctl_left_the_agents_grandchildren_running() {
         cmd.env("AGENTCTL_STATE", unique_state_path());
         cmd.args(["review", "--dry-run", "--diff", "-", "--format", "json", "--config", cfg.to_str().unwrap()]);
         let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(DIFF.as_bytes()).unwrap();
+        child.stdin.take().unwrap().write_all(ONE_FILE_DIFF.as_bytes()).unwrap();
 
         let deadline = Instant::now() + Duration::from_secs(20);
         let grandchild = loop {
@@ -278,7 +268,7 @@ fn an_agent_cli_cannot_reach_agentctls_secrets_and_its_daemons_die_with_it() {
         "nosy-agent.sh",
         format!(
             "#!/bin/sh\ncat >/dev/null\n{{ cat /proc/$PPID/environ || echo 'environ denied'; grep -E '^(NoNewPrivs|CapEff):' /proc/self/status; }} > {seen} 2>&1\nsetsid sh -c 'echo $$ > {daemon}; exec sleep 302' </dev/null >/dev/null 2>&1 &\nsleep 0.2\ncat <<'EOF'\n{}\nEOF\n",
-            answer(),
+            division_answer(),
             seen = seen.display(),
             daemon = daemon.display(),
         ),

@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 use wiremock::matchers::{body_partial_json, body_string_contains, header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-const DIFF: &str = "diff --git a/src/lib.rs b/src/lib.rs\nindex 1111111..2222222 100644\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,2 +1,5 @@\n fn a() {}\n+fn b(x: u32) -> u32 {\n+    x / 0\n+}\n fn c() {}\n";
 const GEMINI_PATH: &str =
     "/v1/projects/agentctl-ci/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent";
 const CLAUDE_PATH: &str =
@@ -18,16 +17,9 @@ const SA: &str = "agentctl-review@agentctl-ci.iam.gserviceaccount.com";
 const AUDIENCE: &str =
     "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/github/providers/agentctl";
 
-fn answer() -> Value {
-    json!({"summary": "Adds b().", "findings": [
-        {"path": "src/lib.rs", "line": 3, "side": "RIGHT", "severity": "high", "category": "bug",
-         "title": "Division by zero", "body": "`x / 0` always panics."}
-    ]})
-}
-
 fn gemini_ok() -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({
-        "candidates": [{"content": {"role": "model", "parts": [{"text": answer().to_string()}]}, "finishReason": "STOP"}],
+        "candidates": [{"content": {"role": "model", "parts": [{"text": division_answer().to_string()}]}, "finishReason": "STOP"}],
         "usageMetadata": {"promptTokenCount": 700, "cachedContentTokenCount": 100, "candidatesTokenCount": 60, "totalTokenCount": 760},
         "modelVersion": "gemini-2.5-flash",
         "responseId": "vertex-fake-1"
@@ -36,23 +28,6 @@ fn gemini_ok() -> ResponseTemplate {
 
 fn google_error(status: u16, kind: &str, message: &str) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(json!({"error": {"code": status, "message": message, "status": kind}}))
-}
-
-/// Runs a dry-run review of [`DIFF`]; returns (exit code, stdout, stderr).
-fn review(config: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "agentctl.yml", config);
-    let mut cmd = agentctl();
-    cmd.args(["review", "--dry-run", "--diff", "-", "--format", "json", "--config", cfg.to_str().unwrap()]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.write_stdin(DIFF).output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn config(base_url: &str, model: &str, location: Option<&str>) -> String {
@@ -157,7 +132,7 @@ async fn review_with_gemini_through_workload_identity_federation() {
         })
         .to_string(),
     );
-    let (code, stdout, stderr) = review(
+    let (code, stdout, stderr) = dry_run_review(
         &config(&google.uri(), "gemini-2.5-flash", Some("us-central1")),
         &[("GITHUB_ACTIONS", "true"), ("GOOGLE_APPLICATION_CREDENTIALS", adc.to_str().unwrap())],
     );
@@ -218,7 +193,7 @@ async fn review_with_claude_through_a_service_account_key() {
         .and(|req: &Request| serde_json::from_slice::<Value>(&req.body).is_ok_and(|b| b.get("model").is_none()))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "id": "msg_vrtx_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
-            "content": [{"type": "tool_use", "id": "toolu_1", "name": "review_output", "input": answer()}],
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "review_output", "input": division_answer()}],
             "stop_reason": "tool_use",
             "usage": {"input_tokens": 900, "output_tokens": 120, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
         })))
@@ -234,7 +209,7 @@ async fn review_with_claude_through_a_service_account_key() {
                "private_key": private, "client_email": SA, "token_uri": token_uri})
         .to_string(),
     );
-    let (code, stdout, stderr) = review(
+    let (code, stdout, stderr) = dry_run_review(
         &config(&google.uri(), "claude-sonnet-4-5@20250929", None),
         &[("GOOGLE_APPLICATION_CREDENTIALS", adc.to_str().unwrap())],
     );
@@ -274,7 +249,7 @@ async fn a_refused_token_exchange_is_exit_4_before_any_model_request() {
                "credential_source": {"url": format!("{}/subject", google.uri())}})
         .to_string(),
     );
-    let (code, _, stderr) = review(
+    let (code, _, stderr) = dry_run_review(
         &config(&google.uri(), "gemini-2.5-flash", None),
         &[("GOOGLE_APPLICATION_CREDENTIALS", adc.to_str().unwrap())],
     );
@@ -287,7 +262,7 @@ async fn a_refused_token_exchange_is_exit_4_before_any_model_request() {
 async fn no_credentials_is_exit_4() {
     let google = MockServer::start().await;
     mount_catch_all(&google, "Google").await;
-    let (code, _, stderr) = review(&config(&google.uri(), "gemini-2.5-flash", None), &[]);
+    let (code, _, stderr) = dry_run_review(&config(&google.uri(), "gemini-2.5-flash", None), &[]);
     assert_eq!(code, Some(4), "{stderr}");
     assert!(stderr.contains("no Google credentials") && stderr.contains("google-github-actions/auth"), "{stderr}");
 }
@@ -318,7 +293,7 @@ async fn resource_exhausted_is_retried_then_succeeds() {
         vertex_scripted(vec![google_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded for aiplatform."), gemini_ok()])
             .await;
     let (code, stdout, stderr) =
-        review(&config(&server.uri(), "gemini-2.5-flash", None), &[("GOOGLE_OAUTH_ACCESS_TOKEN", TOKEN)]);
+        dry_run_review(&config(&server.uri(), "gemini-2.5-flash", None), &[("GOOGLE_OAUTH_ACCESS_TOKEN", TOKEN)]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(has_finding(&report_of(&stdout)));
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
@@ -328,7 +303,7 @@ async fn resource_exhausted_is_retried_then_succeeds() {
 async fn unavailable_is_retried_then_fails_with_exit_1() {
     let server = vertex_scripted(vec![google_error(503, "UNAVAILABLE", "The service is currently unavailable.")]).await;
     let (code, _, stderr) =
-        review(&config(&server.uri(), "gemini-2.5-flash", None), &[("GOOGLE_OAUTH_ACCESS_TOKEN", TOKEN)]);
+        dry_run_review(&config(&server.uri(), "gemini-2.5-flash", None), &[("GOOGLE_OAUTH_ACCESS_TOKEN", TOKEN)]);
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(server.received_requests().await.unwrap().len(), 3, "max_retries 2 → 3 attempts");
 }
@@ -342,7 +317,7 @@ async fn permission_denied_is_exit_4_naming_what_to_check() {
     )])
     .await;
     let (code, stdout, stderr) =
-        review(&config(&server.uri(), "gemini-2.5-flash", None), &[("GOOGLE_OAUTH_ACCESS_TOKEN", TOKEN)]);
+        dry_run_review(&config(&server.uri(), "gemini-2.5-flash", None), &[("GOOGLE_OAUTH_ACCESS_TOKEN", TOKEN)]);
     assert_eq!(code, Some(4), "{stderr}");
     assert_eq!(server.received_requests().await.unwrap().len(), 1, "never retried");
     assert!(stderr.contains("PERMISSION_DENIED") || stderr.contains("aiplatform.endpoints.predict"), "{stderr}");
