@@ -186,6 +186,15 @@ fn cloud_setting(
     Ok(value)
 }
 
+/// A cloud provider's `base_url` must be `https` (plain http only to loopback): its requests
+/// carry a session token or an OAuth token, which must not travel in clear text. Errors
+/// ([`ProviderError::Config`]): another scheme or a non-loopback http host.
+fn https_or_loopback(name: &str, base_url: &str) -> Result<(), ProviderError> {
+    crate::cloud::endpoint(base_url, "base_url")
+        .map(drop)
+        .map_err(|e| ProviderError::Config { provider: name.to_string(), message: e.message })
+}
+
 /// A credential that could not be read or minted while building the chain, as exit 4; the
 /// `help:` line the message carries becomes the error's own.
 fn denied(name: &str, e: crate::cloud::CredentialError) -> ProviderError {
@@ -286,6 +295,7 @@ fn build_one(
                 timeout,
                 retry,
             };
+            https_or_loopback(name, &endpoint.base_url)?;
             Arc::new(Bedrock::new(endpoint, region, Arc::new(credentials))?)
         }
         ProviderKind::Vertex => {
@@ -317,6 +327,7 @@ fn build_one(
                 timeout,
                 retry,
             };
+            https_or_loopback(name, &endpoint.base_url)?;
             vertex::build(endpoint, &project, &location, Arc::new(tokens))?
         }
         ProviderKind::Command => {

@@ -324,3 +324,20 @@ async fn permission_denied_is_exit_4_naming_what_to_check() {
     assert!(stderr.contains("roles/aiplatform.user"), "{stderr}");
     assert_clear_of(&[&stdout, &stderr], &[TOKEN]);
 }
+
+/// A token must never travel in clear text: a plain-http `base_url` off loopback is refused
+/// before any credential is used (exit 2), for both cloud kinds.
+#[test]
+fn a_plain_http_base_url_off_loopback_is_refused() {
+    let vertex = config("http://vertex.internal.example", "gemini-2.5-flash", None);
+    let (code, _, stderr) = dry_run_review(&vertex, &[("GOOGLE_OAUTH_ACCESS_TOKEN", TOKEN)]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("must be an https URL"), "{stderr}");
+    let bedrock = "provider: b\nproviders:\n  b:\n    kind: bedrock\n    model: amazon.nova-pro-v1:0\n    region: us-east-1\n    base_url: http://bedrock.internal.example\n";
+    let (code, _, stderr) = dry_run_review(
+        bedrock,
+        &[("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"), ("AWS_SECRET_ACCESS_KEY", "x".repeat(40).as_str())],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("must be an https URL"), "{stderr}");
+}
