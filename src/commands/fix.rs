@@ -34,14 +34,15 @@ pub async fn run(args: &FixArgs, env: &Env) -> Result<Exit, ExitError> {
     let result = fix_with_ledger(&session, &mut run, &ledger).await;
     // `--usage-out` and `--require-state` whatever the run's end: tokens spent by a run that
     // then failed are usage too.
+    // Each failure is printed once: as the run's error, or beside the error the run ended with.
     let failures = session.finish(&ledger);
-    for f in &failures {
-        log::error(f);
-    }
     match result {
         Ok(code) if failures.is_empty() => Ok(code),
         Ok(_) => Err(ExitError::new(Exit::Failure, anyhow::anyhow!("{}", failures.join("\n")))),
-        Err(e) => Err(e),
+        Err(e) => {
+            failures.iter().for_each(|f| log::error(f));
+            Err(e)
+        }
     }
 }
 
@@ -178,10 +179,8 @@ async fn fix_with_ledger(session: &Session<'_>, run: &mut FixRun, ledger: &Ledge
         summary: Some(run.redactor.redact(&summary)),
         ..Delivery::default()
     };
+    // The failures are the run's error, printed once by `main`.
     let failures: Vec<String> = output::deliver(env, delivery).iter().map(ToString::to_string).collect();
-    for f in &failures {
-        log::error(f);
-    }
     if failures.is_empty() {
         Ok(Exit::Ok)
     } else {

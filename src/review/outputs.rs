@@ -3,7 +3,6 @@
 
 use crate::context::Env;
 use crate::findings::Severity;
-use crate::log;
 use crate::output::{self, Delivery, SarifFile, Sink, Stdout};
 use crate::redact::Redactor;
 use crate::report::{PostStatus, ReviewReport, Verdict};
@@ -39,9 +38,7 @@ pub(crate) fn deliver(env: &Env, settings: &ReviewSettings, report: &ReviewRepor
             _ => f.to_string(),
         })
         .collect();
-    for f in &failures {
-        log::error(f);
-    }
+    // The caller returns them as the run's error, which `main` prints once.
     failures
 }
 

@@ -151,6 +151,8 @@ fn a_failed_output_threw_away_the_finished_review() {
     assert!(std::fs::read_to_string(&summary).unwrap().contains("agentctl review summary"));
     let err = stderr(&out);
     assert!(err.contains("cannot write SARIF") && err.contains("GITHUB_OUTPUT"), "{err}");
+    // Each failure is printed once (it was printed as it happened and again as the run's error).
+    assert_eq!(err.matches("cannot write SARIF").count(), 1, "{err}");
     // Nothing is left behind by the failed atomic write.
     let names: Vec<String> =
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
