@@ -404,4 +404,74 @@ mod tests {
         assert!(request.headers()["x-amz-security-token"].is_sensitive());
         assert!(!format!("{request:?}").contains("session-token-example"));
     }
+
+    fn adapter(model: &str) -> Bedrock {
+        let creds = Arc::new(
+            AwsCredentialProvider::resolve(
+                &crate::context::Env::from_pairs([
+                    ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+                    ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+                ]),
+                None,
+                "us-east-1",
+                &crate::redact::Redactor::new(),
+            )
+            .unwrap(),
+        );
+        let endpoint = EndpointSettings {
+            name: "b".into(),
+            model: model.into(),
+            base_url: "https://bedrock-runtime.us-east-1.amazonaws.com".into(),
+            api_key: None,
+            api_key_env: String::new(),
+            timeout: std::time::Duration::from_secs(5),
+            retry: crate::resilience::RetryPolicy::default(),
+        };
+        Bedrock::new(endpoint, "us-east-1".into(), creds).unwrap()
+    }
+
+    fn cached_request() -> CompletionRequest {
+        let prefix = format!("PR header: {}\n", "shared context ".repeat(600));
+        CompletionRequest {
+            system: "You review code. ".repeat(400),
+            prompt: format!("{prefix}chunk: fn b() {{}}"),
+            json_schema: None,
+            max_output_tokens: 256,
+            temperature: Some(0.0),
+            prompt_cache: Some(crate::providers::PromptCache { prefix, one_hour: false, key: "k".into() }),
+        }
+    }
+
+    #[test]
+    fn claude_requests_carry_cache_points_after_the_shared_prefix_and_others_none() {
+        let req = cached_request();
+        let body = adapter("us.anthropic.claude-sonnet-4-6").body(&req);
+        assert_eq!(body["system"][1], json!({"cachePoint": {"type": "default"}}), "{body}");
+        let content = body["messages"][0]["content"].as_array().unwrap();
+        assert_eq!(content.len(), 3, "{body}");
+        assert_eq!(content[0]["text"], json!(req.prompt_cache.as_ref().unwrap().prefix));
+        assert_eq!(content[1], json!({"cachePoint": {"type": "default"}}));
+        assert_eq!(content[2]["text"], "chunk: fn b() {}");
+        // The text is unchanged: prefix and rest rejoin to the prompt.
+        assert_eq!(
+            format!("{}{}", content[0]["text"].as_str().unwrap(), content[2]["text"].as_str().unwrap()),
+            req.prompt
+        );
+        // A model without prompt caching on Bedrock gets none (Bedrock would refuse them).
+        let nova = adapter("amazon.nova-pro-v1:0").body(&req);
+        assert_eq!(nova["system"].as_array().unwrap().len(), 1, "{nova}");
+        assert_eq!(nova["messages"][0]["content"].as_array().unwrap().len(), 1, "{nova}");
+        // And `prompt_cache: off` (no PromptCache) none either.
+        let off = adapter("us.anthropic.claude-sonnet-4-6").body(&CompletionRequest { prompt_cache: None, ..req });
+        assert_eq!(off["system"].as_array().unwrap().len(), 1, "{off}");
+    }
+
+    #[test]
+    fn the_model_id_is_one_encoded_path_segment() {
+        let b = adapter("arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-6");
+        assert_eq!(
+            b.url.path(),
+            "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2Fus.anthropic.claude-sonnet-4-6/converse"
+        );
+    }
 }
