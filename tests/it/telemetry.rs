@@ -565,3 +565,43 @@ async fn an_agent_cli_span_is_named_invoke_agent_and_the_agent_with_its_model_ke
         assert_eq!(a["gen_ai.request.model"], "fake-agent-1");
     }
 }
+
+/// A keyless provider's request is a `chat` span of its cloud (`gcp.vertex_ai`), and its OAuth
+/// token is in no export.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vertex_request_is_a_chat_span_of_gcp_vertex_ai_and_its_token_is_in_no_export() {
+    const TOKEN: &str = "ya29.a0-vertex-token-not-for-telemetry";
+    let otlp = collector().await;
+    let vertex = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/projects/agentctl-ci/locations/global/publishers/google/models/gemini-2.5-flash:generateContent"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "candidates": [{"content": {"role": "model", "parts": [{"text": json!({"summary": "ok", "findings": []}).to_string()}]}, "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 50, "candidatesTokenCount": 5, "totalTokenCount": 55},
+            "modelVersion": "gemini-2.5-flash"
+        })))
+        .mount(&vertex)
+        .await;
+    mount_catch_all(&vertex, "Vertex").await;
+    let config = format!(
+        "provider: v\nproviders:\n  v:\n    kind: vertex\n    model: gemini-2.5-flash\n    project: agentctl-ci\n    base_url: {}\n",
+        vertex.uri()
+    );
+    let mut env = run_env(&otlp);
+    env.push(("GOOGLE_OAUTH_ACCESS_TOKEN", TOKEN.into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, stdout, stderr) = dry_run_review(&config, &env);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (spans, _) = received_spans(&otlp).await;
+    let chat = spans
+        .iter()
+        .find(|s| s.name == "chat gemini-2.5-flash")
+        .unwrap_or_else(|| panic!("no chat span: {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>()));
+    let a = attrs(&chat.attributes);
+    assert_eq!(a["gen_ai.provider.name"], "gcp.vertex_ai");
+    assert_eq!(a["gen_ai.usage.output_tokens"], "5");
+    for r in otlp.received_requests().await.unwrap() {
+        assert!(!String::from_utf8_lossy(&r.body).contains(TOKEN), "the token was exported");
+    }
+    assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN));
+}
