@@ -93,10 +93,11 @@ impl AwsCredentialProvider {
             (_, _, Some(role_arn)) => {
                 let oidc = OidcSource::from_env(env, redactor).ok_or_else(|| {
                     CredentialError::fatal(format!(
-                        "`role_arn` needs the job's OIDC token, and {} / {} are not set\nhelp: give the job `permissions: id-token: write`",
+                        "`role_arn` needs the job's OIDC token, and {} / {} are not set",
                         ev::ACTIONS_ID_TOKEN_REQUEST_URL,
                         ev::ACTIONS_ID_TOKEN_REQUEST_TOKEN
                     ))
+                    .with_help("give the job `permissions: id-token: write`")
                 })?;
                 let sts_url = value(ev::AWS_ENDPOINT_URL_STS)
                     .or_else(|| value(ev::AWS_ENDPOINT_URL))
@@ -106,10 +107,13 @@ impl AwsCredentialProvider {
             }
             _ => {
                 return Err(CredentialError::fatal(format!(
-                    "no AWS credentials: {} and {} are not set and the entry has no `role_arn`\nhelp: use aws-actions/configure-aws-credentials, or set `role_arn:` and `permissions: id-token: write`",
+                    "no AWS credentials: {} and {} are not set and the entry has no `role_arn`",
                     ev::AWS_ACCESS_KEY_ID,
                     ev::AWS_SECRET_ACCESS_KEY
-                )))
+                ))
+                .with_help(
+                    "use aws-actions/configure-aws-credentials, or set `role_arn:` and `permissions: id-token: write`",
+                ))
             }
         };
         Ok(Self { source, redactor: redactor.clone(), cache: tokio::sync::Mutex::new(None) })
@@ -155,11 +159,10 @@ fn fresh(at: Option<SystemTime>) -> bool {
 
 /// Registers every part of `creds` with the redactor and the runner's masks.
 fn register(redactor: &Redactor, creds: &AwsCredentials) {
-    let mut r = redactor.clone();
-    crate::log::register_secret(&mut r, &SecretString::from(creds.access_key_id.clone()));
-    crate::log::register_secret(&mut r, &creds.secret_access_key);
+    super::mask(redactor, &SecretString::from(creds.access_key_id.clone()));
+    super::mask(redactor, &creds.secret_access_key);
     if let Some(token) = &creds.session_token {
-        crate::log::register_secret(&mut r, token);
+        super::mask(redactor, token);
     }
 }
 
@@ -330,7 +333,7 @@ mod tests {
         let no_oidc =
             AwsCredentialProvider::resolve(&Env::from_pairs([]), Some("arn:aws:iam::1:role/r"), "us-east-1", &redactor)
                 .unwrap_err();
-        assert!(no_oidc.message.contains("id-token: write"), "{no_oidc}");
+        assert!(no_oidc.help.as_deref().is_some_and(|h| h.contains("id-token: write")), "{no_oidc:?}");
     }
 
     /// Temporary credentials are kept while they have more than five minutes left, and asked

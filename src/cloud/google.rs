@@ -148,15 +148,18 @@ impl GoogleTokenProvider {
         };
         if let Some(token) = value(ev::GOOGLE_OAUTH_ACCESS_TOKEN) {
             let token = SecretString::from(token);
-            crate::log::register_secret(&mut redactor.clone(), &token);
+            super::mask(redactor, &token);
             return Ok(make(Source::Token(token), format!("`{}`", ev::GOOGLE_OAUTH_ACCESS_TOKEN)));
         }
         let Some(path) = value(ev::GOOGLE_APPLICATION_CREDENTIALS) else {
             return Err(CredentialError::fatal(format!(
-                "no Google credentials: {} and {} are not set\nhelp: use google-github-actions/auth (workload identity federation) before agentctl, with `permissions: id-token: write`",
+                "no Google credentials: {} and {} are not set",
                 ev::GOOGLE_APPLICATION_CREDENTIALS,
                 ev::GOOGLE_OAUTH_ACCESS_TOKEN
-            )));
+            ))
+            .with_help(
+                "use google-github-actions/auth (workload identity federation) before agentctl, with `permissions: id-token: write`",
+            ));
         };
         let origin = format!("the credentials file {path} ({})", ev::GOOGLE_APPLICATION_CREDENTIALS);
         let source = read_file(Path::new(&path), &origin, redactor)?;
@@ -183,29 +186,26 @@ impl GoogleTokenProvider {
 
     /// A current access token (cached until five minutes before expiry).
     pub(crate) async fn token(&self) -> Result<SecretString, CredentialError> {
-        if let Source::Token(token) = &self.source {
-            return Ok(token.clone());
-        }
         let mut cache = self.cache.lock().await;
         if let Some((token, _)) = cache.as_ref().filter(|(_, at)| fresh(*at)) {
             return Ok(token.clone());
         }
         let (token, expires_at) = match &self.source {
-            Source::Token(_) => unreachable!("returned above"),
+            Source::Token(token) => return Ok(token.clone()),
             Source::ServiceAccount { client_email, key_id, key, token_uri } => {
                 jwt_grant(client_email, key_id.as_deref(), key, token_uri).await?
             }
             Source::External(e) => {
                 let subject = subject_token(&e.subject, &self.redactor).await?;
                 let (sts_token, expires) = exchange(e, &subject).await?;
-                crate::log::register_secret(&mut self.redactor.clone(), &sts_token);
+                super::mask(&self.redactor, &sts_token);
                 match &e.impersonation_url {
                     Some(url) => impersonate(url, &sts_token).await?,
                     None => (sts_token, expires),
                 }
             }
         };
-        crate::log::register_secret(&mut self.redactor.clone(), &token);
+        super::mask(&self.redactor, &token);
         *cache = Some((token.clone(), expires_at));
         Ok(token)
     }
@@ -232,7 +232,7 @@ fn read_file(path: &Path, origin: &str, redactor: &Redactor) -> Result<Source, C
     match file.kind.as_str() {
         "service_account" => {
             let pem = SecretString::from(need(file.private_key, "private_key")?);
-            crate::log::register_secret(&mut redactor.clone(), &pem);
+            super::mask(redactor, &pem);
             use rustls_pki_types::pem::PemObject as _;
             let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(pem.expose_secret().as_bytes())
                 .map_err(|_| fail("`private_key` is not a PEM PKCS#8 private key".into()))?;
@@ -267,10 +267,10 @@ fn read_file(path: &Path, origin: &str, redactor: &Redactor) -> Result<Source, C
                         .map(|(k, v)| {
                             // The credential inside `Bearer …` is masked on its own too.
                             if let Some((_, token)) = v.split_once(' ') {
-                                crate::log::register_secret(&mut redactor.clone(), &SecretString::from(token.to_string()));
+                                super::mask(redactor, &SecretString::from(token.to_string()));
                             }
                             let v = SecretString::from(v);
-                            crate::log::register_secret(&mut redactor.clone(), &v);
+                            super::mask(redactor, &v);
                             (k, v)
                         })
                         .collect();
@@ -339,7 +339,7 @@ async fn subject_token(source: &SubjectSource, redactor: &Redactor) -> Result<Se
         return Err(CredentialError::fatal(format!("{what}: empty")));
     }
     let token = SecretString::from(token);
-    crate::log::register_secret(&mut redactor.clone(), &token);
+    super::mask(redactor, &token);
     Ok(token)
 }
 

@@ -24,23 +24,37 @@ const TIMEOUT_SECS: u64 = 30;
 
 /// Credentials could not be obtained. `message` names the endpoint or file and the reason,
 /// never a credential; `transient` when a retry may help (a network error, 429, 5xx).
+/// `help` says what to do about it when the error itself knows (no credentials configured).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct CredentialError {
     pub message: String,
     pub transient: bool,
+    pub help: Option<String>,
 }
 
 impl CredentialError {
     /// An error a retry will not fix (refused, missing, malformed).
     pub(crate) fn fatal(message: impl Into<String>) -> Self {
-        Self { message: message.into(), transient: false }
+        Self { message: message.into(), transient: false, help: None }
     }
 
     /// An error a retry may fix.
     pub(crate) fn transient(message: impl Into<String>) -> Self {
-        Self { message: message.into(), transient: true }
+        Self { message: message.into(), transient: true, help: None }
     }
+
+    /// The error with what to do about it.
+    pub(crate) fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// Registers `secret` with the run's redactor and, in Actions, masks it with `::add-mask::`
+/// ([`crate::log::register_secret`]): for every credential the moment it is read or minted.
+pub(crate) fn mask(redactor: &crate::redact::Redactor, secret: &secrecy::SecretString) {
+    crate::log::register_secret(&mut redactor.clone(), secret);
 }
 
 /// The HTTP client of credential endpoints: our rustls config, a 30 s timeout, no redirects

@@ -35,7 +35,7 @@ impl OidcSource {
         let url = env.get(ev::ACTIONS_ID_TOKEN_REQUEST_URL).filter(|v| !v.is_empty())?;
         let token = env.get(ev::ACTIONS_ID_TOKEN_REQUEST_TOKEN).filter(|v| !v.is_empty())?;
         let request_token = SecretString::from(token.to_string());
-        crate::log::register_secret(&mut redactor.clone(), &request_token);
+        super::mask(redactor, &request_token);
         Some(Self { url: url.to_string(), request_token })
     }
 
@@ -62,7 +62,7 @@ impl OidcSource {
             return Err(CredentialError::fatal(format!("{what}: the answer's `value` is empty")));
         }
         let token = SecretString::from(answer.value);
-        crate::log::register_secret(&mut redactor.clone(), &token);
+        super::mask(redactor, &token);
         Ok(token)
     }
 }

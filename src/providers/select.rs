@@ -195,14 +195,11 @@ fn https_or_loopback(name: &str, base_url: &str) -> Result<(), ProviderError> {
         .map_err(|e| ProviderError::Config { provider: name.to_string(), message: e.message })
 }
 
-/// A credential that could not be read or minted while building the chain, as exit 4; the
-/// `help:` line the message carries becomes the error's own.
+/// A credential that could not be read or minted while building the chain, as exit 4 with the
+/// error's own `help:` line.
 fn denied(name: &str, e: crate::cloud::CredentialError) -> ProviderError {
-    let (message, help) = match e.message.split_once("\nhelp: ") {
-        Some((m, h)) => (m.to_string(), h.to_string()),
-        None => (e.message, "check the credentials the entry uses".to_string()),
-    };
-    ProviderError::Denied { provider: name.to_string(), status: 0, message, help }
+    let help = e.help.unwrap_or_else(|| "check the credentials the entry uses".to_string());
+    ProviderError::Denied { provider: name.to_string(), status: 0, message: e.message, help }
 }
 
 fn model_of(name: &str, entry: &ProviderConfig, model_flag: Option<&str>) -> Result<String, ProviderError> {
