@@ -183,22 +183,18 @@ impl Anthropic {
             };
             return Err(self.http.bad_answer(format!("the model refused to answer (stop_reason: refusal){said}")));
         }
-        let tool_input = tool.and_then(|name| {
-            // Our tool by name; any tool_use block if the name was rewritten on the way.
-            let blocks = || parsed.content.iter().filter(|b| b.kind == "tool_use");
-            blocks()
-                .find(|b| b.name.as_deref() == Some(name))
-                .or_else(|| blocks().next())
-                .and_then(|b| b.input.as_ref())
-        });
-        let text = match tool_input {
-            Some(input) => serde_json::to_string(input)
-                .map_err(|e| self.http.bad_answer(format!("cannot serialize the tool input: {e}")))?,
-            None => joined_text(&parsed.content),
-        };
-        if text.trim().is_empty() {
-            return Err(self.http.bad_answer(format!("empty answer (stop_reason: {stop_reason})")));
-        }
+        let calls: Vec<(Option<&str>, Option<&Value>)> = parsed
+            .content
+            .iter()
+            .filter(|b| b.kind == "tool_use")
+            .map(|b| (b.name.as_deref(), b.input.as_ref()))
+            .collect();
+        let text = self.http.forced_tool_answer(
+            &calls,
+            tool,
+            || joined_text(&parsed.content),
+            &format!("stop_reason: {stop_reason}"),
+        )?;
         let request_id = answer.header(&["request-id"]).or(parsed.id);
         Ok(Completion {
             text,

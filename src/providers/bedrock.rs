@@ -151,18 +151,14 @@ impl Bedrock {
             return Err(ProviderError::Blocked { provider: self.endpoint.name.clone(), reason: stop.to_string() });
         }
         let blocks = parsed.output.and_then(|o| o.message).map(|m| m.content).unwrap_or_default();
-        let tool_input = tool.and_then(|name| {
-            let uses = || blocks.iter().filter_map(|b| b.tool_use.as_ref());
-            uses().find(|u| u.name.as_deref() == Some(name)).or_else(|| uses().next()).and_then(|u| u.input.as_ref())
-        });
-        let text = match tool_input {
-            Some(input) => serde_json::to_string(input)
-                .map_err(|e| self.http.bad_answer(format!("cannot serialize the tool input: {e}")))?,
-            None => blocks.iter().filter_map(|b| b.text.as_deref()).collect::<Vec<_>>().join(""),
-        };
-        if text.trim().is_empty() {
-            return Err(self.http.bad_answer(format!("empty answer (stopReason: {stop})")));
-        }
+        let calls: Vec<(Option<&str>, Option<&Value>)> =
+            blocks.iter().filter_map(|b| b.tool_use.as_ref()).map(|u| (u.name.as_deref(), u.input.as_ref())).collect();
+        let text = self.http.forced_tool_answer(
+            &calls,
+            tool,
+            || blocks.iter().filter_map(|b| b.text.as_deref()).collect::<Vec<_>>().join(""),
+            &format!("stopReason: {stop}"),
+        )?;
         let u = parsed.usage.unwrap_or_default();
         Ok(Completion {
             text,

@@ -389,6 +389,34 @@ impl HttpClient {
         ProviderError::BadAnswer { provider: self.provider.clone(), message: message.into() }
     }
 
+    /// The answer's text when structured output was asked for through a forced tool (Anthropic,
+    /// Bedrock): the input of the call named `tool`, else of the first call (a gateway may
+    /// rewrite the name), as JSON text; with no call (or no `tool` asked for), `text`, for the
+    /// validator and its repair round to judge. `calls` are the answer's tool calls as
+    /// `(name, input)`; `stopped` says why the model stopped, in the API's words
+    /// (`stop_reason: end_turn`). Errors ([`ProviderError::BadAnswer`]): an input that cannot
+    /// be serialized, an empty answer.
+    pub fn forced_tool_answer(
+        &self,
+        calls: &[(Option<&str>, Option<&Value>)],
+        tool: Option<&str>,
+        text: impl FnOnce() -> String,
+        stopped: &str,
+    ) -> Result<String, ProviderError> {
+        let input = tool.and_then(|name| {
+            calls.iter().find(|(n, _)| *n == Some(name)).or_else(|| calls.first()).and_then(|(_, input)| *input)
+        });
+        let text = match input {
+            Some(input) => serde_json::to_string(input)
+                .map_err(|e| self.bad_answer(format!("cannot serialize the tool input: {e}")))?,
+            None => text(),
+        };
+        if text.trim().is_empty() {
+            return Err(self.bad_answer(format!("empty answer ({stopped})")));
+        }
+        Ok(text)
+    }
+
     /// Parses a 2xx body as `T`; a body that is not `T` is a [`ProviderError::BadAnswer`]
     /// naming `what` (e.g. "a chat completion").
     pub fn parse<T: DeserializeOwned>(&self, answer: &RawAnswer, what: &str) -> Result<T, ProviderError> {
