@@ -159,14 +159,6 @@ fn config(base_url: &str, extra: &str) -> String {
 const ENV_KEYS: [(&str, &str); 3] =
     [("AWS_ACCESS_KEY_ID", ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", SECRET_KEY), ("AWS_SESSION_TOKEN", SESSION_TOKEN)];
 
-fn assert_no_secret(texts: &[&str], secrets: &[&str]) {
-    for text in texts {
-        for secret in secrets {
-            assert!(!text.contains(secret), "a credential leaked: {secret} in\n{text}");
-        }
-    }
-}
-
 fn verdicts(fake: &Fake) -> Vec<Verdict> {
     fake.seen.lock().unwrap().clone()
 }
@@ -200,7 +192,7 @@ async fn review_with_environment_keys_is_signed_as_botocore_signs() {
     let cost = report["cost_usd"].as_f64().unwrap_or_else(|| panic!("no cost: {report}"));
     let want = 1200.0 * 3e-6 + 300.0 * 3e-7 + 150.0 * 15e-6;
     assert!((cost - want).abs() < 1e-9, "{cost} vs {want}");
-    assert_no_secret(&[&stdout, &stderr], &[SECRET_KEY, SESSION_TOKEN]);
+    assert_clear_of(&[&stdout, &stderr], &[SECRET_KEY, SESSION_TOKEN]);
 }
 
 /// The OIDC path: the job's token from a fake `ACTIONS_ID_TOKEN_REQUEST_URL`, exchanged at a fake
@@ -270,9 +262,7 @@ async fn role_arn_assumes_the_role_with_the_jobs_oidc_token() {
     let seen = verdicts(&fake);
     assert_eq!(seen.len(), 1);
     assert!(seen[0].ok, "botocore disagrees with our signature: {}", seen[0].detail);
-    // In Actions, `::add-mask::` lines come first on stdout; the report is the rest.
-    let json: String = stdout.lines().filter(|l| !l.starts_with("::")).collect::<Vec<_>>().join("\n");
-    let report: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let report = report_of(&stdout);
     assert_eq!(report["findings"].as_array().unwrap().iter().filter(|f| f["title"] == "Division by zero").count(), 1);
     // Every credential is masked for the runner before anything could print it, and none is
     // printed in clear.
@@ -282,8 +272,7 @@ async fn role_arn_assumes_the_role_with_the_jobs_oidc_token() {
             "{secret} not masked"
         );
     }
-    let clear = |text: &str| text.lines().filter(|l| !l.starts_with("::add-mask::")).collect::<Vec<_>>().join("\n");
-    assert_no_secret(&[&clear(&stdout), &clear(&stderr)], &[REQUEST_TOKEN, JWT, STS_SECRET, STS_TOKEN]);
+    assert_clear_of(&[&stdout, &stderr], &[REQUEST_TOKEN, JWT, STS_SECRET, STS_TOKEN]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,7 +359,7 @@ async fn access_denied_is_exit_4_naming_what_to_check() {
     assert_eq!(code, Some(4), "{stderr}");
     assert_eq!(verdicts(&fake).len(), 1, "never retried");
     assert!(stderr.contains("AccessDeniedException") && stderr.contains("bedrock:InvokeModel"), "{stderr}");
-    assert_no_secret(&[&stdout, &stderr], &[SECRET_KEY, SESSION_TOKEN]);
+    assert_clear_of(&[&stdout, &stderr], &[SECRET_KEY, SESSION_TOKEN]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -467,3 +467,21 @@ pub(crate) fn dry_run_review(config: &str, env: &[(&str, &str)]) -> (Option<i32>
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A `--format json` report from stdout, without the workflow-command lines (`::add-mask::`)
+/// that come first in Actions.
+pub(crate) fn report_of(stdout: &str) -> Value {
+    let json: String = stdout.lines().filter(|l| !l.starts_with("::")).collect::<Vec<_>>().join("\n");
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// Asserts that no secret appears in `texts` outside the `::add-mask::` lines that hand it to
+/// the runner to mask.
+pub(crate) fn assert_clear_of(texts: &[&str], secrets: &[&str]) {
+    for text in texts {
+        let clear: String = text.lines().filter(|l| !l.starts_with("::add-mask::")).collect::<Vec<_>>().join("\n");
+        for secret in secrets {
+            assert!(!clear.contains(secret), "a credential leaked: {secret} in\n{clear}");
+        }
+    }
+}

@@ -37,21 +37,6 @@ fn config(base_url: &str, model: &str, location: Option<&str>) -> String {
     )
 }
 
-/// The report from stdout, without `::add-mask::` lines.
-fn report_of(stdout: &str) -> Value {
-    let json: String = stdout.lines().filter(|l| !l.starts_with("::")).collect::<Vec<_>>().join("\n");
-    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
-
-fn assert_clear_of(texts: &[&str], secrets: &[&str]) {
-    for text in texts {
-        let clear: String = text.lines().filter(|l| !l.starts_with("::add-mask::")).collect::<Vec<_>>().join("\n");
-        for secret in secrets {
-            assert!(!clear.contains(secret), "a credential leaked: {secret} in\n{clear}");
-        }
-    }
-}
-
 fn has_finding(report: &Value) -> bool {
     report["findings"].as_array().unwrap().iter().any(|f| f["title"] == "Division by zero" && f["line"] == 3)
 }
