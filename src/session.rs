@@ -6,7 +6,8 @@
 //! that holds it with its `::add-mask::` already published. On top of it, each in one place:
 //! - the GitHub client factory ([`Session::github`], [`Session::graphql`], [`client`]): no
 //!   command builds a client itself;
-//! - the config by the base-branch rule ([`Session::config_for_pr`]);
+//! - the config by the base-branch rule ([`Session::config_for_pr`], and for a command that
+//!   acts on the event itself, [`Session::config_for_event`]);
 //! - the state store, opened lazily once ([`Session::store`]);
 //! - provider selection with keys registered and masked ([`Session::provider`]);
 //! - the budget gate with its downgrade ([`Session::gate`]);
@@ -153,11 +154,29 @@ impl<'e> Session<'e> {
         pr_event_in_actions: bool,
     ) -> Result<Config, ExitError> {
         let explicit = self.args.config.as_deref();
-        let (config, origin) = config::load_for_pr(explicit, pr, gh.as_deref(), pr_event_in_actions).await?;
-        log::debug(&format!("config: {origin:?}"));
+        let config = loaded(config::load_for_pr(explicit, pr, gh.as_deref(), pr_event_in_actions).await?);
         self.apply_write_delay(gh, &config)?;
-        crate::telemetry::configure(&config.telemetry);
         Ok(config)
+    }
+
+    /// The config of a run on the event itself (`route`): a payload carrying a pull request
+    /// ([`PrMeta::from_payload`]) by the base-branch rule ([`config::load_for_pr`]), any other
+    /// by [`config::load_for_ref`] at `GITHUB_SHA`; logged with its origin. `gh` is only read
+    /// from (its write spacing is left alone), and not needed with `--config`
+    /// ([`Session::config_is_explicit`]).
+    ///
+    /// Errors: as [`Session::config_for_pr`].
+    pub(crate) async fn config_for_event(&self, gh: Option<&GitHub>) -> Result<Config, ExitError> {
+        let explicit = self.args.config.as_deref();
+        Ok(loaded(match PrMeta::from_payload(&self.ctx.payload) {
+            Some(pr) => config::load_for_pr(explicit, Some(&pr), gh, self.ctx.in_actions).await?,
+            None => config::load_for_ref(explicit, gh, self.ctx.sha.as_deref()).await?,
+        }))
+    }
+
+    /// Whether the config is the `--config` file, so no client is needed to read it.
+    pub(crate) fn config_is_explicit(&self) -> bool {
+        self.args.config.is_some()
     }
 
     fn apply_write_delay(&self, gh: Option<&mut GitHub>, config: &Config) -> Result<(), ExitError> {
@@ -237,6 +256,13 @@ impl<'e> Session<'e> {
     pub(crate) fn finish(&self, ledger: &Ledger) -> Vec<String> {
         ledger.finish(self.args.usage_out.as_deref(), self.args.require_state)
     }
+}
+
+/// A loaded config, its origin logged and its telemetry settings applied.
+fn loaded((config, origin): (Config, config::ConfigOrigin)) -> Config {
+    log::debug(&format!("config: {origin:?}"));
+    crate::telemetry::configure(&config.telemetry);
+    config
 }
 
 /// A client at `api_url` authenticated by `token` (an installation token, a user token or an

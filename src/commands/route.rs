@@ -3,21 +3,16 @@
 //! no checkout.
 //!
 //! Stages: the event's catalog name ([`crate::context::catalog`]) and facts from the payload;
-//! the config (a pull request's from its base branch, [`crate::config::load_for_pr`]); the
+//! the config (a pull request's from its base branch, [`Session::config_for_event`]); the
 //! slash-command guards (bots, our own comments, authors not allowed → `none`); the first
 //! `routes:` rule that matches (the changed-files list fetched at most once, and only when a
 //! rule reaches its `paths` matcher); the budget (past hard → `none`, past soft →
 //! `downgrade_to`); provider health (a persisted open breaker → the next entry of the chain);
 //! the runner (one paginated `actions/runners` listing, falling back on any error).
 
-use serde_json::Value;
-use std::path::Path;
-
 use crate::cli::{RouteArgs, RouteFormat};
-use crate::config::{self, Config};
 use crate::context::catalog;
-use crate::context::target::PrMeta;
-use crate::context::{Context, Env};
+use crate::context::Env;
 use crate::exit::{Exit, ExitError};
 use crate::github::GitHub;
 use crate::log;
@@ -39,8 +34,8 @@ pub async fn run(args: &RouteArgs, env: &Env) -> Result<Exit, ExitError> {
     let github = LazyGitHub { session: &session, client: std::cell::OnceCell::new() };
     let event = catalog::classify(ctx.event_name.as_deref().unwrap_or(""), &ctx.payload);
     let facts = EventFacts::of(ctx);
-    let gh_for_config = if args.config.is_some() { None } else { github.get()? };
-    let config = load_config(args.config.as_deref(), ctx, gh_for_config).await?;
+    let gh_for_config = if session.config_is_explicit() { None } else { github.get()? };
+    let config = session.config_for_event(gh_for_config).await?;
     let decision = decide(&config, ctx, env, &event, &facts, &github).await?;
     deliver(&decision, args, env)?;
     Ok(Exit::Ok)
@@ -65,31 +60,6 @@ impl Client for LazyGitHub<'_> {
         };
         Ok(self.client.get_or_init(|| built).as_ref())
     }
-}
-
-/// The config: on an event carrying a pull request (with its base sha) the base branch's copy
-/// ([`config::load_for_pr`]); otherwise [`config::load_for_ref`] at `GITHUB_SHA`.
-async fn load_config(explicit: Option<&Path>, ctx: &Context, gh: Option<&GitHub>) -> Result<Config, ExitError> {
-    let p = &ctx.payload;
-    let s = |ptr: &str| p.pointer(ptr).and_then(Value::as_str).map(str::to_owned);
-    let pr = match (p.pointer("/pull_request/number").and_then(Value::as_u64), s("/pull_request/base/sha")) {
-        (Some(number), Some(base_sha)) => Some(PrMeta {
-            number,
-            title: String::new(),
-            body: None,
-            head_sha: s("/pull_request/head/sha").unwrap_or_default(),
-            base_sha,
-            base_ref: s("/pull_request/base/ref").unwrap_or_default(),
-        }),
-        _ => None,
-    };
-    let (config, origin) = match &pr {
-        Some(pr) => config::load_for_pr(explicit, Some(pr), gh, ctx.in_actions).await?,
-        None => config::load_for_ref(explicit, gh, ctx.sha.as_deref()).await?,
-    };
-    log::debug(&format!("config: {origin:?}"));
-    crate::telemetry::configure(&config.telemetry);
-    Ok(config)
 }
 
 /// Prints the decision, writes the outputs and the job summary ([`output::deliver`]): a failed

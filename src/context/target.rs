@@ -49,6 +49,23 @@ impl PrMeta {
             base_ref: e.pull_request.base.git_ref.clone(),
         })
     }
+
+    /// The PR of any payload carrying a `pull_request` object with a number and a base sha
+    /// (`pull_request*`, `pull_request_review*` events), for choosing the config: the title
+    /// and body are left empty, missing refs are empty strings. `None` when either field is
+    /// missing, so a caller falls back to the non-PR rule, never to the PR's own copy.
+    pub fn from_payload(payload: &serde_json::Value) -> Option<PrMeta> {
+        use serde_json::Value;
+        let s = |ptr: &str| payload.pointer(ptr).and_then(Value::as_str).map(str::to_owned);
+        Some(PrMeta {
+            number: payload.pointer("/pull_request/number").and_then(Value::as_u64)?,
+            title: String::new(),
+            body: None,
+            head_sha: s("/pull_request/head/sha").unwrap_or_default(),
+            base_sha: s("/pull_request/base/sha")?,
+            base_ref: s("/pull_request/base/ref").unwrap_or_default(),
+        })
+    }
 }
 
 /// The task a comment asks for: `Some(rest)` when the comment's first line is
@@ -210,6 +227,23 @@ pub fn command_refusal(
 mod tests {
     use super::*;
     use crate::context::Env;
+
+    #[test]
+    fn a_payload_pr_needs_its_number_and_base_sha_and_anything_else_is_no_pr() {
+        let review = serde_json::json!({"action": "submitted", "review": {"id": 1}, "pull_request": {
+            "number": 9, "head": {"sha": "h1"}, "base": {"sha": "b1", "ref": "main"}}});
+        let pr = PrMeta::from_payload(&review).unwrap();
+        assert_eq!(
+            (pr.number, pr.base_sha.as_str(), pr.base_ref.as_str(), pr.head_sha.as_str()),
+            (9, "b1", "main", "h1")
+        );
+        let no_base = serde_json::json!({"pull_request": {"number": 9, "base": {"ref": "main"}}});
+        let no_number = serde_json::json!({"pull_request": {"number": "9", "base": {"sha": "b1"}}});
+        let issue = serde_json::json!({"issue": {"number": 9, "pull_request": {"url": "x"}}});
+        for p in [no_base, no_number, issue] {
+            assert_eq!(PrMeta::from_payload(&p), None, "{p}");
+        }
+    }
 
     fn comment_ctx(body: &str, association: &str, kind: &str) -> Context {
         let payload = serde_json::json!({

@@ -645,3 +645,60 @@ fn job_summary_holds_the_decision_and_text_stdout_lists_the_outputs() {
         assert!(md.contains(row), "{row} missing from:\n{md}");
     }
 }
+
+/// Without `--config`, a route on a payload carrying a pull request (here a review comment)
+/// reads `.github/agentctl.yml` at the PR's base sha through the API, never the checkout's
+/// copy (which the PR controls); a route on an issue comment reads it at `GITHUB_SHA` when the
+/// working directory has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_config_a_pr_payload_uses_the_base_commit_and_other_events_github_sha() {
+    let server = MockServer::builder().start().await;
+    mount_catch_all(&server, "GitHub").await;
+    let base_rule = "routes:\n  - {task: none, name: from-base}\n";
+    let head_rule = "routes:\n  - {task: fix, name: from-checkout}\n";
+    for (sha, rule) in [
+        ("2222222222222222222222222222222222222222", base_rule),
+        ("3333333333333333333333333333333333333333", "routes:\n  - {task: none, name: from-github-sha}\n"),
+    ] {
+        Mock::given(method("GET"))
+            .and(path("/repos/octo/hello/contents/.github/agentctl.yml"))
+            .and(query_param("ref", sha))
+            .respond_with(ResponseTemplate::new(200).set_body_string(format!("{PROVIDERS}{rule}")))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let env = github_env(&server);
+    let run = move |event_name: &'static str, payload: Value, checkout_config: Option<&'static str>| {
+        let env = env.clone();
+        move || {
+            let dir = tempfile::tempdir().unwrap();
+            if let Some(text) = checkout_config {
+                std::fs::create_dir(dir.path().join(".github")).unwrap();
+                write(&dir.path().join(".github"), "agentctl.yml", format!("{PROVIDERS}{text}"));
+            }
+            let event = write(dir.path(), "event.json", payload.to_string());
+            let out = agentctl()
+                .current_dir(dir.path())
+                .args(["route", "--format", "json", "--event-name", event_name, "--event"])
+                .arg(&event)
+                .env("GITHUB_REPOSITORY", "octo/hello")
+                .env("GITHUB_ACTIONS", "true")
+                .env("GITHUB_SHA", "3333333333333333333333333333333333333333")
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                .output()
+                .unwrap();
+            let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            (json, String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    };
+    let mut review_comment = pr_event("created");
+    review_comment["comment"] =
+        json!({"body": "nit", "author_association": "OWNER", "user": {"login": "a", "type": "User"}});
+    let (pr, stderr) =
+        tokio::task::spawn_blocking(run("pull_request_review_comment", review_comment, Some(head_rule))).await.unwrap();
+    assert_eq!((pr["task"].as_str(), pr["rule"].as_str()), (Some("none"), Some("from-base")), "{pr} {stderr}");
+    let issue = comment_event("hello", "OWNER", "User", false);
+    let (other, stderr) = tokio::task::spawn_blocking(run("issue_comment", issue, None)).await.unwrap();
+    assert_eq!(other["rule"].as_str(), Some("from-github-sha"), "{other} {stderr}");
+}
