@@ -95,6 +95,13 @@ pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
 pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 /// AWS session token of temporary credentials (a secret).
 pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+/// Path of a web identity token file (an OIDC JWT the platform rotates: EKS IRSA, a
+/// self-hosted runner's identity), assumed as `AWS_ROLE_ARN` (the AWS SDKs' variables).
+pub const AWS_WEB_IDENTITY_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+/// The role assumed with `AWS_WEB_IDENTITY_TOKEN_FILE` (else the entry's `role_arn:`).
+pub const AWS_ROLE_ARN: &str = "AWS_ROLE_ARN";
+/// `RoleSessionName` of an assumed role (else `agentctl-<run id>`).
+pub const AWS_ROLE_SESSION_NAME: &str = "AWS_ROLE_SESSION_NAME";
 /// AWS region (`kind: bedrock` without `region:`).
 pub const AWS_REGION: &str = "AWS_REGION";
 /// AWS region, the older name.

@@ -1,8 +1,16 @@
-//! AWS credentials for `kind: bedrock`, in the order the issue fixes: the environment's
-//! `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN` (what
-//! `aws-actions/configure-aws-credentials` exports), else `role_arn:` with the job's GitHub
-//! OIDC token (audience `sts.amazonaws.com`) exchanged by STS `AssumeRoleWithWebIdentity` for
-//! temporary credentials, kept until five minutes before they expire and then asked again.
+//! AWS credentials for `kind: bedrock`, in this order:
+//! 1. the environment's `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN` (what
+//!    `aws-actions/configure-aws-credentials` exports);
+//! 2. `role_arn:` with the job's GitHub OIDC token (audience `sts.amazonaws.com`), when the
+//!    job can ask for one (`permissions: id-token: write`);
+//! 3. the AWS SDKs' web identity file: `AWS_WEB_IDENTITY_TOKEN_FILE` assumed as `AWS_ROLE_ARN`
+//!    (else `role_arn:`), as EKS (IRSA) and self-hosted runners with a platform identity set
+//!    it; the file is read again at every refresh, since the platform rotates it.
+//!
+//! Decision: `role_arn:` with GitHub's token comes before the file because the entry names
+//! it for this tool, while the file is the machine's ambient identity. Both go through STS
+//! `AssumeRoleWithWebIdentity` for temporary credentials, kept until five minutes before they
+//! expire and then asked again.
 //!
 //! Source: the STS API reference, "AssumeRoleWithWebIdentity"
 //! (<https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRoleWithWebIdentity.html>):
@@ -11,6 +19,7 @@
 //! endpoint is the regional `https://sts.{region}.amazonaws.com/`, or `AWS_ENDPOINT_URL_STS` /
 //! `AWS_ENDPOINT_URL` as the AWS SDKs read them.
 
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use secrecy::SecretString;
@@ -55,8 +64,36 @@ impl std::fmt::Debug for AwsCredentials {
 enum Source {
     /// The environment's keys, used as they are.
     Static(AwsCredentials),
-    /// `role_arn:` assumed with the job's OIDC token.
-    WebIdentity { role_arn: String, session_name: String, oidc: OidcSource, sts_url: String },
+    /// A role assumed with a web identity token.
+    WebIdentity { role_arn: String, session_name: String, token: WebToken, sts_url: String },
+}
+
+/// Where the web identity token comes from.
+#[derive(Debug, Clone)]
+enum WebToken {
+    /// The job's GitHub OIDC token (`role_arn:`).
+    GitHub(OidcSource),
+    /// `AWS_WEB_IDENTITY_TOKEN_FILE`, read at each refresh.
+    File(PathBuf),
+}
+
+impl WebToken {
+    /// A current token, registered with `redactor`.
+    async fn get(&self, redactor: &Redactor) -> Result<SecretString, CredentialError> {
+        match self {
+            WebToken::GitHub(oidc) => oidc.token(STS_AUDIENCE, redactor).await,
+            WebToken::File(path) => {
+                let text = super::read_capped(path, ev::AWS_WEB_IDENTITY_TOKEN_FILE)?;
+                if text.trim().is_empty() {
+                    let what = ev::AWS_WEB_IDENTITY_TOKEN_FILE;
+                    return Err(CredentialError::fatal(format!("{what} ({}) is empty", path.display())));
+                }
+                let token = SecretString::from(text.trim().to_string());
+                super::mask(redactor, &token);
+                Ok(token)
+            }
+        }
+    }
 }
 
 /// Credentials of one provider entry, cached and refreshed before expiry.
@@ -68,10 +105,10 @@ pub(crate) struct AwsCredentialProvider {
 }
 
 impl AwsCredentialProvider {
-    /// Picks the source: the environment's keys when `AWS_ACCESS_KEY_ID` and
-    /// `AWS_SECRET_ACCESS_KEY` are set (registered with `redactor` now), else `role_arn` with
-    /// the job's OIDC token. Errors (a fatal [`CredentialError`]): neither is available, or
-    /// `role_arn` is set outside a job with `id-token: write`.
+    /// Picks the source, in the module's order: the environment's keys (registered with
+    /// `redactor` now), else `role_arn` with the job's OIDC token, else the web identity file.
+    /// Errors (a fatal [`CredentialError`] with help): none is available, or `role_arn` is set
+    /// outside a job with `id-token: write` and there is no token file.
     pub(crate) fn resolve(
         env: &Env,
         role_arn: Option<&str>,
@@ -79,44 +116,54 @@ impl AwsCredentialProvider {
         redactor: &Redactor,
     ) -> Result<Self, CredentialError> {
         let value = |name: &str| env.get(name).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
-        let source = match (value(ev::AWS_ACCESS_KEY_ID), value(ev::AWS_SECRET_ACCESS_KEY), role_arn) {
-            (Some(access_key_id), Some(secret), _) => {
-                let creds = AwsCredentials {
-                    access_key_id,
-                    secret_access_key: SecretString::from(secret),
-                    session_token: value(ev::AWS_SESSION_TOKEN).map(SecretString::from),
-                    expires_at: None,
-                };
-                register(redactor, &creds);
-                Source::Static(creds)
-            }
-            (_, _, Some(role_arn)) => {
-                let oidc = OidcSource::from_env(env, redactor).ok_or_else(|| {
-                    CredentialError::fatal(format!(
-                        "`role_arn` needs the job's OIDC token, and {} / {} are not set",
-                        ev::ACTIONS_ID_TOKEN_REQUEST_URL,
-                        ev::ACTIONS_ID_TOKEN_REQUEST_TOKEN
-                    ))
-                    .with_help("give the job `permissions: id-token: write`")
-                })?;
-                let sts_url = value(ev::AWS_ENDPOINT_URL_STS)
-                    .or_else(|| value(ev::AWS_ENDPOINT_URL))
-                    .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com/"));
-                endpoint(&sts_url, "the STS endpoint")?;
-                Source::WebIdentity { role_arn: role_arn.to_string(), session_name: session_name(env), oidc, sts_url }
-            }
-            _ => {
-                return Err(CredentialError::fatal(format!(
-                    "no AWS credentials: {} and {} are not set and the entry has no `role_arn`",
+        if let (Some(access_key_id), Some(secret)) = (value(ev::AWS_ACCESS_KEY_ID), value(ev::AWS_SECRET_ACCESS_KEY)) {
+            let creds = AwsCredentials {
+                access_key_id,
+                secret_access_key: SecretString::from(secret),
+                session_token: value(ev::AWS_SESSION_TOKEN).map(SecretString::from),
+                expires_at: None,
+            };
+            register(redactor, &creds);
+            return Ok(Self::new(Source::Static(creds), redactor));
+        }
+        let github =
+            role_arn.and_then(|arn| Some((arn.to_string(), WebToken::GitHub(OidcSource::from_env(env, redactor)?))));
+        let file = || {
+            let path = value(ev::AWS_WEB_IDENTITY_TOKEN_FILE)?;
+            let arn = value(ev::AWS_ROLE_ARN).or_else(|| role_arn.map(str::to_string))?;
+            Some((arn, WebToken::File(PathBuf::from(path))))
+        };
+        let Some((role_arn_used, token)) = github.or_else(file) else {
+            return Err(match role_arn {
+                Some(_) => CredentialError::fatal(format!(
+                    "`role_arn` needs the job's OIDC token, and {} / {} are not set (nor {})",
+                    ev::ACTIONS_ID_TOKEN_REQUEST_URL,
+                    ev::ACTIONS_ID_TOKEN_REQUEST_TOKEN,
+                    ev::AWS_WEB_IDENTITY_TOKEN_FILE
+                ))
+                .with_help("give the job `permissions: id-token: write`"),
+                None => CredentialError::fatal(format!(
+                    "no AWS credentials: {} and {} are not set, the entry has no `role_arn`, and there is no {} with {}",
                     ev::AWS_ACCESS_KEY_ID,
-                    ev::AWS_SECRET_ACCESS_KEY
+                    ev::AWS_SECRET_ACCESS_KEY,
+                    ev::AWS_WEB_IDENTITY_TOKEN_FILE,
+                    ev::AWS_ROLE_ARN
                 ))
                 .with_help(
                     "use aws-actions/configure-aws-credentials, or set `role_arn:` and `permissions: id-token: write`",
-                ))
-            }
+                ),
+            });
         };
-        Ok(Self { source, redactor: redactor.clone(), cache: tokio::sync::Mutex::new(None) })
+        let sts_url = value(ev::AWS_ENDPOINT_URL_STS)
+            .or_else(|| value(ev::AWS_ENDPOINT_URL))
+            .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com/"));
+        endpoint(&sts_url, "the STS endpoint")?;
+        let source = Source::WebIdentity { role_arn: role_arn_used, session_name: session_name(env), token, sts_url };
+        Ok(Self::new(source, redactor))
+    }
+
+    fn new(source: Source, redactor: &Redactor) -> Self {
+        Self { source, redactor: redactor.clone(), cache: tokio::sync::Mutex::new(None) }
     }
 
     /// What to check when AWS refuses these credentials, for the `help:` line.
@@ -127,8 +174,12 @@ impl AwsCredentialProvider {
                 ev::AWS_ACCESS_KEY_ID,
                 ev::AWS_SECRET_ACCESS_KEY
             ),
-            Source::WebIdentity { role_arn, .. } => format!(
+            Source::WebIdentity { role_arn, token: WebToken::GitHub(_), .. } => format!(
                 "the credentials come from assuming `{role_arn}` with the job's GitHub OIDC token: check the role's trust policy (principal `token.actions.githubusercontent.com`, `aud` = `{STS_AUDIENCE}`, the `sub` of this repository and ref) and that the role is allowed `bedrock:InvokeModel` on this model"
+            ),
+            Source::WebIdentity { role_arn, token: WebToken::File(_), .. } => format!(
+                "the credentials come from assuming `{role_arn}` with the token in {}: check that the role's trust policy names that token's issuer as a federated principal, with its `aud` and `sub`, and that the role is allowed `bedrock:InvokeModel` on this model",
+                ev::AWS_WEB_IDENTITY_TOKEN_FILE
             ),
         }
     }
@@ -136,15 +187,15 @@ impl AwsCredentialProvider {
     /// Current credentials: the static ones, or the cached temporary ones while they have more
     /// than five minutes left, else a new `AssumeRoleWithWebIdentity`.
     pub(crate) async fn credentials(&self) -> Result<AwsCredentials, CredentialError> {
-        let (role_arn, session_name, oidc, sts_url) = match &self.source {
+        let (role_arn, session_name, token, sts_url) = match &self.source {
             Source::Static(creds) => return Ok(creds.clone()),
-            Source::WebIdentity { role_arn, session_name, oidc, sts_url } => (role_arn, session_name, oidc, sts_url),
+            Source::WebIdentity { role_arn, session_name, token, sts_url } => (role_arn, session_name, token, sts_url),
         };
         let mut cache = self.cache.lock().await;
         if let Some(creds) = cache.as_ref().filter(|c| fresh(c.expires_at)) {
             return Ok(creds.clone());
         }
-        let token = oidc.token(STS_AUDIENCE, &self.redactor).await?;
+        let token = token.get(&self.redactor).await?;
         let creds = assume_role_with_web_identity(sts_url, role_arn, session_name, &token).await?;
         register(&self.redactor, &creds);
         *cache = Some(creds.clone());
@@ -166,16 +217,18 @@ fn register(redactor: &Redactor, creds: &AwsCredentials) {
     }
 }
 
-/// `RoleSessionName`: `agentctl-{GITHUB_RUN_ID}` (only the characters STS allows,
-/// `[\w+=,.@-]`, at most 64), so CloudTrail ties a call to its workflow run.
+/// `RoleSessionName`: `AWS_ROLE_SESSION_NAME` when set, else `agentctl-{GITHUB_RUN_ID}`, so
+/// CloudTrail ties a call to its workflow run; only the characters STS allows
+/// (`[\w+=,.@-]`), at most 64.
 fn session_name(env: &Env) -> String {
-    let run: String = env
-        .get(ev::GITHUB_RUN_ID)
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(*c))
-        .take(55)
-        .collect();
+    let allowed = |v: &str, max: usize| -> String {
+        v.chars().filter(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(*c)).take(max).collect()
+    };
+    let named = allowed(env.get(ev::AWS_ROLE_SESSION_NAME).unwrap_or_default(), 64);
+    if named.len() >= 2 {
+        return named;
+    }
+    let run = allowed(env.get(ev::GITHUB_RUN_ID).unwrap_or_default(), 55);
     if run.is_empty() {
         "agentctl".into()
     } else {
@@ -334,6 +387,102 @@ mod tests {
             AwsCredentialProvider::resolve(&Env::from_pairs([]), Some("arn:aws:iam::1:role/r"), "us-east-1", &redactor)
                 .unwrap_err();
         assert!(no_oidc.help.as_deref().is_some_and(|h| h.contains("id-token: write")), "{no_oidc:?}");
+    }
+
+    #[test]
+    fn role_arn_with_github_oidc_comes_before_the_token_file_and_the_file_needs_a_role() {
+        let redactor = Redactor::new();
+        let file_env = [
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/token"),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/ambient"),
+        ];
+        let oidc = [
+            ("ACTIONS_ID_TOKEN_REQUEST_URL", "https://t.example/x?v=1"),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "rt-0123"),
+        ];
+        let source = |pairs: &[(&str, &str)], role: Option<&str>| {
+            AwsCredentialProvider::resolve(&Env::from_pairs(pairs.iter().copied()), role, "us-east-1", &redactor)
+                .map(|p| p.source)
+        };
+        let both: Vec<_> = file_env.iter().chain(&oidc).copied().collect();
+        match source(&both, Some("arn:aws:iam::1:role/entry")).unwrap() {
+            Source::WebIdentity { role_arn, token: WebToken::GitHub(_), .. } => {
+                assert_eq!(role_arn, "arn:aws:iam::1:role/entry")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without GitHub's token, the file; its role is AWS_ROLE_ARN, else the entry's.
+        match source(&file_env, Some("arn:aws:iam::1:role/entry")).unwrap() {
+            Source::WebIdentity { role_arn, token: WebToken::File(path), .. } => {
+                assert_eq!(
+                    (role_arn.as_str(), path.to_str()),
+                    ("arn:aws:iam::1:role/ambient", Some("/var/run/secrets/token"))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match source(&file_env[..1], Some("arn:aws:iam::1:role/entry")).unwrap() {
+            Source::WebIdentity { role_arn, token: WebToken::File(_), .. } => {
+                assert_eq!(role_arn, "arn:aws:iam::1:role/entry")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A file with no role to assume, and GitHub's token with no `role_arn`, are no credentials.
+        for (pairs, role) in [(&file_env[..1], None), (&oidc[..], None)] {
+            let err = source(pairs, role).unwrap_err();
+            assert!(err.message.contains("no AWS credentials") && err.message.contains("AWS_ROLE_ARN"), "{err}");
+        }
+        assert_eq!(
+            session_name(&Env::from_pairs([("AWS_ROLE_SESSION_NAME", "pod 7;x"), ("GITHUB_RUN_ID", "9")])),
+            "pod7x"
+        );
+    }
+
+    /// The token file is read at every refresh (the platform rotates it), and an empty or
+    /// missing file is a fatal error naming the variable, quoting nothing.
+    #[tokio::test]
+    async fn the_token_file_is_read_again_at_each_refresh() {
+        use wiremock::matchers::{body_string_contains, method};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        let expiration = chrono::Utc::now() + chrono::Duration::seconds(120);
+        for jwt in ["jwt-first-0123", "jwt-rotated-4567"] {
+            Mock::given(method("POST"))
+                .and(body_string_contains(format!("WebIdentityToken={jwt}&").as_str()))
+                .respond_with(ResponseTemplate::new(200).set_body_string(format!(
+                    "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>\
+                     <AccessKeyId>ASIA{jwt}</AccessKeyId><SecretAccessKey>secret-{jwt}</SecretAccessKey>\
+                     <SessionToken>session-{jwt}</SessionToken><Expiration>{}</Expiration>\
+                     </Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>",
+                    expiration.format("%Y-%m-%dT%H:%M:%SZ")
+                )))
+                .expect(1)
+                .mount(&server)
+                .await;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "jwt-first-0123\n").unwrap();
+        let sts_url = format!("{}/", server.uri());
+        let env = Env::from_pairs([
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", file.to_str().unwrap()),
+            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/r"),
+            ("AWS_ENDPOINT_URL_STS", sts_url.as_str()),
+        ]);
+        let redactor = Redactor::new();
+        let p = AwsCredentialProvider::resolve(&env, None, "us-east-1", &redactor).unwrap();
+        assert_eq!(p.credentials().await.unwrap().access_key_id, "ASIAjwt-first-0123");
+        std::fs::write(&file, "jwt-rotated-4567").unwrap();
+        assert_eq!(p.credentials().await.unwrap().access_key_id, "ASIAjwt-rotated-4567");
+        assert!(!redactor.redact("jwt-first-0123 jwt-rotated-4567").contains("jwt-"));
+        std::fs::write(&file, " \n").unwrap();
+        let empty = p.credentials().await.unwrap_err();
+        assert!(
+            empty.message.contains("AWS_WEB_IDENTITY_TOKEN_FILE")
+                && empty.message.contains("empty")
+                && !empty.transient,
+            "{empty}"
+        );
     }
 
     /// Temporary credentials are kept while they have more than five minutes left, and asked

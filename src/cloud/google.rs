@@ -41,8 +41,6 @@ use crate::redact::Redactor;
 pub(crate) const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// Tokens are asked again this long before they expire.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
-/// Largest credentials file read, bytes (a service-account key is ~2.4 KB).
-const MAX_FILE_BYTES: u64 = 64 * 1024;
 
 /// Where the token comes from. `Debug` never shows a key or token.
 enum Source {
@@ -218,11 +216,7 @@ fn fresh(at: SystemTime) -> bool {
 /// Reads and checks a credentials file.
 fn read_file(path: &Path, origin: &str, redactor: &Redactor) -> Result<Source, CredentialError> {
     let fail = |why: String| CredentialError::fatal(format!("{origin}: {why}"));
-    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(fail(format!("it is over {MAX_FILE_BYTES} bytes; not a credentials file")));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let text = super::read_capped(path, origin)?;
     // serde_json's messages quote no values, only positions.
     let file: CredentialsFile =
         serde_json::from_str(&text).map_err(|e| fail(format!("not a credentials file (JSON with `type`): {e}")))?;
@@ -322,11 +316,7 @@ async fn subject_token(source: &SubjectSource, redactor: &Redactor) -> Result<Se
             }
             (body, json_field)
         }
-        SubjectSource::File { path, json_field } => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CredentialError::fatal(format!("{what}: cannot read {}: {e}", path.display())))?;
-            (text, json_field)
-        }
+        SubjectSource::File { path, json_field } => (super::read_capped(path, what)?, json_field),
     };
     let token = match field {
         Some(field) => serde_json::from_str::<serde_json::Value>(&text)

@@ -115,6 +115,23 @@ pub(crate) async fn send(request: reqwest::RequestBuilder, what: &str) -> Result
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// Reads a credential file (`what` names it in errors) of at most [`MAX_BODY_BYTES`]: a token
+/// or credentials file is small, and one that is not is refused rather than read whole.
+///
+/// Errors (fatal): the file cannot be read, is over the cap, or is not UTF-8; the message
+/// names `what` and the path, never the content.
+pub(crate) fn read_capped(path: &std::path::Path, what: &str) -> Result<String, CredentialError> {
+    use std::io::Read;
+    let fail = |why: String| CredentialError::fatal(format!("{what} ({}): {why}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_BODY_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(fail(format!("it is over {MAX_BODY_BYTES} bytes; refused")));
+    }
+    String::from_utf8(bytes).map_err(|_| fail("it is not UTF-8 text".into()))
+}
+
 /// A refused answer as an error: 408/429/5xx transient, anything else fatal. `detail` is the
 /// endpoint's own error text (already free of credentials: the caller picks the fields).
 pub(crate) fn refused(what: &str, status: u16, detail: &str) -> CredentialError {
@@ -149,6 +166,23 @@ mod tests {
         assert!(err.message.contains("must be an https URL") && !err.message.contains("abc"), "{err}");
         assert!(endpoint("file:///etc/passwd", "STS").is_err());
         assert!(endpoint("not a url", "STS").is_err());
+    }
+
+    #[test]
+    fn credential_files_are_read_to_a_cap_and_errors_quote_no_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("token");
+        std::fs::write(&small, "eyJ.token.value\n").unwrap();
+        assert_eq!(read_capped(&small, "the token file").unwrap(), "eyJ.token.value\n");
+        let big = dir.path().join("big");
+        std::fs::write(&big, "s".repeat(MAX_BODY_BYTES + 1)).unwrap();
+        let err = read_capped(&big, "the token file").unwrap_err();
+        assert!(err.message.contains("over") && !err.message.contains("sss"), "{err}");
+        let binary = dir.path().join("bin");
+        std::fs::write(&binary, [0xff, 0xfe, b's', b'e', b'c']).unwrap();
+        assert!(read_capped(&binary, "the token file").unwrap_err().message.contains("not UTF-8"));
+        let missing = read_capped(&dir.path().join("none"), "the token file").unwrap_err();
+        assert!(missing.message.contains("cannot read it") && !missing.transient, "{missing}");
     }
 
     #[test]

@@ -195,16 +195,54 @@ async fn review_with_environment_keys_is_signed_as_botocore_signs() {
     assert_clear_of(&[&stdout, &stderr], &[SECRET_KEY, SESSION_TOKEN]);
 }
 
+/// A web identity JWT (the job's OIDC token, or a token file's).
+const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJyZXBvOm8vcjpyZWY6cmVmcy9oZWFkcy9tYWluIn0.c2lnbmF0dXJlLWZha2U";
+/// The temporary credentials the fake STS hands out.
+const STS_KEY: &str = "ASIAQEXAMPLESTSKEY01";
+const STS_SECRET: &str = "stsSecretKeyFromAssumeRoleWithWebIdentityEXAMPLE";
+const STS_TOKEN: &str = "FwoGZXIvYXdzEXAMPLEstsSESSIONtokenFROMassumeROLE";
+
+/// A fake STS answering one `AssumeRoleWithWebIdentity` of `agentctl-review` with `jwt` as
+/// session `session` (anything else hits the catch-all) with credentials valid for an hour.
+async fn fake_sts(jwt: &str, session: &str, key: &str, secret: &str, token: &str) -> MockServer {
+    let sts = MockServer::start().await;
+    let expiration = chrono::Utc::now() + chrono::Duration::hours(1);
+    Mock::given(method("POST"))
+        .and(path("/"))
+        .and(header("content-type", "application/x-www-form-urlencoded; charset=utf-8"))
+        .and(body_string_contains("Action=AssumeRoleWithWebIdentity"))
+        .and(body_string_contains("Version=2011-06-15"))
+        .and(body_string_contains("RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fagentctl-review"))
+        .and(body_string_contains(format!("RoleSessionName={session}&").as_str()))
+        .and(body_string_contains(format!("WebIdentityToken={jwt}&").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_string(format!(
+            r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleWithWebIdentityResult>
+    <Credentials>
+      <AccessKeyId>{key}</AccessKeyId>
+      <SecretAccessKey>{secret}</SecretAccessKey>
+      <SessionToken>{token}</SessionToken>
+      <Expiration>{}</Expiration>
+    </Credentials>
+    <AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/agentctl-review/{session}</Arn></AssumedRoleUser>
+  </AssumeRoleWithWebIdentityResult>
+  <ResponseMetadata><RequestId>sts-fake</RequestId></ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>"#,
+            expiration.format("%Y-%m-%dT%H:%M:%SZ")
+        )))
+        .expect(1)
+        .mount(&sts)
+        .await;
+    mount_catch_all(&sts, "STS").await;
+    sts
+}
+
 /// The OIDC path: the job's token from a fake `ACTIONS_ID_TOKEN_REQUEST_URL`, exchanged at a fake
 /// STS for temporary credentials, with which every Bedrock request is signed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn role_arn_assumes_the_role_with_the_jobs_oidc_token() {
     let Some(python) = botocore_python() else { return };
     const REQUEST_TOKEN: &str = "ghs-oidc-request-token-0123456789abcdef";
-    const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJyZXBvOm8vcjpyZWY6cmVmcy9oZWFkcy9tYWluIn0.c2lnbmF0dXJlLWZha2U";
-    const STS_KEY: &str = "ASIAQEXAMPLESTSKEY01";
-    const STS_SECRET: &str = "stsSecretKeyFromAssumeRoleWithWebIdentityEXAMPLE";
-    const STS_TOKEN: &str = "FwoGZXIvYXdzEXAMPLEstsSESSIONtokenFROMassumeROLE";
     let github = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/_apis/token"))
@@ -216,35 +254,7 @@ async fn role_arn_assumes_the_role_with_the_jobs_oidc_token() {
         .mount(&github)
         .await;
     mount_catch_all(&github, "OIDC").await;
-    let sts = MockServer::start().await;
-    let expiration = chrono::Utc::now() + chrono::Duration::hours(1);
-    Mock::given(method("POST"))
-        .and(path("/"))
-        .and(header("content-type", "application/x-www-form-urlencoded; charset=utf-8"))
-        .and(body_string_contains("Action=AssumeRoleWithWebIdentity"))
-        .and(body_string_contains("Version=2011-06-15"))
-        .and(body_string_contains("RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fagentctl-review"))
-        .and(body_string_contains("RoleSessionName=agentctl-4242"))
-        .and(body_string_contains(format!("WebIdentityToken={JWT}").as_str()))
-        .respond_with(ResponseTemplate::new(200).set_body_string(format!(
-            r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
-  <AssumeRoleWithWebIdentityResult>
-    <Credentials>
-      <AccessKeyId>{STS_KEY}</AccessKeyId>
-      <SecretAccessKey>{STS_SECRET}</SecretAccessKey>
-      <SessionToken>{STS_TOKEN}</SessionToken>
-      <Expiration>{}</Expiration>
-    </Credentials>
-    <AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/agentctl-review/agentctl-4242</Arn></AssumedRoleUser>
-  </AssumeRoleWithWebIdentityResult>
-  <ResponseMetadata><RequestId>sts-fake</RequestId></ResponseMetadata>
-</AssumeRoleWithWebIdentityResponse>"#,
-            expiration.format("%Y-%m-%dT%H:%M:%SZ")
-        )))
-        .expect(1)
-        .mount(&sts)
-        .await;
-    mount_catch_all(&sts, "STS").await;
+    let sts = fake_sts(JWT, "agentctl-4242", STS_KEY, STS_SECRET, STS_TOKEN).await;
     let fake = fake_bedrock(python, STS_KEY, STS_SECRET, vec![converse_ok()]).await;
     let request_url = format!("{}/_apis/token?api-version=2.0", github.uri());
     let sts_url = format!("{}/", sts.uri());
@@ -273,6 +283,44 @@ async fn role_arn_assumes_the_role_with_the_jobs_oidc_token() {
         );
     }
     assert_clear_of(&[&stdout, &stderr], &[REQUEST_TOKEN, JWT, STS_SECRET, STS_TOKEN]);
+}
+
+/// A self-hosted runner's ambient identity (EKS IRSA and the like): no `role_arn:` and no
+/// GitHub OIDC, but `AWS_WEB_IDENTITY_TOKEN_FILE` assumed as `AWS_ROLE_ARN` with session
+/// `AWS_ROLE_SESSION_NAME`; the file's token and the minted credentials are masked and
+/// printed nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_identity_token_file_assumes_aws_role_arn() {
+    let Some(python) = botocore_python() else { return };
+    let sts = fake_sts(JWT, "runner-pod-7", STS_KEY, STS_SECRET, STS_TOKEN).await;
+    let fake = fake_bedrock(python, STS_KEY, STS_SECRET, vec![converse_ok()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = crate::common::write(dir.path(), "token", format!("{JWT}\n"));
+    let sts_url = format!("{}/", sts.uri());
+    let (code, stdout, stderr) = dry_run_review(
+        &config(&fake.server.uri(), ""),
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.to_str().unwrap()),
+            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/agentctl-review"),
+            ("AWS_ROLE_SESSION_NAME", "runner-pod-7"),
+            ("AWS_ENDPOINT_URL_STS", &sts_url),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let seen = verdicts(&fake);
+    assert!(
+        seen.len() == 1 && seen[0].ok,
+        "botocore disagrees with our signature: {:?}",
+        seen.first().map(|v| &v.detail)
+    );
+    for secret in [JWT, STS_SECRET, STS_TOKEN] {
+        assert!(
+            stdout.contains(&format!("::add-mask::{secret}")) || stderr.contains(&format!("::add-mask::{secret}")),
+            "{secret} not masked"
+        );
+    }
+    assert_clear_of(&[&stdout, &stderr], &[JWT, STS_SECRET, STS_TOKEN]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
