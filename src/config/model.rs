@@ -155,7 +155,8 @@ pub enum PromptCacheMode {
 }
 
 /// `review.prompt_cache_ttl`: Anthropic's `cache_control.ttl`
-/// (<https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching>).
+/// (<https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching>), and Bedrock's
+/// `cachePoint.ttl` for Claude there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum PromptCacheTtl {
     /// Five minutes, the API's default: writes cost 1.25× the input price.

@@ -16,10 +16,14 @@
 //!   `inputSchema.json` is the schema, forced with `toolChoice.tool`; the answer is its
 //!   `toolUse.input`.
 //! - **Prompt caching**: `cachePoint` blocks after the system prompt and the shared prefix for
-//!   Claude models, where the Anthropic minimums are reached (Bedrock's cache has one 5-minute
-//!   lifetime here; `prompt_cache_ttl: 1h` does not apply).
+//!   Claude models, where the Anthropic minimums are reached; `prompt_cache_ttl: 1h` sends
+//!   `ttl: "1h"` on each ("CachePointBlock": `5m | 1h`; Bedrock documents the hour for Claude
+//!   Haiku, Sonnet and Opus 4.5 and later, and an older model refuses it with a
+//!   `ValidationException`, exit 2). Every point of a request has the same TTL, so Bedrock's
+//!   rule that TTLs do not increase from tools to system to messages holds.
 //! - **Usage**: `inputTokens` (without the cache), `outputTokens`, `cacheReadInputTokens`,
-//!   `cacheWriteInputTokens`.
+//!   `cacheWriteInputTokens`, split by `cacheDetails[].ttl` into five-minute and one-hour
+//!   writes ("TokenUsage", "CacheDetail").
 //! - **Errors** by the error type (`x-amzn-ErrorType`, or the body's `__type`):
 //!   `ThrottlingException`, `ServiceUnavailableException`, `ModelNotReadyException`,
 //!   `InternalServerException` and `ModelTimeoutException` are retried; `AccessDeniedException`
@@ -88,7 +92,10 @@ impl Bedrock {
     /// The Converse request body.
     fn body(&self, req: &CompletionRequest) -> Value {
         let marks = self.cache_points(req);
-        let cache_point = json!({ "cachePoint": { "type": "default" } });
+        let cache_point = match &req.prompt_cache {
+            Some(cache) if cache.one_hour => json!({ "cachePoint": { "type": "default", "ttl": "1h" } }),
+            _ => json!({ "cachePoint": { "type": "default" } }),
+        };
         let content = match (&req.prompt_cache, marks.1) {
             (Some(cache), true) => json!([
                 { "text": cache.prefix },
@@ -159,16 +166,9 @@ impl Bedrock {
             || blocks.iter().filter_map(|b| b.text.as_deref()).collect::<Vec<_>>().join(""),
             &format!("stopReason: {stop}"),
         )?;
-        let u = parsed.usage.unwrap_or_default();
         Ok(Completion {
             text,
-            usage: Usage {
-                input_tokens: u.input_tokens,
-                cached_input_tokens: u.cache_read_input_tokens,
-                cache_write_tokens: u.cache_write_input_tokens,
-                output_tokens: u.output_tokens,
-                ..Usage::default()
-            },
+            usage: parsed.usage.unwrap_or_default().into_usage(),
             // Converse does not name the model that answered.
             model: self.endpoint.model.clone(),
             latency: answer.latency,
@@ -344,6 +344,33 @@ struct ConverseUsage {
     output_tokens: u64,
     cache_read_input_tokens: u64,
     cache_write_input_tokens: u64,
+    /// Cache writes by TTL (absent when nothing was written, or on older answers).
+    cache_details: Vec<CacheDetail>,
+}
+
+/// One `cacheDetails` entry: `inputTokens` written with `ttl` (`5m` or `1h`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct CacheDetail {
+    ttl: String,
+    input_tokens: u64,
+}
+
+impl ConverseUsage {
+    /// Our usage: one-hour writes are `cacheDetails`' `1h` tokens (at most the total written),
+    /// five-minute writes the rest of `cacheWriteInputTokens`.
+    fn into_usage(self) -> Usage {
+        let one_hour: u64 = self.cache_details.iter().filter(|d| d.ttl == "1h").map(|d| d.input_tokens).sum();
+        let one_hour = one_hour.min(self.cache_write_input_tokens);
+        Usage {
+            input_tokens: self.input_tokens,
+            cached_input_tokens: self.cache_read_input_tokens,
+            cache_write_tokens: self.cache_write_input_tokens - one_hour,
+            cache_write_1h_tokens: one_hour,
+            output_tokens: self.output_tokens,
+            ..Usage::default()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -460,6 +487,29 @@ mod tests {
         // And `prompt_cache: off` (no PromptCache) none either.
         let off = adapter("us.anthropic.claude-sonnet-4-6").body(&CompletionRequest { prompt_cache: None, ..req });
         assert_eq!(off["system"].as_array().unwrap().len(), 1, "{off}");
+    }
+
+    #[test]
+    fn one_hour_cache_points_carry_the_ttl_and_writes_split_by_cache_details() {
+        let mut req = cached_request();
+        if let Some(cache) = req.prompt_cache.as_mut() {
+            cache.one_hour = true;
+        }
+        let body = adapter("global.anthropic.claude-sonnet-4-5-20250929-v1:0").body(&req);
+        let hour = json!({"cachePoint": {"type": "default", "ttl": "1h"}});
+        assert_eq!((&body["system"][1], &body["messages"][0]["content"][1]), (&hour, &hour), "{body}");
+        let usage = |v: Value| serde_json::from_value::<ConverseUsage>(v).unwrap().into_usage();
+        let split = usage(
+            json!({"inputTokens": 40, "outputTokens": 9, "cacheReadInputTokens": 0, "cacheWriteInputTokens": 1500,
+            "cacheDetails": [{"ttl": "1h", "inputTokens": 1200}, {"ttl": "5m", "inputTokens": 300}]}),
+        );
+        assert_eq!((split.cache_write_1h_tokens, split.cache_write_tokens, split.input_tokens), (1200, 300, 40));
+        let plain = usage(json!({"inputTokens": 40, "outputTokens": 9, "cacheWriteInputTokens": 700}));
+        assert_eq!((plain.cache_write_1h_tokens, plain.cache_write_tokens), (0, 700));
+        // Details over the total are capped at it, never a negative five-minute count.
+        let odd = usage(json!({"cacheWriteInputTokens": 10, "cacheDetails": [{"ttl": "1h", "inputTokens": 99}]}));
+        assert_eq!((odd.cache_write_1h_tokens, odd.cache_write_tokens), (10, 0));
+        assert!(serde_json::from_value::<ConverseUsage>(json!({"cacheWriteInputTokens": -5})).is_err());
     }
 
     #[test]
