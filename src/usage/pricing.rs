@@ -4,7 +4,9 @@
 //! `cache_creation_input_token_cost_above_1hr`) and carries an effective date. Config may override or add entries; local models cost 0.
 //!
 //! The bundled prices are litellm's list prices (standard tier, prompts up to 200k tokens) as of
-//! the table's `effective_date`; the file's `source` field names the exact litellm commit.
+//! the table's `effective_date`; the file's `source` field names the exact litellm commit. A
+//! model name has one entry whichever API serves it: `gemini-2.5-flash` is priced the same
+//! through `kind: gemini` and `kind: vertex`, as Google lists it.
 //! Models whose price could not be confirmed there are left out, so they report "cost unknown"
 //! rather than a guessed number.
 

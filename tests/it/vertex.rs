@@ -126,6 +126,12 @@ async fn review_with_gemini_through_workload_identity_federation() {
     assert!(has_finding(&report), "{report}");
     assert_eq!(report["models"], json!(["gemini-2.5-flash"]));
     assert_eq!(report["usage"]["input_tokens"], 600);
+    // Priced from the bundled table: 600 uncached, 100 cached, 60 output tokens.
+    let want = 600.0 * 3e-7 + 100.0 * 3e-8 + 60.0 * 2.5e-6;
+    assert!(
+        report["cost_usd"].as_f64().is_some_and(|c| (c - want).abs() < 1e-12),
+        "priced as Gemini 2.5 Flash: {report}"
+    );
     for secret in [REQUEST_TOKEN, JWT, FEDERATED, SA_TOKEN] {
         let mask = format!("::add-mask::{secret}");
         assert!(stderr.contains(&mask) || stdout.contains(&mask), "{secret} not masked for the runner");
