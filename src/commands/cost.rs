@@ -254,7 +254,14 @@ async fn export(a: &CostExportArgs, env: &Env) -> Result<Exit, ExitError> {
         return Ok(Exit::Ok);
     };
     let done = match otlp {
-        Some(s) => backfill::send(&s, env, &store.usage_since(since_ms)?).await?.to_string(),
+        Some(s) => {
+            let names: backfill::ProviderNames = config
+                .providers
+                .iter()
+                .map(|(name, entry)| (name.clone(), crate::providers::gen_ai_provider_name(&entry.kind)))
+                .collect();
+            backfill::send(&s, env, &store.usage_since(since_ms)?, &names).await?.to_string()
+        }
         None => format!("exported {} usage record(s)", output::cost::export(&store, since_ms)?),
     };
     log::info(&done);

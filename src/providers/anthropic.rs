@@ -210,11 +210,8 @@ impl Anthropic {
 
 impl Provider for Anthropic {
     fn gen_ai_provider(&self) -> &'static str {
-        if self.vertex {
-            "gcp.vertex_ai"
-        } else {
-            "anthropic"
-        }
+        use crate::config::ProviderKind as K;
+        super::gen_ai_provider_name(if self.vertex { &K::Vertex } else { &K::Anthropic })
     }
 
     fn name(&self) -> &str {

@@ -84,7 +84,7 @@ impl AzureOpenAi {
 
 impl Provider for AzureOpenAi {
     fn gen_ai_provider(&self) -> &'static str {
-        "azure.ai.openai"
+        super::gen_ai_provider_name(&crate::config::ProviderKind::AzureOpenai)
     }
 
     fn name(&self) -> &str {

@@ -190,7 +190,7 @@ impl Provider for Bedrock {
         Box::pin(self.complete_inner(req))
     }
     fn gen_ai_provider(&self) -> &'static str {
-        "aws.bedrock"
+        super::gen_ai_provider_name(&crate::config::ProviderKind::Bedrock)
     }
 }
 

@@ -111,7 +111,12 @@ impl Gemini {
         let url = join_url(&settings.name, "base_url", &settings.base_url, &path)?;
         let http =
             HttpClient::new(settings.http_config(KeyHeader::Named("x-goog-api-key"), Vec::new(), classify_gemini))?;
-        Ok(Self { settings, http, url, gen_ai_provider: "gcp.gemini" })
+        Ok(Self {
+            settings,
+            http,
+            url,
+            gen_ai_provider: super::gen_ai_provider_name(&crate::config::ProviderKind::Gemini),
+        })
     }
 
     /// The same API on Vertex AI (`kind: vertex`, [`crate::providers::vertex`]): the
@@ -124,7 +129,12 @@ impl Gemini {
     ) -> Result<Self, ProviderError> {
         let http =
             HttpClient::new(settings.http_config(KeyHeader::Bearer, Vec::new(), classify_gemini))?.with_auth(auth);
-        Ok(Self { settings, http, url, gen_ai_provider: "gcp.vertex_ai" })
+        Ok(Self {
+            settings,
+            http,
+            url,
+            gen_ai_provider: super::gen_ai_provider_name(&crate::config::ProviderKind::Vertex),
+        })
     }
 
     /// The `generateContent` body: `systemInstruction`, one user turn, `generationConfig`.

@@ -189,6 +189,25 @@ pub fn call_outcome<T>(result: &Result<T, ProviderError>) -> CallOutcome {
     }
 }
 
+/// `gen_ai.provider.name` of the OpenTelemetry GenAI conventions
+/// (<https://opentelemetry.io/docs/specs/semconv/registry/attributes/gen-ai/>) for a
+/// `providers:` kind: `openai` (any OpenAI-compatible server too), `anthropic`,
+/// `azure.ai.openai`, `gcp.gemini`, `aws.bedrock`, `gcp.vertex_ai` (Gemini and Claude there
+/// alike); `_OTHER` for agent CLIs and the built-in rules. The one table adapters and the
+/// ledger's telemetry backfill read.
+pub fn gen_ai_provider_name(kind: &crate::config::ProviderKind) -> &'static str {
+    use crate::config::ProviderKind as K;
+    match kind {
+        K::Openai => "openai",
+        K::Anthropic => "anthropic",
+        K::AzureOpenai => "azure.ai.openai",
+        K::Gemini => "gcp.gemini",
+        K::Bedrock => "aws.bedrock",
+        K::Vertex => "gcp.vertex_ai",
+        K::Command | K::Builtin => "_OTHER",
+    }
+}
+
 /// A model provider. Implementations hold their HTTP client, endpoint, model and key.
 pub trait Provider: Send + Sync {
     /// The config entry name (e.g. `main`), for logs and the summary.

@@ -343,7 +343,7 @@ impl OpenAi {
 
 impl Provider for OpenAi {
     fn gen_ai_provider(&self) -> &'static str {
-        "openai"
+        super::gen_ai_provider_name(&crate::config::ProviderKind::Openai)
     }
 
     fn name(&self) -> &str {

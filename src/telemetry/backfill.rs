@@ -87,10 +87,20 @@ pub fn settings(env: &Env, config: &TelemetryConfig) -> Result<Settings, Backfil
     Settings::read_for_metrics(env, Some(config)).ok_or(BackfillError::NoEndpoint)
 }
 
+/// The `gen_ai.provider.name` of each `providers:` entry name (the ledger stores the entry
+/// only), built by the caller from the config; an entry not in it gets no such attribute.
+pub type ProviderNames = std::collections::BTreeMap<String, &'static str>;
+
 /// POSTs `records` to the metrics endpoint of `settings`, [`BATCH`] records per request, with
-/// the telemetry HTTP client (rustls). Errors: the first batch the collector refuses or that
-/// does not arrive ([`BackfillError::Send`], with how many were sent before).
-pub async fn send(settings: &Settings, env: &Env, records: &[UsageRecord]) -> Result<Sent, BackfillError> {
+/// the telemetry HTTP client (rustls); each point names its provider by `names`. Errors: the
+/// first batch the collector refuses or that does not arrive ([`BackfillError::Send`], with
+/// how many were sent before).
+pub async fn send(
+    settings: &Settings,
+    env: &Env,
+    records: &[UsageRecord],
+    names: &ProviderNames,
+) -> Result<Sent, BackfillError> {
     let batches = records.len().div_ceil(BATCH);
     let fail = |message: String, sent: usize| BackfillError::Send {
         endpoint: settings.metrics_collector(),
@@ -102,7 +112,7 @@ pub async fn send(settings: &Settings, env: &Env, records: &[UsageRecord]) -> Re
     let resource = resource(env, settings);
     let mut sent = Sent { records: 0, points: 0, batches: 0, unpriced: 0, collector: settings.metrics_collector() };
     for batch in records.chunks(BATCH) {
-        let (request, points) = request(resource.clone(), batch);
+        let (request, points) = request(resource.clone(), batch, names);
         let (content_type, body) = match settings.protocol {
             Protocol::HttpProtobuf => ("application/x-protobuf", request.encode_to_vec()),
             Protocol::HttpJson => ("application/json", serde_json::to_vec(&request).unwrap_or_default()),
@@ -153,9 +163,10 @@ fn text(key: &str, value: impl Into<String>) -> KeyValue {
 }
 
 /// The attributes every point of `r` carries: the model (`gen_ai.response.model` for an
-/// answered call, `gen_ai.request.model` for a failed one), the provider entry, task, outcome,
-/// whether the response cache answered, and where it ran (repository, run id, workflow, job, PR).
-fn attributes(r: &UsageRecord) -> Vec<KeyValue> {
+/// answered call, `gen_ai.request.model` for a failed one), `gen_ai.provider.name` when the
+/// entry is in `names`, the provider entry, task, outcome, whether the response cache
+/// answered, and where it ran (repository, run id, workflow, job, PR).
+fn attributes(r: &UsageRecord, names: &ProviderNames) -> Vec<KeyValue> {
     let model_key = if r.outcome == "ok" { "gen_ai.response.model" } else { "gen_ai.request.model" };
     let mut a = vec![
         text(model_key, r.model.clone()),
@@ -165,6 +176,7 @@ fn attributes(r: &UsageRecord) -> Vec<KeyValue> {
         attribute("agentctl.cached", any_value::Value::BoolValue(r.cached)),
     ];
     let optional = [
+        ("gen_ai.provider.name", names.get(&r.provider).map(|n| (*n).to_string())),
         ("vcs.repository.name", r.repo.clone()),
         ("cicd.pipeline.run.id", r.run_id.clone()),
         ("cicd.pipeline.name", r.workflow.clone()),
@@ -177,7 +189,7 @@ fn attributes(r: &UsageRecord) -> Vec<KeyValue> {
 
 /// The request of one batch and its number of data points. Each point's time and start time
 /// are its record's `ts_ms` (the call's end; a delta over the call itself).
-fn request(resource: Resource, records: &[UsageRecord]) -> (ExportMetricsServiceRequest, usize) {
+fn request(resource: Resource, records: &[UsageRecord], names: &ProviderNames) -> (ExportMetricsServiceRequest, usize) {
     let nanos = |ms: i64| u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000);
     let point = |r: &UsageRecord, mut attributes: Vec<KeyValue>, extra: Option<KeyValue>, value| {
         attributes.extend(extra);
@@ -193,7 +205,7 @@ fn request(resource: Resource, records: &[UsageRecord]) -> (ExportMetricsService
     let mut tokens = Vec::new();
     let mut cost = Vec::new();
     for r in records {
-        let common = attributes(r);
+        let common = attributes(r, names);
         let u = &r.usage;
         for (kind, n) in [
             ("input", u.total_input()),
@@ -267,7 +279,10 @@ mod tests {
 
     #[test]
     fn every_point_carries_its_records_time_and_unpriced_records_have_no_cost_point() {
-        let (req, points) = request(Resource::default(), &[record(1_700_000_000_123, Some(0.5)), record(5, None)]);
+        let names = ProviderNames::from([("main".to_string(), "aws.bedrock")]);
+        let mut gone = record(5, None);
+        gone.provider = "removed-entry".into();
+        let (req, points) = request(Resource::default(), &[record(1_700_000_000_123, Some(0.5)), gone], &names);
         assert_eq!(points, 4 + 1 + 4);
         let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
         let Some(metric::Data::Sum(tokens)) = &metrics[0].data else { panic!() };
@@ -278,5 +293,13 @@ mod tests {
         assert_eq!(tokens.data_points[4].time_unix_nano, 5_000_000);
         let Some(metric::Data::Sum(cost)) = &metrics[1].data else { panic!() };
         assert_eq!(cost.data_points.len(), 1);
+        // The entry's kind names the provider; an entry no longer configured is not guessed.
+        let provider = |p: &NumberDataPoint| {
+            p.attributes.iter().find(|a| a.key == "gen_ai.provider.name").and_then(|a| a.value.clone())
+        };
+        let bedrock = Some(AnyValue { value: Some(any_value::Value::StringValue("aws.bedrock".into())) });
+        assert_eq!(provider(&tokens.data_points[0]), bedrock);
+        assert_eq!(provider(&cost.data_points[0]), bedrock);
+        assert_eq!(provider(&tokens.data_points[4]), None);
     }
 }

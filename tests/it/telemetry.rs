@@ -387,10 +387,11 @@ fn backfill_ledger(n: usize) -> (std::path::PathBuf, Vec<agentctl::usage::UsageR
     (state, records)
 }
 
-/// `cost export --format otlp` of `state` with `env` added to the telemetry variables.
+/// `cost export --format otlp` of `state` with `env` added to the telemetry variables, run
+/// outside any repository (so no `.github/agentctl.yml` is picked up unless `env` names one).
 fn backfill(state: &std::path::Path, env: &[(&str, String)]) -> std::process::Output {
     let mut cmd = agentctl();
-    cmd.env("AGENTCTL_STATE", state).args(["cost", "export", "--format", "otlp"]);
+    cmd.current_dir(std::env::temp_dir()).env("AGENTCTL_STATE", state).args(["cost", "export", "--format", "otlp"]);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -495,6 +496,35 @@ async fn cost_export_otlp_speaks_http_json_and_needs_an_endpoint() {
     let tokens = sum_points(&decoded, "gen_ai.client.token.usage");
     assert_eq!(tokens.len(), 4 * records.len());
     assert_eq!(tokens[0].time_unix_nano, records[0].ts_ms as u64 * 1_000_000);
+    // Without a config the ledger's entry `main` has no known kind: no provider name is guessed.
+    assert!(tokens.iter().all(|p| !attrs(&p.attributes).contains_key("gen_ai.provider.name")));
+
+    // With the config, the entry's kind names the provider on every point.
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::common::write(
+        dir.path(),
+        "agentctl.yml",
+        "provider: main\nproviders:\n  main: {kind: bedrock, model: anthropic.claude-sonnet-4-6}\n",
+    );
+    let otlp = collector().await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", format!("{}/v1/metrics", otlp.uri())),
+        ("AGENTCTL_CONFIG", config.display().to_string()),
+    ];
+    let out = backfill(&state, &env);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let received = otlp.received_requests().await.unwrap();
+    let decoded: Vec<ExportMetricsServiceRequest> = received
+        .iter()
+        .filter(|r| r.url.path() == "/v1/metrics")
+        .map(|r| ExportMetricsServiceRequest::decode(r.body.as_slice()).unwrap())
+        .collect();
+    let points =
+        [sum_points(&decoded, "gen_ai.client.token.usage"), sum_points(&decoded, "agentctl.cost.usd")].concat();
+    assert!(!points.is_empty());
+    for p in &points {
+        assert_eq!(attrs(&p.attributes)["gen_ai.provider.name"], "aws.bedrock");
+    }
 
     // No endpoint anywhere: a usage error, nothing sent.
     let out = backfill(&state, &[]);
