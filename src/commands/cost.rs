@@ -1,15 +1,13 @@
-//! `agentctl cost report|check|estimate|export|import` (SPEC §3.4). The arguments are resolved first (bad
-//! dates, budgets: exit 2 before the store is opened); the domain logic is [`crate::usage::report`],
-//! [`crate::budget`], [`crate::estimate`] and [`crate::telemetry::backfill`]; rendering [`crate::output::cost`].
-
-use std::path::Path;
+//! `agentctl cost report|check|estimate|export|import` (SPEC §3.4). Arguments are resolved first (bad dates,
+//! budgets: exit 2 before the store is opened); the domain logic is [`crate::usage::report`], [`crate::budget`],
+//! [`crate::estimate`], [`crate::telemetry::backfill`]; rendering [`crate::output::cost`].
 
 use crate::budget::{self, BudgetConfig, BudgetState, Period, RunScope};
 use crate::cli::{
     CostAction, CostArgs, CostCheckArgs, CostCommonArgs, CostEstimateArgs, CostExportArgs, CostExportFormat,
     CostFormat, CostImportArgs, CostPeriod, CostReportArgs,
 };
-use crate::config::{Config, DEFAULT_PATH};
+use crate::config::{self, Config};
 use crate::context::{Context, Env, Repo};
 use crate::diff;
 use crate::env_vars as ev;
@@ -41,8 +39,7 @@ pub async fn run(args: &CostArgs, env: &Env) -> Result<Exit, ExitError> {
 /// the defaults. `cost` reads the ledger, not a PR, so the base-branch rule of `review` has
 /// nothing to protect here.
 fn load_config(common: &CostCommonArgs) -> Result<Config, ExitError> {
-    let path = common.config.clone().or_else(|| Path::new(DEFAULT_PATH).is_file().then(|| DEFAULT_PATH.into()));
-    let config = path.map_or_else(|| Ok(Config::default()), |p| Config::from_path(&p))?;
+    let (config, _) = config::load_local(common.config.as_deref())?;
     crate::telemetry::configure(&config.telemetry);
     Ok(config)
 }
@@ -253,15 +250,9 @@ async fn export(a: &CostExportArgs, env: &Env) -> Result<Exit, ExitError> {
         log::info("no usage recorded yet: nothing to export");
         return Ok(Exit::Ok);
     };
+    let names = crate::providers::gen_ai_provider_names(&config);
     let done = match otlp {
-        Some(s) => {
-            let names: backfill::ProviderNames = config
-                .providers
-                .iter()
-                .map(|(name, entry)| (name.clone(), crate::providers::gen_ai_provider_name(&entry.kind)))
-                .collect();
-            backfill::send(&s, env, &store.usage_since(since_ms)?, &names).await?.to_string()
-        }
+        Some(s) => backfill::send(&s, env, &store.usage_since(since_ms)?, &names).await?.to_string(),
         None => format!("exported {} usage record(s)", output::cost::export(&store, since_ms)?),
     };
     log::info(&done);

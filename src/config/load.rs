@@ -131,11 +131,30 @@ pub(crate) async fn load_for_pr(
             message: "the pull request's base commit is not known".into(),
         });
     }
-    let local = PathBuf::from(DEFAULT_PATH);
-    if std::fs::symlink_metadata(&local).is_ok() {
-        return Ok((Config::from_path(&local)?, ConfigOrigin::WorkingDirectory));
+    load_local(None)
+}
+
+/// Loads the config of a command that reads no pull request or commit (`cost`): `explicit`
+/// when given, else the working directory's `.github/agentctl.yml` when there is one, else the
+/// defaults.
+///
+/// Errors: every [`Config::from_text`] error (a symlinked file is refused by
+/// [`Config::from_path`]).
+pub(crate) fn load_local(explicit: Option<&Path>) -> Result<(Config, ConfigOrigin), ConfigError> {
+    if let Some(path) = explicit {
+        return Ok((Config::from_path(path)?, ConfigOrigin::Explicit));
     }
-    Ok((Config::default(), ConfigOrigin::Defaults))
+    Ok(match working_directory()? {
+        Some(config) => (config, ConfigOrigin::WorkingDirectory),
+        None => (Config::default(), ConfigOrigin::Defaults),
+    })
+}
+
+/// The working directory's `.github/agentctl.yml`, `None` when there is none (anything at the
+/// path counts, so a symlink reaches [`Config::from_path`]'s refusal instead of the defaults).
+fn working_directory() -> Result<Option<Config>, ConfigError> {
+    let local = PathBuf::from(DEFAULT_PATH);
+    std::fs::symlink_metadata(&local).is_ok().then(|| Config::from_path(&local)).transpose()
 }
 
 /// Loads the config for a run on an event that is not a pull request's (an issue, a comment on
@@ -156,9 +175,8 @@ pub(crate) async fn load_for_ref(
     if let Some(path) = explicit {
         return Ok((Config::from_path(path)?, ConfigOrigin::Explicit));
     }
-    let local = PathBuf::from(DEFAULT_PATH);
-    if std::fs::symlink_metadata(&local).is_ok() {
-        return Ok((Config::from_path(&local)?, ConfigOrigin::WorkingDirectory));
+    if let Some(config) = working_directory()? {
+        return Ok((config, ConfigOrigin::WorkingDirectory));
     }
     if let (Some(gh), Some(sha)) = (gh, sha) {
         let name = format!("{DEFAULT_PATH} at {}", sha.get(..12).unwrap_or(sha));

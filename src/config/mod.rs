@@ -22,7 +22,7 @@ pub(crate) mod routes;
 mod starter;
 
 pub(crate) use fix::{CommitMethod, EditFormat, FixConfig, VerifyCommand, Workdir};
-pub(crate) use load::{load_for_pr, load_for_ref, CommitFiles, ConfigOrigin, FetchError};
+pub(crate) use load::{load_for_pr, load_for_ref, load_local, CommitFiles, ConfigOrigin, FetchError};
 pub(crate) use model::{
     write_delay_from_env, CacheConfig, CacheScope, CommandOutput, GitHubConfig, PromptCacheMode, PromptCacheTtl,
     ProviderConfig, ProviderKind, ReviewConfig,

@@ -208,6 +208,12 @@ pub fn gen_ai_provider_name(kind: &crate::config::ProviderKind) -> &'static str 
     }
 }
 
+/// [`gen_ai_provider_name`] of every `providers:` entry of `config`, by entry name (what the
+/// ledger records), for the telemetry backfill.
+pub fn gen_ai_provider_names(config: &crate::config::Config) -> std::collections::BTreeMap<String, &'static str> {
+    config.providers.iter().map(|(name, entry)| (name.clone(), gen_ai_provider_name(&entry.kind))).collect()
+}
+
 /// A model provider. Implementations hold their HTTP client, endpoint, model and key.
 pub trait Provider: Send + Sync {
     /// The config entry name (e.g. `main`), for logs and the summary.

@@ -91,6 +91,13 @@ fn config_validate_printed_a_credentials_file_through_a_symlink() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("outside the repository"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "the credentials file was printed: {stderr}");
+    // `cost` reads the working directory's config by the same rule.
+    let state = repo.path().join("state.db");
+    let out =
+        agentctl().current_dir(repo.path()).env("AGENTCTL_STATE", &state).args(["cost", "report"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("outside the repository") && !stderr.contains("hunter2"), "{stderr}");
 }
 
 #[test]
