@@ -102,6 +102,18 @@ pub const AWS_WEB_IDENTITY_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
 pub const AWS_ROLE_ARN: &str = "AWS_ROLE_ARN";
 /// `RoleSessionName` of an assumed role (else `agentctl-<run id>`).
 pub const AWS_ROLE_SESSION_NAME: &str = "AWS_ROLE_SESSION_NAME";
+/// The container credentials endpoint, relative to `http://169.254.170.2` (ECS, CodeBuild).
+pub const AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
+/// The container credentials endpoint as a full URL (EKS Pod Identity).
+pub const AWS_CONTAINER_CREDENTIALS_FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+/// `Authorization` value of the container credentials endpoint (a secret).
+pub const AWS_CONTAINER_AUTHORIZATION_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
+/// File holding that `Authorization` value, read at each request.
+pub const AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
+/// `true`: never ask the EC2 instance metadata service for credentials.
+pub const AWS_EC2_METADATA_DISABLED: &str = "AWS_EC2_METADATA_DISABLED";
+/// The EC2 instance metadata service's endpoint (default `http://169.254.169.254`).
+pub const AWS_EC2_METADATA_SERVICE_ENDPOINT: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";
 /// AWS region (`kind: bedrock` without `region:`).
 pub const AWS_REGION: &str = "AWS_REGION";
 /// AWS region, the older name.

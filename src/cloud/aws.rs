@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use super::aws_metadata::MetadataSource;
 use super::oidc::OidcSource;
 use super::{client, endpoint, send, CredentialError};
 use crate::context::Env;
@@ -66,6 +67,8 @@ enum Source {
     Static(AwsCredentials),
     /// A role assumed with a web identity token.
     WebIdentity { role_arn: String, session_name: String, token: WebToken, sts_url: String },
+    /// The machine's own: the container endpoint or the EC2 instance profile.
+    Machine(MetadataSource),
 }
 
 /// Where the web identity token comes from.
@@ -134,6 +137,11 @@ impl AwsCredentialProvider {
             Some((arn, WebToken::File(PathBuf::from(path))))
         };
         let Some((role_arn_used, token)) = github.or_else(file) else {
+            if role_arn.is_none() {
+                if let Some(machine) = MetadataSource::from_env(env, redactor)? {
+                    return Ok(Self::new(Source::Machine(machine), redactor));
+                }
+            }
             return Err(match role_arn {
                 Some(_) => CredentialError::fatal(format!(
                     "`role_arn` needs the job's OIDC token, and {} / {} are not set (nor {})",
@@ -143,11 +151,12 @@ impl AwsCredentialProvider {
                 ))
                 .with_help("give the job `permissions: id-token: write`"),
                 None => CredentialError::fatal(format!(
-                    "no AWS credentials: {} and {} are not set, the entry has no `role_arn`, and there is no {} with {}",
+                    "no AWS credentials: {} and {} are not set, the entry has no `role_arn`, there is no {} with {}, and {} is true",
                     ev::AWS_ACCESS_KEY_ID,
                     ev::AWS_SECRET_ACCESS_KEY,
                     ev::AWS_WEB_IDENTITY_TOKEN_FILE,
-                    ev::AWS_ROLE_ARN
+                    ev::AWS_ROLE_ARN,
+                    ev::AWS_EC2_METADATA_DISABLED
                 ))
                 .with_help(
                     "use aws-actions/configure-aws-credentials, or set `role_arn:` and `permissions: id-token: write`",
@@ -181,22 +190,31 @@ impl AwsCredentialProvider {
                 "the credentials come from assuming `{role_arn}` with the token in {}: check that the role's trust policy names that token's issuer as a federated principal, with its `aud` and `sub`, and that the role is allowed `bedrock:InvokeModel` on this model",
                 ev::AWS_WEB_IDENTITY_TOKEN_FILE
             ),
+            Source::Machine(machine) => format!(
+                "the credentials come from {}: check that its role is allowed `bedrock:InvokeModel` on this model in this region",
+                machine.describe()
+            ),
         }
     }
 
     /// Current credentials: the static ones, or the cached temporary ones while they have more
-    /// than five minutes left, else a new `AssumeRoleWithWebIdentity`.
+    /// than five minutes left, else new ones (`AssumeRoleWithWebIdentity`, or the machine's).
     pub(crate) async fn credentials(&self) -> Result<AwsCredentials, CredentialError> {
-        let (role_arn, session_name, token, sts_url) = match &self.source {
-            Source::Static(creds) => return Ok(creds.clone()),
-            Source::WebIdentity { role_arn, session_name, token, sts_url } => (role_arn, session_name, token, sts_url),
-        };
+        if let Source::Static(creds) = &self.source {
+            return Ok(creds.clone());
+        }
         let mut cache = self.cache.lock().await;
         if let Some(creds) = cache.as_ref().filter(|c| fresh(c.expires_at)) {
             return Ok(creds.clone());
         }
-        let token = token.get(&self.redactor).await?;
-        let creds = assume_role_with_web_identity(sts_url, role_arn, session_name, &token).await?;
+        let creds = match &self.source {
+            Source::Static(creds) => creds.clone(),
+            Source::WebIdentity { role_arn, session_name, token, sts_url } => {
+                let token = token.get(&self.redactor).await?;
+                assume_role_with_web_identity(sts_url, role_arn, session_name, &token).await?
+            }
+            Source::Machine(machine) => machine.credentials(&self.redactor).await?,
+        };
         register(&self.redactor, &creds);
         *cache = Some(creds.clone());
         Ok(creds)
@@ -234,6 +252,14 @@ fn session_name(env: &Env) -> String {
     } else {
         format!("agentctl-{run}")
     }
+}
+
+/// An `Expiration` (ISO 8601 UTC, e.g. `2026-12-07T13:00:00Z`) as a time; `what` names the
+/// answer in the error (fatal).
+pub(super) fn expiry(text: &str, what: &str) -> Result<SystemTime, CredentialError> {
+    let at = chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map_err(|_| CredentialError::fatal(format!("{what}: `Expiration` is not an ISO 8601 time")))?;
+    Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(at.timestamp()).unwrap_or(0)))
 }
 
 /// STS's answer: `AssumeRoleWithWebIdentityResponse/AssumeRoleWithWebIdentityResult/Credentials`.
@@ -315,9 +341,7 @@ async fn assume_role_with_web_identity(
         CredentialError::fatal(format!("{what}: the answer is not an AssumeRoleWithWebIdentityResponse: {e}"))
     })?;
     let c = answer.assume_role_with_web_identity_result.credentials;
-    let expires_at = chrono::DateTime::parse_from_rfc3339(c.expiration.trim())
-        .map_err(|_| CredentialError::fatal(format!("{what}: `Expiration` is not an ISO 8601 time")))?;
-    let expires_at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(expires_at.timestamp()).unwrap_or(0));
+    let expires_at = expiry(&c.expiration, what)?;
     if c.access_key_id.trim().is_empty() || c.secret_access_key.is_empty() {
         return Err(CredentialError::fatal(format!("{what}: the answer has empty credentials")));
     }
@@ -381,8 +405,12 @@ mod tests {
         assert!(matches!(p.source, Source::Static(_)));
         assert!(!redactor.redact("k=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY").contains("EXAMPLEKEY"));
         assert!(!format!("{p:?}").contains("EXAMPLEKEY"));
-        let none = AwsCredentialProvider::resolve(&Env::from_pairs([]), None, "us-east-1", &redactor).unwrap_err();
+        let off = Env::from_pairs([("AWS_EC2_METADATA_DISABLED", "true")]);
+        let none = AwsCredentialProvider::resolve(&off, None, "us-east-1", &redactor).unwrap_err();
         assert!(none.message.contains("no AWS credentials"), "{none}");
+        // Without it, the machine's own credentials are the last resort (the SDKs' chain).
+        let machine = AwsCredentialProvider::resolve(&Env::from_pairs([]), None, "us-east-1", &redactor).unwrap();
+        assert!(matches!(machine.source, Source::Machine(_)), "{machine:?}");
         let no_oidc =
             AwsCredentialProvider::resolve(&Env::from_pairs([]), Some("arn:aws:iam::1:role/r"), "us-east-1", &redactor)
                 .unwrap_err();
@@ -428,8 +456,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // A file with no role to assume, and GitHub's token with no `role_arn`, are no credentials.
-        for (pairs, role) in [(&file_env[..1], None), (&oidc[..], None)] {
-            let err = source(pairs, role).unwrap_err();
+        let off = ("AWS_EC2_METADATA_DISABLED", "true");
+        for (pairs, role) in [([file_env[0], off], None), ([oidc[0], off], None)] {
+            let err = source(&pairs, role).unwrap_err();
             assert!(err.message.contains("no AWS credentials") && err.message.contains("AWS_ROLE_ARN"), "{err}");
         }
         assert_eq!(

@@ -10,6 +10,7 @@
 //! travels in clear text; every response body is read to at most [`MAX_BODY_BYTES`].
 
 pub(crate) mod aws;
+pub(crate) mod aws_metadata;
 pub(crate) mod google;
 
 pub(crate) mod oidc;

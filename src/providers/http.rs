@@ -342,7 +342,8 @@ impl HttpClient {
                 return ProviderError::Network { provider, attempts, message: format!("getting credentials: {e}") }
             }
             AttemptError::Credentials(e) => {
-                let help = self.auth.as_ref().map(|a| a.help()).unwrap_or_default();
+                // The error's own help knows more (no credentials at all) than the source's.
+                let help = e.help.or_else(|| self.auth.as_ref().map(|a| a.help())).unwrap_or_default();
                 return ProviderError::Denied { provider, status: 0, message: e.message, help };
             }
             AttemptError::TooLarge { limit } => {

@@ -323,6 +323,141 @@ async fn a_web_identity_token_file_assumes_aws_role_arn() {
     assert_clear_of(&[&stdout, &stderr], &[JWT, STS_SECRET, STS_TOKEN]);
 }
 
+/// The machine's credentials document (the container endpoint's and IMDS's shape).
+fn machine_credentials() -> ResponseTemplate {
+    let expiration = chrono::Utc::now() + chrono::Duration::hours(6);
+    ResponseTemplate::new(200).set_body_json(json!({
+        "Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": STS_KEY, "SecretAccessKey": STS_SECRET,
+        "Token": STS_TOKEN, "Expiration": expiration.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    }))
+}
+
+/// A self-hosted runner on EC2 with an instance profile: no keys, no `role_arn`; IMDSv2 gives a
+/// session token (PUT), then the role's name and credentials (GETs carrying the token), and
+/// every Bedrock request is signed with them. All of them are masked and printed nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ec2_instance_profile_through_imdsv2_signs_the_review() {
+    let Some(python) = botocore_python() else { return };
+    const IMDS_TOKEN: &str = "AQAEAImdsV2SessionTokenEXAMPLE0123456789==";
+    let imds = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .and(path("/latest/api/token"))
+        .and(header("x-aws-ec2-metadata-token-ttl-seconds", "21600"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(IMDS_TOKEN))
+        .expect(1)
+        .mount(&imds)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/latest/meta-data/iam/security-credentials/"))
+        .and(header("x-aws-ec2-metadata-token", IMDS_TOKEN))
+        .respond_with(ResponseTemplate::new(200).set_body_string("agentctl-runner\n"))
+        .expect(1)
+        .mount(&imds)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/latest/meta-data/iam/security-credentials/agentctl-runner"))
+        .and(header("x-aws-ec2-metadata-token", IMDS_TOKEN))
+        .respond_with(machine_credentials())
+        .expect(1)
+        .mount(&imds)
+        .await;
+    mount_catch_all(&imds, "IMDS").await;
+    let fake = fake_bedrock(python, STS_KEY, STS_SECRET, vec![converse_ok()]).await;
+    let (code, stdout, stderr) = dry_run_review(
+        &config(&fake.server.uri(), ""),
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("AWS_EC2_METADATA_DISABLED", "false"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.uri()),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let seen = verdicts(&fake);
+    assert!(
+        seen.len() == 1 && seen[0].ok,
+        "botocore disagrees with our signature: {:?}",
+        seen.first().map(|v| &v.detail)
+    );
+    for secret in [IMDS_TOKEN, STS_SECRET, STS_TOKEN] {
+        let mask = format!("::add-mask::{secret}");
+        assert!(stdout.contains(&mask) || stderr.contains(&mask), "{secret} not masked");
+    }
+    assert_clear_of(&[&stdout, &stderr], &[IMDS_TOKEN, STS_SECRET, STS_TOKEN]);
+}
+
+/// ECS / EKS Pod Identity: the container endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`) with
+/// the `Authorization` value read from `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_container_credentials_endpoint_with_an_authorization_file_signs_the_review() {
+    let Some(python) = botocore_python() else { return };
+    const AUTH: &str = "eks-pod-identity-authorization-0123456789";
+    let endpoint = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/credentials"))
+        .and(header("authorization", AUTH))
+        .respond_with(machine_credentials())
+        .expect(1)
+        .mount(&endpoint)
+        .await;
+    mount_catch_all(&endpoint, "container credentials").await;
+    let fake = fake_bedrock(python, STS_KEY, STS_SECRET, vec![converse_ok()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let auth_file = crate::common::write(dir.path(), "token", format!("{AUTH}\n"));
+    let url = format!("{}/v1/credentials", endpoint.uri());
+    let (code, stdout, stderr) = dry_run_review(
+        &config(&fake.server.uri(), ""),
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &url),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", auth_file.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(verdicts(&fake).iter().all(|v| v.ok) && verdicts(&fake).len() == 1, "{stderr}");
+    assert_clear_of(&[&stdout, &stderr], &[AUTH, STS_SECRET, STS_TOKEN]);
+}
+
+/// Not on EC2: nothing answers at the metadata address, which is "no AWS credentials" (exit
+/// 4) before any model request, not a failure retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_metadata_service_is_no_credentials_exit_4() {
+    let bedrock = MockServer::start().await;
+    mount_catch_all(&bedrock, "Bedrock").await;
+    // A loopback port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (code, _, stderr) = dry_run_review(
+        &config(&bedrock.uri(), ""),
+        &[("AWS_EC2_METADATA_DISABLED", "false"), ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &url)],
+    );
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("no AWS credentials") && stderr.contains("instance metadata service"), "{stderr}");
+    assert!(stderr.contains("help: use aws-actions/configure-aws-credentials"), "{stderr}");
+    assert!(bedrock.received_requests().await.unwrap().is_empty());
+
+    // Another cloud's metadata service at that address (Azure's, on a GitHub-hosted runner)
+    // refuses the IMDSv2 token request: no AWS credentials either, with the help line.
+    let other = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .and(path("/latest/api/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_string("Bad request. Required metadata header not specified"))
+        .expect(1)
+        .mount(&other)
+        .await;
+    mount_catch_all(&other, "another cloud's metadata service").await;
+    let (code, _, stderr) = dry_run_review(
+        &config(&bedrock.uri(), ""),
+        &[("AWS_EC2_METADATA_DISABLED", "false"), ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &other.uri())],
+    );
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(
+        stderr.contains("no AWS credentials") && stderr.contains("HTTP 400") && stderr.contains("help:"),
+        "{stderr}"
+    );
+    assert!(bedrock.received_requests().await.unwrap().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sts_refusal_is_exit_4_naming_the_trust_policy() {
     let github = MockServer::start().await;
