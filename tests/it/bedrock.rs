@@ -163,6 +163,12 @@ fn verdicts(fake: &Fake) -> Vec<Verdict> {
     fake.seen.lock().unwrap().clone()
 }
 
+/// Asserts that the fake got one Converse request and botocore verified its signature.
+fn assert_signed_once(fake: &Fake) {
+    let seen = verdicts(fake);
+    assert!(seen.len() == 1 && seen[0].ok, "botocore disagrees with our signature: {seen:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn review_with_environment_keys_is_signed_as_botocore_signs() {
     let Some(python) = botocore_python() else { return };
@@ -269,20 +275,12 @@ async fn role_arn_assumes_the_role_with_the_jobs_oidc_token() {
         ],
     );
     assert_eq!(code, Some(0), "{stderr}");
-    let seen = verdicts(&fake);
-    assert_eq!(seen.len(), 1);
-    assert!(seen[0].ok, "botocore disagrees with our signature: {}", seen[0].detail);
+    assert_signed_once(&fake);
     let report = report_of(&stdout);
     assert_eq!(report["findings"].as_array().unwrap().iter().filter(|f| f["title"] == "Division by zero").count(), 1);
     // Every credential is masked for the runner before anything could print it, and none is
     // printed in clear.
-    for secret in [REQUEST_TOKEN, JWT, STS_SECRET, STS_TOKEN] {
-        assert!(
-            stdout.contains(&format!("::add-mask::{secret}")) || stderr.contains(&format!("::add-mask::{secret}")),
-            "{secret} not masked"
-        );
-    }
-    assert_clear_of(&[&stdout, &stderr], &[REQUEST_TOKEN, JWT, STS_SECRET, STS_TOKEN]);
+    assert_masked_and_clear(&[&stdout, &stderr], &[REQUEST_TOKEN, JWT, STS_SECRET, STS_TOKEN]);
 }
 
 /// A self-hosted runner's ambient identity (EKS IRSA and the like): no `role_arn:` and no
@@ -308,19 +306,8 @@ async fn a_web_identity_token_file_assumes_aws_role_arn() {
         ],
     );
     assert_eq!(code, Some(0), "{stderr}");
-    let seen = verdicts(&fake);
-    assert!(
-        seen.len() == 1 && seen[0].ok,
-        "botocore disagrees with our signature: {:?}",
-        seen.first().map(|v| &v.detail)
-    );
-    for secret in [JWT, STS_SECRET, STS_TOKEN] {
-        assert!(
-            stdout.contains(&format!("::add-mask::{secret}")) || stderr.contains(&format!("::add-mask::{secret}")),
-            "{secret} not masked"
-        );
-    }
-    assert_clear_of(&[&stdout, &stderr], &[JWT, STS_SECRET, STS_TOKEN]);
+    assert_signed_once(&fake);
+    assert_masked_and_clear(&[&stdout, &stderr], &[JWT, STS_SECRET, STS_TOKEN]);
 }
 
 /// The machine's credentials document (the container endpoint's and IMDS's shape).
@@ -340,27 +327,17 @@ async fn an_ec2_instance_profile_through_imdsv2_signs_the_review() {
     let Some(python) = botocore_python() else { return };
     const IMDS_TOKEN: &str = "AQAEAImdsV2SessionTokenEXAMPLE0123456789==";
     let imds = MockServer::start().await;
-    Mock::given(method("PUT"))
-        .and(path("/latest/api/token"))
-        .and(header("x-aws-ec2-metadata-token-ttl-seconds", "21600"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(IMDS_TOKEN))
-        .expect(1)
-        .mount(&imds)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/latest/meta-data/iam/security-credentials/"))
-        .and(header("x-aws-ec2-metadata-token", IMDS_TOKEN))
-        .respond_with(ResponseTemplate::new(200).set_body_string("agentctl-runner\n"))
-        .expect(1)
-        .mount(&imds)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/latest/meta-data/iam/security-credentials/agentctl-runner"))
-        .and(header("x-aws-ec2-metadata-token", IMDS_TOKEN))
-        .respond_with(machine_credentials())
-        .expect(1)
-        .mount(&imds)
-        .await;
+    let token = ResponseTemplate::new(200).set_body_string(IMDS_TOKEN);
+    let role = ResponseTemplate::new(200).set_body_string("agentctl-runner\n");
+    let creds = "/latest/meta-data/iam/security-credentials/";
+    for (verb, at, (name, value), answer) in [
+        ("PUT", "/latest/api/token".to_string(), ("x-aws-ec2-metadata-token-ttl-seconds", "21600"), token),
+        ("GET", creds.to_string(), ("x-aws-ec2-metadata-token", IMDS_TOKEN), role),
+        ("GET", format!("{creds}agentctl-runner"), ("x-aws-ec2-metadata-token", IMDS_TOKEN), machine_credentials()),
+    ] {
+        let once = Mock::given(method(verb)).and(path(at)).and(header(name, value)).respond_with(answer).expect(1);
+        once.mount(&imds).await;
+    }
     mount_catch_all(&imds, "IMDS").await;
     let fake = fake_bedrock(python, STS_KEY, STS_SECRET, vec![converse_ok()]).await;
     let (code, stdout, stderr) = dry_run_review(
@@ -372,17 +349,8 @@ async fn an_ec2_instance_profile_through_imdsv2_signs_the_review() {
         ],
     );
     assert_eq!(code, Some(0), "{stderr}");
-    let seen = verdicts(&fake);
-    assert!(
-        seen.len() == 1 && seen[0].ok,
-        "botocore disagrees with our signature: {:?}",
-        seen.first().map(|v| &v.detail)
-    );
-    for secret in [IMDS_TOKEN, STS_SECRET, STS_TOKEN] {
-        let mask = format!("::add-mask::{secret}");
-        assert!(stdout.contains(&mask) || stderr.contains(&mask), "{secret} not masked");
-    }
-    assert_clear_of(&[&stdout, &stderr], &[IMDS_TOKEN, STS_SECRET, STS_TOKEN]);
+    assert_signed_once(&fake);
+    assert_masked_and_clear(&[&stdout, &stderr], &[IMDS_TOKEN, STS_SECRET, STS_TOKEN]);
 }
 
 /// ECS / EKS Pod Identity: the container endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`) with
@@ -413,8 +381,8 @@ async fn the_container_credentials_endpoint_with_an_authorization_file_signs_the
         ],
     );
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(verdicts(&fake).iter().all(|v| v.ok) && verdicts(&fake).len() == 1, "{stderr}");
-    assert_clear_of(&[&stdout, &stderr], &[AUTH, STS_SECRET, STS_TOKEN]);
+    assert_signed_once(&fake);
+    assert_masked_and_clear(&[&stdout, &stderr], &[AUTH, STS_SECRET, STS_TOKEN]);
 }
 
 /// Not on EC2: nothing answers at the metadata address, which is "no AWS credentials" (exit

@@ -478,6 +478,16 @@ pub(crate) fn report_of(stdout: &str) -> Value {
     serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
+/// Asserts that every secret was handed to the runner to mask (an `::add-mask::` line in one of
+/// `texts`) and appears nowhere else ([`assert_clear_of`]).
+pub(crate) fn assert_masked_and_clear(texts: &[&str], secrets: &[&str]) {
+    for secret in secrets {
+        let mask = format!("::add-mask::{secret}");
+        assert!(texts.iter().any(|t| t.lines().any(|l| l == mask)), "{secret} not masked for the runner");
+    }
+    assert_clear_of(texts, secrets);
+}
+
 /// Asserts that no secret appears in `texts` outside the `::add-mask::` lines that hand it to
 /// the runner to mask.
 pub(crate) fn assert_clear_of(texts: &[&str], secrets: &[&str]) {

@@ -132,11 +132,7 @@ async fn review_with_gemini_through_workload_identity_federation() {
         report["cost_usd"].as_f64().is_some_and(|c| (c - want).abs() < 1e-12),
         "priced as Gemini 2.5 Flash: {report}"
     );
-    for secret in [REQUEST_TOKEN, JWT, FEDERATED, SA_TOKEN] {
-        let mask = format!("::add-mask::{secret}");
-        assert!(stderr.contains(&mask) || stdout.contains(&mask), "{secret} not masked for the runner");
-    }
-    assert_clear_of(&[&stdout, &stderr], &[REQUEST_TOKEN, JWT, FEDERATED, SA_TOKEN]);
+    assert_masked_and_clear(&[&stdout, &stderr], &[REQUEST_TOKEN, JWT, FEDERATED, SA_TOKEN]);
 }
 
 /// A service-account key: the JWT grant is checked with the key's public half, and Claude is
