@@ -124,6 +124,10 @@ pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 pub const AWS_ENDPOINT_URL_STS: &str = "AWS_ENDPOINT_URL_STS";
 /// Endpoint of Bedrock Runtime (under the entry's `base_url`).
 pub const AWS_ENDPOINT_URL_BEDROCK_RUNTIME: &str = "AWS_ENDPOINT_URL_BEDROCK_RUNTIME";
+/// Host (and port) of the GCE metadata server (default `metadata.google.internal`).
+pub const GCE_METADATA_HOST: &str = "GCE_METADATA_HOST";
+/// `true`: never ask the GCE metadata server for a token.
+pub const NO_GCE_CHECK: &str = "NO_GCE_CHECK";
 /// Path of Google Application Default Credentials (`google-github-actions/auth` writes it).
 pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
 /// A Google OAuth 2.0 access token (a secret), used as is.

@@ -223,13 +223,7 @@ fn no_credentials(what: &str, why: &str) -> CredentialError {
 
 /// Checks a metadata URL: https anywhere, plain http only to loopback or [`LINK_LOCAL`].
 fn metadata_url(url: &str, what: &str) -> Result<reqwest::Url, CredentialError> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| CredentialError::fatal(format!("{what}: `{}` is not a URL: {e}", without_query(url))))?;
-    let host = parsed.host_str().unwrap_or_default();
-    if parsed.scheme() == "http" && LINK_LOCAL.contains(&host) {
-        return Ok(parsed);
-    }
-    super::endpoint(url, what)
+    super::metadata_endpoint(url, what, &LINK_LOCAL)
 }
 
 /// The credentials document both services answer (IMDS adds `Code`, `Type`, `LastUpdated`).

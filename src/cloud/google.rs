@@ -10,6 +10,14 @@
 //! - `service_account` keys: a JWT grant (RFC 7523) signed RS256 with the key, posted to the
 //!   file's `token_uri`.
 //!
+//! Last, unless `NO_GCE_CHECK=true`, the GCE metadata server (a self-hosted runner on Compute
+//! Engine or GKE with workload identity): the attached service account's token from
+//! `GET http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token`
+//! (`GCE_METADATA_HOST` overrides the host) with `Metadata-Flavor: Google`, as the Google auth
+//! libraries end their chain ("About the metadata server",
+//! <https://cloud.google.com/compute/docs/metadata/overview>). A machine where it does not
+//! answer within 2 s has no Google credentials.
+//!
 //! Tokens are cached until five minutes before they expire. Sources: "Application Default
 //! Credentials" and the external account file format
 //! (<https://google.aip.dev/auth/4117>); STS `v1/token`
@@ -53,7 +61,18 @@ enum Source {
         token_uri: String,
     },
     External(Box<ExternalAccount>),
+    /// The GCE metadata server at `root` (`http://host[:port]`).
+    Metadata {
+        root: String,
+    },
 }
+
+/// The metadata server's name when `GCE_METADATA_HOST` is unset.
+const GCE_METADATA_HOST: &str = "metadata.google.internal";
+/// Hosts the metadata server may be reached at over plain http (its name and address).
+const GCE_METADATA_HOSTS: [&str; 2] = [GCE_METADATA_HOST, "169.254.169.254"];
+/// Deadline of a metadata server request.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// An `external_account` file's fields we use.
 struct ExternalAccount {
@@ -84,6 +103,7 @@ impl std::fmt::Debug for Source {
                 .field("audience", &e.audience)
                 .field("impersonation", &e.impersonation_url.is_some())
                 .finish_non_exhaustive(),
+            Source::Metadata { root } => f.debug_struct("Metadata").field("root", root).finish(),
         }
     }
 }
@@ -150,14 +170,18 @@ impl GoogleTokenProvider {
             return Ok(make(Source::Token(token), format!("`{}`", ev::GOOGLE_OAUTH_ACCESS_TOKEN)));
         }
         let Some(path) = value(ev::GOOGLE_APPLICATION_CREDENTIALS) else {
-            return Err(CredentialError::fatal(format!(
-                "no Google credentials: {} and {} are not set",
+            if !value(ev::NO_GCE_CHECK).is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+                let root =
+                    format!("http://{}", value(ev::GCE_METADATA_HOST).unwrap_or_else(|| GCE_METADATA_HOST.into()));
+                super::metadata_endpoint(&root, "the GCE metadata server", &GCE_METADATA_HOSTS)?;
+                return Ok(make(Source::Metadata { root: root.clone() }, format!("the GCE metadata server at {root}")));
+            }
+            return Err(no_credentials(&format!(
+                "{} and {} are not set, and {} is true",
                 ev::GOOGLE_APPLICATION_CREDENTIALS,
-                ev::GOOGLE_OAUTH_ACCESS_TOKEN
-            ))
-            .with_help(
-                "use google-github-actions/auth (workload identity federation) before agentctl, with `permissions: id-token: write`",
-            ));
+                ev::GOOGLE_OAUTH_ACCESS_TOKEN,
+                ev::NO_GCE_CHECK
+            )));
         };
         let origin = format!("the credentials file {path} ({})", ev::GOOGLE_APPLICATION_CREDENTIALS);
         let source = read_file(Path::new(&path), &origin, redactor)?;
@@ -179,6 +203,10 @@ impl GoogleTokenProvider {
                 "the token comes from workload identity federation ({}, audience `{}`): check the provider's attribute condition for this repository, that the principal may impersonate the service account (`roles/iam.workloadIdentityUser`), and that the service account has `roles/aiplatform.user`",
                 self.origin, e.audience
             ),
+            Source::Metadata { .. } => format!(
+                "the token is the machine's service account's, from {}: check that the account has `roles/aiplatform.user` on the project and that the instance allows the cloud-platform scope",
+                self.origin
+            ),
         }
     }
 
@@ -193,6 +221,7 @@ impl GoogleTokenProvider {
             Source::ServiceAccount { client_email, key_id, key, token_uri } => {
                 jwt_grant(client_email, key_id.as_deref(), key, token_uri).await?
             }
+            Source::Metadata { root } => metadata_token(root).await?,
             Source::External(e) => {
                 let subject = subject_token(&e.subject, &self.redactor).await?;
                 let (sts_token, expires) = exchange(e, &subject).await?;
@@ -207,6 +236,29 @@ impl GoogleTokenProvider {
         *cache = Some((token.clone(), expires_at));
         Ok(token)
     }
+}
+
+/// "No Google credentials", with why and what to do.
+fn no_credentials(why: &str) -> CredentialError {
+    CredentialError::fatal(format!("no Google credentials: {why}")).with_help(
+        "use google-github-actions/auth (workload identity federation) before agentctl, with `permissions: id-token: write`, or run on a machine with a service account",
+    )
+}
+
+/// The attached service account's token from the GCE metadata server at `root`. Nothing
+/// answering (no such server here) is no credentials; any other failure names the server.
+async fn metadata_token(root: &str) -> Result<(SecretString, SystemTime), CredentialError> {
+    let what = "the GCE metadata server";
+    let mut url = super::metadata_endpoint(root, what, &GCE_METADATA_HOSTS)?
+        .join("/computeMetadata/v1/instance/service-accounts/default/token")
+        .map_err(|e| CredentialError::fatal(format!("{what}: {e}")))?;
+    url.query_pairs_mut().append_pair("scopes", CLOUD_PLATFORM_SCOPE);
+    let request = client()?.get(url).header("metadata-flavor", "Google").timeout(METADATA_TIMEOUT);
+    let (status, body) = send(request, what).await.map_err(|e| match e.transient {
+        true => no_credentials(&format!("{what} at {root} did not answer")),
+        false => e,
+    })?;
+    oauth_answer(what, status, &body)
 }
 
 fn fresh(at: SystemTime) -> bool {
@@ -470,8 +522,15 @@ mod tests {
 
     #[test]
     fn bad_files_say_what_is_wrong_without_quoting_secrets() {
-        let e = GoogleTokenProvider::resolve(&Env::from_pairs([]), &Redactor::new()).unwrap_err();
+        let off = Env::from_pairs([("NO_GCE_CHECK", "true")]);
+        let e = GoogleTokenProvider::resolve(&off, &Redactor::new()).unwrap_err();
         assert!(e.message.contains("no Google credentials"), "{e}");
+        // Without it, the metadata server is the last resort, reachable over plain http only
+        // at its own name and address (or loopback).
+        let p = GoogleTokenProvider::resolve(&Env::from_pairs([]), &Redactor::new()).unwrap();
+        assert!(matches!(&p.source, Source::Metadata { root } if root == "http://metadata.google.internal"), "{p:?}");
+        let spoof = Env::from_pairs([("GCE_METADATA_HOST", "metadata.example.com")]);
+        assert!(GoogleTokenProvider::resolve(&spoof, &Redactor::new()).unwrap_err().message.contains("https"));
         let e = resolve_file(r#"{"type": "authorized_user", "refresh_token": "1//secret-refresh"}"#).unwrap_err();
         assert!(
             e.message.contains("`authorized_user` are not supported") && !e.message.contains("secret-refresh"),

@@ -91,6 +91,19 @@ pub(crate) fn endpoint(url: &str, what: &str) -> Result<reqwest::Url, Credential
     }
 }
 
+/// Parses the URL of a machine's metadata service (`what` names it in errors): as
+/// [`endpoint`], and also plain http to one of `hosts`, the service's documented link-local
+/// address or name (a metadata service is on the machine's own link and serves no TLS).
+pub(crate) fn metadata_endpoint(url: &str, what: &str, hosts: &[&str]) -> Result<reqwest::Url, CredentialError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| CredentialError::fatal(format!("{what}: `{}` is not a URL: {e}", without_query(url))))?;
+    let host = parsed.host_str().unwrap_or_default();
+    if parsed.scheme() == "http" && hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+        return Ok(parsed);
+    }
+    endpoint(url, what)
+}
+
 /// `url` up to its `?`, for messages.
 pub(crate) fn without_query(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)

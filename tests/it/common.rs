@@ -37,9 +37,10 @@ pub(crate) fn agentctl() -> assert_cmd::Command {
         }
     }
     cmd.env("AGENTCTL_WRITE_DELAY", "0");
-    // No test asks the host's EC2 instance metadata service for credentials (a CI machine may
-    // be an EC2 instance); the tests of that path point it at a fake.
+    // No test asks the host's EC2 or GCE metadata server for credentials (a CI machine may be
+    // a cloud instance); the tests of those paths point them at a fake.
     cmd.env("AWS_EC2_METADATA_DISABLED", "true");
+    cmd.env("NO_GCE_CHECK", "true");
     // A state store of its own per invocation: a breaker opened by one test must not leak into
     // another (tests that need a shared store set AGENTCTL_STATE again).
     cmd.env("AGENTCTL_STATE", unique_state_path());

@@ -254,6 +254,56 @@ async fn no_credentials_is_exit_4() {
     assert!(stderr.contains("no Google credentials") && stderr.contains("google-github-actions/auth"), "{stderr}");
 }
 
+/// A self-hosted runner on Compute Engine: no token variable, no ADC file; the attached
+/// service account's token comes from the metadata server (`Metadata-Flavor: Google`, the
+/// cloud-platform scope), and is masked and printed nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_with_gemini_through_the_gce_metadata_server() {
+    const GCE_TOKEN: &str = "ya29.c.gce-metadata-service-account-token-0123";
+    let metadata = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/computeMetadata/v1/instance/service-accounts/default/token"))
+        .and(header("metadata-flavor", "Google"))
+        .and(query_param("scopes", "https://www.googleapis.com/auth/cloud-platform"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": GCE_TOKEN, "expires_in": 3599, "token_type": "Bearer"})),
+        )
+        .expect(1)
+        .mount(&metadata)
+        .await;
+    mount_catch_all(&metadata, "GCE metadata server").await;
+    let google = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(GEMINI_PATH))
+        .and(header("authorization", format!("Bearer {GCE_TOKEN}").as_str()))
+        .respond_with(gemini_ok())
+        .expect(1)
+        .mount(&google)
+        .await;
+    mount_catch_all(&google, "Vertex").await;
+    let host = metadata.uri().trim_start_matches("http://").to_string();
+    let (code, stdout, stderr) = dry_run_review(
+        &config(&google.uri(), "gemini-2.5-flash", Some("us-central1")),
+        &[("GITHUB_ACTIONS", "true"), ("NO_GCE_CHECK", "false"), ("GCE_METADATA_HOST", &host)],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(has_finding(&report_of(&stdout)));
+    assert_masked_and_clear(&[&stdout, &stderr], &[GCE_TOKEN]);
+
+    // Where no metadata server answers, there are no Google credentials (exit 4, with help).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let (code, _, stderr) = dry_run_review(
+        &config(&google.uri(), "gemini-2.5-flash", Some("us-central1")),
+        &[("NO_GCE_CHECK", "false"), ("GCE_METADATA_HOST", &nowhere)],
+    );
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("no Google credentials") && stderr.contains("did not answer"), "{stderr}");
+    assert!(stderr.contains("help: use google-github-actions/auth"), "{stderr}");
+}
+
 // --- The fault matrix for this kind -----------------------------------------------------------
 
 const TOKEN: &str = "ya29.a0-static-token-for-the-fault-rows";
