@@ -353,6 +353,59 @@ async fn assume_role_with_web_identity(
     })
 }
 
+/// Signs `request` for `service` (`bedrock`, `sts`) in `region` at `time` with AWS Signature
+/// Version 4, by the `aws-sigv4` crate (the AWS SDK for Rust's signer): `Authorization`,
+/// `X-Amz-Date`, and `X-Amz-Security-Token` for temporary credentials, the first and last
+/// marked sensitive. Errors: the signer refused the request (a header it cannot read), fatal.
+pub(crate) fn sign(
+    request: &mut reqwest::Request,
+    creds: &AwsCredentials,
+    region: &str,
+    service: &str,
+    time: SystemTime,
+) -> Result<(), CredentialError> {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use http::{HeaderName, HeaderValue};
+    use secrecy::ExposeSecret;
+    let failed = |e: &dyn std::fmt::Display| CredentialError::fatal(format!("cannot sign the request (SigV4): {e}"));
+    let identity = aws_credential_types::Credentials::new(
+        creds.access_key_id.clone(),
+        creds.secret_access_key.expose_secret().to_string(),
+        creds.session_token.as_ref().map(|t| t.expose_secret().to_string()),
+        creds.expires_at,
+        "agentctl",
+    )
+    .into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| failed(&e))?
+        .into();
+    let headers: Vec<(&str, &str)> =
+        request.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))).collect();
+    let body = request.body().and_then(reqwest::Body::as_bytes).unwrap_or_default();
+    let signable = SignableRequest::new(
+        request.method().as_str(),
+        request.url().as_str(),
+        headers.into_iter(),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|e| failed(&e))?;
+    let (instructions, _signature) = sign(signable, &params).map_err(|e| failed(&e))?.into_parts();
+    let (new_headers, _params) = instructions.into_parts();
+    for header in new_headers {
+        let name = HeaderName::from_bytes(header.name().as_bytes()).map_err(|e| failed(&e))?;
+        let mut value = HeaderValue::from_str(header.value()).map_err(|e| failed(&e))?;
+        value.set_sensitive(header.sensitive() || name == http::header::AUTHORIZATION);
+        request.headers_mut().insert(name, value);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

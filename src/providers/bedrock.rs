@@ -36,8 +36,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures::future::BoxFuture;
-use http::{HeaderName, HeaderValue};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -205,61 +203,13 @@ impl RequestAuth for SigV4 {
     fn authorize<'a>(&'a self, request: &'a mut reqwest::Request) -> BoxFuture<'a, Result<(), CredentialError>> {
         Box::pin(async move {
             let creds = self.credentials.credentials().await?;
-            sign(request, &creds, &self.region, SystemTime::now())
+            crate::cloud::aws::sign(request, &creds, &self.region, SIGNING_NAME, SystemTime::now())
         })
     }
 
     fn help(&self) -> String {
         self.credentials.help()
     }
-}
-
-/// Signs `request` at `time`. Errors: the signer refused the request (a header it cannot
-/// read), fatal.
-pub(crate) fn sign(
-    request: &mut reqwest::Request,
-    creds: &crate::cloud::aws::AwsCredentials,
-    region: &str,
-    time: SystemTime,
-) -> Result<(), CredentialError> {
-    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-    let failed = |e: &dyn std::fmt::Display| CredentialError::fatal(format!("cannot sign the request (SigV4): {e}"));
-    let identity = aws_credential_types::Credentials::new(
-        creds.access_key_id.clone(),
-        creds.secret_access_key.expose_secret().to_string(),
-        creds.session_token.as_ref().map(|t| t.expose_secret().to_string()),
-        creds.expires_at,
-        "agentctl",
-    )
-    .into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(SIGNING_NAME)
-        .time(time)
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| failed(&e))?
-        .into();
-    let headers: Vec<(&str, &str)> =
-        request.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))).collect();
-    let body = request.body().and_then(reqwest::Body::as_bytes).unwrap_or_default();
-    let signable = SignableRequest::new(
-        request.method().as_str(),
-        request.url().as_str(),
-        headers.into_iter(),
-        SignableBody::Bytes(body),
-    )
-    .map_err(|e| failed(&e))?;
-    let (instructions, _signature) = sign(signable, &params).map_err(|e| failed(&e))?.into_parts();
-    let (new_headers, _params) = instructions.into_parts();
-    for header in new_headers {
-        let name = HeaderName::from_bytes(header.name().as_bytes()).map_err(|e| failed(&e))?;
-        let mut value = HeaderValue::from_str(header.value()).map_err(|e| failed(&e))?;
-        value.set_sensitive(header.sensitive() || name == http::header::AUTHORIZATION);
-        request.headers_mut().insert(name, value);
-    }
-    Ok(())
 }
 
 /// Classifies by the Bedrock error type (see the module docs).
@@ -382,7 +332,8 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert(
             "x-amzn-errortype",
-            HeaderValue::from_str(&format!("{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/")).unwrap(),
+            http::HeaderValue::from_str(&format!("{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/"))
+                .unwrap(),
         );
         let mut err = StatusError::new(status, headers, &json!({ "message": message }).to_string());
         classify_bedrock(&mut err);
@@ -412,10 +363,16 @@ mod tests {
         };
         let url = "https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude%3A0/converse";
         let mut request = reqwest::Request::new(reqwest::Method::POST, url.parse().unwrap());
-        request.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+        request.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
         *request.body_mut() = Some(reqwest::Body::from(r#"{"a":1}"#));
-        sign(&mut request, &creds, "us-east-1", SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160))
-            .unwrap();
+        crate::cloud::aws::sign(
+            &mut request,
+            &creds,
+            "us-east-1",
+            SIGNING_NAME,
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160),
+        )
+        .unwrap();
         let auth = request.headers()["authorization"].to_str().unwrap();
         assert!(
             auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/bedrock/aws4_request"),
