@@ -5,17 +5,20 @@
 //!    job can ask for one (`permissions: id-token: write`);
 //! 3. the AWS SDKs' web identity file: `AWS_WEB_IDENTITY_TOKEN_FILE` assumed as `AWS_ROLE_ARN`
 //!    (else `role_arn:`), as EKS (IRSA) and self-hosted runners with a platform identity set
-//!    it; the file is read again at every refresh, since the platform rotates it.
+//!    it; the file is read again at every refresh, since the platform rotates it;
+//! 4. the machine's own credentials ([`super::aws_metadata`]: the container endpoint, then the
+//!    EC2 instance profile), used as they are, or with `role_arn:` to sign an STS `AssumeRole`
+//!    of it (an instance role assuming the Bedrock role).
 //!
 //! Decision: `role_arn:` with GitHub's token comes before the file because the entry names
-//! it for this tool, while the file is the machine's ambient identity. Both go through STS
-//! `AssumeRoleWithWebIdentity` for temporary credentials, kept until five minutes before they
-//! expire and then asked again.
+//! it for this tool, while the file is the machine's ambient identity. Temporary credentials
+//! are kept until five minutes before they expire and then asked again.
 //!
 //! Source: the STS API reference, "AssumeRoleWithWebIdentity"
 //! (<https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRoleWithWebIdentity.html>):
 //! an unsigned Query API call (`Action`, `Version=2011-06-15`, `RoleArn`, `RoleSessionName`,
-//! `WebIdentityToken`, `DurationSeconds`) answered in XML (parsed with `quick-xml`). The
+//! `WebIdentityToken`, `DurationSeconds`) answered in XML (parsed with `quick-xml`); "AssumeRole"
+//! the same, without the token and signed with SigV4 for service `sts`. The
 //! endpoint is the regional `https://sts.{region}.amazonaws.com/`, or `AWS_ENDPOINT_URL_STS` /
 //! `AWS_ENDPOINT_URL` as the AWS SDKs read them.
 
@@ -69,6 +72,8 @@ enum Source {
     WebIdentity { role_arn: String, session_name: String, token: WebToken, sts_url: String },
     /// The machine's own: the container endpoint or the EC2 instance profile.
     Machine(MetadataSource),
+    /// `role_arn:` assumed (`sts:AssumeRole`) with the machine's own credentials.
+    Chained { role_arn: String, session_name: String, sts_url: String, region: String, base: MetadataSource },
 }
 
 /// Where the web identity token comes from.
@@ -136,11 +141,20 @@ impl AwsCredentialProvider {
             let arn = value(ev::AWS_ROLE_ARN).or_else(|| role_arn.map(str::to_string))?;
             Some((arn, WebToken::File(PathBuf::from(path))))
         };
+        let sts_url = value(ev::AWS_ENDPOINT_URL_STS)
+            .or_else(|| value(ev::AWS_ENDPOINT_URL))
+            .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com/"));
         let Some((role_arn_used, token)) = github.or_else(file) else {
-            if role_arn.is_none() {
-                if let Some(machine) = MetadataSource::from_env(env, redactor)? {
-                    return Ok(Self::new(Source::Machine(machine), redactor));
-                }
+            if let Some(machine) = MetadataSource::from_env(env, redactor)? {
+                let source = match role_arn {
+                    None => Source::Machine(machine),
+                    Some(arn) => {
+                        endpoint(&sts_url, "the STS endpoint")?;
+                        let (role_arn, session_name, region) = (arn.to_string(), session_name(env), region.to_string());
+                        Source::Chained { role_arn, session_name, sts_url, region, base: machine }
+                    }
+                };
+                return Ok(Self::new(source, redactor));
             }
             return Err(match role_arn {
                 Some(_) => CredentialError::fatal(format!(
@@ -163,9 +177,6 @@ impl AwsCredentialProvider {
                 ),
             });
         };
-        let sts_url = value(ev::AWS_ENDPOINT_URL_STS)
-            .or_else(|| value(ev::AWS_ENDPOINT_URL))
-            .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com/"));
         endpoint(&sts_url, "the STS endpoint")?;
         let source = Source::WebIdentity { role_arn: role_arn_used, session_name: session_name(env), token, sts_url };
         Ok(Self::new(source, redactor))
@@ -194,6 +205,10 @@ impl AwsCredentialProvider {
                 "the credentials come from {}: check that its role is allowed `bedrock:InvokeModel` on this model in this region",
                 machine.describe()
             ),
+            Source::Chained { role_arn, base, .. } => format!(
+                "the credentials come from assuming `{role_arn}` (`sts:AssumeRole`) with {}: check that the role's trust policy names that identity, that the identity is allowed `sts:AssumeRole` on it, and that the role is allowed `bedrock:InvokeModel` on this model",
+                base.describe()
+            ),
         }
     }
 
@@ -214,6 +229,20 @@ impl AwsCredentialProvider {
                 assume_role_with_web_identity(sts_url, role_arn, session_name, &token).await?
             }
             Source::Machine(machine) => machine.credentials(&self.redactor).await?,
+            Source::Chained { role_arn, session_name, sts_url, region, base } => {
+                let base = base.credentials(&self.redactor).await.map_err(|e| CredentialError {
+                    message: format!(
+                        "`role_arn` needs the job's OIDC token ({} / {} are not set) or the machine's credentials, and {}",
+                        ev::ACTIONS_ID_TOKEN_REQUEST_URL,
+                        ev::ACTIONS_ID_TOKEN_REQUEST_TOKEN,
+                        e.message
+                    ),
+                    transient: e.transient,
+                    help: Some("give the job `permissions: id-token: write`, or run it on a machine whose role may assume this one".into()),
+                })?;
+                register(&self.redactor, &base);
+                assume_role(sts_url, region, role_arn, session_name, &base).await?
+            }
         };
         register(&self.redactor, &creds);
         *cache = Some(creds.clone());
@@ -262,11 +291,13 @@ pub(super) fn expiry(text: &str, what: &str) -> Result<SystemTime, CredentialErr
     Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(at.timestamp()).unwrap_or(0)))
 }
 
-/// STS's answer: `AssumeRoleWithWebIdentityResponse/AssumeRoleWithWebIdentityResult/Credentials`.
+/// STS's answer: `AssumeRoleWithWebIdentityResponse/AssumeRoleWithWebIdentityResult/Credentials`,
+/// or `AssumeRoleResponse/AssumeRoleResult/Credentials`.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct AssumeResponse {
-    assume_role_with_web_identity_result: AssumeResult,
+    #[serde(rename = "AssumeRoleWithWebIdentityResult", alias = "AssumeRoleResult")]
+    result: AssumeResult,
 }
 
 #[derive(Deserialize)]
@@ -300,9 +331,7 @@ struct StsError {
     message: String,
 }
 
-/// One `AssumeRoleWithWebIdentity` call. Errors: STS's code and message
-/// (`AccessDenied`, `InvalidIdentityToken`, `ExpiredTokenException` are fatal; 5xx and
-/// `IDPCommunicationError` transient).
+/// One `AssumeRoleWithWebIdentity` call (unsigned: the token is the proof).
 async fn assume_role_with_web_identity(
     sts_url: &str,
     role_arn: &str,
@@ -310,24 +339,55 @@ async fn assume_role_with_web_identity(
     token: &SecretString,
 ) -> Result<AwsCredentials, CredentialError> {
     use secrecy::ExposeSecret;
-    let what = "STS AssumeRoleWithWebIdentity";
+    let params =
+        [("RoleArn", role_arn), ("RoleSessionName", session_name), ("WebIdentityToken", token.expose_secret())];
+    sts(sts_url, "AssumeRoleWithWebIdentity", &params, None).await
+}
+
+/// One `AssumeRole` call, signed with `base` (the machine's credentials) for STS in `region`
+/// ("AssumeRole", <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html>).
+async fn assume_role(
+    sts_url: &str,
+    region: &str,
+    role_arn: &str,
+    session_name: &str,
+    base: &AwsCredentials,
+) -> Result<AwsCredentials, CredentialError> {
+    let params = [("RoleArn", role_arn), ("RoleSessionName", session_name)];
+    sts(sts_url, "AssumeRole", &params, Some((base, region))).await
+}
+
+/// One STS Query API call of `action` with `params` (and `Version`, `DurationSeconds`),
+/// SigV4-signed when `signed_by` gives credentials and a region. Errors: STS's code and
+/// message (`AccessDenied`, `InvalidIdentityToken`, `ExpiredTokenException` are fatal; 5xx,
+/// `Throttling` and `IDPCommunicationError` transient); an answer without credentials.
+async fn sts(
+    sts_url: &str,
+    action: &str,
+    params: &[(&str, &str)],
+    signed_by: Option<(&AwsCredentials, &str)>,
+) -> Result<AwsCredentials, CredentialError> {
+    let what = format!("STS {action}");
+    let what = what.as_str();
     let url = endpoint(sts_url, "the STS endpoint")?;
     let duration = SESSION_SECS.to_string();
-    let form = [
-        ("Action", "AssumeRoleWithWebIdentity"),
-        ("Version", "2011-06-15"),
-        ("RoleArn", role_arn),
-        ("RoleSessionName", session_name),
-        ("WebIdentityToken", token.expose_secret()),
-        ("DurationSeconds", duration.as_str()),
-    ];
+    let form = [("Action", action), ("Version", "2011-06-15")]
+        .into_iter()
+        .chain(params.iter().copied())
+        .chain([("DurationSeconds", duration.as_str())]);
     let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-    let request = client()?
+    let http = client()?;
+    let mut request = http
         .post(url)
         .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
         .header("accept", "text/xml")
-        .body(body);
-    let (status, text) = send(request, what).await?;
+        .body(body)
+        .build()
+        .map_err(|e| CredentialError::fatal(format!("{what}: {e}")))?;
+    if let Some((creds, region)) = signed_by {
+        sign(&mut request, creds, region, "sts", SystemTime::now())?;
+    }
+    let (status, text) = send(reqwest::RequestBuilder::from_parts(http, request), what).await?;
     if !(200..300).contains(&status) {
         let (code, message) = match quick_xml::de::from_str::<ErrorResponse>(&text) {
             Ok(e) => (e.error.code, e.error.message),
@@ -337,10 +397,9 @@ async fn assume_role_with_web_identity(
         err.transient |= code == "IDPCommunicationError" || code == "Throttling";
         return Err(err);
     }
-    let answer: AssumeResponse = quick_xml::de::from_str(&text).map_err(|e| {
-        CredentialError::fatal(format!("{what}: the answer is not an AssumeRoleWithWebIdentityResponse: {e}"))
-    })?;
-    let c = answer.assume_role_with_web_identity_result.credentials;
+    let answer: AssumeResponse = quick_xml::de::from_str(&text)
+        .map_err(|e| CredentialError::fatal(format!("{what}: the answer is not an {action}Response: {e}")))?;
+    let c = answer.result.credentials;
     let expires_at = expiry(&c.expiration, what)?;
     if c.access_key_id.trim().is_empty() || c.secret_access_key.is_empty() {
         return Err(CredentialError::fatal(format!("{what}: the answer has empty credentials")));
@@ -425,7 +484,10 @@ mod tests {
   <ResponseMetadata><RequestId>ad4156e9</RequestId></ResponseMetadata>
 </AssumeRoleWithWebIdentityResponse>"#;
         let r: AssumeResponse = quick_xml::de::from_str(ok).unwrap();
-        assert_eq!(r.assume_role_with_web_identity_result.credentials.access_key_id, "ASIAEXAMPLE123");
+        assert_eq!(r.result.credentials.access_key_id, "ASIAEXAMPLE123");
+        let plain = ok.replace("AssumeRoleWithWebIdentity", "AssumeRole");
+        let r: AssumeResponse = quick_xml::de::from_str(&plain).unwrap();
+        assert_eq!(r.result.credentials.access_key_id, "ASIAEXAMPLE123");
         let err = r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>Not authorized to perform sts:AssumeRoleWithWebIdentity</Message></Error><RequestId>x</RequestId></ErrorResponse>"#;
         let e: ErrorResponse = quick_xml::de::from_str(err).unwrap();
         assert_eq!(e.error.code, "AccessDenied");
@@ -465,9 +527,15 @@ mod tests {
         let machine = AwsCredentialProvider::resolve(&Env::from_pairs([]), None, "us-east-1", &redactor).unwrap();
         assert!(matches!(machine.source, Source::Machine(_)), "{machine:?}");
         let no_oidc =
-            AwsCredentialProvider::resolve(&Env::from_pairs([]), Some("arn:aws:iam::1:role/r"), "us-east-1", &redactor)
-                .unwrap_err();
+            AwsCredentialProvider::resolve(&off, Some("arn:aws:iam::1:role/r"), "us-east-1", &redactor).unwrap_err();
         assert!(no_oidc.help.as_deref().is_some_and(|h| h.contains("id-token: write")), "{no_oidc:?}");
+        // With the machine's credentials, `role_arn` is assumed with them.
+        let chained =
+            AwsCredentialProvider::resolve(&Env::from_pairs([]), Some("arn:aws:iam::1:role/r"), "us-east-1", &redactor)
+                .unwrap();
+        assert!(
+            matches!(&chained.source, Source::Chained { role_arn, region, .. } if role_arn == "arn:aws:iam::1:role/r" && region == "us-east-1")
+        );
     }
 
     #[test]

@@ -311,12 +311,34 @@ async fn a_web_identity_token_file_assumes_aws_role_arn() {
 }
 
 /// The machine's credentials document (the container endpoint's and IMDS's shape).
-fn machine_credentials() -> ResponseTemplate {
+fn machine_credentials(key: &str, secret: &str, token: &str) -> ResponseTemplate {
     let expiration = chrono::Utc::now() + chrono::Duration::hours(6);
     ResponseTemplate::new(200).set_body_json(json!({
-        "Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": STS_KEY, "SecretAccessKey": STS_SECRET,
-        "Token": STS_TOKEN, "Expiration": expiration.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+        "Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": key, "SecretAccessKey": secret,
+        "Token": token, "Expiration": expiration.format("%Y-%m-%dT%H:%M:%SZ").to_string()
     }))
+}
+
+/// The IMDSv2 session token of [`fake_imds`].
+const IMDS_TOKEN: &str = "AQAEAImdsV2SessionTokenEXAMPLE0123456789==";
+
+/// An IMDSv2 fake of an instance whose profile role is `agentctl-runner` with `creds`: each of
+/// the token PUT and the two GETs (carrying the token) is expected once.
+async fn fake_imds(creds: ResponseTemplate) -> MockServer {
+    let imds = MockServer::start().await;
+    let token = ResponseTemplate::new(200).set_body_string(IMDS_TOKEN);
+    let role = ResponseTemplate::new(200).set_body_string("agentctl-runner\n");
+    let listing = "/latest/meta-data/iam/security-credentials/";
+    for (verb, at, (name, value), answer) in [
+        ("PUT", "/latest/api/token".to_string(), ("x-aws-ec2-metadata-token-ttl-seconds", "21600"), token),
+        ("GET", listing.to_string(), ("x-aws-ec2-metadata-token", IMDS_TOKEN), role),
+        ("GET", format!("{listing}agentctl-runner"), ("x-aws-ec2-metadata-token", IMDS_TOKEN), creds),
+    ] {
+        let once = Mock::given(method(verb)).and(path(at)).and(header(name, value)).respond_with(answer).expect(1);
+        once.mount(&imds).await;
+    }
+    mount_catch_all(&imds, "IMDS").await;
+    imds
 }
 
 /// A self-hosted runner on EC2 with an instance profile: no keys, no `role_arn`; IMDSv2 gives a
@@ -325,20 +347,7 @@ fn machine_credentials() -> ResponseTemplate {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ec2_instance_profile_through_imdsv2_signs_the_review() {
     let Some(python) = botocore_python() else { return };
-    const IMDS_TOKEN: &str = "AQAEAImdsV2SessionTokenEXAMPLE0123456789==";
-    let imds = MockServer::start().await;
-    let token = ResponseTemplate::new(200).set_body_string(IMDS_TOKEN);
-    let role = ResponseTemplate::new(200).set_body_string("agentctl-runner\n");
-    let creds = "/latest/meta-data/iam/security-credentials/";
-    for (verb, at, (name, value), answer) in [
-        ("PUT", "/latest/api/token".to_string(), ("x-aws-ec2-metadata-token-ttl-seconds", "21600"), token),
-        ("GET", creds.to_string(), ("x-aws-ec2-metadata-token", IMDS_TOKEN), role),
-        ("GET", format!("{creds}agentctl-runner"), ("x-aws-ec2-metadata-token", IMDS_TOKEN), machine_credentials()),
-    ] {
-        let once = Mock::given(method(verb)).and(path(at)).and(header(name, value)).respond_with(answer).expect(1);
-        once.mount(&imds).await;
-    }
-    mount_catch_all(&imds, "IMDS").await;
+    let imds = fake_imds(machine_credentials(STS_KEY, STS_SECRET, STS_TOKEN)).await;
     let fake = fake_bedrock(python, STS_KEY, STS_SECRET, vec![converse_ok()]).await;
     let (code, stdout, stderr) = dry_run_review(
         &config(&fake.server.uri(), ""),
@@ -353,6 +362,64 @@ async fn an_ec2_instance_profile_through_imdsv2_signs_the_review() {
     assert_masked_and_clear(&[&stdout, &stderr], &[IMDS_TOKEN, STS_SECRET, STS_TOKEN]);
 }
 
+/// `role_arn:` on an EC2 runner without the job's OIDC token: the instance profile's
+/// credentials sign an STS `AssumeRole` of the entry's role (botocore checks that signature
+/// too, for service `sts`), and the assumed role's credentials sign the review.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_arn_is_assumed_with_the_instance_profile_when_there_is_no_web_identity() {
+    let Some(python) = botocore_python() else { return };
+    const MACHINE_KEY: &str = "ASIAMACHINEPROFILE01";
+    const MACHINE_SECRET: &str = "machineInstanceProfileSecretKeyEXAMPLE0123";
+    const MACHINE_TOKEN: &str = "IQoJb3JpZ2luX2VjEMACHINEinstancePROFILEtoken";
+    let imds = fake_imds(machine_credentials(MACHINE_KEY, MACHINE_SECRET, MACHINE_TOKEN)).await;
+    let sts = MockServer::start().await;
+    let sts_seen = Arc::new(Mutex::new(vec![]));
+    let expiration = (chrono::Utc::now() + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ");
+    let assumed = ResponseTemplate::new(200).set_body_string(format!(
+        "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult><Credentials>\
+         <AccessKeyId>{STS_KEY}</AccessKeyId><SecretAccessKey>{STS_SECRET}</SecretAccessKey>\
+         <SessionToken>{STS_TOKEN}</SessionToken><Expiration>{expiration}</Expiration></Credentials>\
+         </AssumeRoleResult></AssumeRoleResponse>"
+    ));
+    Mock::given(method("POST"))
+        .and(path("/"))
+        .and(body_string_contains("Action=AssumeRole&"))
+        .and(body_string_contains("RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fagentctl-review"))
+        .and(body_string_contains("RoleSessionName=agentctl-77&"))
+        .respond_with(Converse {
+            python: python.clone(),
+            access_key: MACHINE_KEY.into(),
+            secret_key: MACHINE_SECRET.into(),
+            script: vec![assumed],
+            seen: sts_seen.clone(),
+        })
+        .expect(1)
+        .mount(&sts)
+        .await;
+    mount_catch_all(&sts, "STS").await;
+    let fake = fake_bedrock(python, STS_KEY, STS_SECRET, vec![converse_ok()]).await;
+    let sts_url = format!("{}/", sts.uri());
+    let (code, stdout, stderr) = dry_run_review(
+        &config(&fake.server.uri(), "    role_arn: arn:aws:iam::123456789012:role/agentctl-review\n"),
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_RUN_ID", "77"),
+            ("AWS_EC2_METADATA_DISABLED", "false"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.uri()),
+            ("AWS_ENDPOINT_URL_STS", &sts_url),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let sts_verdicts = sts_seen.lock().unwrap().clone();
+    assert!(
+        sts_verdicts.len() == 1 && sts_verdicts[0].ok,
+        "botocore rejects the AssumeRole signature: {sts_verdicts:?}"
+    );
+    assert_eq!(sts_verdicts[0].detail["scope"].as_str().map(|s| &s[9..]), Some("us-east-1/sts"));
+    assert_signed_once(&fake);
+    assert_masked_and_clear(&[&stdout, &stderr], &[MACHINE_SECRET, MACHINE_TOKEN, STS_SECRET, STS_TOKEN]);
+}
+
 /// ECS / EKS Pod Identity: the container endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`) with
 /// the `Authorization` value read from `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,7 +430,7 @@ async fn the_container_credentials_endpoint_with_an_authorization_file_signs_the
     Mock::given(method("GET"))
         .and(path("/v1/credentials"))
         .and(header("authorization", AUTH))
-        .respond_with(machine_credentials())
+        .respond_with(machine_credentials(STS_KEY, STS_SECRET, STS_TOKEN))
         .expect(1)
         .mount(&endpoint)
         .await;
