@@ -189,7 +189,7 @@ impl GoogleTokenProvider {
     }
 
     /// What to check when Google refuses the token, for the `help:` line.
-    pub(crate) fn help(&self) -> String {
+    fn explain(&self) -> String {
         match &self.source {
             Source::Token(_) => format!(
                 "the token comes from {}: check that it is current and has the cloud-platform scope, and that its principal has `roles/aiplatform.user` on the project",
@@ -211,7 +211,7 @@ impl GoogleTokenProvider {
     }
 
     /// A current access token (cached until five minutes before expiry).
-    pub(crate) async fn token(&self) -> Result<SecretString, CredentialError> {
+    async fn current(&self) -> Result<SecretString, CredentialError> {
         let mut cache = self.cache.lock().await;
         if let Some((token, _)) = cache.as_ref().filter(|(_, at)| fresh(*at)) {
             return Ok(token.clone());
@@ -258,7 +258,17 @@ async fn metadata_token(root: &str) -> Result<(SecretString, SystemTime), Creden
         true => no_credentials(&format!("{what} at {root} did not answer")),
         false => e,
     })?;
-    oauth_answer(what, status, &body)
+    super::oauth_answer(what, status, &body)
+}
+
+impl super::TokenSource for GoogleTokenProvider {
+    fn token(&self) -> futures::future::BoxFuture<'_, Result<SecretString, CredentialError>> {
+        Box::pin(self.current())
+    }
+
+    fn help(&self) -> String {
+        self.explain()
+    }
 }
 
 fn fresh(at: SystemTime) -> bool {
@@ -385,35 +395,6 @@ async fn subject_token(source: &SubjectSource, redactor: &Redactor) -> Result<Se
     Ok(token)
 }
 
-/// An OAuth token answer (`access_token`, `expires_in` seconds).
-#[derive(Deserialize)]
-struct OAuthToken {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<u64>,
-}
-
-/// Parses an OAuth token answer; errors show the endpoint's `error`/`error_description` only.
-fn oauth_answer(what: &str, status: u16, body: &str) -> Result<(SecretString, SystemTime), CredentialError> {
-    if !(200..300).contains(&status) {
-        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-        let detail = format!(
-            "{} {}",
-            v["error"].as_str().or_else(|| v["error"]["status"].as_str()).unwrap_or(""),
-            v["error_description"].as_str().or_else(|| v["error"]["message"].as_str()).unwrap_or("")
-        );
-        return Err(refused(what, status, detail.trim()));
-    }
-    let t: OAuthToken = serde_json::from_str(body)
-        .map_err(|_| CredentialError::fatal(format!("{what}: the answer has no `access_token`")))?;
-    if t.access_token.trim().is_empty() {
-        return Err(CredentialError::fatal(format!("{what}: the answer's `access_token` is empty")));
-    }
-    // A missing or absurd lifetime is taken as one hour, at most twelve.
-    let secs = t.expires_in.filter(|s| (1..=43_200).contains(s)).unwrap_or(3600);
-    Ok((SecretString::from(t.access_token), SystemTime::now() + Duration::from_secs(secs)))
-}
-
 /// The JWT grant of a service-account key.
 async fn jwt_grant(
     client_email: &str,
@@ -443,7 +424,7 @@ async fn jwt_grant(
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body);
     let (status, body) = send(request, what).await?;
-    oauth_answer(what, status, &body)
+    super::oauth_answer(what, status, &body)
 }
 
 /// The STS token exchange, fields as the STS API reference names them.
@@ -459,7 +440,7 @@ async fn exchange(e: &ExternalAccount, subject: &SecretString) -> Result<(Secret
     });
     let request = client()?.post(endpoint(&e.token_url, what)?).json(&body);
     let (status, text) = send(request, what).await?;
-    oauth_answer(what, status, &text)
+    super::oauth_answer(what, status, &text)
 }
 
 /// IAM Credentials `generateAccessToken` with the federated token.
@@ -564,6 +545,6 @@ mod tests {
         let p = GoogleTokenProvider::resolve(&env, &redactor).unwrap();
         assert!(matches!(p.source, Source::External(_)));
         assert!(!redactor.redact("Bearer request-token-in-the-adc-file").contains("request-token"));
-        assert!(p.help().contains("attribute condition"));
+        assert!(p.explain().contains("attribute condition"));
     }
 }

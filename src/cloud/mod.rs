@@ -52,6 +52,15 @@ impl CredentialError {
     }
 }
 
+/// A source of bearer tokens (Google access tokens, Microsoft Entra tokens) for
+/// `Authorization: Bearer` on each attempt ([`crate::providers::http::BearerAuth`]).
+pub(crate) trait TokenSource: Send + Sync {
+    /// A current token, registered with the run's redactor (cached until near its expiry).
+    fn token(&self) -> futures::future::BoxFuture<'_, Result<secrecy::SecretString, CredentialError>>;
+    /// What to check when the service refuses the token, for the `help:` line.
+    fn help(&self) -> String;
+}
+
 /// Registers `secret` with the run's redactor and, in Actions, masks it with `::add-mask::`
 /// ([`crate::log::register_secret`]): for every credential the moment it is read or minted.
 pub(crate) fn mask(redactor: &crate::redact::Redactor, secret: &secrecy::SecretString) {
@@ -156,6 +165,41 @@ pub(crate) fn refused(what: &str, status: u16, detail: &str) -> CredentialError 
     } else {
         CredentialError::fatal(message)
     }
+}
+
+/// An OAuth token answer (`access_token`, `expires_in` seconds).
+#[derive(serde::Deserialize)]
+struct OAuthToken {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// Parses an OAuth 2.0 token answer (RFC 6749 §5.1: `access_token`, `expires_in` seconds; Google
+/// and Microsoft Entra alike) into the token and its expiry; errors show the endpoint's
+/// `error`/`error_description` only (§5.2), never a token.
+pub(crate) fn oauth_answer(
+    what: &str,
+    status: u16,
+    body: &str,
+) -> Result<(secrecy::SecretString, std::time::SystemTime), CredentialError> {
+    if !(200..300).contains(&status) {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let detail = format!(
+            "{} {}",
+            v["error"].as_str().or_else(|| v["error"]["status"].as_str()).unwrap_or(""),
+            v["error_description"].as_str().or_else(|| v["error"]["message"].as_str()).unwrap_or("")
+        );
+        return Err(refused(what, status, detail.trim()));
+    }
+    let t: OAuthToken = serde_json::from_str(body)
+        .map_err(|_| CredentialError::fatal(format!("{what}: the answer has no `access_token`")))?;
+    if t.access_token.trim().is_empty() {
+        return Err(CredentialError::fatal(format!("{what}: the answer's `access_token` is empty")));
+    }
+    // A missing or absurd lifetime is taken as one hour, at most twelve.
+    let secs = t.expires_in.filter(|s| (1..=43_200).contains(s)).unwrap_or(3600);
+    Ok((secrecy::SecretString::from(t.access_token), std::time::SystemTime::now() + Duration::from_secs(secs)))
 }
 
 /// reqwest's error with its causes, without the URL (whose query may hold values).

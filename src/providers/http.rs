@@ -61,6 +61,33 @@ pub trait RequestAuth: Send + Sync {
     fn help(&self) -> String;
 }
 
+/// `Authorization: Bearer <token>` on each attempt, the token from `tokens` (cached there or
+/// refreshed): Vertex AI's Google access tokens, Azure OpenAI's Microsoft Entra tokens.
+pub(crate) struct BearerAuth {
+    pub tokens: std::sync::Arc<dyn crate::cloud::TokenSource>,
+}
+
+impl RequestAuth for BearerAuth {
+    fn authorize<'a>(
+        &'a self,
+        request: &'a mut reqwest::Request,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::cloud::CredentialError>> {
+        use secrecy::ExposeSecret;
+        Box::pin(async move {
+            let token = self.tokens.token().await?;
+            let mut value = http::HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                .map_err(|_| crate::cloud::CredentialError::fatal("the access token cannot be sent in a header"))?;
+            value.set_sensitive(true);
+            request.headers_mut().insert(http::header::AUTHORIZATION, value);
+            Ok(())
+        })
+    }
+
+    fn help(&self) -> String {
+        self.tokens.help()
+    }
+}
+
 /// A classifier that leaves every error to its status.
 pub fn by_status(_: &mut StatusError) {}
 

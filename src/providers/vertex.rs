@@ -18,15 +18,10 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
-use http::HeaderValue;
-use secrecy::ExposeSecret;
-
 use crate::cloud::google::GoogleTokenProvider;
-use crate::cloud::CredentialError;
 use crate::providers::anthropic::Anthropic;
 use crate::providers::gemini::Gemini;
-use crate::providers::http::{join_url, EndpointSettings, RequestAuth};
+use crate::providers::http::{join_url, BearerAuth, EndpointSettings, RequestAuth};
 use crate::providers::{Provider, ProviderError};
 
 /// Which API a model is served through.
@@ -81,33 +76,11 @@ pub(crate) fn build(
     let path =
         format!("/v1/projects/{project}/locations/{location}/publishers/{publisher_name}/models/{model}:{method}");
     let url = join_url(&endpoint.name, "base_url", &endpoint.base_url, &path)?;
-    let auth: Arc<dyn RequestAuth> = Arc::new(Bearer { tokens });
+    let auth: Arc<dyn RequestAuth> = Arc::new(BearerAuth { tokens });
     Ok(match publisher {
         Publisher::Google => Arc::new(Gemini::on_vertex(endpoint, url, auth)?),
         Publisher::Anthropic => Arc::new(Anthropic::on_vertex(endpoint, url, auth)?),
     })
-}
-
-/// `Authorization: Bearer <token>` on each attempt, the token from the cache or refreshed.
-struct Bearer {
-    tokens: Arc<GoogleTokenProvider>,
-}
-
-impl RequestAuth for Bearer {
-    fn authorize<'a>(&'a self, request: &'a mut reqwest::Request) -> BoxFuture<'a, Result<(), CredentialError>> {
-        Box::pin(async move {
-            let token = self.tokens.token().await?;
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-                .map_err(|_| CredentialError::fatal("the access token cannot be sent in a header"))?;
-            value.set_sensitive(true);
-            request.headers_mut().insert(http::header::AUTHORIZATION, value);
-            Ok(())
-        })
-    }
-
-    fn help(&self) -> String {
-        self.tokens.help()
-    }
 }
 
 #[cfg(test)]
