@@ -124,6 +124,16 @@ pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 pub const AWS_ENDPOINT_URL_STS: &str = "AWS_ENDPOINT_URL_STS";
 /// Endpoint of Bedrock Runtime (under the entry's `base_url`).
 pub const AWS_ENDPOINT_URL_BEDROCK_RUNTIME: &str = "AWS_ENDPOINT_URL_BEDROCK_RUNTIME";
+/// A Microsoft Entra token for Azure OpenAI, used as is (a secret; the OpenAI SDKs' variable).
+pub const AZURE_OPENAI_AD_TOKEN: &str = "AZURE_OPENAI_AD_TOKEN";
+/// The app registration (client) id of workload identity federation (not a secret).
+pub const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
+/// The Microsoft Entra tenant id of workload identity federation.
+pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
+/// A federated token file (AKS workload identity), read at each refresh.
+pub const AZURE_FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
+/// The Microsoft Entra authority (default `https://login.microsoftonline.com`).
+pub const AZURE_AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";
 /// Host (and port) of the GCE metadata server (default `metadata.google.internal`).
 pub const GCE_METADATA_HOST: &str = "GCE_METADATA_HOST";
 /// `true`: never ask the GCE metadata server for a token.

@@ -11,6 +11,7 @@
 
 pub(crate) mod aws;
 pub(crate) mod aws_metadata;
+pub(crate) mod azure;
 pub(crate) mod google;
 
 pub(crate) mod oidc;

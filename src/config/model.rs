@@ -52,7 +52,8 @@ pub struct ProviderConfig {
     /// `bedrock`: AWS region.
     #[serde(default)]
     pub region: Option<String>,
-    /// `bedrock`: IAM role assumed with the job's OIDC token.
+    /// `bedrock`: IAM role assumed with the job's OIDC token (else a token file, else the
+    /// machine's credentials).
     #[serde(default)]
     pub role_arn: Option<String>,
     /// `vertex`: Google Cloud project id.
@@ -61,6 +62,13 @@ pub struct ProviderConfig {
     /// `vertex`: Vertex AI location.
     #[serde(default)]
     pub location: Option<String>,
+    /// `azure-openai` without a key: the app registration (client) id of workload identity
+    /// federation.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// `azure-openai` without a key: the Microsoft Entra tenant (id or domain).
+    #[serde(default)]
+    pub tenant_id: Option<String>,
     /// `command`: program and arguments.
     #[serde(default)]
     pub command: Vec<String>,

@@ -1,6 +1,7 @@
 //! Azure OpenAI Chat Completions adapter:
 //! `POST {endpoint}/openai/deployments/{deployment}/chat/completions?api-version={api_version}`
-//! with the key in the `api-key` header.
+//! with the key in the `api-key` header, or a Microsoft Entra token as `Authorization: Bearer`
+//! ([`AzureOpenAi::with_entra`]) for resources without keys.
 //!
 //! Source: the `2024-10-21` GA inference spec in Azure/azure-rest-api-specs
 //! (`specification/cognitiveservices/data-plane/AzureOpenAI/inference/stable/2024-10-21`), whose
@@ -67,6 +68,17 @@ impl AzureOpenAi {
         let mut url = join_url(&settings.endpoint.name, "endpoint", &settings.endpoint.base_url, &path)?;
         url.query_pairs_mut().append_pair("api-version", settings.api_version.trim());
         Ok(Self { inner: OpenAi::with_endpoint(settings.endpoint, url, Flavour::Azure)? })
+    }
+
+    /// The same deployment authorized by `auth` (a Microsoft Entra token as `Authorization:
+    /// Bearer`, [`crate::cloud::azure`]) instead of an `api-key`: `settings` then has no key.
+    /// Errors: as [`AzureOpenAi::new`].
+    pub(crate) fn with_entra(
+        settings: AzureOpenAiSettings,
+        auth: std::sync::Arc<dyn crate::providers::http::RequestAuth>,
+    ) -> Result<Self, ProviderError> {
+        let adapter = Self::new(settings)?;
+        Ok(Self { inner: adapter.inner.with_auth(auth) })
     }
 
     /// Forces the output-cap field. Azure's host never looks like OpenAI's, so `max_tokens` is

@@ -202,6 +202,11 @@ impl OpenAi {
         })
     }
 
+    /// The adapter with `auth` adding credentials to each attempt (Azure's Entra tokens).
+    pub(crate) fn with_auth(self, auth: std::sync::Arc<dyn crate::providers::http::RequestAuth>) -> Self {
+        Self { http: self.http.with_auth(auth), ..self }
+    }
+
     /// Forces the output-cap field instead of guessing it from the host (config override for
     /// proxies in front of OpenAI, or servers that need `max_completion_tokens`).
     pub fn with_max_tokens_param(self, param: MaxTokensParam) -> Self {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::cloud::aws::AwsCredentialProvider;
+use crate::cloud::azure::EntraTokenProvider;
 use crate::cloud::google::GoogleTokenProvider;
 use crate::config::{CommandOutput, Config, ProviderConfig, ProviderKind};
 use crate::context::Env;
@@ -23,7 +24,7 @@ use crate::providers::bedrock::{self, Bedrock};
 use crate::providers::chain::Resilient;
 use crate::providers::command::{CommandProvider, CommandSettings, OutputFormat};
 use crate::providers::gemini::{self, Gemini};
-use crate::providers::http::EndpointSettings;
+use crate::providers::http::{BearerAuth, EndpointSettings, RequestAuth};
 use crate::providers::openai::OpenAi;
 use crate::providers::vertex;
 use crate::providers::{Provider, ProviderError};
@@ -248,10 +249,24 @@ fn build_one(
         })?),
         ProviderKind::AzureOpenai => {
             let (key, var) = api_key(entry, azure::DEFAULT_API_KEY_ENV, env);
-            let Some(key) = key else { return Err(missing_key(name, var)) };
-            secrets.push(key.clone());
+            // Without a key, a Microsoft Entra token when the entry or the environment names
+            // one (workload identity federation); else the key is missing.
+            let entra = match &key {
+                Some(key) => {
+                    secrets.push(key.clone());
+                    None
+                }
+                None => {
+                    let (client, tenant) = (entry.client_id.as_deref(), entry.tenant_id.as_deref());
+                    let tokens =
+                        EntraTokenProvider::resolve(env, client, tenant, redactor).map_err(|e| denied(name, e))?;
+                    let Some(tokens) = tokens else { return Err(missing_key(name, var)) };
+                    https_or_loopback(name, entry.base_url.as_deref().unwrap_or_default())?;
+                    Some(Arc::new(BearerAuth { tokens: Arc::new(tokens) }) as Arc<dyn RequestAuth>)
+                }
+            };
             let deployment = entry.deployment.clone().unwrap_or_default();
-            Arc::new(AzureOpenAi::new(AzureOpenAiSettings {
+            let settings = AzureOpenAiSettings {
                 endpoint: EndpointSettings {
                     name: name_s,
                     // The deployment decides the model; `model` names it for reports and prices.
@@ -260,14 +275,18 @@ fn build_one(
                         .or_else(|| entry.model.clone())
                         .unwrap_or_else(|| deployment.clone()),
                     base_url: entry.base_url.as_deref().unwrap_or_default().trim_end_matches('/').to_string(),
-                    api_key: Some(key),
+                    api_key: key,
                     api_key_env: var,
                     timeout,
                     retry,
                 },
                 deployment,
                 api_version: entry.api_version.clone().unwrap_or_else(|| azure::DEFAULT_API_VERSION.to_string()),
-            })?)
+            };
+            Arc::new(match entra {
+                Some(auth) => AzureOpenAi::with_entra(settings, auth)?,
+                None => AzureOpenAi::new(settings)?,
+            })
         }
         ProviderKind::Gemini => {
             Arc::new(Gemini::new(endpoint(gemini::DEFAULT_BASE_URL, gemini::DEFAULT_API_KEY_ENV, secrets)?)?)

@@ -6,6 +6,7 @@
 mod common;
 
 mod action;
+mod azure_entra;
 mod bedrock;
 mod boundary;
 mod cache;
