@@ -114,9 +114,10 @@ pub(crate) struct AwsCredentialProvider {
 
 impl AwsCredentialProvider {
     /// Picks the source, in the module's order: the environment's keys (registered with
-    /// `redactor` now), else `role_arn` with the job's OIDC token, else the web identity file.
-    /// Errors (a fatal [`CredentialError`] with help): none is available, or `role_arn` is set
-    /// outside a job with `id-token: write` and there is no token file.
+    /// `redactor` now), else `role_arn` with the job's OIDC token, else the web identity file,
+    /// else the machine's credentials (as they are, or assuming `role_arn`). Errors (a fatal
+    /// [`CredentialError`] with help): none is available (the metadata service turned off with
+    /// `AWS_EC2_METADATA_DISABLED`), or a credential endpoint that is not https.
     pub(crate) fn resolve(
         env: &Env,
         role_arn: Option<&str>,
