@@ -106,16 +106,18 @@ impl EntraTokenProvider {
                 "the tenant is not a tenant id or domain (letters, digits, `.` and `-`)".to_string(),
             ));
         }
+        let no_assertion = || {
+            let (url, token, file) =
+                (ev::ACTIONS_ID_TOKEN_REQUEST_URL, ev::ACTIONS_ID_TOKEN_REQUEST_TOKEN, ev::AZURE_FEDERATED_TOKEN_FILE);
+            CredentialError::fatal(format!(
+                "workload identity federation needs an assertion: {url} / {token} (the job's OIDC token) and {file} are not set"
+            ))
+            .with_help("give the job `permissions: id-token: write`")
+        };
         let assertion = match (value(ev::AZURE_FEDERATED_TOKEN_FILE), OidcSource::from_env(env, redactor)) {
             (Some(path), _) => Assertion::File(PathBuf::from(path)),
             (None, Some(oidc)) => Assertion::GitHub(oidc),
-            (None, None) => return Err(CredentialError::fatal(format!(
-                "workload identity federation needs an assertion: {} / {} (the job's OIDC token) and {} are not set",
-                ev::ACTIONS_ID_TOKEN_REQUEST_URL,
-                ev::ACTIONS_ID_TOKEN_REQUEST_TOKEN,
-                ev::AZURE_FEDERATED_TOKEN_FILE
-            ))
-            .with_help("give the job `permissions: id-token: write`")),
+            (None, None) => return Err(no_assertion()),
         };
         let authority = value(ev::AZURE_AUTHORITY_HOST).unwrap_or_else(|| AUTHORITY.to_string());
         let token_url = format!("{}/{tenant_id}/oauth2/v2.0/token", authority.trim_end_matches('/'));
