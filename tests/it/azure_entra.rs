@@ -68,19 +68,9 @@ fn chat_ok() -> ResponseTemplate {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn review_through_workload_identity_federation_with_the_jobs_oidc_token() {
     const REQUEST_TOKEN: &str = "ghs-oidc-request-token-for-entra-0123456789";
-    let github = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/_apis/token"))
-        .and(query_param("audience", "api://AzureADTokenExchange"))
-        .and(header("authorization", format!("Bearer {REQUEST_TOKEN}").as_str()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": JWT})))
-        .expect(1)
-        .mount(&github)
-        .await;
-    mount_catch_all(&github, "OIDC").await;
+    let (_github, request_url) = fake_github_oidc(REQUEST_TOKEN, "api://AzureADTokenExchange", JWT).await;
     let entra = fake_entra(JWT).await;
     let azure = fake_deployment(chat_ok()).await;
-    let request_url = format!("{}/_apis/token?api-version=2.0", github.uri());
     let extra = format!("    client_id: {CLIENT}\n    tenant_id: {TENANT}\n");
     let (code, stdout, stderr) = dry_run_review(
         &config(&azure.uri(), &extra),

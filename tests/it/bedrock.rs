@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use crate::common::*;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use wiremock::matchers::{body_string_contains, header, method, path, query_param};
+use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const MODEL: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
@@ -249,20 +249,9 @@ async fn fake_sts(jwt: &str, session: &str, key: &str, secret: &str, token: &str
 async fn role_arn_assumes_the_role_with_the_jobs_oidc_token() {
     let Some(python) = botocore_python() else { return };
     const REQUEST_TOKEN: &str = "ghs-oidc-request-token-0123456789abcdef";
-    let github = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/_apis/token"))
-        .and(query_param("api-version", "2.0"))
-        .and(query_param("audience", "sts.amazonaws.com"))
-        .and(header("authorization", format!("Bearer {REQUEST_TOKEN}").as_str()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": JWT})))
-        .expect(1)
-        .mount(&github)
-        .await;
-    mount_catch_all(&github, "OIDC").await;
+    let (_github, request_url) = fake_github_oidc(REQUEST_TOKEN, "sts.amazonaws.com", JWT).await;
     let sts = fake_sts(JWT, "agentctl-4242", STS_KEY, STS_SECRET, STS_TOKEN).await;
     let fake = fake_bedrock(python, STS_KEY, STS_SECRET, vec![converse_ok()]).await;
-    let request_url = format!("{}/_apis/token?api-version=2.0", github.uri());
     let sts_url = format!("{}/", sts.uri());
     let (code, stdout, stderr) = dry_run_review(
         &config(&fake.server.uri(), "    role_arn: arn:aws:iam::123456789012:role/agentctl-review\n"),

@@ -479,6 +479,26 @@ pub(crate) fn report_of(stdout: &str) -> Value {
     serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
+/// A fake of the runner's OIDC token endpoint (`ACTIONS_ID_TOKEN_REQUEST_URL`): one `GET
+/// /_apis/token?api-version=2.0&audience=AUDIENCE` with `request_token` as bearer answers
+/// `{"value": jwt}`. Returns the server and the request URL to set.
+pub(crate) async fn fake_github_oidc(request_token: &str, audience: &str, jwt: &str) -> (MockServer, String) {
+    use wiremock::matchers::{header, query_param};
+    let github = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/_apis/token"))
+        .and(query_param("api-version", "2.0"))
+        .and(query_param("audience", audience))
+        .and(header("authorization", format!("Bearer {request_token}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": jwt})))
+        .expect(1)
+        .mount(&github)
+        .await;
+    mount_catch_all(&github, "OIDC").await;
+    let url = format!("{}/_apis/token?api-version=2.0", github.uri());
+    (github, url)
+}
+
 /// Asserts that every secret was handed to the runner to mask (an `::add-mask::` line in one of
 /// `texts`) and appears nowhere else ([`assert_clear_of`]).
 pub(crate) fn assert_masked_and_clear(texts: &[&str], secrets: &[&str]) {
