@@ -40,6 +40,8 @@ pub(crate) const STS_AUDIENCE: &str = "sts.amazonaws.com";
 /// Lifetime asked of STS, seconds (the role's maximum session duration must allow it; one hour
 /// is every role's minimum maximum).
 const SESSION_SECS: u64 = 3600;
+/// The `help:` line of "no AWS credentials", wherever the chain ran out.
+pub(super) const NO_CREDENTIALS_HELP: &str = "use aws-actions/configure-aws-credentials, or set `role_arn:` and `permissions: id-token: write`, or attach an instance profile to the runner";
 /// Credentials are asked again this long before they expire.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
@@ -90,16 +92,7 @@ impl WebToken {
     async fn get(&self, redactor: &Redactor) -> Result<SecretString, CredentialError> {
         match self {
             WebToken::GitHub(oidc) => oidc.token(STS_AUDIENCE, redactor).await,
-            WebToken::File(path) => {
-                let text = super::read_capped(path, ev::AWS_WEB_IDENTITY_TOKEN_FILE)?;
-                if text.trim().is_empty() {
-                    let what = ev::AWS_WEB_IDENTITY_TOKEN_FILE;
-                    return Err(CredentialError::fatal(format!("{what} ({}) is empty", path.display())));
-                }
-                let token = SecretString::from(text.trim().to_string());
-                super::mask(redactor, &token);
-                Ok(token)
-            }
+            WebToken::File(path) => super::read_token_file(path, ev::AWS_WEB_IDENTITY_TOKEN_FILE, redactor),
         }
     }
 }
@@ -173,9 +166,7 @@ impl AwsCredentialProvider {
                     ev::AWS_ROLE_ARN,
                     ev::AWS_EC2_METADATA_DISABLED
                 ))
-                .with_help(
-                    "use aws-actions/configure-aws-credentials, or set `role_arn:` and `permissions: id-token: write`",
-                ),
+                .with_help(NO_CREDENTIALS_HELP),
             });
         };
         endpoint(&sts_url, "the STS endpoint")?;

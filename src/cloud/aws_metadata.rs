@@ -26,7 +26,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::aws::{expiry, AwsCredentials};
-use super::{client, read_capped, send, without_query, CredentialError};
+use super::{client, send, without_query, CredentialError};
 use crate::context::Env;
 use crate::env_vars as ev;
 use crate::redact::Redactor;
@@ -131,10 +131,7 @@ impl MetadataSource {
                     let token = match auth {
                         Authorization::Token(t) => t.clone(),
                         Authorization::File(path) => {
-                            let text = read_capped(path, ev::AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)?;
-                            let token = SecretString::from(text.trim().to_string());
-                            super::mask(redactor, &token);
-                            token
+                            super::read_token_file(path, ev::AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, redactor)?
                         }
                     };
                     request = request.header("authorization", sensitive(&token, what)?);
@@ -216,9 +213,7 @@ fn answered(what: &str, (status, body): (u16, String), redactor: &Redactor) -> R
 
 /// "No AWS credentials", with why and what to do.
 fn no_credentials(what: &str, why: &str) -> CredentialError {
-    CredentialError::fatal(format!("no AWS credentials: {what}: {why}")).with_help(
-        "use aws-actions/configure-aws-credentials, or set `role_arn:` and `permissions: id-token: write`, or attach an instance profile to the runner",
-    )
+    CredentialError::fatal(format!("no AWS credentials: {what}: {why}")).with_help(super::aws::NO_CREDENTIALS_HELP)
 }
 
 /// Checks a metadata URL: https anywhere, plain http only to loopback or [`LINK_LOCAL`].

@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::oidc::OidcSource;
-use super::{client, endpoint, oauth_answer, read_capped, send, CredentialError};
+use super::{client, endpoint, oauth_answer, send, CredentialError};
 use crate::context::Env;
 use crate::env_vars as ev;
 use crate::redact::Redactor;
@@ -140,15 +140,7 @@ impl EntraTokenProvider {
         }
         let assertion = match assertion {
             Assertion::GitHub(oidc) => oidc.token(ENTRA_AUDIENCE, &self.redactor).await?,
-            Assertion::File(path) => {
-                let text = read_capped(path, ev::AZURE_FEDERATED_TOKEN_FILE)?;
-                if text.trim().is_empty() {
-                    return Err(CredentialError::fatal(format!("{} is empty", ev::AZURE_FEDERATED_TOKEN_FILE)));
-                }
-                let token = SecretString::from(text.trim().to_string());
-                super::mask(&self.redactor, &token);
-                token
-            }
+            Assertion::File(path) => super::read_token_file(path, ev::AZURE_FEDERATED_TOKEN_FILE, &self.redactor)?,
         };
         let what = "the Microsoft Entra token request";
         let form = [

@@ -156,6 +156,25 @@ pub(crate) fn read_capped(path: &std::path::Path, what: &str) -> Result<String, 
     String::from_utf8(bytes).map_err(|_| fail("it is not UTF-8 text".into()))
 }
 
+/// A token file (`what` names its variable): [`read_capped`], trimmed, refused when empty, and
+/// registered with `redactor` before it is returned. Read at each refresh by its callers, since
+/// the platforms that write these files rotate them.
+///
+/// Errors (fatal): as [`read_capped`]; an empty file.
+pub(crate) fn read_token_file(
+    path: &std::path::Path,
+    what: &str,
+    redactor: &crate::redact::Redactor,
+) -> Result<secrecy::SecretString, CredentialError> {
+    let text = read_capped(path, what)?;
+    if text.trim().is_empty() {
+        return Err(CredentialError::fatal(format!("{what} ({}) is empty", path.display())));
+    }
+    let token = secrecy::SecretString::from(text.trim().to_string());
+    mask(redactor, &token);
+    Ok(token)
+}
+
 /// A refused answer as an error: 408/429/5xx transient, anything else fatal. `detail` is the
 /// endpoint's own error text (already free of credentials: the caller picks the fields).
 pub(crate) fn refused(what: &str, status: u16, detail: &str) -> CredentialError {
