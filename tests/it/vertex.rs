@@ -26,6 +26,18 @@ fn gemini_ok() -> ResponseTemplate {
     }))
 }
 
+/// Mounts on `server` the Vertex Gemini endpoint taking `token` as bearer, answering
+/// [`gemini_ok`] once.
+async fn gemini_with(server: &MockServer, token: &str) {
+    Mock::given(method("POST"))
+        .and(path(GEMINI_PATH))
+        .and(header("authorization", format!("Bearer {token}").as_str()))
+        .respond_with(gemini_ok())
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
 fn google_error(status: u16, kind: &str, message: &str) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(json!({"error": {"code": status, "message": message, "status": kind}}))
 }
@@ -91,13 +103,7 @@ async fn review_with_gemini_through_workload_identity_federation() {
         .expect(1)
         .mount(&google)
         .await;
-    Mock::given(method("POST"))
-        .and(path(GEMINI_PATH))
-        .and(header("authorization", format!("Bearer {SA_TOKEN}").as_str()))
-        .respond_with(gemini_ok())
-        .expect(1)
-        .mount(&google)
-        .await;
+    gemini_with(&google, SA_TOKEN).await;
     mount_catch_all(&google, "Google").await;
     let dir = tempfile::tempdir().unwrap();
     let adc = write(
@@ -274,13 +280,7 @@ async fn review_with_gemini_through_the_gce_metadata_server() {
         .await;
     mount_catch_all(&metadata, "GCE metadata server").await;
     let google = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(GEMINI_PATH))
-        .and(header("authorization", format!("Bearer {GCE_TOKEN}").as_str()))
-        .respond_with(gemini_ok())
-        .expect(1)
-        .mount(&google)
-        .await;
+    gemini_with(&google, GCE_TOKEN).await;
     mount_catch_all(&google, "Vertex").await;
     let host = metadata.uri().trim_start_matches("http://").to_string();
     let (code, stdout, stderr) = dry_run_review(
