@@ -731,24 +731,36 @@ mod tests {
         assert!(plan.iter().any(|l| l.contains("COVERING INDEX usage_report_cover")), "{plan:?}");
     }
 
-    #[test]
-    fn a_version_3_file_marks_its_old_rows_computed_and_keeps_reported_costs() {
-        use crate::usage::report::{GroupBy, ReportQuery};
-        use crate::usage::CostSource;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v3.db");
+    /// A database file stopped at schema `version` (its first `version` migrations), holding one
+    /// usage row `old` at 5 ms with `cache_write` cache-write tokens.
+    fn file_at_version(dir: &std::path::Path, version: usize, cache_write: i64) -> (std::path::PathBuf, Connection) {
+        let path = dir.join(format!("v{version}.db"));
         let conn = Connection::open(&path).unwrap();
-        for step in &MIGRATIONS[..3] {
+        for step in &MIGRATIONS[..version] {
             conn.execute_batch(step).unwrap();
         }
-        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.pragma_update(None, "user_version", version as i64).unwrap();
         conn.execute(
             "INSERT INTO usage (uid, ts, task, provider, model, input_tokens, cached_input_tokens, cache_write_tokens,
                 output_tokens, reasoning_tokens, cost_usd, latency_ms, outcome)
-                VALUES ('old', 5, 'review', 'main', 'm', 1, 0, 0, 1, 0, 0.5, 1, 'ok')",
-            [],
+                VALUES ('old', 5, 'review', 'main', 'm', 1, 0, ?1, 1, 0, 0.5, 1, 'ok')",
+            [cache_write],
         )
         .unwrap();
+        (path, conn)
+    }
+
+    /// The report grouped by task over all time.
+    fn by_task() -> crate::usage::report::ReportQuery {
+        use crate::usage::report::{GroupBy, ReportQuery};
+        ReportQuery { since_ms: 0, until_ms: None, group_by: GroupBy::Task, repo: None, workflow: None, task: None }
+    }
+
+    #[test]
+    fn a_version_3_file_marks_its_old_rows_computed_and_keeps_reported_costs() {
+        use crate::usage::CostSource;
+        let dir = tempfile::tempdir().unwrap();
+        let (path, conn) = file_at_version(dir.path(), 3, 0);
         drop(conn);
         let store = Store::open(&path).unwrap();
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
@@ -759,35 +771,14 @@ mod tests {
         store.record_usage(&reported).unwrap();
         let rows = store.usage_since(0).unwrap();
         assert_eq!(rows[1], reported, "the source survives a round trip");
-        let q = ReportQuery {
-            since_ms: 0,
-            until_ms: None,
-            group_by: GroupBy::Task,
-            repo: None,
-            workflow: None,
-            task: None,
-        };
-        let report = store.usage_report(&q).unwrap();
+        let report = store.usage_report(&by_task()).unwrap();
         assert_eq!((report[0].calls, report[0].reported_calls), (2, 1));
     }
 
     #[test]
     fn a_version_6_file_reads_its_old_rows_with_no_1h_cache_writes_and_keeps_new_ones() {
-        use crate::usage::report::{GroupBy, ReportQuery};
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v6.db");
-        let conn = Connection::open(&path).unwrap();
-        for step in &MIGRATIONS[..6] {
-            conn.execute_batch(step).unwrap();
-        }
-        conn.pragma_update(None, "user_version", 6).unwrap();
-        conn.execute(
-            "INSERT INTO usage (uid, ts, task, provider, model, input_tokens, cached_input_tokens, cache_write_tokens,
-                output_tokens, reasoning_tokens, cost_usd, latency_ms, outcome)
-                VALUES ('old', 5, 'review', 'main', 'm', 1, 0, 4, 1, 0, 0.5, 1, 'ok')",
-            [],
-        )
-        .unwrap();
+        let (path, conn) = file_at_version(dir.path(), 6, 4);
         conn.execute(
             "INSERT INTO response_cache (key, value, input_tokens, cached_input_tokens, cache_write_tokens,
                 output_tokens, reasoning_tokens, created_at, size) VALUES ('k', '{}', 1, 0, 0, 1, 0, 9, 3)",
@@ -804,15 +795,7 @@ mod tests {
         new.ts_ms = 6;
         store.record_usage(&new).unwrap();
         assert_eq!(store.usage_since(0).unwrap()[1], new, "both cache-write classes survive a round trip");
-        let q = ReportQuery {
-            since_ms: 0,
-            until_ms: None,
-            group_by: GroupBy::Task,
-            repo: None,
-            workflow: None,
-            task: None,
-        };
-        let report = store.usage_report(&q).unwrap();
+        let report = store.usage_report(&by_task()).unwrap();
         assert_eq!((report[0].cache_write_tokens, report[0].cache_write_1h_tokens), (4 + 3, 5));
         store.cache_put("k2", "{}", &new.usage, 10, 0, 1 << 20).unwrap();
         assert_eq!(store.cache_get("k2", 0).unwrap().unwrap().usage, new.usage);
